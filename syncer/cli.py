@@ -1,0 +1,301 @@
+"""`syncer` command line: thin entry points onto the modules that do the work.
+
+Exit codes: 0 success, 1 the command ran and something failed, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+from syncer.errors import ConfigError, SyncerError
+from syncer.settings import Settings, load_settings
+
+log = logging.getLogger("syncer")
+
+
+def _setup_logging(settings: Settings | None) -> None:
+    level = settings.log_level if settings else "INFO"
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _service_start(settings: Settings) -> None:
+    """What web, worker and beat check before serving: env, policy, schema."""
+    from syncer.db import migrate
+    from syncer.runtime import current
+
+    settings.require_services()
+    rt = current()
+    rt.policy  # noqa: B018 - load and validate the TOML now, not on the first event
+    migrate.require_current(rt.engine)
+
+
+def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from syncer import metrics, worker
+    from syncer.runtime import current
+    from syncer.web import create_app
+
+    _service_start(settings)
+    worker.configure(settings)
+    rt = current()
+    app = create_app(settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis))
+    uvicorn.run(app, host=args.host, port=args.port or settings.port, log_level="warning", access_log=False)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer import worker
+
+    _service_start(settings)
+    worker.configure(settings)
+    argv = ["worker", "--loglevel", settings.log_level, "-Q", "syncer", "--pool", args.pool]
+    argv += ["--concurrency", str(args.concurrency)]
+    if args.hostname:
+        argv += ["--hostname", args.hostname]
+    worker.app.worker_main(argv)
+    return 0
+
+
+def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer import worker
+
+    _service_start(settings)
+    worker.configure(settings)
+    worker.app.start(["beat", "--loglevel", settings.log_level, "--schedule", str(args.schedule)])
+    return 0
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.db import migrate
+    from syncer.db.session import make_engine
+
+    engine = make_engine(settings.database_url)
+    if args.db_command == "upgrade":
+        migrate.upgrade(engine)
+    print(f"schema at {migrate.current_revision(engine)} (code expects {migrate.head_revision()})")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.core.routing import format_routing_table
+    from syncer.policy import load_policy
+
+    problems: list[str] = []
+    try:
+        settings.require_services()
+    except ConfigError as exc:
+        problems.append(str(exc))
+    try:
+        policy = load_policy(settings.config)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        policy = None
+    print("Environment:")
+    for name, value in settings.describe().items():
+        print(f"  SYNCER_{name.upper():<34} {value}")
+    if policy is not None:
+        print(f"\nRouting ({settings.config}):")
+        print(format_routing_table(policy))
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.core.issue import PayloadError, SentryIssue
+    from syncer.core.routing import decide, format_explanation
+    from syncer.policy import load_policy
+
+    policy = load_policy(settings.config)
+    source = args.issue
+    tags: dict[str, list[str]] | None = None
+    sentry_client = None
+    if Path(source).exists():
+        try:
+            raw = json.loads(Path(source).read_text())
+        except ValueError as exc:
+            raise ConfigError(f"{source}: not JSON: {exc}") from None
+        # A whole webhook body, or just the issue object.
+        if isinstance(raw, dict) and isinstance(raw.get("data"), dict) and "issue" in raw["data"]:
+            raw = raw["data"]["issue"]
+        try:
+            issue = SentryIssue.from_api(raw)
+        except PayloadError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        if isinstance(raw, dict) and isinstance(raw.get("tags"), dict):
+            tags = {str(k): [str(x) for x in v] if isinstance(v, list) else [str(v)] for k, v in raw["tags"].items()}
+    elif source.isdigit():
+        from syncer.runtime import current
+
+        sentry_client = current().sentry
+        issue = sentry_client.get_issue(source)
+    else:
+        print(f"error: {source} is neither a file nor a Sentry issue id", file=sys.stderr)
+        return 2
+
+    def fetch_tags() -> dict[str, list[str]]:
+        if tags is not None:
+            return tags
+        if sentry_client is None:
+            print("note: routes use tags; the file has no \"tags\" object, so none were assumed", file=sys.stderr)
+            return {}
+        return sentry_client.issue_tags(issue.id)
+
+    print(format_explanation(decide(issue, policy, fetch_tags), issue))
+    return 0
+
+
+def cmd_links(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.runtime import current
+    from syncer.sync import links
+
+    rt = current()
+    if args.links_command == "list":
+        for link in links.list_links(rt.engine, state=args.state, limit=args.limit):
+            print(links.format_row(link))
+        return 0
+    if args.links_command == "show":
+        print(links.format_detail(rt.engine, args.sentry_id))
+        return 0
+    if args.links_command == "link":
+        link = links.link_by_hand(rt, args.sentry_id, args.jira_key)
+        print(f"linked sentry issue {link.sentry_issue_id} to {link.jira_key}")
+        return 0
+    links.unlink(rt, args.sentry_id)
+    print(f"unlinked sentry issue {args.sentry_id}")
+    return 0
+
+
+def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer import deadletters, worker
+    from syncer.runtime import current
+
+    rt = current()
+    if args.dl_command == "list":
+        letters = deadletters.open_letters(rt.engine, limit=args.limit)
+        for letter in letters:
+            print(f"{letter.id:>6}  {letter.created_at:%Y-%m-%d %H:%M:%S}  delivery {letter.delivery_id}  "
+                  f"{letter.subject}  {letter.error[:160]}")
+        print(f"{len(letters)} open dead letter(s)")
+        return 0
+    worker.configure(settings)
+    failed = 0
+    for letter_id in args.ids:
+        try:
+            if args.dl_command == "retry":
+                delivery_id = deadletters.retry(rt.engine, letter_id, worker.enqueue)
+                print(f"dead letter {letter_id}: delivery {delivery_id} queued again")
+            else:
+                deadletters.drop(rt.engine, letter_id)
+                print(f"dead letter {letter_id}: dropped")
+        except LookupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.devserver import run_dev
+
+    return run_dev(settings, port=args.port)
+
+
+def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.sandbox import run_sandbox
+
+    return run_sandbox(port=args.port, issues=args.issues, keep_running=not args.once)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncer", description="Keeps Sentry issues and Jira tickets in sync.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("web", help="receive webhooks (binds $PORT, default 8000)")
+    p.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a service behind a platform router
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=cmd_web)
+
+    p = sub.add_parser("worker", help="run the Celery worker")
+    p.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--hostname", default=None)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("beat", help="run the scheduler (exactly one per deployment)")
+    p.add_argument("--schedule", default=Path("/tmp/syncer-beat-schedule"), type=Path)  # noqa: S108
+    p.set_defaults(func=cmd_beat)
+
+    p = sub.add_parser("dev", help="web + worker + beat in one command, on embedded defaults")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("sandbox", help="dev against bundled fake Sentry and Jira, with a demo story")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--issues", type=int, default=4, help="how many demo Sentry issues to file")
+    p.add_argument("--once", action="store_true", help="stop after the demo story instead of waiting for Ctrl-C")
+    p.set_defaults(func=cmd_sandbox)
+
+    p = sub.add_parser("check-config", help="validate the configuration and print the routing table")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("route", help="routing tools")
+    route_sub = p.add_subparsers(dest="route_command", required=True)
+    q = route_sub.add_parser("explain", help="which route an issue takes, and why")
+    q.add_argument("issue", help="a JSON file (webhook body or issue object) or a Sentry issue id")
+    q.set_defaults(func=cmd_route_explain)
+
+    p = sub.add_parser("links", help="links between Sentry issues and Jira tickets")
+    links_sub = p.add_subparsers(dest="links_command", required=True)
+    q = links_sub.add_parser("list")
+    q.add_argument("--state", default=None)
+    q.add_argument("--limit", type=int, default=100)
+    q = links_sub.add_parser("show")
+    q.add_argument("sentry_id")
+    q = links_sub.add_parser("link")
+    q.add_argument("sentry_id")
+    q.add_argument("jira_key")
+    q = links_sub.add_parser("unlink")
+    q.add_argument("sentry_id")
+    p.set_defaults(func=cmd_links)
+
+    p = sub.add_parser("dead-letters", help="failures that exhausted their retries")
+    dl_sub = p.add_subparsers(dest="dl_command", required=True)
+    q = dl_sub.add_parser("list")
+    q.add_argument("--limit", type=int, default=100)
+    for name in ("retry", "drop"):
+        q = dl_sub.add_parser(name)
+        q.add_argument("ids", nargs="+", type=int)
+    p.set_defaults(func=cmd_dead_letters)
+
+    p = sub.add_parser("db", help="database schema")
+    db_sub = p.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply migrations (the release step)")
+    db_sub.add_parser("current", help="show the schema revision")
+    p.set_defaults(func=cmd_db)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, Settings], int] = args.func
+    try:
+        settings = load_settings()
+        _setup_logging(settings)
+        return handler(args, settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SyncerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+

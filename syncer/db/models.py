@@ -1,0 +1,181 @@
+"""What syncer stores: links, the inbox of deliveries, dead letters, the audit trail, caches.
+
+Idempotency lives here as constraints, not as hopes:
+- one live link per Sentry issue (`Link.live_sentry_issue_id` is unique; it is cleared when a link
+  is broken or superseded, so history is kept while a new ticket may be opened);
+- one inbox row per delivery (`Delivery` is unique on source + delivery key).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on SQLite (which has no time zones) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def When(**kwargs: Any) -> Any:  # noqa: N802 - reads like a column type in the models below
+    """A UTC timestamp column."""
+    return Field(sa_type=UTCDateTime, **kwargs)
+
+
+class LinkState:
+    PENDING = "pending"  # claimed: a ticket is being created or looked up for this issue
+    ACTIVE = "active"
+    BROKEN = "broken"  # the ticket was deleted; kept for audit
+    UNLINKED = "unlinked"  # undone by a person (`syncer links unlink`)
+    SUPERSEDED = "superseded"  # a regression long after closing opened a newer ticket
+
+    LIVE = (PENDING, ACTIVE)
+
+
+class Link(SQLModel, table=True):
+    __tablename__ = "links"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sentry_issue_id: str = Field(index=True, max_length=40)
+    # Equal to sentry_issue_id while the link is live, NULL otherwise: the unique constraint on it
+    # is the claim that makes "exactly one ticket per issue" hold under any race.
+    live_sentry_issue_id: str | None = Field(default=None, unique=True, max_length=40)
+    sentry_project: str = Field(default="", max_length=200)
+    jira_issue_id: str | None = Field(default=None, index=True, max_length=40)
+    jira_key: str | None = Field(default=None, max_length=100)
+    state: str = Field(default=LinkState.PENDING, index=True, max_length=20)
+    claim_token: str | None = Field(default=None, max_length=64)
+    claimed_at: datetime | None = When(default=None)
+    # Set before the create call: after an ambiguous failure the next attempt must look for the
+    # ticket (allowing for Jira search lag) before it may create again.
+    create_attempted_at: datetime | None = When(default=None)
+    route: str = Field(default="", max_length=200)
+    team: str | None = Field(default=None, max_length=200)
+
+    # Each side's state as we last saw it, and the source's own timestamp of that state: the
+    # watermark that makes late or out-of-order deliveries harmless.
+    sentry_status: str = Field(default="", max_length=40)
+    sentry_substatus: str = Field(default="", max_length=60)
+    sentry_changed_at: datetime | None = When(default=None)
+    jira_status: str = Field(default="", max_length=200)
+    jira_status_category: str = Field(default="", max_length=40)
+    jira_changed_at: datetime | None = When(default=None)
+    synced_at: datetime | None = When(default=None)
+    changed_by: str = Field(default="", max_length=200)
+
+    # The links that let a person find one side from the other, done after the ticket exists.
+    remote_link_done: bool = False
+    sentry_link_done: bool = False
+    reopen_commented_at: datetime | None = When(default=None)
+    reopens_since_comment: int = 0
+    previous_link_id: int | None = Field(default=None, foreign_key="links.id")
+    created_at: datetime = When(default_factory=utcnow)
+    updated_at: datetime = When(default_factory=utcnow)
+
+
+class DeliveryState:
+    RECEIVED = "received"  # stored; not yet handed to the broker
+    QUEUED = "queued"  # handed to the broker
+    PROCESSING = "processing"
+    DONE = "done"
+    IGNORED = "ignored"  # understood, nothing to do (unknown event, own echo, no route...)
+    DEAD = "dead"  # retries exhausted or permanent failure: see dead_letters
+
+    UNFINISHED = (RECEIVED, QUEUED, PROCESSING)
+
+
+class Delivery(SQLModel, table=True):
+    """The inbox: every webhook delivery, stored before it is answered."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("source", "delivery_key", name="uq_deliveries_source_key"),
+        Index("ix_deliveries_state_due", "state", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=20)  # sentry | jira
+    delivery_key: str = Field(max_length=200)
+    resource: str = Field(default="", max_length=100)
+    action: str = Field(default="", max_length=100)
+    received_at: datetime = When(default_factory=utcnow)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    state: str = Field(default=DeliveryState.RECEIVED, max_length=20)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    outcome: str = Field(default="", max_length=500)
+    # When a worker should have picked the row up (now, or after a retry's countdown): the sweeper
+    # re-enqueues rows that are past due, which covers a broker that was down and a worker that died.
+    due_at: datetime = When(default_factory=utcnow)
+    started_at: datetime | None = When(default=None)
+    finished_at: datetime | None = When(default=None)
+
+
+class DeadLetter(SQLModel, table=True):
+    """Work that failed for good: kept with its error and payload until retried or dropped."""
+
+    __tablename__ = "dead_letters"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int | None = Field(default=None, foreign_key="deliveries.id", index=True)
+    kind: str = Field(default="delivery", max_length=40)
+    subject: str = Field(default="", max_length=200)  # e.g. "sentry issue 123"
+    error: str = Field(sa_column=Column(Text, nullable=False))
+    payload: str = Field(default="", sa_column=Column(Text, nullable=False))
+    state: str = Field(default="open", max_length=20)  # open | retried | dropped
+    created_at: datetime = When(default_factory=utcnow)
+    retried_at: datetime | None = When(default=None)
+    retries: int = 0
+
+
+class AuditEntry(SQLModel, table=True):
+    """One change syncer made (or decided not to make), with its cause."""
+
+    __tablename__ = "audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = When(default_factory=utcnow, index=True)
+    link_id: int | None = Field(default=None, index=True)
+    sentry_issue_id: str = Field(default="", index=True, max_length=40)
+    jira_key: str = Field(default="", max_length=100)
+    side: str = Field(default="", max_length=20)  # jira | sentry | syncer
+    action: str = Field(max_length=100)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    cause: str = Field(default="", max_length=200)  # delivery:<id> | reconcile:<run> | cli
+
+
+class AccountCache(SQLModel, table=True):
+    """E-mail → Jira account, resolved exactly once and remembered (misses too, for a while)."""
+
+    __tablename__ = "account_cache"
+
+    email: str = Field(primary_key=True, max_length=320)
+    account_id: str | None = Field(default=None, max_length=200)
+    reason: str = Field(default="", max_length=500)
+    resolved_at: datetime = When(default_factory=utcnow)

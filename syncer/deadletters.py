@@ -1,0 +1,54 @@
+"""Dead letters: failures that exhausted their retries, kept with error and payload until a person
+retries or drops them (`syncer dead-letters list|retry|drop`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from syncer.db.models import DeadLetter, Delivery, DeliveryState, utcnow
+from syncer.db.session import session_scope
+
+
+def open_letters(engine: Engine, *, limit: int = 100) -> list[DeadLetter]:
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(DeadLetter).where(DeadLetter.state == "open").order_by(col(DeadLetter.id)).limit(limit)
+            ).all()
+        )
+
+
+def retry(engine: Engine, letter_id: int, enqueue: Callable[[int], None]) -> int:
+    """Put the delivery back into the inbox as new and hand it out; returns the delivery id."""
+    with session_scope(engine) as session:
+        letter = session.get(DeadLetter, letter_id)
+        if letter is None or letter.state != "open":
+            raise LookupError(f"no open dead letter {letter_id}")
+        if letter.delivery_id is None:
+            raise LookupError(f"dead letter {letter_id} has no delivery to retry")
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id) == letter.delivery_id)
+            .values(state=DeliveryState.RECEIVED, attempts=0, due_at=utcnow(), finished_at=None, started_at=None)
+        )
+        letter.state = "retried"
+        letter.retried_at = utcnow()
+        letter.retries += 1
+        delivery_id = letter.delivery_id
+    try:
+        enqueue(delivery_id)
+    except Exception:  # noqa: BLE001,S110 - the row is due now: the sweeper hands it out
+        pass
+    return delivery_id
+
+
+def drop(engine: Engine, letter_id: int) -> None:
+    with session_scope(engine) as session:
+        letter = session.get(DeadLetter, letter_id)
+        if letter is None or letter.state != "open":
+            raise LookupError(f"no open dead letter {letter_id}")
+        letter.state = "dropped"

@@ -1,0 +1,359 @@
+"""What both fake servers share: running an ASGI app on loopback, fault injection, a call log,
+and sending webhooks back the way the real services do.
+
+The fakes are real HTTP servers (uvicorn in a background thread), so the real `jira` library and
+our httpx client talk to them exactly as they would to Jira and Sentry. Tests, the sandbox and the
+benchmarks drive them through their Python objects (state, faults, calls) in the same process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import queue
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+
+def hmac_sha256_hex(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def compact_json(payload: Any) -> bytes:
+    """Serialise as Sentry does: compact separators, ASCII only."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@dataclass
+class Fault:
+    """One injected misbehaviour. `times` counts down; `None` means forever.
+
+    status: answer this status instead of handling the request (e.g. 429, 503).
+    after: handle the request first, then answer `status` anyway (an "ambiguous" failure:
+        the write happened but the client never learns it).
+    drop: close the connection without an answer (after handling when `after`).
+    delay: seconds to wait before answering (a slow or hung API).
+    """
+
+    method: str
+    path: str  # a regular expression, matched with re.search against the URL path
+    status: int = 500
+    times: int | None = 1
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    after: bool = False
+    drop: bool = False
+    delay: float = 0.0
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method == "*" or self.method.upper() == method.upper()) and bool(
+            re.search(self.path, path)
+        )
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    path: str
+    query: str
+    at: float
+
+
+class CallLog:
+    """Every request the fake answered, for tests and benchmarks that count API calls."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: list[Call] = []
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self.keep_calls = True  # the benchmarks turn this off and read counts only
+
+    def record(self, method: str, path: str, query: str) -> None:
+        with self._lock:
+            self._counts[(method, path)] += 1
+            if self.keep_calls:
+                self._calls.append(Call(method, path, query, time.time()))
+
+    def calls(self, method: str | None = None, path: str | None = None) -> list[Call]:
+        """Calls so far; `path` is a regular expression searched in the path."""
+        with self._lock:
+            snapshot = list(self._calls)
+        return [
+            c
+            for c in snapshot
+            if (method is None or c.method == method) and (path is None or re.search(path, c.path))
+        ]
+
+    def count(self, method: str | None = None, path: str | None = None) -> int:
+        with self._lock:
+            items = list(self._counts.items())
+        return sum(
+            n
+            for (m, p), n in items
+            if (method is None or m == method) and (path is None or re.search(path, p))
+        )
+
+    def writes(self) -> int:
+        return sum(self.count(m) for m in ("POST", "PUT", "DELETE", "PATCH"))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._calls.clear()
+            self._counts.clear()
+
+
+class Misbehaviour:
+    """ASGI middleware: call log, latency, and injected faults, in front of the fake's real routes."""
+
+    def __init__(self, app: ASGIApp, calls: CallLog, faults: list[Fault], lock: threading.Lock) -> None:
+        self.app = app
+        self.calls = calls
+        self.faults = faults
+        self.lock = lock
+        self.latency = 0.0
+        self.exempt = re.compile(r"^/_fake/")
+        # The body of an injected fault that has none of its own; each fake sets it to its vendor's
+        # error shape (Jira: {"errorMessages": [...]}, Sentry: {"detail": "..."}).
+        self.fault_body: Callable[[Fault], Any] | None = None
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    if fault.times is not None:
+                        fault.times -= 1
+                        if fault.times <= 0:
+                            self.faults.remove(fault)
+                    return fault
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.exempt.search(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        self.calls.record(method, path, scope.get("query_string", b"").decode("latin-1"))
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        fault = self._take_fault(method, path)
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        if fault.delay:
+            await asyncio.sleep(fault.delay)
+        if fault.after:
+            # Run the real handler, throw its answer away: the write happened, the client can't tell.
+            async def swallow(message: Any) -> None:
+                return None
+
+            await self.app(scope, receive, swallow)
+        if fault.drop:
+            raise ConnectionAbortedError("fake dropped the connection")
+        if fault.body is not None:
+            body = fault.body
+        elif self.fault_body is not None:
+            body = self.fault_body(fault)
+        else:
+            body = {"errorMessages": [f"injected {fault.status}"]}
+        response = JSONResponse(body, status_code=fault.status, headers=fault.headers)
+        await response(scope, receive, send)
+
+
+class WebhookSender:
+    """Delivers webhooks from a background thread, in order, like the real services (which also
+    retry a few times when the receiver cannot be reached)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.url: str | None = None
+        self.enabled = True
+        self.sent: list[tuple[dict[str, str], bytes, int]] = []  # headers, body, answer status
+        self._queue: queue.Queue[_Delivery | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"{name}-webhooks", daemon=True)
+        self._thread.start()
+
+    def send(
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        refresh: Callable[[], Mapping[str, str]] | None = None,
+    ) -> None:
+        """Queue one delivery. `refresh`, when given, makes the headers of each retry (Sentry sends a
+        new Request-ID and timestamp on every attempt); without it a retry repeats `headers`."""
+        if not self.enabled or not self.url:
+            return
+        self._queue.put(_Delivery(self.url, dict(headers), body, refresh))
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued webhook has been delivered (or given up on)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5.0) as client:
+            while True:
+                item = self._queue.get()
+                try:
+                    if item is None:
+                        return
+                    url, headers, body = item.url, item.headers, item.body
+                    status = 0
+                    for attempt in range(3):
+                        if attempt and item.refresh is not None:
+                            headers = dict(item.refresh())
+                        try:
+                            status = client.post(url, content=body, headers=headers).status_code
+                            if status < 500:
+                                break
+                        except httpx.HTTPError:
+                            status = 0
+                        time.sleep(0.2 * (attempt + 1))
+                    with self._lock:
+                        self.sent.append((headers, body, status))
+                finally:
+                    self._queue.task_done()
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    refresh: Callable[[], Mapping[str, str]] | None = None
+
+
+class FakeServer:
+    """Runs an ASGI app on 127.0.0.1 in a daemon thread. `url` is known once `start()` returns."""
+
+    def __init__(self, app: ASGIApp, port: int = 0) -> None:
+        self.app = app
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                backlog=2048, timeout_keep_alive=30)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def start(self) -> FakeServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=5)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+async def json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class ReceivedWebhook:
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    answered: int
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class WebhookInbox:
+    """A tiny HTTP receiver for the webhooks a fake sends: records every request (headers lower-cased,
+    raw body) and answers from `answers` in turn (then 200), so tests can make the sender retry.
+
+        inbox = WebhookInbox().start()
+        fake.webhooks.url = inbox.url
+        ...
+        (hook,) = inbox.wait(1)
+    """
+
+    def __init__(self, answers: list[int] | None = None) -> None:
+        self.answers: list[int] = list(answers or [])
+        self._received: list[ReceivedWebhook] = []
+        self._cond = threading.Condition()
+        self.server = FakeServer(self._app)
+        self.url = self.server.url
+
+    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        body = await request.body()
+        with self._cond:
+            status = self.answers.pop(0) if self.answers else 200
+            self._received.append(
+                ReceivedWebhook({k.lower(): v for k, v in request.headers.items()}, body, status)
+            )
+            self._cond.notify_all()
+        await Response(status_code=status)(scope, receive, send)
+
+    def start(self) -> WebhookInbox:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    @property
+    def received(self) -> list[ReceivedWebhook]:
+        with self._cond:
+            return list(self._received)
+
+    def wait(self, count: int, timeout: float = 5.0) -> list[ReceivedWebhook]:
+        """The first `count` requests, waiting for them to arrive; AssertionError on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self._received) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"expected {count} webhooks, got {len(self._received)}")
+                self._cond.wait(left)
+            return list(self._received[:count])
+
+    def clear(self) -> None:
+        with self._cond:
+            self._received.clear()
+            self.answers.clear()

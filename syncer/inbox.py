@@ -1,0 +1,164 @@
+"""The inbox: deliveries stored before they are answered, claimed by one worker at a time,
+finished, retried later, or moved to the dead letters. Every state change is one conditional
+UPDATE, so two workers handed the same delivery (a redelivery, a sweep) cannot both process it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from syncer.db.models import DeadLetter, Delivery, DeliveryState, utcnow
+from syncer.db.session import session_scope
+
+
+@dataclass(frozen=True)
+class Stored:
+    delivery_id: int
+    duplicate: bool
+
+
+def store(
+    engine: Engine, *, source: str, key: str, resource: str, action: str, payload: bytes
+) -> Stored:
+    """Record a delivery durably; a second delivery with the same key is recognised, not stored."""
+    text = payload.decode("utf-8")
+    try:
+        with session_scope(engine) as session:
+            row = Delivery(
+                source=source, delivery_key=key, resource=resource[:100], action=action[:100], payload=text
+            )
+            session.add(row)
+            session.flush()
+            assert row.id is not None
+            return Stored(row.id, duplicate=False)
+    except IntegrityError:
+        with Session(engine) as session:
+            existing = session.exec(
+                select(Delivery.id).where(Delivery.source == source, Delivery.delivery_key == key)
+            ).first()
+        if existing is None:  # the unique violation was something else
+            raise
+        return Stored(existing, duplicate=True)
+
+
+def claim(engine: Engine, delivery_id: int, *, lease: timedelta, now: datetime | None = None) -> bool:
+    """Take a delivery for processing. False when it is finished or another worker holds it."""
+    now = now or utcnow()
+    with session_scope(engine) as session:
+        result = session.execute(
+            update(Delivery)
+            .where(
+                col(Delivery.id) == delivery_id,
+                or_(
+                    col(Delivery.state).in_([DeliveryState.RECEIVED, DeliveryState.QUEUED]),
+                    # A holder that has been silent past its lease is presumed dead (kill -9).
+                    and_(col(Delivery.state) == DeliveryState.PROCESSING, col(Delivery.started_at) < now - lease),
+                ),
+            )
+            .values(state=DeliveryState.PROCESSING, started_at=now, attempts=col(Delivery.attempts) + 1)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def load(engine: Engine, delivery_id: int) -> Delivery | None:
+    with Session(engine, expire_on_commit=False) as session:
+        return session.get(Delivery, delivery_id)
+
+
+def finish(engine: Engine, delivery_id: int, *, ignored: bool, outcome: str) -> None:
+    with session_scope(engine) as session:
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id) == delivery_id)
+            .values(
+                state=DeliveryState.IGNORED if ignored else DeliveryState.DONE,
+                outcome=outcome[:500],
+                finished_at=utcnow(),
+                last_error=None,
+            )
+        )
+
+
+def postpone(engine: Engine, delivery_id: int, *, until: datetime, error: str) -> None:
+    """A transient failure: back to the queue, due again at `until` (the sweeper respects that)."""
+    with session_scope(engine) as session:
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id) == delivery_id)
+            .values(state=DeliveryState.QUEUED, due_at=until, last_error=error[:2000], started_at=None)
+        )
+
+
+def bury(engine: Engine, delivery_id: int, *, error: str, subject: str = "") -> int:
+    """Retries exhausted or the failure is permanent: a dead letter keeps the error and payload."""
+    with session_scope(engine) as session:
+        row = session.get(Delivery, delivery_id)
+        payload = row.payload if row else ""
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id) == delivery_id)
+            .values(state=DeliveryState.DEAD, last_error=error[:2000], finished_at=utcnow())
+        )
+        letter = DeadLetter(
+            delivery_id=delivery_id, kind="delivery", subject=subject[:200], error=error[:4000], payload=payload
+        )
+        session.add(letter)
+        session.flush()
+        assert letter.id is not None
+        return letter.id
+
+
+def mark_queued(engine: Engine, ids: Sequence[int], *, now: datetime | None = None) -> None:
+    now = now or utcnow()
+    with session_scope(engine) as session:
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id).in_(list(ids)), col(Delivery.state) == DeliveryState.RECEIVED)
+            .values(state=DeliveryState.QUEUED, due_at=now)
+        )
+
+
+def overdue(engine: Engine, *, grace: timedelta, now: datetime | None = None, limit: int = 500) -> list[int]:
+    """Deliveries a worker should have finished by now: never enqueued (broker down), lost with a
+    dead worker, or whose retry countdown has passed without a worker taking them."""
+    now = now or utcnow()
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Delivery.id)
+            .where(
+                or_(
+                    and_(
+                        col(Delivery.state).in_([DeliveryState.RECEIVED, DeliveryState.QUEUED]),
+                        col(Delivery.due_at) < now - grace,
+                    ),
+                    and_(col(Delivery.state) == DeliveryState.PROCESSING, col(Delivery.started_at) < now - grace),
+                )
+            )
+            .order_by(col(Delivery.due_at))
+            .limit(limit)
+        ).all()
+    return [row for row in rows if row is not None]
+
+
+def touch(engine: Engine, ids: Sequence[int], *, now: datetime | None = None) -> None:
+    """Re-enqueued by the sweeper: due again from now, so it is not swept twice in a row."""
+    now = now or utcnow()
+    with session_scope(engine) as session:
+        session.execute(
+            update(Delivery)
+            .where(col(Delivery.id).in_(list(ids)), col(Delivery.state) != DeliveryState.PROCESSING)
+            .values(due_at=now)
+        )
+
+
+def payload_of(row: Delivery) -> Any:
+    return json.loads(row.payload)

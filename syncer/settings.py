@@ -1,0 +1,143 @@
+"""The one place that reads the environment: `Settings`, validated, secrets typed so they never print.
+
+Everything else receives a `Settings` object; no module calls `os.getenv`.
+The ownership mapping and status policy live in the TOML file (see `syncer.policy`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import httpx
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from syncer.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SYNCER_", extra="ignore", frozen=True)
+
+    config: Path = Path("syncer.toml")
+    database_url: str = "sqlite:///syncer.db"
+    broker_url: str = "redis://localhost:6379/0"
+    # Where locks and rate-limit buckets live; defaults to the broker when it is Redis.
+    redis_url: str | None = None
+
+    sentry_url: str = "https://sentry.io"
+    sentry_org: str | None = None
+    sentry_token: SecretStr | None = None
+    sentry_client_secret: SecretStr | None = None
+    sentry_app_id: str | None = None
+    sentry_installation_uuid: str | None = None
+    # Sentry-Hook-Timestamp is not signed, so this only narrows replays of captured deliveries.
+    sentry_timestamp_window_seconds: int = Field(default=900, ge=0)
+
+    jira_url: str | None = None
+    jira_email: str | None = None
+    jira_token: SecretStr | None = None
+    jira_pat: SecretStr | None = None
+    jira_webhook_secret: SecretStr | None = None
+    # Unsigned Jira webhooks are accepted only when an operator says so explicitly.
+    jira_webhook_unsigned: bool = False
+
+    # Jira Cloud search may miss an issue created this recently; after an ambiguous create we wait
+    # this long for the label search to show it before creating again.
+    jira_search_lag_seconds: float = Field(default=30.0, ge=0)
+
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    http_connect_timeout: float = Field(default=5.0, gt=0)
+    http_read_timeout: float = Field(default=20.0, gt=0)
+    # Inbox rows stored but not finished within this many seconds are handed out again.
+    sweep_after_seconds: int = Field(default=60, ge=5)
+    task_max_retries: int = Field(default=8, ge=0)
+    retry_backoff_cap_seconds: int = Field(default=600, ge=1)
+    delivery_retention_days: int = Field(default=14, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("sentry_url", "jira_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be an SQLAlchemy URL such as sqlite:///syncer.db")
+        return value
+
+    def require_services(self) -> None:
+        """What `web`, `worker` and `beat` need before they can start; names each missing variable."""
+        missing = [
+            name
+            for name, value in (
+                ("SYNCER_SENTRY_ORG", self.sentry_org),
+                ("SYNCER_SENTRY_TOKEN", self.sentry_token),
+                ("SYNCER_SENTRY_CLIENT_SECRET", self.sentry_client_secret),
+                ("SYNCER_JIRA_URL", self.jira_url),
+            )
+            if not value
+        ]
+        if not self.jira_pat and not (self.jira_email and self.jira_token):
+            missing.append("SYNCER_JIRA_EMAIL + SYNCER_JIRA_TOKEN (Cloud) or SYNCER_JIRA_PAT (Server/DC)")
+        if not self.jira_webhook_secret and not self.jira_webhook_unsigned:
+            missing.append("SYNCER_JIRA_WEBHOOK_SECRET (or SYNCER_JIRA_WEBHOOK_UNSIGNED=true to accept unsigned)")
+        if missing:
+            raise ConfigError("missing required settings: " + "; ".join(missing))
+
+    def http_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.http_read_timeout, connect=self.http_connect_timeout)
+
+    @property
+    def lock_redis_url(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        return self.broker_url if self.broker_url.startswith(("redis://", "rediss://")) else None
+
+    def describe(self) -> dict[str, str]:
+        """Safe to print: secrets appear only as set/unset."""
+        out: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                out[name] = "(set)"
+            elif value is None:
+                out[name] = "(unset)"
+            else:
+                out[name] = str(value)
+        for name in ("database_url", "broker_url", "redis_url"):
+            out[name] = _hide_password(out[name])
+        return out
+
+
+def _hide_password(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment; a bad value names its variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "SYNCER_" + "_".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("invalid environment: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def current_settings() -> Settings:
+    """The process-wide settings, read once (workers and the web app)."""
+    return load_settings()

@@ -1,0 +1,126 @@
+"""The claim that makes "exactly one ticket per issue" hold across workers, retries and crashes.
+
+A claim is a `pending` link row. Its `live_sentry_issue_id` is unique, so of any number of workers
+racing on one issue exactly one inserts it; the others see who holds it. A claim is held while
+`claimed_at` is recent; it is released (not deleted) after a failure, so the next attempt knows
+whether a create call was already sent (`create_attempted_at`) and must look before creating.
+A holder killed mid-call simply stops refreshing; its claim expires after `CLAIM_TTL`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from syncer.db.models import Link, LinkState, utcnow
+from syncer.db.session import session_scope
+
+CLAIM_TTL = timedelta(seconds=90)
+
+
+@dataclass(frozen=True)
+class Claim:
+    link_id: int
+    token: str
+    create_attempted_at: datetime | None
+
+
+class HeldElsewhere(Exception):
+    """Another worker holds the claim right now."""
+
+
+def live_link(engine: Engine, sentry_issue_id: str) -> Link | None:
+    with Session(engine, expire_on_commit=False) as session:
+        return session.exec(select(Link).where(Link.live_sentry_issue_id == sentry_issue_id)).first()
+
+
+def take(engine: Engine, sentry_issue_id: str, *, project: str, route: str, team: str | None) -> Claim | Link:
+    """Claim the issue for ticket creation. Returns the Claim, or the active Link if one exists.
+    Raises HeldElsewhere while another worker's claim is fresh."""
+    token = secrets.token_hex(16)
+    now = utcnow()
+    try:
+        with session_scope(engine) as session:
+            link = Link(
+                sentry_issue_id=sentry_issue_id,
+                live_sentry_issue_id=sentry_issue_id,
+                sentry_project=project[:200],
+                state=LinkState.PENDING,
+                claim_token=token,
+                claimed_at=now,
+                route=route[:200],
+                team=team,
+            )
+            session.add(link)
+            session.flush()
+            assert link.id is not None
+            return Claim(link.id, token, None)
+    except IntegrityError:
+        pass
+    existing = live_link(engine, sentry_issue_id)
+    if existing is None:  # it was broken or unlinked in between: the next attempt starts afresh
+        raise HeldElsewhere(f"link for sentry issue {sentry_issue_id} changed while claiming")
+    if existing.state == LinkState.ACTIVE:
+        return existing
+    assert existing.id is not None
+    with session_scope(engine) as session:
+        result = session.execute(
+            update(Link)
+            .where(
+                col(Link.id) == existing.id,
+                col(Link.state) == LinkState.PENDING,
+                or_(col(Link.claimed_at).is_(None), col(Link.claimed_at) < now - CLAIM_TTL),
+            )
+            .values(claim_token=token, claimed_at=now, route=route[:200], team=team)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            raise HeldElsewhere(f"sentry issue {sentry_issue_id} is being handled by another worker")
+    return Claim(existing.id, token, existing.create_attempted_at)
+
+
+def refresh(engine: Engine, claim: Claim, *, create_attempt: bool = False) -> bool:
+    """Renew the claim just before a side effect; False if it was lost (expired and taken over)."""
+    now = utcnow()
+    values: dict[str, object] = {"claimed_at": now}
+    if create_attempt:
+        values["create_attempted_at"] = now
+    with session_scope(engine) as session:
+        result = session.execute(
+            update(Link)
+            .where(
+                col(Link.id) == claim.link_id,
+                col(Link.claim_token) == claim.token,
+                col(Link.state) == LinkState.PENDING,
+            )
+            .values(**values)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(engine: Engine, claim: Claim, *, created_nothing: bool) -> None:
+    """Give the claim up after a failure. `created_nothing`: the create call was refused outright
+    (a 4xx or 429), so the next attempt need not search first."""
+    values: dict[str, object] = {"claimed_at": None, "claim_token": None}
+    if created_nothing:
+        values["create_attempted_at"] = None
+    with session_scope(engine) as session:
+        session.execute(
+            update(Link)
+            .where(and_(col(Link.id) == claim.link_id, col(Link.claim_token) == claim.token))
+            .values(**values)
+        )
+
+
+def abandon(engine: Engine, claim: Claim) -> None:
+    """Nothing was created and nothing will be (a permanent failure): remove the pending row so a
+    later event, after the config is fixed, can start afresh."""
+    with session_scope(engine) as session:
+        link = session.get(Link, claim.link_id)
+        if link is not None and link.claim_token == claim.token and link.state == LinkState.PENDING:
+            session.delete(link)

@@ -1,0 +1,69 @@
+"""Processing one inbox delivery: claim it, handle it, and record what came of it.
+
+Transient failures come back later (backoff, jitter, cap, Retry-After honoured); permanent ones
+and exhausted retries become dead letters. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from syncer import inbox
+from syncer.core.issue import PayloadError
+from syncer.db.models import utcnow
+from syncer.errors import PermanentError, TransientError
+from syncer.retry import backoff_seconds
+from syncer.runtime import Runtime
+from syncer.sync import dispatch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What the task should do next: nothing, or run again in `retry_in` seconds."""
+
+    state: str  # skipped | done | ignored | retry | dead
+    retry_in: float | None = None
+    note: str = ""
+
+
+def process(rt: Runtime, delivery_id: int) -> Step:
+    settings = rt.settings
+    lease = timedelta(seconds=settings.sweep_after_seconds)
+    if not inbox.claim(rt.engine, delivery_id, lease=lease):
+        return Step("skipped", note="finished already, or another worker holds it")
+    delivery = inbox.load(rt.engine, delivery_id)
+    assert delivery is not None
+    try:
+        outcome = dispatch.handle(rt, delivery)
+    except (TransientError, OperationalError, PoolTimeout) as exc:
+        error = _describe(exc)
+        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+        if delivery.attempts > settings.task_max_retries:
+            inbox.bury(rt.engine, delivery_id, error=f"gave up after {delivery.attempts} attempts: {error}")
+            log.error("delivery %s dead after %s attempts: %s", delivery_id, delivery.attempts, error)
+            return Step("dead", note=error)
+        wait = backoff_seconds(delivery.attempts, retry_after=retry_after, cap=settings.retry_backoff_cap_seconds)
+        inbox.postpone(rt.engine, delivery_id, until=utcnow() + timedelta(seconds=wait), error=error)
+        log.warning("delivery %s: %s; retrying in %.1fs", delivery_id, error, wait)
+        return Step("retry", retry_in=wait, note=error)
+    except (PermanentError, PayloadError) as exc:
+        error = _describe(exc)
+        inbox.bury(rt.engine, delivery_id, error=error)
+        log.error("delivery %s dead: %s", delivery_id, error)
+        return Step("dead", note=error)
+    inbox.finish(rt.engine, delivery_id, ignored=outcome.ignored, outcome=outcome.note)
+    log.info("delivery %s %s: %s", delivery_id, "ignored" if outcome.ignored else "done", outcome.note)
+    return Step("ignored" if outcome.ignored else "done", note=outcome.note)
+
+
+def _describe(exc: BaseException) -> str:
+    # Our own errors are written to hold no secrets; driver errors may quote SQL, never credentials.
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:1000]

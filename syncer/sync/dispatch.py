@@ -1,0 +1,56 @@
+"""From an inbox delivery to the handler for its source, resource and action.
+
+Unknown events are not errors: they are recorded as ignored, with what they were, so an operator
+can see that syncer received them and chose to do nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from syncer.core.issue import PayloadError
+from syncer.db.models import Delivery
+from syncer.jira import webhooks as jira_webhooks
+from syncer.jira.webhooks import JiraEvent
+from syncer.runtime import Runtime
+from syncer.sentry import webhooks as sentry_webhooks
+from syncer.sentry.webhooks import SentryEvent
+from syncer.sync import tickets
+from syncer.sync.outcome import Outcome
+
+SentryHandler = Callable[[Runtime, SentryEvent, str], Outcome]
+JiraHandler = Callable[[Runtime, JiraEvent, str], Outcome]
+
+# (resource, action) -> handler. Each handler re-reads what it needs; the payload is a hint.
+SENTRY_HANDLERS: dict[tuple[str, str], SentryHandler] = {
+    ("issue", "created"): tickets.on_sentry_issue,
+    ("issue", "unresolved"): tickets.on_sentry_issue,
+    ("issue", "assigned"): tickets.on_sentry_issue,
+    ("event_alert", "triggered"): tickets.on_sentry_issue,
+}
+
+# webhookEvent -> handler
+JIRA_HANDLERS: dict[str, JiraHandler] = {}
+
+
+def handle(rt: Runtime, delivery: Delivery) -> Outcome:
+    """Parse and dispatch one delivery. PayloadError means the shape is unusable (permanent)."""
+    cause = f"delivery:{delivery.id}"
+    try:
+        payload = json.loads(delivery.payload)
+    except ValueError as exc:  # the web tier checked this; a row edited by hand could still be bad
+        raise PayloadError(f"stored payload is not JSON: {exc}") from None
+    if delivery.source == "sentry":
+        event = sentry_webhooks.parse_event(delivery.resource, payload)
+        sentry_handler = SENTRY_HANDLERS.get((event.resource, event.action))
+        if sentry_handler is None:
+            return Outcome.ignore(f"no handler for sentry {event.resource}.{event.action}")
+        return sentry_handler(rt, event, cause)
+    if delivery.source == "jira":
+        jira_event = jira_webhooks.parse_event(payload)
+        jira_handler = JIRA_HANDLERS.get(jira_event.webhook_event)
+        if jira_handler is None:
+            return Outcome.ignore(f"no handler for jira {jira_event.webhook_event}")
+        return jira_handler(rt, jira_event, cause)
+    return Outcome.ignore(f"unknown source {delivery.source!r}")

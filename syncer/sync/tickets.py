@@ -1,0 +1,231 @@
+"""Sentry → Jira: create or link exactly one ticket per issue, routed by ownership.
+
+The order of operations is the design:
+1. decide (pure routing) — ignored issues cost nothing more;
+2. claim the issue in the database (see `claims`), so one worker of many proceeds;
+3. look for a ticket that already carries the issue's label (made by hand, by an earlier install,
+   or by a create whose answer we never saw) and link it instead of creating;
+4. mark the create attempt, then create — the `jira` library's own retries are off, so one call
+   is one request; an ambiguous failure (timeout, 5xx) makes the next attempt search first;
+5. store the link (Jira id AND key: keys change when a ticket moves project) before anything else;
+6. link both ways (Jira remote link, upserted by globalId; Sentry external issue).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+from syncer import audit
+from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
+from syncer.core.render import remote_link_global_id, render_ticket, sentry_label
+from syncer.core.routing import Decision, decide
+from syncer.db.models import Link, LinkState, utcnow
+from syncer.db.session import session_scope
+from syncer.errors import AmbiguousError, PermanentError, TransientError
+from syncer.runtime import Runtime
+from syncer.sentry.webhooks import SentryEvent
+from syncer.sync import assignees, claims
+from syncer.sync.outcome import Outcome
+
+log = logging.getLogger(__name__)
+
+TAGS_TTL_SECONDS = 600
+# A claim held by another worker: look again shortly (it will be active, or its claim expired).
+HELD_RETRY_SECONDS = 5.0
+
+
+def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
+    """`issue.created`, `issue.unresolved`, `issue.assigned`, `event_alert.triggered`: make sure an
+    issue that matches a route has its ticket."""
+    if event.is_own_echo(rt.settings.sentry_app_id):
+        return Outcome.ignore("our own change, echoed back by Sentry")
+    issue_id = event.issue.id if event.issue else event.issue_id
+    if not issue_id:
+        raise PayloadError(f"{event.resource}.{event.action} names no issue")
+    link = claims.live_link(rt.engine, issue_id)
+    if link is not None and link.state == LinkState.ACTIVE:
+        finish_backlinks(rt, link, event.installation_uuid, cause)
+        return Outcome.ignore(f"already linked to {link.jira_key}")
+    # The webhook's issue is current as of the event; event alerts carry none, so read it.
+    issue = event.issue or rt.sentry.get_issue(issue_id)
+    if issue.status not in ("", "unresolved"):
+        return Outcome.ignore(f"issue is {issue.status}; tickets are opened for unresolved issues only")
+    decision = decide(issue, rt.policy, lambda: tags_for(rt, issue.id))
+    if decision.action == "ignore" or decision.target is None:
+        return Outcome.ignore(f"route {decision.route_name}: ignore ({decision.reason})")
+    return create_or_link(rt, issue, decision, installation_uuid=event.installation_uuid, cause=cause)
+
+
+def tags_for(rt: Runtime, issue_id: str) -> dict[str, list[str]]:
+    """Tags are not in webhooks; fetched only when a route needs them, cached briefly."""
+    key = f"syncer:tags:{issue_id}"
+    if rt.redis is not None:
+        cached = rt.redis.get(key)
+        if cached:
+            loaded: dict[str, list[str]] = json.loads(cached)
+            return loaded
+    tags = rt.sentry.issue_tags(issue_id)
+    if rt.redis is not None:
+        rt.redis.setex(key, TAGS_TTL_SECONDS, json.dumps(tags))
+    return tags
+
+
+def create_or_link(
+    rt: Runtime, issue: SentryIssue, decision: Decision, *, installation_uuid: str, cause: str
+) -> Outcome:
+    assert decision.target is not None
+    try:
+        claimed = claims.take(
+            rt.engine, issue.id, project=issue.project_slug, route=decision.route_name, team=decision.team
+        )
+    except claims.HeldElsewhere as exc:
+        raise TransientError(str(exc), retry_after=HELD_RETRY_SECONDS) from None
+    if isinstance(claimed, Link):
+        finish_backlinks(rt, claimed, installation_uuid, cause)
+        return Outcome.ignore(f"already linked to {claimed.jira_key}")
+    claim = claimed
+    created_nothing = True
+    try:
+        existing = _existing_ticket(rt, issue.id)
+        if existing is None and claim.create_attempted_at is not None:
+            # An earlier create may have worked without us hearing back; Jira's search can lag a
+            # just-created issue, so give it time to show up before creating again.
+            waited = utcnow() - claim.create_attempted_at
+            lag = timedelta(seconds=rt.settings.jira_search_lag_seconds)
+            if waited < lag:
+                created_nothing = False
+                raise TransientError(
+                    f"an earlier create for sentry issue {issue.id} may have succeeded; "
+                    "waiting for Jira search to show it",
+                    retry_after=(lag - waited).total_seconds(),
+                )
+        if existing is not None:
+            link = _activate(rt, claim, issue, decision, existing, cause, adopted=True)
+            note = f"linked existing ticket {existing.key} ({decision.route_name})"
+        else:
+            fields = render_ticket(issue, decision.target, sentry_url=rt.settings.sentry_url,
+                                   org=rt.settings.sentry_org or "")
+            assignee = assignees.resolve(rt, decision.target.assignee_email)
+            if assignee.account_id:
+                key = "accountId" if rt.jira.deployment == "Cloud" else "name"
+                fields["assignee"] = {key: assignee.account_id}
+            if not claims.refresh(rt.engine, claim, create_attempt=True):
+                raise TransientError(f"lost the claim on sentry issue {issue.id}", retry_after=HELD_RETRY_SECONDS)
+            created_nothing = False
+            try:
+                jira_id, jira_key = rt.jira.create_issue(fields)
+            except AmbiguousError:
+                raise
+            except (TransientError, PermanentError):
+                created_nothing = True  # refused before acting: 4xx or 429
+                raise
+            ticket = JiraTicket(id=jira_id, key=jira_key, project_key=decision.target.jira_project)
+            link = _activate(rt, claim, issue, decision, ticket, cause, adopted=False,
+                             assignee_note=assignee.reason)
+            note = f"created {jira_key} for team {decision.team or '-'} via {decision.route_name}"
+            if assignee.reason and decision.target.assignee_email:
+                note += f"; unassigned: {assignee.reason}"
+    except PermanentError:
+        if created_nothing:
+            claims.abandon(rt.engine, claim)
+        else:
+            claims.release(rt.engine, claim, created_nothing=False)
+        raise
+    except BaseException:
+        claims.release(rt.engine, claim, created_nothing=created_nothing)
+        raise
+    finish_backlinks(rt, link, installation_uuid, cause)
+    return Outcome(note)
+
+
+def _existing_ticket(rt: Runtime, issue_id: str) -> JiraTicket | None:
+    found = rt.jira.find_by_label(sentry_label(issue_id))
+    if not found:
+        return None
+    # Several (from a past duplicate): the oldest is the one people have been working in.
+    return min(found, key=lambda t: int(t.id) if t.id.isdigit() else 0)
+
+
+def _activate(
+    rt: Runtime,
+    claim: claims.Claim,
+    issue: SentryIssue,
+    decision: Decision,
+    ticket: JiraTicket,
+    cause: str,
+    *,
+    adopted: bool,
+    assignee_note: str = "",
+) -> Link:
+    now = utcnow()
+    with session_scope(rt.engine) as session:
+        link = session.get(Link, claim.link_id)
+        assert link is not None
+        link.jira_issue_id = ticket.id
+        link.jira_key = ticket.key
+        link.state = LinkState.ACTIVE
+        link.claim_token = None
+        link.claimed_at = None
+        link.sentry_status = issue.status or "unresolved"
+        link.sentry_substatus = issue.substatus
+        link.sentry_changed_at = issue.last_seen or now
+        link.jira_status = ticket.status
+        link.jira_status_category = ticket.status_category or ("new" if not adopted else "")
+        link.jira_changed_at = ticket.updated or now
+        link.synced_at = now
+        link.changed_by = cause
+        link.updated_at = now
+        target = decision.target
+        assert target is not None
+        detail = (
+            f"route {decision.route_name}, team {decision.team or '-'}, project {ticket.project_key or target.jira_project}"
+            f", components {list(target.components)}, assignee {target.assignee_email or '-'}"
+        )
+        if assignee_note and target.assignee_email:
+            detail += f" (left unassigned: {assignee_note})"
+        audit.record(session, link=link, side="jira", action="linked_existing" if adopted else "created",
+                     detail=detail, cause=cause)
+    return link
+
+
+def finish_backlinks(rt: Runtime, link: Link, installation_uuid: str, cause: str) -> None:
+    """Let a person find each side from the other. Both calls are idempotent upserts."""
+    if link.remote_link_done and link.sentry_link_done:
+        return
+    assert link.jira_key is not None
+    org = rt.settings.sentry_org or ""
+    if not link.remote_link_done:
+        url = f"{rt.settings.sentry_url}/organizations/{org}/issues/{link.sentry_issue_id}/"
+        rt.jira.upsert_remote_link(
+            link.jira_key,
+            global_id=remote_link_global_id(org, link.sentry_issue_id),
+            url=url,
+            title=f"Sentry issue {link.sentry_issue_id}",
+        )
+        _mark(rt, link, remote_link_done=True)
+    if not link.sentry_link_done:
+        uuid = rt.settings.sentry_installation_uuid or installation_uuid
+        web_url = f"{rt.jira_browse_url}/{link.jira_key}"
+        if uuid:
+            rt.sentry.link_external_issue(
+                uuid, link.sentry_issue_id, web_url=web_url,
+                project=link.jira_key.split("-")[0], identifier=link.jira_key,
+            )
+            how = "external issue"
+        else:
+            rt.sentry.add_note(link.sentry_issue_id, f"Jira ticket: {link.jira_key} {web_url}")
+            how = "note (no integration installation known)"
+        _mark(rt, link, sentry_link_done=True)
+        with session_scope(rt.engine) as session:
+            audit.record(session, link=link, side="sentry", action="linked", detail=how, cause=cause)
+
+
+def _mark(rt: Runtime, link: Link, **flags: bool) -> None:
+    with session_scope(rt.engine) as session:
+        row = session.get(Link, link.id)
+        assert row is not None
+        for name, value in flags.items():
+            setattr(row, name, value)
+            setattr(link, name, value)

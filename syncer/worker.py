@@ -1,0 +1,107 @@
+"""The Celery app, its thin tasks, and the beat schedule.
+
+Tasks take ids and re-read state. `acks_late` + `reject_on_worker_lost` are safe only because every
+task is idempotent: a delivery is claimed in the database before anything is done with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery, Task
+
+from syncer import inbox
+from syncer.runtime import current
+from syncer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SWEEP_EVERY_SECONDS = 15.0
+
+app = Celery("syncer")
+
+
+def configure(settings: Settings) -> Celery:
+    app.conf.update(
+        broker_url=settings.broker_url,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue="syncer",
+        broker_connection_retry_on_startup=True,
+        # Publishing from the web process must fail fast when the broker is down: the delivery is
+        # already stored, and the sweeper hands it out once the broker is back.
+        broker_connection_timeout=2,
+        broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5, "visibility_timeout": 3600},
+        task_publish_retry=False,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        beat_schedule={
+            "sweep-inbox": {"task": "syncer.sweep_inbox", "schedule": timedelta(seconds=SWEEP_EVERY_SECONDS)},
+        },
+    )
+    return app
+
+
+@app.task(name="syncer.process_delivery", bind=True, max_retries=None)
+def process_delivery(self: Task, delivery_id: int) -> str:
+    from syncer.sync.deliveries import process  # heavy imports only in the worker
+
+    step = process(current(), delivery_id)
+    if step.retry_in is not None:
+        raise self.retry(countdown=step.retry_in, max_retries=None)
+    return step.state
+
+
+@app.task(name="syncer.sweep_inbox")
+def sweep_inbox() -> int:
+    """Hand out again what was stored but not finished in time (broker down, worker killed)."""
+    rt = current()
+    ids = inbox.overdue(rt.engine, grace=timedelta(seconds=rt.settings.sweep_after_seconds))
+    sent = enqueue_many(ids)
+    if ids:
+        log.info("sweeper re-enqueued %s of %s overdue deliveries", sent, len(ids))
+    return sent
+
+
+def enqueue(delivery_id: int) -> None:
+    """Publish one delivery; raises when the broker cannot take it (the caller decides)."""
+    process_delivery.apply_async((delivery_id,), retry=False)
+
+
+def enqueue_many(ids: list[int]) -> int:
+    rt = current()
+    sent: list[int] = []
+    for delivery_id in ids:
+        try:
+            enqueue(delivery_id)
+        except Exception as exc:  # noqa: BLE001 - broker down: the next sweep tries again
+            log.warning("could not enqueue delivery %s: %s", delivery_id, type(exc).__name__)
+            break
+        sent.append(delivery_id)
+    if sent:
+        inbox.touch(rt.engine, sent)
+    return len(sent)
+
+
+def worker_argv(extra: list[str]) -> list[str]:
+    return ["worker", "--loglevel", current().settings.log_level, *extra]
+
+
+def beat_argv(extra: list[str]) -> list[str]:
+    return ["beat", "--loglevel", current().settings.log_level, *extra]
+
+
+def describe() -> dict[str, Any]:
+    return {"broker": app.conf.broker_url, "queue": app.conf.task_default_queue}
+
+
+def broker_check() -> None:
+    """Raise unless the broker accepts a connection within a couple of seconds."""
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=2)
