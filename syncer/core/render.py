@@ -1,0 +1,194 @@
+"""Ticket text: the Jira `fields` for a new ticket, and the markers that tie it to its Sentry issue.
+
+Pure. Everything Sentry reports about an issue (title, culprit, project slug, even the short id)
+is text that whoever triggers an error controls, so it goes into the wiki-markup description only
+through `escape_wiki`: it can show up, but it cannot mention people, embed images, pull in macros or
+disguise links.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from syncer.core.issue import SentryIssue
+from syncer.core.routing import TicketTarget
+
+SUMMARY_LIMIT = 255  # Jira rejects a longer summary
+GLOBAL_ID_LIMIT = 255  # Jira's limit on a remote link's globalId
+LABEL_LIMIT = 255
+DESCRIPTION_TEXT_LIMIT = 2_000  # per field; a ticket is a pointer to Sentry, not a copy of it
+
+
+def sentry_label(issue_id: str) -> str:
+    """The label every ticket carries so either side can be found from the other."""
+    return f"sentry-{issue_id}"
+
+
+def remote_link_global_id(org: str, issue_id: str) -> str:
+    """The remote link's globalId: Jira upserts on it, which makes linking idempotent."""
+    global_id = f"sentry-issue:{org}:{issue_id}"
+    if len(global_id) > GLOBAL_ID_LIMIT:
+        # Truncating would let two issues share one link, so refuse instead.
+        raise ValueError(f"remote link globalId longer than {GLOBAL_ID_LIMIT} characters: {global_id!r}")
+    return global_id
+
+
+def render_ticket(issue: SentryIssue, target: TicketTarget, *, sentry_url: str, org: str) -> dict[str, Any]:
+    """The `fields` for `create_issue(fields=...)`. The caller adds the assignee, which needs a lookup."""
+    fields: dict[str, Any] = {
+        "project": {"key": target.jira_project},
+        "issuetype": {"name": target.issue_type},
+        "summary": summary(issue),
+        "description": description(issue, sentry_url=sentry_url, org=org),
+        "labels": ticket_labels(issue, target),
+    }
+    if target.components:
+        fields["components"] = [{"name": name} for name in target.components]
+    if target.priority:
+        fields["priority"] = {"name": target.priority}
+    return fields
+
+
+def summary(issue: SentryIssue) -> str:
+    """One line of plain text (Jira does not render markup in summaries), within Jira's limit."""
+    text = " ".join(strip_control(issue.title).split())
+    if not text:
+        text = f"Sentry issue {issue.short_id or issue.id}"
+    return _truncate(text, SUMMARY_LIMIT)
+
+
+def ticket_labels(issue: SentryIssue, target: TicketTarget) -> list[str]:
+    labels = []
+    for label in (*target.labels, sentry_label(issue.id)):
+        # Jira refuses labels containing spaces.
+        cleaned = "-".join(strip_control(label).split())[:LABEL_LIMIT]
+        if cleaned and cleaned not in labels:
+            labels.append(cleaned)
+    return labels
+
+
+def description(issue: SentryIssue, *, sentry_url: str, org: str) -> str:
+    link = safe_url(issue.url(sentry_url, org)) or safe_url(_built_url(sentry_url, org, issue.id))
+    name = escape_wiki(_one_line(issue.short_id or issue.id))
+    opening = f"Sentry issue [{name}|{link}]" if link else f"Sentry issue {name}"
+    rows = [
+        ("Title", _field(issue.title)),
+        ("Culprit", _field(issue.culprit)),
+        ("Level", _field(issue.level)),
+        ("Project", _field(issue.project_slug)),
+        ("First seen", _when(issue.first_seen)),
+        ("Last seen", _when(issue.last_seen)),
+        ("Events", str(issue.count)),
+        ("Users", str(issue.user_count)),
+    ]
+    table = "\n".join(f"||{heading}|{value}|" for heading, value in rows)
+    footer = (
+        f"_Created by syncer. The label {sentry_label(issue.id)} ties this ticket to the Sentry issue; "
+        "status changes flow both ways._"
+    )
+    return f"{opening}\n\n{table}\n\n{footer}"
+
+
+def _field(text: str) -> str:
+    # A table cell must stay on one line; an empty cell would collapse the row.
+    return escape_wiki(_one_line(text)[:DESCRIPTION_TEXT_LIMIT]) or "(none)"
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "(unknown)"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(strip_control(text).split())
+
+
+def _built_url(sentry_url: str, org: str, issue_id: str) -> str:
+    return f"{sentry_url.rstrip('/')}/organizations/{quote(org, safe='')}/issues/{quote(issue_id, safe='')}/"
+
+
+def _truncate(text: str, limit: int) -> str:
+    # Jira counts a string's length in UTF-16 code units (Java), so an emoji counts twice.
+    if _utf16_length(text) <= limit:
+        return text
+    out = []
+    used = 1  # room for the ellipsis
+    for char in text:
+        used += _utf16_length(char)
+        if used > limit:
+            break
+        out.append(char)
+    return "".join(out).rstrip() + "\u2026"
+
+
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+# --- escaping -------------------------------------------------------------------------------------
+
+# Characters that reorder displayed text ("Trojan Source"), so a ticket could read differently from
+# what it says: removed along with control characters.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def strip_control(text: str) -> str:
+    """Remove control characters (except newline and tab) and bidirectional overrides."""
+    return "".join(
+        char for char in text if char in "\n\t" or (unicodedata.category(char) != "Cc" and char not in _BIDI)
+    )
+
+
+# Jira's renderer honours a backslash before exactly these characters (its BackslashEscape
+# component); a backslash before anything else is shown as is.
+_WIKI_SPECIAL = frozenset("-#*_+?^~|%{}[]()!@")
+# Block markers that only count at the start of a line and start with a letter, so no backslash
+# escape applies: the first letter becomes an HTML entity, which Jira shows as the letter.
+_LINE_START_WORD = re.compile(r"^(\s*)(h[1-6]\.|bq\.)", re.MULTILINE)
+
+
+def escape_wiki(text: str) -> str:
+    """Make untrusted text inert in Jira wiki markup: it renders as itself, never as markup.
+
+    Every character Jira lets a backslash escape is escaped, which disarms mentions (`[~name]`),
+    links (`[text|url]`), macros (`{code}`, `{noformat}`), images (`!x.png!`), text effects and
+    list/table markers. A backslash itself becomes `&#92;`, because `\\\\` is Jira's line break and
+    a backslash before an escaped character would cancel that escape (pandoc's Jira writer does the
+    same). Line-start `h1.` to `h6.` and `bq.` get their first letter as an entity. Bare URLs are
+    left alone: Jira links them, but shows where they go.
+    """
+    out = []
+    for char in strip_control(text):
+        if char == "\\":
+            out.append("&#92;")
+        elif char in _WIKI_SPECIAL:
+            out.append("\\" + char)
+        else:
+            out.append(char)
+    return _LINE_START_WORD.sub(_entity_first_letter, "".join(out))
+
+
+def _entity_first_letter(match: re.Match[str]) -> str:
+    indent, marker = match.group(1), match.group(2)
+    return f"{indent}&#{ord(marker[0])};{marker[1:]}"
+
+
+_URL_SAFE = "/:?#&=%;,.@~_-+$"
+
+
+def safe_url(url: str) -> str:
+    """An http(s) URL fit for `[text|url]`: anything else is refused (""), and characters that
+    could end the link or start markup are percent-encoded."""
+    url = strip_control(url).strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in {"http", "https"} or not parts.netloc:
+        return ""
+    return quote(url, safe=_URL_SAFE)

@@ -1,0 +1,365 @@
+"""Routing: which team, if any, gets a ticket for a Sentry issue, and why.
+
+Pure: data in, a `Decision` out. The issue's tags are the one input that costs a request to
+Sentry, so they come through a callable that is called only when evaluation reaches a route with
+a `tags` condition (and whose other conditions already hold), at most once per decision.
+
+Inside a route, conditions are tested in the fixed order of `Conditions`' fields, tags last; the
+"first failing condition" an explanation names follows that order.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from syncer.core.issue import SentryIssue
+from syncer.errors import ConfigError
+from syncer.policy import Conditions, OwnerPattern, Pattern, Policy, Route, toml_key
+
+Tags = Mapping[str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class TicketTarget:
+    """Where and how a ticket is filed. `labels` excludes the per-issue `sentry-<id>` label."""
+
+    jira_project: str
+    issue_type: str
+    components: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    priority: str | None = None
+    # An e-mail on Jira Cloud; on Server/DC it may be a username (see policy.Team.assignee).
+    assignee_email: str | None = None
+    team: str | None = None
+
+
+@dataclass(frozen=True)
+class RouteCheck:
+    """One route as evaluated: matched, or the first condition that failed and why."""
+
+    index: int
+    name: str
+    matched: bool
+    condition: str | None = None  # e.g. "level" or "tags.http.status_code"; None when matched
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Literal["create", "ignore"]
+    route_index: int | None  # None: no route matched, [defaults] decided
+    route_name: str  # "defaults" when no route matched
+    team: str | None
+    target: TicketTarget | None  # None when ignored
+    checks: tuple[RouteCheck, ...]
+    reason: str
+
+
+def decide(issue: SentryIssue, policy: Policy, tags: Callable[[], Tags]) -> Decision:
+    """Try the routes in order; the first whose conditions all hold decides, else [defaults]."""
+    lazy_tags = _OnceTags(tags)
+    checks: list[RouteCheck] = []
+    for index, route in enumerate(policy.routes):
+        name = route.display_name(index)
+        failure = _first_failure(route.when, issue, lazy_tags)
+        if failure is not None:
+            condition, reason = failure
+            checks.append(RouteCheck(index, name, matched=False, condition=condition, reason=reason))
+            continue
+        checks.append(RouteCheck(index, name, matched=True, reason="all conditions hold"))
+        label = _route_label(index, name)
+        if route.ignores:
+            return Decision("ignore", index, name, None, None, tuple(checks), f"{label} matched: ignore")
+        assert route.team is not None  # Route's validator guarantees a team when not ignoring
+        target = ticket_target(policy, route.team, route, issue.level)
+        reason = f"{label} matched: team {route.team} \u2192 {target.jira_project}"
+        return Decision("create", index, name, route.team, target, tuple(checks), reason)
+
+    if policy.defaults.action == "ignore":
+        reason = 'no route matched; [defaults] has action = "ignore"'
+        return Decision("ignore", None, "defaults", None, None, tuple(checks), reason)
+    target = ticket_target(policy, None, None, issue.level)
+    reason = f"no route matched; [defaults] \u2192 {target.jira_project}"
+    return Decision("create", None, "defaults", None, target, tuple(checks), reason)
+
+
+def ticket_target(policy: Policy, team_name: str | None, route: Route | None, level: str) -> TicketTarget:
+    """Merge route, team and defaults into one target. An empty `level` leaves priority by level out."""
+    defaults = policy.defaults
+    team = policy.teams[team_name] if team_name is not None else None
+    project = (team.jira_project if team else None) or defaults.jira_project
+    if project is None:
+        # parse_policy refuses such files; only a Policy built in code can get here.
+        raise ConfigError("defaults.jira_project: missing, and an issue was routed to [defaults]")
+    components = team.components if team else None
+    if components is None:
+        components = defaults.components if project == defaults.jira_project else ()
+    labels = _unique([*defaults.labels, *(team.labels if team else ()), *(route.labels if route else ())])
+    priority = _first_set(
+        route.priority if route else None,
+        team.priority if team else None,
+        defaults.priority,
+        policy.priorities.for_level(level),
+    )
+    return TicketTarget(
+        jira_project=project,
+        issue_type=(team.issue_type if team else None) or defaults.issue_type,
+        components=tuple(components),
+        labels=labels,
+        priority=priority or None,  # "" in the policy means: let Jira choose
+        assignee_email=(team.assignee if team else None) or defaults.assignee,
+        team=team_name,
+    )
+
+
+def _first_set(*values: str | None) -> str | None:
+    return next((value for value in values if value is not None), None)
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+class _OnceTags:
+    """Calls the tags callable the first time they are needed, and never again."""
+
+    def __init__(self, fetch: Callable[[], Tags]) -> None:
+        self._fetch = fetch
+        self._tags: Tags | None = None
+
+    def get(self) -> Tags:
+        if self._tags is None:
+            self._tags = self._fetch()
+        return self._tags
+
+
+# --- conditions -----------------------------------------------------------------------------------
+
+Failure = tuple[str, str]  # (condition key, "key: reason")
+
+
+def _first_failure(when: Conditions, issue: SentryIssue, tags: _OnceTags) -> Failure | None:
+    for key, problem in _problems(when, issue, tags):
+        if problem is not None:
+            return key, f"{key}: {problem}"
+    return None
+
+
+def _problems(when: Conditions, issue: SentryIssue, tags: _OnceTags) -> Iterator[tuple[str, str | None]]:
+    """(condition key, why it fails or None) for each condition given, lazily: a caller that stops
+    at the first failure never reaches the tags, and so never fetches them."""
+    if when.project is not None:
+        yield "project", _globs(issue.project_slug, when.project)
+    if when.level is not None:
+        yield "level", _level(issue.level, when.level)
+    if when.platform is not None:
+        yield "platform", _globs(issue.platform, when.platform)
+    if when.issue_type is not None:
+        yield "issue_type", _issue_type(issue, when.issue_type)
+    if when.sentry_owner is not None:
+        yield "sentry_owner", _owner(issue, when.sentry_owner)
+    if when.min_events is not None:
+        yield "min_events", _at_least(issue.count, when.min_events, "event")
+    if when.min_users is not None:
+        yield "min_users", _at_least(issue.user_count, when.min_users, "user")
+    if when.culprit is not None:
+        yield "culprit", _globs(issue.culprit, when.culprit)
+    if when.title is not None:
+        yield "title", _globs(issue.title, when.title)
+    for tag_key, patterns in (when.tags or {}).items():
+        yield f"tags.{tag_key}", _tag(tags.get().get(tag_key, ()), patterns)
+
+
+def _globs(text: str, patterns: Sequence[Pattern]) -> str | None:
+    if any(pattern.matches(text) for pattern in patterns):
+        return None
+    return f"{_quote(text)} {_matches_none(patterns)}"
+
+
+def _matches_none(patterns: Sequence[Pattern]) -> str:
+    if len(patterns) == 1:
+        return f"does not match {patterns[0]}"
+    return f"matches none of [{', '.join(str(p) for p in patterns)}]"
+
+
+def _level(level: str, levels: Sequence[str]) -> str | None:
+    if level.lower() in levels:
+        return None
+    return f"{_quote(level)} is not one of [{', '.join(_quote(lv) for lv in levels)}]"
+
+
+def _issue_type(issue: SentryIssue, patterns: Sequence[Pattern]) -> str | None:
+    candidates = list(dict.fromkeys(value for value in (issue.issue_type, issue.issue_category) if value))
+    if any(pattern.matches(value) for pattern in patterns for value in candidates):
+        return None
+    shown = " or ".join(_quote(value) for value in candidates) or _quote("")
+    return f"{shown} {_matches_none(patterns)}"
+
+
+def _owner(issue: SentryIssue, patterns: Sequence[OwnerPattern]) -> str | None:
+    actor = issue.assigned_to
+    if actor is None:
+        return "the issue has no assignee in Sentry"
+    names = [value for value in (actor.name, actor.email, actor.id) if value]
+    for pattern in patterns:
+        if pattern.kind == actor.type.lower() and any(pattern.matches(name) for name in names):
+            return None
+    return f"{_quote(actor.as_owner())} {_matches_none(patterns)}"
+
+
+def _at_least(actual: int, minimum: int, unit: str) -> str | None:
+    if actual >= minimum:
+        return None
+    return f"{_count(actual, unit)}, fewer than {minimum}"
+
+
+def _count(number: int, unit: str) -> str:
+    return f"{number} {unit}{'' if number == 1 else 's'}"
+
+
+def _tag(values: Sequence[str], patterns: Sequence[Pattern]) -> str | None:
+    if any(pattern.matches(value) for pattern in patterns for value in values):
+        return None
+    if not values:
+        return "Sentry reports no value for this tag"
+    shown = ", ".join(_quote(value) for value in values[:10]) + (", ..." if len(values) > 10 else "")
+    if len(patterns) == 1:
+        return f"no value of [{shown}] matches {patterns[0]}"
+    return f"no value of [{shown}] matches any of [{', '.join(str(p) for p in patterns)}]"
+
+
+# --- text for people ------------------------------------------------------------------------------
+
+
+def _quote(text: str, limit: int = 80) -> str:
+    """Sentry text, double-quoted for a terminal: shortened, with control and bidi characters
+    escaped, so an issue title cannot move the cursor or reorder what an operator reads."""
+    if len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif unicodedata.category(char) in {"Cc", "Cf"}:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _route_label(index: int, name: str) -> str:
+    default = f"routes[{index}]"
+    return default if name == default else f"{default} {json.dumps(name, ensure_ascii=False)}"
+
+
+def format_explanation(decision: Decision, issue: SentryIssue) -> str:
+    """What `syncer route explain` prints: the issue, each route tried and why it failed, the result."""
+    heading = f"Sentry issue {issue.id}" + (f" ({_quote(issue.short_id)})" if issue.short_id else "")
+    lines = [f"{heading}: {_quote(issue.title)}", f"  {_issue_facts(issue)}", ""]
+    if not decision.checks:
+        lines.append("  (no routes configured)")
+    for check in decision.checks:
+        label = _route_label(check.index, check.name)
+        lines.append(f"  {label}: matches" if check.matched else f"  {label}: no match, {check.reason}")
+    if decision.route_index is None:
+        lines.append("  no route matched, so [defaults] apply")
+    lines.append("")
+    if decision.target is None:
+        if decision.route_index is None:
+            lines.append('Result: ignored ([defaults] has action = "ignore")')
+        else:
+            lines.append(f"Result: ignored ({_route_label(decision.route_index, decision.route_name)})")
+        return "\n".join(lines)
+    target = decision.target
+    lines.append(f"Result: create a ticket for {f'team {target.team}' if target.team else '[defaults]'}")
+    lines += [
+        f"  project     {target.jira_project}",
+        f"  issue type  {target.issue_type}",
+        f"  components  {', '.join(target.components) or '(none)'}",
+        f"  assignee    {target.assignee_email or '(unassigned)'}",
+        f"  labels      {', '.join(target.labels) or '(none)'} (plus the issue's own sentry-<id>)",
+        f"  priority    {target.priority or '(left to Jira)'}",
+    ]
+    return "\n".join(lines)
+
+
+def _issue_facts(issue: SentryIssue) -> str:
+    facts = [
+        f"project {_quote(issue.project_slug)}",
+        f"level {_quote(issue.level)}",
+        f"platform {_quote(issue.platform)}",
+        f"type {_quote(issue.issue_type)}",
+        f"category {_quote(issue.issue_category)}",
+        _count(issue.count, "event"),
+        _count(issue.user_count, "user"),
+        "owner " + (_quote(issue.assigned_to.as_owner()) if issue.assigned_to else "(none)"),
+    ]
+    return ", ".join(facts)
+
+
+def format_routing_table(policy: Policy) -> str:
+    """What `syncer check-config` prints: each route's conditions and outcome, then the defaults."""
+    rows = [
+        (
+            f"[{index}] {route.display_name(index)}",
+            _describe_when(route.when),
+            _describe_outcome(policy, route),
+        )
+        for index, route in enumerate(policy.routes)
+    ]
+    rows.append(("[defaults]", "no route matched", _describe_outcome(policy, None)))
+    head_width = max(len(head) for head, _, _ in rows)
+    # Align the arrows unless one long condition would push every line far to the right.
+    when_width = min(max(len(when) for _, when, _ in rows), 60)
+    lines = ["Routes, tried in order (the first whose conditions all hold wins):"]
+    for head, when, outcome in rows:
+        lines.append(f"  {head:<{head_width}}  {when:<{when_width}}  \u2192 {outcome}")
+    return "\n".join(lines)
+
+
+def _describe_when(when: Conditions) -> str:
+    parts: list[str] = []
+    for key in when.given:
+        value = getattr(when, key)
+        if key == "tags":
+            parts += [f"tags.{toml_key(tag)} = {_describe_values(globs)}" for tag, globs in value.items()]
+        elif isinstance(value, int):
+            parts.append(f"{key} = {value}")
+        else:
+            parts.append(f"{key} = {_describe_values(value)}")
+    return ", ".join(parts) or "every issue"
+
+
+def _describe_values(values: Sequence[object]) -> str:
+    shown = [str(v) if isinstance(v, Pattern) else json.dumps(v, ensure_ascii=False) for v in values]
+    return shown[0] if len(shown) == 1 else f"[{', '.join(shown)}]"
+
+
+def _describe_outcome(policy: Policy, route: Route | None) -> str:
+    if route is not None and route.ignores:
+        return "ignore"
+    if route is None and policy.defaults.action == "ignore":
+        return "ignore"
+    if route is None and policy.defaults.jira_project is None:
+        return "create, but [defaults] names no jira_project"
+    team_name = route.team if route else None
+    target = ticket_target(policy, team_name, route, level="")
+    team = policy.teams[team_name] if team_name else None
+    # ticket_target folds the level's priority in; the table shows the configured one instead.
+    configured = _first_set(
+        route.priority if route else None, team.priority if team else None, policy.defaults.priority
+    )
+    priority = {None: "by level", "": "left to Jira"}.get(configured, configured)
+    details = [
+        target.jira_project,
+        target.issue_type,
+        f"components [{', '.join(target.components)}]",
+        f"assignee {target.assignee_email or '(none)'}",
+        f"labels [{', '.join(target.labels)}]",
+        f"priority {priority}",
+    ]
+    return (f"team {team_name}: " if team_name else "") + ", ".join(details)

@@ -1,0 +1,569 @@
+"""The TOML policy: who owns which Sentry issues, and how status flows between Sentry and Jira.
+
+The file is read once at start and validated completely, so a mistake stops the process with a
+message naming the file, the key path (`routes[2].when.level`) and what is wrong, instead of
+surfacing later as a wrong ticket. Every table forbids unknown keys: a typo is an error, not a
+setting that silently does nothing. Patterns (globs, regexes) are compiled here, at load time,
+so routing never meets a bad one.
+
+`Policy()`, everything defaulted, is a valid object for code and tests that build policies
+directly. A policy *file* must also name `defaults.jira_project` unless `defaults.action` is
+"ignore": `parse_policy` checks that, because a file without it would fail on the first issue no
+route claims.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self, Union, get_args, get_origin
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError, core_schema
+
+from syncer.errors import ConfigError
+
+LEVELS = ("fatal", "error", "warning", "info", "debug")
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    # The message goes through the context, never the template, so braces in user text are safe.
+    return PydanticCustomError("policy_value", "{message}", {"message": message})
+
+
+def _invalid_key(key: str, message: str) -> PydanticCustomError:
+    """A problem found by a table-level check, reported at `key` inside that table."""
+    return PydanticCustomError("policy_key", "{key}: {message}", {"key": key, "message": message})
+
+
+# --- patterns -------------------------------------------------------------------------------------
+
+
+def _glob_to_regex(glob: str) -> str:
+    # Only `*` and `?` are special; everything else, `[` included, is literal. fnmatch would treat
+    # `[...]` as a character class, which surprises people matching Sentry titles like "[db] timeout".
+    parts = []
+    for char in glob:
+        if char == "*":
+            parts.append(".*")
+        elif char == "?":
+            parts.append(".")
+        else:
+            parts.append(re.escape(char))
+    return r"\A" + "".join(parts) + r"\Z"
+
+
+# `/body/` or `/body/i`: a regex with search semantics; anything else is a glob.
+_REGEX_LITERAL = re.compile(r"/(.*)/(i?)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A pattern from the policy, compiled once. `source` is what the file said."""
+
+    source: str
+    regex: re.Pattern[str] = field(repr=False, compare=False)
+
+    ignore_case: ClassVar[bool] = False
+    allow_regex: ClassVar[bool] = False
+
+    def matches(self, text: str) -> bool:
+        return self.regex.search(text) is not None
+
+    def __str__(self) -> str:
+        return self.source if self.is_regex else json.dumps(self.source, ensure_ascii=False)
+
+    @property
+    def is_regex(self) -> bool:
+        return self.allow_regex and _REGEX_LITERAL.fullmatch(self.source) is not None
+
+    @classmethod
+    def parse(cls, source: str) -> Self:
+        if not source:
+            raise _invalid("an empty pattern matches nothing useful; leave the key out instead")
+        flags = re.IGNORECASE if cls.ignore_case else 0
+        literal = _REGEX_LITERAL.fullmatch(source) if cls.allow_regex else None
+        if literal is None:
+            return cls(source, re.compile(_glob_to_regex(source), flags | re.DOTALL))
+        body, suffix = literal.group(1), literal.group(2)
+        if not body:
+            raise _invalid("an empty regex matches everything; leave the key out instead")
+        if suffix == "i":
+            flags |= re.IGNORECASE
+        try:
+            return cls(source, re.compile(body, flags))
+        except re.error as error:
+            raise _invalid(f"bad regex {source}: {error}") from None
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source_type: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls.parse,
+            core_schema.str_schema(strict=True),
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda p: p.source),
+        )
+
+
+class NameGlob(Pattern):
+    """A case-insensitive glob, for names Sentry lowercases anyway (projects, platforms, types)."""
+
+    ignore_case = True
+
+
+class TextGlob(Pattern):
+    """A case-sensitive glob, for tag values."""
+
+
+class TextPattern(Pattern):
+    """A case-sensitive glob, or a regex written `/.../` (add `i` after it to ignore case)."""
+
+    allow_regex = True
+
+
+@dataclass(frozen=True)
+class OwnerPattern(Pattern):
+    """`team:<glob>` or `user:<glob>`, matched against Sentry's `assignedTo`."""
+
+    kind: str = ""
+    ignore_case = True
+
+    @classmethod
+    def parse(cls, source: str) -> Self:
+        kind, sep, rest = source.partition(":")
+        if not sep or kind.lower() not in {"team", "user"} or not rest:
+            raise _invalid(f"{json.dumps(source)} should be team:<slug> or user:<email, name or id>")
+        name = NameGlob.parse(rest)
+        return cls(source, name.regex, kind.lower())
+
+
+# --- field types ----------------------------------------------------------------------------------
+
+_TOML_TYPES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+    str: "a string",
+    list: "an array",
+    dict: "a table",
+}
+
+
+def toml_type(value: Any) -> str:
+    return next((name for kind, name in _TOML_TYPES.items() if isinstance(value, kind)), "a date/time")
+
+
+def _one_or_many(value: Any) -> Any:
+    """Conditions take a single value or an array of them."""
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list):
+        if not value:
+            raise _invalid("an empty array matches nothing; leave the key out to match everything")
+        return tuple(value)
+    raise _invalid(f"expected a string or an array of strings, got {toml_type(value)}")
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _name(value: str) -> str:
+    if not value.strip():
+        raise _invalid("must not be empty")
+    return value.strip()
+
+
+def _label(value: str) -> str:
+    # Jira refuses labels with spaces, and caps them at 255 characters.
+    if not value or any(char.isspace() for char in value) or len(value) > 255:
+        raise _invalid(f"{json.dumps(value)} is not a Jira label (1 to 255 characters, no spaces)")
+    return value
+
+
+def _project_key(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", value):
+        raise _invalid(f"{json.dumps(value)} is not a Jira project key, like OPS")
+    return value
+
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def _assignee(value: str) -> str:
+    # Jira Cloud finds people by e-mail (we demand an exact match); Server/DC also by username,
+    # so any single word is accepted, but something with an @ must be a whole address.
+    if not value or any(char.isspace() for char in value):
+        raise _invalid(f"{json.dumps(value)} should be an e-mail address (or, on Jira Server/DC, a username)")
+    if "@" in value and not _EMAIL.fullmatch(value):
+        raise _invalid(f"{json.dumps(value)} is not a valid e-mail address")
+    return value
+
+
+Name = Annotated[str, Field(strict=True), AfterValidator(_name)]
+Label = Annotated[str, Field(strict=True), AfterValidator(_label)]
+ProjectKey = Annotated[str, Field(strict=True), AfterValidator(_project_key)]
+Assignee = Annotated[str, Field(strict=True), AfterValidator(_assignee)]
+# A Jira priority name; "" means "leave it to Jira" (some create screens have no priority field).
+PriorityName = Annotated[str, Field(strict=True)]
+Level = Annotated[Literal["fatal", "error", "warning", "info", "debug"], BeforeValidator(_lower)]
+Count = Annotated[StrictInt, Field(ge=0)]
+
+NameGlobs = Annotated[tuple[NameGlob, ...], BeforeValidator(_one_or_many)]
+TextGlobs = Annotated[tuple[TextGlob, ...], BeforeValidator(_one_or_many)]
+TextPatterns = Annotated[tuple[TextPattern, ...], BeforeValidator(_one_or_many)]
+OwnerPatterns = Annotated[tuple[OwnerPattern, ...], BeforeValidator(_one_or_many)]
+Levels = Annotated[tuple[Level, ...], BeforeValidator(_one_or_many)]
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- tables ---------------------------------------------------------------------------------------
+
+
+class Defaults(_Table):
+    """`[defaults]`: what a ticket gets when neither its route nor its team says otherwise."""
+
+    jira_project: ProjectKey | None = None
+    issue_type: Name = "Bug"
+    labels: tuple[Label, ...] = ("sentry",)
+    components: tuple[Name, ...] = ()
+    assignee: Assignee | None = None
+    priority: PriorityName | None = None  # None: from [priorities] by the issue's level
+    action: Literal["create", "ignore"] = "create"  # for issues no route matches
+
+
+class Team(_Table):
+    """`[teams.<name>]`: an owner, where its tickets go and who drives them."""
+
+    jira_project: ProjectKey | None = None  # None: the defaults' project
+    # None: the defaults' components, but only when the team files into the defaults' project,
+    # since components belong to a Jira project and another project would reject them.
+    components: tuple[Name, ...] | None = None
+    assignee: Assignee | None = None
+    labels: tuple[Label, ...] = ()  # added to the defaults' labels
+    priority: PriorityName | None = None
+    issue_type: Name | None = None
+
+
+class Conditions(_Table):
+    """A route's `when`: every condition given must hold; `{}` matches every issue."""
+
+    project: NameGlobs | None = None
+    level: Levels | None = None
+    platform: NameGlobs | None = None
+    issue_type: NameGlobs | None = None  # Sentry's issue type or its category
+    sentry_owner: OwnerPatterns | None = None
+    min_events: Count | None = None
+    min_users: Count | None = None
+    culprit: TextPatterns | None = None
+    title: TextPatterns | None = None
+    tags: dict[str, TextGlobs] | None = None  # fetched from Sentry, so routing looks at them last
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_not_empty(cls, tags: dict[str, TextGlobs] | None) -> dict[str, TextGlobs] | None:
+        if tags is not None and not tags:
+            raise _invalid("an empty table matches everything; leave the key out instead")
+        return tags
+
+    @property
+    def given(self) -> list[str]:
+        """The names of the conditions this route sets, in the order routing tests them."""
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+
+class Route(_Table):
+    """`[[routes]]`: when the conditions hold, send the issue to a team, or ignore it."""
+
+    name: Name | None = None
+    when: Conditions
+    team: Name | None = None
+    action: Literal["create", "ignore"] | None = None  # "create" is implied by `team`
+    labels: tuple[Label, ...] = ()  # added to the team's labels
+    priority: PriorityName | None = None  # beats the team's and the defaults'
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> Self:
+        if self.action == "ignore":
+            if self.team is not None:
+                raise _invalid_key("team", 'give either team = "..." or action = "ignore", not both')
+            if self.labels:
+                raise _invalid_key("labels", 'has no effect on a route with action = "ignore"')
+            if self.priority is not None:
+                raise _invalid_key("priority", 'has no effect on a route with action = "ignore"')
+        elif self.team is None:
+            raise _invalid_key("team", 'missing: a route needs team = "<name>" or action = "ignore"')
+        return self
+
+    @property
+    def ignores(self) -> bool:
+        return self.action == "ignore"
+
+    def display_name(self, index: int) -> str:
+        return self.name or f"routes[{index}]"
+
+
+class StatusPolicy(_Table):
+    """`[status]`: how a status change on one side moves the other."""
+
+    resolve_on: tuple[Literal["new", "indeterminate", "done"], ...] = ("done",)  # Jira status categories
+    wont_fix: tuple[Name, ...] = ("Won't Do", "Duplicate")  # Jira statuses that archive instead
+    sentry_resolution: Literal["resolved", "resolvedInNextRelease"] = "resolved"
+    close_to: Name = "Done"
+    reopen_to: Name = "To Do"
+    close_resolution: Name = "Done"  # for transition screens that demand a resolution
+    new_ticket_after_days: Count = 30  # 0: every regression of a closed ticket opens a new one
+    reopen_comment_cooldown_minutes: Count = 60
+    on_archive: Literal["nothing", "label", "transition"] = "nothing"
+    archive_label: Label = "sentry-archived"
+    archive_to: Name | None = None  # required when on_archive = "transition"
+    unarchive_from_jira: StrictBool = False
+    assignee_to_sentry: StrictBool = False
+    assignee_to_jira: StrictBool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.on_archive == "transition" and self.archive_to is None:
+            raise _invalid_key("archive_to", 'required when on_archive = "transition"')
+        if self.close_to in self.wont_fix:
+            # Resolving in Sentry would move the ticket to a status that archives the issue again.
+            raise _invalid_key("close_to", f"{json.dumps(self.close_to)} is also listed in wont_fix")
+        return self
+
+
+class ReconcilePolicy(_Table):
+    """`[reconcile]`: the periodic repair of drift and backfill of missed issues."""
+
+    interval_minutes: Annotated[StrictInt, Field(ge=1)] = 10
+    lookback_hours: Count = 24  # 0: no backfill of unlinked issues
+    # Which side wins when both changed since the last sync: "jira", "sentry", or "newest"
+    # (the side whose last change is later).
+    precedence: Literal["jira", "sentry", "newest"] = "newest"
+    # Sentry's issue list and Jira's `id in (...)` searches both stop at 100 per request.
+    batch_size: Annotated[StrictInt, Field(ge=1, le=100)] = 100
+
+
+class Priorities(_Table):
+    """`[priorities]`: Sentry level -> Jira priority name. "" leaves the priority to Jira."""
+
+    fatal: PriorityName = "Highest"
+    error: PriorityName = "High"
+    warning: PriorityName = "Medium"
+    info: PriorityName = "Low"
+    debug: PriorityName = "Lowest"
+
+    def for_level(self, level: str) -> str | None:
+        name = level.lower()
+        return getattr(self, name) if name in LEVELS else None
+
+
+class Policy(_Table):
+    """The whole file: `[defaults]`, `[teams.*]`, `[[routes]]`, `[priorities]`, `[status]`, `[reconcile]`."""
+
+    defaults: Defaults = Field(default_factory=Defaults)
+    teams: dict[str, Team] = Field(default_factory=dict)
+    routes: tuple[Route, ...] = ()
+    priorities: Priorities = Field(default_factory=Priorities)
+    status: StatusPolicy = Field(default_factory=StatusPolicy)
+    reconcile: ReconcilePolicy = Field(default_factory=ReconcilePolicy)
+
+    @model_validator(mode="after")
+    def _references(self) -> Self:
+        names: dict[str, int] = {}
+        for index, route in enumerate(self.routes):
+            if route.team is not None and route.team not in self.teams:
+                hint = _did_you_mean(route.team, self.teams)
+                raise _invalid_key(
+                    f"routes[{index}].team",
+                    f"names team {route.team!r}, which no [teams.*] entry defines{hint}",
+                )
+            if route.name is not None:
+                if route.name in names:
+                    raise _invalid_key(
+                        f"routes[{index}].name",
+                        f"{route.name!r} is already the name of routes[{names[route.name]}]",
+                    )
+                names[route.name] = index
+        for team_name, team in self.teams.items():
+            if team.jira_project is None and self.defaults.jira_project is None:
+                raise _invalid_key(
+                    f"teams.{toml_key(team_name)}.jira_project",
+                    "missing, and [defaults] has no jira_project to fall back on",
+                )
+        return self
+
+    @property
+    def uses_tags(self) -> bool:
+        """Whether routing may need the issue's tags (an extra request to Sentry)."""
+        return any(route.when.tags for route in self.routes)
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate the policy file; every problem is a ConfigError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file (set SYNCER_CONFIG, or start from syncer.example.toml)"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot be read: {error.strerror or error}") from None
+    return parse_policy(text, str(path))
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    """Validate policy TOML; `source` names it in error messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source}: invalid TOML: {error}") from None
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError("\n".join(f"{source}: {line}" for line in _describe(error, data))) from None
+    if policy.defaults.action == "create" and policy.defaults.jira_project is None:
+        raise ConfigError(
+            f"{source}: defaults.jira_project: missing; issues that no route matches need a "
+            'project (or set defaults.action = "ignore")'
+        )
+    return policy
+
+
+def _describe(error: ValidationError, data: Mapping[str, Any]) -> list[str]:
+    """One `key.path: problem` line per validation error, in words a TOML author uses."""
+    lines = []
+    for detail in error.errors(include_url=False):
+        loc = _as_written(tuple(detail["loc"]), data)
+        kind = detail["type"]
+        ctx = detail.get("ctx") or {}
+        value = detail.get("input")
+        if kind == "policy_key":
+            path = ".".join(part for part in (key_path(loc), ctx["key"]) if part)
+            lines.append(f"{path}: {ctx['message']}")
+            continue
+        if kind == "policy_value":
+            message = ctx["message"]
+        elif kind == "extra_forbidden":
+            message = "unknown key" + _did_you_mean(str(loc[-1]), _known_keys(loc))
+        elif kind == "missing":
+            message = "missing" + (" (write when = {} to match every issue)" if loc[-1] == "when" else "")
+        elif kind == "literal_error":
+            message = f"{_show(value)} is not one of {ctx['expected']}"
+        elif kind in _EXPECTED:
+            message = f"expected {_EXPECTED[kind]}, got {toml_type(value)}"
+        elif kind in {"greater_than_equal", "less_than_equal"}:
+            bound = f">= {ctx['ge']}" if "ge" in ctx else f"<= {ctx['le']}"
+            message = f"must be {bound}, got {_show(value)}"
+        else:
+            message = detail["msg"]
+        lines.append(f"{key_path(loc)}: {message}" if loc else message)
+    return lines
+
+
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "bool_type": "true or false",
+    "tuple_type": "an array",
+    "list_type": "an array",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+}
+
+
+def _as_written(loc: tuple[int | str, ...], data: Mapping[str, Any]) -> tuple[int | str, ...]:
+    """Drop the [0] pydantic adds where the file gave one value instead of an array."""
+    if not loc or not isinstance(loc[-1], int):
+        return loc
+    value: Any = data
+    for part in loc[:-1]:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return loc
+    return loc if isinstance(value, list) else loc[:-1]
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def toml_key(name: str) -> str:
+    """A TOML key as written: bare when it can be, quoted otherwise (`tags."http.status_code"`)."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name, ensure_ascii=False)
+
+
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's loc as a TOML key path: ("routes", 2, "when", "level") -> routes[2].when.level."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "[key]":  # pydantic's marker for a problem in a dict key, not its value
+            path += ("." if path else "") + toml_key(part)
+    return path
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the table holding loc[-1] accepts, found by walking the models along loc."""
+    current: Any = Policy
+    for part in loc[:-1]:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field_info = current.model_fields.get(str(part))
+            if field_info is None:
+                return []
+            current = field_info.annotation
+        elif get_origin(current) in (tuple, dict):
+            current = get_args(current)[-1 if get_origin(current) is dict else 0]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`Annotated[X, ...]` and `X | None` to X."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+        else:
+            return annotation
