@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-
 from syncer.errors import ConfigError, SyncerError
 from syncer.settings import Settings, load_settings
 
@@ -45,7 +44,9 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     _service_start(settings)
     worker.configure(settings)
     rt = current()
-    app = create_app(settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis))
+    app = create_app(
+        settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis)
+    )
     uvicorn.run(app, host=args.host, port=args.port or settings.port, log_level="warning", access_log=False)
     return 0
 
@@ -130,7 +131,10 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
         except PayloadError as exc:
             raise ConfigError(f"{source}: {exc}") from None
         if isinstance(raw, dict) and isinstance(raw.get("tags"), dict):
-            tags = {str(k): [str(x) for x in v] if isinstance(v, list) else [str(v)] for k, v in raw["tags"].items()}
+            tags = {
+                str(k): [str(x) for x in v] if isinstance(v, list) else [str(v)]
+                for k, v in raw["tags"].items()
+            }
     elif source.isdigit():
         from syncer.runtime import current
 
@@ -144,7 +148,9 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
         if tags is not None:
             return tags
         if sentry_client is None:
-            print("note: routes use tags; the file has no \"tags\" object, so none were assumed", file=sys.stderr)
+            print(
+                'note: routes use tags; the file has no "tags" object, so none were assumed', file=sys.stderr
+            )
             return {}
         return sentry_client.issue_tags(issue.id)
 
@@ -181,8 +187,10 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     if args.dl_command == "list":
         letters = deadletters.open_letters(rt.engine, limit=args.limit)
         for letter in letters:
-            print(f"{letter.id:>6}  {letter.created_at:%Y-%m-%d %H:%M:%S}  delivery {letter.delivery_id}  "
-                  f"{letter.subject}  {letter.error[:160]}")
+            print(
+                f"{letter.id:>6}  {letter.created_at:%Y-%m-%d %H:%M:%S}  delivery {letter.delivery_id}  "
+                f"{letter.subject}  {letter.error[:160]}"
+            )
         print(f"{len(letters)} open dead letter(s)")
         return 0
     worker.configure(settings)
@@ -214,7 +222,9 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="syncer", description="Keeps Sentry issues and Jira tickets in sync.")
+    parser = argparse.ArgumentParser(
+        prog="syncer", description="Keeps Sentry issues and Jira tickets in sync."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("web", help="receive webhooks (binds $PORT, default 8000)")
@@ -239,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sandbox", help="dev against bundled fake Sentry and Jira, with a demo story")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--issues", type=int, default=4, help="how many demo Sentry issues to file")
-    p.add_argument("--once", action="store_true", help="stop after the demo story instead of waiting for Ctrl-C")
+    p.add_argument(
+        "--once", action="store_true", help="stop after the demo story instead of waiting for Ctrl-C"
+    )
     p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("check-config", help="validate the configuration and print the routing table")
@@ -297,5 +309,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-

@@ -26,9 +26,7 @@ class Stored:
     duplicate: bool
 
 
-def store(
-    engine: Engine, *, source: str, key: str, resource: str, action: str, payload: bytes
-) -> Stored:
+def store(engine: Engine, *, source: str, key: str, resource: str, action: str, payload: bytes) -> Stored:
     """Record a delivery durably; a second delivery with the same key is recognised, not stored."""
     text = payload.decode("utf-8")
     try:
@@ -61,7 +59,10 @@ def claim(engine: Engine, delivery_id: int, *, lease: timedelta, now: datetime |
                 or_(
                     col(Delivery.state).in_([DeliveryState.RECEIVED, DeliveryState.QUEUED]),
                     # A holder that has been silent past its lease is presumed dead (kill -9).
-                    and_(col(Delivery.state) == DeliveryState.PROCESSING, col(Delivery.started_at) < now - lease),
+                    and_(
+                        col(Delivery.state) == DeliveryState.PROCESSING,
+                        col(Delivery.started_at) < now - lease,
+                    ),
                 ),
             )
             .values(state=DeliveryState.PROCESSING, started_at=now, attempts=col(Delivery.attempts) + 1)
@@ -109,7 +110,11 @@ def bury(engine: Engine, delivery_id: int, *, error: str, subject: str = "") -> 
             .values(state=DeliveryState.DEAD, last_error=error[:2000], finished_at=utcnow())
         )
         letter = DeadLetter(
-            delivery_id=delivery_id, kind="delivery", subject=subject[:200], error=error[:4000], payload=payload
+            delivery_id=delivery_id,
+            kind="delivery",
+            subject=subject[:200],
+            error=error[:4000],
+            payload=payload,
         )
         session.add(letter)
         session.flush()
@@ -140,7 +145,10 @@ def overdue(engine: Engine, *, grace: timedelta, now: datetime | None = None, li
                         col(Delivery.state).in_([DeliveryState.RECEIVED, DeliveryState.QUEUED]),
                         col(Delivery.due_at) < now - grace,
                     ),
-                    and_(col(Delivery.state) == DeliveryState.PROCESSING, col(Delivery.started_at) < now - grace),
+                    and_(
+                        col(Delivery.state) == DeliveryState.PROCESSING,
+                        col(Delivery.started_at) < now - grace,
+                    ),
                 )
             )
             .order_by(col(Delivery.due_at))

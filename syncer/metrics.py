@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -24,15 +24,21 @@ __all__ = ["CONTENT_TYPE", "WorkerCounters", "render"]
 
 REGISTRY = CollectorRegistry()
 WEBHOOKS = Counter(
-    "syncer_webhooks_total", "Webhook deliveries received, by source and result", ["source", "result"],
+    "syncer_webhooks_total",
+    "Webhook deliveries received, by source and result",
+    ["source", "result"],
     registry=REGISTRY,
 )
 INTAKE_SECONDS = Histogram(
-    "syncer_intake_store_seconds", "Time to store one delivery durably", ["source"], registry=REGISTRY,
+    "syncer_intake_store_seconds",
+    "Time to store one delivery durably",
+    ["source"],
+    registry=REGISTRY,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 ENQUEUE_FAILURES = Counter(
-    "syncer_enqueue_failures_total", "Deliveries stored but not handed to the broker (left to the sweeper)",
+    "syncer_enqueue_failures_total",
+    "Deliveries stored but not handed to the broker (left to the sweeper)",
     registry=REGISTRY,
 )
 
@@ -65,7 +71,8 @@ class WorkerCounters:
             except redis.RedisError:
                 raw = {}
             for key, value in raw.items():
-                values[key.decode()] = values.get(key.decode(), 0) + int(value)
+                name = key.decode() if isinstance(key, bytes) else str(key)
+                values[name] = values.get(name, 0) + int(value)
         return values
 
 
@@ -95,7 +102,7 @@ def render(engine: Engine, counters: WorkerCounters | None = None) -> bytes:
                 select(DeadLetter.state, func.count()).group_by(DeadLetter.state)
             ).all():
                 lines.append(_line("syncer_dead_letters", {"state": state}, n))
-    except Exception as exc:  # noqa: BLE001 - metrics must render even when the DB is down
+    except Exception as exc:
         log.warning("metrics: database unavailable: %s", type(exc).__name__)
         lines.append(_line("syncer_database_up", {}, 0))
     if counters is not None:

@@ -15,8 +15,8 @@ def backoff_seconds(
     rng: random.Random | None = None,
 ) -> float:
     """Wait before retry number `attempt` (1 = the first retry)."""
-    rng = rng or random.Random()  # noqa: S311 - jitter, not security
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    rng = rng or random.Random()
+    ceiling: float = min(cap, base * 2.0 ** max(0, attempt - 1))
     # "Equal jitter": at least half the ceiling, so retries spread out but never bunch at zero.
     wait = ceiling / 2 + rng.uniform(0, ceiling / 2)
     if retry_after is not None:

@@ -60,7 +60,6 @@ class Runtime:
             return None
         return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
 
-
     @property
     def jira_browse_url(self) -> str:
         return f"{self.settings.jira_url}/browse"

@@ -88,7 +88,9 @@ class Settings(BaseSettings):
         if not self.jira_pat and not (self.jira_email and self.jira_token):
             missing.append("SYNCER_JIRA_EMAIL + SYNCER_JIRA_TOKEN (Cloud) or SYNCER_JIRA_PAT (Server/DC)")
         if not self.jira_webhook_secret and not self.jira_webhook_unsigned:
-            missing.append("SYNCER_JIRA_WEBHOOK_SECRET (or SYNCER_JIRA_WEBHOOK_UNSIGNED=true to accept unsigned)")
+            missing.append(
+                "SYNCER_JIRA_WEBHOOK_SECRET (or SYNCER_JIRA_WEBHOOK_UNSIGNED=true to accept unsigned)"
+            )
         if missing:
             raise ConfigError("missing required settings: " + "; ".join(missing))
 

@@ -62,15 +62,19 @@ def create_app(
     counters: metrics.WorkerCounters | None = None,
 ) -> FastAPI:
     app = FastAPI(title="syncer", docs_url=None, redoc_url=None, openapi_url=None)
-    sentry_secret = settings.sentry_client_secret.get_secret_value() if settings.sentry_client_secret else None
+    sentry_secret = (
+        settings.sentry_client_secret.get_secret_value() if settings.sentry_client_secret else None
+    )
     jira_secret = settings.jira_webhook_secret.get_secret_value() if settings.jira_webhook_secret else None
 
     def enqueue_after(delivery_id: int) -> None:
         try:
             enqueue(delivery_id)
-        except Exception as exc:  # noqa: BLE001 - stored already; the sweeper will hand it out
+        except Exception as exc:
             metrics.ENQUEUE_FAILURES.inc()
-            log.warning("broker unavailable, delivery %s left for the sweeper: %s", delivery_id, type(exc).__name__)
+            log.warning(
+                "broker unavailable, delivery %s left for the sweeper: %s", delivery_id, type(exc).__name__
+            )
 
     async def accept(source: str, key: str, resource: str, action: str, body: bytes) -> Response:
         started = time.perf_counter()
@@ -105,7 +109,9 @@ def create_app(
             metrics.WEBHOOKS.labels("sentry", "bad_signature").inc()
             return _problem(401, "missing or invalid Sentry-Hook-Signature")
         if not sentry_webhooks.timestamp_ok(
-            request.headers.get("sentry-hook-timestamp"), time.time(), settings.sentry_timestamp_window_seconds
+            request.headers.get("sentry-hook-timestamp"),
+            time.time(),
+            settings.sentry_timestamp_window_seconds,
         ):
             metrics.WEBHOOKS.labels("sentry", "stale").inc()
             return _problem(401, "Sentry-Hook-Timestamp outside the accepted window (replay?)")
@@ -127,8 +133,10 @@ def create_app(
             return _problem(413, f"body over {settings.max_body_bytes} bytes")
         if jira_secret:
             signature = request.headers.get("x-hub-signature")
-            ok = jira_webhooks.verify_signature(jira_secret, body, signature) if signature else (
-                jira_webhooks.verify_token(jira_secret, request.query_params.get("token"))
+            ok = (
+                jira_webhooks.verify_signature(jira_secret, body, signature)
+                if signature
+                else (jira_webhooks.verify_token(jira_secret, request.query_params.get("token")))
             )
         else:
             ok = settings.jira_webhook_unsigned
@@ -140,7 +148,11 @@ def create_app(
             metrics.WEBHOOKS.labels("jira", "bad_json").inc()
             return _problem(400, "body is not a JSON object in UTF-8")
         resource = payload.get("webhookEvent") if isinstance(payload.get("webhookEvent"), str) else ""
-        action = payload.get("issue_event_type_name") if isinstance(payload.get("issue_event_type_name"), str) else ""
+        action = (
+            payload.get("issue_event_type_name")
+            if isinstance(payload.get("issue_event_type_name"), str)
+            else ""
+        )
         key = jira_webhooks.delivery_key(request.headers.get("x-atlassian-webhook-identifier"), body)
         return await accept("jira", key, str(resource), str(action), body)
 
@@ -153,11 +165,11 @@ def create_app(
         failed: dict[str, str] = {}
         try:
             await run_in_threadpool(_ping_db, engine)
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        except Exception as exc:
             failed["database"] = type(exc).__name__
         try:
             await run_in_threadpool(broker_check)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             failed["broker"] = type(exc).__name__
         if failed:
             return JSONResponse({"status": "unavailable", "failed": failed}, status_code=503)

@@ -7,6 +7,7 @@ task is idempotent: a delivery is claimed in the database before anything is don
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -23,8 +24,9 @@ SWEEP_EVERY_SECONDS = 15.0
 app = Celery("syncer")
 
 
-def configure(settings: Settings) -> Celery:
-    app.conf.update(
+def configure(settings: Settings, target: Celery | None = None) -> Celery:
+    target = target or app
+    target.conf.update(
         broker_url=settings.broker_url,
         task_ignore_result=True,
         task_acks_late=True,
@@ -37,7 +39,11 @@ def configure(settings: Settings) -> Celery:
         # Publishing from the web process must fail fast when the broker is down: the delivery is
         # already stored, and the sweeper hands it out once the broker is back.
         broker_connection_timeout=2,
-        broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5, "visibility_timeout": 3600},
+        broker_transport_options={
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+            "visibility_timeout": 3600,
+        },
         task_publish_retry=False,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
@@ -45,10 +51,10 @@ def configure(settings: Settings) -> Celery:
             "sweep-inbox": {"task": "syncer.sweep_inbox", "schedule": timedelta(seconds=SWEEP_EVERY_SECONDS)},
         },
     )
-    return app
+    return target
 
 
-@app.task(name="syncer.process_delivery", bind=True, max_retries=None)
+@app.task(name="syncer.process_delivery", bind=True, max_retries=None)  # type: ignore[untyped-decorator]
 def process_delivery(self: Task, delivery_id: int) -> str:
     from syncer.sync.deliveries import process  # heavy imports only in the worker
 
@@ -58,7 +64,7 @@ def process_delivery(self: Task, delivery_id: int) -> str:
     return step.state
 
 
-@app.task(name="syncer.sweep_inbox")
+@app.task(name="syncer.sweep_inbox")  # type: ignore[untyped-decorator]
 def sweep_inbox() -> int:
     """Hand out again what was stored but not finished in time (broker down, worker killed)."""
     rt = current()
@@ -74,13 +80,23 @@ def enqueue(delivery_id: int) -> None:
     process_delivery.apply_async((delivery_id,), retry=False)
 
 
+def publisher(settings: Settings) -> Callable[[int], None]:
+    """An enqueue function on a Celery app of its own (another broker than the global app's)."""
+    own = configure(settings, Celery("syncer-publisher"))
+
+    def publish(delivery_id: int) -> None:
+        own.send_task("syncer.process_delivery", (delivery_id,), retry=False)
+
+    return publish
+
+
 def enqueue_many(ids: list[int]) -> int:
     rt = current()
     sent: list[int] = []
     for delivery_id in ids:
         try:
             enqueue(delivery_id)
-        except Exception as exc:  # noqa: BLE001 - broker down: the next sweep tries again
+        except Exception as exc:
             log.warning("could not enqueue delivery %s: %s", delivery_id, type(exc).__name__)
             break
         sent.append(delivery_id)

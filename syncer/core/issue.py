@@ -153,8 +153,10 @@ class SentryIssue:
 
     def url(self, sentry_url: str, org: str) -> str:
         """A link a person can open; only `created` webhooks are sure to carry one."""
-        return self.web_url or self.permalink or (
-            f"{sentry_url.rstrip('/')}/organizations/{org}/issues/{self.id}/"
+        return (
+            self.web_url
+            or self.permalink
+            or (f"{sentry_url.rstrip('/')}/organizations/{org}/issues/{self.id}/")
         )
 
 

@@ -9,7 +9,6 @@ Idempotency lives here as constraints, not as hopes:
 from __future__ import annotations
 
 from datetime import UTC, datetime
-
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
@@ -43,7 +42,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def When(**kwargs: Any) -> Any:  # noqa: N802 - reads like a column type in the models below
+def When(**kwargs: Any) -> Any:
     """A UTC timestamp column."""
     return Field(sa_type=UTCDateTime, **kwargs)
 

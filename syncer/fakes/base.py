@@ -9,6 +9,7 @@ benchmarks drive them through their Python objects (state, faults, calls) in the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -49,7 +50,8 @@ class Fault:
     after: handle the request first, then answer `status` anyway (an "ambiguous" failure:
         the write happened but the client never learns it).
     drop: close the connection without an answer (after handling when `after`).
-    delay: seconds to wait before answering (a slow or hung API).
+    delay: seconds to wait before answering (a slow or hung API); with `after`, the wait comes
+        after handling, so a client that times out has still made the write.
     """
 
     method: str
@@ -156,7 +158,7 @@ class Misbehaviour:
         if fault is None:
             await self.app(scope, receive, send)
             return
-        if fault.delay:
+        if fault.delay and not fault.after:
             await asyncio.sleep(fault.delay)
         if fault.after:
             # Run the real handler, throw its answer away: the write happened, the client can't tell.
@@ -164,8 +166,11 @@ class Misbehaviour:
                 return None
 
             await self.app(scope, receive, swallow)
+            # Then be slow: a client that times out meanwhile has still made the write.
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
         if fault.drop:
-            raise ConnectionAbortedError("fake dropped the connection")
+            await _drop_connection(send)
         if fault.body is not None:
             body = fault.body
         elif self.fault_body is not None:
@@ -174,6 +179,15 @@ class Misbehaviour:
             body = {"errorMessages": [f"injected {fault.status}"]}
         response = JSONResponse(body, status_code=fault.status, headers=fault.headers)
         await response(scope, receive, send)
+
+
+async def _drop_connection(send: Send) -> None:
+    """Close the connection without a byte of answer. ASGI has no message for that, but uvicorn closes
+    the socket when an app fails after starting its response, and status 0 fails before anything is
+    written. (Raising before starting would make uvicorn answer 500 instead.)"""
+    with contextlib.suppress(KeyError, ValueError, RuntimeError):
+        await send({"type": "http.response.start", "status": 0, "headers": []})
+    raise ConnectionAbortedError("fake dropped the connection")
 
 
 class WebhookSender:
@@ -211,6 +225,21 @@ class WebhookSender:
                 return True
             time.sleep(0.01)
         return False
+
+    def discard_pending(self) -> int:
+        """Drop the deliveries still queued (not the one in flight); how many were dropped. For a
+        fake's reset(), so one test's webhooks do not reach the next one."""
+        dropped = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return dropped
+            self._queue.task_done()
+            if item is None:  # a close() raced us: keep it
+                self._queue.put(None)
+                return dropped
+            dropped += 1
 
     def close(self) -> None:
         self._queue.put(None)
@@ -253,7 +282,9 @@ class FakeServer:
 
     def __init__(self, app: ASGIApp, port: int = 0) -> None:
         self.app = app
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say so, and without
+        # it every answer with a body waits ~40 ms for a delayed ACK (Nagle) on loopback.
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", port))
         self.port = self.sock.getsockname()[1]
@@ -314,21 +345,22 @@ class WebhookInbox:
         self.answers: list[int] = list(answers or [])
         self._received: list[ReceivedWebhook] = []
         self._cond = threading.Condition()
-        self.server = FakeServer(self._app)
-        self.url = self.server.url
 
-    async def _app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        request = Request(scope, receive)
-        body = await request.body()
-        with self._cond:
-            status = self.answers.pop(0) if self.answers else 200
-            self._received.append(
-                ReceivedWebhook({k.lower(): v for k, v in request.headers.items()}, body, status)
-            )
-            self._cond.notify_all()
-        await Response(status_code=status)(scope, receive, send)
+        # A plain function, not a bound method: uvicorn would take a method for an ASGI2 app.
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                return
+            request = Request(scope, receive)
+            body = await request.body()
+            with self._cond:
+                status = self.answers.pop(0) if self.answers else 200
+                headers = {k.lower(): v for k, v in request.headers.items()}
+                self._received.append(ReceivedWebhook(headers, body, status))
+                self._cond.notify_all()
+            await Response(status_code=status)(scope, receive, send)
+
+        self.server = FakeServer(app)
+        self.url = self.server.url
 
     def start(self) -> WebhookInbox:
         self.server.start()

@@ -49,7 +49,9 @@ def process(rt: Runtime, delivery_id: int) -> Step:
             inbox.bury(rt.engine, delivery_id, error=f"gave up after {delivery.attempts} attempts: {error}")
             log.error("delivery %s dead after %s attempts: %s", delivery_id, delivery.attempts, error)
             return Step("dead", note=error)
-        wait = backoff_seconds(delivery.attempts, retry_after=retry_after, cap=settings.retry_backoff_cap_seconds)
+        wait = backoff_seconds(
+            delivery.attempts, retry_after=retry_after, cap=settings.retry_backoff_cap_seconds
+        )
         inbox.postpone(rt.engine, delivery_id, until=utcnow() + timedelta(seconds=wait), error=error)
         log.warning("delivery %s: %s; retrying in %.1fs", delivery_id, error, wait)
         return Step("retry", retry_in=wait, note=error)

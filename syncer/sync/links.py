@@ -92,7 +92,9 @@ def format_detail(engine: Engine, sentry_issue_id: str) -> str:
         if not links:
             return f"sentry issue {sentry_issue_id}: no links"
         entries = session.exec(
-            select(AuditEntry).where(AuditEntry.sentry_issue_id == sentry_issue_id).order_by(col(AuditEntry.id))
+            select(AuditEntry)
+            .where(AuditEntry.sentry_issue_id == sentry_issue_id)
+            .order_by(col(AuditEntry.id))
         ).all()
     lines = []
     for link in links:
@@ -103,5 +105,8 @@ def format_detail(engine: Engine, sentry_issue_id: str) -> str:
         )
     lines.append("audit:")
     for entry in entries:
-        lines.append(f"  {entry.at:%Y-%m-%d %H:%M:%S} {entry.side:<7} {entry.action:<16} {entry.detail} [{entry.cause}]")
+        lines.append(
+            f"  {entry.at:%Y-%m-%d %H:%M:%S} {entry.side:<7} {entry.action:<16} "
+            f"{entry.detail} [{entry.cause}]"
+        )
     return "\n".join(lines)

@@ -105,14 +105,17 @@ def create_or_link(
             link = _activate(rt, claim, issue, decision, existing, cause, adopted=True)
             note = f"linked existing ticket {existing.key} ({decision.route_name})"
         else:
-            fields = render_ticket(issue, decision.target, sentry_url=rt.settings.sentry_url,
-                                   org=rt.settings.sentry_org or "")
+            fields = render_ticket(
+                issue, decision.target, sentry_url=rt.settings.sentry_url, org=rt.settings.sentry_org or ""
+            )
             assignee = assignees.resolve(rt, decision.target.assignee_email)
             if assignee.account_id:
                 key = "accountId" if rt.jira.deployment == "Cloud" else "name"
                 fields["assignee"] = {key: assignee.account_id}
             if not claims.refresh(rt.engine, claim, create_attempt=True):
-                raise TransientError(f"lost the claim on sentry issue {issue.id}", retry_after=HELD_RETRY_SECONDS)
+                raise TransientError(
+                    f"lost the claim on sentry issue {issue.id}", retry_after=HELD_RETRY_SECONDS
+                )
             created_nothing = False
             try:
                 jira_id, jira_key = rt.jira.create_issue(fields)
@@ -122,8 +125,9 @@ def create_or_link(
                 created_nothing = True  # refused before acting: 4xx or 429
                 raise
             ticket = JiraTicket(id=jira_id, key=jira_key, project_key=decision.target.jira_project)
-            link = _activate(rt, claim, issue, decision, ticket, cause, adopted=False,
-                             assignee_note=assignee.reason)
+            link = _activate(
+                rt, claim, issue, decision, ticket, cause, adopted=False, assignee_note=assignee.reason
+            )
             note = f"created {jira_key} for team {decision.team or '-'} via {decision.route_name}"
             if assignee.reason and decision.target.assignee_email:
                 note += f"; unassigned: {assignee.reason}"
@@ -180,13 +184,20 @@ def _activate(
         target = decision.target
         assert target is not None
         detail = (
-            f"route {decision.route_name}, team {decision.team or '-'}, project {ticket.project_key or target.jira_project}"
+            f"route {decision.route_name}, team {decision.team or '-'}, "
+            f"project {ticket.project_key or target.jira_project}"
             f", components {list(target.components)}, assignee {target.assignee_email or '-'}"
         )
         if assignee_note and target.assignee_email:
             detail += f" (left unassigned: {assignee_note})"
-        audit.record(session, link=link, side="jira", action="linked_existing" if adopted else "created",
-                     detail=detail, cause=cause)
+        audit.record(
+            session,
+            link=link,
+            side="jira",
+            action="linked_existing" if adopted else "created",
+            detail=detail,
+            cause=cause,
+        )
     return link
 
 
@@ -210,8 +221,11 @@ def finish_backlinks(rt: Runtime, link: Link, installation_uuid: str, cause: str
         web_url = f"{rt.jira_browse_url}/{link.jira_key}"
         if uuid:
             rt.sentry.link_external_issue(
-                uuid, link.sentry_issue_id, web_url=web_url,
-                project=link.jira_key.split("-")[0], identifier=link.jira_key,
+                uuid,
+                link.sentry_issue_id,
+                web_url=web_url,
+                project=link.jira_key.split("-")[0],
+                identifier=link.jira_key,
             )
             how = "external issue"
         else:

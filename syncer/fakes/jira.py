@@ -1,0 +1,1751 @@
+"""A fake Jira that the real `jira` library (3.10) and our client talk to over real HTTP.
+
+Jira Cloud by default; `deployment="Server"` switches to Server/Data Center behaviour (bearer PAT, users by
+`name`, `/rest/api/2/search` with `startAt`/`total`). It keeps issues, comments and remote links in memory,
+answers the REST v2 endpoints the library and syncer use with Jira's shapes and error bodies, and sends
+the webhooks Jira would send (signed when a secret is set) for every change, whether made through the API
+(as the bot account) or by "a person in the Jira UI" (the `person_*` methods).
+
+Deliberately realistic traps: Cloud answers `410 Gone` on the old `/search`; `/search/jql` has no `total`,
+pages by `nextPageToken`, returns only ids unless fields are asked for, refuses unbounded JQL and is
+eventually consistent (`search_lag`); JQL naming an issue that does not exist is a 400; user search on
+Cloud is a prefix match; setting a field a transition has no screen for is a 400.
+
+    fake = start_fake_jira(webhook_url=receiver.url, webhook_secret="s3cret")
+    fake.faults.append(Fault("POST", r"/issue$", status=429, headers={"Retry-After": "7"}))
+    key = fake.person_create("OPS", "Checkout fails", ["sentry-123"])
+    fake.person_transition(key, "Done")
+    fake.stop()
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import itertools
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from syncer.fakes.base import (
+    CallLog,
+    FakeServer,
+    Fault,
+    Misbehaviour,
+    WebhookSender,
+    hmac_sha256_hex,
+    json_body,
+)
+
+BOT_ACCOUNT_ID = "bot-account-id"  # Cloud
+BOT_NAME = "syncer-bot"  # Server/DC
+PERSON_ACCOUNT_ID = "person-account-id"  # Cloud: the default "someone in the UI"
+PERSON_NAME = "pat.person"  # Server/DC
+SEARCH_MAX = 100
+USER_SEARCH_MAX = 1000
+
+# --------------------------------------------------------------------------------------------------
+# The instance's fixed configuration: one workflow, shared by every project.
+
+
+@dataclass(frozen=True)
+class Status:
+    id: str
+    name: str
+    category: str  # new | indeterminate | done
+    transition_id: str  # the global transition that leads here
+    transition_name: str
+    resolution: str | None  # what the transition's post-function sets when no screen asks
+
+
+CATEGORIES: dict[str, dict[str, Any]] = {
+    "new": {"id": 2, "key": "new", "colorName": "blue-gray", "name": "To Do"},
+    "indeterminate": {"id": 4, "key": "indeterminate", "colorName": "yellow", "name": "In Progress"},
+    "done": {"id": 3, "key": "done", "colorName": "green", "name": "Done"},
+}
+STATUSES = (
+    Status("10000", "To Do", "new", "11", "Reopen", None),
+    Status("3", "In Progress", "indeterminate", "21", "Start progress", None),
+    Status("10001", "Done", "done", "31", "Done", "Done"),
+    Status("10002", "Won't Do", "done", "41", "Won't do", "Won't Do"),
+)
+RESOLUTIONS = {"Done": "10000", "Won't Do": "10001", "Duplicate": "10002", "Cannot Reproduce": "10003"}
+ISSUE_TYPES = {"Epic": "10000", "Story": "10001", "Task": "10002", "Bug": "10004"}
+PRIORITIES = {"Highest": "1", "High": "2", "Medium": "3", "Low": "4", "Lowest": "5"}
+DEFAULT_PROJECTS = {
+    "OPS": ("Operations", ("Backend", "Frontend", "Infrastructure")),
+    "PAY": ("Payments", ("Checkout", "Billing")),
+    "WEB": ("Website", ("Frontend", "Marketing")),
+}
+ISSUE_FIELDS = (
+    "summary", "description", "status", "resolution", "resolutiondate", "assignee", "reporter", "creator",
+    "labels", "project", "created", "updated", "components", "priority", "issuetype",
+    "statuscategorychangedate",
+)
+CREATE_FIELDS = {"project", "issuetype", "summary", "description", "labels", "components", "priority",
+                 "assignee", "reporter"}
+EDIT_FIELDS = {"summary", "description", "labels", "components", "priority", "assignee"}
+NOT_ON_SCREEN = "Field '{}' cannot be set. It is not on the appropriate screen, or unknown."
+
+
+def _jira_time(when: datetime) -> str:
+    """Jira's timestamp format: `2024-05-01T12:30:00.000+0000`."""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}+0000"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------------------------------
+# State
+
+
+@dataclass
+class User:
+    account_id: str  # Cloud accountId; on Server/DC the username (`name`)
+    display_name: str
+    email: str
+    email_visible: bool = True  # Cloud privacy settings can hide it
+    active: bool = True
+    key: str = ""  # Server/DC's immutable user key
+
+
+@dataclass
+class Component:
+    id: str
+    name: str
+
+
+@dataclass
+class Project:
+    id: str
+    key: str
+    name: str
+    components: dict[str, Component]  # by lower-case name
+    next_number: int = 1
+
+
+@dataclass
+class Comment:
+    id: str
+    body: str
+    author: User
+    created: datetime
+
+
+@dataclass
+class RemoteLink:
+    id: int
+    global_id: str | None
+    object: dict[str, Any]
+    application: dict[str, Any] | None = None
+    relationship: str | None = None
+
+
+@dataclass
+class Issue:
+    id: str
+    key: str
+    project: Project
+    summary: str
+    description: str | None
+    issuetype: str
+    priority: str
+    status: Status
+    reporter: User
+    created: datetime
+    searchable_at: float  # time.monotonic() from which search finds it
+    updated: datetime = field(default_factory=_now)
+    status_changed: datetime = field(default_factory=_now)
+    resolution: str | None = None
+    resolution_date: datetime | None = None
+    assignee: User | None = None
+    labels: list[str] = field(default_factory=list)
+    components: list[Component] = field(default_factory=list)
+    comments: list[Comment] = field(default_factory=list)
+    links: list[RemoteLink] = field(default_factory=list)
+    old_keys: list[str] = field(default_factory=list)
+
+    def number(self) -> int:
+        return int(self.key.rsplit("-", 1)[1])
+
+
+class JiraHTTPError(Exception):
+    """An answer in Jira's error shape: `{"errorMessages": [...], "errors": {field: message}}`."""
+
+    def __init__(self, status: int, messages: Sequence[str] = (), errors: Mapping[str, str] | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(f"{status}: {list(messages)} {dict(errors or {})}")
+        self.status = status
+        self.messages = list(messages)
+        self.errors = dict(errors or {})
+        self.headers = dict(headers or {})
+
+    def response(self) -> Response:
+        return JSONResponse({"errorMessages": self.messages, "errors": self.errors},
+                            status_code=self.status, headers=self.headers)
+
+
+def _field_errors(errors: Mapping[str, str]) -> JiraHTTPError:
+    return JiraHTTPError(400, [], errors)
+
+
+def _not_found(what: str = "Issue does not exist or you do not have permission to see it.") -> JiraHTTPError:
+    return JiraHTTPError(404, [what])
+
+
+# --------------------------------------------------------------------------------------------------
+# JQL: the subset syncer and the tests use. Unknown syntax and fields are a 400, as on Jira.
+
+
+class JqlError(Exception):
+    def __init__(self, *messages: str) -> None:
+        super().__init__("; ".join(messages))
+        self.messages = list(messages)
+
+
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<punct>[(),])|(?P<op>!=|>=|<=|!~|=|~|>|<)"""
+    r"""|(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<word>[^\s(),=!<>~"']+))"""
+)
+_KEYWORDS = {"and", "or", "not", "in", "is", "order", "by", "asc", "desc", "empty", "null"}
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # punct | op | string | word
+    text: str  # the value (unquoted and unescaped for strings)
+
+    def is_word(self, *words: str) -> bool:
+        return self.kind == "word" and self.text.lower() in words
+
+
+def tokenize(jql: str) -> list[Token]:
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(jql):
+        if jql[pos:].strip() == "":
+            break
+        match = _TOKEN.match(jql, pos)
+        if match is None or match.end() == pos:
+            char = jql[pos:].lstrip()[:1]
+            raise JqlError(f"Error in the JQL Query: The character '{char}' is a reserved JQL character. "
+                           "You must enclose it in a string or use the escape '\\u0027' instead.")
+        kind = match.lastgroup or "word"
+        text = match.group(kind)
+        if kind == "string":
+            text = re.sub(r"\\(.)", r"\1", text[1:-1])
+        tokens.append(Token(kind, text))
+        pos = match.end()
+    return tokens
+
+
+@dataclass
+class Matcher:
+    """A compiled JQL condition: a predicate, plus (when cheap) the ids that could possibly match."""
+
+    match: Callable[[Issue], bool]
+    candidates: Callable[[], set[str] | None] = lambda: None
+
+
+def _all_of(parts: list[Matcher]) -> Matcher:
+    def candidates() -> set[str] | None:
+        sets = [s for s in (p.candidates() for p in parts) if s is not None]
+        return set.intersection(*sets) if sets else None
+
+    return Matcher(lambda issue: all(p.match(issue) for p in parts), candidates)
+
+
+def _any_of(parts: list[Matcher]) -> Matcher:
+    def candidates() -> set[str] | None:
+        sets = [p.candidates() for p in parts]
+        return None if any(s is None for s in sets) else set().union(*[s for s in sets if s is not None])
+
+    return Matcher(lambda issue: any(p.match(issue) for p in parts), candidates)
+
+
+@dataclass
+class Query:
+    where: Matcher | None
+    order: list[tuple[str, bool]]  # (field, descending)
+    warnings: list[str]
+
+
+class JqlParser:
+    """Recursive descent over: or-expr := and-expr (OR and-expr)*; and-expr := not-expr (AND not-expr)*;
+    not-expr := NOT not-expr | '(' or-expr ')' | clause; then an optional ORDER BY."""
+
+    def __init__(self, jql: str, clause: Callable[[str, str, list[str], list[str]], Matcher]) -> None:
+        self.tokens = tokenize(jql)
+        self.pos = 0
+        self.clause = clause
+        self.warnings: list[str] = []
+
+    def parse(self) -> Query:
+        where = None
+        if self.tokens and not self._at_order_by():
+            where = self._or()
+        order = self._order_by() if self._at_order_by() else []
+        if self.pos < len(self.tokens):
+            raise JqlError(f"Error in the JQL Query: Expecting either 'OR' or 'AND' but got "
+                           f"'{self.tokens[self.pos].text}'.")
+        return Query(where, order, self.warnings)
+
+    def _peek(self) -> Token | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def _next(self, expecting: str) -> Token:
+        token = self._peek()
+        if token is None:
+            raise JqlError(f"Error in the JQL Query: Expecting {expecting} but reached the end of the query.")
+        self.pos += 1
+        return token
+
+    def _at_order_by(self) -> bool:
+        token = self._peek()
+        following = self.tokens[self.pos + 1] if self.pos + 1 < len(self.tokens) else None
+        return bool(token and token.is_word("order") and following and following.is_word("by"))
+
+    def _or(self) -> Matcher:
+        parts = [self._and()]
+        while (token := self._peek()) and token.is_word("or"):
+            self.pos += 1
+            parts.append(self._and())
+        return parts[0] if len(parts) == 1 else _any_of(parts)
+
+    def _and(self) -> Matcher:
+        parts = [self._not()]
+        while (token := self._peek()) and token.is_word("and"):
+            self.pos += 1
+            parts.append(self._not())
+        return parts[0] if len(parts) == 1 else _all_of(parts)
+
+    def _not(self) -> Matcher:
+        token = self._next("a field name")
+        if token.is_word("not"):
+            inner = self._not()
+            return Matcher(lambda issue: not inner.match(issue))
+        if token.kind == "punct" and token.text == "(":
+            inner = self._or()
+            closing = self._next("')'")
+            if closing.text != ")":
+                raise JqlError(f"Error in the JQL Query: Expecting ')' but got '{closing.text}'.")
+            return inner
+        if token.kind not in ("word", "string") or token.text.lower() in _KEYWORDS:
+            raise JqlError(f"Error in the JQL Query: Expecting a field name but got '{token.text}'.")
+        return self._clause(token.text)
+
+    def _clause(self, field_name: str) -> Matcher:
+        token = self._next("an operator")
+        if token.kind == "op":
+            op = token.text
+        elif token.is_word("in"):
+            op = "in"
+        elif token.is_word("not"):
+            if not self._next("'IN'").is_word("in"):
+                raise JqlError("Error in the JQL Query: Expecting 'IN' after 'NOT'.")
+            op = "not in"
+        elif token.is_word("is"):
+            op = "is"
+            if (following := self._peek()) and following.is_word("not"):
+                self.pos += 1
+                op = "is not"
+        else:
+            raise JqlError(f"Error in the JQL Query: Expecting operator but got '{token.text}'.")
+        if op in ("in", "not in"):
+            values = self._list()
+        else:
+            value = self._next("a value")
+            if value.kind == "punct" or value.kind == "op":
+                raise JqlError(f"Error in the JQL Query: Expecting a value but got '{value.text}'.")
+            values = [value.text]
+            if op in ("is", "is not") and not value.is_word("empty", "null"):
+                raise JqlError(f"Error in the JQL Query: Expecting 'EMPTY' or 'NULL' but got '{value.text}'.")
+        return self.clause(field_name, op, values, self.warnings)
+
+    def _list(self) -> list[str]:
+        if self._next("'('").text != "(":
+            raise JqlError("Error in the JQL Query: Expecting '(' after 'IN'.")
+        values: list[str] = []
+        while True:
+            value = self._next("a value")
+            if value.kind not in ("word", "string"):
+                raise JqlError(f"Error in the JQL Query: Expecting a value but got '{value.text}'.")
+            values.append(value.text)
+            separator = self._next("',' or ')'")
+            if separator.text == ")":
+                return values
+            if separator.text != ",":
+                raise JqlError(f"Error in the JQL Query: Expecting ',' or ')' but got '{separator.text}'.")
+
+    def _order_by(self) -> list[tuple[str, bool]]:
+        self.pos += 2
+        order: list[tuple[str, bool]] = []
+        while True:
+            name = self._next("a field to order by").text.lower()
+            descending = False
+            if (token := self._peek()) and token.is_word("asc", "desc"):
+                descending = token.text.lower() == "desc"
+                self.pos += 1
+            order.append((name, descending))
+            if (token := self._peek()) and token.kind == "punct" and token.text == ",":
+                self.pos += 1
+                continue
+            return order
+
+
+_SORT_KEYS: dict[str, Callable[[Issue], Any]] = {
+    "id": lambda i: int(i.id),
+    "key": lambda i: (i.project.key, i.number()),
+    "issuekey": lambda i: (i.project.key, i.number()),
+    "created": lambda i: i.created,
+    "updated": lambda i: i.updated,
+    "priority": lambda i: int(PRIORITIES[i.priority]),
+    "status": lambda i: i.status.name,
+    "project": lambda i: i.project.key,
+    "summary": lambda i: i.summary,
+}
+_PERIOD = re.compile(r"^([-+]?)(\d+)([mhdw])$")
+
+
+def _jql_date(value: str, field_name: str, now: datetime) -> datetime:
+    text = value.strip()
+    period = _PERIOD.match(text.replace(" ", ""))
+    if period:
+        sign, amount, unit = period.groups()
+        units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+        delta = timedelta(**{units[unit]: int(amount)})
+        return now - delta if sign == "-" else now + delta
+    if text.isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, UTC)
+    for fmt in ("%Y/%m/%d %H:%M", "%Y-%m-%d %H:%M", "%Y/%m/%d", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise JqlError(f"Date value '{value}' for field '{field_name}' is invalid. Valid formats include: "
+                   "'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a period "
+                   "format e.g. '-5d', '4w 2d'.")
+
+
+# --------------------------------------------------------------------------------------------------
+# The Jira model: state, REST rendering, and the changes (each one emits its webhook).
+
+
+class JiraState:
+    def __init__(self, *, cloud: bool, bot_email: str, require_resolution: bool,
+                 webhooks: WebhookSender, webhook_secret: str | None) -> None:
+        self.cloud = cloud
+        self.lock = threading.Lock()
+        self.base_url = ""
+        self.require_resolution = require_resolution
+        self.search_lag = 0.0
+        self.webhooks = webhooks
+        self.webhook_secret = webhook_secret
+        self.issues: dict[str, Issue] = {}
+        self.keys: dict[str, str] = {}  # every key an issue ever had -> id
+        self.by_label: dict[str, set[str]] = {}
+        self.by_project: dict[str, set[str]] = {}
+        self.projects: dict[str, Project] = {}
+        self.users: dict[str, User] = {}
+        self._ids = itertools.count(10001)
+        self._project_ids = itertools.count(10000)
+        self._component_ids = itertools.count(10000)
+        self._comment_ids = itertools.count(10000)
+        self._link_ids = itertools.count(10000)
+        self._changelog_ids = itertools.count(100000)
+        self._user_keys = itertools.count(10000)
+        self.bot = self.add_user(BOT_ACCOUNT_ID if cloud else BOT_NAME, "Syncer Bot", bot_email)
+        self.person = self.add_user(PERSON_ACCOUNT_ID if cloud else PERSON_NAME, "Pat Person",
+                                    "pat.person@example.com")
+        for key, (name, components) in DEFAULT_PROJECTS.items():
+            self.add_project(key, components, name)
+
+    # -- configuration ------------------------------------------------------------------------------
+
+    def add_user(self, account_id: str, display_name: str, email: str, *, email_visible: bool = True,
+                 active: bool = True) -> User:
+        user_key = f"JIRAUSER{next(self._user_keys)}"
+        user = User(account_id, display_name, email, email_visible, active, user_key)
+        self.users[account_id] = user
+        return user
+
+    def add_project(self, key: str, components: Iterable[str] = (), name: str | None = None) -> Project:
+        project = self.projects.get(key)
+        if project is None:
+            project = Project(str(next(self._project_ids)), key, name or key.title(), {})
+            self.projects[key] = project
+            self.by_project[key] = set()
+        for component in components:
+            if component.lower() not in project.components:
+                project.components[component.lower()] = Component(str(next(self._component_ids)), component)
+        return project
+
+    def clear_issues(self) -> None:
+        self.issues.clear()
+        self.keys.clear()
+        self.by_label.clear()
+        for ids in self.by_project.values():
+            ids.clear()
+
+    # -- lookups ------------------------------------------------------------------------------------
+
+    def find_issue(self, key_or_id: str) -> Issue | None:
+        issue_id = key_or_id if key_or_id in self.issues else self.keys.get(key_or_id.upper())
+        return self.issues.get(issue_id) if issue_id else None
+
+    def get_issue(self, key_or_id: str) -> Issue:
+        issue = self.find_issue(key_or_id)
+        if issue is None:
+            raise _not_found()
+        return issue
+
+    def status_named(self, name: str) -> Status:
+        for status in STATUSES:
+            if status.name.lower() == name.lower() or status.id == name:
+                return status
+        raise ValueError(f"no status {name!r}; the fake knows {[s.name for s in STATUSES]}")
+
+    def user_ref(self, value: Any, field_name: str) -> User | None:
+        """A user given in a request body: `{"accountId"}` on Cloud, `{"name"}` on Server/DC."""
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise _field_errors({field_name: f"Could not parse the value for field '{field_name}'."})
+        ref = value.get("accountId") if self.cloud else (value.get("name") or value.get("key"))
+        if self.cloud and "accountId" not in value and "name" in value:
+            raise _field_errors({field_name: "'name' is not supported in GDPR strict mode: use 'accountId'."})
+        if ref is None or ref == "-1":
+            return None
+        user = self.users.get(str(ref))
+        if user is None or not user.active:
+            raise _field_errors({field_name: f"User '{ref}' cannot be assigned issues."})
+        return user
+
+    # -- rendering ----------------------------------------------------------------------------------
+
+    def user_json(self, user: User | None) -> dict[str, Any] | None:
+        if user is None:
+            return None
+        avatars = {size: f"{self.base_url}/avatar/{size}.png" for size in ("48x48", "24x24", "16x16")}
+        if self.cloud:
+            data: dict[str, Any] = {
+                "self": f"{self.base_url}/rest/api/2/user?accountId={user.account_id}",
+                "accountId": user.account_id, "avatarUrls": avatars, "displayName": user.display_name,
+                "active": user.active, "timeZone": "Etc/UTC", "accountType": "atlassian",
+            }
+            if user.email_visible and user.email:
+                data["emailAddress"] = user.email
+            return data
+        return {
+            "self": f"{self.base_url}/rest/api/2/user?username={user.account_id}",
+            "name": user.account_id, "key": user.key, "emailAddress": user.email, "avatarUrls": avatars,
+            "displayName": user.display_name, "active": user.active, "timeZone": "Etc/UTC",
+        }
+
+    def status_json(self, status: Status) -> dict[str, Any]:
+        category = CATEGORIES[status.category]
+        return {
+            "self": f"{self.base_url}/rest/api/2/status/{status.id}", "description": "",
+            "iconUrl": f"{self.base_url}/images/icons/statuses/generic.png", "name": status.name,
+            "id": status.id,
+            "statusCategory": {"self": f"{self.base_url}/rest/api/2/statuscategory/{category['id']}",
+                               **category},
+        }
+
+    def project_json(self, project: Project, *, full: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "self": f"{self.base_url}/rest/api/2/project/{project.id}", "id": project.id, "key": project.key,
+            "name": project.name, "projectTypeKey": "software", "simplified": False, "avatarUrls": {},
+        }
+        if full:
+            data["components"] = [self.component_json(c) for c in project.components.values()]
+            data["issueTypes"] = [self.issuetype_json(name) for name in ISSUE_TYPES]
+        return data
+
+    def component_json(self, component: Component) -> dict[str, Any]:
+        return {"self": f"{self.base_url}/rest/api/2/component/{component.id}", "id": component.id,
+                "name": component.name}
+
+    def issuetype_json(self, name: str) -> dict[str, Any]:
+        type_id = ISSUE_TYPES[name]
+        return {"self": f"{self.base_url}/rest/api/2/issuetype/{type_id}", "id": type_id, "description": "",
+                "iconUrl": "", "name": name, "subtask": False, "hierarchyLevel": 1 if name == "Epic" else 0}
+
+    def resolution_json(self, name: str | None) -> dict[str, Any] | None:
+        if name is None:
+            return None
+        res_id = RESOLUTIONS[name]
+        return {"self": f"{self.base_url}/rest/api/2/resolution/{res_id}", "id": res_id, "description": "",
+                "name": name}
+
+    def priority_json(self, name: str) -> dict[str, Any]:
+        pid = PRIORITIES[name]
+        return {"self": f"{self.base_url}/rest/api/2/priority/{pid}", "iconUrl": "", "name": name, "id": pid}
+
+    def field_values(self, issue: Issue) -> dict[str, Any]:
+        return {
+            "summary": issue.summary,
+            "description": issue.description,
+            "status": self.status_json(issue.status),
+            "resolution": self.resolution_json(issue.resolution),
+            "resolutiondate": _jira_time(issue.resolution_date) if issue.resolution_date else None,
+            "assignee": self.user_json(issue.assignee),
+            "reporter": self.user_json(issue.reporter),
+            "creator": self.user_json(issue.reporter),
+            "labels": list(issue.labels),
+            "project": self.project_json(issue.project),
+            "created": _jira_time(issue.created),
+            "updated": _jira_time(issue.updated),
+            "components": [self.component_json(c) for c in issue.components],
+            "priority": self.priority_json(issue.priority),
+            "issuetype": self.issuetype_json(issue.issuetype),
+            "statuscategorychangedate": _jira_time(issue.status_changed),
+        }
+
+    def issue_json(self, issue: Issue, fields: set[str] | None = None, expand: str = "") -> dict[str, Any]:
+        values = self.field_values(issue)
+        data: dict[str, Any] = {
+            "expand": "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations",
+            "id": issue.id, "self": f"{self.base_url}/rest/api/2/issue/{issue.id}", "key": issue.key,
+            "fields": {k: v for k, v in values.items() if fields is None or k in fields},
+        }
+        expansions = {e.strip() for e in expand.split(",") if e.strip()}
+        if expansions & {"transitions", "transitions.fields"}:
+            data["transitions"] = self.transitions_json(issue, "transitions.fields" in expansions)
+        return data
+
+    def transitions_json(self, issue: Issue, with_fields: bool) -> list[dict[str, Any]]:
+        result = []
+        for target in STATUSES:
+            if target == issue.status:
+                continue
+            screen = self.require_resolution and target.category == "done"
+            transition: dict[str, Any] = {
+                "id": target.transition_id, "name": target.transition_name, "to": self.status_json(target),
+                "hasScreen": screen, "isGlobal": True, "isInitial": False, "isAvailable": True,
+                "isConditional": False, "isLooped": False,
+            }
+            if with_fields:
+                transition["fields"] = {"resolution": {
+                    "required": True, "schema": {"type": "resolution", "system": "resolution"},
+                    "name": "Resolution", "key": "resolution", "hasDefaultValue": False,
+                    "operations": ["set"],
+                    "allowedValues": [self.resolution_json(name) for name in RESOLUTIONS],
+                }} if screen else {}
+            result.append(transition)
+        return result
+
+    def comment_json(self, issue: Issue, comment: Comment) -> dict[str, Any]:
+        return {
+            "self": f"{self.base_url}/rest/api/2/issue/{issue.id}/comment/{comment.id}", "id": comment.id,
+            "author": self.user_json(comment.author), "body": comment.body,
+            "updateAuthor": self.user_json(comment.author), "created": _jira_time(comment.created),
+            "updated": _jira_time(comment.created), "jsdPublic": True,
+        }
+
+    def link_json(self, issue: Issue, link: RemoteLink) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": link.id, "self": f"{self.base_url}/rest/api/2/issue/{issue.key}/remotelink/{link.id}",
+            "object": link.object,
+        }
+        if link.global_id is not None:
+            data["globalId"] = link.global_id
+        if link.application is not None:
+            data["application"] = link.application
+        if link.relationship is not None:
+            data["relationship"] = link.relationship
+        return data
+
+    def snapshot(self, issue: Issue) -> dict[str, Any]:
+        """A flat, plain view of one issue for tests and benchmarks."""
+        return {
+            "id": issue.id, "key": issue.key, "project": issue.project.key, "summary": issue.summary,
+            "description": issue.description, "issuetype": issue.issuetype, "priority": issue.priority,
+            "status": issue.status.name, "status_category": issue.status.category,
+            "resolution": issue.resolution, "assignee": issue.assignee.account_id if issue.assignee else None,
+            "reporter": issue.reporter.account_id, "labels": list(issue.labels),
+            "components": [c.name for c in issue.components], "created": issue.created,
+            "updated": issue.updated, "old_keys": list(issue.old_keys), "comments": len(issue.comments),
+            "remote_links": len(issue.links),
+        }
+
+    # -- webhooks -----------------------------------------------------------------------------------
+
+    def _emit(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "User-Agent": "Atlassian Webhook HTTP Client",
+            "X-Atlassian-Webhook-Identifier": str(uuid.uuid4()),
+        }
+        if self.webhook_secret:
+            headers["X-Hub-Signature"] = f"sha256={hmac_sha256_hex(self.webhook_secret, body)}"
+        retries = itertools.count(1)
+        # A retry repeats the delivery (same identifier, same signature) and says which retry it is.
+        self.webhooks.send(headers, body,
+                           refresh=lambda: {**headers, "X-Atlassian-Webhook-Retry": str(next(retries))})
+
+    def _wants_webhooks(self) -> bool:
+        return bool(self.webhooks.enabled and self.webhooks.url)
+
+    def _issue_event(self, event: str, type_name: str, issue: Issue, actor: User,
+                     items: list[dict[str, Any]] | None = None, comment: Comment | None = None) -> None:
+        if not self._wants_webhooks():
+            return
+        payload: dict[str, Any] = {
+            "timestamp": int(time.time() * 1000), "webhookEvent": event, "issue_event_type_name": type_name,
+            "user": self.user_json(actor), "issue": self.issue_json(issue),
+        }
+        if items is not None:
+            payload["changelog"] = {"id": str(next(self._changelog_ids)), "items": items}
+        if comment is not None:
+            payload["comment"] = self.comment_json(issue, comment)
+        self._emit(payload)
+
+    def _comment_event(self, issue: Issue, comment: Comment) -> None:
+        if not self._wants_webhooks():
+            return
+        # Cloud's comment events carry a trimmed issue and no top-level user: the author is the actor.
+        trimmed = self.issue_json(issue, {"summary", "issuetype", "project", "assignee", "status"})
+        self._emit({"timestamp": int(time.time() * 1000), "webhookEvent": "comment_created",
+                    "comment": self.comment_json(issue, comment), "issue": trimmed})
+
+    # -- changes ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _item(name: str, from_id: Any, from_string: Any, to_id: Any, to_string: Any,
+              field_id: str | None = None) -> dict[str, Any]:
+        item = {"field": name, "fieldtype": "jira", "from": from_id, "fromString": from_string, "to": to_id,
+                "toString": to_string}
+        if field_id:
+            item["fieldId"] = field_id
+        return item
+
+    def _user_item(self, before: User | None, after: User | None) -> dict[str, Any]:
+        item = self._item("assignee", before.account_id if before else None,
+                          before.display_name if before else None, after.account_id if after else None,
+                          after.display_name if after else None, "assignee")
+        if self.cloud:
+            item["tmpFromAccountId"] = item["from"]
+            item["tmpToAccountId"] = item["to"]
+        return item
+
+    def _validate_labels(self, labels: Any, errors: dict[str, str]) -> list[str]:
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            errors["labels"] = "Could not parse the value for field 'labels'."
+            return []
+        for label in labels:
+            if not label or any(c.isspace() for c in label):
+                errors["labels"] = f"The label '{label}' contains spaces which is invalid."
+            elif len(label) > 255:
+                errors["labels"] = (f"The label '{label}' exceeds the maximum length for a single label "
+                                    "of 255 characters.")
+        return list(dict.fromkeys(labels))
+
+    def _validate_summary(self, summary: Any, errors: dict[str, str]) -> str:
+        if not isinstance(summary, str) or not summary.strip():
+            errors["summary"] = "You must specify a summary of the issue."
+            return ""
+        if "\n" in summary or "\r" in summary:
+            errors["summary"] = "The summary is invalid because it contains newline characters."
+        elif len(summary) > 255:
+            errors["summary"] = "Summary must be less than 255 characters."
+        return summary
+
+    def _validate_components(self, project: Project, value: Any, errors: dict[str, str]) -> list[Component]:
+        found: list[Component] = []
+        if not isinstance(value, list):
+            errors["components"] = "Could not parse the value for field 'components'."
+            return found
+        by_id = {c.id: c for c in project.components.values()}
+        for ref in value:
+            if not isinstance(ref, Mapping):
+                errors["components"] = "Could not parse the value for field 'components'."
+            elif "id" in ref:
+                if str(ref["id"]) not in by_id:
+                    errors["components"] = f"Component with id '{ref['id']}' does not exist."
+                else:
+                    found.append(by_id[str(ref["id"])])
+            elif str(ref.get("name", "")).lower() in project.components:
+                found.append(project.components[str(ref["name"]).lower()])
+            else:
+                errors["components"] = f"Component name '{ref.get('name')}' is not valid"
+        return found
+
+    def _validate_priority(self, value: Any, errors: dict[str, str]) -> str:
+        if isinstance(value, Mapping):
+            for name, pid in PRIORITIES.items():
+                if value.get("name") == name or str(value.get("id")) == pid:
+                    return name
+        given = value.get("name") if isinstance(value, Mapping) else value
+        errors["priority"] = f"Priority name '{given}' is not valid"
+        return "Medium"
+
+    def _index(self, issue: Issue) -> None:
+        self.keys[issue.key] = issue.id
+        self.by_project.setdefault(issue.project.key, set()).add(issue.id)
+        for label in issue.labels:
+            self.by_label.setdefault(label, set()).add(issue.id)
+
+    def _unindex_labels(self, issue: Issue) -> None:
+        for label in issue.labels:
+            ids = self.by_label.get(label)
+            if ids is not None:
+                ids.discard(issue.id)
+                if not ids:
+                    del self.by_label[label]
+
+    def create(self, body: Any, actor: User) -> Issue:
+        if not isinstance(body, Mapping) or not isinstance(body.get("fields"), Mapping):
+            raise JiraHTTPError(400, ["Can not deserialize the request: 'fields' is missing."])
+        fields: Mapping[str, Any] = body["fields"]
+        errors: dict[str, str] = {}
+        for name in fields:
+            if name not in CREATE_FIELDS:
+                errors[name] = NOT_ON_SCREEN.format(name)
+        project_ref = fields.get("project")
+        project = None
+        if isinstance(project_ref, Mapping):
+            project = self.projects.get(str(project_ref.get("key", ""))) or next(
+                (p for p in self.projects.values() if p.id == str(project_ref.get("id", ""))), None)
+        if project is None:
+            errors["project"] = "valid project is required"
+        type_ref = fields.get("issuetype")
+        issuetype = None
+        if isinstance(type_ref, Mapping):
+            issuetype = next((name for name, tid in ISSUE_TYPES.items()
+                              if str(type_ref.get("name", "")).lower() == name.lower()
+                              or str(type_ref.get("id", "")) == tid), None)
+        if issuetype is None:
+            errors["issuetype"] = "valid issue type is required"
+        summary = self._validate_summary(fields.get("summary"), errors)
+        description = fields.get("description")
+        if description is not None and not isinstance(description, str):
+            errors["description"] = "Operation value must be a string"
+        labels = self._validate_labels(fields.get("labels", []), errors)
+        components = (self._validate_components(project, fields.get("components", []), errors)
+                      if project else [])
+        priority = self._validate_priority(fields["priority"], errors) if "priority" in fields else "Medium"
+        assignee = self.user_ref(fields.get("assignee"), "assignee") if "assignee" in fields else None
+        if errors:
+            raise _field_errors(errors)
+        assert project is not None
+        assert issuetype is not None
+        now = _now()
+        issue = Issue(
+            id=str(next(self._ids)), key=f"{project.key}-{project.next_number}", project=project,
+            summary=summary, description=description, issuetype=issuetype, priority=priority,
+            status=STATUSES[0], reporter=actor, created=now, updated=now, status_changed=now,
+            searchable_at=time.monotonic() + self.search_lag, assignee=assignee, labels=labels,
+            components=components,
+        )
+        project.next_number += 1
+        self.issues[issue.id] = issue
+        self._index(issue)
+        self._issue_event("jira:issue_created", "issue_created", issue, actor)
+        return issue
+
+    def edit(self, issue: Issue, body: Any, actor: User) -> None:
+        if not isinstance(body, Mapping):
+            raise JiraHTTPError(400, ["Can not deserialize the request."])
+        fields = body.get("fields") or {}
+        update = body.get("update") or {}
+        if not isinstance(fields, Mapping) or not isinstance(update, Mapping):
+            raise JiraHTTPError(400, ["Can not deserialize the request."])
+        errors: dict[str, str] = {}
+        for name in itertools.chain(fields, update):
+            if name not in EDIT_FIELDS and not (name == "comment" and name in update):
+                errors[name] = NOT_ON_SCREEN.format(name)
+        changes: dict[str, Any] = {}
+        if "summary" in fields:
+            changes["summary"] = self._validate_summary(fields["summary"], errors)
+        if "description" in fields:
+            changes["description"] = fields["description"]
+        if "priority" in fields:
+            changes["priority"] = self._validate_priority(fields["priority"], errors)
+        if "assignee" in fields:
+            changes["assignee"] = self.user_ref(fields["assignee"], "assignee")
+        if "labels" in fields:
+            changes["labels"] = self._validate_labels(fields["labels"], errors)
+        if "components" in fields:
+            changes["components"] = self._validate_components(issue.project, fields["components"], errors)
+        labels = list(changes.get("labels", issue.labels))
+        for op in update.get("labels", []) if isinstance(update.get("labels"), list) else []:
+            if not isinstance(op, Mapping):
+                errors["labels"] = "Could not parse the value for field 'labels'."
+                continue
+            if "add" in op:
+                added = self._validate_labels([op["add"]], errors)
+                labels += [label for label in added if label not in labels]
+            if "remove" in op:
+                labels = [label for label in labels if label != op["remove"]]
+            if "set" in op:
+                labels = self._validate_labels(op["set"], errors)
+            changes["labels"] = labels
+        comments = update.get("comment", []) if isinstance(update.get("comment"), list) else []
+        bodies = [op["add"]["body"] for op in comments
+                  if isinstance(op, Mapping) and isinstance(op.get("add"), Mapping)
+                  and isinstance(op["add"].get("body"), str)]
+        if errors:
+            raise _field_errors(errors)
+        items = self._apply(issue, changes)
+        if items:
+            only_assignee = all(item["field"] == "assignee" for item in items)
+            self._issue_event("jira:issue_updated", "issue_assigned" if only_assignee else "issue_updated",
+                              issue, actor, items)
+        for text in bodies:
+            self.comment(issue, text, actor)
+
+    def _apply(self, issue: Issue, changes: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Set fields and return the changelog items for what actually changed."""
+        items: list[dict[str, Any]] = []
+        if "summary" in changes and changes["summary"] != issue.summary:
+            items.append(self._item("summary", None, issue.summary, None, changes["summary"], "summary"))
+            issue.summary = changes["summary"]
+        if "description" in changes and changes["description"] != issue.description:
+            items.append(self._item("description", None, issue.description, None, changes["description"],
+                                    "description"))
+            issue.description = changes["description"]
+        if "priority" in changes and changes["priority"] != issue.priority:
+            items.append(self._item("priority", PRIORITIES[issue.priority], issue.priority,
+                                    PRIORITIES[changes["priority"]], changes["priority"], "priority"))
+            issue.priority = changes["priority"]
+        if "assignee" in changes and changes["assignee"] is not issue.assignee:
+            items.append(self._user_item(issue.assignee, changes["assignee"]))
+            issue.assignee = changes["assignee"]
+        if "labels" in changes and changes["labels"] != issue.labels:
+            items.append(self._item("labels", None, " ".join(issue.labels), None, " ".join(changes["labels"]),
+                                    "labels"))
+            self._unindex_labels(issue)
+            issue.labels = list(changes["labels"])
+            self._index(issue)
+        if "components" in changes and changes["components"] != issue.components:
+            for gone in [c for c in issue.components if c not in changes["components"]]:
+                items.append(self._item("Component", gone.id, gone.name, None, None, "components"))
+            for new in [c for c in changes["components"] if c not in issue.components]:
+                items.append(self._item("Component", None, None, new.id, new.name, "components"))
+            issue.components = list(changes["components"])
+        if items:
+            issue.updated = _now()
+        return items
+
+    def assign(self, issue: Issue, user: User | None, actor: User) -> None:
+        if user is issue.assignee:
+            return
+        items = self._apply(issue, {"assignee": user})
+        self._issue_event("jira:issue_updated", "issue_assigned", issue, actor, items)
+
+    def transition(self, issue: Issue, body: Any, actor: User) -> None:
+        if not isinstance(body, Mapping) or not isinstance(body.get("transition"), Mapping):
+            raise JiraHTTPError(400, ["Missing 'transition' identifier"])
+        transition_id = str(body["transition"].get("id", ""))
+        target = next((s for s in STATUSES if s.transition_id == transition_id and s != issue.status), None)
+        if target is None:
+            raise JiraHTTPError(400, [f"Transition id '{transition_id}' is not valid for this issue."])
+        fields = body.get("fields") or {}
+        update = body.get("update") or {}
+        if not isinstance(fields, Mapping) or not isinstance(update, Mapping):
+            raise JiraHTTPError(400, ["Can not deserialize the request."])
+        screen = self.require_resolution and target.category == "done"
+        errors: dict[str, str] = {}
+        for name in fields:
+            if name != "resolution" or not screen:
+                errors[name] = NOT_ON_SCREEN.format(name)
+        resolution = target.resolution
+        if screen:
+            ref = fields.get("resolution")
+            named = ref.get("name") if isinstance(ref, Mapping) else None
+            by_id = {rid: name for name, rid in RESOLUTIONS.items()}
+            if isinstance(ref, Mapping) and str(ref.get("id")) in by_id:
+                resolution = by_id[str(ref["id"])]
+            elif named in RESOLUTIONS:
+                resolution = named
+            elif ref is None:
+                errors["resolution"] = "Resolution is required."
+            else:
+                errors["resolution"] = f"Could not find valid 'id' or 'name' in resolution object: {named}"
+        comments = update.get("comment", []) if isinstance(update.get("comment"), list) else []
+        bodies = [op["add"]["body"] for op in comments
+                  if isinstance(op, Mapping) and isinstance(op.get("add"), Mapping)
+                  and isinstance(op["add"].get("body"), str)]
+        if errors:
+            raise _field_errors(errors)
+        self.move_to(issue, target, resolution, actor)
+        for text in bodies:
+            self.comment(issue, text, actor)
+
+    def move_to(self, issue: Issue, target: Status, resolution: str | None, actor: User) -> None:
+        before_status, before_resolution = issue.status, issue.resolution
+        now = _now()
+        issue.status = target
+        issue.status_changed = now
+        issue.updated = now
+        issue.resolution = resolution if target.category == "done" else None
+        issue.resolution_date = (issue.resolution_date or now) if issue.resolution else None
+        items = []
+        if issue.resolution != before_resolution:
+            items.append(self._item(
+                "resolution", RESOLUTIONS.get(before_resolution or ""), before_resolution,
+                RESOLUTIONS.get(issue.resolution or ""), issue.resolution, "resolution"))
+        items.append(self._item("status", before_status.id, before_status.name, target.id, target.name,
+                                "status"))
+        self._issue_event("jira:issue_updated", "issue_generic", issue, actor, items)
+
+    def comment(self, issue: Issue, text: Any, actor: User) -> Comment:
+        if not isinstance(text, str) or not text.strip():
+            raise _field_errors({"comment": "Comment body can not be empty!"})
+        comment = Comment(str(next(self._comment_ids)), text, actor, _now())
+        issue.comments.append(comment)
+        issue.updated = comment.created
+        self._comment_event(issue, comment)
+        self._issue_event("jira:issue_updated", "issue_commented", issue, actor, None, comment)
+        return comment
+
+    def delete(self, issue: Issue, actor: User) -> None:
+        self._unindex_labels(issue)
+        self.by_project.get(issue.project.key, set()).discard(issue.id)
+        for key in [issue.key, *issue.old_keys]:
+            self.keys.pop(key, None)
+        del self.issues[issue.id]
+        self._issue_event("jira:issue_deleted", "issue_deleted", issue, actor)
+
+    def move(self, issue: Issue, project: Project, actor: User) -> None:
+        old_project, old_key = issue.project, issue.key
+        self.by_project[old_project.key].discard(issue.id)
+        issue.old_keys.append(old_key)
+        issue.project = project
+        issue.key = f"{project.key}-{project.next_number}"
+        project.next_number += 1
+        issue.components = []  # components belong to a project
+        issue.updated = _now()
+        self._index(issue)
+        items = [
+            self._item("project", old_project.id, old_project.name, project.id, project.name, "project"),
+            self._item("Key", None, old_key, None, issue.key),
+        ]
+        self._issue_event("jira:issue_updated", "issue_moved", issue, actor, items)
+
+    def upsert_link(self, issue: Issue, body: Any) -> tuple[RemoteLink, bool]:
+        if not isinstance(body, Mapping) or not isinstance(body.get("object"), Mapping):
+            raise _field_errors({"object": "'object' is required."})
+        obj = dict(body["object"])
+        errors = {}
+        if not isinstance(obj.get("url"), str) or not obj["url"]:
+            errors["url"] = "'url' is required."
+        if not isinstance(obj.get("title"), str) or not obj["title"]:
+            errors["title"] = "'title' is required."
+        global_id = body.get("globalId")
+        if global_id is not None and (not isinstance(global_id, str) or len(global_id) > 255):
+            errors["globalId"] = "'globalId' must be a string of at most 255 characters."
+        if errors:
+            raise _field_errors(errors)
+        existing = next((link for link in issue.links
+                         if global_id is not None and link.global_id == global_id), None)
+        if existing is not None:
+            existing.object = obj
+            existing.application = body.get("application") or existing.application
+            existing.relationship = body.get("relationship") or existing.relationship
+            return existing, False
+        link = RemoteLink(next(self._link_ids), global_id, obj, body.get("application"),
+                          body.get("relationship"))
+        issue.links.append(link)
+        return link, True
+
+    # -- search -------------------------------------------------------------------------------------
+
+    def _issue_refs(self, values: list[str], field_name: str, strict: bool, warnings: list[str]) -> set[str]:
+        ids: set[str] = set()
+        missing = []
+        for value in values:
+            issue = self.find_issue(value)
+            if issue is None:
+                missing.append(f"An issue with key '{value}' does not exist for field '{field_name}'.")
+            else:
+                ids.add(issue.id)
+        if missing and strict:
+            raise JqlError(*missing)
+        warnings.extend(missing)
+        return ids
+
+    def _clause_factory(self, strict: bool) -> Callable[[str, str, list[str], list[str]], Matcher]:
+        now = _now()
+
+        def equality(field_name: str, op: str, wanted: set[Any], value_of: Callable[[Issue], Any],
+                     candidates: Callable[[], set[str] | None] = lambda: None,
+                     empty: Callable[[Issue], bool] | None = None) -> Matcher:
+            if op in ("is", "is not"):
+                if empty is None:
+                    raise JqlError(f"The operator '{op.upper()}' is not supported by the '{field_name}' "
+                                   "field.")
+                return Matcher(empty if op == "is" else (lambda issue: not empty(issue)))
+            if op in ("=", "in"):
+                return Matcher(lambda issue: value_of(issue) in wanted, candidates)
+            if op in ("!=", "not in"):
+                return Matcher(lambda issue: value_of(issue) not in wanted and not (empty and empty(issue)))
+            raise JqlError(f"The operator '{op}' is not supported by the '{field_name}' field.")
+
+        def clause(field_name: str, op: str, values: list[str], warnings: list[str]) -> Matcher:
+            name = field_name.lower()
+            if name == "labels":
+                wanted = set(values)
+                if op in ("=", "in"):
+                    return Matcher(lambda i: bool(wanted.intersection(i.labels)),
+                                   lambda: set().union(*[self.by_label.get(v, set()) for v in wanted]))
+                if op in ("!=", "not in"):
+                    return Matcher(lambda i: bool(i.labels) and not wanted.intersection(i.labels))
+                return equality(field_name, op, wanted, lambda i: None, empty=lambda i: not i.labels)
+            if name in ("id", "key", "issue", "issuekey"):
+                if op not in ("=", "!=", "in", "not in"):
+                    raise JqlError(f"The operator '{op}' is not supported by the '{field_name}' field.")
+                ids = self._issue_refs(values, field_name, strict, warnings)
+                return equality(field_name, op, ids, lambda i: i.id, lambda: set(ids))
+            if name == "project":
+                keys = set()
+                for value in values:
+                    project = self.projects.get(value.upper()) or next(
+                        (p for p in self.projects.values() if value in (p.id, p.name)), None)
+                    if project is None:
+                        raise JqlError(f"The value '{value}' does not exist for the field '{field_name}'.")
+                    keys.add(project.key)
+                return equality(field_name, op, keys, lambda i: i.project.key,
+                                lambda: set().union(*[self.by_project.get(k, set()) for k in keys]))
+            if name == "status":
+                statuses = set()
+                for value in values:
+                    try:
+                        statuses.add(self.status_named(value).id)
+                    except ValueError:
+                        message = f"The value '{value}' does not exist for the field 'status'."
+                        raise JqlError(message) from None
+                return equality(field_name, op, statuses, lambda i: i.status.id)
+            if name == "statuscategory":
+                categories = set()
+                for value in values:
+                    found = next((key for key, c in CATEGORIES.items()
+                                  if value.lower() in (key, str(c["id"]), str(c["name"]).lower())), None)
+                    if found is None:
+                        raise JqlError(f"The value '{value}' does not exist for the field 'statusCategory'.")
+                    categories.add(found)
+                return equality(field_name, op, categories, lambda i: i.status.category)
+            if name == "resolution":
+                if any(v.lower() == "unresolved" for v in values) and op in ("=", "is"):
+                    return Matcher(lambda i: i.resolution is None)
+                known = {v for v in values if v in RESOLUTIONS}
+                if op not in ("is", "is not") and len(known) != len(values):
+                    bad = next(v for v in values if v not in RESOLUTIONS)
+                    raise JqlError(f"The value '{bad}' does not exist for the field 'resolution'.")
+                return equality(field_name, op, known, lambda i: i.resolution,
+                                empty=lambda i: i.resolution is None)
+            if name == "assignee":
+                people = {u.account_id for u in self.users.values()
+                          if any(v in (u.account_id, u.email, u.display_name) for v in values)}
+                if op in ("=", "in", "!=", "not in") and not people:
+                    raise JqlError(f"The value '{values[0]}' does not exist for the field 'assignee'.")
+                return equality(field_name, op, people,
+                                lambda i: i.assignee.account_id if i.assignee else None,
+                                empty=lambda i: i.assignee is None)
+            if name in ("updated", "created", "updateddate", "createddate"):
+                attr = "updated" if name.startswith("updated") else "created"
+                if op not in ("=", ">", ">=", "<", "<="):
+                    raise JqlError(f"The operator '{op}' is not supported by the '{field_name}' field.")
+                when = _jql_date(values[0], field_name, now)
+                compare: dict[str, Callable[[datetime], bool]] = {
+                    "=": lambda d: d == when, ">": lambda d: d > when, ">=": lambda d: d >= when,
+                    "<": lambda d: d < when, "<=": lambda d: d <= when,
+                }
+                check = compare[op]
+                return Matcher(lambda i: check(getattr(i, attr)))
+            raise JqlError(f"Field '{field_name}' does not exist or you do not have permission to view it.")
+
+        return clause
+
+    def search(self, jql: str, *, strict: bool = True, bounded: bool = False,
+               reconcile: Iterable[str] = ()) -> tuple[list[Issue], list[str]]:
+        """Matching issues, and the warnings of a non-strict query. Issues created less than
+        `search_lag` ago are not found, unless their ids are in `reconcile` (Cloud's reconcileIssues:
+        read-after-write consistency for issues the caller knows)."""
+        query = JqlParser(jql, self._clause_factory(strict)).parse()
+        if bounded and query.where is None:
+            raise JqlError("Unbounded JQL queries are not allowed here. Please add a search restriction to "
+                           "your query.")
+        for name, _ in query.order:
+            if name not in _SORT_KEYS:
+                raise JqlError(f"Not able to sort using field '{name}'.")
+        visible_from = time.monotonic()
+        known = set(reconcile)
+        where = query.where
+        candidates = where.candidates() if where is not None else None
+        pool: Iterable[Issue] = (
+            self.issues.values() if candidates is None
+            else (self.issues[i] for i in candidates if i in self.issues)
+        )
+        hits = [issue for issue in pool
+                if (issue.searchable_at <= visible_from or issue.id in known)
+                and (where is None or where.match(issue))]
+        hits.sort(key=lambda i: int(i.id))
+        for name, descending in reversed(query.order):
+            hits.sort(key=_SORT_KEYS[name], reverse=descending)
+        return hits, query.warnings
+
+    def find_users(self, text: str) -> list[User]:
+        """Cloud's `query=` and Server's `username=`: a case-insensitive PREFIX match on the display name
+        (any word of it), the e-mail address and (Server) the username. A hidden e-mail address is
+        matched only exactly, and the answer still hides it."""
+        wanted = text.strip().lower()
+
+        def matches(user: User) -> bool:
+            names = [user.display_name.lower(), *user.display_name.lower().split()]
+            if not self.cloud:
+                names.append(user.account_id.lower())
+            if user.email_visible or not self.cloud:
+                names.append(user.email.lower())
+            elif user.email.lower() == wanted:
+                return True
+            return any(name.startswith(wanted) for name in names if name)
+
+        return [user for user in self.users.values() if wanted and matches(user)]
+
+
+def _wanted_fields(params: Sequence[str] | None, default: str) -> set[str]:
+    """Jira's `fields` parameter: names, `*all`, `*navigable`, and `-name` to leave one out."""
+    names = [n.strip() for part in (params if params is not None else [default]) for n in part.split(",")]
+    names = [n for n in names if n]
+    chosen: set[str] = set()
+    for name in names:
+        if name in ("*all", "*navigable"):
+            chosen.update(ISSUE_FIELDS)
+        elif name in ISSUE_FIELDS:
+            chosen.add(name)
+    for name in names:
+        if name.startswith("-"):
+            chosen.discard(name[1:])
+    return chosen
+
+
+def _page_token(offset: int, jql: str) -> str:
+    digest = hashlib.sha256(jql.encode()).hexdigest()[:12]
+    return base64.urlsafe_b64encode(f"{offset}:{digest}".encode()).decode().rstrip("=")
+
+
+def _read_page_token(token: str, jql: str) -> int:
+    try:
+        offset, digest = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":")
+        if digest == hashlib.sha256(jql.encode()).hexdigest()[:12]:
+            return max(0, int(offset))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        pass
+    raise JiraHTTPError(400, ["The provided next page token is invalid or expired."])
+
+
+def _int_param(value: Any, default: int, cap: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return default
+    return max(0, min(number, cap))
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP
+
+
+def _params(request: Request, body: Any, name: str) -> list[str] | None:
+    """A parameter from the JSON body (POST) or the query string (GET); lists may repeat or use commas."""
+    if request.method == "POST" and isinstance(body, Mapping):
+        value = body.get(name)
+        if value is None:
+            return None
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    values = request.query_params.getlist(name)
+    return values or None
+
+
+class JiraApp:
+    """The routes. Every handler runs under the state lock: tests read state from other threads."""
+
+    def __init__(self, state: JiraState, *, email: str, token: str, pat: str | None) -> None:
+        self.state = state
+        basic = base64.b64encode(f"{email}:{token}".encode()).decode()
+        self.expected_auth = f"Basic {basic}" if state.cloud else f"Bearer {pat}"
+        api = "/rest/api/{version}"
+        self.routes = [
+            Route(f"{api}/serverInfo", self._wrap(self.server_info), methods=["GET"]),
+            Route(f"{api}/myself", self._wrap(self.myself), methods=["GET"]),
+            Route(f"{api}/field", self._wrap(self.fields), methods=["GET"]),
+            Route(f"{api}/project", self._wrap(self.projects), methods=["GET"]),
+            Route(f"{api}/project/{{key}}", self._wrap(self.project), methods=["GET"]),
+            Route(f"{api}/project/{{key}}/components", self._wrap(self.project_components), methods=["GET"]),
+            Route(f"{api}/issuetype", self._wrap(self.issue_types), methods=["GET"]),
+            Route(f"{api}/priority", self._wrap(self.priorities), methods=["GET"]),
+            Route(f"{api}/resolution", self._wrap(self.resolutions), methods=["GET"]),
+            Route(f"{api}/status", self._wrap(self.statuses), methods=["GET"]),
+            Route(f"{api}/issue", self._wrap(self.create_issue), methods=["POST"]),
+            Route(f"{api}/issue/{{key}}", self._wrap(self.issue), methods=["GET", "PUT", "DELETE"]),
+            Route(f"{api}/issue/{{key}}/assignee", self._wrap(self.assignee), methods=["PUT"]),
+            Route(f"{api}/issue/{{key}}/transitions", self._wrap(self.transitions), methods=["GET", "POST"]),
+            Route(f"{api}/issue/{{key}}/comment", self._wrap(self.comments), methods=["GET", "POST"]),
+            Route(f"{api}/issue/{{key}}/remotelink", self._wrap(self.remote_links),
+                  methods=["GET", "POST", "DELETE"]),
+            Route(f"{api}/issue/{{key}}/remotelink/{{link_id}}", self._wrap(self.remote_link),
+                  methods=["GET", "DELETE"]),
+            Route(f"{api}/search/jql", self._wrap(self.search_jql), methods=["GET", "POST"]),
+            Route(f"{api}/search", self._wrap(self.search), methods=["GET", "POST"]),
+            Route(f"{api}/user/search", self._wrap(self.user_search), methods=["GET"]),
+            Route(f"{api}/user", self._wrap(self.user), methods=["GET"]),
+            Route("/rest/applinks/latest/listApplicationlinks", self._wrap(self.applinks), methods=["GET"]),
+        ]
+        self.app = Starlette(routes=self.routes)
+
+    def _wrap(self, handler: Callable[[Request, Any], Any]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            if request.path_params.get("version", "2") not in ("2", "latest"):
+                return JiraHTTPError(404, ["Unknown REST API version."]).response()
+            if not hmac.compare_digest(request.headers.get("authorization", ""), self.expected_auth):
+                return JiraHTTPError(
+                    401, ["You are not authenticated. Authentication required to perform this operation."],
+                    headers={"X-Seraph-LoginReason": "AUTHENTICATED_FAILED",
+                             "WWW-Authenticate": 'Basic realm="protected-area"' if self.state.cloud
+                             else 'Bearer realm="Jira"'},
+                ).response()
+            body: Any = None
+            if request.method in ("POST", "PUT"):
+                raw = await request.body()
+                if raw and not request.headers.get("content-type", "").startswith("application/json"):
+                    return Response(status_code=415)
+                body = await json_body(request)
+                if body is None:
+                    not_json = JiraHTTPError(400, ["Unexpected character: the request body is not JSON."])
+                    return not_json.response()
+            try:
+                with self.state.lock:
+                    result = handler(request, body)
+            except JiraHTTPError as error:
+                return error.response()
+            except JqlError as error:
+                return JiraHTTPError(400, error.messages).response()
+            if isinstance(result, Response):
+                return result
+            return JSONResponse(result)
+
+        return endpoint
+
+    # -- instance -----------------------------------------------------------------------------------
+
+    def server_info(self, request: Request, body: Any) -> Any:
+        cloud = self.state.cloud
+        return {
+            "baseUrl": self.state.base_url, "version": "1001.0.0-SNAPSHOT" if cloud else "9.12.15",
+            "versionNumbers": [1001, 0, 0] if cloud else [9, 12, 15],
+            "deploymentType": "Cloud" if cloud else "Server", "buildNumber": 100282 if cloud else 9120015,
+            "buildDate": "2026-01-01T00:00:00.000+0000", "serverTime": _jira_time(_now()),
+            "scmInfo": "0" * 40, "serverTitle": "Jira", "defaultLocale": {"locale": "en_US"},
+            "serverTimeZone": "Etc/UTC",
+        }
+
+    def myself(self, request: Request, body: Any) -> Any:
+        return {**(self.state.user_json(self.state.bot) or {}), "locale": "en_US",
+                "groups": {"size": 1, "items": []}, "applicationRoles": {"size": 1, "items": []}}
+
+    def fields(self, request: Request, body: Any) -> Any:
+        names = {"issuekey": ["id", "issue", "issuekey", "key"], "statusCategory": ["statusCategory"]}
+        return [
+            {"id": name, "key": name, "name": name.title(), "custom": False, "orderable": True,
+             "navigable": True, "searchable": True, "clauseNames": names.get(name, [name])}
+            for name in (*ISSUE_FIELDS, "issuekey", "statusCategory")
+        ]
+
+    def projects(self, request: Request, body: Any) -> Any:
+        return [self.state.project_json(p) for p in self.state.projects.values()]
+
+    def _project(self, request: Request) -> Project:
+        ref = request.path_params["key"]
+        project = self.state.projects.get(ref) or next(
+            (p for p in self.state.projects.values() if p.id == ref), None)
+        if project is None:
+            raise _not_found(f"No project could be found with key '{ref}'.")
+        return project
+
+    def project(self, request: Request, body: Any) -> Any:
+        return self.state.project_json(self._project(request), full=True)
+
+    def project_components(self, request: Request, body: Any) -> Any:
+        return [self.state.component_json(c) for c in self._project(request).components.values()]
+
+    def issue_types(self, request: Request, body: Any) -> Any:
+        return [self.state.issuetype_json(name) for name in ISSUE_TYPES]
+
+    def priorities(self, request: Request, body: Any) -> Any:
+        return [self.state.priority_json(name) for name in PRIORITIES]
+
+    def resolutions(self, request: Request, body: Any) -> Any:
+        return [self.state.resolution_json(name) for name in RESOLUTIONS]
+
+    def statuses(self, request: Request, body: Any) -> Any:
+        return [self.state.status_json(status) for status in STATUSES]
+
+    def applinks(self, request: Request, body: Any) -> Any:
+        # Listing application links needs a Jira administrator; the bot is not one.
+        raise JiraHTTPError(403, ["Client must be authenticated as an administrator to access this "
+                                  "resource."])
+
+    # -- issues -------------------------------------------------------------------------------------
+
+    def create_issue(self, request: Request, body: Any) -> Any:
+        issue = self.state.create(body, self.state.bot)
+        return JSONResponse({"id": issue.id, "key": issue.key,
+                             "self": f"{self.state.base_url}/rest/api/2/issue/{issue.id}"}, status_code=201)
+
+    def issue(self, request: Request, body: Any) -> Any:
+        issue = self.state.get_issue(request.path_params["key"])
+        if request.method == "GET":
+            fields = _wanted_fields(request.query_params.getlist("fields") or None, "*all")
+            return self.state.issue_json(issue, fields, request.query_params.get("expand", ""))
+        if request.method == "PUT":
+            self.state.edit(issue, body, self.state.bot)
+        else:
+            self.state.delete(issue, self.state.bot)
+        return Response(status_code=204)
+
+    def assignee(self, request: Request, body: Any) -> Any:
+        issue = self.state.get_issue(request.path_params["key"])
+        self.state.assign(issue, self.state.user_ref(body, "assignee"), self.state.bot)
+        return Response(status_code=204)
+
+    def transitions(self, request: Request, body: Any) -> Any:
+        issue = self.state.get_issue(request.path_params["key"])
+        if request.method == "GET":
+            expand = request.query_params.get("expand", "")
+            found = self.state.transitions_json(issue, "transitions.fields" in expand)
+            wanted = request.query_params.get("transitionId")
+            return {"expand": "transitions",
+                    "transitions": [t for t in found if wanted is None or t["id"] == wanted]}
+        self.state.transition(issue, body, self.state.bot)
+        return Response(status_code=204)
+
+    def comments(self, request: Request, body: Any) -> Any:
+        issue = self.state.get_issue(request.path_params["key"])
+        if request.method == "POST":
+            text = body.get("body") if isinstance(body, Mapping) else None
+            comment = self.state.comment(issue, text, self.state.bot)
+            return JSONResponse(self.state.comment_json(issue, comment), status_code=201)
+        start = _int_param(request.query_params.get("startAt"), 0, 10**9)
+        size = _int_param(request.query_params.get("maxResults"), 5000, 5000)
+        page = issue.comments[start:start + size]
+        return {"startAt": start, "maxResults": size, "total": len(issue.comments),
+                "comments": [self.state.comment_json(issue, c) for c in page]}
+
+    def remote_links(self, request: Request, body: Any) -> Any:
+        issue = self.state.get_issue(request.path_params["key"])
+        global_id = request.query_params.get("globalId")
+        if request.method == "POST":
+            link, created = self.state.upsert_link(issue, body)
+            return JSONResponse({"id": link.id, "self": self.state.link_json(issue, link)["self"]},
+                                status_code=201 if created else 200)
+        if request.method == "DELETE":
+            if global_id is None:
+                raise JiraHTTPError(400, ["The 'globalId' query parameter is required."])
+            before = len(issue.links)
+            issue.links = [link for link in issue.links if link.global_id != global_id]
+            if len(issue.links) == before:
+                raise _not_found("No remote link with that globalId.")
+            return Response(status_code=204)
+        return [self.state.link_json(issue, link) for link in issue.links
+                if global_id is None or link.global_id == global_id]
+
+    def remote_link(self, request: Request, body: Any) -> Any:
+        issue = self.state.get_issue(request.path_params["key"])
+        link = next((link for link in issue.links if str(link.id) == request.path_params["link_id"]), None)
+        if link is None:
+            raise _not_found("No remote link with that id.")
+        if request.method == "DELETE":
+            issue.links.remove(link)
+            return Response(status_code=204)
+        return self.state.link_json(issue, link)
+
+    # -- search and users ---------------------------------------------------------------------------
+
+    def search_jql(self, request: Request, body: Any) -> Any:
+        if not self.state.cloud:
+            raise _not_found("null for uri: /rest/api/2/search/jql")
+        allowed = {"jql", "nextPageToken", "maxResults", "fields", "expand", "properties", "fieldsByKeys",
+                   "failFast", "reconcileIssues"}
+        if request.method == "POST" and (not isinstance(body, Mapping) or set(body) - allowed):
+            raise JiraHTTPError(400, ["Invalid request payload. Refer to the REST API documentation and "
+                                      "try again."])
+        jql = (_params(request, body, "jql") or [""])[0]
+        size = _int_param((_params(request, body, "maxResults") or ["50"])[0], 50, SEARCH_MAX)
+        token = _params(request, body, "nextPageToken")
+        offset = _read_page_token(token[0], jql) if token else 0
+        reconcile = _params(request, body, "reconcileIssues") or []
+        hits, _ = self.state.search(jql, strict=True, bounded=True, reconcile=reconcile)
+        page = hits[offset:offset + size]
+        requested = _params(request, body, "fields")
+        fields = _wanted_fields(requested, "") if requested is not None else None
+        # Unlike /search, /search/jql returns only ids unless fields are asked for.
+        issues = [self.state.issue_json(i, fields) if fields is not None else {"id": i.id} for i in page]
+        result: dict[str, Any] = {"issues": issues, "isLast": offset + size >= len(hits)}
+        if not result["isLast"]:
+            result["nextPageToken"] = _page_token(offset + size, jql)
+        return result
+
+    def search(self, request: Request, body: Any) -> Any:
+        if self.state.cloud:
+            raise JiraHTTPError(410, ["The requested API has been removed. Please migrate to the "
+                                      "/rest/api/3/search/jql API. A full migration guideline is available "
+                                      "at https://developer.atlassian.com/changelog/#CHANGE-2046"])
+        if request.method == "POST" and isinstance(body, Mapping) and "properties" in body:
+            raise JiraHTTPError(400, ['Unrecognized field "properties" (Class '
+                                      'com.atlassian.jira.rest.v2.search.SearchRequestBean), not marked as '
+                                      'ignorable'])
+        jql = (_params(request, body, "jql") or [""])[0]
+        start = _int_param((_params(request, body, "startAt") or ["0"])[0], 0, 10**9)
+        size = _int_param((_params(request, body, "maxResults") or ["50"])[0], 50, SEARCH_MAX)
+        validate = str((_params(request, body, "validateQuery") or ["strict"])[0]).lower()
+        hits, warnings = self.state.search(jql, strict=validate in ("strict", "true"))
+        fields = _wanted_fields(_params(request, body, "fields"), "*navigable")
+        result: dict[str, Any] = {
+            "expand": "schema,names", "startAt": start, "maxResults": size, "total": len(hits),
+            "issues": [self.state.issue_json(i, fields) for i in hits[start:start + size]],
+        }
+        if warnings:
+            result["warningMessages"] = warnings
+        return result
+
+    def user_search(self, request: Request, body: Any) -> Any:
+        params = request.query_params
+        if self.state.cloud:
+            if "username" in params:
+                raise JiraHTTPError(400, ["The query parameter 'username' is not supported in GDPR strict "
+                                          "mode."])
+            text = params.get("query")
+            if not text:
+                raise JiraHTTPError(400, ["One of 'query', 'accountId' or 'property' must be specified."])
+            users = self.state.find_users(text)
+        else:
+            text = params.get("username")
+            if not text:
+                raise JiraHTTPError(400, ["The username query parameter was not provided"])
+            active = params.get("includeActive", "true").lower() != "false"
+            inactive = params.get("includeInactive", "false").lower() == "true"
+            users = [u for u in self.state.find_users(text)
+                     if (u.active and active) or (not u.active and inactive)]
+        start = _int_param(params.get("startAt"), 0, 10**9)
+        size = _int_param(params.get("maxResults"), 50, USER_SEARCH_MAX)
+        return [self.state.user_json(u) for u in users[start:start + size]]
+
+    def user(self, request: Request, body: Any) -> Any:
+        ref = request.query_params.get("accountId" if self.state.cloud else "username")
+        user = self.state.users.get(ref or "")
+        if user is None:
+            raise _not_found("The user could not be found.")
+        return self.state.user_json(user)
+
+
+# --------------------------------------------------------------------------------------------------
+# The handle tests, the sandbox and the benchmarks hold.
+
+
+class FakeJira:
+    def __init__(self, state: JiraState, app: JiraApp, server: FakeServer, middleware: Misbehaviour,
+                 calls: CallLog, faults: list[Fault], webhooks: WebhookSender) -> None:
+        self._state = state
+        self._app = app
+        self._server = server
+        self._middleware = middleware
+        self.url = server.url
+        self.calls = calls
+        self.faults = faults
+        self.webhooks = webhooks
+        self._require_resolution = state.require_resolution
+
+    # -- knobs --------------------------------------------------------------------------------------
+
+    @property
+    def deployment(self) -> str:
+        return "Cloud" if self._state.cloud else "Server"
+
+    @property
+    def latency(self) -> float:
+        return self._middleware.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self._middleware.latency = seconds
+
+    @property
+    def search_lag(self) -> float:
+        return self._state.search_lag
+
+    @search_lag.setter
+    def search_lag(self, seconds: float) -> None:
+        self._state.search_lag = seconds
+
+    @property
+    def require_resolution(self) -> bool:
+        return self._state.require_resolution
+
+    @require_resolution.setter
+    def require_resolution(self, value: bool) -> None:
+        self._state.require_resolution = value
+
+    @property
+    def bot_account_id(self) -> str:
+        return self._state.bot.account_id
+
+    @property
+    def person_account_id(self) -> str:
+        return self._state.person.account_id
+
+    def stop(self) -> None:
+        self._server.stop()
+        self.webhooks.close()
+
+    def reset(self) -> None:
+        """Back to no issues, calls or faults, with the switches (latency, search_lag,
+        require_resolution, webhooks.enabled) as started. Users, projects and the webhook URL and
+        secret stay; ids and keys keep counting up, so nothing from before can be mistaken for new."""
+        with self._state.lock:
+            self._state.clear_issues()
+            self.faults.clear()
+            self._state.search_lag = 0.0
+            self._state.require_resolution = self._require_resolution
+        self.calls.reset()
+        self._middleware.latency = 0.0
+        self.webhooks.enabled = True
+        self.webhooks.discard_pending()
+        self.webhooks.drain(timeout=5.0)  # the delivery in flight, if any
+        self.webhooks.sent.clear()
+
+    # -- state --------------------------------------------------------------------------------------
+
+    def issues(self) -> list[dict[str, Any]]:
+        with self._state.lock:
+            return [self._state.snapshot(issue) for issue in self._state.issues.values()]
+
+    def issue(self, key_or_id: str) -> dict[str, Any] | None:
+        with self._state.lock:
+            issue = self._state.find_issue(key_or_id)
+            return self._state.snapshot(issue) if issue else None
+
+    def issue_json(self, key_or_id: str) -> dict[str, Any] | None:
+        """The issue as `GET /rest/api/2/issue/{key}` shows it."""
+        with self._state.lock:
+            issue = self._state.find_issue(key_or_id)
+            return self._state.issue_json(issue) if issue else None
+
+    def comments(self, key: str) -> list[dict[str, Any]]:
+        with self._state.lock:
+            issue = self._state.get_issue(key)
+            return [{"id": c.id, "body": c.body, "author": c.author.account_id, "created": c.created}
+                    for c in issue.comments]
+
+    def remote_links(self, key: str) -> list[dict[str, Any]]:
+        with self._state.lock:
+            issue = self._state.get_issue(key)
+            return [self._state.link_json(issue, link) for link in issue.links]
+
+    def add_user(self, account_id: str, display_name: str, email: str, *, email_visible: bool = True,
+                 active: bool = True) -> None:
+        """On Server/DC `account_id` is the username."""
+        with self._state.lock:
+            self._state.add_user(account_id, display_name, email, email_visible=email_visible, active=active)
+
+    def add_project(self, key: str, components: Iterable[str] = (), name: str | None = None) -> None:
+        with self._state.lock:
+            self._state.add_project(key, components, name)
+
+    # -- a person did it in the Jira UI (state changes and the webhook says so) ----------------------
+
+    def _actor(self, account_id: str | None) -> User:
+        return self._state.users[account_id] if account_id else self._state.person
+
+    def person_transition(self, key: str, status_name: str, *, resolution: str | None = None,
+                          by: str | None = None) -> None:
+        with self._state.lock:
+            issue = self._state.get_issue(key)
+            target = self._state.status_named(status_name)
+            if target != issue.status:
+                self._state.move_to(issue, target, resolution or target.resolution, self._actor(by))
+
+    def person_create(self, project: str, summary: str, labels: Sequence[str] = (), *,
+                      by: str | None = None) -> str:
+        with self._state.lock:
+            body = {"fields": {"project": {"key": project}, "issuetype": {"name": "Task"}, "summary": summary,
+                               "labels": list(labels)}}
+            return self._state.create(body, self._actor(by)).key
+
+    def person_delete(self, key: str, *, by: str | None = None) -> None:
+        with self._state.lock:
+            self._state.delete(self._state.get_issue(key), self._actor(by))
+
+    def person_move(self, key: str, new_project_key: str, *, by: str | None = None) -> str:
+        with self._state.lock:
+            issue = self._state.get_issue(key)
+            self._state.move(issue, self._state.projects[new_project_key], self._actor(by))
+            return issue.key
+
+    def person_assign(self, key: str, account_id: str | None, *, by: str | None = None) -> None:
+        with self._state.lock:
+            user = self._state.users[account_id] if account_id else None
+            self._state.assign(self._state.get_issue(key), user, self._actor(by))
+
+    def person_comment(self, key: str, body: str, *, by: str | None = None) -> None:
+        with self._state.lock:
+            self._state.comment(self._state.get_issue(key), body, self._actor(by))
+
+    def person_edit(self, key: str, fields: Mapping[str, Any], *, by: str | None = None) -> None:
+        """Any edit, in the REST body's shape (`{"labels": [...]}`, `{"summary": ...}`)."""
+        with self._state.lock:
+            self._state.edit(self._state.get_issue(key), {"fields": dict(fields)}, self._actor(by))
+
+
+def _fault_body(fault: Fault) -> dict[str, Any]:
+    messages = {429: "Rate limit exceeded.", 503: "Service Unavailable", 401: "Unauthorized"}
+    return {"errorMessages": [messages.get(fault.status, f"Internal server error ({fault.status})")],
+            "errors": {}}
+
+
+def start_fake_jira(
+    *,
+    deployment: str = "Cloud",
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+    email: str = "bot@example.com",
+    token: str = "jira-token",
+    pat: str | None = None,
+    require_resolution: bool = False,
+    port: int = 0,
+) -> FakeJira:
+    """Start a fake Jira on 127.0.0.1 (`port=0`: any free port). `deployment`: "Cloud", or "Server"
+    (also "DataCenter"), which authenticates `Authorization: Bearer <pat>` (default "jira-pat")."""
+    if deployment not in ("Cloud", "Server", "DataCenter"):
+        raise ValueError(f"deployment must be Cloud, Server or DataCenter, not {deployment!r}")
+    cloud = deployment == "Cloud"
+    webhooks = WebhookSender("fake-jira")
+    webhooks.url = webhook_url
+    state = JiraState(cloud=cloud, bot_email=email, require_resolution=require_resolution,
+                      webhooks=webhooks, webhook_secret=webhook_secret)
+    app = JiraApp(state, email=email, token=token, pat=pat or "jira-pat")
+    calls = CallLog()
+    faults: list[Fault] = []
+    middleware = Misbehaviour(app.app, calls, faults, threading.Lock())
+    middleware.fault_body = _fault_body
+    server = FakeServer(middleware, port=port)
+    state.base_url = server.url
+    server.start()
+    return FakeJira(state, app, server, middleware, calls, faults, webhooks)

@@ -1,0 +1,1377 @@
+"""A fake Sentry: the REST API our client calls and the integration-platform webhooks it sends.
+
+It is a real HTTP server (see `base.FakeServer`), driven from Python:
+
+    fake = start_fake_sentry(webhook_url=inbox.url)
+    issue = fake.file_issue(project="billing-api", title="KeyError: 'plan'")   # -> `issue.created`
+    fake.person_resolve(issue["id"])                                          # -> `issue.resolved`
+    client = SentryClient(fake.url, fake.org, fake.token)                     # REST under /api/0/
+
+State changes made through the API with the integration's token are echoed as webhooks whose actor is
+`{"type": "application", "id": <app_id>, ...}`, exactly the echo syncer must recognise; Sentry's own
+changes (new issues, regressions, escalations, alerts) carry the actor `{"id": "sentry", ...}` and a
+person's changes `{"type": "user", "id": <int>, ...}`.
+
+Fidelity notes, from Sentry's source (`api/helpers/group_index/update.py`, `sentry_apps/...`):
+- Archiving sends two webhooks, `ignored` then `archived` (same data): `send_archived_alias`.
+- Un-archiving (ignored -> unresolved) sends NO webhook; only resolved -> unresolved and escalations do:
+  `webhook_on_unignore` turns that on for scenarios that want it.
+- Unassigning sends no webhook (there is no `issue.unassigned` for integrations).
+- Sentry re-sends `resolved` when an already resolved issue is resolved again; the fake does not, unless
+  `resend_on_noop_resolve` is set (a PUT that changes nothing sends nothing).
+- `GET .../issues/?group=1&group=2` ignores the query and is not paginated; `id=` selects issues only on
+  PUT/DELETE (on GET it is ignored, as on the real server).
+- `POST .../notes/` refuses the same text from the same user within an hour (400).
+- The list's cursor has Sentry's `value:offset:is_prev` shape, but is opaque: here `value` is the sort
+  key and `offset` the id of the last issue returned (keyset pagination, so 100,000 issues stay fast).
+"""
+
+from __future__ import annotations
+
+import bisect
+import gc
+import hmac
+import html
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from syncer.fakes.base import (
+    CallLog,
+    FakeServer,
+    Fault,
+    Misbehaviour,
+    WebhookSender,
+    compact_json,
+    hmac_sha256_hex,
+    json_body,
+)
+
+SENTRY_ACTOR: dict[str, Any] = {"type": "application", "id": "sentry", "name": "Sentry"}
+DEFAULT_APP_ID = "5d1f8a7e-2c4b-4e0f-9a3d-7b6c1e2f3a40"
+DEFAULT_INSTALLATION_UUID = "a3c9e1b2-7f64-4d8a-b5e0-2f1d6c8b9e07"
+FIRST_ISSUE_ID = 4_100_000_001
+NOTE_DUPLICATE_WINDOW = 3600.0
+MAX_PAGE = 100
+BULK_MUTATION_LIMIT = 1000
+RESOLVE_STATUSES = frozenset({"resolved", "resolvedInNextRelease"})
+UPDATE_STATUSES = frozenset({"resolved", "resolvedInNextRelease", "unresolved", "ignored", "muted"})
+IGNORED_SUBSTATUSES = frozenset(
+    {"archived_until_escalating", "archived_until_condition_met", "archived_forever"}
+)
+UNRESOLVED_SUBSTATUSES = frozenset({"escalating", "ongoing", "regressed", "new"})
+IGNORE_CONDITION_FIELDS = (
+    "ignoreCount", "ignoreWindow", "ignoreUserCount", "ignoreUserWindow", "ignoreUntil", "ignoreDuration",
+)
+TAG_LABELS = {
+    "level": "Level", "environment": "Environment", "release": "Release", "url": "URL", "browser": "Browser",
+    "os": "OS", "user": "User", "server_name": "Server", "transaction": "Transaction",
+}
+NOT_FOUND = {"detail": "The requested resource does not exist"}
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _ms(when: datetime | float | str | None, default: float) -> int:
+    if when is None:
+        return int(default * 1000)
+    if isinstance(when, datetime):
+        aware = when if when.tzinfo else when.replace(tzinfo=UTC)
+        return int(aware.timestamp() * 1000)
+    if isinstance(when, str):
+        return _ms(_parse_iso(when), default)
+    return int(float(when) * 1000)
+
+
+def _parse_iso(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _sort_value(issue: _Issue, sort: str) -> int:
+    if sort == "date":
+        return issue.last_seen
+    if sort == "new":
+        return issue.first_seen
+    return issue.user_count if sort == "user" else issue.count
+
+
+def _text_search(text: str) -> Callable[[_Issue], bool]:
+    return lambda issue: text in issue.title.lower() or text in issue.culprit.lower()
+
+
+def _negated(check: Callable[[_Issue], bool]) -> Callable[[_Issue], bool]:
+    return lambda issue: not check(issue)
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
+@dataclass
+class _User:
+    id: int
+    name: str
+    email: str
+    username: str
+
+    def actor(self) -> dict[str, Any]:
+        # Webhook actors carry the user's numeric id (an int, unlike the REST API's strings).
+        return {"type": "user", "id": self.id, "name": self.name}
+
+    def serialize(self) -> dict[str, Any]:
+        return {"id": str(self.id), "name": self.name, "username": self.username, "email": self.email}
+
+
+@dataclass
+class _Team:
+    id: int
+    slug: str
+
+
+@dataclass
+class _Project:
+    id: int
+    slug: str
+    name: str
+    platform: str
+    short_counter: int = 0
+
+
+@dataclass(slots=True)
+class _Issue:
+    id: int
+    short_id: str
+    project: _Project
+    title: str
+    culprit: str
+    level: str
+    platform: str
+    logger: str
+    metadata: dict[str, Any]
+    status: str
+    substatus: str | None
+    status_details: dict[str, Any]
+    first_seen: int  # ms since epoch
+    last_seen: int
+    count: int
+    user_count: int
+    priority: str
+    is_unhandled: bool
+    assignee: tuple[str, int] | None = None
+    tags: dict[str, list[list[Any]]] = field(default_factory=dict)  # key -> [[value, count], ...]
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    external: dict[str, dict[str, Any]] = field(default_factory=dict)  # service type -> link
+
+
+class _Reply(Exception):
+    """Answer the request with this status and body (raised from inside a handler)."""
+
+    def __init__(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = dict(headers or {})
+
+    def response(self) -> Response:
+        if self.body is None:
+            return Response(status_code=self.status, headers=self.headers)
+        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
+
+
+@dataclass
+class _Update:
+    status: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    substatus: str | None = None
+    assign: bool = False
+    target: tuple[str, int] | None = None
+
+
+Predicate = Callable[[_Issue], bool]
+
+
+class _RateLimitHeaders:
+    """Outermost middleware: every API answer, injected faults included, carries Sentry's rate-limit
+    headers; a header the answer already has (a fault's own `X-Sentry-Rate-Limit-Reset`) wins."""
+
+    def __init__(self, app: ASGIApp, fake: FakeSentry) -> None:
+        self.app = app
+        self.fake = fake
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        headers, over = self.fake._count_request()
+        scope["fake_sentry_over_limit"] = over
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in headers if name not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_limits)
+        finally:
+            self.fake._request_done()
+
+
+class FakeSentry:
+    """State, HTTP routes and webhook emission of one fake Sentry organisation with one installation
+    of our internal integration. Every public method is thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        org: str = "acme",
+        token: str = "sentry-token",
+        client_secret: str = "sentry-secret",
+        app_id: str = DEFAULT_APP_ID,
+        installation_uuid: str = DEFAULT_INSTALLATION_UUID,
+        app_name: str = "syncer",
+        webhook_url: str | None = None,
+        port: int = 0,
+    ) -> None:
+        self.org = org
+        self.token = token
+        self.client_secret = client_secret
+        self.app_id = app_id
+        self.installation_uuid = installation_uuid
+        self.app_name = app_name
+        self.app_slug = re.sub(r"[^a-z0-9]+", "-", app_name.lower()).strip("-") or "app"
+        self.calls = CallLog()
+        self.faults: list[Fault] = []
+        self.webhooks = WebhookSender("fake-sentry")
+        self.webhooks.url = webhook_url
+        self._lock = threading.RLock()
+        self._rate_lock = threading.Lock()
+        self._outbox: deque[tuple[str, dict[str, Any]]] = deque(maxlen=10_000)
+        self._set_defaults()
+        self._clear_state()
+        routes = self._routes()
+        self._misbehaviour = Misbehaviour(Starlette(routes=routes), self.calls, self.faults, threading.Lock())
+        self._misbehaviour.fault_body = lambda fault: {"detail": f"Injected failure {fault.status}"}
+        self.server = FakeServer(_RateLimitHeaders(self._misbehaviour, self), port)
+        self.url = self.server.url
+
+    # ------------------------------------------------------------------ lifecycle and switches
+
+    def _set_defaults(self) -> None:
+        self.send_archived_alias = True
+        self.webhook_on_unignore = False
+        self.resend_on_noop_resolve = False
+        self.enhanced_privacy = False  # True: no e-mail in webhook assignees
+        self.rate_limit = 1000  # requests per `rate_window` seconds, shown in the headers
+        self.rate_window = 1.0
+        self.enforce_rate_limit = False  # True: answer 429 past the limit, like the real one
+        self.concurrent_limit = 25
+
+    def _clear_state(self) -> None:
+        with self._lock:
+            self._issues: dict[int, _Issue] = {}
+            self._by_short_id: dict[str, int] = {}
+            self._date_keys: list[tuple[int, int]] = []  # (last_seen ms, id), ascending
+            self._new_keys: list[tuple[int, int]] = []  # (first_seen ms, id), ascending
+            self._projects: dict[str, _Project] = {}
+            self._next_issue_id = FIRST_ISSUE_ID
+            self._next_note_id = 1
+            self._next_external_id = 1
+            self._users: dict[int, _User] = {}
+            self._teams: dict[int, _Team] = {}
+            for name, email in (("Alice Example", "alice@example.com"), ("Bob Example", "bob@example.com"),
+                                ("Carol Example", "carol@example.com")):
+                self._add_user(name, email)
+            for slug in ("payments", "platform", "billing"):
+                self._add_team(slug)
+            # The integration acts through a proxy user; it shows up in notes and statusDetails.actor.
+            self._proxy = _User(9000, self.app_name, "", f"{self.app_slug}-{self.app_id}")
+            self._outbox.clear()
+        with self._rate_lock:
+            self._rate_window_id = -1
+            self._rate_count = 0
+            self._inflight = 0
+
+    def start(self) -> FakeSentry:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.webhooks.close()
+
+    def reset(self) -> None:
+        """Back to an empty organisation: no issues, no calls, no faults, default switches."""
+        self._clear_state()
+        self._set_defaults()
+        self.calls.reset()
+        self.faults.clear()
+        self.latency = 0.0
+        self.webhooks.enabled = True
+        self.webhooks.discard_pending()
+        self.webhooks.drain(timeout=5.0)  # the delivery in flight, if any
+        self.webhooks.sent.clear()
+
+    @property
+    def latency(self) -> float:
+        return self._misbehaviour.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self._misbehaviour.latency = seconds
+
+    # ------------------------------------------------------------------ state accessors
+
+    def issue(self, issue_id: str | int) -> dict[str, Any]:
+        """The issue as `GET /organizations/{org}/issues/{id}/` shows it; KeyError when unknown."""
+        with self._lock:
+            return self._render(self._get(issue_id))
+
+    def issues(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [self._render(i) for i in self._issues.values()]
+
+    def issue_count(self) -> int:
+        with self._lock:
+            return len(self._issues)
+
+    def notes(self, issue_id: str | int) -> list[dict[str, Any]]:
+        """Notes (comments) on the issue, oldest first."""
+        with self._lock:
+            return [dict(n) for n in self._get(issue_id).notes]
+
+    def external_issues(self, issue_id: str | int) -> list[dict[str, Any]]:
+        """External-issue links of the issue, as the external-issues endpoint answered them."""
+        with self._lock:
+            return [dict(e) for e in self._get(issue_id).external.values()]
+
+    def set_tags(self, issue_id: str | int, tags: Mapping[str, Sequence[str] | str]) -> None:
+        """Replace the issue's tags; the first value of each key is the most frequent."""
+        with self._lock:
+            self._get(issue_id).tags = self._tag_table(tags, self._get(issue_id).count)
+
+    def emitted(self) -> list[tuple[str, dict[str, Any]]]:
+        """(resource, payload) of every webhook the fake emitted (even when delivery is off), oldest first."""
+        with self._lock:
+            return list(self._outbox)
+
+    def add_user(self, name: str, email: str) -> int:
+        with self._lock:
+            return self._add_user(name, email).id
+
+    def add_team(self, slug: str) -> int:
+        with self._lock:
+            return self._add_team(slug).id
+
+    # ------------------------------------------------------------------ things that happen in Sentry
+
+    def file_issue(
+        self,
+        project: str = "billing-api",
+        title: str = "ZeroDivisionError: division by zero",
+        culprit: str = "billing.invoices in compute_total",
+        level: str = "error",
+        platform: str = "python",
+        count: int = 1,
+        user_count: int = 1,
+        tags: Mapping[str, Sequence[str] | str] | None = None,
+        assigned_to: str | None = None,
+        first_seen: datetime | float | str | None = None,
+    ) -> dict[str, Any]:
+        """A new issue: `issue.created` (actor Sentry, with url/web_url/project_url); when ownership
+        rules assign it (`assigned_to`), an `issue.assigned` from Sentry follows, as on the real one."""
+        with self._lock:
+            issue = self._new_issue(project=project, title=title, culprit=culprit, level=level,
+                                    platform=platform, count=count, user_count=user_count, tags=tags,
+                                    first_seen=first_seen)
+            self._index(issue)
+            self._issue_hook(issue, "created", SENTRY_ACTOR, with_urls=True)
+            if assigned_to:
+                for action, extra in self._assign(issue, self._owner(assigned_to, create=True)):
+                    self._issue_hook(issue, action, SENTRY_ACTOR, extra)
+            return self._render(issue)
+
+    def seed_issues(self, n: int, **fields: Any) -> list[str]:
+        """Create `n` issues at once WITHOUT webhooks (benchmarks, reconciliation scenarios). Takes
+        `file_issue`'s arguments plus `status`, `substatus` and `last_seen`; `title` may hold `{n}`."""
+        status = fields.pop("status", "unresolved")
+        substatus = fields.pop("substatus", None)
+        last_seen = fields.pop("last_seen", None)
+        assigned_to = fields.pop("assigned_to", None)
+        title = fields.pop("title", "RuntimeError: seeded failure #{n}")
+        ids: list[str] = []
+        # The collector's full passes over 100,000 fresh objects cost as much as creating them.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._seed(n, ids, title, status, substatus, last_seen, assigned_to, fields)
+        finally:
+            if collecting:
+                gc.enable()
+        return ids
+
+    def _seed(
+        self, n: int, ids: list[str], title: str, status: str, substatus: str | None,
+        last_seen: Any, assigned_to: str | None, fields: dict[str, Any],
+    ) -> None:
+        with self._lock:
+            target = self._owner(assigned_to, create=True) if assigned_to else None
+            now = time.time()
+            # One tag table for all: tables are replaced whole (set_tags), never edited in place.
+            level = fields.get("level", "error")
+            tags = fields.get("tags") or {"environment": ["production"], "level": [level]}
+            shared = self._tag_table(tags, fields.get("count", 1))
+            for k in range(n):
+                numbered = title.replace("{n}", str(k))
+                issue = self._new_issue(title=numbered, now=now, shared_tags=shared, **fields)
+                if last_seen is not None:
+                    issue.last_seen = max(issue.first_seen, _ms(last_seen, now))
+                issue.status = status
+                default_substatus = {"unresolved": "new", "ignored": "archived_forever"}.get(status)
+                issue.substatus = substatus or default_substatus
+                issue.assignee = target
+                self._issues[issue.id] = issue
+                self._by_short_id[issue.short_id] = issue.id
+                self._date_keys.append((issue.last_seen, issue.id))
+                self._new_keys.append((issue.first_seen, issue.id))
+                ids.append(str(issue.id))
+            self._date_keys.sort()
+            self._new_keys.sort()
+
+    def regress(self, issue_id: str | int, substatus: str = "regressed") -> dict[str, Any]:
+        """A new event on a resolved issue: unresolved again, `issue.unresolved` from Sentry."""
+        with self._lock:
+            issue = self._get(issue_id)
+            self._new_event(issue)
+            issue.status, issue.substatus, issue.status_details = "unresolved", substatus, {}
+            self._issue_hook(issue, "unresolved", SENTRY_ACTOR)
+            return self._render(issue)
+
+    def escalate(self, issue_id: str | int) -> dict[str, Any]:
+        """An archived-until-escalating issue escalates: unresolved/escalating, `issue.unresolved`."""
+        return self.regress(issue_id, substatus="escalating")
+
+    def person_resolve(
+        self, issue_id: str | int, *, by: str = "alice@example.com", in_next_release: bool = False
+    ) -> dict[str, Any]:
+        status = "resolvedInNextRelease" if in_next_release else "resolved"
+        return self._person_update(issue_id, by, _Update(status=status))
+
+    def person_unresolve(self, issue_id: str | int, *, by: str = "alice@example.com") -> dict[str, Any]:
+        return self._person_update(issue_id, by, _Update(status="unresolved"))
+
+    def person_archive(
+        self, issue_id: str | int, substatus: str = "archived_forever", *, by: str = "alice@example.com"
+    ) -> dict[str, Any]:
+        """Archive (ignore): `issue.ignored`, then `issue.archived` (see `send_archived_alias`)."""
+        if substatus not in IGNORED_SUBSTATUSES:
+            raise ValueError(f"unknown archive substatus {substatus!r}")
+        details: dict[str, Any] = {}
+        if substatus == "archived_until_escalating":
+            details = {"untilEscalating": True}
+        elif substatus == "archived_until_condition_met":
+            details = {"ignoreCount": 100}
+        update = _Update(status="ignored", details=details, substatus=substatus)
+        return self._person_update(issue_id, by, update)
+
+    def person_assign(
+        self, issue_id: str | int, owner: str | None, *, by: str = "alice@example.com"
+    ) -> dict[str, Any]:
+        """Assign to `user:<id|email|name>`, `team:<id|slug>` (or `#slug`); None/"" unassigns (no webhook)."""
+        with self._lock:
+            target = self._owner(owner, create=True)
+        return self._person_update(issue_id, by, _Update(assign=True, target=target))
+
+    def person_comment(
+        self, issue_id: str | int, text: str, *, by: str = "alice@example.com"
+    ) -> dict[str, Any]:
+        """A person writes a note on the issue: `comment.created`."""
+        with self._lock:
+            return self._add_note(self._get(issue_id), text, self._person(by), check_duplicate=False)
+
+    def trigger_alert(
+        self, issue_id: str | int, rule: str = "Send a notification for high priority issues"
+    ) -> dict[str, Any]:
+        """An event of the issue fires an issue-alert rule whose action is our integration:
+        `event_alert.triggered` with `data.event` (issue_id, issue_url, web_url, ...) and the rule."""
+        with self._lock:
+            issue = self._get(issue_id)
+            self._new_event(issue)
+            event_id = uuid.uuid4().hex
+            slug = issue.project.slug
+            event = {
+                "event_id": event_id,
+                "issue_id": str(issue.id),
+                "issue_url": f"{self.url}/api/0/issues/{issue.id}/",
+                "url": f"{self.url}/api/0/projects/{self.org}/{slug}/events/{event_id}/",
+                "web_url": f"{self.url}/organizations/{self.org}/issues/{issue.id}/events/{event_id}/",
+                "project": issue.project.id,
+                "title": issue.title,
+                "culprit": issue.culprit,
+                "level": issue.level,
+                "platform": issue.platform,
+                "logger": issue.logger,
+                "type": "error",
+                "metadata": dict(issue.metadata),
+                "message": "",
+                "datetime": _iso(issue.last_seen),
+                "timestamp": issue.last_seen / 1000,
+                "tags": [[key, values[0][0]] for key, values in issue.tags.items() if values],
+                "location": issue.culprit,
+            }
+            self._emit("event_alert", "triggered", {"event": event, "triggered_rule": rule}, SENTRY_ACTOR)
+            return event
+
+    # ------------------------------------------------------------------ internals: state
+
+    def _add_user(self, name: str, email: str) -> _User:
+        user = _User(len(self._users) + 1, name, email, email.split("@")[0] or name)
+        self._users[user.id] = user
+        return user
+
+    def _add_team(self, slug: str) -> _Team:
+        team = _Team(len(self._teams) + 1, slug)
+        self._teams[team.id] = team
+        return team
+
+    def _get(self, issue_id: str | int) -> _Issue:
+        try:
+            return self._issues[int(issue_id)]
+        except (ValueError, TypeError):
+            raise KeyError(issue_id) from None
+
+    def _project(self, slug: str, platform: str) -> _Project:
+        project = self._projects.get(slug)
+        if project is None:
+            project = _Project(len(self._projects) + 1, slug, slug, platform)
+            self._projects[slug] = project
+        return project
+
+    def _tag_table(self, tags: Mapping[str, Sequence[str] | str], count: int) -> dict[str, list[list[Any]]]:
+        table: dict[str, list[list[Any]]] = {}
+        for key, values in tags.items():
+            listed = [values] if isinstance(values, str) else list(values)
+            # Decreasing counts so topValues has a stable, meaningful order.
+            table[str(key)] = [[str(v), max(1, count - n)] for n, v in enumerate(listed)]
+        return table
+
+    def _new_issue(
+        self,
+        *,
+        project: str = "billing-api",
+        title: str = "ZeroDivisionError: division by zero",
+        culprit: str = "billing.invoices in compute_total",
+        level: str = "error",
+        platform: str = "python",
+        count: int = 1,
+        user_count: int = 1,
+        tags: Mapping[str, Sequence[str] | str] | None = None,
+        first_seen: datetime | float | str | None = None,
+        now: float | None = None,
+        shared_tags: dict[str, list[list[Any]]] | None = None,
+    ) -> _Issue:
+        now = time.time() if now is None else now
+        proj = self._project(project, platform)
+        proj.short_counter += 1
+        issue_id = self._next_issue_id
+        self._next_issue_id += 1
+        first = _ms(first_seen, now)
+        kind, sep, value = title.partition(": ")
+        metadata = {"type": kind, "value": value} if sep else {"title": title}
+        metadata["filename"] = culprit.split(" in ")[0].replace(".", "/") + ".py" if culprit else ""
+        issue = _Issue(
+            id=issue_id,
+            short_id=f"{proj.slug.upper()}-{_base36(proj.short_counter)}",
+            project=proj,
+            title=title,
+            culprit=culprit,
+            level=level,
+            platform=platform,
+            logger="",
+            metadata=metadata,
+            status="unresolved",
+            substatus="new",
+            status_details={},
+            first_seen=first,
+            last_seen=max(first, int(now * 1000)) if first_seen is None else first,
+            count=count,
+            user_count=user_count,
+            priority={"fatal": "high", "error": "high", "warning": "medium"}.get(level, "low"),
+            is_unhandled=False,
+        )
+        if shared_tags is not None:
+            issue.tags = shared_tags
+        else:
+            default: Mapping[str, Sequence[str] | str] = {"environment": ["production"], "level": [level]}
+            issue.tags = self._tag_table(tags if tags is not None else default, count)
+        return issue
+
+    def _index(self, issue: _Issue) -> None:
+        self._issues[issue.id] = issue
+        self._by_short_id[issue.short_id] = issue.id
+        bisect.insort(self._date_keys, (issue.last_seen, issue.id))
+        bisect.insort(self._new_keys, (issue.first_seen, issue.id))
+
+    def _new_event(self, issue: _Issue) -> None:
+        old = (issue.last_seen, issue.id)
+        issue.last_seen = max(issue.last_seen + 1, int(time.time() * 1000))
+        issue.count += 1
+        at = bisect.bisect_left(self._date_keys, old)
+        if at < len(self._date_keys) and self._date_keys[at] == old:
+            del self._date_keys[at]
+        bisect.insort(self._date_keys, (issue.last_seen, issue.id))
+
+    def _person(self, who: str) -> _User:
+        target = self._owner(who if ":" in who else f"user:{who}", create=True)
+        assert target is not None
+        return self._users[target[1]]
+
+    def _owner(self, owner: str | None, *, create: bool) -> tuple[str, int] | None:
+        """`user:<id|email|username>`, `team:<id|slug>`, `#slug`, or a bare e-mail/username."""
+        if not owner:
+            return None
+        kind, sep, ref = owner.partition(":")
+        if not sep:
+            kind, ref = ("team", owner[1:]) if owner.startswith("#") else ("user", owner)
+        if kind == "team":
+            for team in self._teams.values():
+                if ref in (str(team.id), team.slug):
+                    return ("team", team.id)
+            if create and not ref.isdigit():
+                return ("team", self._add_team(ref).id)
+        elif kind == "user":
+            for user in self._users.values():
+                if ref in (str(user.id), user.email, user.username, user.name):
+                    return ("user", user.id)
+            if create and not ref.isdigit():
+                email = ref if "@" in ref else f"{ref}@example.com"
+                return ("user", self._add_user(ref.split("@")[0].title(), email).id)
+        if create:
+            raise ValueError(f"cannot resolve owner {owner!r}")
+        return None
+
+    def _assigned_to(self, target: tuple[str, int] | None) -> dict[str, Any] | None:
+        if target is None:
+            return None
+        if target[0] == "team":
+            team = self._teams[target[1]]
+            return {"type": "team", "id": str(team.id), "name": team.slug}
+        user = self._users[target[1]]
+        return {"type": "user", "id": str(user.id), "name": user.name, "email": user.email}
+
+    def _assignee_hook_data(self, target: tuple[str, int]) -> dict[str, Any]:
+        if target[0] == "team":
+            team = self._teams[target[1]]
+            return {"type": "team", "name": team.slug, "id": team.id}
+        user = self._users[target[1]]
+        data: dict[str, Any] = {"type": "user", "name": user.name, "id": user.id}
+        if not self.enhanced_privacy:
+            data["email"] = user.email
+        return data
+
+    # ------------------------------------------------------------------ internals: changes
+
+    def _set_status(
+        self, issue: _Issue, status: str, details: Mapping[str, Any], substatus: str | None, actor_user: _User
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Apply a status change; the webhooks it causes, as (action, extra data)."""
+        if status in RESOLVE_STATUSES:
+            new_details: dict[str, Any]
+            if status == "resolvedInNextRelease" or details.get("inNextRelease"):
+                res_type, new_details = "in_next_release", {"inNextRelease": True}
+            elif details.get("inRelease"):
+                res_type, new_details = "in_release", {"inRelease": str(details["inRelease"])}
+            elif details.get("inCommit"):
+                res_type, new_details = "in_commit", {"inCommit": details["inCommit"]}
+            else:
+                res_type, new_details = "now", {}
+            if new_details:
+                new_details["actor"] = actor_user.serialize()
+            unchanged = issue.status == "resolved" and issue.status_details == new_details
+            issue.status, issue.substatus, issue.status_details = "resolved", None, new_details
+            if unchanged and not self.resend_on_noop_resolve:
+                return []
+            return [("resolved", {"resolution_type": res_type})]
+        if status == "unresolved":
+            if issue.status == "unresolved":
+                return []
+            previous = issue.status
+            if substatus not in UNRESOLVED_SUBSTATUSES:
+                if previous == "resolved":
+                    substatus = "regressed"
+                else:
+                    recent = issue.first_seen > (time.time() - 7 * 86400) * 1000
+                    substatus = "new" if recent else "ongoing"
+            issue.status, issue.substatus, issue.status_details = "unresolved", substatus, {}
+            if previous == "resolved" or self.webhook_on_unignore:
+                return [("unresolved", {})]
+            return []
+        # ignored / muted
+        if issue.status == "ignored":
+            return []
+        if substatus not in IGNORED_SUBSTATUSES:
+            if details.get("untilEscalating") or details.get("ignoreUntilEscalating"):
+                substatus = "archived_until_escalating"
+            elif any(details.get(key) is not None for key in IGNORE_CONDITION_FIELDS):
+                substatus = "archived_until_condition_met"
+            else:
+                substatus = "archived_forever"
+        if substatus == "archived_until_escalating":
+            new_details = {"ignoreUntilEscalating": True}
+        else:
+            new_details = {k: details[k] for k in IGNORE_CONDITION_FIELDS if details.get(k) is not None}
+            minutes = new_details.pop("ignoreDuration", None)
+            if isinstance(minutes, (int, float)):
+                until = datetime.now(UTC) + timedelta(minutes=float(minutes))
+                new_details["ignoreUntil"] = until.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            if new_details:
+                new_details["actor"] = actor_user.serialize()
+        issue.status, issue.substatus, issue.status_details = "ignored", substatus, new_details
+        return [("ignored", {}), ("archived", {})] if self.send_archived_alias else [("ignored", {})]
+
+    def _assign(self, issue: _Issue, target: tuple[str, int] | None) -> list[tuple[str, dict[str, Any]]]:
+        if target == issue.assignee:
+            return []
+        issue.assignee = target
+        if target is None:
+            return []
+        return [("assigned", {"assignee": self._assignee_hook_data(target)})]
+
+    def _apply(self, issue: _Issue, update: _Update, actor: dict[str, Any], actor_user: _User) -> None:
+        hooks: list[tuple[str, dict[str, Any]]] = []
+        if update.status is not None:
+            hooks += self._set_status(issue, update.status, update.details, update.substatus, actor_user)
+        if update.assign:
+            hooks += self._assign(issue, update.target)
+        for action, extra in hooks:
+            self._issue_hook(issue, action, actor, extra)
+
+    def _person_update(self, issue_id: str | int, by: str, update: _Update) -> dict[str, Any]:
+        with self._lock:
+            issue = self._get(issue_id)
+            user = self._person(by)
+            self._apply(issue, update, user.actor(), user)
+            return self._render(issue)
+
+    def _app_actor(self) -> dict[str, Any]:
+        return {"type": "application", "id": self.app_id, "name": self.app_name}
+
+    def _add_note(self, issue: _Issue, text: str, user: _User, *, check_duplicate: bool) -> dict[str, Any]:
+        now = time.time()
+        if check_duplicate:
+            for note in issue.notes:
+                if (note["user"] or {}).get("id") == str(user.id) and note["data"]["text"] == text \
+                        and now - note["_at"] < NOTE_DUPLICATE_WINDOW:
+                    raise _Reply(400, {"detail": "You have already posted that comment."})
+        note_id = self._next_note_id
+        self._next_note_id += 1
+        created = _iso(int(now * 1000))
+        note = {"id": str(note_id), "user": user.serialize(), "type": "note", "data": {"text": text},
+                "dateCreated": created, "_at": now}
+        issue.notes.append(note)
+        actor = self._app_actor() if user is self._proxy else user.actor()
+        data = {"comment_id": note_id, "issue_id": issue.id, "project_slug": issue.project.slug,
+                "timestamp": created, "comment": text}
+        self._emit("comment", "created", data, actor)
+        return self._public_note(note)
+
+    @staticmethod
+    def _public_note(note: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in note.items() if not k.startswith("_")}
+
+    # ------------------------------------------------------------------ internals: rendering, webhooks
+
+    def _permalink(self, issue: _Issue) -> str:
+        return f"{self.url}/organizations/{self.org}/issues/{issue.id}/"
+
+    def _render(self, issue: _Issue) -> dict[str, Any]:
+        project = issue.project
+        return {
+            "id": str(issue.id),
+            "shareId": None,
+            "shortId": issue.short_id,
+            "title": issue.title,
+            "culprit": issue.culprit,
+            "permalink": self._permalink(issue),
+            "logger": issue.logger or None,
+            "level": issue.level,
+            "status": issue.status,
+            "statusDetails": dict(issue.status_details),
+            "substatus": issue.substatus,
+            "isPublic": False,
+            "platform": issue.platform,
+            "priority": issue.priority,
+            "priorityLockedAt": None,
+            "project": {"id": str(project.id), "name": project.name, "slug": project.slug,
+                        "platform": project.platform},
+            "type": "error",
+            "issueType": "error",
+            "issueCategory": "error",
+            "metadata": dict(issue.metadata),
+            "numComments": len(issue.notes),
+            "assignedTo": self._assigned_to(issue.assignee),
+            "isBookmarked": False,
+            "isSubscribed": False,
+            "subscriptionDetails": None,
+            "hasSeen": False,
+            "annotations": [
+                {"displayName": e["displayName"], "url": e["webUrl"]} for e in issue.external.values()
+            ],
+            "isUnhandled": issue.is_unhandled,
+            "count": str(issue.count),
+            "userCount": issue.user_count,
+            "firstSeen": _iso(issue.first_seen),
+            "lastSeen": _iso(issue.last_seen),
+        }
+
+    def _issue_hook(
+        self, issue: _Issue, action: str, actor: Mapping[str, Any],
+        extra: Mapping[str, Any] | None = None, *, with_urls: bool = False,
+    ) -> None:
+        rendered = self._render(issue)
+        if with_urls:
+            rendered["url"] = f"{self.url}/api/0/organizations/{self.org}/issues/{issue.id}/"
+            rendered["web_url"] = self._permalink(issue)
+            rendered["project_url"] = (
+                f"{self.url}/organizations/{self.org}/issues/?project={issue.project.id}"
+            )
+        data = dict(extra or {})
+        data["issue"] = rendered
+        self._emit("issue", action, data, actor)
+
+    def _emit(self, resource: str, action: str, data: dict[str, Any], actor: Mapping[str, Any]) -> None:
+        # Sentry's key order: action, installation, data, actor (AppPlatformEvent.body).
+        payload = {"action": action, "installation": {"uuid": self.installation_uuid}, "data": data,
+                   "actor": dict(actor)}
+        body = compact_json(payload)
+        self._outbox.append((resource, payload))
+
+        def headers() -> dict[str, str]:
+            # A new Request-ID and timestamp on every attempt, as Sentry's retried task builds them anew.
+            return {
+                "Content-Type": "application/json",
+                "Request-ID": uuid.uuid4().hex,
+                "Sentry-Hook-Resource": resource,
+                "Sentry-Hook-Timestamp": str(int(time.time())),
+                "Sentry-Hook-Signature": hmac_sha256_hex(self.client_secret, body),
+            }
+
+        self.webhooks.send(headers(), body, refresh=headers)
+
+    # ------------------------------------------------------------------ internals: rate limits
+
+    def _count_request(self) -> tuple[list[tuple[bytes, bytes]], bool]:
+        now = time.time()
+        window = int(now // self.rate_window)
+        with self._rate_lock:
+            if window != self._rate_window_id:
+                self._rate_window_id, self._rate_count = window, 0
+            self._rate_count += 1
+            self._inflight += 1
+            count, inflight = self._rate_count, self._inflight
+        reset = int((window + 1) * self.rate_window)
+        headers = [
+            (b"x-sentry-rate-limit-limit", str(self.rate_limit).encode()),
+            (b"x-sentry-rate-limit-remaining", str(max(0, self.rate_limit - count)).encode()),
+            (b"x-sentry-rate-limit-reset", str(reset).encode()),
+            (b"x-sentry-rate-limit-concurrentlimit", str(self.concurrent_limit).encode()),
+            (b"x-sentry-rate-limit-concurrentremaining",
+             str(max(0, self.concurrent_limit - inflight)).encode()),
+        ]
+        return headers, count > self.rate_limit
+
+    def _request_done(self) -> None:
+        with self._rate_lock:
+            self._inflight -= 1
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _routes(self) -> list[Route]:
+        org_issue = "/api/0/organizations/{org}/issues/{issue_id}/"
+        return [
+            Route("/api/0/organizations/{org}/issues/", self._endpoint(self._list_issues), methods=["GET"]),
+            Route("/api/0/organizations/{org}/issues/", self._endpoint(self._bulk_update), methods=["PUT"]),
+            Route(org_issue, self._endpoint(self._get_issue), methods=["GET"]),
+            Route(org_issue, self._endpoint(self._put_issue), methods=["PUT"]),
+            Route(org_issue + "tags/", self._endpoint(self._tags), methods=["GET"]),
+            Route(org_issue + "tags/{key}/values/", self._endpoint(self._tag_values), methods=["GET"]),
+            Route(org_issue + "notes/", self._endpoint(self._list_notes), methods=["GET"]),
+            Route(org_issue + "notes/", self._endpoint(self._post_note), methods=["POST"]),
+            # The older, organisation-less paths still answer on the real server.
+            Route("/api/0/issues/{issue_id}/", self._endpoint(self._get_issue), methods=["GET"]),
+            Route("/api/0/issues/{issue_id}/", self._endpoint(self._put_issue), methods=["PUT"]),
+            Route("/api/0/issues/{issue_id}/notes/", self._endpoint(self._post_note), methods=["POST"]),
+            Route("/api/0/sentry-app-installations/{uuid}/external-issues/",
+                  self._endpoint(self._post_external_issue), methods=["POST"]),
+            Route("/api/0/sentry-app-installations/{uuid}/external-issues/{external_id}/",
+                  self._endpoint(self._delete_external_issue), methods=["DELETE"]),
+        ]
+
+    def _endpoint(self, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                self._authenticate(request)
+                if self.enforce_rate_limit and request.scope.get("fake_sentry_over_limit"):
+                    raise _Reply(429, {"detail": "You are attempting to use this endpoint too frequently. "
+                                                 f"Limit is {self.rate_limit} requests in "
+                                                 f"{self.rate_window:g} seconds"})
+                org = request.path_params.get("org")
+                if org is not None and org != self.org:
+                    raise _Reply(404, NOT_FOUND)
+                response: Response = await handler(request)
+                return response
+            except _Reply as reply:
+                return reply.response()
+
+        return endpoint
+
+    def _authenticate(self, request: Request) -> None:
+        header = request.headers.get("authorization")
+        if not header:
+            raise _Reply(401, {"detail": "Authentication credentials were not provided."})
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token.encode()):
+            raise _Reply(401, {"detail": "Invalid token"})
+
+    def _issue_from_path(self, request: Request) -> _Issue:
+        try:
+            return self._get(request.path_params["issue_id"])
+        except KeyError:
+            raise _Reply(404, NOT_FOUND) from None
+
+    async def _read_json(self, request: Request) -> Any:
+        data = await json_body(request)
+        if data is None:
+            raise _Reply(400, {"detail": "JSON parse error - Expecting value: line 1 column 1 (char 0)"})
+        return data
+
+    async def _get_issue(self, request: Request) -> Response:
+        with self._lock:
+            return JSONResponse(self._render(self._issue_from_path(request)))
+
+    def _parse_update(self, data: Any) -> _Update:
+        if not isinstance(data, Mapping):
+            raise _Reply(400, {"non_field_errors": ["Invalid data. Expected a dictionary."]})
+        update = _Update()
+        status = data.get("status")
+        if status is not None:
+            if status not in UPDATE_STATUSES:
+                raise _Reply(400, {"status": [f'"{status}" is not a valid choice.']})
+            update.status = "ignored" if status == "muted" else str(status)
+        details = data.get("statusDetails", {})
+        if details is None:
+            details = {}
+        if not isinstance(details, Mapping):
+            raise _Reply(400, {"statusDetails": ["Expected a dictionary of items."]})
+        update.details = dict(details)
+        substatus = data.get("substatus")
+        if substatus is not None:
+            if substatus not in IGNORED_SUBSTATUSES | UNRESOLVED_SUBSTATUSES:
+                raise _Reply(400, {"substatus": [f'"{substatus}" is not a valid choice.']})
+            update.substatus = str(substatus)
+        if "assignedTo" in data:
+            owner = data["assignedTo"]
+            if owner is not None and not isinstance(owner, str):
+                raise _Reply(400, {"assignedTo": ["Unknown actor input"]})
+            update.assign = True
+            update.target = self._owner(owner, create=False)
+            if owner and update.target is None:
+                raise _Reply(400, {"assignedTo": ["Unknown actor input"]})
+        return update
+
+    async def _put_issue(self, request: Request) -> Response:
+        data = await self._read_json(request)
+        with self._lock:
+            issue = self._issue_from_path(request)
+            update = self._parse_update(data)
+            self._apply(issue, update, self._app_actor(), self._proxy)
+            return JSONResponse(self._render(issue))
+
+    async def _bulk_update(self, request: Request) -> Response:
+        data = await self._read_json(request)
+        raw_ids = request.query_params.getlist("id")
+        with self._lock:
+            update = self._parse_update(data)
+            if raw_ids:
+                try:
+                    wanted = [int(i) for i in raw_ids]
+                except ValueError:
+                    raise _Reply(400, {"detail": "Group ids must be integers"}) from None
+                targets = [self._issues[i] for i in dict.fromkeys(wanted) if i in self._issues]
+            else:
+                targets, _, _ = self._search(request, limit=BULK_MUTATION_LIMIT, cursor=None)
+            if not targets:
+                return Response(status_code=204)
+            for issue in targets:
+                self._apply(issue, update, self._app_actor(), self._proxy)
+            result: dict[str, Any] = {}
+            if update.status is not None:
+                last = targets[-1]
+                result.update(status=last.status, statusDetails=dict(last.status_details), inbox=None)
+            if update.assign:
+                result["assignedTo"] = self._assigned_to(update.target)
+            return JSONResponse(result)
+
+    async def _list_issues(self, request: Request) -> Response:
+        params = request.query_params
+        with self._lock:
+            group_ids = params.getlist("group")
+            if group_ids:
+                # Sentry: "If group ids specified, just ignore any query components" -- and no paging.
+                try:
+                    wanted = [int(g) for g in group_ids]
+                except ValueError:
+                    raise _Reply(400, {"detail": "Group ids must be integers"}) from None
+                found = [self._issues[g] for g in dict.fromkeys(wanted) if g in self._issues]
+                return JSONResponse([self._render(i) for i in found])
+            query = params.get("query", "is:unresolved").strip()
+            direct = self._by_short_id.get(query.upper()) if query else None
+            if direct is not None:
+                hit = [self._render(self._issues[direct])]
+                return JSONResponse(hit, headers={"X-Sentry-Direct-Hit": "1"})
+            try:
+                limit = min(MAX_PAGE, max(1, int(params.get("limit", MAX_PAGE))))
+            except ValueError:
+                raise _Reply(400, {"detail": "Invalid limit"}) from None
+            cursor = params.get("cursor")
+            found, prev_link, next_link = self._search(request, limit=limit, cursor=cursor)
+            body = [self._render(i) for i in found]
+        link = ", ".join(
+            [self._link(request, "previous", *prev_link), self._link(request, "next", *next_link)]
+        )
+        return JSONResponse(body, headers={"Link": link})
+
+    def _link(self, request: Request, rel: str, cursor: str, has_results: bool) -> str:
+        query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "cursor"])
+        base = f"{self.url}{request.url.path}?{query}" if query else f"{self.url}{request.url.path}?"
+        results = "true" if has_results else "false"
+        return f'<{base}&cursor={cursor}>; rel="{rel}"; results="{results}"; cursor="{cursor}"'
+
+    def _search(
+        self, request: Request, *, limit: int, cursor: str | None
+    ) -> tuple[list[_Issue], tuple[str, bool], tuple[str, bool]]:
+        """One page of the issue search, newest first: (issues, (prev cursor, has results), (next ...))."""
+        params = request.query_params
+        predicate = self._compile(params.get("query", "is:unresolved"))
+        projects = {p for p in params.getlist("project") if p not in ("", "-1")}
+        if projects:
+            inner = predicate
+
+            def predicate(issue: _Issue) -> bool:
+                return str(issue.project.id) in projects and inner(issue)
+
+        sort = params.get("sort", "date")
+        if sort == "date":
+            keys = self._date_keys
+        elif sort == "new":
+            keys = self._new_keys
+        elif sort in ("freq", "user", "priority", "trends"):
+            attr = "user_count" if sort == "user" else "count"
+            keys = sorted((getattr(i, attr), i.id) for i in self._issues.values())
+        else:
+            raise _Reply(400, {"detail": f"Invalid sort: {sort}"})
+        boundary: tuple[int, int] | None = None
+        backwards = False
+        if cursor:
+            try:
+                value, offset, is_prev = cursor.split(":")
+                boundary, backwards = (int(value), int(offset)), is_prev == "1"
+            except ValueError:
+                raise _Reply(400, {"detail": "Invalid cursor parameter."}) from None
+        found: list[_Issue] = []
+        if backwards and boundary is not None:
+            at = bisect.bisect_right(keys, boundary)
+            while at < len(keys) and len(found) <= limit:
+                issue = self._issues[keys[at][1]]
+                if predicate(issue):
+                    found.append(issue)
+                at += 1
+            more_before = len(found) > limit
+            found = found[:limit][::-1]
+            more_after = True
+        else:
+            at = (bisect.bisect_left(keys, boundary) if boundary else len(keys)) - 1
+            while at >= 0 and len(found) <= limit:
+                issue = self._issues[keys[at][1]]
+                if predicate(issue):
+                    found.append(issue)
+                at -= 1
+            more_after = len(found) > limit
+            found = found[:limit]
+            more_before = (
+                boundary is not None and bool(found) and self._any_above(keys, found[0], sort, predicate)
+            )
+
+        def cursor_of(issue: _Issue, prev: bool) -> str:
+            return f"{_sort_value(issue, sort)}:{issue.id}:{1 if prev else 0}"
+
+        prev = (cursor_of(found[0], True), more_before) if found else ("0:0:1", False)
+        nxt = (cursor_of(found[-1], False), more_after) if found else (cursor or "0:0:0", False)
+        return found, prev, nxt
+
+    def _any_above(self, keys: list[tuple[int, int]], first: _Issue, sort: str, predicate: Predicate) -> bool:
+        at = bisect.bisect_right(keys, (_sort_value(first, sort), first.id))
+        while at < len(keys):
+            if predicate(self._issues[keys[at][1]]):
+                return True
+            at += 1
+        return False
+
+    # ------------------------------------------------------------------ the search language
+
+    _TOKEN = re.compile(r'(!?)([A-Za-z_.]+):("(?:[^"\\]|\\.)*"|\S+)|"((?:[^"\\]|\\.)*)"|(\S+)')
+    _RELATIVE = re.compile(r"^([<>]=?)?([+-])(\d+)([smhdw])$")
+    _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+    def _compile(self, query: str) -> Predicate:
+        """Sentry's issue search, the parts syncer uses: `is:`, `firstSeen:`/`lastSeen:`/`age:`,
+        `level:`, `project:`, `assigned:`, `times_seen:`, other `key:value` as tag filters, `!` to
+        negate, and free text matched against title and culprit."""
+        checks: list[Predicate] = []
+        for match in self._TOKEN.finditer(query):
+            negate, key, value, quoted, word = match.groups()
+            if key is None:
+                checks.append(_text_search((quoted if quoted is not None else word).lower()))
+                continue
+            if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+                value = value[1:-1]
+            check = self._term(key, value)
+            checks.append(_negated(check) if negate else check)
+        return lambda issue: all(check(issue) for check in checks)
+
+    def _term(self, key: str, value: str) -> Predicate:
+        if key == "is":
+            return self._is(value)
+        if key in ("firstSeen", "age", "lastSeen"):
+            attr = "last_seen" if key == "lastSeen" else "first_seen"
+            low, high = self._date_range(value)
+            return lambda i: low <= getattr(i, attr) < high
+        if key == "level":
+            return lambda i: i.level == value
+        if key == "project":
+            return lambda i: i.project.slug == value
+        if key in ("assigned", "assigned_or_suggested"):
+            if value in ("none", "[]"):
+                return lambda i: i.assignee is None
+            target = self._owner(value, create=False)
+            return lambda i: target is not None and i.assignee == target
+        if key in ("times_seen", "timesSeen"):
+            number = re.match(r"^([<>]=?)?(\d+)$", value)
+            if number is None:
+                raise _Reply(400, {"detail": f"Invalid number: {value}"})
+            op, n = number.group(1), int(number.group(2))
+            compare: dict[str | None, Callable[[int], bool]] = {
+                ">": lambda c: c > n, ">=": lambda c: c >= n, "<": lambda c: c < n,
+                "<=": lambda c: c <= n, None: lambda c: c == n,
+            }
+            return lambda i: compare[op](i.count)
+        if key in ("issue.priority", "priority"):
+            return lambda i: i.priority == value
+        if key in ("issue.category", "issue.type"):
+            return lambda i: value == "error"
+        # Anything else is a tag.
+        return lambda i: any(v == value for v, _ in i.tags.get(key, ()))
+
+    def _is(self, value: str) -> Predicate:
+        statuses = {"unresolved": "unresolved", "resolved": "resolved", "ignored": "ignored",
+                    "archived": "ignored", "muted": "ignored"}
+        if value in statuses:
+            wanted = statuses[value]
+            return lambda i: i.status == wanted
+        if value in IGNORED_SUBSTATUSES | UNRESOLVED_SUBSTATUSES:
+            return lambda i: i.substatus == value
+        if value == "assigned":
+            return lambda i: i.assignee is not None
+        if value == "unassigned":
+            return lambda i: i.assignee is None
+        if value == "linked":
+            return lambda i: bool(i.external)
+        if value == "unlinked":
+            return lambda i: not i.external
+        raise _Reply(400, {"detail": f"Invalid value for \"is\" search, valid values are {sorted(statuses)}"})
+
+    def _date_range(self, value: str) -> tuple[int, int]:
+        """[low, high) in ms for `-24h` (newer than), `+24h` (older than), `>-24h`, `>=ISO`, `<ISO`, `ISO`."""
+        now = time.time()
+        forever = 2**62
+        relative = self._RELATIVE.match(value)
+        if relative:
+            op, sign, amount, unit = relative.groups()
+            edge = int((now - int(amount) * self._UNITS[unit]) * 1000)
+            newer = (sign == "-") if not op else op.startswith(">")
+            return (edge, forever) if newer else (-forever, edge)
+        op_match = re.match(r"^([<>]=?)?(.+)$", value)
+        assert op_match is not None
+        op, text = op_match.groups()
+        try:
+            when = _parse_iso(text)
+        except ValueError:
+            raise _Reply(400, {"detail": f"Invalid date: {value}"}) from None
+        edge = int(when.timestamp() * 1000)
+        if op == ">":
+            return edge + 1, forever
+        if op == ">=":
+            return edge, forever
+        if op == "<":
+            return -forever, edge
+        if op == "<=":
+            return -forever, edge + 1
+        span = 86400_000 if len(text) <= 10 else 1000
+        return edge, edge + span
+
+    # ------------------------------------------------------------------ tags, notes, external issues
+
+    def _tag_entry(self, key: str, values: list[list[Any]], issue: _Issue) -> dict[str, Any]:
+        name = TAG_LABELS.get(key, key)
+        return {
+            "key": key,
+            "name": name,
+            "totalValues": sum(count for _, count in values),
+            "topValues": [
+                {"key": key, "name": value, "value": value, "count": count,
+                 "lastSeen": _iso(issue.last_seen), "firstSeen": _iso(issue.first_seen)}
+                for value, count in values[:9]
+            ],
+        }
+
+    async def _tags(self, request: Request) -> Response:
+        wanted = set(request.query_params.getlist("key"))
+        with self._lock:
+            issue = self._issue_from_path(request)
+            body = [
+                self._tag_entry(key, values, issue)
+                for key, values in sorted(issue.tags.items())
+                if not wanted or key in wanted
+            ]
+        return JSONResponse(body)
+
+    async def _tag_values(self, request: Request) -> Response:
+        key = request.path_params["key"]
+        with self._lock:
+            issue = self._issue_from_path(request)
+            if key not in issue.tags:
+                raise _Reply(404, NOT_FOUND)
+            body = self._tag_entry(key, issue.tags[key], issue)["topValues"]
+            body = [{**entry, "name": entry["value"]} for entry in body] + [
+                {"key": key, "name": value, "value": value, "count": count,
+                 "lastSeen": _iso(issue.last_seen), "firstSeen": _iso(issue.first_seen)}
+                for value, count in issue.tags[key][9:]
+            ]
+        link = ", ".join([self._link(request, "previous", "0:0:1", False),
+                          self._link(request, "next", f"0:{len(body)}:0", False)])
+        return JSONResponse(body, headers={"Link": link})
+
+    async def _list_notes(self, request: Request) -> Response:
+        with self._lock:
+            issue = self._issue_from_path(request)
+            body = [self._public_note(n) for n in reversed(issue.notes)]
+        return JSONResponse(body)
+
+    async def _post_note(self, request: Request) -> Response:
+        data = await self._read_json(request)
+        text = data.get("text") if isinstance(data, Mapping) else None
+        if not isinstance(text, str) or not text.strip():
+            raise _Reply(400, {"text": ["This field is required."]})
+        with self._lock:
+            issue = self._issue_from_path(request)
+            note = self._add_note(issue, text, self._proxy, check_duplicate=True)
+        return JSONResponse(note, status_code=201)
+
+    async def _post_external_issue(self, request: Request) -> Response:
+        if request.path_params["uuid"] != self.installation_uuid:
+            raise _Reply(404, NOT_FOUND)
+        data = await self._read_json(request)
+        if not isinstance(data, Mapping):
+            raise _Reply(400, {"non_field_errors": ["Invalid data. Expected a dictionary."]})
+        raw_id = data.get("issueId")
+        with self._lock:
+            try:
+                if isinstance(raw_id, bool):
+                    raise KeyError(raw_id)
+                issue = self._get(raw_id)  # type: ignore[arg-type]
+            except KeyError:
+                raise _Reply(404, {"detail": "Could not find issue from given groupId"}) from None
+            errors: dict[str, list[str]] = {}
+            web_url = data.get("webUrl")
+            if not isinstance(web_url, str) or not web_url:
+                errors["webUrl"] = ["This field is required."]
+            elif urlsplit(web_url).scheme not in ("http", "https") or not urlsplit(web_url).netloc:
+                errors["webUrl"] = ["Enter a valid URL."]
+            for name in ("project", "identifier"):
+                value = data.get(name)
+                if not isinstance(value, (str, int)) or isinstance(value, bool) or not str(value):
+                    errors[name] = ["This field is required."]
+            if errors:
+                raise _Reply(400, errors)
+            # update_or_create keyed on (issue, app): re-posting replaces the one link of this app.
+            existing = issue.external.get(self.app_slug)
+            if existing is None:
+                external_id = str(self._next_external_id)
+                self._next_external_id += 1
+            else:
+                external_id = existing["id"]
+            link = {
+                "id": external_id,
+                "issueId": str(issue.id),
+                "serviceType": self.app_slug,
+                "displayName": f"{html.escape(str(data['project']))}#{html.escape(str(data['identifier']))}",
+                "webUrl": web_url,
+            }
+            issue.external[self.app_slug] = link
+        return JSONResponse(link)
+
+    async def _delete_external_issue(self, request: Request) -> Response:
+        if request.path_params["uuid"] != self.installation_uuid:
+            raise _Reply(404, NOT_FOUND)
+        external_id = request.path_params["external_id"]
+        with self._lock:
+            for issue in self._issues.values():
+                for service, link in list(issue.external.items()):
+                    if link["id"] == external_id:
+                        del issue.external[service]
+                        return Response(status_code=204)
+        raise _Reply(404, NOT_FOUND)
+
+
+def start_fake_sentry(
+    *,
+    org: str = "acme",
+    token: str = "sentry-token",
+    client_secret: str = "sentry-secret",
+    app_id: str = DEFAULT_APP_ID,
+    installation_uuid: str = DEFAULT_INSTALLATION_UUID,
+    webhook_url: str | None = None,
+    app_name: str = "syncer",
+    port: int = 0,
+) -> FakeSentry:
+    """Start a fake Sentry on 127.0.0.1 (`port=0`: any free port); `.url` is its base URL."""
+    return FakeSentry(
+        org=org, token=token, client_secret=client_secret, app_id=app_id,
+        installation_uuid=installation_uuid, app_name=app_name, webhook_url=webhook_url, port=port,
+    ).start()
+
+
+__all__ = ["SENTRY_ACTOR", "FakeSentry", "Fault", "start_fake_sentry"]

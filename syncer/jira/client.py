@@ -1,0 +1,463 @@
+"""Our Jira client: the `jira` library (REST v2), wrapped so that every failure is one of syncer's errors.
+
+Why the wrapping:
+- The library's session retries every request, POST included, with blocking sleeps, and has no timeout:
+  we pass `max_retries=0` and a timeout, and retry ourselves (callers get TransientError.retry_after).
+- `JIRAError`'s text dumps request and response headers: messages here are built from the status and
+  Jira's own `errorMessages`/`errors` only, so no token reaches a log.
+- A `jira.JIRA` holds a requests session, which is not thread-safe: one per thread, created lazily.
+- Some library helpers do more than they say (`add_remote_link` first lists application links, which
+  needs an admin; `assign_issue` assigns the first prefix match of a user search): we call those
+  endpoints directly through the library's authenticated session.
+
+Cloud and Server/DC differ in search (`/search/jql` with `nextPageToken` vs `/search` with `startAt`),
+in how users are named (`accountId` vs `name`), and in user search (`query=` vs `username=`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from jira import JIRA, JIRAError
+
+from syncer.core.issue import JiraTicket, PayloadError
+from syncer.errors import (
+    AmbiguousError,
+    ConfigError,
+    PermanentError,
+    SyncerError,
+    TransientError,
+    classify_http,
+)
+
+API = "/rest/api/2/"
+ISSUE = "issue/{key}"
+ASSIGNEE = "issue/{key}/assignee"
+REMOTE_LINKS = "issue/{key}/remotelink"
+SEARCH_CLOUD = "search/jql"
+SEARCH_SERVER = "search"
+USER_SEARCH = "user/search"
+
+TICKET_FIELDS = ["status", "resolution", "assignee", "labels", "project", "updated"]
+IDS_PER_QUERY = 100  # Jira's page cap for search: one query, one page
+PAGE_SIZE = 100
+MAX_PAGES = 1000  # a runaway paging guard: 100,000 tickets
+WRITES = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+_REF = re.compile(r"^(?:\d+|[A-Za-z][A-Za-z0-9_]*-\d+)$")
+_UNKNOWN_ISSUE = re.compile(
+    r"An issue with key '([^']+)' does not exist for field '(?:id|key|issue|issuekey)'", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class Transition:
+    id: str
+    name: str
+    to_id: str
+    to_name: str
+    to_category: str  # new | indeterminate | done
+    # Fields the transition's screen lets us set; None when Jira did not say (then we try anyway).
+    screen_fields: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class AccountMatch:
+    account_id: str | None  # accountId on Cloud, name on Server/DC; None when no single exact match
+    reason: str
+
+
+class _UnknownIssues(PermanentError):
+    """Jira refused a JQL query because it names issues that do not exist (deleted, or never were)."""
+
+    def __init__(self, message: str, refs: set[str]) -> None:
+        super().__init__(message, status=400)
+        self.refs = refs
+
+
+def jql_quote(value: str) -> str:
+    """A JQL string literal: double quotes, with backslash and double quote escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _str(value: Any) -> str:
+    """Jira's ids and names: text, or (some ids) numbers; anything else counts as missing."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _jira_messages(response: requests.Response | None) -> list[str]:
+    """Jira's own words from an error answer: `errorMessages` and `errors` (field: message)."""
+    if response is None:
+        return []
+    try:
+        data = response.json()
+    except ValueError:
+        return []  # an HTML error page from a proxy: its text is not worth echoing
+    if not isinstance(data, Mapping):
+        return []
+    messages = [m for m in data.get("errorMessages") or [] if isinstance(m, str)]
+    errors = data.get("errors")
+    if isinstance(errors, Mapping):
+        messages += [f"{name}: {message}" for name, message in errors.items() if isinstance(message, str)]
+    if isinstance(data.get("message"), str):
+        messages.append(data["message"])
+    return messages
+
+
+class JiraClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        email: str | None = None,
+        token: str | None = None,
+        pat: str | None = None,
+        timeout: float | tuple[float, float] = (5.0, 20.0),
+    ) -> None:
+        if not pat and not (email and token):
+            raise ConfigError("Jira credentials: set an e-mail and API token (Cloud) or a PAT (Server/DC)")
+        self._url = url.rstrip("/")
+        self._email = email
+        self._token = token
+        self._pat = pat
+        self._timeout = timeout
+        self._local = threading.local()
+        self._bot_id: str | None = None
+        # (deploymentType, version) from the first connection's serverInfo: the same for every thread.
+        self._server: tuple[str | None, tuple[int, ...]] | None = None
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def _connect(self) -> JIRA:
+        auth: dict[str, Any] = (
+            {"token_auth": self._pat} if self._pat else {"basic_auth": (self._email, self._token)}
+        )
+        # The library routes Cloud searches by `deploymentType`, from serverInfo. Read it once; later
+        # threads' connections are told it instead of asking again.
+        known = self._server
+        # logging=False quiets the library's "jira" logger, which would print response headers and
+        # bodies at debug level; we report failures ourselves.
+        connection = JIRA(self._url, max_retries=0, timeout=self._timeout, get_server_info=known is None,
+                          logging=False, **auth)
+        if known is None:
+            self._server = (connection.deploymentType, connection._version)
+        else:
+            connection.deploymentType, connection._version = known
+        return connection
+
+    def _jira(self) -> JIRA:
+        """This thread's connection: a `jira.JIRA` (and its requests session) is not thread-safe."""
+        connection: JIRA | None = getattr(self._local, "connection", None)
+        if connection is None:
+            with self._translated("GET", "serverInfo"):
+                connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    def _scrub(self, text: str) -> str:
+        for secret in (self._token, self._pat):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _error(self, method: str, what: str, error: JIRAError) -> SyncerError:
+        status = error.status_code
+        response = error.response if isinstance(error.response, requests.Response) else None
+        messages = _jira_messages(response)
+        detail = self._scrub(f"{what}: {'; '.join(messages)}" if messages else what)
+        if status is None or status < 400:
+            # No usable answer (an empty or malformed 2xx): as uncertain as a lost connection.
+            text = f"Jira {method} gave no usable answer: {detail}"
+            return AmbiguousError(text) if method in WRITES else TransientError(text)
+        if status == 400 and messages:
+            refs = {m.group(1) for m in map(_UNKNOWN_ISSUE.search, messages) if m}
+            if refs:
+                return _UnknownIssues(f"Jira {method} answered 400: {detail}", refs)
+        headers = dict(response.headers) if response is not None else {}
+        return classify_http("Jira", method, status, headers, detail)
+
+    @contextmanager
+    def _translated(self, method: str, what: str) -> Iterator[None]:
+        """Turn the library's and requests' exceptions into syncer's taxonomy."""
+        try:
+            yield
+        except JIRAError as error:
+            # `from None`: a chained JIRAError would print its headers in every traceback.
+            raise self._error(method, what, error) from None
+        except requests.exceptions.ConnectTimeout as error:  # never reached Jira: nothing was sent
+            raise TransientError(f"Jira {method} {what}: connection timed out") from error
+        except requests.exceptions.RequestException as error:
+            text = f"Jira {method} {what}: {type(error).__name__}"
+            if method in WRITES:
+                raise AmbiguousError(f"{text} (the change may have been applied)") from error
+            raise TransientError(text) from error
+
+    def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                 body: Any = None) -> Any:
+        """One REST call through the library's authenticated session; the parsed JSON, or None."""
+        connection = self._jira()
+        what = path.split("?")[0]
+        with self._translated(method, what):
+            # The session raises JIRAError for any non-2xx answer.
+            response = connection._session.request(
+                method, f"{self._url}{API}{path}", params=params,
+                data=json.dumps(body) if body is not None else None,
+            )
+            return response.json() if response.content else None
+
+    @staticmethod
+    def _ref(id_or_key: str) -> str:
+        if not isinstance(id_or_key, str) or not _REF.match(id_or_key):
+            raise PermanentError(f"{id_or_key!r} is not a Jira issue id or key")
+        return quote(id_or_key, safe="")
+
+    # -- who and where -------------------------------------------------------------------------------
+
+    @property
+    def deployment(self) -> str:
+        """"Cloud" or "Server" (Data Center reports itself as Server)."""
+        return "Cloud" if self._jira().deploymentType == "Cloud" else "Server"
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.deployment == "Cloud"
+
+    def bot_account_id(self) -> str:
+        """Our own account (accountId on Cloud, name on Server): how we recognise our own echoes."""
+        if self._bot_id is None:
+            with self._translated("GET", "myself"):
+                me = self._jira().myself()
+            self._bot_id = _str(me.get("accountId") if self.is_cloud else me.get("name"))
+        return self._bot_id
+
+    # -- tickets -------------------------------------------------------------------------------------
+
+    def create_issue(self, fields: Mapping[str, Any]) -> tuple[str, str]:
+        """Create a ticket; (id, key). AmbiguousError means it may exist: look before creating again."""
+        fields = dict(fields)
+        # Dicts, not names: given a bare name the library spends extra GETs looking up the id.
+        if isinstance(fields.get("project"), str):
+            fields["project"] = {"key": fields["project"]}
+        if isinstance(fields.get("issuetype"), str):
+            fields["issuetype"] = {"name": fields["issuetype"]}
+        with self._translated("POST", "create issue"):
+            issue = self._jira().create_issue(fields=fields, prefetch=False)
+        return _str(issue.raw.get("id")), _str(issue.raw.get("key"))
+
+    def get_ticket(self, id_or_key: str) -> JiraTicket | None:
+        """The ticket, or None when Jira says it does not exist (deleted, or no permission)."""
+        ref = self._ref(id_or_key)
+        try:
+            with self._translated("GET", "issue"):
+                issue = self._jira().issue(ref, fields=",".join(TICKET_FIELDS))
+        except PermanentError as error:
+            if error.status == 404:
+                return None
+            raise
+        return self._ticket(issue.raw)
+
+    @staticmethod
+    def _ticket(raw: Any) -> JiraTicket:
+        try:
+            return JiraTicket.from_api(raw)
+        except PayloadError as error:
+            raise PermanentError(f"Jira answered an issue we cannot read: {error}") from None
+
+    def find_by_label(self, label: str) -> list[JiraTicket]:
+        """Tickets carrying `label`. On Cloud a ticket created seconds ago may not be found yet."""
+        return self._search(f"labels = {jql_quote(label)}")
+
+    def tickets_by_ids(self, ids: Sequence[str]) -> list[JiraTicket]:
+        """Current state of many tickets by id (ids survive moves between projects; keys do not).
+        Ids of deleted tickets are left out of the answer."""
+        wanted = list(dict.fromkeys(ids))
+        for issue_id in wanted:
+            if not isinstance(issue_id, str) or not issue_id.isdigit():
+                raise PermanentError(f"{issue_id!r} is not a Jira issue id")
+        tickets: list[JiraTicket] = []
+        for start in range(0, len(wanted), IDS_PER_QUERY):
+            tickets += self._tickets_in(wanted[start:start + IDS_PER_QUERY])
+        return tickets
+
+    def _tickets_in(self, ids: list[str]) -> list[JiraTicket]:
+        # Jira refuses a whole query that names a deleted issue; drop the ones it names and ask again.
+        remaining = ids
+        while remaining:
+            try:
+                return self._search(f"id in ({', '.join(remaining)})")
+            except _UnknownIssues as error:
+                left = [i for i in remaining if i not in error.refs]
+                if len(left) == len(remaining):
+                    raise PermanentError(str(error), status=400) from None
+                remaining = left
+        return []
+
+    def _search(self, jql: str) -> list[JiraTicket]:
+        pages = self._search_cloud(jql) if self.is_cloud else self._search_server(jql)
+        return [self._ticket(raw) for page in pages for raw in page]
+
+    def _search_page(self, path: str, body: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[Any]]:
+        answer = self._request("POST", path, body=body)
+        if not isinstance(answer, Mapping):
+            raise TransientError(f"Jira POST {path} answered something that is not a search result")
+        issues = answer.get("issues")
+        return answer, [raw for raw in issues if isinstance(raw, Mapping)] if isinstance(issues, list) else []
+
+    def _search_cloud(self, jql: str) -> Iterator[list[Any]]:
+        # No total on Cloud: follow nextPageToken until there is none (or Jira says isLast).
+        body: dict[str, Any] = {"jql": jql, "fields": TICKET_FIELDS, "maxResults": PAGE_SIZE}
+        for _ in range(MAX_PAGES):
+            answer, issues = self._search_page(SEARCH_CLOUD, body)
+            yield issues
+            token = answer.get("nextPageToken")
+            if answer.get("isLast") is True or not isinstance(token, str) or not token \
+                    or token == body.get("nextPageToken"):
+                return
+            body["nextPageToken"] = token
+
+    def _search_server(self, jql: str) -> Iterator[list[Any]]:
+        # validateQuery false (the legacy spelling of "warn", understood by old and new Server/DC alike):
+        # a deleted issue named in the JQL becomes a warning instead of a 400 for the whole query.
+        body: dict[str, Any] = {"jql": jql, "fields": TICKET_FIELDS, "maxResults": PAGE_SIZE, "startAt": 0,
+                                "validateQuery": False}
+        for _ in range(MAX_PAGES):
+            answer, issues = self._search_page(SEARCH_SERVER, body)
+            yield issues
+            body["startAt"] += len(issues)
+            total = answer.get("total")
+            if not issues or not isinstance(total, int) or body["startAt"] >= total:
+                return
+
+    # -- workflow ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _transition(raw: Any) -> Transition | None:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("to"), Mapping):
+            return None
+        to = raw["to"]
+        category = to.get("statusCategory") if isinstance(to.get("statusCategory"), Mapping) else {}
+        fields = raw.get("fields")
+        return Transition(
+            id=_str(raw.get("id")), name=_str(raw.get("name")), to_id=_str(to.get("id")),
+            to_name=_str(to.get("name")), to_category=_str(category.get("key")),
+            screen_fields=frozenset(fields) if isinstance(fields, Mapping) else None,
+        )
+
+    def _parse_transitions(self, raw: Any) -> list[Transition]:
+        found = [self._transition(t) for t in raw] if isinstance(raw, list) else []
+        return [t for t in found if t is not None]
+
+    def transitions(self, key: str) -> list[Transition]:
+        ref = self._ref(key)
+        with self._translated("GET", "transitions"):
+            raw = self._jira().transitions(ref, expand="transitions.fields")
+        return self._parse_transitions(raw)
+
+    def transition_to(self, key: str, status_name: str, *, resolution: str | None = None,
+                      comment: str | None = None) -> bool:
+        """Move the ticket to the status named `status_name` (case-insensitive), by the transition that
+        LEADS there. False when it is already there. `resolution` is set only when the target is a done
+        status whose transition screen has a resolution field (setting a field that is not on the
+        screen is an error in Jira; without a screen, the workflow sets the resolution itself)."""
+        ref = self._ref(key)
+        with self._translated("GET", "issue"):
+            # One read gives both the current status and the transitions available from it.
+            issue = self._jira().issue(ref, fields="status", expand="transitions.fields")
+        wanted = status_name.casefold()
+        current = self._ticket(issue.raw).status
+        if current.casefold() == wanted:
+            return False
+        available = self._parse_transitions(issue.raw.get("transitions"))
+        chosen = next((t for t in available if t.to_name.casefold() == wanted), None)
+        if chosen is None:
+            targets = ", ".join(sorted({t.to_name for t in available})) or "none"
+            raise PermanentError(f"Jira has no transition from {current!r} to {status_name!r} on {key} "
+                                 f"(reachable: {targets})")
+        fields = None
+        if resolution and chosen.to_category == "done" and (
+            chosen.screen_fields is None or "resolution" in chosen.screen_fields
+        ):
+            fields = {"resolution": {"name": resolution}}
+        with self._translated("POST", "transition"):
+            self._jira().transition_issue(ref, chosen.id, fields=fields, comment=comment)
+        return True
+
+    # -- small writes --------------------------------------------------------------------------------
+
+    def add_comment(self, key: str, body: str) -> None:
+        ref = self._ref(key)
+        with self._translated("POST", "comment"):
+            self._jira().add_comment(ref, body)
+
+    def upsert_remote_link(
+        self, key: str, *, global_id: str, url: str, title: str, summary: str = ""
+    ) -> None:
+        """Jira keeps one remote link per `globalId` on a ticket: posting again updates it."""
+        link: dict[str, Any] = {"url": url, "title": title}
+        if summary:
+            link["summary"] = summary
+        self._request("POST", REMOTE_LINKS.format(key=self._ref(key)),
+                      body={"globalId": global_id, "object": link})
+
+    def assign(self, key: str, account_id: str | None) -> None:
+        """Assign to an account (accountId on Cloud, name on Server/DC); None unassigns."""
+        body = {"accountId": account_id} if self.is_cloud else {"name": account_id}
+        self._request("PUT", ASSIGNEE.format(key=self._ref(key)), body=body)
+
+    def add_labels(self, key: str, labels: Sequence[str]) -> None:
+        if not labels:
+            return
+        body = {"update": {"labels": [{"add": label} for label in labels]}}
+        self._request("PUT", ISSUE.format(key=self._ref(key)), body=body)
+
+    # -- people --------------------------------------------------------------------------------------
+
+    def find_account(self, email_or_name: str) -> AccountMatch:
+        """The one active Jira account with exactly this e-mail (Cloud) or username/e-mail (Server/DC).
+        User search is a prefix match (`alice@x` also finds `alice.smith@x`): only exact hits count."""
+        wanted = email_or_name.strip()
+        if not wanted:
+            return AccountMatch(None, "no e-mail or name given")
+        if self.is_cloud:
+            users = self._users({"query": wanted})
+            exact = [u for u in users if _str(u.get("emailAddress")).casefold() == wanted.casefold()]
+            id_field, missing = "accountId", "no Jira user with that e-mail"
+        else:
+            users = self._users({"username": wanted})
+            exact = [u for u in users if _str(u.get("name")).casefold() == wanted.casefold()] or [
+                u for u in users if _str(u.get("emailAddress")).casefold() == wanted.casefold()
+            ]
+            id_field, missing = "name", "no Jira user with that name or e-mail"
+        if not exact:
+            return AccountMatch(None, missing)
+        if len(exact) > 1:
+            return AccountMatch(None, f"ambiguous: {len(exact)} Jira users match exactly")
+        user = exact[0]
+        if user.get("active") is False:
+            return AccountMatch(None, "the matching Jira user is deactivated")
+        account_id = _str(user.get(id_field))
+        if not account_id:
+            return AccountMatch(None, f"the matching Jira user has no {id_field}")
+        return AccountMatch(account_id, "exact match")
+
+    def _users(self, params: Mapping[str, str]) -> list[Mapping[str, Any]]:
+        found: list[Mapping[str, Any]] = []
+        for page in range(10):
+            answer = self._request("GET", USER_SEARCH,
+                                   params={**params, "startAt": page * PAGE_SIZE, "maxResults": PAGE_SIZE})
+            batch = [u for u in answer if isinstance(u, Mapping)] if isinstance(answer, list) else []
+            found += batch
+            if len(batch) < PAGE_SIZE:
+                break
+        return found

@@ -1,0 +1,149 @@
+"""Jira's webhooks, verified and parsed into plain events. Pure: no I/O, no clock.
+
+A delivery is authentic when its `X-Hub-Signature: sha256=<hex>` is the HMAC-SHA256 of the raw body
+under the webhook's secret (or, for Jira setups that cannot sign, when the URL's `?token=` matches).
+`X-Atlassian-Webhook-Identifier` is stable across Jira's retries, so it names the delivery for dedup.
+
+Payloads come from outside: `parse_event` turns any shape it cannot use into `PayloadError` and
+mistyped optional fields into defaults; it never raises anything else. Unknown `webhookEvent` values
+parse fine: deciding what to ignore is the dispatcher's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from syncer.core.issue import JiraTicket, PayloadError, parse_time
+
+SIGNATURE_PREFIX = "sha256="
+_HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
+_IDENTIFIER = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
+MAX_CHANGELOG_ITEMS = 500
+
+
+def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
+    """True when `header` is `sha256=<hex HMAC-SHA256 of body under secret>`."""
+    if not secret or not header or not header.startswith(SIGNATURE_PREFIX):
+        return False
+    given = header[len(SIGNATURE_PREFIX):].strip()
+    if not _HEX_DIGEST.match(given):
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, given.lower())
+
+
+def verify_token(secret: str, token: str | None) -> bool:
+    """The `?token=` alternative for webhooks registered without a secret."""
+    if not secret or not token:
+        return False
+    return hmac.compare_digest(secret.encode(), token.encode())
+
+
+def delivery_key(identifier_header: str | None, body: bytes) -> str:
+    """What names one delivery for dedup: Jira's identifier, or else the body's hash."""
+    if identifier_header is not None:
+        identifier = identifier_header.strip()
+        if _IDENTIFIER.match(identifier):
+            return identifier
+    return f"sha256:{hashlib.sha256(body).hexdigest()}"
+
+
+@dataclass(frozen=True)
+class ChangeItem:
+    """One entry of `changelog.items`: ids in from/to, display values in the strings."""
+
+    field: str
+    from_id: str = ""
+    from_string: str = ""
+    to_id: str = ""
+    to_string: str = ""
+
+
+@dataclass(frozen=True)
+class JiraEvent:
+    webhook_event: str  # jira:issue_created | jira:issue_updated | jira:issue_deleted | comment_created | ...
+    event_type_name: str = ""  # issue_event_type_name: issue_generic, issue_assigned, issue_commented, ...
+    timestamp: datetime | None = None
+    user_id: str = ""  # accountId on Cloud, name on Server/DC: compare with our bot's to spot echoes
+    ticket: JiraTicket | None = None
+    changelog: tuple[ChangeItem, ...] = ()
+    comment: str = ""
+
+    def change(self, field_name: str) -> ChangeItem | None:
+        """The last change to `field_name` (case-insensitive) in this event's changelog."""
+        wanted = field_name.lower()
+        for item in reversed(self.changelog):
+            if item.field.lower() == wanted:
+                return item
+        return None
+
+    def status_change(self) -> ChangeItem | None:
+        return self.change("status")
+
+    def assignee_change(self) -> ChangeItem | None:
+        return self.change("assignee")
+
+
+def _text(value: Any, limit: int) -> str:
+    if isinstance(value, str):
+        return value[:limit]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)[:limit]
+    return ""
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _user_id(user: Any) -> str:
+    user = _mapping(user)
+    return _text(user.get("accountId"), 200) or _text(user.get("name"), 200) or _text(user.get("key"), 200)
+
+
+def _change_item(raw: Mapping[str, Any]) -> ChangeItem:
+    # Cloud's assignee items also carry tmpFromAccountId/tmpToAccountId; from/to hold the same ids.
+    return ChangeItem(
+        field=_text(raw.get("field") or raw.get("fieldId"), 200),
+        from_id=_text(raw.get("from"), 1000) or _text(raw.get("tmpFromAccountId"), 200),
+        from_string=_text(raw.get("fromString"), 10_000),
+        to_id=_text(raw.get("to"), 1000) or _text(raw.get("tmpToAccountId"), 200),
+        to_string=_text(raw.get("toString"), 10_000),
+    )
+
+
+def parse_event(payload: Any) -> JiraEvent:
+    if not isinstance(payload, Mapping):
+        raise PayloadError("webhook body is not an object")
+    raw_event = payload.get("webhookEvent")
+    if not isinstance(raw_event, str) or not raw_event:
+        raise PayloadError("webhookEvent is missing or not text")
+    webhook_event = raw_event[:100]
+    raw_issue = payload.get("issue")
+    if raw_issue is None and webhook_event.startswith("jira:issue_"):
+        raise PayloadError(f"{webhook_event} without an issue")
+    ticket = JiraTicket.from_api(raw_issue) if raw_issue is not None else None
+    comment = _mapping(payload.get("comment"))
+    items = _mapping(payload.get("changelog")).get("items")
+    changelog = tuple(
+        _change_item(item)
+        for item in (items if isinstance(items, list) else [])[:MAX_CHANGELOG_ITEMS]
+        if isinstance(item, Mapping)
+    )
+    return JiraEvent(
+        webhook_event=webhook_event,
+        event_type_name=_text(payload.get("issue_event_type_name"), 100),
+        timestamp=parse_time(payload.get("timestamp")),
+        # Comment events carry no top-level user on Cloud: the comment's author acted.
+        user_id=_user_id(payload.get("user")) or _user_id(comment.get("updateAuthor"))
+        or _user_id(comment.get("author")),
+        ticket=ticket,
+        changelog=changelog,
+        comment=_text(comment.get("body"), 100_000),
+    )

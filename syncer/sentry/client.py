@@ -1,0 +1,277 @@
+"""Our Sentry REST client (outbound): URL constants plus one-line methods over one `httpx.Client`.
+
+It never retries: the caller (a Celery task) does, with backoff, on the errors this raises.
+Every failure leaves as one of `syncer.errors`:
+
+    answered non-2xx                  -> classify_http (429 waits per Retry-After, X-Sentry-Rate-Limit-Reset)
+    could not connect (never sent)    -> TransientError
+    sent, then timeout or lost answer -> AmbiguousError for writes (may have happened), else TransientError
+    answer not JSON or not the shape  -> PermanentError
+    malformed URL or id               -> PermanentError
+
+The token lives only in the httpx client's default headers; messages name the method and path, never
+headers (and any echo of the token in an error body is redacted).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from syncer.core.issue import PayloadError, SentryIssue
+from syncer.errors import AmbiguousError, PermanentError, TransientError, classify_http
+
+log = logging.getLogger(__name__)
+
+SERVICE = "sentry"
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+BATCH_SIZE = 100  # Sentry's page size cap, and a URL length that stays well under proxies' limits
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# Sentry refuses the same note text from the same user within an hour; after an ambiguous POST, a
+# retry meeting this answer means the first attempt went through.
+DUPLICATE_NOTE = "You have already posted that comment."
+
+_LINK = re.compile(r'<(?P<url>[^>]*)>(?P<params>(?:\s*;\s*[A-Za-z_-]+\s*=\s*"[^"]*")*)')
+_LINK_PARAM = re.compile(r'([A-Za-z_-]+)\s*=\s*"([^"]*)"')
+_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+def parse_link_header(value: str) -> dict[str, dict[str, str]]:
+    """Sentry's `Link` header, by rel: `{"next": {"url": ..., "results": "true", "cursor": ...}}`."""
+    links: dict[str, dict[str, str]] = {}
+    for match in _LINK.finditer(value or ""):
+        params = {k.lower(): v for k, v in _LINK_PARAM.findall(match.group("params"))}
+        rel = params.pop("rel", "")
+        if rel:
+            links[rel] = {"url": match.group("url"), **params}
+    return links
+
+
+def _segment(value: str | int, what: str) -> str:
+    text = str(value)
+    if not _SAFE_SEGMENT.fullmatch(text):
+        raise PermanentError(f"{SERVICE}: {what} {text[:40]!r} is not a valid path segment")
+    return text
+
+
+def _issue_id(value: str | int) -> str:
+    text = str(value)
+    if not text.isdigit() or len(text) > 20:
+        raise PermanentError(f"{SERVICE}: {text[:40]!r} is not a Sentry issue id")
+    return text
+
+
+class SentryClient:
+    ISSUE = "organizations/{org}/issues/{issue_id}/"
+    ISSUES = "organizations/{org}/issues/"
+    ISSUE_TAGS = "organizations/{org}/issues/{issue_id}/tags/"
+    ISSUE_NOTES = "organizations/{org}/issues/{issue_id}/notes/"
+    EXTERNAL_ISSUES = "sentry-app-installations/{installation_uuid}/external-issues/"
+
+    def __init__(
+        self,
+        base_url: str,
+        org: str,
+        token: str,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """`base_url` is Sentry's address (`https://sentry.io`, a self-hosted URL, or a fake's `.url`);
+        `/api/0/` is added unless it is already there."""
+        api = base_url.rstrip("/")
+        if not api.endswith("/api/0"):
+            api = f"{api}/api/0"
+        self.base_url = base_url
+        self.org = _segment(org, "organization")
+        self.__token = token  # only to redact echoes of it
+        self._http = httpx.Client(
+            base_url=f"{api}/",
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"SentryClient({self.base_url!r}, org={self.org!r})"
+
+    def __enter__(self) -> SentryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ------------------------------------------------------------------ the API
+
+    def get_issue(self, issue_id: str | int) -> SentryIssue:
+        return self._issue(self._json("GET", self.ISSUE.format(org=self.org, issue_id=_issue_id(issue_id))))
+
+    def update_issue(
+        self,
+        issue_id: str | int,
+        *,
+        status: str | None = None,
+        status_details: Mapping[str, Any] | None = None,
+        assigned_to: str | None = None,
+    ) -> SentryIssue:
+        """`status`: resolved | resolvedInNextRelease | unresolved | ignored; `assigned_to`: `user:ID`,
+        `team:ID`, or "" to unassign (None leaves the assignee alone)."""
+        body: dict[str, Any] = {}
+        if status is not None:
+            body["status"] = status
+        if status_details is not None:
+            body["statusDetails"] = dict(status_details)
+        if assigned_to is not None:
+            body["assignedTo"] = assigned_to
+        if not body:
+            raise ValueError("update_issue needs status, status_details or assigned_to")
+        path = self.ISSUE.format(org=self.org, issue_id=_issue_id(issue_id))
+        return self._issue(self._json("PUT", path, json=body))
+
+    def issues_by_ids(self, ids: Sequence[str | int]) -> list[SentryIssue]:
+        """The issues that exist among `ids`, in the order asked. Sentry's `group=` lookup ignores the
+        search query (so resolved and archived issues come back too); ids that are not numeric
+        cannot exist and are skipped."""
+        wanted = list(dict.fromkeys(str(i) for i in ids if str(i).isdigit() and len(str(i)) <= 20))
+        found: dict[str, SentryIssue] = {}
+        for start in range(0, len(wanted), BATCH_SIZE):
+            chunk = wanted[start : start + BATCH_SIZE]
+            params = [("group", issue_id) for issue_id in chunk] + [("project", "-1")]
+            for issue in self._pages(self.ISSUES.format(org=self.org), params):
+                found[issue.id] = issue
+        return [found[i] for i in wanted if i in found]
+
+    def iter_issues(self, query: str, *, page_size: int = 100) -> Iterator[SentryIssue]:
+        """Every issue matching the search `query` (`""` for all), newest first, page by page."""
+        limit = max(1, min(page_size, BATCH_SIZE))
+        params = [("query", query), ("limit", str(limit)), ("project", "-1")]
+        yield from self._pages(self.ISSUES.format(org=self.org), params)
+
+    def issue_tags(self, issue_id: str | int) -> dict[str, list[str]]:
+        """Tag key -> its most frequent values (Sentry's `topValues`, most frequent first)."""
+        raw = self._json("GET", self.ISSUE_TAGS.format(org=self.org, issue_id=_issue_id(issue_id)))
+        if not isinstance(raw, list):
+            raise PermanentError(f"{SERVICE} GET tags: answer is not a list")
+        tags: dict[str, list[str]] = {}
+        for entry in raw:
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("key"), str):
+                continue
+            top = entry.get("topValues")
+            values = top if isinstance(top, list) else []
+            tags[entry["key"]] = [
+                v["value"] for v in values if isinstance(v, Mapping) and isinstance(v.get("value"), str)
+            ]
+        return tags
+
+    def add_note(self, issue_id: str | int, text: str) -> None:
+        """Post a note (a comment) on the issue. Repeating a note already posted within the hour is
+        treated as done: that is what a retry after an ambiguous failure looks like."""
+        path = self.ISSUE_NOTES.format(org=self.org, issue_id=_issue_id(issue_id))
+        try:
+            self._request("POST", path, json={"text": text})
+        except PermanentError as exc:
+            if exc.status == 400 and DUPLICATE_NOTE in str(exc):
+                log.info("sentry note on issue %s was already posted", issue_id)
+                return
+            raise
+
+    def link_external_issue(
+        self, installation_uuid: str, issue_id: str | int, *, web_url: str, project: str, identifier: str
+    ) -> None:
+        """Show the Jira ticket on the Sentry issue. Sentry keeps one link per issue and integration:
+        posting again replaces it, so this is safe to repeat."""
+        path = self.EXTERNAL_ISSUES.format(installation_uuid=_segment(installation_uuid, "installation"))
+        body = {"issueId": int(_issue_id(issue_id)), "webUrl": web_url, "project": project,
+                "identifier": identifier}
+        self._request("POST", path, json=body)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _pages(self, path: str, params: list[tuple[str, str]]) -> Iterator[SentryIssue]:
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            page_params = params + ([("cursor", cursor)] if cursor else [])
+            response = self._request("GET", path, params=page_params)
+            raw = self._decode(response, "GET", path)
+            if not isinstance(raw, list):
+                raise PermanentError(f"{SERVICE} GET {path}: answer is not a list")
+            for item in raw:
+                yield self._issue(item)
+            # Follow only the cursor, on our own URL: a Link pointing elsewhere must not get our token.
+            following = parse_link_header(response.headers.get("link", "")).get("next", {})
+            cursor = following.get("cursor")
+            if following.get("results") != "true" or not cursor:
+                return
+            if cursor in seen:
+                raise PermanentError(f"{SERVICE} GET {path}: pagination cursor repeated")
+            seen.add(cursor)
+
+    def _json(self, method: str, path: str, *, json: Any = None) -> Any:
+        return self._decode(self._request(method, path, json=json), method, path)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: list[tuple[str, str]] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        try:
+            query = httpx.QueryParams(tuple(params)) if params else None
+            response = self._http.request(method, path, params=query, json=json)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # The request never left: safe to repeat, whatever the method.
+            reason = type(exc).__name__
+            raise TransientError(f"{SERVICE} {method} {path}: could not connect ({reason})") from exc
+        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
+            raise PermanentError(f"{SERVICE} {method} {path}: {type(exc).__name__}") from exc
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            # Sent, then no clear answer (timeout, dropped connection): a write may have happened.
+            kind = AmbiguousError if method in WRITES else TransientError
+            raise kind(f"{SERVICE} {method} {path}: no answer ({type(exc).__name__})") from exc
+        log.debug("sentry %s %s -> %s", method, path, response.status_code)
+        if not response.is_success:
+            headers: Mapping[str, str] = response.headers
+            if response.status_code != 429:
+                # Sentry puts its rate-limit window's reset on every answer; it is a wait hint only
+                # on a 429, and must not shorten the caller's backoff after a 5xx.
+                headers = {k: v for k, v in headers.items() if k.lower() != "x-sentry-rate-limit-reset"}
+            raise classify_http(SERVICE, method, response.status_code, headers,
+                                f"{path}: {self._detail(response)}")
+        return response
+
+    def _decode(self, response: httpx.Response, method: str, path: str) -> Any:
+        try:
+            return response.json()
+        except (ValueError, RecursionError):
+            raise PermanentError(
+                f"{SERVICE} {method} {path}: answer is not JSON", status=response.status_code
+            ) from None
+
+    def _detail(self, response: httpx.Response) -> str:
+        try:
+            body = response.json()
+        except (ValueError, RecursionError):
+            text = response.text[:200]
+        else:
+            detail = body.get("detail") if isinstance(body, Mapping) else None
+            text = detail if isinstance(detail, str) else str(body)[:200]
+        token = self.__token
+        return text.replace(token, "[redacted]") if token else text
+
+    @staticmethod
+    def _issue(raw: Any) -> SentryIssue:
+        try:
+            return SentryIssue.from_api(raw)
+        except PayloadError as exc:
+            raise PermanentError(f"{SERVICE}: unusable issue in answer: {exc}") from None

@@ -1,0 +1,184 @@
+"""Sentry's integration-platform webhooks (inbound): verify, identify, parse. Pure: no I/O, no clock.
+
+A delivery is `POST` with headers `Sentry-Hook-Resource`, `Sentry-Hook-Signature` (hex HMAC-SHA256 of
+the raw body, keyed with the integration's client secret), `Sentry-Hook-Timestamp` (unsigned) and
+`Request-ID` (new on every attempt), and a body `{"action", "installation": {"uuid"}, "actor", "data"}`.
+Bodies come from the internet: anything malformed becomes `PayloadError`, never another exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from syncer.core.issue import PayloadError, SentryActor, SentryIssue
+
+MAX_BODY_BYTES = 5 * 1024 * 1024  # event_alert bodies carry a whole event (stack traces): allow some room
+ISSUE_ACTIONS = frozenset({"created", "resolved", "assigned", "ignored", "archived", "unresolved"})
+COMMENT_ACTIONS = frozenset({"created", "updated", "deleted"})
+
+_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
+
+
+def verify_signature(secret: str, body: bytes, signature: str | None) -> bool:
+    """Whether `signature` (the `Sentry-Hook-Signature` header) is the HMAC-SHA256 of the raw `body`.
+
+    Compared in constant time over the digest bytes, so hex case does not matter (Sentry sends lower
+    case); anything that is not exactly 64 hex digits is refused, as is an empty secret (which would
+    make every forged signature computable)."""
+    if not secret or not isinstance(body, (bytes, bytearray)) or not isinstance(signature, str):
+        return False
+    if not _SIGNATURE.fullmatch(signature):
+        return False
+    expected = hmac.new(secret.encode(), bytes(body), hashlib.sha256).digest()
+    return hmac.compare_digest(expected, bytes.fromhex(signature))
+
+
+def delivery_key(resource: str, body: bytes) -> str:
+    """The identity of one delivery, for deduplication: sha256 over the resource and the raw body.
+
+    Sentry's `Request-ID` is new on every attempt (its retried task rebuilds the request), so it cannot
+    tell a retry from a new event; the body of a retry is the same bytes, so its hash can. Two genuinely
+    different events with byte-identical bodies (the same issue resolved twice with nothing else
+    changed) share a key too: keep keys for a bounded time (Sentry retries for ~15 minutes) and let
+    handlers re-read current state rather than trust the event, so a dropped look-alike costs nothing."""
+    digest = hashlib.sha256()
+    digest.update(resource.encode("utf-8", "replace"))
+    digest.update(b"\x00")
+    digest.update(bytes(body))
+    return digest.hexdigest()
+
+
+def timestamp_ok(header: str | None, now: float, window_seconds: float) -> bool:
+    """Replay-window check of `Sentry-Hook-Timestamp` (Unix seconds) against `now`.
+
+    Absent -> accepted: the header is not covered by the signature, so demanding it adds no security,
+    and a proxy that strips it should not stop deliveries (dedup by `delivery_key` is the replay
+    defence). Present but malformed -> refused. Each retry carries a fresh timestamp, so a window of a
+    few minutes does not refuse Sentry's own retries."""
+    if header is None or header == "":
+        return True
+    if not isinstance(header, str) or not _TIMESTAMP.fullmatch(header.strip()):
+        return False
+    return abs(now - float(header.strip())) <= window_seconds
+
+
+@dataclass(frozen=True)
+class SentryEvent:
+    """One parsed webhook. `issue` is set for the `issue` resource; `issue_id` for every event about an
+    issue (from `data.issue.id`, `data.event.issue_id` for alerts, `data.issue_id` for comments)."""
+
+    resource: str
+    action: str
+    installation_uuid: str = ""
+    actor: SentryActor | None = None
+    issue: SentryIssue | None = None
+    issue_id: str | None = None
+    resolution_type: str = ""  # `resolved`: now | in_release | in_next_release | in_commit | with_commit
+    assignee: SentryActor | None = None  # `assigned`: data.assignee, else the issue's assignedTo
+    rule: str = ""  # `event_alert`: the label of the triggered rule
+
+    def is_own_echo(self, app_id: str | None) -> bool:
+        """Whether our own integration made this change (a change we made through the API coming back)."""
+        return (
+            bool(app_id)
+            and self.actor is not None
+            and self.actor.type == "application"
+            and self.actor.id == app_id
+        )
+
+
+def parse_event(resource: str, payload: Any) -> SentryEvent:
+    """Parse one delivery. `payload` is the decoded JSON body, or the raw body (bytes or str).
+
+    Events we use (issue.*, event_alert.triggered, comment.*) must have the shape we need, else
+    PayloadError; other resources and actions parse to an event with what could be read, for the
+    dispatcher to ignore."""
+    if not isinstance(resource, str):
+        raise PayloadError("resource is not a string")
+    if isinstance(payload, (bytes, bytearray, str)):
+        payload = _loads(payload)
+    if not isinstance(payload, Mapping):
+        raise PayloadError("webhook body is not an object")
+    action = payload.get("action")
+    if not isinstance(action, str) or not action:
+        raise PayloadError("action is missing")
+    installation = payload.get("installation")
+    uuid = installation.get("uuid") if isinstance(installation, Mapping) else None
+    data = payload.get("data")
+    data = data if isinstance(data, Mapping) else {}
+    base = SentryEvent(
+        resource=resource[:50],
+        action=action[:50],
+        installation_uuid=uuid[:100] if isinstance(uuid, str) else "",
+        actor=SentryActor.from_api(payload.get("actor")),
+    )
+    if resource == "issue":
+        return _issue_event(base, action, data)
+    if resource == "event_alert":
+        event = data.get("event")
+        issue_id = _numeric_id(event.get("issue_id")) if isinstance(event, Mapping) else None
+        if action == "triggered" and issue_id is None:
+            raise PayloadError("event_alert without data.event.issue_id")
+        rule = data.get("triggered_rule")
+        return replace(base, issue_id=issue_id, rule=rule[:500] if isinstance(rule, str) else "")
+    if resource == "comment":
+        issue_id = _numeric_id(data.get("issue_id"))
+        if action in COMMENT_ACTIONS and issue_id is None:
+            raise PayloadError("comment without data.issue_id")
+        return replace(base, issue_id=issue_id)
+    if resource == "error":
+        error = data.get("error")
+        issue_id = _numeric_id(error.get("issue_id")) if isinstance(error, Mapping) else None
+        return replace(base, issue_id=issue_id)
+    return base
+
+
+def _issue_event(base: SentryEvent, action: str, data: Mapping[str, Any]) -> SentryEvent:
+    raw = data.get("issue")
+    if action in ISSUE_ACTIONS:
+        issue: SentryIssue | None = SentryIssue.from_api(raw)  # PayloadError when unusable
+    else:
+        try:
+            issue = SentryIssue.from_api(raw)
+        except PayloadError:
+            issue = None
+    assignee = None
+    if action == "assigned":
+        # Sentry sends `data.assignee`; the issue's `assignedTo` names the same actor, so it stands in.
+        assignee = SentryActor.from_api(data.get("assignee"))
+        if assignee is None or not assignee.type:
+            assignee = issue.assigned_to if issue else None
+    resolution = data.get("resolution_type")
+    return replace(
+        base,
+        issue=issue,
+        issue_id=issue.id if issue else None,
+        resolution_type=resolution[:50] if isinstance(resolution, str) else "",
+        assignee=assignee,
+    )
+
+
+def _numeric_id(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value) if value > 0 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        return value
+    return None
+
+
+def _loads(raw: bytes | bytearray | str) -> Any:
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadError("webhook body is too large")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise PayloadError(f"webhook body is not JSON: {type(exc).__name__}") from None

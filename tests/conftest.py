@@ -1,0 +1,244 @@
+"""Session-wide real components: one Redis, one pair of fake servers, one database, one web app,
+one worker process. Each test starts from empty tables and fresh fakes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import delete
+from sqlalchemy.engine import Engine
+
+from syncer.db import migrate
+from syncer.db.models import AccountCache, AuditEntry, DeadLetter, Delivery, Link
+from syncer.db.session import make_engine, session_scope
+from syncer.fakes.base import FakeServer, compact_json, hmac_sha256_hex
+from tests.harness import RedisServer, SyncerProcess, environ_with, redis_answers, start_worker
+
+if TYPE_CHECKING:
+    from syncer.fakes.jira import FakeJira
+    from syncer.fakes.sentry import FakeSentry
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SENTRY_SECRET = "test-sentry-client-secret"
+SENTRY_TOKEN = "test-sentry-token"
+JIRA_TOKEN = "test-jira-token"
+JIRA_WEBHOOK_SECRET = "test-jira-webhook-secret"
+SENTRY_APP_ID = "5c1e5a00-0000-4000-8000-00000000a11e"
+INSTALLATION_UUID = "1f7e2b00-0000-4000-8000-0000000005ca"
+ORG = "acme"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis database of this test session's own on 127.0.0.1:6379 (CI starts one), or a private
+    server when none answers. Sessions running side by side never share a broker queue."""
+    if redis_answers("127.0.0.1", 6379):
+        admin = redis.Redis(host="127.0.0.1", port=6379)
+        for db in range(1, 16):
+            if admin.set(f"syncer-test:db:{db}", os.getpid(), nx=True, ex=3 * 3600):
+                break
+        else:
+            pytest.fail("all Redis databases 1-15 are claimed by other test sessions")
+        redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+        try:
+            yield f"redis://127.0.0.1:6379/{db}"
+        finally:
+            admin.delete(f"syncer-test:db:{db}")
+        return
+    if shutil.which("redis-server") is None:
+        pytest.fail("no Redis answers on 127.0.0.1:6379 and redis-server is not installed")
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("syncer")
+
+
+@pytest.fixture(scope="session")
+def database_url(workdir: Path) -> str:
+    url = os.environ.get("SYNCER_TEST_DATABASE_URL") or f"sqlite:///{workdir / 'syncer.db'}"
+    migrate.upgrade(make_engine(url))
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Engine:
+    return make_engine(database_url)
+
+
+@pytest.fixture(scope="session")
+def fake_sentry() -> Iterator[FakeSentry]:
+    from syncer.fakes.sentry import start_fake_sentry
+
+    fake = start_fake_sentry(
+        org=ORG,
+        token=SENTRY_TOKEN,
+        client_secret=SENTRY_SECRET,
+        app_id=SENTRY_APP_ID,
+        installation_uuid=INSTALLATION_UUID,
+    )
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_jira() -> Iterator[FakeJira]:
+    from syncer.fakes.jira import start_fake_jira
+
+    fake = start_fake_jira(deployment="Cloud", webhook_secret=JIRA_WEBHOOK_SECRET, token=JIRA_TOKEN)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def policy_path() -> Path:
+    return FIXTURES / "policies" / "service.toml"
+
+
+@pytest.fixture(scope="session")
+def syncer_env(
+    database_url: str, redis_url: str, fake_sentry: FakeSentry, fake_jira: FakeJira, policy_path: Path
+) -> dict[str, str]:
+    """The environment every syncer process of the session runs with."""
+    return {
+        "SYNCER_CONFIG": str(policy_path),
+        "SYNCER_DATABASE_URL": database_url,
+        "SYNCER_BROKER_URL": redis_url,
+        "SYNCER_SENTRY_URL": fake_sentry.url,
+        "SYNCER_SENTRY_ORG": ORG,
+        "SYNCER_SENTRY_TOKEN": SENTRY_TOKEN,
+        "SYNCER_SENTRY_CLIENT_SECRET": SENTRY_SECRET,
+        "SYNCER_SENTRY_APP_ID": SENTRY_APP_ID,
+        "SYNCER_JIRA_URL": fake_jira.url,
+        "SYNCER_JIRA_EMAIL": "bot@example.com",
+        "SYNCER_JIRA_TOKEN": JIRA_TOKEN,
+        "SYNCER_JIRA_WEBHOOK_SECRET": JIRA_WEBHOOK_SECRET,
+        "SYNCER_JIRA_SEARCH_LAG_SECONDS": "3",
+        "SYNCER_SWEEP_AFTER_SECONDS": "5",
+        "SYNCER_LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture(scope="session")
+def process_env(syncer_env: dict[str, str]) -> dict[str, str]:
+    return environ_with(syncer_env)
+
+
+@pytest.fixture(scope="session")
+def environment(syncer_env: dict[str, str]) -> Iterator[None]:
+    """The test process reads the same settings as the worker (web app, runtime, CLI in-process)."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("SYNCER_")}
+    for key in saved:
+        del os.environ[key]
+    os.environ.update(syncer_env)
+    from syncer.settings import current_settings
+
+    current_settings.cache_clear()
+    yield
+    for key in syncer_env:
+        os.environ.pop(key, None)
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def web(
+    environment: None, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> Iterator[FakeServer]:
+    """The real web app on a real socket, enqueueing to the session's Redis."""
+    from syncer import metrics, worker
+    from syncer.runtime import current
+    from syncer.settings import current_settings
+    from syncer.web import create_app
+
+    settings = current_settings()
+    worker.configure(settings)
+    app = create_app(
+        settings, engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(current().redis)
+    )
+    server = FakeServer(app).start()
+    fake_sentry.webhooks.url = f"{server.url}/webhooks/sentry"
+    fake_jira.webhooks.url = f"{server.url}/webhooks/jira"
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_process(web: FakeServer, process_env: dict[str, str], workdir: Path) -> Iterator[SyncerProcess]:
+    proc = start_worker("worker1", process_env, workdir)
+    yield proc
+    proc.stop()
+
+
+def clean_tables(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache):
+            session.execute(delete(model))
+
+
+def clean_redis(client: redis.Redis) -> None:
+    # Only our keys: the broker's own bindings must survive between tests.
+    for key in client.scan_iter("syncer:*"):
+        client.delete(key)
+
+
+@pytest.fixture
+def clean(engine: Engine, redis_client: redis.Redis, fake_sentry: FakeSentry, fake_jira: FakeJira) -> None:
+    clean_tables(engine)
+    clean_redis(redis_client)
+    fake_sentry.reset()
+    fake_jira.reset()
+
+
+@pytest.fixture
+def stack(clean: None, worker_process: SyncerProcess, web: FakeServer) -> dict[str, Any]:
+    """Everything running, everything empty: a test sends webhooks and watches the fakes."""
+    return {"web": web, "worker": worker_process}
+
+
+def sign_sentry(body: bytes, secret: str = SENTRY_SECRET) -> str:
+    return hmac_sha256_hex(secret, body)
+
+
+def post_sentry(
+    base_url: str,
+    payload: Any,
+    *,
+    resource: str = "issue",
+    secret: str = SENTRY_SECRET,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    import time
+
+    body = payload if isinstance(payload, bytes) else compact_json(payload)
+    sent = {
+        "Content-Type": "application/json",
+        "Sentry-Hook-Resource": resource,
+        "Sentry-Hook-Timestamp": str(int(time.time())),
+        "Sentry-Hook-Signature": sign_sentry(body, secret),
+        "Request-ID": os.urandom(16).hex(),
+    }
+    sent.update(headers or {})
+    return httpx.post(f"{base_url}/webhooks/sentry", content=body, headers=sent, timeout=10)
+
+
+def load_fixture(name: str) -> Any:
+    import json
+
+    return json.loads((FIXTURES / name).read_text())

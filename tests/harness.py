@@ -1,0 +1,182 @@
+"""Real processes and servers for the tests: Redis, the syncer worker and beat as subprocesses,
+the web app on a real socket. Nothing of syncer's own code is mocked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import redis
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> Any:
+    """Poll until `predicate()` is truthy; fail the test with `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def redis_answers(host: str, port: int) -> bool:
+    try:
+        return bool(redis.Redis(host=host, port=port, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False
+
+
+class RedisServer:
+    """A private redis-server, for tests that stop and start the broker."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="syncer-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (CI installs it: see .ci/run)")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: redis_answers("127.0.0.1", self.port), 10, what="redis-server to start")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+class SyncerProcess:
+    """`python -m syncer <args>` with its output collected (and echoed on failure)."""
+
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.args = args
+        self.env = dict(env)
+        self.log_path = log_dir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self, ready_line: str | None = None, timeout: float = 30.0) -> SyncerProcess:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "syncer", *self.args],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        if ready_line:
+            wait_for(
+                lambda: ready_line in self.output() or self.proc.poll() is not None,
+                timeout,  # type: ignore[union-attr]
+                what=f"{self.name} to log {ready_line!r}",
+            )
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.output()[-3000:]}")
+        return self
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def kill(self) -> None:
+        """kill -9: no goodbye, no cleanup, like a crashed or OOM-killed worker."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if self._log:
+            self._log.close()
+            self._log = None
+
+
+def start_worker(name: str, env: Mapping[str, str], log_dir: Path, concurrency: int = 8) -> SyncerProcess:
+    return SyncerProcess(
+        name, ["worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h"], env, log_dir
+    ).start(ready_line="ready.", timeout=60)
+
+
+def start_beat(env: Mapping[str, str], log_dir: Path) -> SyncerProcess:
+    schedule = log_dir / "beat-schedule"
+    return SyncerProcess("beat", ["beat", "--schedule", str(schedule)], env, log_dir).start(
+        ready_line="beat: Starting", timeout=60
+    )
+
+
+class Background(threading.Thread):
+    """Run a callable in a thread and keep its result or exception."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self.fn = fn
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.fn()
+        except BaseException as exc:
+            self.error = exc
+
+
+def environ_with(overrides: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")}
+    env.update(overrides)
+    return env

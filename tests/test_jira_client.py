@@ -1,0 +1,461 @@
+"""JiraClient against the fake Jira over real HTTP: results, the error taxonomy, and Jira's traps."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from syncer.errors import AmbiguousError, ConfigError, PermanentError, TransientError
+from syncer.fakes.base import FakeServer, Fault
+from syncer.fakes.jira import FakeJira, start_fake_jira
+from syncer.jira.client import JiraClient, jql_quote
+from syncer.jira.webhooks import parse_event, verify_signature
+
+EMAIL, TOKEN, PAT, SECRET = "bot@example.com", "s3cr3t-api-token", "s3cr3t-pat", "hook-secret"
+FIELDS = {"project": {"key": "OPS"}, "issuetype": {"name": "Task"}, "summary": "ZeroDivisionError"}
+
+
+class Receiver:
+    """A webhook endpoint that records what arrives."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self._lock = threading.Lock()
+
+        async def hook(request: Request) -> Response:
+            body = await request.body()
+            with self._lock:
+                self.received.append((dict(request.headers), body))
+            return Response(status_code=204)
+
+        self.server = FakeServer(Starlette(routes=[Route("/hook", hook, methods=["POST"])])).start()
+        self.url = f"{self.server.url}/hook"
+
+    def wait_for(self, count: int) -> list[tuple[dict[str, str], bytes]]:
+        deadline = time.monotonic() + 5
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self._lock:
+            return list(self.received)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.stop()
+
+
+@pytest.fixture(scope="module")
+def cloud_fake(receiver: Receiver) -> Iterator[FakeJira]:
+    fake = start_fake_jira(email=EMAIL, token=TOKEN, webhook_url=receiver.url, webhook_secret=SECRET)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake(cloud_fake: FakeJira, receiver: Receiver) -> FakeJira:
+    cloud_fake.reset()
+    cloud_fake.require_resolution = False
+    with receiver._lock:
+        receiver.received.clear()
+    return cloud_fake
+
+
+@pytest.fixture(scope="module")
+def client(cloud_fake: FakeJira) -> JiraClient:
+    return JiraClient(cloud_fake.url, email=EMAIL, token=TOKEN, timeout=(2.0, 2.0))
+
+
+@pytest.fixture(scope="module")
+def server_fake() -> Iterator[FakeJira]:
+    fake = start_fake_jira(deployment="Server", pat=PAT)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def server(server_fake: FakeJira) -> FakeJira:
+    server_fake.reset()
+    return server_fake
+
+
+@pytest.fixture(scope="module")
+def server_client(server_fake: FakeJira) -> JiraClient:
+    return JiraClient(server_fake.url, pat=PAT)
+
+
+def no_secrets(error: BaseException) -> None:
+    text = f"{error!s} {error!r} {error.__cause__!s}"
+    for secret in (TOKEN, PAT, "Authorization", "Basic "):
+        assert secret not in text
+
+
+# -- basics --------------------------------------------------------------------------------------------
+
+
+def test_credentials_are_required() -> None:
+    with pytest.raises(ConfigError):
+        JiraClient("http://jira.invalid", email=EMAIL)
+
+
+def test_who_and_where(client: JiraClient, server_client: JiraClient) -> None:
+    assert (client.deployment, client.bot_account_id()) == ("Cloud", "bot-account-id")
+    assert (server_client.deployment, server_client.bot_account_id()) == ("Server", "syncer-bot")
+
+
+@pytest.mark.parametrize("deployment", ["Cloud", "Server"])
+def test_create_then_read(deployment: str, fake: FakeJira, client: JiraClient, server: FakeJira,
+                          server_client: JiraClient) -> None:
+    jira = client if deployment == "Cloud" else server_client
+    fields = {**FIELDS, "labels": ["sentry-42"], "components": [{"name": "Backend"}]}
+    issue_id, key = jira.create_issue(fields)
+    ticket = jira.get_ticket(key)
+    assert ticket is not None
+    assert (ticket.id, ticket.key, ticket.status, ticket.status_category) == (issue_id, key, "To Do", "new")
+    assert (ticket.labels, ticket.project_key) == (("sentry-42",), "OPS")
+    assert jira.get_ticket(issue_id) == ticket
+
+
+def test_names_instead_of_dicts_cost_no_extra_calls(fake: FakeJira, client: JiraClient) -> None:
+    client.create_issue({"project": "OPS", "issuetype": "Bug", "summary": "short form"})
+    assert fake.calls.count("GET") == 0
+    assert fake.calls.count("POST", r"/issue$") == 1
+
+
+def test_a_missing_ticket_is_none(fake: FakeJira, client: JiraClient) -> None:
+    assert client.get_ticket("OPS-99999") is None
+
+
+def test_a_moved_ticket_is_found_by_id_and_old_key(fake: FakeJira, client: JiraClient) -> None:
+    issue_id, key = client.create_issue(FIELDS)
+    new_key = fake.person_move(key, "PAY")
+    assert [(t.id, t.key) for t in client.tickets_by_ids([issue_id])] == [(issue_id, new_key)]
+    moved = client.get_ticket(key)
+    assert moved is not None
+    assert moved.key == new_key
+
+
+@pytest.mark.parametrize("ref", ["OPS-1/../x", "OPS 1", "", "1?fields=x"])
+def test_refs_are_checked_before_any_call(fake: FakeJira, client: JiraClient, ref: str) -> None:
+    with pytest.raises(PermanentError):
+        client.get_ticket(ref)
+    assert fake.calls.count() == 0
+
+
+@pytest.mark.parametrize("deployment", ["Cloud", "Server"])
+def test_threads_share_a_client(deployment: str, fake: FakeJira, server: FakeJira) -> None:
+    jira_fake = fake if deployment == "Cloud" else server
+    jira = (JiraClient(fake.url, email=EMAIL, token=TOKEN) if deployment == "Cloud"
+            else JiraClient(server.url, pat=PAT))
+    issue_id, _ = jira.create_issue(FIELDS)
+    with ThreadPoolExecutor(4) as pool:
+        tickets = list(pool.map(lambda _: jira.get_ticket(issue_id), range(16)))
+        found = list(pool.map(lambda _: jira.tickets_by_ids([issue_id]), range(8)))
+    assert all(len(f) == 1 for f in found)  # each thread's connection knows which search to use
+    assert all(t is not None and t.id == issue_id for t in tickets)
+    assert jira_fake.calls.count("GET", "serverInfo") == 1  # asked once, told to the other threads
+
+
+# -- errors --------------------------------------------------------------------------------------------
+
+
+def test_wrong_token_is_permanent_and_secret_free(fake: FakeJira) -> None:
+    jira = JiraClient(fake.url, email=EMAIL, token="wrong-" + TOKEN)
+    with pytest.raises(PermanentError) as raised:
+        jira.get_ticket("OPS-1")
+    assert raised.value.status == 401
+    assert "wrong-" not in str(raised.value)
+    no_secrets(raised.value)
+
+
+def test_validation_errors_name_the_field(fake: FakeJira, client: JiraClient) -> None:
+    with pytest.raises(PermanentError) as raised:
+        client.create_issue({**FIELDS, "components": [{"name": "Nope"}]})
+    assert raised.value.status == 400
+    assert "components: Component name 'Nope' is not valid" in str(raised.value)
+    no_secrets(raised.value)
+    assert raised.value.__cause__ is None  # a chained JIRAError would print headers in tracebacks
+
+
+def test_rate_limit_is_transient_with_the_servers_wait(fake: FakeJira, client: JiraClient) -> None:
+    fake.faults.append(Fault("POST", r"/issue$", status=429, headers={"Retry-After": "7"}))
+    with pytest.raises(TransientError) as raised:
+        client.create_issue(FIELDS)
+    assert not isinstance(raised.value, AmbiguousError)
+    assert raised.value.retry_after == 7
+    assert fake.calls.count("POST", r"/issue$") == 1  # the library did not retry on its own
+
+
+def test_unavailable_on_a_write_is_ambiguous(fake: FakeJira, client: JiraClient) -> None:
+    fake.faults.append(Fault("POST", r"/issue$", status=503))
+    with pytest.raises(AmbiguousError) as raised:
+        client.create_issue(FIELDS)
+    assert raised.value.status == 503
+
+
+def test_unavailable_on_a_read_is_transient(fake: FakeJira, client: JiraClient) -> None:
+    fake.faults.append(Fault("GET", r"/issue/", status=503))
+    with pytest.raises(TransientError) as raised:
+        client.get_ticket("OPS-1")
+    assert not isinstance(raised.value, AmbiguousError)
+
+
+def test_a_write_that_happened_but_failed_is_ambiguous_and_findable(fake: FakeJira,
+                                                                    client: JiraClient) -> None:
+    fake.faults.append(Fault("POST", r"/issue$", status=500, after=True))
+    with pytest.raises(AmbiguousError):
+        client.create_issue({**FIELDS, "labels": ["sentry-77"]})
+    assert [t.labels for t in client.find_by_label("sentry-77")] == [("sentry-77",)]
+
+
+def test_timeouts(fake: FakeJira) -> None:
+    jira = JiraClient(fake.url, email=EMAIL, token=TOKEN, timeout=(1.0, 0.3))
+    jira.bot_account_id()  # connect first: the faults below are for the calls under test
+    fake.faults.append(Fault("POST", r"/issue$", delay=1.0, after=True, status=201))
+    with pytest.raises(AmbiguousError) as create:
+        jira.create_issue(FIELDS)
+    fake.faults.append(Fault("GET", r"/issue/", delay=1.0))
+    with pytest.raises(TransientError) as read:
+        jira.get_ticket("OPS-1")
+    assert not isinstance(read.value, AmbiguousError)
+    no_secrets(create.value)
+    no_secrets(read.value)
+
+
+def test_a_dropped_connection_is_ambiguous_for_writes(fake: FakeJira, client: JiraClient) -> None:
+    _, key = client.create_issue(FIELDS)
+    fake.faults.append(Fault("POST", r"/comment$", drop=True, after=True))
+    with pytest.raises(AmbiguousError):
+        client.add_comment(key, "once?")
+    assert [c["body"] for c in fake.comments(key)] == ["once?"]
+
+
+def test_an_unreachable_jira_is_transient() -> None:
+    jira = JiraClient("http://127.0.0.1:9", email=EMAIL, token=TOKEN, timeout=(0.5, 0.5))
+    with pytest.raises(TransientError) as raised:
+        jira.get_ticket("OPS-1")
+    no_secrets(raised.value)
+
+
+# -- users ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def people(fake: FakeJira) -> FakeJira:
+    fake.add_user("acc-alice", "Alice Example", "alice@example.com")
+    fake.add_user("acc-alice-smith", "Alice Smith", "alice.smith@example.com")
+    fake.add_user("acc-twin-1", "Twin One", "twin@example.com")
+    fake.add_user("acc-twin-2", "Twin Two", "TWIN@example.com")
+    fake.add_user("acc-hidden", "Hidden Person", "hidden@example.com", email_visible=False)
+    fake.add_user("acc-gone", "Gone Person", "gone@example.com", active=False)
+    return fake
+
+
+@pytest.mark.parametrize(
+    ("wanted", "account", "reason"),
+    [
+        ("alice@example.com", "acc-alice", "exact match"),
+        ("Alice@Example.COM", "acc-alice", "exact match"),
+        ("alice.smith@example.com", "acc-alice-smith", "exact match"),
+        ("alice@", None, "no Jira user with that e-mail"),  # a prefix of both Alices, exact for none
+        ("alice", None, "no Jira user with that e-mail"),
+        ("nobody@example.com", None, "no Jira user with that e-mail"),
+        ("twin@example.com", None, "ambiguous"),
+        ("hidden@example.com", None, "no Jira user with that e-mail"),
+        ("gone@example.com", None, "deactivated"),
+    ],
+)
+def test_find_account_demands_one_exact_email(people: FakeJira, client: JiraClient, wanted: str,
+                                              account: str | None, reason: str) -> None:
+    match = client.find_account(wanted)
+    assert match.account_id == account
+    assert reason in match.reason
+
+
+def test_find_account_on_server_matches_the_username(server: FakeJira, server_client: JiraClient) -> None:
+    server.add_user("alice", "Alice Example", "alice@example.com")
+    server.add_user("alice2", "Alice Other", "alice.other@example.com")
+    assert server_client.find_account("alice").account_id == "alice"
+    assert server_client.find_account("alice.other@example.com").account_id == "alice2"
+    assert server_client.find_account("ali").account_id is None
+
+
+@pytest.mark.parametrize("deployment", ["Cloud", "Server"])
+def test_assign_and_unassign(deployment: str, fake: FakeJira, client: JiraClient, server: FakeJira,
+                             server_client: JiraClient) -> None:
+    jira, jira_fake = (client, fake) if deployment == "Cloud" else (server_client, server)
+    _, key = jira.create_issue(FIELDS)
+    jira.assign(key, jira_fake.person_account_id)
+    assert jira_fake.issue(key)["assignee"] == jira_fake.person_account_id  # type: ignore[index]
+    jira.assign(key, None)
+    assert jira_fake.issue(key)["assignee"] is None  # type: ignore[index]
+
+
+# -- workflow ------------------------------------------------------------------------------------------
+
+
+def test_transition_to_picks_the_transition_by_its_target(fake: FakeJira, client: JiraClient) -> None:
+    _, key = client.create_issue(FIELDS)
+    assert client.transition_to(key, "won't do")
+    ticket = client.get_ticket(key)
+    assert ticket is not None
+    assert (ticket.status, ticket.resolution) == ("Won't Do", "Won't Do")
+    assert client.transition_to(key, "Done")
+    assert fake.issue(key)["status"] == "Done"  # type: ignore[index]
+
+
+def test_transition_to_the_current_status_does_nothing(fake: FakeJira, client: JiraClient) -> None:
+    _, key = client.create_issue(FIELDS)
+    fake.calls.reset()
+    assert client.transition_to(key, "To Do") is False
+    assert fake.calls.count("POST") == 0
+    assert fake.calls.count() == 1  # one read gives the status and the transitions
+
+
+def test_transition_to_supplies_the_resolution_a_screen_asks_for(fake: FakeJira, client: JiraClient) -> None:
+    fake.require_resolution = True
+    _, key = client.create_issue(FIELDS)
+    with pytest.raises(PermanentError, match="Resolution is required"):
+        client.transition_to(key, "Done")
+    assert client.transition_to(key, "Done", resolution="Cannot Reproduce", comment="closed from Sentry")
+    assert (fake.issue(key)["status"], fake.issue(key)["resolution"]) == ("Done", "Cannot Reproduce")  # type: ignore[index]
+    assert [c["body"] for c in fake.comments(key)] == ["closed from Sentry"]
+
+
+def test_transition_to_leaves_the_resolution_to_a_screenless_workflow(fake: FakeJira,
+                                                                      client: JiraClient) -> None:
+    _, key = client.create_issue(FIELDS)
+    assert client.transition_to(key, "Done", resolution="Duplicate")  # Jira would refuse the field
+    assert fake.issue(key)["resolution"] == "Done"  # type: ignore[index]
+
+
+def test_transition_to_an_unknown_status_names_it(fake: FakeJira, client: JiraClient) -> None:
+    _, key = client.create_issue(FIELDS)
+    with pytest.raises(PermanentError, match="'Shipped'"):
+        client.transition_to(key, "Shipped")
+
+
+def test_transitions_list_targets(fake: FakeJira, client: JiraClient) -> None:
+    _, key = client.create_issue(FIELDS)
+    by_target = {t.to_name: (t.name, t.to_category) for t in client.transitions(key)}
+    assert by_target == {"In Progress": ("Start progress", "indeterminate"), "Done": ("Done", "done"),
+                         "Won't Do": ("Won't do", "done")}
+
+
+# -- search --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deployment", ["Cloud", "Server"])
+def test_tickets_by_ids_pages_in_hundreds(deployment: str, fake: FakeJira, server: FakeJira,
+                                          client: JiraClient, server_client: JiraClient) -> None:
+    jira_fake, jira = (fake, client) if deployment == "Cloud" else (server, server_client)
+    keys = [jira_fake.person_create("OPS", f"n{n}", []) for n in range(250)]
+    ids = [jira_fake.issue(k)["id"] for k in keys]  # type: ignore[index]
+    jira_fake.calls.reset()
+    tickets = jira.tickets_by_ids(ids)
+    assert sorted(t.id for t in tickets) == sorted(ids)
+    assert jira_fake.calls.count("POST", r"/search") == 3
+
+
+@pytest.mark.parametrize("deployment", ["Cloud", "Server"])
+def test_tickets_by_ids_skips_deleted_tickets(deployment: str, fake: FakeJira, server: FakeJira,
+                                              client: JiraClient, server_client: JiraClient) -> None:
+    jira_fake, jira = (fake, client) if deployment == "Cloud" else (server, server_client)
+    ids = [jira.create_issue(FIELDS)[0] for _ in range(4)]
+    jira_fake.person_delete(ids[1])
+    jira_fake.person_delete(ids[3])
+    assert sorted(t.id for t in jira.tickets_by_ids(ids)) == [ids[0], ids[2]]
+    assert jira.tickets_by_ids([ids[1]]) == []
+
+
+def test_tickets_by_ids_refuses_non_ids(fake: FakeJira, client: JiraClient) -> None:
+    with pytest.raises(PermanentError):
+        client.tickets_by_ids(["10001) OR (project = OPS"])
+
+
+def test_find_by_label_respects_search_lag(fake: FakeJira, client: JiraClient) -> None:
+    fake.search_lag = 0.3
+    issue_id, _ = client.create_issue({**FIELDS, "labels": ["sentry-500"]})
+    assert client.find_by_label("sentry-500") == []  # Cloud search is eventually consistent
+    time.sleep(0.35)
+    assert [t.id for t in client.find_by_label("sentry-500")] == [issue_id]
+
+
+def test_find_by_label_pages_and_quotes(fake: FakeJira, client: JiraClient) -> None:
+    for n in range(130):
+        fake.person_create("OPS", f"n{n}", ["wide"])
+    assert len(client.find_by_label("wide")) == 130
+    assert client.find_by_label('we"ird\\label') == []
+
+
+def test_jql_quote() -> None:
+    assert jql_quote('a"b\\c') == '"a\\"b\\\\c"'
+
+
+# -- small writes --------------------------------------------------------------------------------------
+
+
+def test_remote_link_upsert_keeps_one_link_per_global_id(fake: FakeJira, client: JiraClient) -> None:
+    _, key = client.create_issue(FIELDS)
+    for title in ("first", "second"):
+        client.upsert_remote_link(key, global_id="sentry:issue:42", url="https://sentry.example/42",
+                                  title=title, summary="ZeroDivisionError")
+    links = fake.remote_links(key)
+    assert [(link["globalId"], link["object"]["title"]) for link in links] == [("sentry:issue:42", "second")]
+    assert fake.calls.count("GET", "applinks") == 0
+
+
+def test_comments_and_labels(fake: FakeJira, client: JiraClient) -> None:
+    _, key = client.create_issue({**FIELDS, "labels": ["a"]})
+    client.add_comment(key, "from Sentry")
+    client.add_labels(key, ["b", "a"])
+    client.add_labels(key, [])
+    assert fake.issue(key)["labels"] == ["a", "b"]  # type: ignore[index]
+    assert [c["body"] for c in fake.comments(key)] == ["from Sentry"]
+    with pytest.raises(PermanentError, match="spaces"):
+        client.add_labels(key, ["no spaces allowed"])
+
+
+# -- our changes come back as webhooks -----------------------------------------------------------------
+
+
+def test_webhooks_for_api_and_person_changes(fake: FakeJira, client: JiraClient, receiver: Receiver) -> None:
+    _, key = client.create_issue({**FIELDS, "labels": ["sentry-1"]})
+    client.transition_to(key, "Done")
+    fake.person_transition(key, "To Do")
+    deliveries = receiver.wait_for(3)
+    events = []
+    for headers, body in deliveries:
+        assert verify_signature(SECRET, body, headers["x-hub-signature"])
+        assert not verify_signature("other", body, headers["x-hub-signature"])
+        events.append(parse_event(json.loads(body)))
+    assert [e.webhook_event for e in events] == ["jira:issue_created"] + ["jira:issue_updated"] * 2
+    assert [e.user_id for e in events] == [client.bot_account_id()] * 2 + [fake.person_account_id]
+    done, reopened = events[1].status_change(), events[2].status_change()
+    assert done is not None
+    assert reopened is not None
+    assert (done.to_string, reopened.from_string, reopened.to_string) == ("Done", "Done", "To Do")
+    assert events[2].ticket is not None
+    assert (events[2].ticket.status_category, events[2].ticket.resolution) == ("new", "")
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault("*", ".", status=500), Fault("*", ".", status=401), Fault("*", ".", drop=True)],
+    ids=["500", "401", "drop"],
+)
+def test_error_messages_never_carry_secrets(fake: FakeJira, client: JiraClient, fault: Fault) -> None:
+    fake.faults.append(fault)
+    with pytest.raises((TransientError, PermanentError)) as raised:
+        client.create_issue(FIELDS)
+    no_secrets(raised.value)

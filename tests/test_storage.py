@@ -1,0 +1,121 @@
+"""Migrations on SQLite and PostgreSQL, and the constraints idempotency rests on."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import SQLModel
+
+from syncer import inbox
+from syncer.db import migrate
+from syncer.db.models import Delivery, DeliveryState, Link, LinkState, utcnow
+from syncer.db.session import make_engine, session_scope
+from syncer.errors import ConfigError
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=2)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL answers at 127.0.0.1:5432 ({type(exc).__name__})")
+    name = f"syncer_test_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def check_migrations(engine: Engine) -> None:
+    with pytest.raises(ConfigError, match="syncer db upgrade"):
+        migrate.require_current(engine)
+    migrate.upgrade(engine)
+    migrate.require_current(engine)
+    with engine.connect() as connection:
+        drift = compare_metadata(
+            MigrationContext.configure(connection, opts={"compare_type": True}), SQLModel.metadata
+        )
+    assert drift == [], f"models and migrations disagree: {drift}"
+    migrate.downgrade(engine, "base")
+    assert migrate.current_revision(engine) is None
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+
+
+def test_migrations_on_sqlite(tmp_path: Path) -> None:
+    check_migrations(make_engine(f"sqlite:///{tmp_path / 'm.db'}"))
+
+
+@pytest.mark.postgres
+def test_migrations_on_postgresql(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    check_migrations(engine)
+    check_constraints(engine)
+    engine.dispose()
+
+
+def check_constraints(engine: Engine) -> None:
+    with session_scope(engine) as session:
+        session.add(Link(sentry_issue_id="7", live_sentry_issue_id="7", state=LinkState.ACTIVE))
+    with pytest.raises(IntegrityError), session_scope(engine) as session:
+        session.add(Link(sentry_issue_id="7", live_sentry_issue_id="7"))
+    # A broken link leaves room for a new live one: history is kept.
+    with session_scope(engine) as session:
+        session.add(Link(sentry_issue_id="8", live_sentry_issue_id=None, state=LinkState.BROKEN))
+        session.add(Link(sentry_issue_id="8", live_sentry_issue_id=None, state=LinkState.BROKEN))
+        session.add(Link(sentry_issue_id="8", live_sentry_issue_id="8"))
+    first = inbox.store(engine, source="sentry", key="k1", resource="issue", action="created", payload=b"{}")
+    again = inbox.store(engine, source="sentry", key="k1", resource="issue", action="created", payload=b"{}")
+    other = inbox.store(engine, source="jira", key="k1", resource="x", action="", payload=b"{}")
+    assert (first.duplicate, again.duplicate, other.duplicate) == (False, True, False)
+    assert again.delivery_id == first.delivery_id != other.delivery_id
+
+
+def test_constraints_on_sqlite(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    migrate.upgrade(engine)
+    check_constraints(engine)
+
+
+def test_claim_is_exclusive_and_expires(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'i.db'}")
+    migrate.upgrade(engine)
+    stored = inbox.store(engine, source="sentry", key="k", resource="issue", action="created", payload=b"{}")
+    lease = timedelta(seconds=30)
+    assert inbox.claim(engine, stored.delivery_id, lease=lease)
+    assert not inbox.claim(engine, stored.delivery_id, lease=lease)  # held
+    # The holder died (no finish): after the lease another worker may take it.
+    assert inbox.claim(engine, stored.delivery_id, lease=lease, now=utcnow() + timedelta(seconds=31))
+    inbox.finish(engine, stored.delivery_id, ignored=False, outcome="done")
+    assert not inbox.claim(engine, stored.delivery_id, lease=lease, now=utcnow() + timedelta(hours=1))
+    row = inbox.load(engine, stored.delivery_id)
+    assert row is not None and row.state == DeliveryState.DONE and row.attempts == 2
+
+
+def test_overdue_finds_unfinished_rows_only(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'o.db'}")
+    migrate.upgrade(engine)
+    ids = [
+        inbox.store(engine, source="sentry", key=f"k{i}", resource="r", action="a", payload=b"{}").delivery_id
+        for i in range(4)
+    ]
+    inbox.finish(engine, ids[0], ignored=True, outcome="")
+    inbox.postpone(engine, ids[1], until=utcnow() + timedelta(minutes=10), error="429")
+    later = utcnow() + timedelta(seconds=40)
+    assert inbox.overdue(engine, grace=timedelta(seconds=30), now=later) == [ids[2], ids[3]]
+    assert inbox.overdue(engine, grace=timedelta(seconds=30)) == []
+    with session_scope(engine) as session:
+        assert session.get(Delivery, ids[1]).state == DeliveryState.QUEUED  # type: ignore[union-attr]
