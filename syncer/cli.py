@@ -21,6 +21,9 @@ log = logging.getLogger("syncer")
 def _setup_logging(settings: Settings | None) -> None:
     level = settings.log_level if settings else "INFO"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Alembic narrates every migration step at INFO; the web, worker and beat check it on each start.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise
 
 
 def _service_start(settings: Settings) -> None:
@@ -248,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sandbox", help="dev against bundled fake Sentry and Jira, with a demo story")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--issues", type=int, default=4, help="how many demo Sentry issues to file")
+    p.add_argument("--issues", type=int, default=5, help="how many demo Sentry issues to file")
     p.add_argument(
         "--once", action="store_true", help="stop after the demo story instead of waiting for Ctrl-C"
     )

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 import redis
 
@@ -42,11 +43,13 @@ def choose_broker(settings: Settings) -> str:
 class ProcessGroup:
     """Children that live and die together."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: IO[bytes] | None = None) -> None:
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.log = log  # None: children write to this terminal
 
     def start(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
-        self.children.append((name, subprocess.Popen(list(argv), env=dict(env))))  # noqa: S603
+        child = subprocess.Popen(list(argv), env=dict(env), stdout=self.log, stderr=self.log)  # noqa: S603
+        self.children.append((name, child))
 
     def first_exited(self) -> str | None:
         for name, child in self.children:
@@ -72,13 +75,18 @@ def syncer_argv(*args: str) -> list[str]:
 
 
 def start_services(
-    settings: Settings, env: Mapping[str, str], *, port: int, concurrency: int = 8
+    settings: Settings,
+    env: Mapping[str, str],
+    *,
+    port: int,
+    concurrency: int = 8,
+    log: IO[bytes] | None = None,
 ) -> tuple[ProcessGroup, str]:
     """Migrate, then start web, worker and beat. Returns the group and the broker in use."""
     migrate.upgrade(make_engine(settings.database_url))
     broker = choose_broker(settings)
     child_env = {**env, "SYNCER_BROKER_URL": broker}
-    group = ProcessGroup()
+    group = ProcessGroup(log)
     group.start("web", syncer_argv("web", "--host", "127.0.0.1", "--port", str(port)), child_env)
     group.start("worker", syncer_argv("worker", "--concurrency", str(concurrency)), child_env)
     schedule = Path(".syncer-beat-schedule").resolve()

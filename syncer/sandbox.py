@@ -142,7 +142,8 @@ def run_sandbox(*, port: int, issues: int, keep_running: bool) -> int:
     )
     os.chdir(workdir)  # the embedded broker and beat schedule files live with the sandbox
     _say(f"syncer sandbox: fake Sentry {sentry.url}, fake Jira {jira.url}, data in {workdir}")
-    group, broker = start_services(settings, env, port=port, concurrency=4)
+    log = open(workdir / "services.log", "ab")  # noqa: SIM115 - open as long as the children run
+    group, broker = start_services(settings, env, port=port, concurrency=4, log=log)
     web = f"http://127.0.0.1:{port}"
     sentry.webhooks.url = f"{web}/webhooks/sentry"
     jira.webhooks.url = f"{web}/webhooks/jira"
@@ -159,7 +160,7 @@ def run_sandbox(*, port: int, issues: int, keep_running: bool) -> int:
                 group.stop()
                 return 1
             time.sleep(0.2)
-        _say(f"syncer sandbox: web on {web}, broker {broker.split('@')[-1]}")
+        _say(f"syncer sandbox: web on {web}, broker {broker.split('@')[-1]}, logs in {workdir}/services.log")
         story = STORY[: max(0, issues)]
         for what, fields in story:
             issue = sentry.file_issue(**fields)

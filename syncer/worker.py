@@ -39,11 +39,7 @@ def configure(settings: Settings, target: Celery | None = None) -> Celery:
         # Publishing from the web process must fail fast when the broker is down: the delivery is
         # already stored, and the sweeper hands it out once the broker is back.
         broker_connection_timeout=2,
-        broker_transport_options={
-            "socket_connect_timeout": 2,
-            "socket_timeout": 5,
-            "visibility_timeout": 3600,
-        },
+        broker_transport_options=_transport_options(settings.broker_url),
         task_publish_retry=False,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
@@ -52,6 +48,12 @@ def configure(settings: Settings, target: Celery | None = None) -> Celery:
         },
     )
     return target
+
+
+def _transport_options(broker_url: str) -> dict[str, Any]:
+    if broker_url.startswith(("redis://", "rediss://")):
+        return {"socket_connect_timeout": 2, "socket_timeout": 5, "visibility_timeout": 3600}
+    return {}  # the embedded (SQLAlchemy) broker of `syncer dev` takes no socket options
 
 
 @app.task(name="syncer.process_delivery", bind=True, max_retries=None)  # type: ignore[untyped-decorator]

@@ -1,0 +1,218 @@
+"""The command line as an operator uses it: real subprocesses, real database, real fakes."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from syncer.db.models import DeadLetter, Delivery, DeliveryState
+from syncer.fakes.base import Fault
+from syncer.fakes.jira import FakeJira
+from syncer.fakes.sentry import FakeSentry
+from syncer.retry import backoff_seconds
+from tests.conftest import JIRA_TOKEN, SENTRY_SECRET, SENTRY_TOKEN, post_sentry
+from tests.harness import free_port, wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "syncer", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=REPO,
+    )
+
+
+def test_check_config_prints_the_routing_table_and_no_secret(process_env: dict[str, str]) -> None:
+    done = run(process_env, "check-config")
+    assert done.returncode == 0, done.stderr
+    assert "[2] billing" in done.stdout and "team payments: PAY" in done.stdout
+    everything = done.stdout + done.stderr
+    for secret in (SENTRY_SECRET, SENTRY_TOKEN, JIRA_TOKEN, process_env["SYNCER_JIRA_WEBHOOK_SECRET"]):
+        assert secret not in everything
+    assert "(set)" in done.stdout
+
+
+def test_check_config_names_the_bad_key_and_exits_1(process_env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[defaults]\njira_project = "OPS"\n\n[[routes]]\nwhen = { levle = "error" }\nteam = "x"\n')
+    done = run({**process_env, "SYNCER_CONFIG": str(bad)}, "check-config")
+    assert done.returncode == 1
+    assert "bad.toml" in done.stderr and "routes[0]" in done.stderr and "levle" in done.stderr
+
+
+def test_a_malformed_variable_is_named(process_env: dict[str, str]) -> None:
+    done = run({**process_env, "SYNCER_PORT": "eighty"}, "check-config")
+    assert done.returncode == 2
+    assert "SYNCER_PORT" in done.stderr
+
+
+def test_a_missing_required_variable_stops_the_worker(process_env: dict[str, str]) -> None:
+    env = {k: v for k, v in process_env.items() if k != "SYNCER_SENTRY_TOKEN"}
+    done = run(env, "worker")
+    assert done.returncode == 2
+    assert "SYNCER_SENTRY_TOKEN" in done.stderr
+
+
+def test_processes_refuse_a_schema_that_is_behind(process_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**process_env, "SYNCER_DATABASE_URL": f"sqlite:///{tmp_path / 'new.db'}"}
+    for command in ("web", "worker", "beat"):
+        done = run(env, command)
+        assert done.returncode == 2, (command, done.stderr)
+        assert "syncer db upgrade" in done.stderr
+    upgraded = run(env, "db", "upgrade")
+    assert upgraded.returncode == 0 and "schema at 0001" in upgraded.stdout
+
+
+def test_backoff_grows_is_capped_jittered_and_honours_retry_after() -> None:
+    rng = random.Random(7)
+    waits = [backoff_seconds(n, cap=60, rng=rng) for n in range(1, 12)]
+    assert waits[0] <= 2 and waits[3] > waits[0]
+    assert max(waits) <= 60 and min(waits[6:]) >= 30  # capped, but never bunched at zero
+    assert backoff_seconds(1, retry_after=120, cap=60, rng=rng) >= 120  # the server's word wins
+    assert len({round(backoff_seconds(5, rng=rng), 3) for _ in range(20)}) > 1  # jitter
+
+
+def test_transient_failures_are_retried_then_succeed(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    fake_jira.faults.append(Fault("POST", r"^/rest/api/2/issue/?$", status=503, times=2))
+    issue = fake_sentry.file_issue(project="billing-api", title="Jira is having a bad minute")
+    wait_for(
+        lambda: any(f"sentry-{issue['id']}" in t["labels"] for t in fake_jira.issues()),
+        60,
+        what="the ticket after two 503s",
+    )
+    assert fake_jira.calls.count("POST", r"^/rest/api/2/issue/?$") == 3
+
+
+def test_permanent_failure_becomes_a_dead_letter_that_can_be_retried_and_dropped(
+    stack: dict[str, Any],
+    fake_sentry: FakeSentry,
+    fake_jira: FakeJira,
+    engine: Engine,
+    process_env: dict[str, str],
+) -> None:
+    fake_jira.faults.append(
+        Fault(
+            "POST",
+            r"^/rest/api/2/issue/?$",
+            status=400,
+            times=1,
+            body={"errorMessages": [], "errors": {"components": "Component 'Billing' is not valid"}},
+        )
+    )
+    issue = fake_sentry.file_issue(project="billing-api", title="refused by Jira")
+
+    def letters() -> list[DeadLetter]:
+        with Session(engine) as session:
+            return list(session.exec(select(DeadLetter)).all())
+
+    (letter,) = wait_for(letters, 30, what="a dead letter")
+    assert "400" in letter.error and issue["id"] in letter.payload
+    listed = run(process_env, "dead-letters", "list")
+    assert listed.returncode == 0 and f"{letter.id:>6}" in listed.stdout and "400" in listed.stdout
+    retried = run(process_env, "dead-letters", "retry", str(letter.id))
+    assert retried.returncode == 0, retried.stderr
+    wait_for(
+        lambda: any(f"sentry-{issue['id']}" in t["labels"] for t in fake_jira.issues()),
+        30,
+        what="the ticket after the retry",
+    )
+    assert run(process_env, "dead-letters", "drop", str(letter.id)).returncode == 1  # not open any more
+    with Session(engine) as session:
+        delivery = session.get(Delivery, letter.delivery_id)
+        assert delivery is not None and delivery.state == DeliveryState.DONE
+
+
+@pytest.mark.slow
+def test_dev_runs_all_three_on_an_embedded_broker_and_stops_on_ctrl_c(
+    process_env: dict[str, str], fake_sentry: FakeSentry, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **process_env,
+        "SYNCER_DATABASE_URL": f"sqlite:///{tmp_path / 'dev.db'}",
+        "SYNCER_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing answers: embedded broker
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syncer", "dev", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 60, interval=0.3, what="syncer dev to be ready")
+        payload = {
+            "action": "created",
+            "installation": {"uuid": "x"},
+            "data": {"comment_id": 3, "issue_id": 7},
+        }
+        answer = post_sentry(f"http://127.0.0.1:{port}", payload, resource="comment")
+        assert answer.status_code == 202
+        from syncer.db.session import make_engine
+
+        dev_engine = make_engine(env["SYNCER_DATABASE_URL"])
+
+        def processed() -> bool:
+            with Session(dev_engine) as session:
+                row = session.get(Delivery, answer.json()["delivery"])
+                return row is not None and row.state == DeliveryState.IGNORED
+
+        wait_for(processed, 60, interval=0.3, what="the dev worker to process the delivery")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "sqla+sqlite" in out
+    assert not re.search(r"Traceback", out), out
+
+
+@pytest.mark.slow
+def test_sandbox_tells_the_story(redis_url: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")}
+    env["SYNCER_BROKER_URL"] = redis_url
+    done = subprocess.run(
+        [sys.executable, "-m", "syncer", "sandbox", "--once", "--port", str(free_port())],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert any(
+        re.search(r"ticket PAY-\d+ .*team payments, route billing, assignee acc-driver", x) for x in lines
+    ), done.stdout
+    assert any(
+        re.search(r"ticket WEB-\d+ .*team web, route frontend, assignee acc-alice\b", x) for x in lines
+    ), done.stdout
+    assert any("no ticket: route client-errors" in x for x in lines), done.stdout
+    assert any("no ticket: route noise" in x for x in lines), done.stdout
