@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, delete, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -46,6 +46,70 @@ def store(engine: Engine, *, source: str, key: str, resource: str, action: str, 
         if existing is None:  # the unique violation was something else
             raise
         return Stored(existing, duplicate=True)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    source: str
+    key: str
+    resource: str
+    action: str
+    payload: bytes
+
+
+def store_many(engine: Engine, deliveries: Sequence[Incoming]) -> list[Stored]:
+    """Record several deliveries in ONE transaction (the web tier's group commit): each row is stored
+    or recognised as a duplicate, and all of them are durable once this returns. Raises (storing
+    nothing) when the database fails.
+
+    One transaction per batch instead of per request is what lets one web process keep up: on SQLite
+    a commit is the file's single write lock, on PostgreSQL a WAL flush."""
+    dialect = engine.dialect.name
+    if dialect not in _UPSERTS:  # pragma: no cover - syncer supports SQLite and PostgreSQL
+        return [store(engine, source=d.source, key=d.key, resource=d.resource, action=d.action,
+                      payload=d.payload) for d in deliveries]
+    insert_new, find_existing = _UPSERTS[dialect]
+    now = utcnow()
+    stored: list[Stored] = []
+    with engine.begin() as connection:
+        for d in deliveries:
+            new_id = connection.execute(insert_new, {
+                "source": d.source, "delivery_key": d.key, "resource": d.resource[:100],
+                "action": d.action[:100], "payload": d.payload.decode("utf-8"), "received_at": now,
+                "due_at": now, "state": DeliveryState.RECEIVED, "attempts": 0, "outcome": "",
+            }).scalar()
+            if new_id is not None:
+                stored.append(Stored(int(new_id), duplicate=False))
+                continue
+            existing = connection.execute(find_existing, {"source": d.source, "key": d.key}).scalar()
+            if existing is None:  # pragma: no cover - the conflict target is the only unique key
+                raise RuntimeError(f"delivery {d.source}/{d.key} conflicted but cannot be found")
+            stored.append(Stored(int(existing), duplicate=True))
+    return stored
+
+
+def _upserts() -> dict[str, tuple[Any, Any]]:
+    """Statements built once (SQLAlchemy caches their compiled form): insert unless the (source,
+    key) pair exists, returning the new id; and the id of the one that exists."""
+    from sqlalchemy import bindparam
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    table: Any = Delivery.__table__  # type: ignore[attr-defined]
+    find = select(table.c.id).where(
+        table.c.source == bindparam("source"), table.c.delivery_key == bindparam("key")
+    )
+    out: dict[str, tuple[Any, Any]] = {}
+    for name, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert)):
+        statement = (
+            insert(table)
+            .on_conflict_do_nothing(index_elements=["source", "delivery_key"])
+            .returning(table.c.id)
+        )
+        out[name] = (statement, find)
+    return out
+
+
+_UPSERTS = _upserts()
 
 
 def claim(engine: Engine, delivery_id: int, *, lease: timedelta, now: datetime | None = None) -> bool:
@@ -170,3 +234,16 @@ def touch(engine: Engine, ids: Sequence[int], *, now: datetime | None = None) ->
 
 def payload_of(row: Delivery) -> Any:
     return json.loads(row.payload)
+
+
+def prune(engine: Engine, *, older_than: timedelta, now: datetime | None = None) -> int:
+    """Forget finished deliveries past the retention period (dead ones stay with their letters)."""
+    now = now or utcnow()
+    with session_scope(engine) as session:
+        result = session.execute(
+            delete(Delivery).where(
+                col(Delivery.state).in_([DeliveryState.DONE, DeliveryState.IGNORED]),
+                col(Delivery.finished_at) < now - older_than,
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]

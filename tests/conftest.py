@@ -10,20 +10,38 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import hypothesis
 import pytest
 import redis
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
 
 from syncer.db import migrate
-from syncer.db.models import AccountCache, AuditEntry, DeadLetter, Delivery, Link
+from syncer.db.models import AccountCache, AuditEntry, DeadLetter, Delivery, DeliveryState, Link
 from syncer.db.session import make_engine, session_scope
 from syncer.fakes.base import FakeServer, compact_json, hmac_sha256_hex
-from tests.harness import RedisServer, SyncerProcess, environ_with, redis_answers, start_worker
+from tests.harness import RedisServer, SyncerProcess, environ_with, redis_answers, start_worker, wait_for
 
 if TYPE_CHECKING:
     from syncer.fakes.jira import FakeJira
     from syncer.fakes.sentry import FakeSentry
+
+# Property-based tests: quick by default; SYNCER_HYPOTHESIS_PROFILE=thorough digs deeper (by hand, or
+# nightly). No deadline: the endpoint properties make real HTTP calls on a shared 2-core machine.
+hypothesis.settings.register_profile(
+    "quick",
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture, hypothesis.HealthCheck.too_slow],
+)
+hypothesis.settings.register_profile(
+    "thorough",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture, hypothesis.HealthCheck.too_slow],
+)
+hypothesis.settings.load_profile(os.environ.get("SYNCER_HYPOTHESIS_PROFILE", "quick"))
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SENTRY_SECRET = "test-sentry-client-secret"
@@ -200,10 +218,22 @@ def clean_redis(client: redis.Redis) -> None:
 
 @pytest.fixture
 def clean(engine: Engine, redis_client: redis.Redis, fake_sentry: FakeSentry, fake_jira: FakeJira) -> None:
-    clean_tables(engine)
-    clean_redis(redis_client)
+    """Start from nothing: the previous test's webhooks and in-flight work must not leak into this one."""
     fake_sentry.reset()
     fake_jira.reset()
+    wait_for(lambda: not in_flight(engine), timeout=15, what="the previous test's deliveries to settle")
+    fake_sentry.reset()
+    fake_jira.reset()
+    clean_tables(engine)
+    clean_redis(redis_client)
+
+
+def in_flight(engine: Engine) -> bool:
+    with Session(engine) as session:
+        return (
+            session.exec(select(Delivery.id).where(Delivery.state == DeliveryState.PROCESSING)).first()
+            is not None
+        )
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.retry import backoff_seconds
 from tests.conftest import JIRA_TOKEN, SENTRY_SECRET, SENTRY_TOKEN, post_sentry
-from tests.harness import free_port, wait_for
+from tests.harness import RedisServer, free_port, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -122,7 +122,7 @@ def test_permanent_failure_becomes_a_dead_letter_that_can_be_retried_and_dropped
 
     def letters() -> list[DeadLetter]:
         with Session(engine) as session:
-            return list(session.exec(select(DeadLetter)).all())
+            return [d for d in session.exec(select(DeadLetter)).all() if issue["id"] in d.payload]
 
     (letter,) = wait_for(letters, 30, what="a dead letter")
     assert "400" in letter.error and issue["id"] in letter.payload
@@ -194,18 +194,23 @@ def test_dev_runs_all_three_on_an_embedded_broker_and_stops_on_ctrl_c(
 
 
 @pytest.mark.slow
-def test_sandbox_tells_the_story(redis_url: str, tmp_path: Path) -> None:
+def test_sandbox_tells_the_story(tmp_path: Path) -> None:
+    # A broker of its own: the session's worker listens on the session's Redis and would take its tasks.
+    broker = RedisServer().start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")}
-    env["SYNCER_BROKER_URL"] = redis_url
-    done = subprocess.run(
-        [sys.executable, "-m", "syncer", "sandbox", "--once", "--port", str(free_port())],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    env["SYNCER_BROKER_URL"] = broker.url
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "syncer", "sandbox", "--once", "--port", str(free_port())],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        broker.stop()
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert any(

@@ -119,3 +119,18 @@ def test_overdue_finds_unfinished_rows_only(tmp_path: Path) -> None:
     assert inbox.overdue(engine, grace=timedelta(seconds=30)) == []
     with session_scope(engine) as session:
         assert session.get(Delivery, ids[1]).state == DeliveryState.QUEUED  # type: ignore[union-attr]
+
+
+def test_finished_deliveries_are_pruned_after_retention(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate.upgrade(engine)
+    ids = [
+        inbox.store(engine, source="jira", key=f"k{i}", resource="r", action="a", payload=b"{}").delivery_id
+        for i in range(3)
+    ]
+    inbox.finish(engine, ids[0], ignored=False, outcome="done")
+    inbox.finish(engine, ids[1], ignored=True, outcome="ignored")
+    inbox.bury(engine, ids[2], error="permanent")
+    assert inbox.prune(engine, older_than=timedelta(days=14)) == 0
+    assert inbox.prune(engine, older_than=timedelta(days=14), now=utcnow() + timedelta(days=15)) == 2
+    assert inbox.load(engine, ids[2]) is not None  # dead ones stay with their letters
