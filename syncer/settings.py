@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from syncer.errors import ConfigError
@@ -56,6 +56,30 @@ class Settings(BaseSettings):
     retry_backoff_cap_seconds: int = Field(default=600, ge=1)
     delivery_retention_days: int = Field(default=14, ge=1)
     log_level: str = "INFO"
+
+    # Client-side request rates, shared by every worker through Redis; 0 turns a limit off. Jira
+    # Cloud budgets an app at about 10 calls a second; Sentry's per-endpoint limits are of that order.
+    jira_max_rps: float = Field(default=10.0, ge=0)
+    sentry_max_rps: float = Field(default=10.0, ge=0)
+    # Jira Cloud also limits writes per issue: writes to one ticket are spaced at least this far apart.
+    jira_issue_write_interval_seconds: float = Field(default=0.5, ge=0)
+    # A call that would wait longer than this for its turn is not made; the delivery is retried later.
+    rate_limit_max_wait_seconds: float = Field(default=10.0, ge=0)
+    # How often beat sweeps the inbox for deliveries that are overdue.
+    sweep_every_seconds: float = Field(default=15.0, gt=0)
+    # A ticket-creation claim not renewed for this long is presumed dead (its worker was killed).
+    claim_ttl_seconds: float = Field(default=90.0, gt=0)
+
+    @field_validator("claim_ttl_seconds")
+    @classmethod
+    def _claim_outlives_one_call(cls, value: float, info: ValidationInfo) -> float:
+        # The claim is renewed just before the create call. Were it to expire while that call waits
+        # for its rate-limit turn and then for Jira's answer, a second worker could create again.
+        names = ("http_connect_timeout", "http_read_timeout", "rate_limit_max_wait_seconds")
+        longest = sum(float(info.data.get(name, 0)) for name in names)
+        if value <= longest:
+            raise ValueError(f"must be longer than connect + read timeout + rate-limit wait ({longest:g}s)")
+        return value
 
     @field_validator("sentry_url", "jira_url")
     @classmethod

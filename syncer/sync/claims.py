@@ -4,7 +4,8 @@ A claim is a `pending` link row. Its `live_sentry_issue_id` is unique, so of any
 racing on one issue exactly one inserts it; the others see who holds it. A claim is held while
 `claimed_at` is recent; it is released (not deleted) after a failure, so the next attempt knows
 whether a create call was already sent (`create_attempted_at`) and must look before creating.
-A holder killed mid-call simply stops refreshing; its claim expires after `CLAIM_TTL`.
+A holder killed mid-call simply stops refreshing; its claim expires after `CLAIM_TTL` (the
+setting `SYNCER_CLAIM_TTL_SECONDS`, which must outlast one create call with its timeouts).
 """
 
 from __future__ import annotations
@@ -40,7 +41,15 @@ def live_link(engine: Engine, sentry_issue_id: str) -> Link | None:
         return session.exec(select(Link).where(Link.live_sentry_issue_id == sentry_issue_id)).first()
 
 
-def take(engine: Engine, sentry_issue_id: str, *, project: str, route: str, team: str | None) -> Claim | Link:
+def take(
+    engine: Engine,
+    sentry_issue_id: str,
+    *,
+    project: str,
+    route: str,
+    team: str | None,
+    ttl: timedelta = CLAIM_TTL,
+) -> Claim | Link:
     """Claim the issue for ticket creation. Returns the Claim, or the active Link if one exists.
     Raises HeldElsewhere while another worker's claim is fresh."""
     token = secrets.token_hex(16)
@@ -75,7 +84,7 @@ def take(engine: Engine, sentry_issue_id: str, *, project: str, route: str, team
             .where(
                 col(Link.id) == existing.id,
                 col(Link.state) == LinkState.PENDING,
-                or_(col(Link.claimed_at).is_(None), col(Link.claimed_at) < now - CLAIM_TTL),
+                or_(col(Link.claimed_at).is_(None), col(Link.claimed_at) < now - ttl),
             )
             .values(claim_token=token, claimed_at=now, route=route[:200], team=team)
         )
@@ -124,3 +133,14 @@ def abandon(engine: Engine, claim: Claim) -> None:
         link = session.get(Link, claim.link_id)
         if link is not None and link.claim_token == claim.token and link.state == LinkState.PENDING:
             session.delete(link)
+
+
+def retired_ticket_ids(engine: Engine, sentry_issue_id: str) -> set[str]:
+    """Jira ids of the issue's past tickets (superseded, unlinked, broken)."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Link.jira_issue_id).where(
+                Link.sentry_issue_id == sentry_issue_id, col(Link.state).not_in(LinkState.LIVE)
+            )
+        ).all()
+    return {row for row in rows if row}

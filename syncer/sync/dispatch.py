@@ -16,7 +16,7 @@ from syncer.jira.webhooks import JiraEvent
 from syncer.runtime import Runtime
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.sentry.webhooks import SentryEvent
-from syncer.sync import tickets
+from syncer.sync import inbound, outbound, tickets
 from syncer.sync.outcome import Outcome
 
 SentryHandler = Callable[[Runtime, SentryEvent, str], Outcome]
@@ -25,13 +25,20 @@ JiraHandler = Callable[[Runtime, JiraEvent, str], Outcome]
 # (resource, action) -> handler. Each handler re-reads what it needs; the payload is a hint.
 SENTRY_HANDLERS: dict[tuple[str, str], SentryHandler] = {
     ("issue", "created"): tickets.on_sentry_issue,
-    ("issue", "unresolved"): tickets.on_sentry_issue,
-    ("issue", "assigned"): tickets.on_sentry_issue,
+    # Linked: reopen / follow the assignee (outbound); not linked yet: make sure there is a ticket.
+    ("issue", "unresolved"): outbound.on_sentry_unresolved,
+    ("issue", "assigned"): outbound.on_sentry_assigned,
+    ("issue", "resolved"): outbound.on_sentry_status,
+    ("issue", "ignored"): outbound.on_sentry_status,
+    ("issue", "archived"): outbound.on_sentry_status,
     ("event_alert", "triggered"): tickets.on_sentry_issue,
 }
 
 # webhookEvent -> handler
-JIRA_HANDLERS: dict[str, JiraHandler] = {}
+JIRA_HANDLERS: dict[str, JiraHandler] = {
+    "jira:issue_updated": inbound.on_jira_issue_updated,
+    "jira:issue_deleted": inbound.on_jira_issue_deleted,
+}
 
 
 def handle(rt: Runtime, delivery: Delivery) -> Outcome:

@@ -78,7 +78,8 @@ def create_or_link(
     assert decision.target is not None
     try:
         claimed = claims.take(
-            rt.engine, issue.id, project=issue.project_slug, route=decision.route_name, team=decision.team
+            rt.engine, issue.id, project=issue.project_slug, route=decision.route_name, team=decision.team,
+            ttl=timedelta(seconds=rt.settings.claim_ttl_seconds),
         )
     except claims.HeldElsewhere as exc:
         raise TransientError(str(exc), retry_after=HELD_RETRY_SECONDS) from None
@@ -86,7 +87,9 @@ def create_or_link(
         finish_backlinks(rt, claimed, installation_uuid, cause)
         return Outcome.ignore(f"already linked to {claimed.jira_key}")
     claim = claimed
-    created_nothing = True
+    # An earlier attempt's create may have worked unseen: until a search shows a ticket or Jira's
+    # search lag has passed, a failure here (even before we create anything) must not forget it.
+    created_nothing = claim.create_attempted_at is None
     try:
         existing = _existing_ticket(rt, issue.id)
         if existing is None and claim.create_attempted_at is not None:
@@ -146,6 +149,9 @@ def create_or_link(
 
 def _existing_ticket(rt: Runtime, issue_id: str) -> JiraTicket | None:
     found = rt.jira.find_by_label(sentry_label(issue_id))
+    # The issue's past tickets (superseded, unlinked, broken) carry the label too: history, not candidates.
+    retired = claims.retired_ticket_ids(rt.engine, issue_id)
+    found = [t for t in found if t.id not in retired]
     if not found:
         return None
     # Several (from a past duplicate): the oldest is the one people have been working in.
@@ -177,7 +183,7 @@ def _activate(
         link.sentry_changed_at = issue.last_seen or now
         link.jira_status = ticket.status
         link.jira_status_category = ticket.status_category or ("new" if not adopted else "")
-        link.jira_changed_at = ticket.updated or now
+        link.jira_changed_at = ticket.updated  # Jira's own time only: it is the Jira-side watermark
         link.synced_at = now
         link.changed_by = cause
         link.updated_at = now

@@ -1,0 +1,340 @@
+"""Jira -> Sentry: a linked ticket's status (and, optionally, assignee) moves its Sentry issue.
+
+Each handler
+1. finds the link by the ticket's Jira id (ids survive a move to another project; keys do not);
+2. drops what needs no work without reading anything (not a status change, a stale delivery, our
+   own bot's change coming back), keeping the state an echo tells;
+3. takes the link's lock, so events for one pair are applied one at a time across workers;
+4. re-reads both sides (the webhook is a hint: Jira's delivery order is not guaranteed), asks
+   `syncer.core.status` what to do, and writes only when the Sentry issue is not in the wanted
+   state already;
+5. stores both sides' state and the Jira watermark, and audits what it changed with its cause.
+
+The link helpers here (`link_lock`, `save_link`, `mark_broken`) serve `outbound` too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import redis
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from syncer import audit
+from syncer.core import status
+from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
+from syncer.db.models import Link, LinkState, utcnow
+from syncer.db.session import session_scope
+from syncer.errors import PermanentError, TransientError
+from syncer.jira.webhooks import JiraEvent
+from syncer.runtime import Runtime
+from syncer.sync.outcome import Outcome
+
+log = logging.getLogger(__name__)
+
+LOCK_TIMEOUT_SECONDS = 60  # a holder that dies frees the link after this
+LOCK_WAIT_SECONDS = 10
+BUSY_RETRY_SECONDS = 2.0
+# PostgreSQL advisory locks take two int4 keys: this one says "a syncer link", the other is its id.
+_ADVISORY_CLASS = 0x53594E43  # "SYNC"
+
+
+# --- the link: lock, load, save -------------------------------------------------------------------
+
+
+@contextmanager
+def link_lock(rt: Runtime, link_id: int, *, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """Apply events for one link one at a time, across threads, workers and hosts.
+
+    Redis when there is one. Without Redis, a PostgreSQL session-level advisory lock (a row lock
+    would block our own writes to that row from the handler's other sessions). SQLite without Redis
+    is `syncer dev` on one machine: proceed, the per-delivery claim is the only guard there.
+    A lock that cannot be had in time is a TransientError: the delivery is retried shortly.
+    """
+    if rt.redis is not None:
+        lock = rt.redis.lock(f"syncer:link:{link_id}", timeout=LOCK_TIMEOUT_SECONDS, blocking_timeout=wait)
+        try:
+            acquired = lock.acquire()
+        except redis.RedisError as exc:
+            raise TransientError(f"lock for link {link_id}: Redis: {type(exc).__name__}",
+                                 retry_after=BUSY_RETRY_SECONDS) from None
+        if not acquired:
+            raise TransientError(f"link {link_id} is busy in another worker", retry_after=BUSY_RETRY_SECONDS)
+        try:
+            yield
+        finally:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:
+                # It expired while we worked (a very slow API): someone else may hold it now.
+                log.warning("lock for link %s expired before it was released", link_id)
+            except redis.RedisError as exc:
+                log.warning("lock for link %s not released (%s); it expires by itself", link_id,
+                            type(exc).__name__)
+        return
+    if rt.engine.dialect.name != "postgresql":
+        yield
+        return
+    with rt.engine.connect() as conn:
+        keys = {"cls": _ADVISORY_CLASS, "id": link_id}
+        deadline = time.monotonic() + wait
+        while not conn.execute(text("SELECT pg_try_advisory_lock(:cls, :id)"), keys).scalar():
+            conn.rollback()
+            if time.monotonic() > deadline:
+                raise TransientError(f"link {link_id} is busy in another worker",
+                                     retry_after=BUSY_RETRY_SECONDS)
+            time.sleep(0.1)
+        conn.commit()  # the lock is the session's; do not sit idle in a transaction
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:cls, :id)"), keys)
+            conn.commit()
+
+
+def load_link(rt: Runtime, link_id: int) -> Link | None:
+    with Session(rt.engine, expire_on_commit=False) as session:
+        return session.get(Link, link_id)
+
+
+def active_link_for_ticket(rt: Runtime, jira_issue_id: str) -> Link | None:
+    with Session(rt.engine, expire_on_commit=False) as session:
+        return session.exec(
+            select(Link).where(Link.jira_issue_id == jira_issue_id, Link.state == LinkState.ACTIVE)
+        ).first()
+
+
+AuditLine = tuple[str, str, str]  # side, action, detail
+
+
+def save_link(
+    rt: Runtime, link_id: int, *, cause: str, changes: Sequence[AuditLine] = (), **fields: Any
+) -> Link:
+    """Store what was learned and done, in one transaction with its audit lines."""
+    now = utcnow()
+    with session_scope(rt.engine) as session:
+        row = session.get(Link, link_id)
+        if row is None:
+            raise TransientError(f"link {link_id} vanished while it was being synced")
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.updated_at = now
+        if changes:
+            row.synced_at = now
+            row.changed_by = cause[:200]
+        for side, action, detail in changes:
+            audit.record(session, link=row, side=side, action=action, detail=detail, cause=cause)
+        session.flush()
+        return row
+
+
+def mark_broken(rt: Runtime, link: Link, *, cause: str, why: str) -> None:
+    """The ticket is gone: keep the link for audit, free the issue for a new ticket."""
+    assert link.id is not None
+    save_link(rt, link.id, cause=cause, changes=[("jira", "ticket_deleted", why)],
+              state=LinkState.BROKEN, live_sentry_issue_id=None)
+
+
+def jira_fields(ticket: JiraTicket, known: Link, event_at: datetime | None) -> dict[str, Any]:
+    """The link's Jira status columns for a ticket state seen at `event_at` (Jira's clock). Not the
+    key: a webhook's key may predate a move, so keys are taken from fresh reads only."""
+    return {
+        "jira_status": ticket.status[:200],
+        "jira_status_category": ticket.status_category[:40],
+        "jira_changed_at": status.newer(event_at, known.jira_changed_at),
+    }
+
+
+def sentry_fields(issue: SentryIssue, known: Link) -> dict[str, Any]:
+    """The link's Sentry columns. Sentry's webhooks carry no time of change, so the Sentry-side
+    guard against late deliveries is the re-read, and `sentry_changed_at` notes when we saw it."""
+    fields: dict[str, Any] = {"sentry_status": issue.status[:40], "sentry_substatus": issue.substatus[:60]}
+    if (issue.status, issue.substatus) != (known.sentry_status, known.sentry_substatus):
+        fields["sentry_changed_at"] = utcnow()
+    return fields
+
+
+# --- handlers -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Pair:
+    """Both sides' current state, read at most once per event, only when a decision needs them."""
+
+    rt: Runtime
+    link: Link
+    known_ticket: JiraTicket | None = None
+    known_issue: SentryIssue | None = None
+    notes: list[str] = field(default_factory=list)
+    changed: bool = False
+
+    def ticket(self) -> JiraTicket | None:
+        if self.known_ticket is None:
+            assert self.link.jira_issue_id is not None
+            self.known_ticket = self.rt.jira.get_ticket(self.link.jira_issue_id)
+        return self.known_ticket
+
+    def issue(self) -> SentryIssue:
+        if self.known_issue is None:
+            self.known_issue = self.rt.sentry.get_issue(self.link.sentry_issue_id)
+        return self.known_issue
+
+
+def on_jira_issue_updated(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
+    """`jira:issue_updated`: a status change, an assignee change, or a move to another project."""
+    if event.ticket is None:
+        raise PayloadError("jira:issue_updated without an issue")
+    ticket = event.ticket
+    link = active_link_for_ticket(rt, ticket.id)
+    if link is None:
+        return Outcome.ignore(f"ticket {ticket.key or ticket.id} is not linked to a Sentry issue")
+    status_item = event.status_change()
+    assignee_item = event.assignee_change()
+    moved = bool(ticket.key) and ticket.key != link.jira_key
+    if status_item is None and assignee_item is None and not moved:
+        return Outcome.ignore("not a status, assignee or project change")
+    own_echo = bool(event.user_id) and event.user_id == rt.jira.bot_account_id()
+    assert link.id is not None
+    with link_lock(rt, link.id):
+        fresh = load_link(rt, link.id)
+        if fresh is None or fresh.state != LinkState.ACTIVE:
+            return Outcome.ignore(f"the link of {ticket.key} is {fresh.state if fresh else 'gone'} now")
+        pair = _Pair(rt, fresh)
+        alive = not moved or _follow_move(pair, cause)
+        if alive and status_item is not None:
+            alive = _sync_status(pair, event, own_echo, status_item.from_string, cause)
+        if alive and assignee_item is not None:
+            _sync_assignee(pair, own_echo, cause)
+    note = "; ".join(pair.notes) or "nothing to do"
+    return Outcome(note) if pair.changed else Outcome.ignore(note)
+
+
+def on_jira_issue_deleted(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
+    """`jira:issue_deleted`: the link is kept, broken, and the issue may get a new ticket later."""
+    if event.ticket is None:
+        raise PayloadError("jira:issue_deleted without an issue")
+    ticket = event.ticket
+    link = active_link_for_ticket(rt, ticket.id)
+    if link is None:
+        return Outcome.ignore(f"ticket {ticket.key or ticket.id} is not linked to a Sentry issue")
+    assert link.id is not None
+    with link_lock(rt, link.id):
+        fresh = load_link(rt, link.id)
+        if fresh is None or fresh.state != LinkState.ACTIVE:
+            return Outcome.ignore(f"the link of {ticket.key} is {fresh.state if fresh else 'gone'} already")
+        mark_broken(rt, fresh, cause=cause, why=f"{ticket.key} was deleted in Jira")
+    return Outcome(f"{ticket.key} deleted in Jira: the link to sentry issue {fresh.sentry_issue_id} is "
+                   "kept, marked broken")
+
+
+def _follow_move(pair: _Pair, cause: str) -> bool:
+    """A new key for the same id: a move to another project. The event may be older than the move
+    back (or a later one), so the key comes from a fresh read. False when the ticket is gone."""
+    current = pair.ticket()
+    link = pair.link
+    assert link.id is not None
+    if current is None:
+        mark_broken(pair.rt, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
+        pair.notes.append(f"{link.jira_key} no longer exists: link marked broken")
+        pair.changed = True
+        return False
+    if current.key and current.key != link.jira_key:
+        pair.link = save_link(pair.rt, link.id, cause=cause, jira_key=current.key,
+                              changes=[("jira", "moved", f"{link.jira_key} is now {current.key}")])
+        pair.notes.append(f"{link.jira_key} moved to {current.key}; the link follows it")
+        pair.changed = True
+    return True
+
+
+def _sync_status(pair: _Pair, event: JiraEvent, own_echo: bool, previous_status: str, cause: str) -> bool:
+    """Apply a status change to the Sentry issue. False when the ticket turned out to be gone."""
+    rt, link, seen = pair.rt, pair.link, event.ticket
+    assert link.id is not None
+    assert seen is not None
+    early = status.triage_inbound(known=link, status_changed=True, own_echo=own_echo,
+                                  event_at=event.timestamp, status=seen.status)
+    if early is not None:
+        if early.record:
+            # Our own change coming back: Jira's time of it is the watermark (and closed-since).
+            pair.link = save_link(rt, link.id, cause=cause, **jira_fields(seen, link, event.timestamp))
+        pair.notes.append(early.reason)
+        return True
+    ticket = pair.ticket()
+    if ticket is None:
+        mark_broken(rt, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
+        pair.notes.append(f"{link.jira_key} no longer exists: link marked broken")
+        pair.changed = True
+        return False
+    decision = status.decide_inbound(ticket=ticket, known=link, issue=pair.issue(), policy=rt.policy.status,
+                                     status_changed=True, event_at=event.timestamp,
+                                     previous_status=previous_status)
+    outcome = apply_inbound(rt, link, ticket, pair.issue(), decision, cause=cause, event_at=event.timestamp)
+    pair.known_issue = None  # written, maybe: read it again if anything else needs it
+    pair.link = load_link(rt, link.id) or link
+    pair.changed = pair.changed or not outcome.ignored
+    pair.notes.append(outcome.note)
+    return True
+
+
+def _sync_assignee(pair: _Pair, own_echo: bool, cause: str) -> None:
+    rt, link = pair.rt, pair.link
+    assert link.id is not None
+    policy = rt.policy.status
+    if not policy.assignee_to_sentry or own_echo:
+        why = "status.assignee_to_sentry is off" if not policy.assignee_to_sentry else \
+            "our own assignment, echoed back by Jira"
+        pair.notes.append(why)
+        return
+    ticket = pair.ticket()
+    if ticket is None:
+        return
+    decision = status.decide_assignee_inbound(policy, ticket, pair.issue())
+    if not decision.assign:
+        pair.notes.append(decision.reason)
+        return
+    try:
+        # Sentry's assignedTo takes "user:<id>", "team:<id>" or a username; Sentry usernames are
+        # e-mail addresses unless changed, and Sentry answers 400 when none matches.
+        pair.known_issue = rt.sentry.update_issue(link.sentry_issue_id, assigned_to=decision.email)
+    except PermanentError as exc:
+        if exc.status != 400:
+            raise
+        pair.notes.append(f"Sentry knows no user {decision.email}: the Sentry assignee stays")
+        return
+    save_link(rt, link.id, cause=cause, changes=[("sentry", "assigned", decision.reason)])
+    pair.changed = True
+    pair.notes.append(decision.reason)
+
+
+# --- reconciliation: the same write, from state read in batches -----------------------------------
+
+
+def apply_inbound(
+    rt: Runtime, link: Link, ticket: JiraTicket, issue: SentryIssue, decision: status.InboundDecision, *,
+    cause: str, event_at: datetime | None = None,
+) -> Outcome:
+    """Apply a decided Jira -> Sentry change to a pair whose current state the caller has read
+    (a webhook's handler, or reconciliation, which reads both sides in batches): write only when
+    the decision changes something, then store both sides' state, with `event_at` (a webhook's
+    time; reconciliation: the ticket's `updated`) as the Jira watermark. The caller holds
+    `link_lock` and passes the link as loaded under it."""
+    assert link.id is not None
+    fields = jira_fields(ticket, link, event_at or ticket.updated) if decision.record else {}
+    if ticket.key and ticket.key != link.jira_key:
+        fields["jira_key"] = ticket.key  # moved since; its own webhook may still be on the way
+    changes: list[AuditLine] = []
+    if decision.changes:
+        assert decision.sentry_status is not None
+        issue = rt.sentry.update_issue(issue.id, status=decision.sentry_status,
+                                       status_details=decision.status_details)
+        changes.append(("sentry", decision.action, decision.reason))
+    fields.update(sentry_fields(issue, link))
+    save_link(rt, link.id, cause=cause, changes=changes, **fields)
+    return Outcome(decision.reason) if changes else Outcome.ignore(decision.reason)

@@ -1,0 +1,314 @@
+"""Sentry -> Jira: a linked issue's status (and, optionally, assignee) moves its ticket.
+
+`resolved` closes the ticket, a regression reopens it with a comment (or, long after it closed,
+opens a new ticket linked to the old one; a won't-fix ticket stays closed and gets the comment
+only), an archive does what `status.on_archive` says. As inbound: our own echoes and events the
+issue has moved on from end early, events for one link are applied under its lock, both sides are
+re-read before writing, and only a ticket that is not in the wanted state is touched.
+
+`issue.unresolved` and `issue.assigned` also mean "make sure this issue has a ticket" (see
+`tickets.on_sentry_issue`); the routers here send them there when the issue has no active link.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from syncer import audit
+from syncer.core import status
+from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
+from syncer.core.routing import decide
+from syncer.db.models import Link, LinkState, utcnow
+from syncer.db.session import session_scope
+from syncer.errors import TransientError
+from syncer.runtime import Runtime
+from syncer.sentry.webhooks import SentryEvent
+from syncer.sync import assignees, claims, tickets
+from syncer.sync.inbound import (
+    AuditLine,
+    jira_fields,
+    link_lock,
+    load_link,
+    mark_broken,
+    save_link,
+    sentry_fields,
+)
+from syncer.sync.outcome import Outcome
+
+# A ticket is being created for the issue right now: look again once it is linked.
+PENDING_RETRY_SECONDS = 5.0
+
+
+def on_sentry_unresolved(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
+    """`issue.unresolved`: reopen the linked ticket, or (no active link) make sure there is one."""
+    link = claims.live_link(rt.engine, _issue_id(event))
+    if link is None or link.state != LinkState.ACTIVE:
+        outcome = tickets.on_sentry_issue(rt, event, cause)
+        _tie_successor(rt, _issue_id(event), cause)
+        return outcome
+    return on_sentry_status(rt, event, cause)
+
+
+def on_sentry_assigned(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
+    """`issue.assigned`: follow the assignee when the policy says so; without an active link this
+    is (also) the "make sure there is a ticket" event it always was."""
+    link = claims.live_link(rt.engine, _issue_id(event))
+    if link is None or link.state != LinkState.ACTIVE or not rt.policy.status.assignee_to_jira:
+        return tickets.on_sentry_issue(rt, event, cause)
+    decision = status.decide_assignee_outbound(
+        rt.policy.status, event.assignee, JiraTicket(id=link.jira_issue_id or "", key=link.jira_key or ""),
+        own_echo=event.is_own_echo(rt.settings.sentry_app_id),
+    )
+    if not decision.assign:
+        return Outcome.ignore(decision.reason)
+    assert link.id is not None
+    with link_lock(rt, link.id):
+        fresh = _active(rt, link)
+        if fresh is None:
+            return Outcome.ignore("the link is no longer active")
+        ticket = _ticket_or_break(rt, fresh, cause)
+        if ticket is None:
+            return Outcome(f"{fresh.jira_key} no longer exists: link marked broken")
+        account = assignees.resolve(rt, decision.email)
+        if account.account_id is None:
+            return Outcome.ignore(f"assigned to {decision.email} in Sentry, who has no Jira account: "
+                                  f"{account.reason}")
+        if ticket.assignee_account_id == account.account_id:
+            return Outcome.ignore(f"{ticket.key} is assigned to {decision.email} already")
+        rt.jira.assign(ticket.key, account.account_id)
+        assert fresh.id is not None
+        save_link(rt, fresh.id, cause=cause, changes=[("jira", "assigned", decision.reason)])
+    return Outcome(decision.reason)
+
+
+def on_sentry_status(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
+    """`issue.resolved`, `issue.ignored`/`issue.archived`, and `issue.unresolved` of a linked issue."""
+    issue_id = _issue_id(event)
+    link = claims.live_link(rt.engine, issue_id)
+    if link is None:
+        return Outcome.ignore(f"sentry issue {issue_id} has no ticket")
+    if link.state == LinkState.PENDING:
+        raise TransientError(f"a ticket for sentry issue {issue_id} is being created",
+                             retry_after=PENDING_RETRY_SECONDS)
+    own_echo = event.is_own_echo(rt.settings.sentry_app_id)
+    early = status.triage_outbound(event.action, known=link, own_echo=own_echo, event_at=None)
+    if early is not None:
+        return Outcome.ignore(early.reason)
+    assert link.id is not None
+    with link_lock(rt, link.id):
+        fresh = _active(rt, link)
+        if fresh is None:
+            return Outcome.ignore("the link is no longer active")
+        issue = rt.sentry.get_issue(issue_id)
+        ticket = _ticket_or_break(rt, fresh, cause)
+        if ticket is not None:
+            decision = status.decide_outbound(event.action, issue=issue, ticket=ticket, known=fresh,
+                                              policy=rt.policy.status, now=utcnow())
+            outcome = _apply(rt, fresh, issue, ticket, decision, installation_uuid=event.installation_uuid,
+                             cause=cause)
+    # Outside the lock: what follows works on the issue's new link, not on this one.
+    if ticket is None:
+        note = f"{fresh.jira_key} no longer exists in Jira: link marked broken"
+        if event.action == "unresolved":  # it came back: it deserves a ticket again
+            return Outcome(f"{note}; {tickets.on_sentry_issue(rt, event, cause).note}")
+        return Outcome(note)
+    if decision.action == "new_ticket" and not outcome.ignored:
+        _tie_successor(rt, issue_id, cause)
+    return outcome
+
+
+# --- applying a decision --------------------------------------------------------------------------
+
+
+def _apply(
+    rt: Runtime, link: Link, issue: SentryIssue, ticket: JiraTicket, decision: status.OutboundDecision, *,
+    installation_uuid: str, cause: str,
+) -> Outcome:
+    assert link.id is not None
+    fields = sentry_fields(issue, link)  # re-read just now: current, whatever the event said
+    if ticket.key != link.jira_key:
+        fields["jira_key"] = ticket.key  # moved to another project since we last looked
+    changes: list[AuditLine] = []
+    note = decision.reason
+    policy = rt.policy.status
+    if decision.action in ("close", "reopen", "transition"):
+        assert decision.transition_to is not None
+        comment = _comment_for(rt, link, issue, decision, moved_to=decision.transition_to)
+        moved = rt.jira.transition_to(ticket.key, decision.transition_to, resolution=decision.resolution,
+                                      comment=comment)
+        if moved:
+            changes.append(("jira", decision.action, decision.reason))
+        elif comment:  # someone moved it there meanwhile: the regression still deserves its note
+            rt.jira.add_comment(ticket.key, comment)
+        if comment:
+            changes.append(("jira", "commented", _comment_detail(decision)))
+        elif decision.note is not None:
+            note += _held_back(policy.reopen_comment_cooldown_minutes)
+        fields.update(_after_transition(rt, link, decision.transition_to))
+        fields.update(_note_fields(decision, comment))
+    elif decision.action == "comment":
+        comment = _comment_for(rt, link, issue, decision, stays_in=ticket.status)
+        if comment:
+            rt.jira.add_comment(ticket.key, comment)
+            changes.append(("jira", "commented", f"{decision.reason}; {_comment_detail(decision)}"))
+        else:
+            note += _held_back(policy.reopen_comment_cooldown_minutes)
+        fields.update(_note_fields(decision, comment))
+    elif decision.action == "label":
+        assert decision.label is not None
+        rt.jira.add_labels(ticket.key, [decision.label])
+        changes.append(("jira", "labelled", decision.reason))
+    elif decision.action == "new_ticket":
+        return _open_successor(rt, link, issue, ticket, decision, installation_uuid, cause, fields)
+    if fields or changes:
+        save_link(rt, link.id, cause=cause, changes=changes, **fields)
+    return Outcome(note) if changes else Outcome.ignore(note)
+
+
+def _comment_for(
+    rt: Runtime, link: Link, issue: SentryIssue, decision: status.OutboundDecision, *,
+    moved_to: str | None = None, stays_in: str | None = None,
+) -> str | None:
+    note = decision.note
+    if note is None or not note.post:
+        return None
+    return status.reopen_comment(
+        issue, folded=note.folded, cooldown_minutes=rt.policy.status.reopen_comment_cooldown_minutes,
+        moved_to=moved_to, stays_in=stays_in,
+        url=issue.url(rt.settings.sentry_url, rt.settings.sentry_org or ""),
+    )
+
+
+def _comment_detail(decision: status.OutboundDecision) -> str:
+    folded = decision.note.folded if decision.note else 0
+    return "regression comment" + (f", counting {folded} held back by the cooldown" if folded else "")
+
+
+def _held_back(cooldown_minutes: int) -> str:
+    return f" (its comment held back by the {cooldown_minutes}-minute cooldown, and counted)"
+
+
+def _note_fields(decision: status.OutboundDecision, comment: str | None) -> dict[str, Any]:
+    if decision.note is None:
+        return {}
+    fields: dict[str, Any] = {"reopens_since_comment": decision.note.counter_after}
+    if comment:
+        fields["reopen_commented_at"] = utcnow()
+    return fields
+
+
+def _after_transition(rt: Runtime, link: Link, target: str) -> dict[str, Any]:
+    """The ticket's state after our transition, read back so the watermark is Jira's own time.
+    If a person moved it again in between, their webhook will tell: record nothing here."""
+    assert link.jira_issue_id is not None
+    after = rt.jira.get_ticket(link.jira_issue_id)
+    if after is None or after.status.casefold() != target.casefold():
+        return {}
+    return jira_fields(after, link, after.updated)
+
+
+# --- a new ticket for an old regression -----------------------------------------------------------
+
+
+def _open_successor(
+    rt: Runtime, link: Link, issue: SentryIssue, ticket: JiraTicket, decision: status.OutboundDecision,
+    installation_uuid: str, cause: str, fields: dict[str, Any],
+) -> Outcome:
+    """Supersede the old link and open (or adopt) a ticket for the issue through the usual path.
+    Routing is asked first: an issue the policy now ignores keeps its old, closed ticket."""
+    assert link.id is not None
+    route = decide(issue, rt.policy, lambda: tickets.tags_for(rt, issue.id))
+    if route.action == "ignore" or route.target is None:
+        if fields:
+            save_link(rt, link.id, cause=cause, **fields)
+        return Outcome.ignore(f"{decision.reason}, but route {route.route_name} now ignores the issue "
+                              f"({route.reason}); {ticket.key} stays closed")
+    save_link(rt, link.id, cause=cause, changes=[("syncer", "superseded", decision.reason)],
+              state=LinkState.SUPERSEDED, live_sentry_issue_id=None, **fields)
+    created = tickets.create_or_link(rt, issue, route, installation_uuid=installation_uuid, cause=cause)
+    return Outcome(f"{decision.reason}: {created.note}")
+
+
+def _tie_successor(rt: Runtime, sentry_issue_id: str, cause: str) -> None:
+    """Link a new ticket to the one it follows (comments both ways, `previous_link_id`).
+
+    Separate from the creation so that it also completes after a retry: when the create failed
+    after the old link was superseded, the retried delivery creates the ticket through the
+    ordinary no-link path and finishes here."""
+    with Session(rt.engine, expire_on_commit=False) as session:
+        new = session.exec(select(Link).where(Link.live_sentry_issue_id == sentry_issue_id)).first()
+        if new is None or new.state != LinkState.ACTIVE or new.previous_link_id is not None:
+            return
+        taken = select(Link.previous_link_id).where(col(Link.previous_link_id).is_not(None))
+        old = session.exec(
+            select(Link)
+            .where(
+                Link.sentry_issue_id == sentry_issue_id,
+                Link.state == LinkState.SUPERSEDED,
+                col(Link.id) < new.id,
+                col(Link.id).not_in(taken),
+            )
+            .order_by(col(Link.id).desc())
+        ).first()
+    if old is None or not old.jira_key or not new.jira_key or old.jira_issue_id == new.jira_issue_id:
+        return
+    closed_days = _days_since(old.jira_changed_at) if old.jira_status_category == status.DONE else None
+    rt.jira.add_comment(old.jira_key, status.successor_comment(new_key=new.jira_key, closed_days=closed_days))
+    rt.jira.add_comment(new.jira_key, status.predecessor_comment(old_key=old.jira_key))
+    with session_scope(rt.engine) as session:
+        row = session.get(Link, new.id)
+        assert row is not None
+        row.previous_link_id = old.id
+        row.updated_at = utcnow()
+        audit.record(session, link=row, side="jira", action="follows",
+                     detail=f"{new.jira_key} follows {old.jira_key}", cause=cause)
+
+
+def _days_since(moment: datetime | None) -> int | None:
+    return (utcnow() - moment).days if moment is not None else None
+
+
+# --- small things ---------------------------------------------------------------------------------
+
+
+def _issue_id(event: SentryEvent) -> str:
+    issue_id = event.issue.id if event.issue else event.issue_id
+    if not issue_id:
+        raise PayloadError(f"{event.resource}.{event.action} names no issue")
+    return issue_id
+
+
+def _active(rt: Runtime, link: Link) -> Link | None:
+    assert link.id is not None
+    fresh = load_link(rt, link.id)
+    return fresh if fresh is not None and fresh.state == LinkState.ACTIVE else None
+
+
+def _ticket_or_break(rt: Runtime, link: Link, cause: str) -> JiraTicket | None:
+    assert link.jira_issue_id is not None
+    ticket = rt.jira.get_ticket(link.jira_issue_id)
+    if ticket is None:
+        mark_broken(rt, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
+    return ticket
+
+
+# --- reconciliation: the same writes, from state read in batches ----------------------------------
+
+
+def apply_outbound(
+    rt: Runtime, link: Link, issue: SentryIssue, ticket: JiraTicket, decision: status.OutboundDecision, *,
+    action: str, cause: str, installation_uuid: str = "",
+) -> Outcome:
+    """Apply a decided Sentry -> Jira change to a pair whose current state the caller has read
+    (reconciliation reads both sides in batches), through `_apply` as `on_sentry_status` does for
+    the webhook `issue.<action>`. The caller holds `link_lock`, passes the link as loaded under it,
+    and calls `tie_successor` once the lock is released when the decision was `new_ticket`."""
+    return _apply(rt, link, issue, ticket, decision, installation_uuid=installation_uuid, cause=cause)
+
+
+def tie_successor(rt: Runtime, sentry_issue_id: str, cause: str) -> None:
+    """Link a regression's new ticket to the one it follows (see `_tie_successor`)."""
+    _tie_successor(rt, sentry_issue_id, cause)

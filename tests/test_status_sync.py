@@ -1,0 +1,503 @@
+"""Two-way status sync through the real stack: a person acts in the fake Jira or the fake Sentry, the
+fake sends its webhook to the real web app, a real worker process applies it to the other fake, and
+the other fake's webhook about that change comes back and must end there.
+
+The worker process cannot be time-travelled: tests of the new-ticket window seed the link's
+timestamps in the database instead (the pure tests in test_status.py run the clock with freezegun).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any, cast
+
+import httpx
+import pytest
+import redis
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from syncer.db.models import AuditEntry, Delivery, DeliveryState, Link, LinkState, utcnow
+from syncer.db.session import session_scope
+from syncer.errors import TransientError
+from syncer.fakes.base import FakeServer, WebhookInbox, hmac_sha256_hex
+from syncer.fakes.jira import FakeJira
+from syncer.fakes.sentry import FakeSentry
+from syncer.runtime import Runtime
+from syncer.sync.inbound import link_lock
+from tests.conftest import INSTALLATION_UUID, post_sentry
+from tests.conftest import JIRA_WEBHOOK_SECRET as JIRA_SECRET
+from tests.harness import free_port, wait_for
+
+SENTRY_PUT = r"^/api/0/organizations/[^/]+/issues/\d+/?$"
+JIRA_TRANSITION = r"/transitions$"
+JIRA_COMMENT = r"/comment$"
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def link_of(engine: Engine, sentry_id: str) -> Link | None:
+    with Session(engine) as session:
+        return session.exec(select(Link).where(Link.live_sentry_issue_id == sentry_id)).first()
+
+
+def links_of(engine: Engine, sentry_id: str) -> list[Link]:
+    with Session(engine) as session:
+        query = select(Link).where(Link.sentry_issue_id == sentry_id).order_by(col(Link.id))
+        return list(session.exec(query))
+
+
+def audit_of(engine: Engine, sentry_id: str) -> list[AuditEntry]:
+    with Session(engine) as session:
+        query = select(AuditEntry).where(AuditEntry.sentry_issue_id == sentry_id).order_by(col(AuditEntry.id))
+        return list(session.exec(query))
+
+
+def deliveries(engine: Engine) -> list[Delivery]:
+    with Session(engine) as session:
+        return list(session.exec(select(Delivery).order_by(col(Delivery.id))))
+
+
+def settle(engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira, timeout: float = 30) -> None:
+    """Wait until nothing moves: both fakes have sent every webhook, every delivery is finished,
+    and that still holds a moment later (a finished delivery may have caused a new webhook)."""
+
+    def quiet() -> bool:
+        if not (fake_sentry.webhooks.drain(1) and fake_jira.webhooks.drain(1)):
+            return False
+        return all(d.state not in DeliveryState.UNFINISHED for d in deliveries(engine))
+
+    deadline = time.monotonic() + timeout
+    while True:
+        wait_for(quiet, max(0.1, deadline - time.monotonic()), what="syncer to settle")
+        time.sleep(0.3)
+        if quiet():
+            return
+
+
+def linked_issue(
+    fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, **fields: Any
+) -> tuple[str, str]:
+    """A Sentry issue with its ticket, linked both ways, and everything settled: (issue id, key)."""
+    fields.setdefault("project", "billing-api")
+    issue = fake_sentry.file_issue(**fields)
+    link = wait_for(
+        lambda: (found := link_of(engine, issue["id"])) is not None and found.state == LinkState.ACTIVE
+        and found.remote_link_done and found.sentry_link_done and found,
+        30, what=f"a linked ticket for {issue['id']}",
+    )
+    settle(engine, fake_sentry, fake_jira)
+    return issue["id"], link.jira_key
+
+
+def sentry_status(fake_sentry: FakeSentry, issue_id: str) -> str:
+    return str(fake_sentry.issue(issue_id)["status"])
+
+
+def jira_status(fake_jira: FakeJira, key: str) -> str:
+    ticket = fake_jira.issue(key)
+    assert ticket is not None, f"{key} is gone"
+    return str(ticket["status"])
+
+
+def wait_sentry(fake_sentry: FakeSentry, issue_id: str, wanted: str) -> None:
+    wait_for(lambda: sentry_status(fake_sentry, issue_id) == wanted, 30,
+             what=f"sentry issue {issue_id} to be {wanted}")
+
+
+def wait_jira(fake_jira: FakeJira, key: str, wanted: str) -> None:
+    wait_for(lambda: jira_status(fake_jira, key) == wanted, 30, what=f"{key} to be {wanted}")
+
+
+def reset_counts(fake_sentry: FakeSentry, fake_jira: FakeJira) -> None:
+    fake_sentry.calls.reset()
+    fake_jira.calls.reset()
+
+
+def seed_link(engine: Engine, sentry_id: str, **fields: Any) -> None:
+    with session_scope(engine) as session:
+        link = session.exec(select(Link).where(Link.live_sentry_issue_id == sentry_id)).one()
+        for name, value in fields.items():
+            setattr(link, name, value)
+
+
+# --- Jira -> Sentry -------------------------------------------------------------------------------
+
+
+def test_done_in_jira_resolves_the_sentry_issue_once(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    reset_counts(fake_sentry, fake_jira)
+
+    fake_jira.person_transition(key, "Done")
+    wait_sentry(fake_sentry, issue_id, "resolved")
+    settle(engine, fake_sentry, fake_jira)
+
+    # A full round trip: one change on each side (the person's, then ours), and the Sentry webhook
+    # about ours ends as an echo: no second PUT, no transition back.
+    assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 1
+    assert fake_jira.calls.count("POST", JIRA_TRANSITION) == 0
+    assert jira_status(fake_jira, key) == "Done"
+    trail = audit_of(engine, issue_id)
+    changes = [(a.side, a.action) for a in trail if a.action not in ("created", "linked")]
+    assert changes == [("sentry", "resolve")]
+    resolve = next(a for a in trail if a.action == "resolve")
+    assert resolve.cause.startswith("delivery:")
+    assert any(d.source == "sentry" and d.action == "resolved" and d.state == DeliveryState.IGNORED
+               and "our own change" in d.outcome for d in deliveries(engine))
+    link = link_of(engine, issue_id)
+    assert link is not None
+    assert (link.sentry_status, link.jira_status, link.jira_status_category) == ("resolved", "Done", "done")
+    assert link.jira_changed_at is not None
+
+
+def test_wont_do_in_jira_archives_the_sentry_issue(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+
+    fake_jira.person_transition(key, "Won't Do")
+    wait_sentry(fake_sentry, issue_id, "ignored")
+    settle(engine, fake_sentry, fake_jira)
+
+    assert fake_sentry.issue(issue_id)["substatus"] == "archived_forever"
+    assert jira_status(fake_jira, key) == "Won't Do"
+    assert [a.action for a in audit_of(engine, issue_id) if a.side == "sentry" and a.action != "linked"] == [
+        "archive"
+    ]
+
+
+def test_reopened_in_jira_unresolves_the_sentry_issue(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    fake_jira.person_transition(key, "Done")
+    wait_sentry(fake_sentry, issue_id, "resolved")
+    settle(engine, fake_sentry, fake_jira)
+    reset_counts(fake_sentry, fake_jira)
+
+    fake_jira.person_transition(key, "In Progress")
+    wait_sentry(fake_sentry, issue_id, "unresolved")
+    settle(engine, fake_sentry, fake_jira)
+
+    assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 1
+    # Sentry calls our unresolve a regression; it comes back as our own change and moves nothing.
+    assert fake_jira.calls.count("POST", JIRA_TRANSITION) == 0
+    assert fake_jira.calls.count("POST", JIRA_COMMENT) == 0
+    assert jira_status(fake_jira, key) == "In Progress"
+
+
+def test_jira_does_not_unarchive_an_archived_issue(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    fake_sentry.person_archive(issue_id, "archived_until_escalating")
+    settle(engine, fake_sentry, fake_jira)
+    reset_counts(fake_sentry, fake_jira)
+
+    fake_jira.person_transition(key, "Done")
+    settle(engine, fake_sentry, fake_jira)
+    fake_jira.person_transition(key, "To Do")
+    settle(engine, fake_sentry, fake_jira)
+
+    assert sentry_status(fake_sentry, issue_id) == "ignored"
+    assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 0
+    assert fake_jira.calls.count("POST", JIRA_TRANSITION) == 0  # on_archive = "nothing" (the default)
+
+
+def test_out_of_order_jira_updates_end_in_the_newest_state(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, web: FakeServer
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    catcher = WebhookInbox().start()
+    try:
+        fake_jira.webhooks.url = catcher.url
+        fake_jira.person_transition(key, "Done")  # older
+        time.sleep(0.01)  # Jira's timestamps are milliseconds
+        fake_jira.person_transition(key, "To Do")  # newest
+        older, newest = catcher.wait(2)
+    finally:
+        fake_jira.webhooks.url = f"{web.url}/webhooks/jira"
+        catcher.stop()
+    assert older.json()["changelog"]["items"][-1]["toString"] == "Done"
+    reset_counts(fake_sentry, fake_jira)
+
+    for hook in (newest, older):  # delivered the wrong way round
+        headers = {k: v for k, v in hook.headers.items() if k.startswith(("x-", "content-type"))}
+        answer = httpx.post(f"{web.url}/webhooks/jira", content=hook.body, headers=headers, timeout=10)
+        assert answer.status_code == 202, answer.text
+        settle(engine, fake_sentry, fake_jira)
+
+    assert sentry_status(fake_sentry, issue_id) == "unresolved"  # as "To Do", the newest, wants
+    assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 0
+    outcomes = [d.outcome for d in deliveries(engine) if d.source == "jira"][-2:]
+    assert outcomes[1].startswith("stale:"), outcomes
+    link = link_of(engine, issue_id)
+    assert link is not None
+    assert (link.jira_status, link.jira_status_category) == ("To Do", "new")
+
+
+def test_a_deleted_ticket_breaks_its_link_and_the_issue_may_get_a_new_one(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+
+    fake_jira.person_delete(key)
+    wait_for(lambda: link_of(engine, issue_id) is None, 30, what="the link to break")
+
+    (old,) = links_of(engine, issue_id)
+    assert old.state == LinkState.BROKEN
+    assert old.live_sentry_issue_id is None
+    assert old.jira_key == key  # kept for audit
+    assert "ticket_deleted" in [a.action for a in audit_of(engine, issue_id)]
+
+    fake_sentry.regress(issue_id)  # a later Sentry event opens a new ticket
+    wait_for(lambda: (link := link_of(engine, issue_id)) is not None and link.state == LinkState.ACTIVE,
+             30, what="a new ticket")
+    new = link_of(engine, issue_id)
+    assert new is not None
+    assert new.jira_key != key
+
+
+def test_a_ticket_moved_to_another_project_keeps_its_link(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+
+    new_key = fake_jira.person_move(key, "OPS")
+    wait_for(lambda: (link := link_of(engine, issue_id)) is not None and link.jira_key == new_key, 30,
+             what="the link to follow the move")
+    fake_jira.person_transition(new_key, "Done")
+    wait_sentry(fake_sentry, issue_id, "resolved")
+
+    link = link_of(engine, issue_id)
+    assert link is not None
+    assert link.state == LinkState.ACTIVE
+    assert "moved" in [a.action for a in audit_of(engine, issue_id)]
+
+
+def test_an_echo_we_do_not_recognise_is_still_a_no_op(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, web: FakeServer
+) -> None:
+    """Echo recognition is the first guard; the second is that no handler writes to a side that is
+    in the wanted state already. Replay both sides' echoes as if a person had made the change."""
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    fake_jira.person_transition(key, "Done")
+    wait_sentry(fake_sentry, issue_id, "resolved")
+    settle(engine, fake_sentry, fake_jira)
+    reset_counts(fake_sentry, fake_jira)
+
+    sentry_echo = {"action": "resolved", "installation": {"uuid": INSTALLATION_UUID},
+                   "actor": {"type": "user", "id": 1, "name": "Alice Example"},
+                   "data": {"resolution_type": "now", "issue": fake_sentry.issue(issue_id)}}
+    assert post_sentry(web.url, sentry_echo).status_code == 202
+    closed = {"field": "status", "fieldtype": "jira", "from": "10000", "fromString": "To Do", "to": "10001",
+              "toString": "Done"}
+    jira_echo = {"timestamp": int(time.time() * 1000), "webhookEvent": "jira:issue_updated",
+                 "issue_event_type_name": "issue_generic", "user": {"accountId": fake_jira.person_account_id},
+                 "issue": fake_jira.issue_json(key), "changelog": {"id": "1", "items": [closed]}}
+    body = json.dumps(jira_echo).encode()
+    signed = {"Content-Type": "application/json", "X-Atlassian-Webhook-Identifier": "replayed-echo",
+              "X-Hub-Signature": f"sha256={hmac_sha256_hex(JIRA_SECRET, body)}"}
+    assert httpx.post(f"{web.url}/webhooks/jira", content=body, headers=signed, timeout=10).status_code == 202
+    settle(engine, fake_sentry, fake_jira)
+
+    assert fake_jira.calls.writes() == 0
+    assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 0
+    replayed = deliveries(engine)[-2:]
+    assert all(d.state == DeliveryState.IGNORED for d in replayed), [(d.state, d.outcome) for d in replayed]
+    assert any("closed already" in d.outcome for d in replayed)
+    assert any("resolved already" in d.outcome for d in replayed)
+
+
+# --- Sentry -> Jira -------------------------------------------------------------------------------
+
+
+def test_resolved_in_sentry_closes_the_ticket_once(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    reset_counts(fake_sentry, fake_jira)
+
+    fake_sentry.person_resolve(issue_id)
+    wait_jira(fake_jira, key, "Done")
+    settle(engine, fake_sentry, fake_jira)
+
+    assert fake_jira.calls.count("POST", JIRA_TRANSITION) == 1
+    assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 0  # Jira's webhook about it was our own echo
+    assert fake_jira.issue(key)["resolution"] == "Done"  # type: ignore[index]
+    assert any(d.source == "jira" and "our own change" in d.outcome for d in deliveries(engine))
+    closes = [a for a in audit_of(engine, issue_id) if a.action == "close"]
+    assert len(closes) == 1
+    assert closes[0].side == "jira"
+
+
+def test_a_regression_reopens_the_ticket_with_a_comment(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    fake_sentry.person_resolve(issue_id)
+    wait_jira(fake_jira, key, "Done")
+    settle(engine, fake_sentry, fake_jira)
+    reset_counts(fake_sentry, fake_jira)
+
+    fake_sentry.regress(issue_id)
+    wait_jira(fake_jira, key, "To Do")
+    settle(engine, fake_sentry, fake_jira)
+
+    (comment,) = fake_jira.comments(key)
+    assert "regressed" in comment["body"]
+    assert "last seen" in comment["body"]
+    assert " event" in comment["body"]
+    assert comment["author"] == fake_jira.bot_account_id
+    assert fake_jira.calls.count("POST", JIRA_TRANSITION) == 1
+    assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 0
+    link = link_of(engine, issue_id)
+    assert link is not None
+    assert link.reopen_commented_at is not None
+    assert link.reopens_since_comment == 0
+
+
+def test_a_regression_storm_leaves_one_comment_within_the_cooldown(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    for _ in range(3):
+        fake_sentry.person_resolve(issue_id)
+        wait_jira(fake_jira, key, "Done")
+        settle(engine, fake_sentry, fake_jira)
+        fake_sentry.regress(issue_id)
+        wait_jira(fake_jira, key, "To Do")
+        settle(engine, fake_sentry, fake_jira)
+
+    assert len(fake_jira.comments(key)) == 1
+    link = link_of(engine, issue_id)
+    assert link is not None
+    assert link.reopens_since_comment == 2
+
+
+def test_a_regression_after_the_window_opens_a_new_linked_ticket(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    fake_jira.person_transition(key, "Done")
+    wait_sentry(fake_sentry, issue_id, "resolved")
+    settle(engine, fake_sentry, fake_jira)
+    seed_link(engine, issue_id, jira_changed_at=utcnow() - timedelta(days=40))  # closed 40 days ago
+
+    fake_sentry.regress(issue_id)
+    wait_for(lambda: (link := link_of(engine, issue_id)) is not None and link.state == LinkState.ACTIVE
+             and link.jira_key != key and link.previous_link_id is not None, 30, what="a new linked ticket")
+    settle(engine, fake_sentry, fake_jira)
+
+    old, new = links_of(engine, issue_id)
+    assert old.state == LinkState.SUPERSEDED
+    assert old.live_sentry_issue_id is None
+    assert new.previous_link_id == old.id
+    assert new.jira_key is not None
+    assert jira_status(fake_jira, key) == "Done"  # the old ticket stays closed
+    assert jira_status(fake_jira, new.jira_key) == "To Do"
+    assert any(new.jira_key in c["body"] for c in fake_jira.comments(key))
+    assert any(key in c["body"] for c in fake_jira.comments(new.jira_key))
+    external = fake_sentry.external_issues(issue_id)
+    assert [e["displayName"].split("#")[-1] for e in external] == [new.jira_key]
+
+
+def test_a_regression_of_a_wont_fix_ticket_comments_and_stays_closed(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    fake_jira.person_transition(key, "Won't Do")
+    wait_sentry(fake_sentry, issue_id, "ignored")
+    settle(engine, fake_sentry, fake_jira)
+    reset_counts(fake_sentry, fake_jira)
+
+    fake_sentry.escalate(issue_id)
+    wait_for(lambda: len(fake_jira.comments(key)) == 1, 30, what="the comment")
+    settle(engine, fake_sentry, fake_jira)
+
+    assert jira_status(fake_jira, key) == "Won't Do"
+    assert fake_jira.calls.count("POST", JIRA_TRANSITION) == 0
+    assert "won't-fix" in fake_jira.comments(key)[0]["body"]
+    assert len(links_of(engine, issue_id)) == 1
+
+
+def test_archived_in_sentry_leaves_the_ticket_alone_by_default(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    reset_counts(fake_sentry, fake_jira)
+
+    fake_sentry.person_archive(issue_id)
+    settle(engine, fake_sentry, fake_jira)
+
+    assert jira_status(fake_jira, key) == "To Do"
+    assert fake_jira.calls.writes() == 0
+    archives = [d for d in deliveries(engine) if d.source == "sentry" and d.action in ("ignored", "archived")]
+    outcomes = [d.outcome for d in archives]
+    assert outcomes
+    assert all('on_archive = "nothing"' in o for o in outcomes)
+
+
+# --- serialisation --------------------------------------------------------------------------------
+
+
+def test_events_for_a_link_wait_for_its_lock(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine,
+    redis_client: redis.Redis,
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    link = link_of(engine, issue_id)
+    assert link is not None
+    lock = redis_client.lock(f"syncer:link:{link.id}", timeout=60)
+    assert lock.acquire(blocking=False)
+    try:
+        fake_jira.person_transition(key, "Done")
+        wait_for(lambda: any(d.last_error and "busy" in d.last_error for d in deliveries(engine)), 30,
+                 what="the delivery to find the link busy")
+        assert sentry_status(fake_sentry, issue_id) == "unresolved"
+    finally:
+        lock.release()
+    wait_sentry(fake_sentry, issue_id, "resolved")
+
+
+def runtime_with(redis_client: redis.Redis | None, engine: Engine) -> Runtime:
+    """Just what `link_lock` uses of a Runtime."""
+    return cast(Runtime, SimpleNamespace(redis=redis_client, engine=engine))
+
+
+def test_a_link_lock_is_held_by_one_at_a_time(redis_client: redis.Redis, engine: Engine) -> None:
+    rt = runtime_with(redis_client, engine)
+    with link_lock(rt, 424242):
+        with pytest.raises(TransientError, match="busy"), link_lock(rt, 424242, wait=0.1):
+            pass
+        with link_lock(rt, 424243, wait=0.1):  # another link is another lock
+            pass
+    with link_lock(rt, 424242, wait=0.1):  # released on the way out
+        pass
+
+
+def test_a_link_lock_is_released_when_the_handler_fails(redis_client: redis.Redis, engine: Engine) -> None:
+    rt = runtime_with(redis_client, engine)
+    with pytest.raises(RuntimeError), link_lock(rt, 424244):
+        raise RuntimeError("the API call failed")
+    assert redis_client.get("syncer:link:424244") is None
+
+
+def test_a_link_lock_is_a_retry_not_a_crash_when_redis_is_down(engine: Engine) -> None:
+    down = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+
+    with pytest.raises(TransientError, match="Redis"), link_lock(runtime_with(down, engine), 1):
+        pass
+
+
+def test_without_redis_on_sqlite_the_link_lock_lets_work_proceed(engine: Engine) -> None:
+    ran = []
+    with link_lock(runtime_with(None, engine), 1):
+        ran.append(True)
+    assert ran == [True]
