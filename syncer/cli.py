@@ -48,7 +48,8 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     worker.configure(settings)
     rt = current()
     app = create_app(
-        settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis)
+        settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis),
+        enqueue_many=worker.publish_batch,
     )
     uvicorn.run(app, host=args.host, port=args.port or settings.port, log_level="warning", access_log=False)
     return 0
@@ -212,6 +213,36 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed else 0
 
 
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer import worker
+    from syncer.runtime import current
+    from syncer.sync import reconcile
+
+    _service_start(settings)
+    worker.configure(settings)  # the sweep hands overdue deliveries to the broker
+
+    def progress(report: reconcile.Report) -> None:
+        sys.stderr.write(f"\r{reconcile.progress_line(report)}")
+        sys.stderr.flush()
+
+    try:
+        report = reconcile.run(
+            current(),
+            dry_run=args.dry_run,
+            enqueue=None if args.dry_run else worker.enqueue,
+            progress=progress if sys.stderr.isatty() else None,
+        )
+    except reconcile.Busy as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "busy": True, "error": str(exc)}))
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(json.dumps(report.as_dict(), indent=2) if args.json else reconcile.format_report(report))
+    return 0 if report.ok else 1
+
+
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.devserver import run_dev
 
@@ -236,8 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("worker", help="run the Celery worker")
+    # Threads, 48 of them: the work is waiting on two APIs, yet each ticket also costs ~10 ms of CPU,
+    # and one process of threads keeps SQLite's single writer in one queue (docs/benchmarks.md).
     p.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
-    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--concurrency", type=int, default=48)
     p.add_argument("--hostname", default=None)
     p.set_defaults(func=cmd_worker)
 
@@ -288,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
         q = dl_sub.add_parser(name)
         q.add_argument("ids", nargs="+", type=int)
     p.set_defaults(func=cmd_dead_letters)
+
+    p = sub.add_parser("reconcile", help="repair drift between linked pairs, backfill missed tickets, sweep")
+    p.add_argument("--dry-run", action="store_true", help="print the drift and the repairs; change nothing")
+    p.add_argument("--json", action="store_true", help="the report as JSON, for machines")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("db", help="database schema")
     db_sub = p.add_subparsers(dest="db_command", required=True)

@@ -43,6 +43,7 @@ ENQUEUE_FAILURES = Counter(
 )
 
 COUNTERS_KEY = "syncer:counters"
+GAUGES_KEY = "syncer:gauges"
 
 
 class WorkerCounters:
@@ -51,6 +52,7 @@ class WorkerCounters:
     def __init__(self, client: redis.Redis | None) -> None:
         self.client = client
         self.local: dict[str, int] = {}
+        self.local_gauges: dict[str, float] = {}
 
     def incr(self, name: str, amount: int = 1, **labels: str) -> None:
         field = name + "".join(f"|{k}={v}" for k, v in sorted(labels.items()))
@@ -73,6 +75,29 @@ class WorkerCounters:
             for key, value in raw.items():
                 name = key.decode() if isinstance(key, bytes) else str(key)
                 values[name] = values.get(name, 0) + int(value)
+        return values
+
+    def set_gauge(self, name: str, value: float, **labels: str) -> None:
+        """A value that is replaced, not added to (the last reconciliation's duration, its time)."""
+        field = name + "".join(f"|{k}={v}" for k, v in sorted(labels.items()))
+        self.local_gauges[field] = value
+        if self.client is None:
+            return
+        try:
+            self.client.hset(GAUGES_KEY, field, repr(float(value)))
+        except redis.RedisError:
+            pass  # kept locally: a metric is never worth failing a sync over
+
+    def read_gauges(self) -> dict[str, float]:
+        values = dict(self.local_gauges)
+        if self.client is not None:
+            try:
+                raw = self.client.hgetall(GAUGES_KEY)
+            except redis.RedisError:
+                raw = {}
+            for key, value in raw.items():
+                name = key.decode() if isinstance(key, bytes) else str(key)
+                values[name] = float(value)
         return values
 
 
@@ -114,4 +139,11 @@ def render(engine: Engine, counters: WorkerCounters | None = None) -> bytes:
                 names.add(name)
             labels = dict(pair.split("=", 1) for pair in pairs)
             lines.append(_line(name, labels, value))
+        gauges = set()
+        for field, gauge in sorted(counters.read_gauges().items()):
+            name, *pairs = field.split("|")
+            if name not in gauges:
+                lines.append(f"# TYPE {name} gauge")
+                gauges.add(name)
+            lines.append(_line(name, dict(pair.split("=", 1) for pair in pairs), gauge))
     return generate_latest(REGISTRY) + ("\n".join(lines) + "\n").encode()

@@ -363,6 +363,10 @@ class ReconcilePolicy(_Table):
     precedence: Literal["jira", "sentry", "newest"] = "newest"
     # Sentry's issue list and Jira's `id in (...)` searches both stop at 100 per request.
     batch_size: Annotated[StrictInt, Field(ge=1, le=100)] = 100
+    # Dead letters at least this old are retried, once per run and at most `dead_letter_retry_cap`
+    # of them (0 hours: reconciliation leaves dead letters to people).
+    dead_letter_retry_after_hours: Count = 6
+    dead_letter_retry_cap: Count = 20
 
 
 class Priorities(_Table):

@@ -10,6 +10,7 @@ from functools import cached_property
 import redis
 from sqlalchemy.engine import Engine
 
+from syncer import ratelimit
 from syncer.db.session import make_engine
 from syncer.jira.client import JiraClient
 from syncer.metrics import WorkerCounters
@@ -39,6 +40,7 @@ class Runtime:
             s.sentry_org,
             s.sentry_token.get_secret_value(),
             timeout=s.http_timeout(),
+            throttle=self._throttle("sentry", s.sentry_url, s.sentry_max_rps),
         )
 
     @cached_property
@@ -51,6 +53,7 @@ class Runtime:
             token=s.jira_token.get_secret_value() if s.jira_token else None,
             pat=s.jira_pat.get_secret_value() if s.jira_pat else None,
             timeout=(s.http_connect_timeout, s.http_read_timeout),
+            throttle=self._throttle("jira", s.jira_url, s.jira_max_rps, s.jira_issue_write_interval_seconds),
         )
 
     @cached_property
@@ -60,6 +63,19 @@ class Runtime:
             return None
         return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
 
+    def _throttle(
+        self, service: str, base_url: str, max_rps: float, issue_write_interval: float = 0.0
+    ) -> ratelimit.RateLimiter | None:
+        """The API's shared rate limit (in Redis), or None when none is configured."""
+        return ratelimit.limiter(
+            self.redis,
+            service=service,
+            base_url=base_url,
+            max_rps=max_rps,
+            issue_write_interval=issue_write_interval,
+            max_wait=self.settings.rate_limit_max_wait_seconds,
+        )
+
     @property
     def jira_browse_url(self) -> str:
         return f"{self.settings.jira_url}/browse"
@@ -67,6 +83,15 @@ class Runtime:
     @cached_property
     def counters(self) -> WorkerCounters:
         return WorkerCounters(self.redis)
+
+    def with_own_clients(self) -> Runtime:
+        """The same settings, engine, policy and Redis, with API clients of its own, so that their
+        request counts are one caller's alone (reconciliation runs beside delivery tasks in a worker)."""
+        own = Runtime(self.settings)
+        # cached_property keeps its value in the instance's __dict__: share what is not a client.
+        for name in ("engine", "policy", "redis", "counters"):
+            own.__dict__[name] = getattr(self, name)
+        return own
 
 
 _lock = threading.Lock()

@@ -2,7 +2,8 @@
 
 A 202 is a promise: the delivery is in the database. Enqueueing happens after the answer; if the
 broker is down then, the sweeper hands the stored delivery out once it is back. If the database is
-down we answer 503 so that the sender retries.
+down we answer 503 so that the sender retries. Storing and publishing are batched across concurrent
+requests by `syncer.intake` (group commit, pipelined publish): see docs/benchmarks.md for why.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from syncer import inbox, metrics
+from syncer.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
 from syncer.jira import webhooks as jira_webhooks
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.settings import Settings
+from syncer.sync import dispatch
 
 log = logging.getLogger(__name__)
 
@@ -60,28 +62,24 @@ def create_app(
     enqueue: Enqueue,
     broker_check: BrokerCheck,
     counters: metrics.WorkerCounters | None = None,
+    enqueue_many: PublishMany | None = None,
 ) -> FastAPI:
+    """`enqueue` publishes one delivery id; `enqueue_many`, when given, publishes a batch of them
+    (worker.publish_batch) and is what the publisher thread uses."""
     app = FastAPI(title="syncer", docs_url=None, redoc_url=None, openapi_url=None)
     sentry_secret = (
         settings.sentry_client_secret.get_secret_value() if settings.sentry_client_secret else None
     )
     jira_secret = settings.jira_webhook_secret.get_secret_value() if settings.jira_webhook_secret else None
 
-    def enqueue_after(delivery_id: int) -> None:
-        try:
-            enqueue(delivery_id)
-        except Exception as exc:
-            metrics.ENQUEUE_FAILURES.inc()
-            log.warning(
-                "broker unavailable, delivery %s left for the sweeper: %s", delivery_id, type(exc).__name__
-            )
+    publisher = Publisher(enqueue_many or one_by_one(enqueue))
+    writer = DeliveryWriter(engine, on_stored=publisher.submit)
 
     async def accept(source: str, key: str, resource: str, action: str, body: bytes) -> Response:
         started = time.perf_counter()
         try:
-            stored = await run_in_threadpool(
-                inbox.store, engine, source=source, key=key, resource=resource, action=action, payload=body
-            )
+            ignored = dispatch.unhandled(source, resource, action) or ""
+            stored = await writer.store(inbox.Incoming(source, key, resource, action, body, ignored))
         except SQLAlchemyError as exc:
             metrics.WEBHOOKS.labels(source, "db_unavailable").inc()
             log.error("cannot store %s delivery: %s", source, type(exc).__name__)
@@ -91,11 +89,8 @@ def create_app(
             metrics.WEBHOOKS.labels(source, "duplicate").inc()
             return JSONResponse({"delivery": stored.delivery_id, "duplicate": True}, status_code=202)
         metrics.WEBHOOKS.labels(source, "accepted").inc()
-        return JSONResponse(
-            {"delivery": stored.delivery_id, "duplicate": False},
-            status_code=202,
-            background=BackgroundTask(enqueue_after, stored.delivery_id),
-        )
+        # The writer has handed the id to the publisher: it is enqueued after the commit, off this path.
+        return JSONResponse({"delivery": stored.delivery_id, "duplicate": False}, status_code=202)
 
     @app.post("/webhooks/sentry")
     async def sentry_webhook(request: Request) -> Response:

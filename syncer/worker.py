@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from celery import Celery, Task
+from celery.utils.nodenames import anon_nodename
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from syncer import inbox
+from syncer.errors import ConfigError
 from syncer.retry import backoff_seconds
 from syncer.runtime import current
 from syncer.settings import Settings
@@ -52,9 +55,26 @@ def configure(settings: Settings, target: Celery | None = None) -> Celery:
                 "schedule": timedelta(seconds=settings.sweep_every_seconds),
             },
             "prune-deliveries": {"task": "syncer.prune_deliveries", "schedule": timedelta(hours=6)},
+            "reconcile": {
+                "task": "syncer.reconcile",
+                "schedule": timedelta(minutes=_reconcile_minutes(settings)),
+                # A run still queued when the next is due (a backlog, no worker) is dropped.
+                "options": {"expires": _reconcile_minutes(settings) * 60},
+            },
         },
     )
     return target
+
+
+def _reconcile_minutes(settings: Settings) -> int:
+    """`reconcile.interval_minutes` from the policy; processes that use the policy validate it at
+    start, so a file that does not load here falls back to the default rather than failing twice."""
+    from syncer.policy import ReconcilePolicy, load_policy
+
+    try:
+        return load_policy(settings.config).reconcile.interval_minutes
+    except ConfigError:
+        return ReconcilePolicy().interval_minutes
 
 
 def _transport_options(broker_url: str) -> dict[str, Any]:
@@ -100,21 +120,52 @@ def prune_deliveries() -> int:
     return inbox.prune(rt.engine, older_than=timedelta(days=rt.settings.delivery_retention_days))
 
 
+@app.task(name="syncer.reconcile")  # type: ignore[untyped-decorator]
+def reconcile() -> str:
+    """Repair drift, backfill missed tickets and sweep (`syncer.sync.reconcile`). One run at a time
+    in the deployment: a run that finds another holding the lock does nothing."""
+    from syncer.sync import reconcile as reconciliation
+
+    try:
+        report = reconciliation.run(current(), enqueue=enqueue, keep_rows=100)
+    except reconciliation.Busy as exc:
+        log.info("reconcile: %s", exc)
+        return "busy"
+    return "ok" if report.ok else "failed"
+
+
 def enqueue(delivery_id: int) -> None:
     """Publish one delivery; raises when the broker cannot take it (the caller decides)."""
     process_delivery.apply_async((delivery_id,), retry=False)
 
 
 def publish_batch(ids: Sequence[int], target: Celery | None = None) -> None:
-    """Publish many deliveries over one producer, in one Redis pipeline where kombu offers it (5.7+):
-    about a third of the CPU of one `apply_async` each (bench/intake.py). Raises like `enqueue`;
-    then some of `ids` may have been published, and the sweeper hands out the rest."""
+    """Publish many `process_delivery` messages over one producer, in one Redis pipeline where kombu
+    offers it (5.7+). Raises like `enqueue`; then some of `ids` may have been published, and the
+    sweeper hands out the rest.
+
+    The messages are Celery's task protocol v2, the format Celery documents for producers written
+    without Celery ("Message Protocol" in its internals guide), built here directly: `send_task`
+    spends ~100 us of CPU per message on options this task never uses, kombu's publish ~28 us, and
+    the web process is CPU-bound under load (docs/benchmarks.md)."""
     own = target or app
+    origin = anon_nodename()
+    queue = own.conf.task_default_queue
     with own.producer_or_acquire() as producer:
         batch = producer.batch(max_size=1000) if hasattr(producer, "batch") else contextlib.nullcontext()
         with batch:
             for delivery_id in ids:
-                own.send_task("syncer.process_delivery", (delivery_id,), producer=producer, retry=False)
+                task_id = str(uuid.uuid4())
+                headers = {
+                    "lang": "py", "task": "syncer.process_delivery", "id": task_id, "root_id": task_id,
+                    "parent_id": None, "group": None, "group_index": None, "shadow": None, "eta": None,
+                    "expires": None, "retries": 0, "timelimit": [None, None],
+                    "argsrepr": f"({delivery_id},)", "kwargsrepr": "{}", "origin": origin,
+                    "ignore_result": None, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+                }
+                embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+                producer.publish([[delivery_id], {}, embed], exchange="", routing_key=queue, headers=headers,
+                                 correlation_id=task_id, serializer="json", delivery_mode=2, retry=False)
 
 
 def publisher(settings: Settings) -> Callable[[int], None]:

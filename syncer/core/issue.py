@@ -11,17 +11,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class PayloadError(ValueError):
     """A payload that is valid JSON but not the shape we need."""
 
 
+def well_formed(text: str) -> str:
+    """`text` with lone surrogates replaced by U+FFFD. JSON's `"\\ud800"` decodes to a string that no
+    encoder takes (UTF-8, UTF-16, a database column), so it must not get past the edge."""
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _text(value: Any, limit: int = 10_000) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value[:limit]
+        return well_formed(value[:limit])
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return ""
@@ -63,6 +72,23 @@ def parse_time(value: Any) -> datetime | None:
             return None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return None
+
+
+def _on_sentry(url: str, sentry_url: str) -> bool:
+    """Whether `url` is on the host (or a subdomain of the host) and port of `sentry_url`."""
+    try:
+        given, base = urlsplit(url), urlsplit(sentry_url)
+        given_port, base_port = given.port, base.port
+    except ValueError:
+        return False
+    host, home = (given.hostname or "").lower(), (base.hostname or "").lower()
+    return (
+        given.scheme in ("http", "https")
+        and "@" not in given.netloc
+        and bool(home)
+        and (host == home or host.endswith("." + home))
+        and given_port == base_port
+    )
 
 
 @dataclass(frozen=True)
@@ -152,12 +178,13 @@ class SentryIssue:
         )
 
     def url(self, sentry_url: str, org: str) -> str:
-        """A link a person can open; only `created` webhooks are sure to carry one."""
-        return (
-            self.web_url
-            or self.permalink
-            or (f"{sentry_url.rstrip('/')}/organizations/{org}/issues/{self.id}/")
-        )
+        """A link a person can open; only `created` webhooks are sure to carry one. The payload's
+        link is used only when it points at the configured Sentry (or a subdomain of it, like
+        sentry.io's `<org>.sentry.io`): a payload must not choose where a ticket sends people."""
+        for candidate in (self.web_url, self.permalink):
+            if candidate and _on_sentry(candidate, sentry_url):
+                return candidate
+        return f"{sentry_url.rstrip('/')}/organizations/{org}/issues/{self.id}/"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gc
 import hashlib
 import hmac
 import itertools
@@ -860,6 +861,27 @@ class JiraState:
         self._issue_event("jira:issue_created", "issue_created", issue, actor)
         return issue
 
+    def seed(self, project_key: str, n: int, *, status: str, labels: Callable[[int], Sequence[str]] | None,
+             summary: str) -> list[tuple[str, str]]:
+        """Many tickets without validation, webhooks or search lag (see `FakeJira.seed_tickets`)."""
+        project = self.projects[project_key]
+        target = self.status_named(status)
+        now = _now()
+        made: list[tuple[str, str]] = []
+        for k in range(n):
+            issue = Issue(
+                id=str(next(self._ids)), key=f"{project.key}-{project.next_number}", project=project,
+                summary=summary.replace("{n}", str(k)), description=None, issuetype="Bug", priority="Medium",
+                status=target, reporter=self.bot, created=now, updated=now, status_changed=now,
+                searchable_at=0.0, resolution=target.resolution if target.category == "done" else None,
+                labels=list(labels(k)) if labels is not None else [],
+            )
+            project.next_number += 1
+            self.issues[issue.id] = issue
+            self._index(issue)
+            made.append((issue.id, issue.key))
+        return made
+
     def edit(self, issue: Issue, body: Any, actor: User) -> None:
         if not isinstance(body, Mapping):
             raise JiraHTTPError(400, ["Can not deserialize the request."])
@@ -1668,6 +1690,22 @@ class FakeJira:
     def add_project(self, key: str, components: Iterable[str] = (), name: str | None = None) -> None:
         with self._state.lock:
             self._state.add_project(key, components, name)
+
+    def seed_tickets(
+        self, project: str, n: int, *, status: str = "To Do",
+        labels: Callable[[int], Sequence[str]] | None = None, summary: str = "Seeded ticket #{n}",
+    ) -> list[tuple[str, str]]:
+        """Create `n` tickets in `project` at once, WITHOUT webhooks and searchable at once (benchmarks,
+        reconciliation scenarios), as the bot made them; (id, key) of each. `labels(k)` gives the k-th
+        ticket's labels; `summary` may hold `{n}`."""
+        collecting = gc.isenabled()
+        gc.disable()  # the collector's passes over 100,000 fresh objects cost as much as making them
+        try:
+            with self._state.lock:
+                return self._state.seed(project, n, status=status, labels=labels, summary=summary)
+        finally:
+            if collecting:
+                gc.enable()
 
     # -- a person did it in the Jira UI (state changes and the webhook says so) ----------------------
 

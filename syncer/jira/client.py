@@ -16,6 +16,7 @@ in how users are named (`accountId` vs `name`), and in user search (`query=` vs 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -27,6 +28,7 @@ from urllib.parse import quote
 
 import requests
 from jira import JIRA, JIRAError
+from requests.adapters import HTTPAdapter
 
 from syncer.core.issue import JiraTicket, PayloadError
 from syncer.errors import (
@@ -37,6 +39,7 @@ from syncer.errors import (
     TransientError,
     classify_http,
 )
+from syncer.ratelimit import Throttle
 
 API = "/rest/api/2/"
 ISSUE = "issue/{key}"
@@ -115,6 +118,21 @@ def _jira_messages(response: requests.Response | None) -> list[str]:
     return messages
 
 
+class _ThrottledAdapter(HTTPAdapter):
+    """requests' transport with the throttle in front: it sees each request as it leaves."""
+
+    def __init__(self, throttle: Throttle) -> None:
+        super().__init__()
+        self._throttle = throttle
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        method, url = request.method or "GET", request.url or ""
+        self._throttle.before(method, url)
+        response = super().send(request, *args, **kwargs)
+        self._throttle.after(method, url, response.status_code, response.headers)
+        return response
+
+
 class JiraClient:
     def __init__(
         self,
@@ -124,7 +142,9 @@ class JiraClient:
         token: str | None = None,
         pat: str | None = None,
         timeout: float | tuple[float, float] = (5.0, 20.0),
+        throttle: Throttle | None = None,
     ) -> None:
+        """`throttle` (see `syncer.ratelimit`) is asked before every request to Jira, when given."""
         if not pat and not (email and token):
             raise ConfigError("Jira credentials: set an e-mail and API token (Cloud) or a PAT (Server/DC)")
         self._url = url.rstrip("/")
@@ -132,10 +152,25 @@ class JiraClient:
         self._token = token
         self._pat = pat
         self._timeout = timeout
+        self._throttle = throttle
         self._local = threading.local()
+        # Threads connect one at a time, so that only the first asks serverInfo (a burst of new
+        # threads used to ask it once each: a dozen calls at a worker's start, bench/e2e.py).
+        self._connecting = threading.Lock()
         self._bot_id: str | None = None
         # (deploymentType, version) from the first connection's serverInfo: the same for every thread.
         self._server: tuple[str | None, tuple[int, ...]] | None = None
+        self._requests = 0
+        self._requests_lock = threading.Lock()
+
+    @property
+    def requests_made(self) -> int:
+        """Requests answered by Jira through this client: what reconciliation reports as API calls."""
+        return self._requests
+
+    def _count_request(self, *_args: Any, **_kwargs: Any) -> None:
+        with self._requests_lock:
+            self._requests += 1
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -146,27 +181,50 @@ class JiraClient:
         # The library routes Cloud searches by `deploymentType`, from serverInfo. Read it once; later
         # threads' connections are told it instead of asking again.
         known = self._server
+        if known is None and self._throttle is not None:
+            self._throttle.before("GET", f"{self._url}{API}serverInfo")  # the constructor's own call
         # logging=False quiets the library's "jira" logger, which would print response headers and
         # bodies at debug level; we report failures ourselves.
         connection = JIRA(self._url, max_retries=0, timeout=self._timeout, get_server_info=known is None,
                           logging=False, **auth)
         if known is None:
             self._server = (connection.deploymentType, connection._version)
+            self._count_request()  # serverInfo, asked before the hook below was in place
         else:
             connection.deploymentType, connection._version = known
+        connection._session.hooks["response"].append(self._count_request)
+        # Requests go to the configured Jira only: a redirect (to another host, or anywhere) is not
+        # followed but refused, so no answer can send our calls somewhere else.
+        connection._session.max_redirects = 0
+        if self._throttle is not None:
+            # Every later request, the library's own included, passes the throttle on its way out.
+            connection._session.mount(f"{self._url}/", _ThrottledAdapter(self._throttle))
+        # requests re-reads the proxy and CA-bundle variables from the environment on EVERY request
+        # (~5% of a ticket's CPU in bench/e2e.py); settle them once per connection, with requests' own
+        # rules, and stop it looking again.
+        session = connection._session
+        settled = session.merge_environment_settings(self._url, {}, None, None, None)
+        session.proxies, session.verify = settled["proxies"], settled["verify"]
+        session.trust_env = False
         return connection
 
     def _jira(self) -> JIRA:
         """This thread's connection: a `jira.JIRA` (and its requests session) is not thread-safe."""
         connection: JIRA | None = getattr(self._local, "connection", None)
         if connection is None:
-            with self._translated("GET", "serverInfo"):
+            with self._translated("GET", "serverInfo"), self._connecting:
                 connection = self._connect()
             self._local.connection = connection
         return connection
 
     def _scrub(self, text: str) -> str:
-        for secret in (self._token, self._pat):
+        # A proxy or server that echoes our Authorization header back shows the Basic form too.
+        basic = (
+            base64.b64encode(f"{self._email}:{self._token}".encode()).decode()
+            if self._email and self._token
+            else None
+        )
+        for secret in (self._token, self._pat, basic):
             if secret:
                 text = text.replace(secret, "***")
         return text
@@ -195,6 +253,11 @@ class JiraClient:
         except JIRAError as error:
             # `from None`: a chained JIRAError would print its headers in every traceback.
             raise self._error(method, what, error) from None
+        except requests.exceptions.TooManyRedirects:
+            raise PermanentError(
+                f"Jira {method} {what}: answered with a redirect, which syncer does not follow "
+                "(is SYNCER_JIRA_URL the final address, https included?)"
+            ) from None
         except requests.exceptions.ConnectTimeout as error:  # never reached Jira: nothing was sent
             raise TransientError(f"Jira {method} {what}: connection timed out") from error
         except requests.exceptions.RequestException as error:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from syncer.core.issue import JiraTicket, PayloadError, parse_time
+from syncer.core.issue import JiraTicket, PayloadError, parse_time, well_formed
 
 SIGNATURE_PREFIX = "sha256="
 _HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -92,7 +92,7 @@ class JiraEvent:
 
 def _text(value: Any, limit: int) -> str:
     if isinstance(value, str):
-        return value[:limit]
+        return well_formed(value[:limit])
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)[:limit]
     return ""

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from syncer.core.issue import PayloadError, SentryIssue
 from syncer.errors import AmbiguousError, PermanentError, TransientError, classify_http
+from syncer.ratelimit import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,17 @@ def _issue_id(value: str | int) -> str:
     return text
 
 
+def _throttle_hooks(throttle: Throttle) -> dict[str, list[Callable[..., Any]]]:
+    def before(request: httpx.Request) -> None:
+        throttle.before(request.method, str(request.url))
+
+    def after(response: httpx.Response) -> None:
+        request = response.request
+        throttle.after(request.method, str(request.url), response.status_code, response.headers)
+
+    return {"request": [before], "response": [after]}
+
+
 class SentryClient:
     ISSUE = "organizations/{org}/issues/{issue_id}/"
     ISSUES = "organizations/{org}/issues/"
@@ -80,9 +93,11 @@ class SentryClient:
         *,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         """`base_url` is Sentry's address (`https://sentry.io`, a self-hosted URL, or a fake's `.url`);
-        `/api/0/` is added unless it is already there."""
+        `/api/0/` is added unless it is already there. `throttle` (see `syncer.ratelimit`) is asked
+        before every request, when given."""
         api = base_url.rstrip("/")
         if not api.endswith("/api/0"):
             api = f"{api}/api/0"
@@ -95,7 +110,10 @@ class SentryClient:
             timeout=timeout,
             transport=transport,
             follow_redirects=False,
+            event_hooks=_throttle_hooks(throttle) if throttle is not None else None,
         )
+        self._requests = 0
+        self._requests_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SentryClient({self.base_url!r}, org={self.org!r})"
@@ -108,6 +126,11 @@ class SentryClient:
 
     def close(self) -> None:
         self._http.close()
+
+    @property
+    def requests_made(self) -> int:
+        """Requests this client has sent (or tried to): what reconciliation reports as API calls."""
+        return self._requests
 
     # ------------------------------------------------------------------ the API
 
@@ -226,6 +249,8 @@ class SentryClient:
         params: list[tuple[str, str]] | None = None,
         json: Any = None,
     ) -> httpx.Response:
+        with self._requests_lock:
+            self._requests += 1
         try:
             query = httpx.QueryParams(tuple(params)) if params else None
             response = self._http.request(method, path, params=query, json=json)

@@ -10,12 +10,13 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+import redis
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from syncer import inbox
 from syncer.core.issue import PayloadError
-from syncer.db.models import utcnow
+from syncer.db.models import Delivery, utcnow
 from syncer.errors import PermanentError, TransientError
 from syncer.retry import backoff_seconds
 from syncer.runtime import Runtime
@@ -42,27 +43,40 @@ def process(rt: Runtime, delivery_id: int) -> Step:
     assert delivery is not None
     try:
         outcome = dispatch.handle(rt, delivery)
-    except (TransientError, OperationalError, PoolTimeout) as exc:
-        error = _describe(exc)
+    except (TransientError, OperationalError, PoolTimeout, redis.RedisError) as exc:
         retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        if delivery.attempts > settings.task_max_retries:
-            inbox.bury(rt.engine, delivery_id, error=f"gave up after {delivery.attempts} attempts: {error}")
-            log.error("delivery %s dead after %s attempts: %s", delivery_id, delivery.attempts, error)
-            return Step("dead", note=error)
-        wait = backoff_seconds(
-            delivery.attempts, retry_after=retry_after, cap=settings.retry_backoff_cap_seconds
-        )
-        inbox.postpone(rt.engine, delivery_id, until=utcnow() + timedelta(seconds=wait), error=error)
-        log.warning("delivery %s: %s; retrying in %.1fs", delivery_id, error, wait)
-        return Step("retry", retry_in=wait, note=error)
+        return _later(rt, delivery, _describe(exc), retry_after)
     except (PermanentError, PayloadError) as exc:
         error = _describe(exc)
         inbox.bury(rt.engine, delivery_id, error=error)
+        rt.counters.incr("syncer_dead_letters_total", source=delivery.source, reason="permanent")
         log.error("delivery %s dead: %s", delivery_id, error)
         return Step("dead", note=error)
+    except Exception as exc:
+        # None of ours: a bug, or a shape nobody foresaw. Left to escape, it would leave the row
+        # "processing" for the sweeper to hand out again and again; instead it is retried like a
+        # transient failure and, if it keeps failing, becomes a dead letter a person can see.
+        log.exception("delivery %s: unexpected %s", delivery_id, type(exc).__name__)
+        return _later(rt, delivery, f"unexpected {_describe(exc)}", None)
     inbox.finish(rt.engine, delivery_id, ignored=outcome.ignored, outcome=outcome.note)
     log.info("delivery %s %s: %s", delivery_id, "ignored" if outcome.ignored else "done", outcome.note)
     return Step("ignored" if outcome.ignored else "done", note=outcome.note)
+
+
+def _later(rt: Runtime, delivery: Delivery, error: str, retry_after: float | None) -> Step:
+    """A failure worth another try: back off (never sooner than the server asked), or give up."""
+    settings = rt.settings
+    assert delivery.id is not None
+    if delivery.attempts > settings.task_max_retries:
+        inbox.bury(rt.engine, delivery.id, error=f"gave up after {delivery.attempts} attempts: {error}")
+        rt.counters.incr("syncer_dead_letters_total", source=delivery.source, reason="retries_exhausted")
+        log.error("delivery %s dead after %s attempts: %s", delivery.id, delivery.attempts, error)
+        return Step("dead", note=error)
+    wait = backoff_seconds(delivery.attempts, retry_after=retry_after, cap=settings.retry_backoff_cap_seconds)
+    inbox.postpone(rt.engine, delivery.id, until=utcnow() + timedelta(seconds=wait), error=error)
+    rt.counters.incr("syncer_delivery_retries_total", source=delivery.source)
+    log.warning("delivery %s: %s; retrying in %.1fs", delivery.id, error, wait)
+    return Step("retry", retry_in=wait, note=error)
 
 
 def _describe(exc: BaseException) -> str:

@@ -61,3 +61,15 @@ def handle(rt: Runtime, delivery: Delivery) -> Outcome:
             return Outcome.ignore(f"no handler for jira {jira_event.webhook_event}")
         return jira_handler(rt, jira_event, cause)
     return Outcome.ignore(f"unknown source {delivery.source!r}")
+
+
+def unhandled(source: str, resource: str, action: str) -> str | None:
+    """For Jira deliveries: why one would be ignored for want of a handler (the outcome `handle`
+    records), or None when there is a handler. The web tier stores such deliveries as ignored at once:
+    Jira announces every ticket syncer creates (`jira:issue_created`, which the README has operators
+    subscribe to), and running a task only to say "no handler" cost a fifth of the worker's CPU per
+    ticket (docs/benchmarks.md). Sentry's unhandled events are rare (the integration subscribes to
+    issues) and keep going through the worker."""
+    if source != "jira" or not resource or resource[:100] in JIRA_HANDLERS:
+        return None
+    return f"no handler for jira {resource[:100]}"

@@ -1,0 +1,261 @@
+"""Intake: signed Sentry `issue.created` webhooks posted to a real `syncer web` process, and the same
+load against a bare endpoint on the same server stack (uvicorn + FastAPI, reads the body, answers
+202): the limit of this stack on this machine. Both are measured in the same run, alternately.
+
+After each syncer round the database is counted: every 202 must be a stored delivery.
+
+    python -m bench.intake                  # the full measurement
+    python -m bench.intake --smoke          # seconds, for the test suite
+    python -m bench.intake --serve-bare 8123   # just the bare endpoint (for profiling by hand)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import stack
+from bench.loadgen import LoadResult, numbered, render_request, run_load
+
+PATH = "/webhooks/sentry"
+TEMPLATE_ID = "4100000001"
+
+
+# -- the bare endpoint: the same server stack doing nothing but read and answer ----------------------
+
+
+def bare_app() -> Any:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.post(PATH)
+    async def sentry_webhook(request: Request) -> Response:
+        await request.body()
+        return JSONResponse({"delivery": 0, "duplicate": False}, status_code=202)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def serve_bare(port: int, workers: int = 1) -> None:
+    import uvicorn
+
+    # The same uvicorn options as `syncer web` (syncer/cli.py cmd_web).
+    uvicorn.run("bench.intake:bare_app", factory=True, host="127.0.0.1", port=port, workers=workers,
+                log_level="warning", access_log=False)
+
+
+# -- the requests ---------------------------------------------------------------------------------
+
+
+def created_template() -> bytes:
+    """One `issue.created` body exactly as the fake Sentry sends it."""
+    from syncer.fakes.base import compact_json
+    from syncer.fakes.sentry import start_fake_sentry
+
+    fake = start_fake_sentry(org=stack.ORG, client_secret=stack.SENTRY_SECRET)
+    try:
+        fake.webhooks.enabled = False
+        issue = fake.file_issue(project="billing-api")
+        assert issue["id"] == TEMPLATE_ID
+        _, payload = fake.emitted()[-1]
+        return compact_json(payload)
+    finally:
+        fake.stop()
+
+
+def request_maker(template: bytes, port: int, *, salt: int) -> Callable[[int], bytes]:
+    """Request n: the template with a distinct issue id, signed. Every body differs, so none is a
+    duplicate delivery; `salt` keeps rounds apart."""
+    from syncer.fakes.base import hmac_sha256_hex
+
+    timestamp = str(int(time.time()))
+    marker = TEMPLATE_ID.encode()
+
+    def make(n: int) -> bytes:
+        body = template.replace(marker, str(5_000_000_000 + salt * 10_000_000 + n).encode())
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Sentry-Hook-Resource", "issue"),
+            ("Sentry-Hook-Timestamp", timestamp),
+            ("Sentry-Hook-Signature", hmac_sha256_hex(stack.SENTRY_SECRET, body)),
+            ("Request-ID", f"{salt:04d}{n:028d}"),
+        ]
+        return render_request("127.0.0.1", port, PATH, body, headers)
+
+    return make
+
+
+# -- one round ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    duration: float = 5.0
+    warmup: float = 1.0
+    concurrency: int = 16
+    database: str = "sqlite"
+    web_args: tuple[str, ...] = ()  # extra `syncer web` options (tuning experiments)
+    bare_workers: int = 1
+
+
+def _summary(result: LoadResult) -> dict[str, Any]:
+    return {
+        "rps": result.rate,
+        "p50_ms": result.percentile(50) * 1000,
+        "p99_ms": result.percentile(99) * 1000,
+        "answered": result.answered,
+        "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
+        "errors": dict(result.errors),
+        "generator_cpu": result.cpu / result.elapsed if result.elapsed else 0.0,
+    }
+
+
+def measure_bare(template: bytes, settings: Settings, workdir: Path, salt: int) -> dict[str, Any]:
+    port = stack.free_port()
+    argv = [sys.executable, "-m", "bench.intake", "--serve-bare", str(port),
+            "--bare-workers", str(settings.bare_workers)]
+    server = stack.Process("bare", argv, dict(stack.os.environ), workdir / "bare.log").start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        stack.wait_for(lambda: stack._healthy(url) or server.check_alive(), 30, "the bare endpoint")
+        cpu0 = stack.tree_cpu_seconds(server.pid)
+        jiffies0 = stack.machine_jiffies()
+        requests = numbered(request_maker(template, port, salt=salt))
+        result = run_load("127.0.0.1", port, requests, concurrency=settings.concurrency,
+                          duration=settings.duration, warmup=settings.warmup)
+        cpu = stack.tree_cpu_seconds(server.pid) - cpu0
+        machine_busy = stack.busy_cores(jiffies0, stack.machine_jiffies())
+    finally:
+        server.stop()
+    out = _summary(result)
+    out["machine_busy_cores"] = machine_busy
+    out["server_cpu"] = cpu / (result.elapsed + settings.warmup)
+    return out
+
+
+def measure_syncer(template: bytes, settings: Settings, workdir: Path, salt: int) -> dict[str, Any]:
+    broker = stack.Broker().start()
+    database = stack.Database(settings.database, workdir).create()
+    # The web process never calls Sentry or Jira; the URLs only have to be valid.
+    env = stack.syncer_env(database_url=database.url, broker_url=broker.url,
+                           sentry_url="http://127.0.0.1:9", jira_url="http://127.0.0.1:9")
+    web, url = stack.start_web(env, workdir, extra_args=settings.web_args)
+    try:
+        port = int(url.rsplit(":", 1)[1])
+        make = request_maker(template, port, salt=salt)
+        cpu0 = stack.tree_cpu_seconds(web.pid)
+        jiffies0 = stack.machine_jiffies()
+        result = run_load("127.0.0.1", port, numbered(make), concurrency=settings.concurrency,
+                          duration=settings.duration, warmup=settings.warmup)
+        cpu = stack.tree_cpu_seconds(web.pid) - cpu0
+        machine_busy = stack.busy_cores(jiffies0, stack.machine_jiffies())
+        # Enqueueing runs after the answer; give the last publishes a moment before counting.
+        queue = broker.client()
+        accepted = result.all_statuses[202]
+        deadline = time.monotonic() + 10
+        while queue.llen("syncer") < accepted and time.monotonic() < deadline:
+            time.sleep(0.1)
+        enqueued = int(queue.llen("syncer"))
+    finally:
+        web.stop()
+    try:
+        stored = database.count("SELECT count(*) FROM deliveries")
+    finally:
+        database.drop()
+        broker.stop()
+    out = _summary(result)
+    out["server_cpu"] = cpu / (result.elapsed + settings.warmup)
+    out["accepted_total"] = result.all_statuses[202]
+    out["machine_busy_cores"] = machine_busy
+    out["stored"] = stored
+    out["enqueued"] = enqueued
+    return out
+
+
+def run(settings: Settings, rounds: int, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """`rounds` alternating pairs (bare, syncer); medians, and the ratio per round."""
+    template = created_template()
+    bare: list[dict[str, Any]] = []
+    syncer: list[dict[str, Any]] = []
+    with stack.workspace("syncer-bench-intake-") as workdir:
+        for n in range(rounds):
+            bare.append(measure_bare(template, settings, workdir, salt=2 * n))
+            log(f"  intake round {n + 1}/{rounds}: bare {bare[-1]['rps']:.0f} req/s, "
+                f"p99 {bare[-1]['p99_ms']:.1f} ms")
+            round_dir = workdir / f"syncer-{n}"
+            round_dir.mkdir()
+            syncer.append(measure_syncer(template, settings, round_dir, salt=2 * n + 1))
+            s = syncer[-1]
+            log(f"  intake round {n + 1}/{rounds}: syncer {s['rps']:.0f} req/s, p99 {s['p99_ms']:.1f} ms, "
+                f"{s['stored']}/{s['accepted_total']} stored, {s['enqueued']} enqueued")
+    ratios = [s["rps"] / b["rps"] if b["rps"] else 0.0 for s, b in zip(syncer, bare, strict=True)]
+    return {
+        "settings": settings.__dict__ | {"rounds": rounds},
+        "bare": _medians(bare),
+        "syncer": _medians(syncer),
+        "ratio": statistics.median(ratios),
+        "ratios": ratios,
+        "all_stored": all(s["stored"] == s["accepted_total"] for s in syncer),
+        "lost": sum(max(0, s["accepted_total"] - s["stored"]) for s in syncer),
+        "non_202": sum(sum(n for k, n in s["statuses"].items() if k != "202") for s in syncer),
+        "rounds": {"bare": bare, "syncer": syncer},
+    }
+
+
+def _medians(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    keys = [k for k, v in rows[0].items() if isinstance(v, int | float)]
+    return {k: statistics.median(float(r[k]) for r in rows) for k in keys}
+
+
+SMOKE = Settings(duration=0.5, warmup=0.2, concurrency=4)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.intake", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="a few hundred requests: does it still work?")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=Settings.duration)
+    parser.add_argument("--warmup", type=float, default=Settings.warmup)
+    parser.add_argument("--concurrency", type=int, default=Settings.concurrency)
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--web-arg", action="append", default=[], help="extra `syncer web` option")
+    parser.add_argument("--bare-workers", type=int, default=1)
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.serve_bare:
+        serve_bare(args.serve_bare, args.bare_workers)
+        return 0
+    if args.smoke:
+        settings, rounds = SMOKE, 1
+    else:
+        settings = Settings(duration=args.duration, warmup=args.warmup, concurrency=args.concurrency,
+                            database=args.database, web_args=tuple(args.web_arg),
+                            bare_workers=args.bare_workers)
+        rounds = args.rounds
+    out = run(settings, rounds, log=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        b, s = out["bare"], out["syncer"]
+        print(f"bare   {b['rps']:8.0f} req/s  p50 {b['p50_ms']:6.1f} ms  p99 {b['p99_ms']:6.1f} ms")
+        print(f"syncer {s['rps']:8.0f} req/s  p50 {s['p50_ms']:6.1f} ms  p99 {s['p99_ms']:6.1f} ms  "
+              f"ratio {out['ratio']:.2f}  stored all: {out['all_stored']}")
+    return 0 if out["all_stored"] and out["non_202"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Reconciliation decisions: what drift a linked pair shows, and what repairs it.
+
+Pure: data in, a plan out, no I/O and no clock reads (`now` is passed in). The sync layer
+(`syncer.sync.reconcile`) reads both sides in batches, asks here, and applies the plan through the
+functions the webhook handlers use.
+
+A three-way comparison. The base is what the link stored at the last sync; a side whose current
+state differs from it changed since then, and its change is what a lost webhook would have said.
+Each changed side's change is judged by the same decisions as its webhook (`syncer.core.status`),
+so a change that means nothing for the other side (To Do -> In Progress) stays nothing, and a
+target already in the wanted state is left alone.
+
+Rules that are easy to get wrong, and why they are as they are:
+- Both sides changed: precedence matters only when both changes want to write (they conflict: a
+  ticket closed in Jira, an issue regressed in Sentry). When only one of them wants to write, it
+  does, whatever the precedence says: the other change asks nothing of anyone.
+- `newest` compares the ticket's `updated` with the issue's `lastSeen`. Sentry's API tells no time of
+  a status change; `lastSeen` is the issue's latest event. That is what "a Jira close wins over a
+  Sentry unresolve only when the Sentry change is older" needs: events after the close mean the
+  problem outlived it. Without both times, Jira wins (its clock is the one we have).
+- A Sentry substatus change is drift only into a regression (`regressed`, `escalating`): Sentry moves
+  `new` to `ongoing` by itself after a few days, which asks nothing of the ticket.
+- A ticket the batch read did not return is deleted only once a direct read confirms it (Jira
+  Cloud's search lags behind a just-created ticket); the caller does that before asking here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
+
+from syncer.core.issue import JiraTicket, SentryIssue
+from syncer.core.status import (
+    REGRESSION_SUBSTATUSES,
+    InboundDecision,
+    KnownState,
+    OutboundDecision,
+    decide_inbound,
+    decide_outbound,
+)
+from syncer.policy import Policy
+
+# What a drifted link can show; a link may show a move together with a status change.
+KINDS = (
+    "jira_changed",  # the ticket's status changed since the last sync (a lost Jira webhook)
+    "sentry_changed",  # the issue's status changed since (a lost Sentry webhook)
+    "both_changed",  # both did: the policy's precedence decides when they conflict
+    "ticket_deleted",  # Jira no longer has the ticket: the link is marked broken
+    "ticket_moved",  # same ticket id, new key (moved to another project): the link follows
+    "issue_missing",  # Sentry no longer has the issue (deleted, merged): left alone, reported
+    "stale_state",  # nothing to apply, but the stored state is behind (it is brought up to date)
+)
+Kind = Literal[
+    "jira_changed",
+    "sentry_changed",
+    "both_changed",
+    "ticket_deleted",
+    "ticket_moved",
+    "issue_missing",
+    "stale_state",
+]
+
+# break: mark the link broken; inbound: apply the Jira change to Sentry; outbound: the Sentry change
+# to Jira; record: store both sides' current state (and a new key); leave: touch nothing.
+Action = Literal["break", "inbound", "outbound", "record", "leave"]
+
+# The issue statuses Sentry's API reports, as the webhook action that would have announced them.
+_SENTRY_ACTIONS = {"resolved": "resolved", "unresolved": "unresolved", "ignored": "ignored"}
+
+
+class StoredLink(KnownState, Protocol):
+    """The link as reconciliation reads it: `syncer.db.models.Link` satisfies it."""
+
+    @property
+    def jira_key(self) -> str | None: ...
+    @property
+    def sentry_issue_id(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do about one drifted link. `inbound`/`outbound`: the decision to apply (set for those
+    actions, and for the side that lost under precedence, for the record). `sentry_action`: the
+    Sentry webhook action the issue's current status stands for. `moved_to`: the ticket's new key."""
+
+    kinds: tuple[Kind, ...]
+    action: Action
+    reason: str
+    inbound: InboundDecision | None = None
+    outbound: OutboundDecision | None = None
+    sentry_action: str = ""
+    moved_to: str = ""
+
+    @property
+    def kind(self) -> Kind:
+        """The main kind, for a one-word summary (a move comes with a status change or alone)."""
+        return next((k for k in self.kinds if k != "ticket_moved"), self.kinds[0])
+
+    @property
+    def repairs(self) -> bool:
+        """Whether applying it changes either side or the link's identity (not just stored state)."""
+        if self.action == "break" or self.moved_to:
+            return True
+        decision = (
+            self.inbound if self.action == "inbound" else self.outbound if self.action == "outbound" else None
+        )
+        return decision is not None and decision.changes
+
+    def describe(self) -> str:
+        """The action column of the drift table."""
+        parts = [f"follow the move to {self.moved_to}"] if self.moved_to else []
+        if self.action == "break":
+            parts.append("mark the link broken")
+        elif self.action == "inbound" and self.inbound is not None:
+            parts.append(_inbound_words(self.inbound))
+        elif self.action == "outbound" and self.outbound is not None:
+            parts.append(_outbound_words(self.outbound))
+        elif self.action == "record":
+            parts.append("record the current state")
+        elif self.action == "leave":
+            parts.append("leave it")
+        return "; ".join(parts)
+
+
+def plan(
+    known: StoredLink, issue: SentryIssue | None, ticket: JiraTicket | None, policy: Policy, now: datetime
+) -> Plan | None:
+    """The drift of one active link and its repair; None when the link is in sync.
+
+    `issue` and `ticket` are both sides' current state (None: that side does not have it)."""
+    if ticket is None:
+        return Plan(("ticket_deleted",), "break", f"{known.jira_key} no longer exists in Jira")
+    if issue is None:
+        return Plan(
+            ("issue_missing",),
+            "leave",
+            f"Sentry has no issue {known.sentry_issue_id} any more "
+            "(deleted or merged); the link is left as it is",
+        )
+    moved_to = ticket.key if ticket.key and ticket.key != known.jira_key else ""
+    # A link made by creating its ticket knows the category ("new") but not yet the status's name.
+    jira_changed = ticket.status_category != known.jira_status_category or (
+        bool(known.jira_status) and not _same_status(ticket.status, known.jira_status)
+    )
+    sentry_changed = issue.status != known.sentry_status or (
+        issue.substatus != known.sentry_substatus and issue.substatus in REGRESSION_SUBSTATUSES
+    )
+    stale = issue.substatus != known.sentry_substatus or not _same_status(ticket.status, known.jira_status)
+    if not (jira_changed or sentry_changed or moved_to or stale):
+        return None
+
+    inbound = None
+    if jira_changed:
+        # No event time: reconciliation reads current state, which cannot be stale.
+        inbound = decide_inbound(
+            ticket=ticket,
+            known=known,
+            issue=issue,
+            policy=policy.status,
+            status_changed=True,
+            previous_status=known.jira_status,
+        )
+    sentry_action = _SENTRY_ACTIONS.get(issue.status, "")
+    outbound = None
+    if sentry_changed and sentry_action:
+        outbound = decide_outbound(
+            sentry_action, issue=issue, ticket=ticket, known=known, policy=policy.status, now=now
+        )
+
+    kinds: list[Kind] = ["ticket_moved"] if moved_to else []
+    if jira_changed and sentry_changed:
+        kinds.append("both_changed")
+    elif jira_changed:
+        kinds.append("jira_changed")
+    elif sentry_changed:
+        kinds.append("sentry_changed")
+    elif stale:
+        kinds.append("stale_state")
+
+    def made(action: Action, reason: str) -> Plan:
+        return Plan(tuple(kinds), action, reason, inbound, outbound, sentry_action, moved_to)
+
+    wants_in = inbound is not None and inbound.changes
+    wants_out = outbound is not None and outbound.changes
+    if wants_in and wants_out:
+        assert inbound is not None and outbound is not None
+        winner, why = precedence_winner(ticket, issue, policy.reconcile.precedence)
+        if winner == "jira":
+            return made("inbound", f"{inbound.reason} ({why}; Sentry's change is not applied)")
+        return made("outbound", f"{outbound.reason} ({why}; Jira's change is not applied)")
+    if wants_in:
+        assert inbound is not None
+        return made("inbound", inbound.reason)
+    if wants_out:
+        assert outbound is not None
+        return made("outbound", outbound.reason)
+    reasons = [d.reason for d in (inbound, outbound) if d is not None]
+    if sentry_changed and not sentry_action:
+        reasons.append(f"the Sentry issue is {issue.status!r}, which asks nothing of the ticket")
+    if moved_to:
+        reasons.insert(0, f"{known.jira_key} is now {moved_to}")
+    if not reasons:
+        reasons.append(
+            f"stored {_pair(known.jira_status, known.sentry_status, known.sentry_substatus)}, "
+            f"now {_pair(ticket.status, issue.status, issue.substatus)}: nothing to apply"
+        )
+    return made("record", "; ".join(reasons))
+
+
+def precedence_winner(
+    ticket: JiraTicket, issue: SentryIssue, precedence: str
+) -> tuple[Literal["jira", "sentry"], str]:
+    """Which side's change wins when both changed and want opposite things, and why."""
+    if precedence == "jira":
+        return "jira", 'reconcile.precedence = "jira"'
+    if precedence == "sentry":
+        return "sentry", 'reconcile.precedence = "sentry"'
+    jira_at, sentry_at = ticket.updated, issue.last_seen
+    if jira_at is None or sentry_at is None:
+        return "jira", "newest wins, and only Jira's time of change is known"
+    if _aware(sentry_at) > _aware(jira_at):
+        return (
+            "sentry",
+            f"newest wins: the issue was seen at {_ts(sentry_at)}, after the ticket changed "
+            f"at {_ts(jira_at)}",
+        )
+    return (
+        "jira",
+        f"newest wins: the ticket changed at {_ts(jira_at)}, the issue was last seen at {_ts(sentry_at)}",
+    )
+
+
+# --- backfill: Sentry issues that should have a ticket and have none ------------------------------
+
+
+def lookback_start(now: datetime, hours: int) -> datetime | None:
+    """Since when a new, unlinked issue is backfilled; None when backfill is off (0 hours)."""
+    if hours <= 0:
+        return None
+    return _aware(now) - timedelta(hours=hours)
+
+
+def backfill_query(since: datetime) -> str:
+    """Sentry's search for the issues backfill looks at: unresolved, first seen since `since`.
+    An absolute time (not `-24h`), so that a run reads the window it computed."""
+    return f"is:unresolved firstSeen:>={_aware(since).astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z"
+
+
+def in_lookback(first_seen: datetime | None, since: datetime) -> bool:
+    """The window, checked again on our side: a search that returns more must not backfill more."""
+    return first_seen is not None and _aware(first_seen) >= _aware(since)
+
+
+# --- small things ---------------------------------------------------------------------------------
+
+
+def _inbound_words(decision: InboundDecision) -> str:
+    if decision.action == "nothing":
+        return "record the current state"
+    target = f" ({decision.sentry_status})" if decision.action == "resolve" else ""
+    return f"{decision.action} the Sentry issue{target}"
+
+
+def _outbound_words(decision: OutboundDecision) -> str:
+    if decision.action == "nothing":
+        return "record the current state"
+    if decision.action in ("close", "reopen", "transition"):
+        comment = " with a regression comment" if decision.note is not None and decision.note.post else ""
+        return f"{decision.action} the ticket (to {decision.transition_to}){comment}"
+    if decision.action == "comment":
+        return "comment on the ticket (it stays closed)"
+    if decision.action == "label":
+        return f"label the ticket {decision.label}"
+    return "open a new ticket linked to this one"
+
+
+def _pair(jira_status: str, sentry_status: str, substatus: str) -> str:
+    sentry = f"{sentry_status}/{substatus}" if substatus else sentry_status
+    return f"{jira_status or '(unknown)'!r} / {sentry or '(unknown)'!r}"
+
+
+def _same_status(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _ts(moment: datetime) -> str:
+    return _aware(moment).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

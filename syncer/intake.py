@@ -1,0 +1,166 @@
+"""The web tier's two helper threads: one stores deliveries, one hands them to the broker.
+
+Measured, not guessed (docs/benchmarks.md): a webhook costs the server stack about as much as the
+store and the publish together, and doing both per request on the thread pool made intake a fraction
+of what the stack can serve, with SQLite writers sleeping in its busy handler. So:
+
+- `DeliveryWriter`: requests queue their delivery and wait; one thread stores whatever is waiting in
+  ONE transaction (a group commit) and then answers them all. A 202 still means "in the database":
+  nobody is answered before the commit that holds their row.
+- `Publisher`: stored ids are published in batches (kombu's Redis pipeline) after the answers, off
+  the request's path. If the broker is down nothing waits: the ids are dropped with a warning and the
+  sweeper hands those rows out once it is back, exactly as when one publish fails.
+
+Both threads start with the first request and are daemons: a web process that dies loses only
+requests that were never answered (their senders retry) and publishes the sweeper covers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from syncer import inbox, metrics
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256  # rows per transaction; a bound on how long the first of them waits
+PUBLISH_LINGER_SECONDS = 0.01
+MAX_PENDING_PUBLISHES = 100_000  # past this (broker down for long) ids are left to the sweeper
+
+PublishMany = Callable[[Sequence[int]], None]
+_Waiting = tuple[inbox.Incoming, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+
+
+class DeliveryWriter:
+    def __init__(self, engine: Engine, on_stored: Callable[[list[int]], None] | None = None) -> None:
+        self._engine = engine
+        self._on_stored = on_stored
+        self._queue: queue.SimpleQueue[_Waiting] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    async def store(self, delivery: inbox.Incoming) -> inbox.Stored:
+        """Stored (or recognised as a duplicate) and committed; raises what the database raised."""
+        self._ensure_started()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[inbox.Stored] = loop.create_future()
+        self._queue.put((delivery, loop, future))
+        return await future
+
+    def _ensure_started(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="syncer-intake-writer",
+                                                    daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            outcomes = self._store([item for item, _, _ in batch])
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+            for (_, loop, future), outcome in zip(batch, outcomes, strict=True):
+                by_loop.setdefault(loop, []).append((future, outcome))
+            for loop, answers in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_resolve, answers)
+                except RuntimeError:  # that event loop has closed: nobody is waiting any more
+                    pass
+            if self._on_stored is not None:
+                fresh = [o.delivery_id for (item, _, _), o in zip(batch, outcomes, strict=True)
+                         if isinstance(o, inbox.Stored) and not o.duplicate and not item.ignored]
+                if fresh:
+                    self._on_stored(fresh)
+
+    def _store(self, items: list[inbox.Incoming]) -> list[inbox.Stored | BaseException]:
+        try:
+            return list(inbox.store_many(self._engine, items))
+        except Exception as exc:
+            if len(items) == 1:
+                return [exc]
+        # One transaction failed: store them one by one, so one bad row fails only its own request.
+        outcomes: list[inbox.Stored | BaseException] = []
+        for item in items:
+            try:
+                outcomes += inbox.store_many(self._engine, [item])
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+
+def _resolve(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, outcome in answers:
+        if future.done():  # the request was cancelled (client went away)
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+class Publisher:
+    """Publishes stored delivery ids from one thread, as many per broker round trip as are waiting."""
+
+    def __init__(self, publish_many: PublishMany) -> None:
+        self._publish_many = publish_many
+        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, ids: Sequence[int]) -> None:
+        if self._queue.qsize() > MAX_PENDING_PUBLISHES:
+            metrics.ENQUEUE_FAILURES.inc(len(ids))
+            log.warning("%s deliveries not enqueued (publisher backlog); left for the sweeper", len(ids))
+            return
+        for delivery_id in ids:
+            self._queue.put(delivery_id)
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="syncer-intake-publisher",
+                                                    daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            ids = [self._queue.get()]
+            # Linger: a pipeline of many messages costs a third of the CPU per message of a pipeline
+            # of one, and under load that CPU is what the web process is short of. The wait is after
+            # the answers, so it delays only when a worker sees the delivery, by milliseconds.
+            deadline = time.monotonic() + PUBLISH_LINGER_SECONDS
+            while len(ids) < MAX_BATCH:
+                left = deadline - time.monotonic()
+                try:
+                    ids.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._publish_many(ids)
+            except Exception as exc:
+                metrics.ENQUEUE_FAILURES.inc(len(ids))
+                log.warning("broker unavailable, %s deliveries left for the sweeper (first %s): %s",
+                            len(ids), ids[0], type(exc).__name__)
+
+
+def one_by_one(enqueue: Callable[[int], None]) -> PublishMany:
+    """A PublishMany from a single-id enqueue function (tests pass those)."""
+
+    def publish_many(ids: Sequence[int]) -> None:
+        for delivery_id in ids:
+            enqueue(delivery_id)
+
+    return publish_many

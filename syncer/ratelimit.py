@@ -1,0 +1,193 @@
+"""Client-side rate limits, shared by every worker process through Redis.
+
+Bouncing off an API's 429s wastes calls and, on Jira Cloud, earns longer penalties; so each API host
+gets a budget (`SYNCER_JIRA_MAX_RPS`, `SYNCER_SENTRY_MAX_RPS`) that every thread of every worker draws
+from, and writes to one Jira ticket are spaced out (`SYNCER_JIRA_ISSUE_WRITE_INTERVAL_SECONDS`),
+because Jira Cloud also limits writes per issue.
+
+The algorithm is GCRA (a token bucket kept as one timestamp, the "theoretical arrival time") in a Lua
+script, so that taking a turn is one atomic round trip and the clock is Redis's own, the same for
+every host. Each call reserves the next free turn and sleeps until it comes; a turn further away than
+`SYNCER_RATE_LIMIT_MAX_WAIT_SECONDS` is not taken: the call raises TransientError with that wait, and
+the delivery is retried later instead of holding a worker thread. A 429 moves the host's (or, for
+Jira's per-issue limit, the ticket's) next turn to when the server said to come back, so the other
+workers wait too instead of earning 429s of their own.
+
+If Redis cannot be reached, the limiter steps aside for a while (fails open): a missing rate limit
+costs at worst a 429, which the retry path handles; a stalled worker costs more.
+
+The clients know only the `Throttle` protocol (`before` and `after` one HTTP request); with no
+limit configured they get none and make no extra call at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import redis
+
+from syncer.errors import TransientError, retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Jira's own word for its per-issue limit, in the RateLimit-Reason header of a 429.
+PER_ISSUE_REASON = "jira-per-issue-on-write"
+MAX_PENALTY_SECONDS = 600.0  # a Retry-After beyond this is a server's mistake, not a plan
+REDIS_RETRY_SECONDS = 30.0  # after a Redis failure, how long the limiter stays out of the way
+
+_ISSUE_REF = re.compile(r"/rest/api/(?:\d+|latest)/issue/([^/?#]+)")
+
+# KEYS[1]: the bucket. ARGV[1]: the emission interval in ms. ARGV[2]: the longest acceptable wait in ms.
+# Returns {1, wait_ms} with the turn reserved, or {0, wait_ms} when that wait is too long (nothing taken).
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local wait = tat - now
+if wait > tonumber(ARGV[2]) then return {0, wait} end
+local next_tat = tat + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.floor(next_tat - now) + 1000)
+return {1, wait}
+"""
+
+# KEYS[1]: the bucket. ARGV[1]: ms from now before which no turn is given (the server's Retry-After).
+_HOLD = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local hold = now + tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1])) or 0
+if hold > tat then
+  redis.call('SET', KEYS[1], string.format('%.0f', hold), 'PX', math.floor(hold - now) + 1000)
+end
+return 0
+"""
+
+
+class Throttle(Protocol):
+    """What an API client calls around each HTTP request it sends."""
+
+    def before(self, method: str, url: str) -> None:
+        """Wait for this request's turn; TransientError when the wait would be too long."""
+
+    def after(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
+        """Learn from the answer (a 429 holds everyone back until the server's retry time)."""
+
+
+def issue_ref(url: str) -> str | None:
+    """The Jira issue (key or id) a REST URL is about, or None (a create, a search, ...)."""
+    match = _ISSUE_REF.search(urlsplit(url).path)
+    return match.group(1) if match else None
+
+
+class RateLimiter:
+    """One API host's shared budget, and (Jira) per-ticket write spacing."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        service: str,
+        base_url: str,
+        max_rps: float,
+        issue_write_interval: float = 0.0,
+        max_wait: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.service = service
+        self.bucket = f"syncer:rate:{service}:{urlsplit(base_url).netloc}"
+        self._interval_ms = round(1000.0 / max_rps) if max_rps > 0 else 0
+        self._issue_interval_ms = round(issue_write_interval * 1000.0)
+        self._max_wait_ms = round(max_wait * 1000.0)
+        self._take = client.register_script(_TAKE)
+        self._hold = client.register_script(_HOLD)
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._redis_down_until = 0.0
+
+    def before(self, method: str, url: str) -> None:
+        # The ticket's turn first, then the host's: a host turn taken and then left waiting behind the
+        # ticket's would let later requests' turns crowd in ahead of it, over the rate.
+        if self._issue_interval_ms and method.upper() in WRITES:
+            ref = issue_ref(url)
+            if ref is not None:
+                self._wait_turn(f"{self.bucket}:issue:{ref}", self._issue_interval_ms, f"writes to {ref}")
+        if self._interval_ms:
+            self._wait_turn(self.bucket, self._interval_ms, "requests")
+
+    def after(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
+        if status != 429:
+            return
+        wait = retry_after_seconds(headers)
+        if not wait:
+            return
+        reason = {k.lower(): v for k, v in headers.items()}.get("ratelimit-reason", "")
+        ref = issue_ref(url)
+        bucket = f"{self.bucket}:issue:{ref}" if PER_ISSUE_REASON in reason and ref else self.bucket
+        hold_ms = round(min(wait, MAX_PENALTY_SECONDS) * 1000.0)
+        if self._available():
+            try:
+                self._hold(keys=[bucket], args=[hold_ms])
+            except redis.RedisError as exc:
+                self._step_aside(exc)
+
+    def _wait_turn(self, bucket: str, interval_ms: int, what: str) -> None:
+        if not self._available():
+            return
+        try:
+            granted, wait_ms = self._take(keys=[bucket], args=[interval_ms, self._max_wait_ms])
+        except redis.RedisError as exc:
+            self._step_aside(exc)
+            return
+        wait = int(wait_ms) / 1000.0
+        if not int(granted):
+            raise TransientError(
+                f"{self.service}: client-side rate limit for {what}: next turn in {wait:.1f}s",
+                retry_after=wait,
+            )
+        if wait > 0:
+            self._sleep(wait)
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._redis_down_until
+
+    def _step_aside(self, exc: redis.RedisError) -> None:
+        with self._lock:
+            if time.monotonic() < self._redis_down_until:
+                return
+            self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        log.warning(
+            "%s rate limit unavailable for %.0fs (Redis: %s); calls go unthrottled",
+            self.service,
+            REDIS_RETRY_SECONDS,
+            type(exc).__name__,
+        )
+
+
+def limiter(
+    client: redis.Redis | None,
+    *,
+    service: str,
+    base_url: str,
+    max_rps: float,
+    issue_write_interval: float = 0.0,
+    max_wait: float = 10.0,
+) -> RateLimiter | None:
+    """The limiter for one API, or None when there is nothing to limit (no Redis, no limits set)."""
+    if client is None or (max_rps <= 0 and issue_write_interval <= 0):
+        return None
+    return RateLimiter(
+        client,
+        service=service,
+        base_url=base_url,
+        max_rps=max_rps,
+        issue_write_interval=issue_write_interval,
+        max_wait=max_wait,
+    )
