@@ -338,9 +338,9 @@ def main() -> int:
         f"{', '.join(KINDS)}.\n"
         "Reads: one call to each side per page of 100 links, one more for a page holding a deleted ticket "
         "(Jira refuses the search), and two per run (Jira's serverInfo, the backfill's search).\n"
-        "Repairs cost what the webhook path costs: a Sentry status 1 call; a Jira transition 3 (its "
-        "transitions, the transition, a read-back for the watermark); a deleted ticket 1 (a direct read "
-        "before calling it deleted); a moved ticket 0."
+        "Repairs cost what the webhook path costs: a Sentry status 1 call; a Jira transition 1 (the "
+        "POST; its transitions are cached per project, issue type and status, one GET on a miss; no "
+        "read-back); a deleted ticket 0 (Jira's 400 naming it is the signal); a moved ticket 0."
     )
     # Correctness, not speed: every drifted link found, every repair made.
     broken = [

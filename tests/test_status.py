@@ -484,7 +484,8 @@ def test_inbound_triage_leaves_a_current_status_change_to_the_full_decision() ->
     stale = triage_inbound(known=Known(jira_changed_at=T0), status_changed=True, own_echo=True,
                            event_at=T0 - timedelta(seconds=1))
     assert stale is not None
-    assert not stale.record  # stale wins over echo: an old echo must not move the watermark
+    assert "our own change" in stale.reason
+    assert not stale.record  # an old echo must not move the watermark
 
 
 def test_outbound_triage_needs_a_status_action() -> None:

@@ -202,6 +202,7 @@ class JiraTicket:
     labels: tuple[str, ...] = ()
     project_key: str = ""
     updated: datetime | None = None
+    issue_type_id: str = ""  # with project and status: which workflow (and transitions) applies
 
     @classmethod
     def from_api(cls, raw: Any) -> JiraTicket:
@@ -226,6 +227,8 @@ class JiraTicket:
         assert isinstance(project, Mapping)
         labels = fields.get("labels") if isinstance(fields.get("labels"), list) else []
         assert isinstance(labels, list)
+        issue_type = fields.get("issuetype") if isinstance(fields.get("issuetype"), Mapping) else {}
+        assert isinstance(issue_type, Mapping)
         return cls(
             id=issue_id,
             key=key,
@@ -238,4 +241,5 @@ class JiraTicket:
             labels=tuple(_text(label, 255) for label in labels if isinstance(label, str)),
             project_key=_text(project.get("key"), 100),
             updated=parse_time(fields.get("updated")),
+            issue_type_id=_text(issue_type.get("id"), 40),
         )

@@ -142,13 +142,16 @@ def triage_inbound(
 ) -> InboundDecision | None:
     """The decisions that need no current state of either side (stale, not a status change, our
     own echo); None when the caller must read both sides and ask `decide_inbound`."""
+    # Our own echo first: it is also older than the watermark our transition set, but "our own
+    # change" is the explanation an operator needs.
+    if own_echo and status_changed:
+        return InboundDecision("nothing", f"our own change to {status!r}, echoed back by Jira",
+                               record=not is_stale(event_at, known.jira_changed_at))
     if is_stale(event_at, known.jira_changed_at):
         return InboundDecision("nothing", f"stale: Jira event of {_ts(event_at)} is older than the "
                                f"last applied change ({_ts(known.jira_changed_at)})", record=False)
     if not status_changed:
         return InboundDecision("nothing", "not a status change", record=False)
-    if own_echo:
-        return InboundDecision("nothing", f"our own change to {status!r}, echoed back by Jira")
     return None
 
 

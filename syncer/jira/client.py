@@ -20,6 +20,7 @@ import base64
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,10 +50,11 @@ SEARCH_CLOUD = "search/jql"
 SEARCH_SERVER = "search"
 USER_SEARCH = "user/search"
 
-TICKET_FIELDS = ["status", "resolution", "assignee", "labels", "project", "updated"]
+TICKET_FIELDS = ["status", "resolution", "assignee", "labels", "project", "updated", "issuetype"]
 IDS_PER_QUERY = 100  # Jira's page cap for search: one query, one page
 PAGE_SIZE = 100
 MAX_PAGES = 1000  # a runaway paging guard: 100,000 tickets
+TRANSITIONS_TTL_SECONDS = 600.0  # how long a workflow's transitions from one status are trusted
 WRITES = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 _REF = re.compile(r"^(?:\d+|[A-Za-z][A-Za-z0-9_]*-\d+)$")
 _UNKNOWN_ISSUE = re.compile(
@@ -162,6 +164,11 @@ class JiraClient:
         self._server: tuple[str | None, tuple[int, ...]] | None = None
         self._requests = 0
         self._requests_lock = threading.Lock()
+        # Transitions available from a status, per (project key, issue type id, status id): the same for
+        # every ticket there, so a transition costs only its POST. Process-local, short-lived, and
+        # dropped when Jira refuses a transition chosen from it.
+        self._transitions_seen: dict[tuple[str, str, str], tuple[float, list[Transition]]] = {}
+        self._transitions_lock = threading.Lock()
 
     @property
     def requests_made(self) -> int:
@@ -341,19 +348,21 @@ class JiraClient:
         """Tickets carrying `label`. On Cloud a ticket created seconds ago may not be found yet."""
         return self._search(f"labels = {jql_quote(label)}")
 
-    def tickets_by_ids(self, ids: Sequence[str]) -> list[JiraTicket]:
+    def tickets_by_ids(self, ids: Sequence[str], *, missing: set[str] | None = None) -> list[JiraTicket]:
         """Current state of many tickets by id (ids survive moves between projects; keys do not).
-        Ids of deleted tickets are left out of the answer."""
+        Ids of deleted tickets are left out of the answer. `missing`, when given, receives the ids Jira
+        itself said do not exist (its 400 names them): deleted (or hidden from us), unlike an id the
+        search merely did not return (Cloud's search lags behind new tickets)."""
         wanted = list(dict.fromkeys(ids))
         for issue_id in wanted:
             if not isinstance(issue_id, str) or not issue_id.isdigit():
                 raise PermanentError(f"{issue_id!r} is not a Jira issue id")
         tickets: list[JiraTicket] = []
         for start in range(0, len(wanted), IDS_PER_QUERY):
-            tickets += self._tickets_in(wanted[start:start + IDS_PER_QUERY])
+            tickets += self._tickets_in(wanted[start:start + IDS_PER_QUERY], missing)
         return tickets
 
-    def _tickets_in(self, ids: list[str]) -> list[JiraTicket]:
+    def _tickets_in(self, ids: list[str], missing: set[str] | None = None) -> list[JiraTicket]:
         # Jira refuses a whole query that names a deleted issue; drop the ones it names and ask again.
         remaining = ids
         while remaining:
@@ -363,6 +372,8 @@ class JiraClient:
                 left = [i for i in remaining if i not in error.refs]
                 if len(left) == len(remaining):
                     raise PermanentError(str(error), status=400) from None
+                if missing is not None:
+                    missing.update(i for i in remaining if i in error.refs)
                 remaining = left
         return []
 
@@ -428,25 +439,57 @@ class JiraClient:
         return self._parse_transitions(raw)
 
     def transition_to(self, key: str, status_name: str, *, resolution: str | None = None,
-                      comment: str | None = None) -> bool:
+                      comment: str | None = None, current: JiraTicket | None = None) -> bool:
         """Move the ticket to the status named `status_name` (case-insensitive), by the transition that
-        LEADS there. False when it is already there. `resolution` is set only when the target is a done
-        status whose transition screen has a resolution field (setting a field that is not on the
-        screen is an error in Jira; without a screen, the workflow sets the resolution itself)."""
+        LEADS there. False when it is already there. See `move_to`."""
+        moved = self.move_to(key, status_name, resolution=resolution, comment=comment, current=current)
+        return moved is not None
+
+    def move_to(self, key: str, status_name: str, *, resolution: str | None = None,
+                comment: str | None = None, current: JiraTicket | None = None) -> Transition | None:
+        """Move the ticket to the status named `status_name` (case-insensitive), by the transition that
+        LEADS there; the transition taken (its target is the ticket's status now), or None when it is
+        there already. `resolution` is set only when the target is a done status whose transition
+        screen has a resolution field (setting a field that is not on the screen is an error in Jira;
+        without a screen, the workflow sets the resolution itself).
+
+        `current`: the ticket as the caller just read it. With it, transitions known for its project,
+        issue type and status are used without asking Jira (the POST is the only call); if Jira refuses
+        a transition chosen that way (400: the ticket moved, or the workflow changed), the list is
+        forgotten and the move is tried once more from a fresh read."""
         ref = self._ref(key)
+        wanted = status_name.casefold()
+        known = self._known_transitions(current) if current is not None else None
+        if current is not None and known is not None:
+            if current.status.casefold() == wanted:
+                return None
+            chosen = next((t for t in known if t.to_name.casefold() == wanted), None)
+            if chosen is not None:
+                try:
+                    self._post_transition(ref, chosen, resolution, comment)
+                    return chosen
+                except PermanentError as error:
+                    if error.status != 400:
+                        raise
+                self._forget_transitions(current)
         with self._translated("GET", "issue"):
             # One read gives both the current status and the transitions available from it.
-            issue = self._jira().issue(ref, fields="status", expand="transitions.fields")
-        wanted = status_name.casefold()
-        current = self._ticket(issue.raw).status
-        if current.casefold() == wanted:
-            return False
+            issue = self._jira().issue(ref, fields="status,project,issuetype", expand="transitions.fields")
+        ticket = self._ticket(issue.raw)
+        if ticket.status.casefold() == wanted:
+            return None
         available = self._parse_transitions(issue.raw.get("transitions"))
+        self._remember_transitions(ticket, available)
         chosen = next((t for t in available if t.to_name.casefold() == wanted), None)
         if chosen is None:
             targets = ", ".join(sorted({t.to_name for t in available})) or "none"
-            raise PermanentError(f"Jira has no transition from {current!r} to {status_name!r} on {key} "
+            raise PermanentError(f"Jira has no transition from {ticket.status!r} to {status_name!r} on {key} "
                                  f"(reachable: {targets})")
+        self._post_transition(ref, chosen, resolution, comment)
+        return chosen
+
+    def _post_transition(self, ref: str, chosen: Transition, resolution: str | None,
+                         comment: str | None) -> None:
         fields = None
         if resolution and chosen.to_category == "done" and (
             chosen.screen_fields is None or "resolution" in chosen.screen_fields
@@ -454,7 +497,38 @@ class JiraClient:
             fields = {"resolution": {"name": resolution}}
         with self._translated("POST", "transition"):
             self._jira().transition_issue(ref, chosen.id, fields=fields, comment=comment)
-        return True
+
+    @staticmethod
+    def _workflow_key(ticket: JiraTicket) -> tuple[str, str, str] | None:
+        if not (ticket.project_key and ticket.issue_type_id and ticket.status_id):
+            return None  # not enough to tell which workflow applies: always ask Jira
+        return ticket.project_key, ticket.issue_type_id, ticket.status_id
+
+    def _known_transitions(self, ticket: JiraTicket) -> list[Transition] | None:
+        key = self._workflow_key(ticket)
+        if key is None:
+            return None
+        with self._transitions_lock:
+            seen = self._transitions_seen.get(key)
+            if seen is None:
+                return None
+            if seen[0] <= time.monotonic():
+                del self._transitions_seen[key]
+                return None
+            return seen[1]
+
+    def _remember_transitions(self, ticket: JiraTicket, transitions: list[Transition]) -> None:
+        key = self._workflow_key(ticket)
+        if key is None or not transitions:
+            return
+        with self._transitions_lock:
+            self._transitions_seen[key] = (time.monotonic() + TRANSITIONS_TTL_SECONDS, list(transitions))
+
+    def _forget_transitions(self, ticket: JiraTicket) -> None:
+        key = self._workflow_key(ticket)
+        if key is not None:
+            with self._transitions_lock:
+                self._transitions_seen.pop(key, None)
 
     # -- small writes --------------------------------------------------------------------------------
 

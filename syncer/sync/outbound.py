@@ -24,12 +24,12 @@ from syncer.core.routing import decide
 from syncer.db.models import Link, LinkState, utcnow
 from syncer.db.session import session_scope
 from syncer.errors import TransientError
+from syncer.jira.client import Transition
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
 from syncer.sync import assignees, claims, tickets
 from syncer.sync.inbound import (
     AuditLine,
-    jira_fields,
     link_lock,
     load_link,
     mark_broken,
@@ -137,9 +137,9 @@ def _apply(
     if decision.action in ("close", "reopen", "transition"):
         assert decision.transition_to is not None
         comment = _comment_for(rt, link, issue, decision, moved_to=decision.transition_to)
-        moved = rt.jira.transition_to(ticket.key, decision.transition_to, resolution=decision.resolution,
-                                      comment=comment)
-        if moved:
+        moved = rt.jira.move_to(ticket.key, decision.transition_to, resolution=decision.resolution,
+                                comment=comment, current=ticket)
+        if moved is not None:
             changes.append(("jira", decision.action, decision.reason))
         elif comment:  # someone moved it there meanwhile: the regression still deserves its note
             rt.jira.add_comment(ticket.key, comment)
@@ -147,7 +147,8 @@ def _apply(
             changes.append(("jira", "commented", _comment_detail(decision)))
         elif decision.note is not None:
             note += _held_back(policy.reopen_comment_cooldown_minutes)
-        fields.update(_after_transition(rt, link, decision.transition_to))
+        if moved is not None:
+            fields.update(_after_transition(moved))
         fields.update(_note_fields(decision, comment))
     elif decision.action == "comment":
         comment = _comment_for(rt, link, issue, decision, stays_in=ticket.status)
@@ -200,14 +201,17 @@ def _note_fields(decision: status.OutboundDecision, comment: str | None) -> dict
     return fields
 
 
-def _after_transition(rt: Runtime, link: Link, target: str) -> dict[str, Any]:
-    """The ticket's state after our transition, read back so the watermark is Jira's own time.
-    If a person moved it again in between, their webhook will tell: record nothing here."""
-    assert link.jira_issue_id is not None
-    after = rt.jira.get_ticket(link.jira_issue_id)
-    if after is None or after.status.casefold() != target.casefold():
-        return {}
-    return jira_fields(after, link, after.updated)
+def _after_transition(moved: Transition) -> dict[str, Any]:
+    """The ticket's state after our transition: the transition's target, with no read back.
+
+    The watermark moves to now: the ticket's closed-since time (`new_ticket_after_days`) must not
+    depend on our own echo webhook arriving. That echo, older than now, is then dropped as stale,
+    which is right: it reports the state we just stored."""
+    return {
+        "jira_status": moved.to_name[:200],
+        "jira_status_category": moved.to_category[:40],
+        "jira_changed_at": utcnow(),
+    }
 
 
 # --- a new ticket for an old regression -----------------------------------------------------------

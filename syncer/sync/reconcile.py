@@ -413,7 +413,8 @@ def _read_pages(
 ) -> tuple[dict[str, SentryIssue], dict[str, JiraTicket]]:
     """Both sides' current state for a page of links: one request to each, at the same time."""
     ticket_ids = [link.jira_issue_id for link in batch if link.jira_issue_id and link.jira_issue_id.isdigit()]
-    pending = pool.submit(_retrying, "Jira search", lambda: rt.jira.tickets_by_ids(ticket_ids))
+    gone: set[str] = set()  # ids Jira's search named as nonexistent: deleted, no direct read needed
+    pending = pool.submit(_retrying, "Jira search", lambda: rt.jira.tickets_by_ids(ticket_ids, missing=gone))
     try:
         issues = _retrying(
             "Sentry issues", lambda: rt.sentry.issues_by_ids([link.sentry_issue_id for link in batch])
@@ -422,8 +423,9 @@ def _read_pages(
         wait([pending])  # never leave a read running into the next page
     found = {ticket.id: ticket for ticket in pending.result()}
     for ticket_id in ticket_ids:
-        if ticket_id not in found:
-            # Deleted, or too new for Cloud's search index: only a direct read can tell.
+        if ticket_id not in found and ticket_id not in gone:
+            # Not named by Jira as nonexistent, yet not returned: too new for Cloud's search index, or
+            # deleted: only a direct read can tell.
             ticket = _retrying("Jira issue", partial(rt.jira.get_ticket, ticket_id))
             if ticket is not None:
                 found[ticket.id] = ticket
