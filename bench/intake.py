@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -127,10 +128,10 @@ def measure_bare(template: bytes, settings: Settings, workdir: Path, salt: int) 
     port = stack.free_port()
     argv = [sys.executable, "-m", "bench.intake", "--serve-bare", str(port),
             "--bare-workers", str(settings.bare_workers)]
-    server = stack.Process("bare", argv, dict(stack.os.environ), workdir / "bare.log").start()
+    server = stack.Process("bare", argv, dict(os.environ), workdir / "bare.log").start()
     try:
         url = f"http://127.0.0.1:{port}"
-        stack.wait_for(lambda: stack._healthy(url) or server.check_alive(), 30, "the bare endpoint")
+        stack.wait_for(lambda: stack.healthy(url) or server.check_alive(), 30, "the bare endpoint")
         cpu0 = stack.tree_cpu_seconds(server.pid)
         jiffies0 = stack.machine_jiffies()
         requests = numbered(request_maker(template, port, salt=salt))

@@ -255,7 +255,7 @@ def start_web(env: dict[str, str], workdir: Path, *, extra_args: tuple[str, ...]
     web = Process("web", syncer_command("web", "--host", "127.0.0.1", "--port", str(port), *extra_args),
                   env, workdir / "web.log").start()
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _healthy(url) or web.check_alive(), 60, "syncer web to answer /healthz")
+    wait_for(lambda: healthy(url) or web.check_alive(), 60, "syncer web to answer /healthz")
     return web, url
 
 
@@ -267,7 +267,7 @@ def start_worker(env: dict[str, str], workdir: Path, *, extra_args: tuple[str, .
     return worker
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
     try:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:

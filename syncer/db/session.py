@@ -28,9 +28,6 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         # One lock per engine (so per process) in front of SQLite's file lock: see _QueuedConnection.
         database = make_url(url).database
         lock_path = f"{database}.lock" if database and database != ":memory:" else None
-        import os as _os
-        if _os.environ.get("B7_NOFLOCK"):
-            lock_path = None
         queued = {"queue": threading.Lock(), "lock_path": lock_path}
         factory = type("QueuedConnection", (_QueuedConnection,), queued)
         engine = create_engine(
