@@ -3,8 +3,6 @@ and its answers, errors and webhooks have Jira's shapes and quirks."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,54 +15,29 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from syncer.fakes.base import FakeServer, Fault
+from syncer.fakes.base import FakeServer, Fault, WebhookInbox
 from syncer.fakes.jira import FakeJira, start_fake_jira
 from syncer.jira.webhooks import parse_event, verify_signature
 
 EMAIL, TOKEN, PAT, SECRET = "bot@example.com", "jira-token", "jira-pat", "hook-secret"
 
 
-class Receiver:
-    """A webhook endpoint that records what arrives."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self._lock = threading.Lock()
-
-        async def hook(request: Request) -> Response:
-            body = await request.body()
-            with self._lock:
-                self.received.append((dict(request.headers), body))
-            return Response(status_code=204)
-
-        self.server = FakeServer(Starlette(routes=[Route("/hook", hook, methods=["POST"])])).start()
-        self.url = f"{self.server.url}/hook"
-
-    def events(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [json.loads(body) for _, body in self.received]
-
-    def clear(self) -> None:
-        with self._lock:
-            self.received.clear()
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[WebhookInbox]:
+    inbox = WebhookInbox().start()
+    yield inbox
+    inbox.stop()
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.stop()
-
-
-@pytest.fixture(scope="module")
-def cloud_fake(receiver: Receiver) -> Iterator[FakeJira]:
+def cloud_fake(receiver: WebhookInbox) -> Iterator[FakeJira]:
     fake = start_fake_jira(webhook_url=receiver.url, webhook_secret=SECRET, email=EMAIL, token=TOKEN)
     yield fake
     fake.stop()
 
 
 @pytest.fixture
-def cloud(cloud_fake: FakeJira, receiver: Receiver) -> FakeJira:
+def cloud(cloud_fake: FakeJira, receiver: WebhookInbox) -> FakeJira:
     cloud_fake.reset()
     cloud_fake.require_resolution = False
     receiver.clear()
@@ -436,14 +409,13 @@ def test_deleted_issues_are_gone(cloud: FakeJira) -> None:
 # -- webhooks ------------------------------------------------------------------------------------------
 
 
-def wait_for(receiver: Receiver, count: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 5
-    while len(receiver.received) < count and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return receiver.events()
+def wait_for(receiver: WebhookInbox, count: int) -> list[dict[str, Any]]:
+    """Every webhook received, once at least `count` have arrived."""
+    receiver.wait(count)
+    return [hook.json() for hook in receiver.received]
 
 
-def test_api_changes_come_back_signed_as_the_bot(cloud: FakeJira, receiver: Receiver) -> None:
+def test_api_changes_come_back_signed_as_the_bot(cloud: FakeJira, receiver: WebhookInbox) -> None:
     key = new_issue(cloud, labels=["sentry-9"])["key"]
     api(cloud, "POST", f"issue/{key}/transitions", json={"transition": {"id": "31"}})
     events = wait_for(receiver, 2)
@@ -453,13 +425,13 @@ def test_api_changes_come_back_signed_as_the_bot(cloud: FakeJira, receiver: Rece
     assert (items["status"]["fromString"], items["status"]["toString"], items["status"]["to"]) == (
         "To Do", "Done", "10001")
     assert items["resolution"]["toString"] == "Done"
-    identifiers = {headers["x-atlassian-webhook-identifier"] for headers, _ in receiver.received}
+    identifiers = {hook.headers["x-atlassian-webhook-identifier"] for hook in receiver.received}
     assert len(identifiers) == 2
-    for headers, body in receiver.received:
-        assert verify_signature(SECRET, body, headers["x-hub-signature"])
+    for hook in receiver.received:
+        assert verify_signature(SECRET, hook.body, hook.headers["x-hub-signature"])
 
 
-def test_person_actions_send_the_persons_webhooks(cloud: FakeJira, receiver: Receiver) -> None:
+def test_person_actions_send_the_persons_webhooks(cloud: FakeJira, receiver: WebhookInbox) -> None:
     key = cloud.person_create("OPS", "by hand", ["manual"])
     cloud.person_assign(key, cloud.person_account_id)
     cloud.person_comment(key, "looking")

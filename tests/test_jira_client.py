@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from syncer.errors import AmbiguousError, ConfigError, PermanentError, TransientError
-from syncer.fakes.base import FakeServer, Fault
+from syncer.fakes.base import Fault, WebhookInbox
 from syncer.fakes.jira import FakeJira, start_fake_jira
 from syncer.jira.client import JiraClient, jql_quote
 from syncer.jira.webhooks import parse_event, verify_signature
@@ -24,50 +19,25 @@ EMAIL, TOKEN, PAT, SECRET = "bot@example.com", "s3cr3t-api-token", "s3cr3t-pat",
 FIELDS = {"project": {"key": "OPS"}, "issuetype": {"name": "Task"}, "summary": "ZeroDivisionError"}
 
 
-class Receiver:
-    """A webhook endpoint that records what arrives."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self._lock = threading.Lock()
-
-        async def hook(request: Request) -> Response:
-            body = await request.body()
-            with self._lock:
-                self.received.append((dict(request.headers), body))
-            return Response(status_code=204)
-
-        self.server = FakeServer(Starlette(routes=[Route("/hook", hook, methods=["POST"])])).start()
-        self.url = f"{self.server.url}/hook"
-
-    def wait_for(self, count: int) -> list[tuple[dict[str, str], bytes]]:
-        deadline = time.monotonic() + 5
-        while len(self.received) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        with self._lock:
-            return list(self.received)
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[WebhookInbox]:
+    inbox = WebhookInbox().start()
+    yield inbox
+    inbox.stop()
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.stop()
-
-
-@pytest.fixture(scope="module")
-def cloud_fake(receiver: Receiver) -> Iterator[FakeJira]:
+def cloud_fake(receiver: WebhookInbox) -> Iterator[FakeJira]:
     fake = start_fake_jira(email=EMAIL, token=TOKEN, webhook_url=receiver.url, webhook_secret=SECRET)
     yield fake
     fake.stop()
 
 
 @pytest.fixture
-def fake(cloud_fake: FakeJira, receiver: Receiver) -> FakeJira:
+def fake(cloud_fake: FakeJira, receiver: WebhookInbox) -> FakeJira:
     cloud_fake.reset()
     cloud_fake.require_resolution = False
-    with receiver._lock:
-        receiver.received.clear()
+    receiver.clear()
     return cloud_fake
 
 
@@ -429,13 +399,16 @@ def test_comments_and_labels(fake: FakeJira, client: JiraClient) -> None:
 # -- our changes come back as webhooks -----------------------------------------------------------------
 
 
-def test_webhooks_for_api_and_person_changes(fake: FakeJira, client: JiraClient, receiver: Receiver) -> None:
+def test_webhooks_for_api_and_person_changes(
+    fake: FakeJira, client: JiraClient, receiver: WebhookInbox
+) -> None:
     _, key = client.create_issue({**FIELDS, "labels": ["sentry-1"]})
     client.transition_to(key, "Done")
     fake.person_transition(key, "To Do")
-    deliveries = receiver.wait_for(3)
+    receiver.wait(3)
     events = []
-    for headers, body in deliveries:
+    for hook in receiver.received:
+        headers, body = hook.headers, hook.body
         assert verify_signature(SECRET, body, headers["x-hub-signature"])
         assert not verify_signature("other", body, headers["x-hub-signature"])
         events.append(parse_event(json.loads(body)))
