@@ -35,6 +35,8 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
     intake = results["intake"]
     assert intake["all_stored"], intake["rounds"]["syncer"]
     assert intake["non_202"] == 0
+    assert intake["all_enqueued"], intake["rounds"]["syncer"]
+    assert intake["bare_non_202"] == 0, intake["rounds"]["bare"]  # a bare 422 went unnoticed once
     assert intake["bare"]["rps"] > 0 and intake["syncer"]["rps"] > 0
 
     e2e = results["e2e"]
