@@ -6,14 +6,15 @@ UPDATE, so two workers handed the same delivery (a redelivery, a sweep) cannot b
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, or_, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, select
 
 from syncer.db.models import DeadLetter, Delivery, DeliveryState, utcnow
@@ -75,36 +76,121 @@ class Incoming:
 def store_many(engine: Engine, deliveries: Sequence[Incoming]) -> list[Stored]:
     """Record several deliveries in ONE transaction (the web tier's group commit): each row is stored
     or recognised as a duplicate, and all of them are durable once this returns. Raises (storing
-    nothing) when the database fails.
+    nothing) when the database fails: a `sqlalchemy.exc.SQLAlchemyError`, as any other storing does.
 
     One transaction per batch instead of per request is what lets one web process keep up: on SQLite
     a commit is the file's single write lock, on PostgreSQL a WAL flush."""
-    dialect = engine.dialect.name
-    if dialect not in _UPSERTS:  # pragma: no cover - syncer supports SQLite and PostgreSQL
+    raw = _raw_upserts(engine.dialect)
+    if raw is None:  # pragma: no cover - syncer supports SQLite and PostgreSQL
         return [store(engine, source=d.source, key=d.key, resource=d.resource, action=d.action,
                       payload=d.payload) for d in deliveries]
-    insert_new, find_existing = _UPSERTS[dialect]
-    now = utcnow()
-    rows = [{
-        "source": d.source, "delivery_key": d.key, "resource": storable(d.resource, 100),
-        "action": storable(d.action, 100), "payload": d.payload.decode("utf-8"), "received_at": now,
-        "due_at": now, "state": DeliveryState.IGNORED if d.ignored else DeliveryState.RECEIVED,
-        "attempts": 0, "outcome": storable(d.ignored, 500), "finished_at": now if d.ignored else None,
-    } for d in deliveries]
+    now = raw.when(utcnow())  # the same for every row of the batch: converted once
+    received, ignored = raw.state(DeliveryState.RECEIVED), raw.state(DeliveryState.IGNORED)
     stored: list[Stored] = []
     with engine.begin() as connection:
-        # Row by row on one connection: SQLAlchemy's multi-row INSERT (insertmanyvalues) measured 5 %
-        # slower here at the batch sizes intake sees (about 13 rows).
-        for d, row in zip(deliveries, rows, strict=True):
-            new_id = connection.execute(insert_new, row).scalar()
-            if new_id is not None:
-                stored.append(Stored(int(new_id), duplicate=False))
-                continue
-            existing = connection.execute(find_existing, {"source": d.source, "key": d.key}).scalar()
-            if existing is None:  # pragma: no cover - the conflict target is the only unique key
-                raise RuntimeError(f"delivery {d.source}/{d.key} conflicted but cannot be found")
-            stored.append(Stored(int(existing), duplicate=True))
+        # Row by row on the driver's own cursor, inside SQLAlchemy's transaction (its BEGIN, its
+        # commit, the SQLite write queue): SQLAlchemy's per-statement work (parameter processing,
+        # result objects) cost more than the INSERT itself, 41 against 18 us a row
+        # (docs/benchmarks.md). A multi-row INSERT was no cheaper at intake's batch sizes.
+        cursor = connection.connection.cursor()
+        statement = raw.insert
+        try:
+            for d in deliveries:
+                statement = raw.insert
+                cursor.execute(statement, raw.insert_params((
+                    d.source, d.key, storable(d.resource, 100), storable(d.action, 100),
+                    d.payload.decode("utf-8"), now, ignored if d.ignored else received,
+                    storable(d.ignored, 500), now if d.ignored else None, 0,
+                )))
+                found = cursor.fetchone()
+                if found is not None:
+                    stored.append(Stored(int(found[0]), duplicate=False))
+                    continue
+                statement = raw.find
+                cursor.execute(statement, raw.find_params((d.source, d.key)))
+                found = cursor.fetchone()
+                if found is None:  # pragma: no cover - the conflict target is the only unique key
+                    raise RuntimeError(f"delivery {d.source}/{d.key} conflicted but cannot be found")
+                stored.append(Stored(int(found[0]), duplicate=True))
+        except raw.dbapi_error as exc:
+            # What SQLAlchemy raises for a failed statement (the web tier answers 503 on it), without
+            # the parameters (payloads) in its message.
+            raise DBAPIError.instance(statement, None, exc, raw.dbapi_error, hide_parameters=True,
+                                      dialect=engine.dialect) from exc
+        finally:
+            cursor.close()
     return stored
+
+
+# The values store_many passes per row, in this order; `_raw_upserts` maps them onto the columns.
+_ROW_VALUES = ("source", "delivery_key", "resource", "action", "payload", "now", "state", "outcome",
+               "finished_at", "attempts")
+_COLUMN_VALUES = {"received_at": "now", "due_at": "now"}  # other columns take the value of their name
+_FIND_VALUES = ("source", "key")
+
+
+@dataclass(frozen=True)
+class _RawUpserts:
+    """`_UPSERTS` compiled once for one dialect, for the driver's cursor."""
+
+    insert: str
+    find: str
+    insert_params: Callable[[tuple[Any, ...]], Any]  # _ROW_VALUES -> the driver's parameters
+    find_params: Callable[[tuple[str, str]], Any]  # _FIND_VALUES -> the driver's parameters
+    when: Callable[[datetime], Any]  # the conversions SQLAlchemy applies to these two columns
+    state: Callable[[str], Any]
+    dbapi_error: type[Exception]
+
+
+_RAW_UPSERTS: dict[tuple[str, str, str], _RawUpserts | None] = {}
+
+
+def _raw_upserts(dialect: Dialect) -> _RawUpserts | None:
+    """`_UPSERTS` as SQL text the way SQLAlchemy compiles it for `dialect`, with parameters in the
+    driver's style and the bind conversions SQLAlchemy would apply (the UTC timestamps'); None when a
+    column of plain text needs a conversion (then store_many leaves it all to SQLAlchemy)."""
+    cache_key = (dialect.name, dialect.driver, dialect.paramstyle)
+    if cache_key not in _RAW_UPSERTS:
+        _RAW_UPSERTS[cache_key] = _compile_raw_upserts(dialect)
+    return _RAW_UPSERTS[cache_key]
+
+
+def _compile_raw_upserts(dialect: Dialect) -> _RawUpserts | None:
+    statements = _UPSERTS.get(dialect.name)
+    if statements is None:  # pragma: no cover - syncer supports SQLite and PostgreSQL
+        return None
+    insert_new, find_existing = statements
+    table: Any = Delivery.__table__  # type: ignore[attr-defined]
+    columns = [c.key for c in table.columns if c.key in set(_ROW_VALUES) | set(_COLUMN_VALUES)]
+    processors = {name: table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns}
+    if any(processors[name] for name in columns if name not in ("received_at", "due_at", "finished_at",
+                                                                  "state")):
+        return None  # pragma: no cover - no driver syncer supports converts these
+    insert = insert_new.compile(dialect=dialect, column_keys=columns)
+    find = find_existing.compile(dialect=dialect)
+    insert_order = list(insert.positiontup) if insert.positiontup is not None else columns
+    find_order = list(find.positiontup) if find.positiontup is not None else list(_FIND_VALUES)
+    pick_row = itemgetter(*[_ROW_VALUES.index(_COLUMN_VALUES.get(name, name)) for name in insert_order])
+    pick_key = itemgetter(*[_FIND_VALUES.index(name) for name in find_order])
+    insert_params: Callable[[tuple[Any, ...]], Any]
+    find_params: Callable[[tuple[str, str]], Any]
+    if insert.positiontup is not None and find.positiontup is not None:
+        insert_params, find_params = pick_row, pick_key
+    else:
+        def insert_params(values: tuple[Any, ...]) -> dict[str, Any]:
+            return dict(zip(insert_order, pick_row(values), strict=True))
+
+        def find_params(values: tuple[str, str]) -> dict[str, Any]:
+            return dict(zip(find_order, pick_key(values), strict=True))
+
+    def identity(value: Any) -> Any:
+        return value
+
+    return _RawUpserts(
+        insert=insert.string, find=find.string, insert_params=insert_params, find_params=find_params,
+        when=processors["received_at"] or identity, state=processors["state"] or identity,
+        dbapi_error=dialect.loaded_dbapi.Error,
+    )
 
 
 def _upserts() -> dict[str, tuple[Any, Any]]:
@@ -163,6 +249,37 @@ _FINISH = (
     .where(col(Delivery.id) == bindparam("b_id"))
     .values(state=bindparam("b_state"), outcome=bindparam("b_outcome"), finished_at=bindparam("b_now"),
             last_error=None)
+)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A delivery claimed for processing, with what the handlers need of it."""
+
+    id: int
+    source: str
+    resource: str
+    action: str
+    payload: str
+    attempts: int  # this attempt included
+
+
+def take(engine: Engine, delivery_id: int, *, lease: timedelta, now: datetime | None = None) -> Taken | None:
+    """`claim` and read the delivery in one statement (UPDATE ... RETURNING): None when it is
+    finished or another worker holds it. Every delivery passes here, so it is one round trip and
+    one transaction, not two (docs/benchmarks.md)."""
+    now = now or utcnow()
+    with engine.begin() as connection:
+        row = connection.execute(_TAKE, {"b_id": delivery_id, "b_now": now, "b_stale": now - lease}).first()
+    if row is None:
+        return None
+    return Taken(id=row.id, source=row.source, resource=row.resource, action=row.action,
+                 payload=row.payload, attempts=row.attempts)
+
+
+_TAKE = _CLAIM.returning(
+    col(Delivery.id), col(Delivery.source), col(Delivery.resource), col(Delivery.action),
+    col(Delivery.payload), col(Delivery.attempts),
 )
 
 

@@ -172,6 +172,23 @@ def test_jira_signature_token_and_dedupe(clean: None, web: FakeServer, engine: E
     assert {d.resource for d in stored} == {"jira:issue_updated"}
 
 
+def test_webhook_routes_answer_like_the_rest_of_the_app(clean: None, web: FakeServer, engine: Engine) -> None:
+    """The webhook routes are plain Starlette routes (docs/benchmarks.md): their answers, and the app's
+    answers around them (wrong method, trailing slash), are what FastAPI routes gave."""
+    answer = post_sentry(web.url, load_fixture("sentry/issue_created.json"))
+    assert answer.status_code == 202
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.content == b'{"delivery":%d,"duplicate":false}' % deliveries(engine, "sentry")[0].id
+    for path in ("/webhooks/sentry", "/webhooks/jira"):
+        wrong = httpx.get(f"{web.url}{path}")
+        assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
+        assert wrong.json() == {"detail": "Method Not Allowed"}
+    slash = httpx.post(f"{web.url}/webhooks/sentry/", content=b"{}")
+    assert slash.status_code == 307 and slash.headers["location"].endswith("/webhooks/sentry")
+    assert httpx.get(f"{web.url}/openapi.json").status_code == 404
+    assert len(deliveries(engine)) == 1
+
+
 def test_health_ready_and_metrics(clean: None, web: FakeServer) -> None:
     assert httpx.get(f"{web.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{web.url}/readyz")
