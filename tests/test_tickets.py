@@ -3,6 +3,7 @@ a real worker process creates or links the ticket in the fake Jira."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -252,8 +253,29 @@ def test_twenty_concurrent_deliveries_across_two_workers_make_one_ticket(
     assert len(tickets_for(fake_jira, issue["id"])) == 1
     assert fake_jira.calls.count("POST", JIRA_CREATE) == 1
     assert all(r.state in (DeliveryState.DONE, DeliveryState.IGNORED) for r in rows)
-    # Both worker processes took part.
-    assert "worker1" in stack["worker"].output() and "worker2" in second_worker.output()
+    # Both worker processes took part: each logged deliveries it finished.
+    finished = re.compile(r"delivery \d+ (done|ignored): ")
+    assert finished.search(stack["worker"].output()) and finished.search(second_worker.output())
+
+
+def test_one_account_look_up_per_email_however_many_tickets_need_it_at_once(
+    stack: dict[str, Any],
+    second_worker: SyncerProcess,
+    fake_sentry: FakeSentry,
+    fake_jira: FakeJira,
+    engine: Engine,
+) -> None:
+    """Eight new issues for one team at once, an empty account cache, two worker processes of eight
+    threads: the threads of a process that miss the cache together make one `user/search` for the
+    team's e-mail, so at most one per process, not one per ticket."""
+    fake_jira.latency = 0.05  # the look-up takes a while: the others arrive meanwhile
+    try:
+        issues = [fake_sentry.file_issue(project="billing-api", title=f"burst {n}") for n in range(8)]
+        tickets = [wait_ticket(fake_jira, engine, issue["id"], timeout=60) for issue in issues]
+    finally:
+        fake_jira.latency = 0.0
+    assert {t["assignee"] for t in tickets} == {"acc-driver"}
+    assert 1 <= fake_jira.calls.count("GET", r"/user/search$") <= 2
 
 
 def test_ambiguous_create_still_makes_one_ticket(
@@ -281,6 +303,41 @@ def test_429_with_retry_after_on_create_creates_once_after_the_delay(
     assert len(creates) == 2  # the refused one and the one that worked
     assert creates[1].at - creates[0].at >= 3.0
     assert len(tickets_for(fake_jira, issue["id"])) == 1
+
+
+def test_one_message_for_several_deliveries_handles_each_and_retries_one_alone(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    """Under load the web tier publishes several deliveries in one `process_deliveries` message.
+    Each is handled in turn; one that must wait (Jira refuses its create with a 429) goes back to
+    the queue as a message of its own, and the others do not wait for it."""
+    from syncer import inbox, worker
+    from syncer.fakes.base import compact_json
+
+    fake_sentry.webhooks.enabled = False
+    issues = [fake_sentry.file_issue(project="billing-api", title=f"batched {n}") for n in range(3)]
+    fake_sentry.webhooks.enabled = True
+    created = fake_sentry.emitted()[-3:]
+    stored = inbox.store_many(engine, [
+        inbox.Incoming(source="sentry", key=f"batched-{n}", resource=resource, action=payload["action"],
+                       payload=compact_json(payload))
+        for n, (resource, payload) in enumerate(created)
+    ])
+    # The first create call the worker makes (the first delivery's) is refused for 6 seconds: ample
+    # time for the other two tickets, even on a busy machine.
+    fake_jira.faults.append(Fault("POST", JIRA_CREATE, status=429, headers={"Retry-After": "6"}, times=1))
+    worker.publish_batch([s.delivery_id for s in stored])
+    for issue in issues:
+        wait_ticket(fake_jira, engine, issue["id"], timeout=60)
+    creates = fake_jira.calls.calls("POST", JIRA_CREATE)
+    assert len(creates) == 4  # three tickets and the refused attempt
+    assert creates[3].at - creates[0].at >= 6.0  # the refused one came back after Retry-After
+    # The two that were not refused were made first, while the refused one waited.
+    order = [t["labels"] for t in fake_jira.issues()]
+    assert f"sentry-{issues[0]['id']}" in order[-1]
+    rows = wait_delivery_done(engine)
+    assert {r.state for r in rows} == {DeliveryState.DONE}
+    assert [r.attempts for r in sorted(rows, key=lambda r: r.id or 0)] == [2, 1, 1]
 
 
 def run_cli(process_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

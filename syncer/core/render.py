@@ -9,7 +9,6 @@ disguise links.
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -139,14 +138,18 @@ _BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\
 
 def strip_control(text: str) -> str:
     """Remove control characters (except newline and tab) and bidirectional overrides."""
-    return "".join(
-        char for char in text if char in "\n\t" or (unicodedata.category(char) != "Cc" and char not in _BIDI)
-    )
+    return _CONTROL.sub("", text)
+
+
+# Unicode's control characters (category Cc: C0, DEL and C1) but newline and tab, and _BIDI; one
+# regular expression instead of a category look-up per character (every ticket renders ~50 fields).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f" + "".join(sorted(_BIDI)) + "]")
 
 
 # Jira's renderer honours a backslash before exactly these characters (its BackslashEscape
 # component); a backslash before anything else is shown as is.
 _WIKI_SPECIAL = frozenset("-#*_+?^~|%{}[]()!@")
+_WIKI_ESCAPES = {ord("\\"): "&#92;", **{ord(char): "\\" + char for char in _WIKI_SPECIAL}}
 # Block markers that only count at the start of a line and start with a letter, so no backslash
 # escape applies: the first letter becomes an HTML entity, which Jira shows as the letter.
 _LINE_START_WORD = re.compile(r"^(\s*)(h[1-6]\.|bq\.)", re.MULTILINE)
@@ -162,15 +165,7 @@ def escape_wiki(text: str) -> str:
     same). Line-start `h1.` to `h6.` and `bq.` get their first letter as an entity. Bare URLs are
     left alone: Jira links them, but shows where they go.
     """
-    out = []
-    for char in strip_control(text):
-        if char == "\\":
-            out.append("&#92;")
-        elif char in _WIKI_SPECIAL:
-            out.append("\\" + char)
-        else:
-            out.append(char)
-    return _LINE_START_WORD.sub(_entity_first_letter, "".join(out))
+    return _LINE_START_WORD.sub(_entity_first_letter, strip_control(text).translate(_WIKI_ESCAPES))
 
 
 def _entity_first_letter(match: re.Match[str]) -> str:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
 
@@ -36,9 +36,30 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own transaction handling defers BEGIN; emit it ourselves so a write
         # transaction takes its lock at the start instead of failing half-way.
-        event.listen(engine, "begin", lambda conn: conn.connection.dbapi_connection.begin_immediate())
+        event.listen(engine, "begin", _begin_sqlite)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+READ_ONLY = "syncer_read_only"  # an execution option: see `reading`
+
+
+def _begin_sqlite(conn: Connection) -> None:
+    if conn.get_execution_options().get(READ_ONLY):
+        return  # autocommit mode: each SELECT is its own read transaction, and takes no write lock
+    conn.connection.dbapi_connection.begin_immediate()  # type: ignore[union-attr]
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for single-statement reads. On SQLite it takes no write lock: in WAL mode a
+    reader sees the last commit and neither waits for the writer nor holds it up, where a
+    transaction through `session_scope` queues for the one write lock like every writer (a ticket's
+    reads used to wait behind other threads' writes). Each statement sees its own snapshot, so a
+    read that needs several statements to agree belongs in a transaction."""
+    with engine.connect() as connection:
+        connection.execution_options(**{READ_ONLY: True})
+        yield connection
 
 
 try:

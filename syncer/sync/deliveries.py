@@ -16,7 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from syncer import inbox
 from syncer.core.issue import PayloadError
-from syncer.db.models import Delivery, utcnow
+from syncer.db.models import utcnow
 from syncer.errors import PermanentError, TransientError
 from syncer.retry import backoff_seconds
 from syncer.runtime import Runtime
@@ -37,10 +37,9 @@ class Step:
 def process(rt: Runtime, delivery_id: int) -> Step:
     settings = rt.settings
     lease = timedelta(seconds=settings.sweep_after_seconds)
-    if not inbox.claim(rt.engine, delivery_id, lease=lease):
+    delivery = inbox.take(rt.engine, delivery_id, lease=lease)
+    if delivery is None:
         return Step("skipped", note="finished already, or another worker holds it")
-    delivery = inbox.load(rt.engine, delivery_id)
-    assert delivery is not None
     try:
         outcome = dispatch.handle(rt, delivery)
     except (TransientError, OperationalError, PoolTimeout, redis.RedisError) as exc:
@@ -63,10 +62,9 @@ def process(rt: Runtime, delivery_id: int) -> Step:
     return Step("ignored" if outcome.ignored else "done", note=outcome.note)
 
 
-def _later(rt: Runtime, delivery: Delivery, error: str, retry_after: float | None) -> Step:
+def _later(rt: Runtime, delivery: inbox.Taken, error: str, retry_after: float | None) -> Step:
     """A failure worth another try: back off (never sooner than the server asked), or give up."""
     settings = rt.settings
-    assert delivery.id is not None
     if delivery.attempts > settings.task_max_retries:
         inbox.bury(rt.engine, delivery.id, error=f"gave up after {delivery.attempts} attempts: {error}")
         rt.counters.incr("syncer_dead_letters_total", source=delivery.source, reason="retries_exhausted")

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 
 from syncer.core.issue import PayloadError
-from syncer.db.models import Delivery
+from syncer.inbox import Taken
 from syncer.jira import webhooks as jira_webhooks
 from syncer.jira.webhooks import JiraEvent
 from syncer.runtime import Runtime
@@ -41,7 +41,7 @@ JIRA_HANDLERS: dict[str, JiraHandler] = {
 }
 
 
-def handle(rt: Runtime, delivery: Delivery) -> Outcome:
+def handle(rt: Runtime, delivery: Taken) -> Outcome:
     """Parse and dispatch one delivery. PayloadError means the shape is unusable (permanent)."""
     cause = f"delivery:{delivery.id}"
     try:

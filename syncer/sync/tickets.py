@@ -16,13 +16,15 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, insert, or_, update
 
 from syncer import audit
 from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
 from syncer.core.render import remote_link_global_id, render_ticket, sentry_label
 from syncer.core.routing import Decision, decide
-from syncer.db.models import Link, LinkState, utcnow
-from syncer.db.session import session_scope
+from syncer.db.models import AuditEntry, Link, LinkState, utcnow
 from syncer.errors import AmbiguousError, PermanentError, TransientError
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
@@ -149,6 +151,8 @@ def create_or_link(
 
 def _existing_ticket(rt: Runtime, issue_id: str) -> JiraTicket | None:
     found = rt.jira.find_by_label(sentry_label(issue_id))
+    if not found:
+        return None
     # The issue's past tickets (superseded, unlinked, broken) carry the label too: history, not candidates.
     retired = claims.retired_ticket_ids(rt.engine, issue_id)
     found = [t for t in found if t.id not in retired]
@@ -170,50 +174,53 @@ def _activate(
     assignee_note: str = "",
 ) -> Link:
     now = utcnow()
-    with session_scope(rt.engine) as session:
-        link = session.get(Link, claim.link_id)
-        assert link is not None
-        link.jira_issue_id = ticket.id
-        link.jira_key = ticket.key
-        link.state = LinkState.ACTIVE
-        link.claim_token = None
-        link.claimed_at = None
-        link.sentry_status = issue.status or "unresolved"
-        link.sentry_substatus = issue.substatus
-        link.sentry_changed_at = issue.last_seen or now
-        link.jira_status = ticket.status
-        link.jira_status_category = ticket.status_category or ("new" if not adopted else "")
-        link.jira_changed_at = ticket.updated  # Jira's own time only: it is the Jira-side watermark
-        link.synced_at = now
-        link.changed_by = cause
-        link.updated_at = now
-        target = decision.target
-        assert target is not None
-        detail = (
-            f"route {decision.route_name}, team {decision.team or '-'}, "
-            f"project {ticket.project_key or target.jira_project}"
-            f", components {list(target.components)}, assignee {target.assignee_email or '-'}"
-        )
-        if assignee_note and target.assignee_email:
-            detail += f" (left unassigned: {assignee_note})"
-        audit.record(
-            session,
-            link=link,
-            side="jira",
-            action="linked_existing" if adopted else "created",
-            detail=detail,
-            cause=cause,
-        )
+    target = decision.target
+    assert target is not None
+    values: dict[str, Any] = {
+        "jira_issue_id": ticket.id,
+        "jira_key": ticket.key,
+        "state": LinkState.ACTIVE,
+        "claim_token": None,
+        "claimed_at": None,
+        "sentry_status": issue.status or "unresolved",
+        "sentry_substatus": issue.substatus,
+        "sentry_changed_at": issue.last_seen or now,
+        "jira_status": ticket.status,
+        "jira_status_category": ticket.status_category or ("new" if not adopted else ""),
+        "jira_changed_at": ticket.updated,  # Jira's own time only: it is the Jira-side watermark
+        "synced_at": now,
+        "changed_by": cause,
+        "updated_at": now,
+    }
+    detail = (
+        f"route {decision.route_name}, team {decision.team or '-'}, "
+        f"project {ticket.project_key or target.jira_project}"
+        f", components {list(target.components)}, assignee {target.assignee_email or '-'}"
+    )
+    if assignee_note and target.assignee_email:
+        detail += f" (left unassigned: {assignee_note})"
+    link = Link(id=claim.link_id, sentry_issue_id=issue.id, live_sentry_issue_id=issue.id,
+                sentry_project=issue.project_slug[:200], route=decision.route_name[:200], team=decision.team,
+                create_attempted_at=claim.create_attempted_at, **values)
+    # One transaction for the link and its audit row, as prebuilt statements (every ticket passes here).
+    with rt.engine.begin() as connection:
+        connection.execute(_ACTIVATE, {"b_id": claim.link_id, **values})
+        action = "linked_existing" if adopted else "created"
+        connection.execute(_AUDIT, audit.row(link=link, side="jira", action=action, detail=detail,
+                                             cause=cause))
     return link
 
 
 def finish_backlinks(rt: Runtime, link: Link, installation_uuid: str, cause: str) -> None:
-    """Let a person find each side from the other. Both calls are idempotent upserts."""
+    """Let a person find each side from the other. Both calls are idempotent upserts; what is done
+    is recorded once at the end (one transaction), or, when the Sentry side fails, the Jira side
+    alone, so the retry does not repeat it."""
     if link.remote_link_done and link.sentry_link_done:
         return
     assert link.jira_key is not None
     org = rt.settings.sentry_org or ""
-    if not link.remote_link_done:
+    remote_done_now = not link.remote_link_done
+    if remote_done_now:
         url = f"{rt.settings.sentry_url}/organizations/{org}/issues/{link.sentry_issue_id}/"
         rt.jira.upsert_remote_link(
             link.jira_key,
@@ -221,10 +228,13 @@ def finish_backlinks(rt: Runtime, link: Link, installation_uuid: str, cause: str
             url=url,
             title=f"Sentry issue {link.sentry_issue_id}",
         )
-        _mark(rt, link, remote_link_done=True)
-    if not link.sentry_link_done:
-        uuid = rt.settings.sentry_installation_uuid or installation_uuid
-        web_url = f"{rt.jira_browse_url}/{link.jira_key}"
+        link.remote_link_done = True
+    if link.sentry_link_done:
+        _mark(rt, link)
+        return
+    uuid = rt.settings.sentry_installation_uuid or installation_uuid
+    web_url = f"{rt.jira_browse_url}/{link.jira_key}"
+    try:
         if uuid:
             rt.sentry.link_external_issue(
                 uuid,
@@ -237,15 +247,30 @@ def finish_backlinks(rt: Runtime, link: Link, installation_uuid: str, cause: str
         else:
             rt.sentry.add_note(link.sentry_issue_id, f"Jira ticket: {link.jira_key} {web_url}")
             how = "note (no integration installation known)"
-        _mark(rt, link, sentry_link_done=True)
-        with session_scope(rt.engine) as session:
-            audit.record(session, link=link, side="sentry", action="linked", detail=how, cause=cause)
+    except BaseException:
+        if remote_done_now:
+            _mark(rt, link)
+        raise
+    link.sentry_link_done = True
+    _mark(rt, link, audit.row(link=link, side="sentry", action="linked", detail=how, cause=cause))
 
 
-def _mark(rt: Runtime, link: Link, **flags: bool) -> None:
-    with session_scope(rt.engine) as session:
-        row = session.get(Link, link.id)
-        assert row is not None
-        for name, value in flags.items():
-            setattr(row, name, value)
-            setattr(link, name, value)
+def _mark(rt: Runtime, link: Link, audit_row: dict[str, Any] | None = None) -> None:
+    """Store the link's back-link flags (and the audit row of what was done) in one transaction."""
+    with rt.engine.begin() as connection:
+        connection.execute(_MARK, {"b_id": link.id, "remote_link_done": link.remote_link_done,
+                                   "sentry_link_done": link.sentry_link_done})
+        if audit_row is not None:
+            connection.execute(_AUDIT, audit_row)
+
+
+_links: Any = Link.__table__  # type: ignore[attr-defined]
+_ACTIVATE = update(_links).where(_links.c.id == bindparam("b_id"))
+# Flags only ever go from false to true: a stale snapshot must not undo another worker's mark.
+_MARK = (
+    update(_links)
+    .where(_links.c.id == bindparam("b_id"))
+    .values(remote_link_done=or_(_links.c.remote_link_done, bindparam("remote_link_done")),
+            sentry_link_done=or_(_links.c.sentry_link_done, bindparam("sentry_link_done")))
+)
+_AUDIT = insert(AuditEntry.__table__)  # type: ignore[attr-defined]
