@@ -24,6 +24,12 @@ def _setup_logging(settings: Settings | None) -> None:
     # Alembic narrates every migration step at INFO; the web, worker and beat check it on each start.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise
+    if logging.getLevelName(level) > logging.DEBUG:
+        # Celery's "Task ... received" and "... succeeded" at INFO repeat, per delivery, what syncer's
+        # own line says with its outcome ("delivery 12 done: created OPS-7 ..."); failures and
+        # retries still show (ERROR, and syncer's own WARNING).
+        for name in ("celery.worker.strategy", "celery.app.trace"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _service_start(settings: Settings) -> None:
@@ -56,12 +62,30 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer import supervise
+
+    processes = args.processes or supervise.parse_processes(settings.worker_processes)
+    # Threads per process: 48 alone; 32 each beside others, which share the machine and SQLite's
+    # lock (docs/benchmarks.md, "End to end").
+    concurrency = args.concurrency or (48 if processes == 1 else 32)
+    _service_start(settings)  # once, here: a misconfiguration stops the supervisor, not each child
+    if processes > 1:
+        from syncer.runtime import current
+
+        current().engine.dispose()  # the children open their own
+        supervise.become_supervisor(
+            processes, pool=args.pool, concurrency=concurrency, hostname=args.hostname,
+            log_level=settings.log_level,
+        )
     from syncer import worker
 
-    _service_start(settings)
     worker.configure(settings)
     argv = ["worker", "--loglevel", settings.log_level, "-Q", "syncer", "--pool", args.pool]
-    argv += ["--concurrency", str(args.concurrency)]
+    argv += ["--concurrency", str(concurrency)]
+    # Mingle (a second of asking other workers for revoked ids at start) and gossip (every worker
+    # listening to every other's events) serve features syncer does not use: tasks are never
+    # revoked, and work is shared through the broker and the database's claims.
+    argv += ["--without-mingle", "--without-gossip"]
     if args.hostname:
         argv += ["--hostname", args.hostname]
     worker.app.worker_main(argv)
@@ -255,6 +279,15 @@ def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     return run_sandbox(port=args.port, issues=args.issues, keep_running=not args.once)
 
 
+def _processes(value: str) -> int:
+    from syncer.supervise import parse_processes
+
+    try:
+        return parse_processes(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="syncer", description="Keeps Sentry issues and Jira tickets in sync."
@@ -270,8 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
     # Threads, 48 of them: the work is waiting on two APIs, yet each ticket also costs ~10 ms of CPU,
     # and one process of threads keeps SQLite's single writer in one queue (docs/benchmarks.md).
     p.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
-    p.add_argument("--concurrency", type=int, default=48)
+    p.add_argument(
+        "--concurrency", type=int, default=None,
+        help="threads per worker process (default 48 with one process, 32 each with more)",
+    )
     p.add_argument("--hostname", default=None)
+    # One process is held to one core by its GIL: by default one process per CPU (a supervisor and
+    # fresh `--processes 1` children, syncer/supervise.py); 1 runs the Celery worker in this process.
+    p.add_argument(
+        "--processes", type=_processes, default=None, metavar="N|auto",
+        help="worker processes, each with --concurrency threads "
+        "(default: $SYNCER_WORKER_PROCESSES, else auto = one per CPU)",
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("beat", help="run the scheduler (exactly one per deployment)")

@@ -88,7 +88,9 @@ def start_services(
     child_env = {**env, "SYNCER_BROKER_URL": broker}
     group = ProcessGroup(log)
     group.start("web", syncer_argv("web", "--host", "127.0.0.1", "--port", str(port)), child_env)
-    group.start("worker", syncer_argv("worker", "--concurrency", str(concurrency)), child_env)
+    # One worker process: a laptop's many cores would each get one, for a handful of demo events.
+    worker_argv = syncer_argv("worker", "--processes", "1", "--concurrency", str(concurrency))
+    group.start("worker", worker_argv, child_env)
     schedule = Path(".syncer-beat-schedule").resolve()
     group.start("beat", syncer_argv("beat", "--schedule", str(schedule)), child_env)
     return group, broker

@@ -69,6 +69,17 @@ class Settings(BaseSettings):
     sweep_every_seconds: float = Field(default=15.0, gt=0)
     # A ticket-creation claim not renewed for this long is presumed dead (its worker was killed).
     claim_ttl_seconds: float = Field(default=90.0, gt=0)
+    # `syncer worker` processes, each a Celery worker of threads; "auto": one per CPU (one process
+    # is held to one core by its GIL). `syncer worker --processes` overrides it.
+    worker_processes: str = "auto"
+
+    @field_validator("worker_processes")
+    @classmethod
+    def _auto_or_count(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value != "auto" and not (value.isdigit() and int(value) >= 1):
+            raise ValueError('must be "auto" or a whole number of at least 1')
+        return value
 
     @field_validator("claim_ttl_seconds")
     @classmethod

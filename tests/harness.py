@@ -148,8 +148,12 @@ class SyncerProcess:
 
 
 def start_worker(name: str, env: Mapping[str, str], log_dir: Path, concurrency: int = 8) -> SyncerProcess:
+    """One Celery worker in one process (`--processes 1`): its pid is the worker a test kills."""
     return SyncerProcess(
-        name, ["worker", "--concurrency", str(concurrency), "--hostname", f"{name}@%h"], env, log_dir
+        name,
+        ["worker", "--processes", "1", "--concurrency", str(concurrency), "--hostname", f"{name}@%h"],
+        env,
+        log_dir,
     ).start(ready_line="ready.", timeout=60)
 
 
