@@ -300,8 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("worker", help="run the Celery worker")
-    # Threads, 48 of them: the work is waiting on two APIs, yet each ticket also costs ~10 ms of CPU,
-    # and one process of threads keeps SQLite's single writer in one queue (docs/benchmarks.md).
+    # Threads: the work is waiting on two APIs (prefork children run one task each: 31-35 tickets/s
+    # against 142 for one process of 48 threads; docs/benchmarks.md).
     p.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"])
     p.add_argument(
         "--concurrency", type=int, default=None,

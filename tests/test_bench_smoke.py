@@ -78,3 +78,15 @@ def test_reconcile_table_is_read_by_column_name() -> None:
     assert row["N"] == "10,000" and row["within target"] == "yes"
     assert _number(row["N"]) == 10_000 and _number(row["wall s"]) == 3.5
     assert _number("yes") is None
+
+
+@pytest.mark.slow
+def test_message_cost_benchmark_runs_in_smoke_mode() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.message_cost", "--smoke"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = [line for line in done.stdout.splitlines() if "us per delivery" in line]
+    assert len(lines) == 2 and "one per message" in lines[0] and "per message" in lines[1], done.stdout
