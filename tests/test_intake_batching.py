@@ -56,7 +56,9 @@ def test_each_request_is_answered_after_the_commit_that_holds_its_row(own_engine
     ids = {stored.delivery_id for stored, _ in answers}
     assert len(ids) == 40
     assert sum(not stored.duplicate for stored, _ in answers) == 40
-    # Only new rows go to the publisher, each once, a hand-off per group commit.
+    # Only new rows go to the publisher, each once, a hand-off per group commit. The writer hands a
+    # batch over after answering its requests, so the last hand-off may come just after the answers.
+    wait_for(lambda: sum(len(batch) for batch in published) >= len(ids), 10, what="the last hand-off")
     assert sorted(i for batch in published for i in batch) == sorted(ids)
 
 
