@@ -244,9 +244,13 @@ _CLAIM = (
         state=DeliveryState.PROCESSING, started_at=bindparam("b_now"), attempts=col(Delivery.attempts) + 1
     )
 )
+# A holder presumed dead after its lease may still finish, after another worker took the delivery
+# over and found nothing left to do ("already linked"): that late "ignored" must not hide the "done"
+# of the attempt that did the work, whichever of the two finishes last.
 _FINISH = (
     update(Delivery)
-    .where(col(Delivery.id) == bindparam("b_id"))
+    .where(col(Delivery.id) == bindparam("b_id"),
+           or_(col(Delivery.state) != DeliveryState.DONE, bindparam("b_state") == DeliveryState.DONE))
     .values(state=bindparam("b_state"), outcome=bindparam("b_outcome"), finished_at=bindparam("b_now"),
             last_error=None)
 )

@@ -105,6 +105,26 @@ def test_claim_is_exclusive_and_expires(tmp_path: Path) -> None:
     assert row is not None and row.state == DeliveryState.DONE and row.attempts == 2
 
 
+def test_a_late_ignored_does_not_hide_the_done_of_the_attempt_that_did_the_work(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'f.db'}")
+    migrate.upgrade(engine)
+    stored = inbox.store(engine, source="sentry", key="k", resource="issue", action="created", payload=b"{}")
+    lease = timedelta(seconds=30)
+    assert inbox.take(engine, stored.delivery_id, lease=lease) is not None  # the first attempt, slow
+    later = inbox.take(engine, stored.delivery_id, lease=lease, now=utcnow() + timedelta(seconds=31))
+    assert later is not None and later.attempts == 2  # its lease passed: another worker takes over
+    inbox.finish(engine, stored.delivery_id, ignored=False, outcome="created PAY-1")
+    inbox.finish(engine, stored.delivery_id, ignored=True, outcome="already linked to PAY-1")
+    row = inbox.load(engine, stored.delivery_id)
+    assert row is not None and row.state == DeliveryState.DONE and row.outcome == "created PAY-1"
+    # The other order ends the same way: "done" replaces "ignored".
+    second = inbox.store(engine, source="sentry", key="k2", resource="issue", action="created", payload=b"{}")
+    inbox.finish(engine, second.delivery_id, ignored=True, outcome="already linked to PAY-2")
+    inbox.finish(engine, second.delivery_id, ignored=False, outcome="created PAY-2")
+    row = inbox.load(engine, second.delivery_id)
+    assert row is not None and row.state == DeliveryState.DONE and row.outcome == "created PAY-2"
+
+
 def test_overdue_finds_unfinished_rows_only(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'o.db'}")
     migrate.upgrade(engine)
