@@ -57,7 +57,7 @@ def bare_app() -> Any:
 def serve_bare(port: int, workers: int = 1) -> None:
     import uvicorn
 
-    # The same uvicorn options as `syncer web` (syncer/cli.py cmd_web).
+    # The same uvicorn options as `syncer web` (syncer/cli/main.py cmd_web).
     uvicorn.run("bench.intake:bare_app", factory=True, host="127.0.0.1", port=port, workers=workers,
                 log_level="warning", access_log=False)
 

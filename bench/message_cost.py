@@ -31,8 +31,8 @@ def measure(deliveries: int) -> dict[str, float]:
                                jira_url=nowhere, extra=e2e.UNTHROTTLED)
         worker_process = stack.start_worker(env, workdir, extra_args=("--processes", "1"))
         try:
-            from syncer import worker
             from syncer.settings import current_settings
+            from syncer.worker import app as worker
 
             os.environ.update(env)  # this process publishes as `syncer web` would, to this broker
             current_settings.cache_clear()
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n = 100 if args.smoke else args.deliveries
     os.environ.pop("SYNCER_WORKER_PROCESSES", None)
-    from syncer.worker import MESSAGE_BATCH
+    from syncer.worker.app import MESSAGE_BATCH
 
     result = measure(n)
     for key, how in (("single", "one per message"), ("batched", f"up to {MESSAGE_BATCH} per message")):

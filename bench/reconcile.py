@@ -67,10 +67,10 @@ except ModuleNotFoundError:  # run as a script (`python bench/reconcile.py`): be
         workspace,
     )
 
-from syncer.db.models import Link, LinkState
-from syncer.db.session import make_engine
 from syncer.fakes.jira import FakeJira, start_fake_jira
 from syncer.fakes.sentry import FakeSentry, start_fake_sentry
+from syncer.store.engine import make_engine
+from syncer.store.schema import Link, LinkState
 
 POLICY = """
 [defaults]

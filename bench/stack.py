@@ -143,8 +143,8 @@ class Database:
         self._reader: Any = None
 
     def create(self) -> Database:
-        from syncer.db import migrate
-        from syncer.db.session import make_engine
+        from syncer.store import migrate
+        from syncer.store.engine import make_engine
 
         if self.kind == "sqlite":
             self.url = f"sqlite:///{self.workdir / 'syncer.db'}"
@@ -178,7 +178,7 @@ class Database:
         else:
             from sqlalchemy import text
 
-            from syncer.db.session import make_engine
+            from syncer.store.engine import make_engine
 
             if self._reader is None:
                 self._reader = make_engine(self.url, pool_size=1)

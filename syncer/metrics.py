@@ -16,7 +16,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from syncer.db.models import DeadLetter, Delivery, Link
+from syncer.store.schema import DeadLetter, Delivery, Link
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ import redis
 from sqlalchemy.engine import Engine
 
 from syncer import ratelimit
-from syncer.db.session import make_engine
 from syncer.jira.client import JiraClient
 from syncer.metrics import WorkerCounters
 from syncer.policy import Policy, load_policy
 from syncer.sentry.client import SentryClient
 from syncer.settings import Settings, current_settings
+from syncer.store.engine import make_engine
 
 
 @dataclass

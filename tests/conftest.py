@@ -17,10 +17,10 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from syncer.db import migrate
-from syncer.db.models import AccountCache, AuditEntry, DeadLetter, Delivery, DeliveryState, Link
-from syncer.db.session import make_engine, session_scope
 from syncer.fakes.base import FakeServer, compact_json, hmac_sha256_hex
+from syncer.store import migrate
+from syncer.store.engine import make_engine, session_scope
+from syncer.store.schema import AccountCache, AuditEntry, DeadLetter, Delivery, DeliveryState, Link
 from tests.harness import RedisServer, SyncerProcess, environ_with, redis_answers, start_worker, wait_for
 
 if TYPE_CHECKING:
@@ -180,10 +180,11 @@ def web(
     environment: None, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> Iterator[FakeServer]:
     """The real web app on a real socket, enqueueing to the session's Redis."""
-    from syncer import metrics, worker
+    from syncer import metrics
     from syncer.runtime import current
     from syncer.settings import current_settings
-    from syncer.web import create_app
+    from syncer.web.app import create_app
+    from syncer.worker import app as worker
 
     settings = current_settings()
     worker.configure(settings)

@@ -28,13 +28,13 @@ from sqlmodel import Session, select
 from syncer.core.issue import PayloadError
 from syncer.core.render import SUMMARY_LIMIT, render_ticket
 from syncer.core.routing import TicketTarget, decide
-from syncer.db.models import DeadLetter, Delivery, DeliveryState, Link, LinkState
 from syncer.fakes.base import FakeServer, compact_json
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.jira import webhooks as jira_webhooks
 from syncer.policy import load_policy
 from syncer.sentry import webhooks as sentry_webhooks
+from syncer.store.schema import DeadLetter, Delivery, DeliveryState, Link, LinkState
 from tests.conftest import (
     FIXTURES,
     INSTALLATION_UUID,
@@ -204,7 +204,7 @@ def intake(environment: None, engine: Engine) -> Iterator[tuple[httpx.Client, li
     """The real intake app on a socket of its own, with a recording enqueue (no broker, no worker):
     hypothesis sends it hundreds of requests without feeding them to anyone."""
     from syncer.settings import current_settings
-    from syncer.web import create_app
+    from syncer.web.app import create_app
 
     enqueued: list[int] = []
     server = FakeServer(create_app(current_settings(), engine, enqueued.append, lambda: None)).start()

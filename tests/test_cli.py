@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from syncer.db.models import DeadLetter, Delivery, DeliveryState
 from syncer.fakes.base import Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.retry import backoff_seconds
+from syncer.store.schema import DeadLetter, Delivery, DeliveryState
 from tests.conftest import JIRA_TOKEN, SENTRY_SECRET, SENTRY_TOKEN, post_sentry
 from tests.harness import RedisServer, free_port, wait_for
 
@@ -175,7 +175,7 @@ def test_dev_runs_all_three_on_an_embedded_broker_and_stops_on_ctrl_c(
         }
         answer = post_sentry(f"http://127.0.0.1:{port}", payload, resource="comment")
         assert answer.status_code == 202
-        from syncer.db.session import make_engine
+        from syncer.store.engine import make_engine
 
         dev_engine = make_engine(env["SYNCER_DATABASE_URL"])
 

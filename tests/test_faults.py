@@ -32,10 +32,7 @@ import redis
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from syncer import inbox, metrics
-from syncer.db import migrate
-from syncer.db.models import DeadLetter, Delivery, DeliveryState, Link, LinkState
-from syncer.db.session import make_engine
+from syncer import metrics
 from syncer.errors import AmbiguousError, TransientError
 from syncer.fakes.base import Call, FakeServer, Fault, compact_json
 from syncer.fakes.jira import FakeJira
@@ -44,6 +41,9 @@ from syncer.jira.client import JiraClient
 from syncer.ratelimit import RateLimiter
 from syncer.sentry.client import SentryClient
 from syncer.settings import Settings
+from syncer.store import deliveries, migrate
+from syncer.store.engine import make_engine
+from syncer.store.schema import DeadLetter, Delivery, DeliveryState, Link, LinkState
 from tests.conftest import INSTALLATION_UUID, JIRA_TOKEN, ORG, SENTRY_TOKEN, clean_redis, post_sentry
 from tests.harness import (
     REPO,
@@ -126,9 +126,9 @@ def faults(
     fake_jira: FakeJira,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[FaultStack]:
-    from syncer import worker
     from syncer.settings import current_settings
-    from syncer.web import create_app
+    from syncer.web.app import create_app
+    from syncer.worker import app as worker
 
     workdir = tmp_path_factory.mktemp("faults")
     broker = RedisServer().start()
@@ -182,7 +182,7 @@ def tickets_for(fake_jira: FakeJira, sentry_id: str) -> list[dict[str, Any]]:
     return [t for t in fake_jira.issues() if f"sentry-{sentry_id}" in t["labels"]]
 
 
-def deliveries(engine: Engine) -> list[Delivery]:
+def delivery_rows(engine: Engine) -> list[Delivery]:
     with Session(engine) as session:
         return list(session.exec(select(Delivery).order_by(Delivery.id)).all())  # type: ignore[arg-type]
 
@@ -203,14 +203,14 @@ def wait_linked(engine: Engine, sentry_id: str, timeout: float = 60) -> Link:
 
 def wait_all_finished(engine: Engine, timeout: float = 60) -> list[Delivery]:
     def finished() -> list[Delivery] | None:
-        rows = deliveries(engine)
+        rows = delivery_rows(engine)
         return rows if rows and all(r.state not in DeliveryState.UNFINISHED for r in rows) else None
 
     return wait_for(finished, timeout, what="every delivery finished")  # type: ignore[no-any-return]
 
 
 def the_delivery(engine: Engine, sentry_id: str) -> Delivery:
-    (row,) = [d for d in deliveries(engine) if d.source == "sentry" and f'"id":"{sentry_id}"' in d.payload]
+    (row,) = [d for d in delivery_rows(engine) if d.source == "sentry" and f'"id":"{sentry_id}"' in d.payload]
     return row
 
 
@@ -311,9 +311,9 @@ def test_deliveries_accepted_while_the_broker_is_down_are_all_processed(
     tmp_path: Path,
 ) -> None:
     """Redis stopped while a burst of webhooks arrives: every 202 is kept and processed once it returns."""
-    from syncer import worker
     from syncer.settings import current_settings
-    from syncer.web import create_app
+    from syncer.web.app import create_app
+    from syncer.worker import app as worker
 
     broker = RedisServer().start()
     env = {**process_env, "SYNCER_BROKER_URL": broker.url, **as_env(SHORT)}
@@ -341,7 +341,7 @@ def test_deliveries_accepted_while_the_broker_is_down_are_all_processed(
         ]
         assert [a.status_code for a in answers] == [202] * len(issues)
         time.sleep(2)  # nothing can move while the broker is away
-        assert {d.state for d in deliveries(engine)} == {DeliveryState.RECEIVED}
+        assert {d.state for d in delivery_rows(engine)} == {DeliveryState.RECEIVED}
         broker.start()
         rows = [r for r in wait_all_finished(engine, timeout=120) if r.source == "sentry"]
         assert len(rows) == len(issues) and {r.state for r in rows} == {DeliveryState.DONE}
@@ -449,9 +449,9 @@ def test_database_down_intake_answers_503_and_workers_back_off_then_resume(
     fake_jira: FakeJira,
     tmp_path: Path,
 ) -> None:
-    from syncer import worker
     from syncer.settings import current_settings
-    from syncer.web import create_app
+    from syncer.web.app import create_app
+    from syncer.worker import app as worker
 
     direct = make_engine(f"postgresql://postgres@127.0.0.1:5432/{postgres_db}")
     migrate.upgrade(direct)
@@ -491,7 +491,7 @@ def test_database_down_intake_answers_503_and_workers_back_off_then_resume(
         stranded = [fake_sentry.file_issue(project="billing-api", title=f"stranded {n}") for n in range(3)]
         ids = []
         for issue in stranded:
-            stored = inbox.store(
+            stored = deliveries.store(
                 direct,
                 source="sentry",
                 key=f"stranded-{issue['id']}",

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from syncer.db.models import Delivery, DeliveryState
 from syncer.fakes.base import FakeServer, compact_json
+from syncer.store.schema import Delivery, DeliveryState
 from tests.conftest import JIRA_WEBHOOK_SECRET, load_fixture, post_sentry
 from tests.harness import RedisServer, free_port, start_beat, start_worker, wait_for
 
@@ -212,10 +212,10 @@ def test_unhandled_event_is_recorded_as_ignored(stack: dict[str, Any], engine: E
 
 def test_database_down_answers_503(environment: None) -> None:
     """A database that cannot store means 503, so the sender retries; never a 202 we can't keep."""
-    from syncer import worker
-    from syncer.db.session import make_engine
     from syncer.settings import current_settings
-    from syncer.web import create_app
+    from syncer.store.engine import make_engine
+    from syncer.web.app import create_app
+    from syncer.worker import app as worker
 
     settings = current_settings()
     dead = make_engine(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
@@ -235,9 +235,9 @@ def test_delivery_accepted_while_broker_down_is_processed_after_it_returns(
     clean: None, engine: Engine, process_env: dict[str, str], tmp_path: Any
 ) -> None:
     """Real Redis stopped and started again: the 202 holds, the sweeper hands the delivery out."""
-    from syncer import worker
     from syncer.settings import Settings, current_settings
-    from syncer.web import create_app
+    from syncer.web.app import create_app
+    from syncer.worker import app as worker
 
     broker = RedisServer().start()
     env = {**process_env, "SYNCER_BROKER_URL": broker.url}

@@ -1,4 +1,4 @@
-"""The web tier's two helper threads (syncer/intake.py): the writer answers a request only once its row
+"""The web tier's two helper threads (syncer/web/intake.py): the writer answers a request only once its row
 is committed, one bad delivery fails only its own request, and the publisher hands every stored id
 to the broker once, in batches, survives a broker that fails, and bounds its backlog."""
 
@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from syncer import inbox, intake, metrics
-from syncer.db import migrate
-from syncer.db.session import make_engine
+from syncer import metrics
+from syncer.store import deliveries, migrate
+from syncer.store.engine import make_engine
+from syncer.web import intake
 from tests.harness import wait_for
 
 
@@ -28,8 +29,8 @@ def own_engine(tmp_path: Path) -> Iterator[Engine]:
     engine.dispose()
 
 
-def incoming(key: str, payload: bytes = b"{}") -> inbox.Incoming:
-    return inbox.Incoming("sentry", key, "issue", "created", payload)
+def incoming(key: str, payload: bytes = b"{}") -> deliveries.Incoming:
+    return deliveries.Incoming("sentry", key, "issue", "created", payload)
 
 
 def committed(engine: Engine, delivery_id: int) -> bool:
@@ -44,11 +45,11 @@ def test_each_request_is_answered_after_the_commit_that_holds_its_row(own_engine
     published: list[list[int]] = []
     writer = intake.DeliveryWriter(own_engine, on_stored=published.append)
 
-    async def one(n: int) -> tuple[inbox.Stored, bool]:
+    async def one(n: int) -> tuple[deliveries.Stored, bool]:
         stored = await writer.store(incoming(f"key-{n % 40}"))  # 40 keys, 100 requests: duplicates too
         return stored, committed(own_engine, stored.delivery_id)
 
-    async def burst() -> list[tuple[inbox.Stored, bool]]:
+    async def burst() -> list[tuple[deliveries.Stored, bool]]:
         return await asyncio.gather(*(one(n) for n in range(100)))
 
     answers = asyncio.run(burst())
@@ -65,7 +66,7 @@ def test_each_request_is_answered_after_the_commit_that_holds_its_row(own_engine
 def test_a_delivery_that_cannot_be_stored_fails_only_its_own_request(own_engine: Engine) -> None:
     writer = intake.DeliveryWriter(own_engine)
 
-    async def burst() -> list[inbox.Stored | BaseException]:
+    async def burst() -> list[deliveries.Stored | BaseException]:
         requests = [incoming(f"fine-{n}") for n in range(5)]
         requests.insert(2, incoming("broken", payload=b"\xff\xfe not UTF-8"))
         return await asyncio.gather(*(writer.store(r) for r in requests), return_exceptions=True)
@@ -73,7 +74,7 @@ def test_a_delivery_that_cannot_be_stored_fails_only_its_own_request(own_engine:
     outcomes = asyncio.run(burst())
     assert isinstance(outcomes[2], UnicodeDecodeError)
     fine = [o for n, o in enumerate(outcomes) if n != 2]
-    assert all(isinstance(o, inbox.Stored) and committed(own_engine, o.delivery_id) for o in fine)
+    assert all(isinstance(o, deliveries.Stored) and committed(own_engine, o.delivery_id) for o in fine)
 
 
 class Broker:

@@ -1,4 +1,4 @@
-"""`inbox.store_many`, the web tier's group commit, on SQLite and PostgreSQL: new rows, duplicates
+"""`deliveries.store_many`, the web tier's group commit, on SQLite and PostgreSQL: new rows, duplicates
 (within one batch and against stored rows), ignored events, text a database refuses, and failures
 raised as SQLAlchemy's errors (the web tier answers 503 on those)."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -16,10 +17,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, select
 
-from syncer import inbox
-from syncer.db import migrate
-from syncer.db.models import Delivery, DeliveryState, utcnow
-from syncer.db.session import make_engine
+from syncer.store import deliveries, migrate
+from syncer.store.engine import make_engine
+from syncer.store.schema import Delivery, DeliveryState, utcnow
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -55,18 +55,18 @@ def rows(engine: Engine) -> dict[int, Delivery]:
 
 def incoming(
     key: str, *, source: str = "sentry", ignored: str = "", payload: bytes | None = None
-) -> inbox.Incoming:
+) -> deliveries.Incoming:
     body = payload if payload is not None else json.dumps({"key": key}).encode()
-    return inbox.Incoming(source, key, "issue", "created", body, ignored)
+    return deliveries.Incoming(source, key, "issue", "created", body, ignored)
 
 
 def test_a_batch_is_stored_with_duplicates_recognised(db: Engine) -> None:
     before = utcnow()
-    first = inbox.store_many(db, [incoming("a"), incoming("b"), incoming("a", source="jira")])
+    first = deliveries.store_many(db, [incoming("a"), incoming("b"), incoming("a", source="jira")])
     assert [s.duplicate for s in first] == [False, False, False]
     assert len({s.delivery_id for s in first}) == 3
     # Against stored rows, and twice within one batch: the first of the batch is new, the rest not.
-    second = inbox.store_many(db, [incoming("b"), incoming("c"), incoming("c"), incoming("a")])
+    second = deliveries.store_many(db, [incoming("b"), incoming("c"), incoming("c"), incoming("a")])
     assert [s.duplicate for s in second] == [True, False, True, True]
     assert second[0].delivery_id == first[1].delivery_id
     assert second[1].delivery_id == second[2].delivery_id
@@ -82,12 +82,12 @@ def test_a_batch_is_stored_with_duplicates_recognised(db: Engine) -> None:
     # Timestamps are aware UTC on both databases, as the ORM writes them.
     assert row.received_at.tzinfo is not None and before <= row.received_at <= utcnow()
     assert row.due_at == row.received_at
-    assert inbox.overdue(db, grace=inbox.timedelta(0), now=utcnow() + inbox.timedelta(seconds=1)) != []
+    assert deliveries.overdue(db, grace=timedelta(0), now=utcnow() + timedelta(seconds=1)) != []
 
 
 def test_ignored_event_is_stored_finished(db: Engine) -> None:
     ignored = "no handler for jira:issue_created"
-    [stored] = inbox.store_many(db, [incoming("x", source="jira", ignored=ignored)])
+    [stored] = deliveries.store_many(db, [incoming("x", source="jira", ignored=ignored)])
     row = rows(db)[stored.delivery_id]
     assert row.state == DeliveryState.IGNORED
     assert row.outcome == "no handler for jira:issue_created"
@@ -96,8 +96,8 @@ def test_ignored_event_is_stored_finished(db: Engine) -> None:
 
 def test_text_a_database_refuses_is_made_storable(db: Engine) -> None:
     long_resource = "r" * 300
-    odd = inbox.Incoming("sentry", "odd", long_resource, "cre\x00ated\ud800", b"{}")
-    [stored] = inbox.store_many(db, [odd])
+    odd = deliveries.Incoming("sentry", "odd", long_resource, "cre\x00ated\ud800", b"{}")
+    [stored] = deliveries.store_many(db, [odd])
     row = rows(db)[stored.delivery_id]
     assert row.resource == "r" * 100
     assert row.action.startswith("cre\ufffdated") and len(row.action) == 9
@@ -105,13 +105,13 @@ def test_text_a_database_refuses_is_made_storable(db: Engine) -> None:
 
 
 def test_the_same_delivery_stored_by_store_and_store_many_is_one_row(db: Engine) -> None:
-    single = inbox.store(db, source="sentry", key="k", resource="issue", action="created", payload=b"{}")
-    [batch] = inbox.store_many(db, [incoming("k", payload=b"{}")])
-    assert batch == inbox.Stored(single.delivery_id, duplicate=True)
+    single = deliveries.store(db, source="sentry", key="k", resource="issue", action="created", payload=b"{}")
+    [batch] = deliveries.store_many(db, [incoming("k", payload=b"{}")])
+    assert batch == deliveries.Stored(single.delivery_id, duplicate=True)
 
 
 def test_a_failing_batch_raises_sqlalchemy_error_and_stores_nothing(db: Engine) -> None:
-    inbox.store_many(db, [incoming("kept")])
+    deliveries.store_many(db, [incoming("kept")])
     with db.begin() as connection:  # a constraint the inbox does not expect, to make an INSERT fail
         connection.execute(text(
             "CREATE TRIGGER refuse BEFORE INSERT ON deliveries FOR EACH ROW WHEN (NEW.delivery_key = 'bad') "
@@ -125,12 +125,12 @@ def test_a_failing_batch_raises_sqlalchemy_error_and_stores_nothing(db: Engine) 
                 "CREATE TRIGGER refuse BEFORE INSERT ON deliveries FOR EACH ROW EXECUTE FUNCTION refuse()"
             ))
     with pytest.raises(SQLAlchemyError) as raised:
-        inbox.store_many(db, [incoming("fine"), incoming("bad")])
+        deliveries.store_many(db, [incoming("fine"), incoming("bad")])
     assert "refused" in str(raised.value)
     assert '"key": "bad"' not in str(raised.value)  # payloads stay out of error messages
     assert [row.delivery_key for row in rows(db).values()] == ["kept"]
     # The connection went back to the pool usable: the next batch is stored.
-    assert [s.duplicate for s in inbox.store_many(db, [incoming("fine")])] == [False]
+    assert [s.duplicate for s in deliveries.store_many(db, [incoming("fine")])] == [False]
 
 
 def test_database_unreachable_raises_sqlalchemy_error() -> None:
@@ -138,4 +138,4 @@ def test_database_unreachable_raises_sqlalchemy_error() -> None:
 
     dead = make_engine(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
     with pytest.raises(SQLAlchemyError):
-        inbox.store_many(dead, [incoming("a")])
+        deliveries.store_many(dead, [incoming("a")])

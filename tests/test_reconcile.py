@@ -23,15 +23,16 @@ from freezegun import freeze_time
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from syncer import inbox, metrics
+from syncer import metrics
 from syncer.core import drift
 from syncer.core.issue import JiraTicket, SentryIssue
-from syncer.db.models import AuditEntry, DeadLetter, Delivery, DeliveryState, Link, LinkState, utcnow
-from syncer.db.session import session_scope
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.policy import Policy, ReconcilePolicy
 from syncer.runtime import Runtime, current
+from syncer.store import deliveries
+from syncer.store.engine import session_scope
+from syncer.store.schema import AuditEntry, DeadLetter, Delivery, DeliveryState, Link, LinkState, utcnow
 from syncer.sync import reconcile
 from tests.harness import REPO, Background, wait_for
 
@@ -421,7 +422,7 @@ def test_a_dry_run_reports_every_kind_of_drift_and_changes_nothing(
     fake_sentry.person_resolve(resolved.sentry_id)
     fake_jira.person_delete(deleted.key)
     unlinked = fake_sentry.file_issue(project="billing-api", level="error")
-    overdue = inbox.store(
+    overdue = deliveries.store(
         engine, source="sentry", key="lost", resource="issue", action="created", payload=b"{}"
     )
     with session_scope(engine) as session:
@@ -478,7 +479,7 @@ def test_two_concurrent_runs_one_does_the_work(
 ) -> None:
     [pair] = seed_pairs(engine, fake_sentry, fake_jira)
     fake_jira.person_transition(pair.key, "Done")
-    from syncer import worker
+    from syncer.worker import app as worker
 
     fake_sentry.latency = 0.5  # the first run is slow: the others meet it holding the lock
     first = Background(lambda: reconcile.run(rt))
@@ -517,7 +518,7 @@ def test_a_run_that_dies_frees_the_lock_when_it_expires(rt: Runtime, redis_clien
 def test_the_sweep_requeues_lost_deliveries_and_retries_old_dead_letters_with_a_cap(
     rt: Runtime, engine: Engine, policy_path: Path, tmp_path: Path
 ) -> None:
-    stored = inbox.store(
+    stored = deliveries.store(
         engine, source="jira", key="never-sent", resource="jira:issue_updated", action="", payload=b"{}"
     )
     with session_scope(engine) as session:
@@ -526,10 +527,12 @@ def test_the_sweep_requeues_lost_deliveries_and_retries_old_dead_letters_with_a_
         row.due_at = utcnow() - timedelta(minutes=5)
     letters = []
     for n in range(4):
-        dead = inbox.store(engine, source="jira", key=f"dead-{n}", resource="r", action="a", payload=b"{}")
-        letters.append(inbox.bury(engine, dead.delivery_id, error="PermanentError: 400"))
-    fresh = inbox.store(engine, source="jira", key="dead-fresh", resource="r", action="a", payload=b"{}")
-    inbox.bury(engine, fresh.delivery_id, error="PermanentError: 400")
+        dead = deliveries.store(
+            engine, source="jira", key=f"dead-{n}", resource="r", action="a", payload=b"{}"
+        )
+        letters.append(deliveries.bury(engine, dead.delivery_id, error="PermanentError: 400"))
+    fresh = deliveries.store(engine, source="jira", key="dead-fresh", resource="r", action="a", payload=b"{}")
+    deliveries.bury(engine, fresh.delivery_id, error="PermanentError: 400")
     with session_scope(engine) as session:
         for letter_id in letters:
             letter = session.get(DeadLetter, letter_id)
@@ -550,9 +553,9 @@ def test_the_sweep_requeues_lost_deliveries_and_retries_old_dead_letters_with_a_
 
 
 def test_a_delivery_that_keeps_dying_is_left_to_a_person(rt: Runtime, engine: Engine) -> None:
-    dead = inbox.store(engine, source="jira", key="doomed", resource="r", action="a", payload=b"{}")
+    dead = deliveries.store(engine, source="jira", key="doomed", resource="r", action="a", payload=b"{}")
     for _ in range(reconcile.AUTO_RETRIES_PER_DELIVERY + 1):
-        letter_id = inbox.bury(engine, dead.delivery_id, error="PermanentError: 400")
+        letter_id = deliveries.bury(engine, dead.delivery_id, error="PermanentError: 400")
     with session_scope(engine) as session:
         for letter in session.exec(select(DeadLetter)):
             letter.created_at = utcnow() - timedelta(days=1)
@@ -662,8 +665,8 @@ def test_a_terminal_sees_progress_and_a_pipe_does_not(
 def test_beat_runs_it_at_the_policy_interval(environment: None, policy_path: Path, tmp_path: Path) -> None:
     from celery import Celery
 
-    from syncer import worker
     from syncer.settings import current_settings
+    from syncer.worker import app as worker
 
     settings = current_settings()
     entry = worker.configure(settings, Celery("default")).conf.beat_schedule["reconcile"]

@@ -28,15 +28,15 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from syncer.db import migrate
-from syncer.db.models import DeadLetter, Delivery, DeliveryState, Link, LinkState
-from syncer.db.session import make_engine
 from syncer.fakes.base import Fault, WebhookInbox, compact_json, hmac_sha256_hex
 from syncer.fakes.jira import FakeJira, start_fake_jira
 from syncer.fakes.sentry import FakeSentry, start_fake_sentry
 from syncer.jira.client import JiraClient
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.sentry.client import SentryClient
+from syncer.store import migrate
+from syncer.store.engine import make_engine
+from syncer.store.schema import DeadLetter, Delivery, DeliveryState, Link, LinkState
 from tests.conftest import INSTALLATION_UUID, JIRA_TOKEN, JIRA_WEBHOOK_SECRET, ORG, SENTRY_TOKEN, post_sentry
 from tests.harness import REPO, SyncerProcess, environ_with, free_port, start_worker, wait_for
 

@@ -33,12 +33,12 @@ from syncer.core.status import (
     triage_inbound,
     triage_outbound,
 )
-from syncer.db.models import Link
 from syncer.jira import webhooks as jira_webhooks
 from syncer.jira.webhooks import JiraEvent
 from syncer.policy import StatusPolicy
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.sentry.webhooks import SentryEvent
+from syncer.store.schema import Link
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 POLICY = StatusPolicy()

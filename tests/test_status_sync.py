@@ -20,13 +20,13 @@ import redis
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from syncer.db.models import AuditEntry, Delivery, DeliveryState, Link, LinkState, utcnow
-from syncer.db.session import session_scope
 from syncer.errors import TransientError
 from syncer.fakes.base import FakeServer, WebhookInbox, hmac_sha256_hex
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.runtime import Runtime
+from syncer.store.engine import session_scope
+from syncer.store.schema import AuditEntry, Delivery, DeliveryState, Link, LinkState, utcnow
 from syncer.sync.inbound import link_lock
 from tests.conftest import INSTALLATION_UUID, post_sentry
 from tests.conftest import JIRA_WEBHOOK_SECRET as JIRA_SECRET

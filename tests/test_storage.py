@@ -15,11 +15,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
-from syncer import inbox
-from syncer.db import migrate
-from syncer.db.models import Delivery, DeliveryState, Link, LinkState, utcnow
-from syncer.db.session import make_engine, session_scope
 from syncer.errors import ConfigError
+from syncer.store import deliveries, migrate
+from syncer.store.engine import make_engine, session_scope
+from syncer.store.schema import Delivery, DeliveryState, Link, LinkState, utcnow
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -77,9 +76,15 @@ def check_constraints(engine: Engine) -> None:
         session.add(Link(sentry_issue_id="8", live_sentry_issue_id=None, state=LinkState.BROKEN))
         session.add(Link(sentry_issue_id="8", live_sentry_issue_id=None, state=LinkState.BROKEN))
         session.add(Link(sentry_issue_id="8", live_sentry_issue_id="8"))
-    first = inbox.store(engine, source="sentry", key="k1", resource="issue", action="created", payload=b"{}")
-    again = inbox.store(engine, source="sentry", key="k1", resource="issue", action="created", payload=b"{}")
-    other = inbox.store(engine, source="jira", key="k1", resource="x", action="", payload=b"{}")
+    first = deliveries.store(
+        engine, source="sentry", key="k1", resource="issue", action="created", payload=b"{}"
+    )
+    again = deliveries.store(
+        engine, source="sentry", key="k1", resource="issue", action="created", payload=b"{}"
+    )
+    other = deliveries.store(
+        engine, source="jira", key="k1", resource="x", action="", payload=b"{}"
+    )
     assert (first.duplicate, again.duplicate, other.duplicate) == (False, True, False)
     assert again.delivery_id == first.delivery_id != other.delivery_id
 
@@ -93,35 +98,41 @@ def test_constraints_on_sqlite(tmp_path: Path) -> None:
 def test_claim_is_exclusive_and_expires(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'i.db'}")
     migrate.upgrade(engine)
-    stored = inbox.store(engine, source="sentry", key="k", resource="issue", action="created", payload=b"{}")
+    stored = deliveries.store(
+        engine, source="sentry", key="k", resource="issue", action="created", payload=b"{}"
+    )
     lease = timedelta(seconds=30)
-    assert inbox.claim(engine, stored.delivery_id, lease=lease)
-    assert not inbox.claim(engine, stored.delivery_id, lease=lease)  # held
+    assert deliveries.claim(engine, stored.delivery_id, lease=lease)
+    assert not deliveries.claim(engine, stored.delivery_id, lease=lease)  # held
     # The holder died (no finish): after the lease another worker may take it.
-    assert inbox.claim(engine, stored.delivery_id, lease=lease, now=utcnow() + timedelta(seconds=31))
-    inbox.finish(engine, stored.delivery_id, ignored=False, outcome="done")
-    assert not inbox.claim(engine, stored.delivery_id, lease=lease, now=utcnow() + timedelta(hours=1))
-    row = inbox.load(engine, stored.delivery_id)
+    assert deliveries.claim(engine, stored.delivery_id, lease=lease, now=utcnow() + timedelta(seconds=31))
+    deliveries.finish(engine, stored.delivery_id, ignored=False, outcome="done")
+    assert not deliveries.claim(engine, stored.delivery_id, lease=lease, now=utcnow() + timedelta(hours=1))
+    row = deliveries.load(engine, stored.delivery_id)
     assert row is not None and row.state == DeliveryState.DONE and row.attempts == 2
 
 
 def test_a_late_ignored_does_not_hide_the_done_of_the_attempt_that_did_the_work(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'f.db'}")
     migrate.upgrade(engine)
-    stored = inbox.store(engine, source="sentry", key="k", resource="issue", action="created", payload=b"{}")
+    stored = deliveries.store(
+        engine, source="sentry", key="k", resource="issue", action="created", payload=b"{}"
+    )
     lease = timedelta(seconds=30)
-    assert inbox.take(engine, stored.delivery_id, lease=lease) is not None  # the first attempt, slow
-    later = inbox.take(engine, stored.delivery_id, lease=lease, now=utcnow() + timedelta(seconds=31))
+    assert deliveries.take(engine, stored.delivery_id, lease=lease) is not None  # the first attempt, slow
+    later = deliveries.take(engine, stored.delivery_id, lease=lease, now=utcnow() + timedelta(seconds=31))
     assert later is not None and later.attempts == 2  # its lease passed: another worker takes over
-    inbox.finish(engine, stored.delivery_id, ignored=False, outcome="created PAY-1")
-    inbox.finish(engine, stored.delivery_id, ignored=True, outcome="already linked to PAY-1")
-    row = inbox.load(engine, stored.delivery_id)
+    deliveries.finish(engine, stored.delivery_id, ignored=False, outcome="created PAY-1")
+    deliveries.finish(engine, stored.delivery_id, ignored=True, outcome="already linked to PAY-1")
+    row = deliveries.load(engine, stored.delivery_id)
     assert row is not None and row.state == DeliveryState.DONE and row.outcome == "created PAY-1"
     # The other order ends the same way: "done" replaces "ignored".
-    second = inbox.store(engine, source="sentry", key="k2", resource="issue", action="created", payload=b"{}")
-    inbox.finish(engine, second.delivery_id, ignored=True, outcome="already linked to PAY-2")
-    inbox.finish(engine, second.delivery_id, ignored=False, outcome="created PAY-2")
-    row = inbox.load(engine, second.delivery_id)
+    second = deliveries.store(
+        engine, source="sentry", key="k2", resource="issue", action="created", payload=b"{}"
+    )
+    deliveries.finish(engine, second.delivery_id, ignored=True, outcome="already linked to PAY-2")
+    deliveries.finish(engine, second.delivery_id, ignored=False, outcome="created PAY-2")
+    row = deliveries.load(engine, second.delivery_id)
     assert row is not None and row.state == DeliveryState.DONE and row.outcome == "created PAY-2"
 
 
@@ -129,14 +140,15 @@ def test_overdue_finds_unfinished_rows_only(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'o.db'}")
     migrate.upgrade(engine)
     ids = [
-        inbox.store(engine, source="sentry", key=f"k{i}", resource="r", action="a", payload=b"{}").delivery_id
+        deliveries.store(engine, source="sentry", key=f"k{i}", resource="r", action="a", payload=b"{}")
+        .delivery_id
         for i in range(4)
     ]
-    inbox.finish(engine, ids[0], ignored=True, outcome="")
-    inbox.postpone(engine, ids[1], until=utcnow() + timedelta(minutes=10), error="429")
+    deliveries.finish(engine, ids[0], ignored=True, outcome="")
+    deliveries.postpone(engine, ids[1], until=utcnow() + timedelta(minutes=10), error="429")
     later = utcnow() + timedelta(seconds=40)
-    assert inbox.overdue(engine, grace=timedelta(seconds=30), now=later) == [ids[2], ids[3]]
-    assert inbox.overdue(engine, grace=timedelta(seconds=30)) == []
+    assert deliveries.overdue(engine, grace=timedelta(seconds=30), now=later) == [ids[2], ids[3]]
+    assert deliveries.overdue(engine, grace=timedelta(seconds=30)) == []
     with session_scope(engine) as session:
         assert session.get(Delivery, ids[1]).state == DeliveryState.QUEUED  # type: ignore[union-attr]
 
@@ -145,12 +157,13 @@ def test_finished_deliveries_are_pruned_after_retention(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
     migrate.upgrade(engine)
     ids = [
-        inbox.store(engine, source="jira", key=f"k{i}", resource="r", action="a", payload=b"{}").delivery_id
+        deliveries.store(engine, source="jira", key=f"k{i}", resource="r", action="a", payload=b"{}")
+        .delivery_id
         for i in range(3)
     ]
-    inbox.finish(engine, ids[0], ignored=False, outcome="done")
-    inbox.finish(engine, ids[1], ignored=True, outcome="ignored")
-    inbox.bury(engine, ids[2], error="permanent")
-    assert inbox.prune(engine, older_than=timedelta(days=14)) == 0
-    assert inbox.prune(engine, older_than=timedelta(days=14), now=utcnow() + timedelta(days=15)) == 2
-    assert inbox.load(engine, ids[2]) is not None  # dead ones stay with their letters
+    deliveries.finish(engine, ids[0], ignored=False, outcome="done")
+    deliveries.finish(engine, ids[1], ignored=True, outcome="ignored")
+    deliveries.bury(engine, ids[2], error="permanent")
+    assert deliveries.prune(engine, older_than=timedelta(days=14)) == 0
+    assert deliveries.prune(engine, older_than=timedelta(days=14), now=utcnow() + timedelta(days=15)) == 2
+    assert deliveries.load(engine, ids[2]) is not None  # dead ones stay with their letters

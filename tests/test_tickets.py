@@ -15,10 +15,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from syncer.core.render import escape_wiki
-from syncer.db.models import AuditEntry, Delivery, DeliveryState, Link, LinkState
 from syncer.fakes.base import Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
+from syncer.store.schema import AuditEntry, Delivery, DeliveryState, Link, LinkState
 from tests.conftest import FIXTURES, INSTALLATION_UUID, ORG, post_sentry
 from tests.harness import Background, SyncerProcess, start_worker, wait_for
 
@@ -312,15 +312,16 @@ def test_one_message_for_several_deliveries_handles_each_and_retries_one_alone(
     """Under load the web tier publishes several deliveries in one `process_deliveries` message.
     Each is handled in turn; one that must wait (Jira refuses its create with a 429) goes back to
     the queue as a message of its own, and the others do not wait for it."""
-    from syncer import inbox, worker
     from syncer.fakes.base import compact_json
+    from syncer.store import deliveries
+    from syncer.worker import app as worker
 
     fake_sentry.webhooks.enabled = False
     issues = [fake_sentry.file_issue(project="billing-api", title=f"batched {n}") for n in range(3)]
     fake_sentry.webhooks.enabled = True
     created = fake_sentry.emitted()[-3:]
-    stored = inbox.store_many(engine, [
-        inbox.Incoming(source="sentry", key=f"batched-{n}", resource=resource, action=payload["action"],
+    stored = deliveries.store_many(engine, [
+        deliveries.Incoming(source="sentry", key=f"batched-{n}", resource=resource, action=payload["action"],
                        payload=compact_json(payload))
         for n, (resource, payload) in enumerate(created)
     ])

@@ -1,4 +1,4 @@
-"""`syncer worker` as a supervisor of worker processes (syncer/supervise.py): one per CPU by default,
+"""`syncer worker` as a supervisor of worker processes (syncer/worker/supervise.py): one per CPU by default,
 all consuming; a child that dies is started again; SIGTERM stops them all after their running tasks,
 a second signal at once; the supervisor's own death takes its children with it; a misconfiguration
 stops it once, before any child starts. `--processes 1` is the Celery worker in the process itself.
@@ -26,12 +26,13 @@ from celery import Celery
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from syncer import metrics, supervise
-from syncer.db.models import Delivery, DeliveryState
+from syncer import metrics
 from syncer.fakes.base import FakeServer
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.settings import Settings
+from syncer.store.schema import Delivery, DeliveryState
+from syncer.worker import supervise
 from tests.conftest import clean_tables
 from tests.harness import REPO, RedisServer, SyncerProcess, start_worker, wait_for
 
@@ -68,9 +69,9 @@ def own(
     fake_sentry: FakeSentry,
     fake_jira: FakeJira,
 ) -> Iterator[Stack]:
-    from syncer import worker
     from syncer.settings import current_settings
-    from syncer.web import create_app
+    from syncer.web.app import create_app
+    from syncer.worker import app as worker
 
     broker = RedisServer().start()
     env = {**process_env, "SYNCER_BROKER_URL": broker.url}
@@ -136,7 +137,7 @@ def wait_tickets(fake_jira: FakeJira, issues: list[dict[str, Any]], timeout: flo
 
 def processed_by_node(settings: Settings) -> dict[str, int]:
     """Celery's own count of `process_delivery` tasks per worker node (remote control: `stats`)."""
-    from syncer import worker
+    from syncer.worker import app as worker
 
     probe = worker.configure(settings, Celery("syncer-test-probe"))
     try:
@@ -361,7 +362,7 @@ def test_a_child_that_keeps_dying_is_restarted_with_growing_delays(tmp_path: Pat
     script = textwrap.dedent(
         """
         import logging, sys
-        from syncer.supervise import Backoff, Supervisor
+        from syncer.worker.supervise import Backoff, Supervisor
         logging.basicConfig(level="INFO", format="%(message)s")
         child = [sys.executable, "-c", "raise SystemExit(3)"]
         sys.exit(Supervisor([child], backoff=Backoff(first=0.1, cap=0.4)).run())

@@ -70,7 +70,7 @@ _SENTRY_ACTIONS = {"resolved": "resolved", "unresolved": "unresolved", "ignored"
 
 
 class StoredLink(KnownState, Protocol):
-    """The link as reconciliation reads it: `syncer.db.models.Link` satisfies it."""
+    """The link as reconciliation reads it: `syncer.store.schema.Link` satisfies it."""
 
     @property
     def jira_key(self) -> str | None: ...

@@ -46,7 +46,7 @@ _ISSUE_KEY = re.compile(r"[A-Z][A-Z0-9_]*-[0-9]+")
 
 
 class KnownState(Protocol):
-    """What syncer last stored about a linked pair: `syncer.db.models.Link` satisfies it."""
+    """What syncer last stored about a linked pair: `syncer.store.schema.Link` satisfies it."""
 
     @property
     def sentry_status(self) -> str: ...

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
-from syncer.db.models import AccountCache, utcnow
-from syncer.db.session import reading, session_scope
 from syncer.runtime import Runtime
+from syncer.store.engine import reading, session_scope
+from syncer.store.schema import AccountCache, utcnow
 
 HIT_TTL = timedelta(days=7)
 MISS_TTL = timedelta(hours=1)

@@ -20,8 +20,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from syncer.db.models import Link, LinkState, utcnow
-from syncer.db.session import reading, session_scope
+from syncer.store.engine import reading, session_scope
+from syncer.store.schema import Link, LinkState, utcnow
 
 CLAIM_TTL = timedelta(seconds=90)
 

@@ -14,12 +14,12 @@ import redis
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from syncer import inbox
 from syncer.core.issue import PayloadError
-from syncer.db.models import utcnow
 from syncer.errors import PermanentError, TransientError
 from syncer.retry import backoff_seconds
 from syncer.runtime import Runtime
+from syncer.store import deliveries
+from syncer.store.schema import utcnow
 from syncer.sync import dispatch
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class Step:
 def process(rt: Runtime, delivery_id: int) -> Step:
     settings = rt.settings
     lease = timedelta(seconds=settings.sweep_after_seconds)
-    delivery = inbox.take(rt.engine, delivery_id, lease=lease)
+    delivery = deliveries.take(rt.engine, delivery_id, lease=lease)
     if delivery is None:
         return Step("skipped", note="finished already, or another worker holds it")
     try:
@@ -47,7 +47,7 @@ def process(rt: Runtime, delivery_id: int) -> Step:
         return _later(rt, delivery, _describe(exc), retry_after)
     except (PermanentError, PayloadError) as exc:
         error = _describe(exc)
-        inbox.bury(rt.engine, delivery_id, error=error)
+        deliveries.bury(rt.engine, delivery_id, error=error)
         rt.counters.incr("syncer_dead_letters_total", source=delivery.source, reason="permanent")
         log.error("delivery %s dead: %s", delivery_id, error)
         return Step("dead", note=error)
@@ -57,21 +57,21 @@ def process(rt: Runtime, delivery_id: int) -> Step:
         # transient failure and, if it keeps failing, becomes a dead letter a person can see.
         log.exception("delivery %s: unexpected %s", delivery_id, type(exc).__name__)
         return _later(rt, delivery, f"unexpected {_describe(exc)}", None)
-    inbox.finish(rt.engine, delivery_id, ignored=outcome.ignored, outcome=outcome.note)
+    deliveries.finish(rt.engine, delivery_id, ignored=outcome.ignored, outcome=outcome.note)
     log.info("delivery %s %s: %s", delivery_id, "ignored" if outcome.ignored else "done", outcome.note)
     return Step("ignored" if outcome.ignored else "done", note=outcome.note)
 
 
-def _later(rt: Runtime, delivery: inbox.Taken, error: str, retry_after: float | None) -> Step:
+def _later(rt: Runtime, delivery: deliveries.Taken, error: str, retry_after: float | None) -> Step:
     """A failure worth another try: back off (never sooner than the server asked), or give up."""
     settings = rt.settings
     if delivery.attempts > settings.task_max_retries:
-        inbox.bury(rt.engine, delivery.id, error=f"gave up after {delivery.attempts} attempts: {error}")
+        deliveries.bury(rt.engine, delivery.id, error=f"gave up after {delivery.attempts} attempts: {error}")
         rt.counters.incr("syncer_dead_letters_total", source=delivery.source, reason="retries_exhausted")
         log.error("delivery %s dead after %s attempts: %s", delivery.id, delivery.attempts, error)
         return Step("dead", note=error)
     wait = backoff_seconds(delivery.attempts, retry_after=retry_after, cap=settings.retry_backoff_cap_seconds)
-    inbox.postpone(rt.engine, delivery.id, until=utcnow() + timedelta(seconds=wait), error=error)
+    deliveries.postpone(rt.engine, delivery.id, until=utcnow() + timedelta(seconds=wait), error=error)
     rt.counters.incr("syncer_delivery_retries_total", source=delivery.source)
     log.warning("delivery %s: %s; retrying in %.1fs", delivery.id, error, wait)
     return Step("retry", retry_in=wait, note=error)

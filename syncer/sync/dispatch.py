@@ -10,12 +10,12 @@ import json
 from collections.abc import Callable
 
 from syncer.core.issue import PayloadError
-from syncer.inbox import Taken
 from syncer.jira import webhooks as jira_webhooks
 from syncer.jira.webhooks import JiraEvent
 from syncer.runtime import Runtime
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.sentry.webhooks import SentryEvent
+from syncer.store.deliveries import Taken
 from syncer.sync import inbound, outbound, tickets
 from syncer.sync.outcome import Outcome
 

@@ -27,14 +27,14 @@ import redis
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from syncer import audit
 from syncer.core import status
 from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
-from syncer.db.models import Link, LinkState, utcnow
-from syncer.db.session import session_scope
 from syncer.errors import PermanentError, TransientError
 from syncer.jira.webhooks import JiraEvent
 from syncer.runtime import Runtime
+from syncer.store import audit
+from syncer.store.engine import session_scope
+from syncer.store.schema import Link, LinkState, utcnow
 from syncer.sync.outcome import Outcome
 
 log = logging.getLogger(__name__)

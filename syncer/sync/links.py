@@ -6,11 +6,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from syncer import audit
-from syncer.db.models import AuditEntry, Link, LinkState, utcnow
-from syncer.db.session import session_scope
 from syncer.errors import PermanentError
 from syncer.runtime import Runtime
+from syncer.store import audit
+from syncer.store.engine import session_scope
+from syncer.store.schema import AuditEntry, Link, LinkState, utcnow
 from syncer.sync import claims
 from syncer.sync.tickets import finish_backlinks
 

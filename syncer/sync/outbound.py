@@ -17,16 +17,16 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from syncer import audit
 from syncer.core import status
 from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
 from syncer.core.routing import decide
-from syncer.db.models import Link, LinkState, utcnow
-from syncer.db.session import session_scope
 from syncer.errors import TransientError
 from syncer.jira.client import Transition
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
+from syncer.store import audit
+from syncer.store.engine import session_scope
+from syncer.store.schema import Link, LinkState, utcnow
 from syncer.sync import assignees, claims, tickets
 from syncer.sync.inbound import (
     AuditLine,

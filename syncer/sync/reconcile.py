@@ -47,14 +47,14 @@ from sqlalchemy import func, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
-from syncer import deadletters, inbox
 from syncer.core import drift
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.routing import decide
-from syncer.db.models import DeadLetter, Delivery, Link, LinkState, utcnow
 from syncer.errors import SyncerError, TransientError
 from syncer.retry import backoff_seconds
 from syncer.runtime import Runtime
+from syncer.store import deadletters, deliveries
+from syncer.store.schema import DeadLetter, Delivery, Link, LinkState, utcnow
 from syncer.sync import inbound, outbound, tickets
 from syncer.sync.outcome import Outcome
 
@@ -749,7 +749,7 @@ def _installation_uuid(rt: Runtime) -> str:
 
 def _sweep(rt: Runtime, report: Report, *, now: datetime, enqueue: Enqueue | None) -> None:
     sweep = report.sweep
-    overdue = inbox.overdue(rt.engine, grace=timedelta(seconds=rt.settings.sweep_after_seconds), now=now)
+    overdue = deliveries.overdue(rt.engine, grace=timedelta(seconds=rt.settings.sweep_after_seconds), now=now)
     sweep.overdue = len(overdue)
     policy = rt.policy.reconcile
     letters = (
@@ -776,7 +776,7 @@ def _sweep(rt: Runtime, report: Report, *, now: datetime, enqueue: Enqueue | Non
             break
         sent.append(delivery_id)
     if sent:
-        inbox.touch(rt.engine, sent)
+        deliveries.touch(rt.engine, sent)
     sweep.requeued = len(sent)
     for letter_id in letters:
         try:

@@ -20,14 +20,14 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, update
 
-from syncer import audit
 from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
 from syncer.core.render import remote_link_global_id, render_ticket, sentry_label
 from syncer.core.routing import Decision, decide
-from syncer.db.models import AuditEntry, Link, LinkState, utcnow
 from syncer.errors import AmbiguousError, PermanentError, TransientError
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
+from syncer.store import audit
+from syncer.store.schema import AuditEntry, Link, LinkState, utcnow
 from syncer.sync import assignees, claims
 from syncer.sync.outcome import Outcome
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from syncer.db.models import AuditEntry, Link, utcnow
+from syncer.store.schema import AuditEntry, Link, utcnow
 
 
 def row(*, link: Link | None, side: str, action: str, detail: str = "", cause: str = "") -> dict[str, Any]:

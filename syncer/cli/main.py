@@ -34,8 +34,8 @@ def _setup_logging(settings: Settings | None) -> None:
 
 def _service_start(settings: Settings) -> None:
     """What web, worker and beat check before serving: env, policy, schema."""
-    from syncer.db import migrate
     from syncer.runtime import current
+    from syncer.store import migrate
 
     settings.require_services()
     rt = current()
@@ -46,9 +46,10 @@ def _service_start(settings: Settings) -> None:
 def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from syncer import metrics, worker
+    from syncer import metrics
     from syncer.runtime import current
-    from syncer.web import create_app
+    from syncer.web.app import create_app
+    from syncer.worker import app as worker
 
     _service_start(settings)
     worker.configure(settings)
@@ -62,7 +63,7 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer import supervise
+    from syncer.worker import supervise
 
     processes = args.processes or supervise.parse_processes(settings.worker_processes)
     # Threads per process: 48 alone; 32 each beside others, which share the machine and SQLite's
@@ -77,7 +78,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             processes, pool=args.pool, concurrency=concurrency, hostname=args.hostname,
             log_level=settings.log_level,
         )
-    from syncer import worker
+    from syncer.worker import app as worker
 
     worker.configure(settings)
     argv = ["worker", "--loglevel", settings.log_level, "-Q", "syncer", "--pool", args.pool]
@@ -93,7 +94,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer import worker
+    from syncer.worker import app as worker
 
     _service_start(settings)
     worker.configure(settings)
@@ -102,8 +103,8 @@ def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.db import migrate
-    from syncer.db.session import make_engine
+    from syncer.store import migrate
+    from syncer.store.engine import make_engine
 
     engine = make_engine(settings.database_url)
     if args.db_command == "upgrade":
@@ -208,8 +209,9 @@ def cmd_links(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer import deadletters, worker
     from syncer.runtime import current
+    from syncer.store import deadletters
+    from syncer.worker import app as worker
 
     rt = current()
     if args.dl_command == "list":
@@ -238,9 +240,9 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer import worker
     from syncer.runtime import current
     from syncer.sync import reconcile
+    from syncer.worker import app as worker
 
     _service_start(settings)
     worker.configure(settings)  # the sweep hands overdue deliveries to the broker
@@ -268,19 +270,19 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.devserver import run_dev
+    from syncer.local.dev import run_dev
 
     return run_dev(settings, port=args.port)
 
 
 def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.sandbox import run_sandbox
+    from syncer.local.sandbox import run_sandbox
 
     return run_sandbox(port=args.port, issues=args.issues, keep_running=not args.once)
 
 
 def _processes(value: str) -> int:
-    from syncer.supervise import parse_processes
+    from syncer.worker.supervise import parse_processes
 
     try:
         return parse_processes(value)
@@ -309,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--hostname", default=None)
     # One process is held to one core by its GIL: by default one process per CPU (a supervisor and
-    # fresh `--processes 1` children, syncer/supervise.py); 1 runs the Celery worker in this process.
+    # fresh `--processes 1` children, syncer/worker/supervise.py); 1 runs the Celery worker in this process.
     p.add_argument(
         "--processes", type=_processes, default=None, metavar="N|auto",
         help="worker processes, each with --concurrency threads "

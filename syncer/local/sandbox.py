@@ -19,14 +19,14 @@ from typing import Any
 import httpx
 from sqlmodel import Session, select
 
-from syncer.db.models import Delivery, Link
-from syncer.db.session import make_engine
-from syncer.devserver import start_services, wait
 from syncer.fakes.jira import start_fake_jira
 from syncer.fakes.sentry import start_fake_sentry
+from syncer.local.dev import start_services, wait
 from syncer.settings import Settings
+from syncer.store.engine import make_engine
+from syncer.store.schema import Delivery, Link
 
-POLICY = Path(__file__).parent / "fakes" / "sandbox.toml"
+POLICY = Path(__file__).parents[1] / "fakes" / "sandbox.toml"
 
 # (what happens, how the fake files it)
 STORY: list[tuple[str, dict[str, Any]]] = [

@@ -8,7 +8,7 @@ them but the broker, the database and Redis.
 
 `syncer worker` checks settings, policy and schema first, so a misconfiguration stops it once
 instead of looping through restarts; then it replaces itself (execv: same pid, same output) with
-`python -m syncer.supervise`, which imports nothing else of syncer and holds ~15 MiB instead of the
+`python -m syncer.worker.supervise`, which imports nothing else of syncer and holds ~15 MiB instead of the
 ~90 MiB those checks leave behind. The supervisor:
 
 - a child that exits while no stop was asked for (killed, crashed) is started again, after 1 s,
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import NoReturn
 
-log = logging.getLogger("syncer.supervise")  # also when run as __main__
+log = logging.getLogger("syncer.worker.supervise")  # also when run as __main__
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -308,14 +308,14 @@ def run_workers(processes: int, *, pool: str, concurrency: int, hostname: str | 
 def become_supervisor(
     processes: int, *, pool: str, concurrency: int, hostname: str | None, log_level: str
 ) -> NoReturn:
-    """Replace this process (same pid, same stdout and stderr) by `python -m syncer.supervise`.
+    """Replace this process (same pid, same stdout and stderr) by `python -m syncer.worker.supervise`.
 
     The checks before it import the database layer, both API clients and the policy: ~90 MiB
     resident that a supervisor never uses, where an interpreter with this module alone holds ~15."""
     argv = [
         sys.executable,
         "-m",
-        "syncer.supervise",
+        "syncer.worker.supervise",
         "--processes",
         str(processes),
         "--pool",
@@ -333,7 +333,9 @@ def become_supervisor(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m syncer.supervise", description="see `syncer worker`")
+    parser = argparse.ArgumentParser(
+        prog="python -m syncer.worker.supervise", description="see `syncer worker`"
+    )
     parser.add_argument("--processes", type=int, required=True)
     parser.add_argument("--pool", required=True)
     parser.add_argument("--concurrency", type=int, required=True)

@@ -23,12 +23,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from syncer import inbox, metrics
-from syncer.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
+from syncer import metrics
 from syncer.jira import webhooks as jira_webhooks
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.settings import Settings
+from syncer.store import deliveries
 from syncer.sync import dispatch
+from syncer.web.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-def _accepted(stored: inbox.Stored) -> Response:
+def _accepted(stored: deliveries.Stored) -> Response:
     """202 with `{"delivery": id, "duplicate": bool}`: the bytes JSONResponse renders for that dict."""
     body = b'{"delivery":%d,"duplicate":%s}' % (stored.delivery_id, b"true" if stored.duplicate else b"false")
     return Response(body, status_code=202, media_type="application/json")
@@ -129,7 +130,7 @@ def create_app(
         started = time.perf_counter()
         try:
             ignored = dispatch.unhandled(source, resource, action) or ""
-            stored = await writer.store(inbox.Incoming(source, key, resource, action, body, ignored))
+            stored = await writer.store(deliveries.Incoming(source, key, resource, action, body, ignored))
         except SQLAlchemyError as exc:
             count(source, "db_unavailable")
             log.error("cannot store %s delivery: %s", source, type(exc).__name__)

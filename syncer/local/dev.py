@@ -18,9 +18,9 @@ from typing import IO
 
 import redis
 
-from syncer.db import migrate
-from syncer.db.session import make_engine
 from syncer.settings import Settings
+from syncer.store import migrate
+from syncer.store.engine import make_engine
 
 EMBEDDED_BROKER = "sqla+sqlite:///.syncer-broker.sqlite"
 

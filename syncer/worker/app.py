@@ -18,11 +18,11 @@ from celery.utils.nodenames import anon_nodename
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from syncer import inbox
 from syncer.errors import ConfigError
 from syncer.retry import backoff_seconds
 from syncer.runtime import current
 from syncer.settings import Settings
+from syncer.store import deliveries
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def _later(delivery_id: int, countdown: float) -> None:
 def sweep_inbox() -> int:
     """Hand out again what was stored but not finished in time (broker down, worker killed)."""
     rt = current()
-    ids = inbox.overdue(rt.engine, grace=timedelta(seconds=rt.settings.sweep_after_seconds))
+    ids = deliveries.overdue(rt.engine, grace=timedelta(seconds=rt.settings.sweep_after_seconds))
     sent = enqueue_many(ids)
     if ids:
         log.info("sweeper re-enqueued %s of %s overdue deliveries", sent, len(ids))
@@ -157,7 +157,7 @@ def sweep_inbox() -> int:
 def prune_deliveries() -> int:
     """Finished deliveries are kept for the retention period (for `links show` and audits), then go."""
     rt = current()
-    return inbox.prune(rt.engine, older_than=timedelta(days=rt.settings.delivery_retention_days))
+    return deliveries.prune(rt.engine, older_than=timedelta(days=rt.settings.delivery_retention_days))
 
 
 @app.task(name="syncer.reconcile")  # type: ignore[untyped-decorator]
@@ -239,7 +239,7 @@ def enqueue_many(ids: list[int]) -> int:
             break
         sent.append(delivery_id)
     if sent:
-        inbox.touch(rt.engine, sent)
+        deliveries.touch(rt.engine, sent)
     return len(sent)
 
 

@@ -17,8 +17,8 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, select
 
-from syncer.db.models import DeadLetter, Delivery, DeliveryState, utcnow
-from syncer.db.session import session_scope
+from syncer.store.engine import session_scope
+from syncer.store.schema import DeadLetter, Delivery, DeliveryState, utcnow
 
 
 @dataclass(frozen=True)

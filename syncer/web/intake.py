@@ -27,7 +27,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from syncer import inbox, metrics
+from syncer import metrics
+from syncer.store import deliveries
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ PUBLISH_LINGER_SECONDS = 0.01
 MAX_PENDING_PUBLISHES = 100_000  # past this (broker down for long) ids are left to the sweeper
 
 PublishMany = Callable[[Sequence[int]], None]
-_Waiting = tuple[inbox.Incoming, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+_Waiting = tuple[deliveries.Incoming, asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 
 
 class DeliveryWriter:
@@ -47,11 +48,11 @@ class DeliveryWriter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    async def store(self, delivery: inbox.Incoming) -> inbox.Stored:
+    async def store(self, delivery: deliveries.Incoming) -> deliveries.Stored:
         """Stored (or recognised as a duplicate) and committed; raises what the database raised."""
         self._ensure_started()
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[inbox.Stored] = loop.create_future()
+        future: asyncio.Future[deliveries.Stored] = loop.create_future()
         self._queue.put((delivery, loop, future))
         return await future
 
@@ -82,21 +83,21 @@ class DeliveryWriter:
                     pass
             if self._on_stored is not None:
                 fresh = [o.delivery_id for (item, _, _), o in zip(batch, outcomes, strict=True)
-                         if isinstance(o, inbox.Stored) and not o.duplicate and not item.ignored]
+                         if isinstance(o, deliveries.Stored) and not o.duplicate and not item.ignored]
                 if fresh:
                     self._on_stored(fresh)
 
-    def _store(self, items: list[inbox.Incoming]) -> list[inbox.Stored | BaseException]:
+    def _store(self, items: list[deliveries.Incoming]) -> list[deliveries.Stored | BaseException]:
         try:
-            return list(inbox.store_many(self._engine, items))
+            return list(deliveries.store_many(self._engine, items))
         except Exception as exc:
             if len(items) == 1:
                 return [exc]
         # One transaction failed: store them one by one, so one bad row fails only its own request.
-        outcomes: list[inbox.Stored | BaseException] = []
+        outcomes: list[deliveries.Stored | BaseException] = []
         for item in items:
             try:
-                outcomes += inbox.store_many(self._engine, [item])
+                outcomes += deliveries.store_many(self._engine, [item])
             except Exception as exc:
                 outcomes.append(exc)
         return outcomes

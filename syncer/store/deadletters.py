@@ -9,8 +9,8 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from syncer.db.models import DeadLetter, Delivery, DeliveryState, utcnow
-from syncer.db.session import session_scope
+from syncer.store.engine import session_scope
+from syncer.store.schema import DeadLetter, Delivery, DeliveryState, utcnow
 
 
 def open_letters(engine: Engine, *, limit: int = 100) -> list[DeadLetter]:

@@ -1,11 +1,11 @@
-"""Alembic environment. Run through `syncer db upgrade` (see syncer.db.migrate), never alembic.ini."""
+"""Alembic environment. Run through `syncer db upgrade` (see syncer.store.migrate), never alembic.ini."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlmodel import SQLModel
 
-import syncer.db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import syncer.store.schema  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config
 connection = config.attributes["connection"]
