@@ -6,18 +6,21 @@ The ownership mapping and status policy live in the TOML file (see `syncer.polic
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 import httpx
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from syncer.errors import ConfigError
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SYNCER_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCER_", extra="ignore", frozen=True, populate_by_name=True
+    )
 
     config: Path = Path("syncer.toml")
     database_url: str = "sqlite:///syncer.db"
@@ -46,7 +49,8 @@ class Settings(BaseSettings):
     # this long for the label search to show it before creating again.
     jira_search_lag_seconds: float = Field(default=30.0, ge=0)
 
-    port: int = Field(default=8000, ge=1, le=65535)
+    # `$PORT` first: the contract, the Procfile and platforms (Heroku, Cloud Run, ...) set it.
+    port: int = Field(default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "SYNCER_PORT"))
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     http_connect_timeout: float = Field(default=5.0, gt=0)
     http_read_timeout: float = Field(default=20.0, gt=0)
@@ -170,6 +174,8 @@ def load_settings() -> Settings:
         problems = []
         for err in exc.errors():
             name = "SYNCER_" + "_".join(str(p) for p in err["loc"]).upper()
+            if name == "SYNCER_PORT" and "PORT" in os.environ:
+                name = "PORT"  # the alias that won (see `port`)
             problems.append(f"{name}: {err['msg']}")
         raise ConfigError("invalid environment: " + "; ".join(problems)) from None
 

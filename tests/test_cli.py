@@ -6,6 +6,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -221,3 +222,69 @@ def test_sandbox_tells_the_story(tmp_path: Path) -> None:
     ), done.stdout
     assert any("no ticket: route client-errors" in x for x in lines), done.stdout
     assert any("no ticket: route noise" in x for x in lines), done.stdout
+
+
+def _hold(port: int) -> socket.socket | None:
+    """Listen on `port` if it is free; None when another process holds it already (taken either way)."""
+    holder = socket.socket()
+    try:
+        holder.bind(("127.0.0.1", port))
+    except OSError:
+        holder.close()
+        return None
+    holder.listen()
+    return holder
+
+
+def test_web_binds_dollar_port(process_env: dict[str, str]) -> None:
+    port = free_port()
+    env = {**process_env, "PORT": str(port), "SYNCER_PORT": str(free_port())}
+    web = subprocess.Popen(
+        [sys.executable, "-m", "syncer", "web", "--host", "127.0.0.1"],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                assert web.poll() is None, web.communicate()[0]
+                return False
+
+        wait_for(healthy, timeout=30, what="syncer web on $PORT")
+    finally:
+        web.terminate()
+        web.wait(timeout=20)
+
+
+def test_web_and_dev_name_a_taken_port_and_how_to_choose_another(process_env: dict[str, str]) -> None:
+    port = free_port()
+    holder = _hold(port)
+    try:
+        for command in (["web", "--host", "127.0.0.1", "--port", str(port)], ["dev", "--port", str(port)]):
+            done = run(process_env, *command)
+            assert done.returncode == 2, done.stdout + done.stderr
+            assert f"port {port} on 127.0.0.1 is taken" in done.stderr and "--port" in done.stderr
+    finally:
+        if holder:
+            holder.close()
+
+
+@pytest.mark.slow
+def test_sandbox_moves_off_a_taken_port_on_its_own_broker(tmp_path: Path) -> None:
+    holder = _hold(8000)  # taken by us, or by whatever holds it on this machine already
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")}  # no broker named
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "syncer", "sandbox", "--once", "--issues", "1"],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False,
+        )
+    finally:
+        if holder:
+            holder.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    moved = re.search(r"port 8000 is taken; using (\d+)", done.stderr)
+    assert moved, done.stderr
+    assert f"web on http://127.0.0.1:{moved.group(1)}, broker sqla+sqlite" in done.stdout, done.stdout
+    assert re.search(r"ticket PAY-\d+ .*team payments", done.stdout), done.stdout

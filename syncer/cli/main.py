@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from syncer.cli.ports import any_free, is_free, require_free
 from syncer.errors import ConfigError, SyncerError
 from syncer.settings import Settings, load_settings
 
@@ -58,7 +59,9 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
         settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis),
         enqueue_many=worker.publish_batch,
     )
-    uvicorn.run(app, host=args.host, port=args.port or settings.port, log_level="warning", access_log=False)
+    how = "choose another with --port, $PORT or SYNCER_PORT"
+    port = require_free(args.host, args.port or settings.port, how=how)
+    uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)
     return 0
 
 
@@ -272,13 +275,25 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.local.dev import run_dev
 
-    return run_dev(settings, port=args.port)
+    how = "choose another with --port, $PORT or SYNCER_PORT"
+    port = require_free("127.0.0.1", args.port or settings.port, how=how)
+    return run_dev(settings, port=port)
 
 
 def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.local.sandbox import run_sandbox
 
-    return run_sandbox(port=args.port, issues=args.issues, keep_running=not args.once)
+    if args.port is not None:
+        port = require_free("127.0.0.1", args.port, how="choose another with --port, or leave it out")
+    elif is_free("127.0.0.1", DEMO_PORT):
+        port = DEMO_PORT
+    else:  # a demo should just run: any free port, said out loud with the URL
+        port = any_free("127.0.0.1")
+        print(f"syncer sandbox: port {DEMO_PORT} is taken; using {port}", file=sys.stderr)
+    return run_sandbox(port=port, issues=args.issues, keep_running=not args.once)
+
+
+DEMO_PORT = 8000
 
 
 def _processes(value: str) -> int:
@@ -296,9 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("web", help="receive webhooks (binds $PORT, default 8000)")
+    p = sub.add_parser("web", help="receive webhooks (binds $PORT when set, else SYNCER_PORT, else 8000)")
     p.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a service behind a platform router
-    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--port", type=int, default=None, help="default: $PORT, else SYNCER_PORT, else 8000")
     p.set_defaults(func=cmd_web)
 
     p = sub.add_parser("worker", help="run the Celery worker")
@@ -324,11 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_beat)
 
     p = sub.add_parser("dev", help="web + worker + beat in one command, on embedded defaults")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=None, help="default: $PORT, else SYNCER_PORT, else 8000")
     p.set_defaults(func=cmd_dev)
 
     p = sub.add_parser("sandbox", help="dev against bundled fake Sentry and Jira, with a demo story")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--port", type=int, default=None, help=f"default {DEMO_PORT}, or any free port when it is taken"
+    )
     p.add_argument("--issues", type=int, default=5, help="how many demo Sentry issues to file")
     p.add_argument(
         "--once", action="store_true", help="stop after the demo story instead of waiting for Ctrl-C"

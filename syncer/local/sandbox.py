@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 
 from syncer.fakes.jira import start_fake_jira
 from syncer.fakes.sentry import start_fake_sentry
-from syncer.local.dev import start_services, wait
+from syncer.local.dev import EMBEDDED_BROKER, start_services, wait
 from syncer.settings import Settings
 from syncer.store.engine import make_engine
 from syncer.store.schema import Delivery, Link
@@ -125,7 +125,9 @@ def run_sandbox(*, port: int, issues: int, keep_running: bool) -> int:
         **{k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")},
         "SYNCER_CONFIG": str(POLICY),
         "SYNCER_DATABASE_URL": f"sqlite:///{workdir / 'syncer.db'}",
-        "SYNCER_BROKER_URL": os.environ.get("SYNCER_BROKER_URL", "redis://localhost:6379/0"),
+        # A demo must not share queues (or locks and rate limits) with a real syncer on this machine:
+        # its own embedded broker, in its own folder, unless the caller names a broker.
+        "SYNCER_BROKER_URL": os.environ.get("SYNCER_BROKER_URL", EMBEDDED_BROKER),
         "SYNCER_SENTRY_URL": sentry.url,
         "SYNCER_SENTRY_ORG": "acme",
         "SYNCER_SENTRY_TOKEN": sentry.token,
