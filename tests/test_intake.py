@@ -19,6 +19,12 @@ from tests.conftest import JIRA_WEBHOOK_SECRET, load_fixture, post_sentry
 from tests.harness import RedisServer, free_port, start_beat, start_worker, wait_for
 
 
+def enqueue_failures() -> float:
+    from syncer import metrics
+
+    return metrics.REGISTRY.get_sample_value("syncer_enqueue_failures_total") or 0.0
+
+
 def deliveries(engine: Engine, source: str | None = None) -> list[Delivery]:
     """What the inbox holds; `source` narrows it (the fakes' echoes of other work arrive as jira rows)."""
     with Session(engine) as session:
@@ -232,7 +238,7 @@ def test_database_down_answers_503(environment: None) -> None:
 
 @pytest.mark.slow
 def test_delivery_accepted_while_broker_down_is_processed_after_it_returns(
-    clean: None, engine: Engine, process_env: dict[str, str], tmp_path: Any
+    clean: None, environment: None, engine: Engine, process_env: dict[str, str], tmp_path: Any
 ) -> None:
     """Real Redis stopped and started again: the 202 holds, the sweeper hands the delivery out."""
     from syncer.settings import Settings, current_settings
@@ -247,6 +253,7 @@ def test_delivery_accepted_while_broker_down_is_processed_after_it_returns(
     server = FakeServer(create_app(settings, engine, worker.publisher(settings), worker.broker_check)).start()
     try:
         broker.stop()
+        refused = enqueue_failures()
         payload = {
             "action": "created",
             "installation": {"uuid": "x"},
@@ -257,7 +264,8 @@ def test_delivery_accepted_while_broker_down_is_processed_after_it_returns(
         assert answer.status_code == 202
         assert time.monotonic() - started < 1.0  # Sentry gives up after about a second
         delivery_id = answer.json()["delivery"]
-        time.sleep(1)
+        # The web tier tried to hand it to the broker and could not: only the sweeper can move it now.
+        wait_for(lambda: enqueue_failures() > refused, timeout=30, what="the publish to fail")
         assert {d.id: d.state for d in deliveries(engine)}[delivery_id] == DeliveryState.RECEIVED
         broker.start()
         wait_for(

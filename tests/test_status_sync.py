@@ -63,20 +63,28 @@ def deliveries(engine: Engine) -> list[Delivery]:
 
 
 def settle(engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira, timeout: float = 30) -> None:
-    """Wait until nothing moves: both fakes have sent every webhook, every delivery is finished,
-    and that still holds a moment later (a finished delivery may have caused a new webhook)."""
+    """Wait until nothing moves: every delivery is finished and neither fake has sent or queued a
+    webhook since. A fake queues the webhook of a change before it answers the call that made it, so
+    a delivery that caused one shows it by the time that delivery is finished."""
+    deadline = time.monotonic() + timeout
 
-    def quiet() -> bool:
-        if not (fake_sentry.webhooks.drain(1) and fake_jira.webhooks.drain(1)):
-            return False
+    def left() -> float:
+        return max(0.1, deadline - time.monotonic())
+
+    def finished() -> bool:
         return all(d.state not in DeliveryState.UNFINISHED for d in deliveries(engine))
 
-    deadline = time.monotonic() + timeout
+    def sent() -> int:
+        return len(fake_sentry.webhooks.sent) + len(fake_jira.webhooks.sent)
+
     while True:
-        wait_for(quiet, max(0.1, deadline - time.monotonic()), what="syncer to settle")
-        time.sleep(0.3)
-        if quiet():
+        before = sent()
+        assert fake_sentry.webhooks.drain(left()) and fake_jira.webhooks.drain(left()), "webhooks stuck"
+        wait_for(finished, left(), what="every delivery to finish")
+        idle = fake_sentry.webhooks.drain(0.1) and fake_jira.webhooks.drain(0.1)  # at once when idle
+        if idle and sent() == before:
             return
+        assert time.monotonic() < deadline, "syncer did not settle"
 
 
 def linked_issue(
