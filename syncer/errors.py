@@ -3,8 +3,11 @@
     SyncerError
     ├── ConfigError          bad environment or TOML: stop, name the key
     ├── TransientError       worth retrying later (429, 5xx, timeouts, dropped connections)
-    │   └── AmbiguousError   the request may have taken effect (sent, then no clear answer):
-    │                        look before repeating a non-idempotent write
+    │   ├── AmbiguousError   the request may have taken effect (sent, then no clear answer):
+    │   │                    look before repeating a non-idempotent write
+    │   └── Busy             a lock is held by another holder (a link's by another worker, the
+    │                        reconcile run lock by another run): try again shortly (`syncer.locks`)
+    ├── LockLost             a lock expired under its holder, who stalled: stop, another may hold it
     └── PermanentError       retrying cannot help (400, 401, 403, 404, validation): dead letter
 
 HTTP failures are mapped to these in exactly one place, `classify_http`, used by both clients.
@@ -36,6 +39,15 @@ class TransientError(SyncerError):
 
 class AmbiguousError(TransientError):
     """The request may or may not have been applied (timeout after sending, 5xx, lost connection)."""
+
+
+class Busy(TransientError):
+    """Another holder has the lock (`syncer.locks`); nothing was done under it."""
+
+
+class LockLost(SyncerError):
+    """A lock expired under its holder (it stalled longer than the lock's expiry): another may
+    hold it now, so the holder stops."""
 
 
 class PermanentError(SyncerError):

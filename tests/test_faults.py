@@ -290,7 +290,7 @@ def test_worker_killed_during_a_jira_transition_transitions_once(
     fstack.worker.kill()
 
     fstack.start_worker("reborn-worker", http_read_timeout=8, claim_ttl_seconds=12, task_max_retries=30)
-    # The dead worker's lock on the link must lapse first (syncer.sync.inbound.LOCK_TIMEOUT_SECONDS).
+    # The dead worker's lock on the link must lapse first (syncer.locks.LINK_LOCK_EXPIRY_SECONDS).
     rows = wait_all_finished(engine, timeout=150)
     assert all(r.state in (DeliveryState.DONE, DeliveryState.IGNORED) for r in rows), [
         (r.id, r.state, r.last_error) for r in rows

@@ -23,7 +23,7 @@ from freezegun import freeze_time
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from syncer import metrics
+from syncer import errors, locks, metrics
 from syncer.core import drift
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.fakes.jira import FakeJira
@@ -484,20 +484,20 @@ def test_two_concurrent_runs_one_does_the_work(
     fake_sentry.latency = 0.5  # the first run is slow: the others meet it holding the lock
     first = Background(lambda: reconcile.run(rt))
     first.start()
-    wait_for(lambda: redis_client.exists(reconcile.LOCK_KEY), 10, what="the first run to take the lock")
+    wait_for(lambda: redis_client.exists(locks.RUN_LOCK_KEY), 10, what="the first run to take the lock")
 
-    with pytest.raises(reconcile.Busy, match="another reconciliation is running"):
+    with pytest.raises(errors.Busy, match="another reconciliation is running"):
         reconcile.run(rt)
     assert worker.reconcile() == "busy"  # the beat's task, as a worker runs it
 
     first.join(60)
     assert first.error is None and first.result.repaired == 1
     assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 1
-    assert not redis_client.exists(reconcile.LOCK_KEY)  # released: the next run proceeds
+    assert not redis_client.exists(locks.RUN_LOCK_KEY)  # released: the next run proceeds
     assert worker.reconcile() == "ok"
     fake_sentry.latency = 0.0
 
-    with reconcile.run_lock(rt):  # the command, meeting a run that holds the lock
+    with locks.run_lock(rt):  # the command, meeting a run that holds the lock
         command = run_cli(process_env, "--json")
     assert command.returncode == 1
     assert "another reconciliation is running" in command.stderr
@@ -505,10 +505,10 @@ def test_two_concurrent_runs_one_does_the_work(
 
 
 def test_a_run_that_dies_frees_the_lock_when_it_expires(rt: Runtime, redis_client: redis.Redis) -> None:
-    redis_client.set(reconcile.LOCK_KEY, b"host pid 1 since then [dead]", px=300)
-    with pytest.raises(reconcile.Busy, match="host pid 1 since then"):
+    redis_client.set(locks.RUN_LOCK_KEY, b"host pid 1 since then [dead]", px=300)
+    with pytest.raises(errors.Busy, match="host pid 1 since then"):
         reconcile.run(rt)
-    wait_for(lambda: not redis_client.exists(reconcile.LOCK_KEY), 5, what="the lock to expire")
+    wait_for(lambda: not redis_client.exists(locks.RUN_LOCK_KEY), 5, what="the lock to expire")
     assert reconcile.run(rt).ok
 
 

@@ -24,10 +24,10 @@ from syncer.errors import TransientError
 from syncer.fakes.base import FakeServer, WebhookInbox, hmac_sha256_hex
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
+from syncer.locks import link_lock
 from syncer.runtime import Runtime
 from syncer.store.engine import session_scope
 from syncer.store.schema import AuditEntry, Delivery, DeliveryState, Link, LinkState, utcnow
-from syncer.sync.inbound import link_lock
 from tests.conftest import INSTALLATION_UUID, post_sentry
 from tests.conftest import JIRA_WEBHOOK_SECRET as JIRA_SECRET
 from tests.harness import free_port, wait_for

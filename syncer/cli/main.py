@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from syncer.cli.ports import any_free, is_free, require_free
-from syncer.errors import ConfigError, SyncerError
+from syncer.errors import Busy, ConfigError, SyncerError
 from syncer.settings import Settings, load_settings
 
 log = logging.getLogger("syncer")
@@ -261,7 +261,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
             enqueue=None if args.dry_run else worker.enqueue,
             progress=progress if sys.stderr.isatty() else None,
         )
-    except reconcile.Busy as exc:
+    except Busy as exc:
         if args.json:
             print(json.dumps({"ok": False, "busy": True, "error": str(exc)}))
         print(f"error: {exc}", file=sys.stderr)

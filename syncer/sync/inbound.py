@@ -10,27 +10,25 @@ Each handler
    state already;
 5. stores both sides' state and the Jira watermark, and audits what it changed with its cause.
 
-The link helpers here (`link_lock`, `save_link`, `mark_broken`) serve `outbound` too.
+The link helpers here (`save_link`, `mark_broken`) serve `outbound` too; the link's lock is
+`syncer.locks.link_lock`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import redis
-from sqlalchemy import text
 from sqlmodel import Session, select
 
 from syncer.core import status
 from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
 from syncer.errors import PermanentError, TransientError
 from syncer.jira.webhooks import JiraEvent
+from syncer.locks import link_lock
 from syncer.runtime import Runtime
 from syncer.store import audit
 from syncer.store.engine import session_scope
@@ -39,64 +37,8 @@ from syncer.sync.outcome import Outcome
 
 log = logging.getLogger(__name__)
 
-LOCK_TIMEOUT_SECONDS = 60  # a holder that dies frees the link after this
-LOCK_WAIT_SECONDS = 10
-BUSY_RETRY_SECONDS = 2.0
-# PostgreSQL advisory locks take two int4 keys: this one says "a syncer link", the other is its id.
-_ADVISORY_CLASS = 0x53594E43  # "SYNC"
 
-
-# --- the link: lock, load, save -------------------------------------------------------------------
-
-
-@contextmanager
-def link_lock(rt: Runtime, link_id: int, *, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
-    """Apply events for one link one at a time, across threads, workers and hosts.
-
-    Redis when there is one. Without Redis, a PostgreSQL session-level advisory lock (a row lock
-    would block our own writes to that row from the handler's other sessions). SQLite without Redis
-    is `syncer dev` on one machine: proceed, the per-delivery claim is the only guard there.
-    A lock that cannot be had in time is a TransientError: the delivery is retried shortly.
-    """
-    if rt.redis is not None:
-        lock = rt.redis.lock(f"syncer:link:{link_id}", timeout=LOCK_TIMEOUT_SECONDS, blocking_timeout=wait)
-        try:
-            acquired = lock.acquire()
-        except redis.RedisError as exc:
-            raise TransientError(f"lock for link {link_id}: Redis: {type(exc).__name__}",
-                                 retry_after=BUSY_RETRY_SECONDS) from None
-        if not acquired:
-            raise TransientError(f"link {link_id} is busy in another worker", retry_after=BUSY_RETRY_SECONDS)
-        try:
-            yield
-        finally:
-            try:
-                lock.release()
-            except redis.exceptions.LockError:
-                # It expired while we worked (a very slow API): someone else may hold it now.
-                log.warning("lock for link %s expired before it was released", link_id)
-            except redis.RedisError as exc:
-                log.warning("lock for link %s not released (%s); it expires by itself", link_id,
-                            type(exc).__name__)
-        return
-    if rt.engine.dialect.name != "postgresql":
-        yield
-        return
-    with rt.engine.connect() as conn:
-        keys = {"cls": _ADVISORY_CLASS, "id": link_id}
-        deadline = time.monotonic() + wait
-        while not conn.execute(text("SELECT pg_try_advisory_lock(:cls, :id)"), keys).scalar():
-            conn.rollback()
-            if time.monotonic() > deadline:
-                raise TransientError(f"link {link_id} is busy in another worker",
-                                     retry_after=BUSY_RETRY_SECONDS)
-            time.sleep(0.1)
-        conn.commit()  # the lock is the session's; do not sit idle in a transaction
-        try:
-            yield
-        finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:cls, :id)"), keys)
-            conn.commit()
+# --- the link: load, save -------------------------------------------------------------------------
 
 
 def load_link(rt: Runtime, link_id: int) -> Link | None:

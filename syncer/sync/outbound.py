@@ -22,6 +22,7 @@ from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
 from syncer.core.routing import decide
 from syncer.errors import TransientError
 from syncer.jira.client import Transition
+from syncer.locks import link_lock
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
 from syncer.store import audit
@@ -30,7 +31,6 @@ from syncer.store.schema import Link, LinkState, utcnow
 from syncer.sync import assignees, claims, tickets
 from syncer.sync.inbound import (
     AuditLine,
-    link_lock,
     load_link,
     mark_broken,
     save_link,

@@ -3,7 +3,7 @@
 Webhooks get lost (Sentry tries a delivery three times, deployments and outages drop them, a change
 made by another tool may emit nothing). A run:
 
-1. takes the deployment-wide run lock (Redis, with an expiry it renews as it goes), or stops with
+1. takes the deployment-wide run lock (`syncer.locks.run_lock`, renewed as it goes), or stops with
    `Busy` naming the holder: two beats started by mistake, or a person running `syncer reconcile`
    during the scheduled run, cannot both repair;
 2. streams the active links from the database in keyset pages (memory stays flat in the number of
@@ -29,28 +29,26 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-import redis
-from sqlalchemy import func, text
+from sqlalchemy import func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from syncer.core import drift
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.routing import decide
-from syncer.errors import SyncerError, TransientError
+from syncer.errors import Busy, LockLost, SyncerError, TransientError
+from syncer.locks import link_lock, run_lock
 from syncer.retry import backoff_seconds
 from syncer.runtime import Runtime
 from syncer.store import deadletters, deliveries
@@ -60,10 +58,6 @@ from syncer.sync.outcome import Outcome
 
 log = logging.getLogger(__name__)
 
-LOCK_KEY = "syncer:reconcile:lock"
-# Renewed after every page of links: a run that dies frees the lock within this.
-LOCK_TTL_SECONDS = 120
-_ADVISORY_CLASS = 0x52434E43  # "RCNC": PostgreSQL's advisory lock key, when there is no Redis
 READ_ATTEMPTS = 4  # a page's read that keeps failing is reported, and the run goes on
 READ_BACKOFF_CAP_SECONDS = 30.0
 # A delivery that died this many times is left to a person (`syncer dead-letters`).
@@ -71,14 +65,6 @@ AUTO_RETRIES_PER_DELIVERY = 2
 
 Enqueue = Callable[[int], None]
 T = TypeVar("T")
-
-
-class Busy(SyncerError):
-    """Another reconciliation holds the run lock; this one did nothing."""
-
-
-class LockLost(SyncerError):
-    """The run lock expired under this run (it stalled longer than the lock's expiry)."""
 
 
 # --- what a run found and did ---------------------------------------------------------------------
@@ -262,85 +248,6 @@ def _cause(report: Report) -> str:
     return f"reconcile:{report.run}"
 
 
-# --- the run lock ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def run_lock(rt: Runtime) -> Iterator[Callable[[], None]]:
-    """One run at a time in the whole deployment; yields `renew`, to call as the run goes on.
-
-    Redis when there is one (the lock names its holder and expires when the holder dies). Without
-    Redis, a PostgreSQL advisory lock (freed with the holder's connection). SQLite without Redis is
-    `syncer dev` on one machine: proceed, as the per-link lock does there."""
-    holder = f"{socket.gethostname()} pid {os.getpid()} since {utcnow():%Y-%m-%dT%H:%M:%SZ}"
-    if rt.redis is not None:
-        with _redis_lock(rt.redis, holder) as renew:
-            yield renew
-        return
-    if rt.engine.dialect.name == "postgresql":
-        with rt.engine.connect() as conn:
-            keys = {"cls": _ADVISORY_CLASS, "id": 0}
-            held = conn.execute(text("SELECT pg_try_advisory_lock(:cls, :id)"), keys).scalar()
-            conn.commit()
-            if not held:
-                raise Busy(
-                    "another reconciliation is running (it holds the database's lock); this one did nothing"
-                )
-            try:
-                yield lambda: None
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:cls, :id)"), keys)
-                conn.commit()
-        return
-    yield lambda: None
-
-
-@contextmanager
-def _redis_lock(client: redis.Redis, holder: str) -> Iterator[Callable[[], None]]:
-    lock = client.lock(LOCK_KEY, timeout=LOCK_TTL_SECONDS, thread_local=False)
-    token = f"{holder} [{secrets.token_hex(4)}]"
-    try:
-        acquired = lock.acquire(blocking=False, token=token.encode())
-    except redis.RedisError as exc:
-        raise TransientError(f"reconcile lock: Redis: {type(exc).__name__}") from None
-    if not acquired:
-        raise Busy(f"another reconciliation is running ({_holder(client)}); this one did nothing")
-
-    def renew() -> None:
-        try:
-            lock.extend(LOCK_TTL_SECONDS, replace_ttl=True)
-        except redis.exceptions.LockNotOwnedError:
-            raise LockLost(
-                "the reconcile lock expired while this run stalled; another run may have "
-                "started, so this one stops"
-            ) from None
-        except redis.RedisError as exc:
-            log.warning(
-                "reconcile lock not renewed (%s); it holds for %ss", type(exc).__name__, LOCK_TTL_SECONDS
-            )
-
-    try:
-        yield renew
-    finally:
-        try:
-            lock.release()
-        except redis.exceptions.LockError:
-            log.warning("the reconcile lock had expired before the run released it")
-        except redis.RedisError as exc:
-            log.warning("reconcile lock not released (%s); it expires by itself", type(exc).__name__)
-
-
-def _holder(client: redis.Redis) -> str:
-    try:
-        raw = client.get(LOCK_KEY)
-    except redis.RedisError:
-        raw = None
-    if not raw:
-        return "its holder finished just now"
-    name = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-    return name.rsplit(" [", 1)[0]
-
-
 # --- linked pairs ---------------------------------------------------------------------------------
 
 
@@ -509,7 +416,7 @@ def repair(
     assert seen.id is not None
     with ExitStack() as held:
         try:
-            held.enter_context(inbound.link_lock(rt, seen.id))
+            held.enter_context(link_lock(rt, seen.id))
         except TransientError as exc:  # held by a webhook's handler this long, or Redis is away
             return "failed", f"could not take the link's lock: {exc}"
         fresh = inbound.load_link(rt, seen.id)

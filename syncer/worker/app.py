@@ -18,7 +18,7 @@ from celery.utils.nodenames import anon_nodename
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from syncer.errors import ConfigError
+from syncer.errors import Busy, ConfigError
 from syncer.retry import backoff_seconds
 from syncer.runtime import current
 from syncer.settings import Settings
@@ -168,7 +168,7 @@ def reconcile() -> str:
 
     try:
         report = reconciliation.run(current(), enqueue=enqueue, keep_rows=100)
-    except reconciliation.Busy as exc:
+    except Busy as exc:
         log.info("reconcile: %s", exc)
         return "busy"
     return "ok" if report.ok else "failed"
