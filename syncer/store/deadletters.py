@@ -4,8 +4,9 @@ retries or drops them (`syncer dead-letters list|retry|drop`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -54,3 +55,28 @@ def drop(engine: Engine, letter_id: int) -> None:
         if letter is None or letter.state != "open":
             raise LookupError(f"no open dead letter {letter_id}")
         letter.state = "dropped"
+
+
+def due_for_retry(engine: Engine, *, before: datetime, cap: int, max_deaths: int) -> list[int]:
+    """Open dead letters created before `before`, oldest first, at most `cap`, whose delivery has
+    died at most `max_deaths` times (the letters of one delivery are its deaths)."""
+    if cap <= 0:
+        return []
+    deaths = (
+        select(DeadLetter.delivery_id, func.count().label("deaths"))
+        .group_by(col(DeadLetter.delivery_id))
+        .subquery()
+    )
+    with Session(engine) as session:
+        rows = session.exec(
+            select(DeadLetter.id)
+            .join(deaths, deaths.c.delivery_id == DeadLetter.delivery_id)
+            .where(
+                DeadLetter.state == "open",
+                col(DeadLetter.created_at) < before,
+                deaths.c.deaths <= max_deaths,
+            )
+            .order_by(col(DeadLetter.created_at))
+            .limit(cap)
+        ).all()
+    return [row for row in rows if row is not None]

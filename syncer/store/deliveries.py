@@ -396,3 +396,16 @@ def prune(engine: Engine, *, older_than: timedelta, now: datetime | None = None)
             )
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def latest_payloads(engine: Engine, *, source: str, limit: int) -> list[str]:
+    """The payloads of the last `limit` deliveries from `source`, newest first."""
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(Delivery.payload)
+                .where(Delivery.source == source)
+                .order_by(col(Delivery.id).desc())
+                .limit(limit)
+            ).all()
+        )
