@@ -34,6 +34,7 @@ from syncer.store import deliveries
 from syncer.store.engine import session_scope
 from syncer.store.schema import AuditEntry, DeadLetter, Delivery, DeliveryState, Link, LinkState, utcnow
 from syncer.sync import reconcile
+from syncer.sync.reconcile.sweep import AUTO_RETRIES_PER_DELIVERY
 from tests.harness import REPO, Background, wait_for
 
 SENTRY_PUT = r"^/api/0/organizations/[^/]+/issues/\d+/?$"
@@ -554,7 +555,7 @@ def test_the_sweep_requeues_lost_deliveries_and_retries_old_dead_letters_with_a_
 
 def test_a_delivery_that_keeps_dying_is_left_to_a_person(rt: Runtime, engine: Engine) -> None:
     dead = deliveries.store(engine, source="jira", key="doomed", resource="r", action="a", payload=b"{}")
-    for _ in range(reconcile.AUTO_RETRIES_PER_DELIVERY + 1):
+    for _ in range(AUTO_RETRIES_PER_DELIVERY + 1):
         letter_id = deliveries.bury(engine, dead.delivery_id, error="PermanentError: 400")
     with session_scope(engine) as session:
         for letter in session.exec(select(DeadLetter)):

@@ -243,6 +243,7 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.cli import views
     from syncer.runtime import current
     from syncer.sync import reconcile
     from syncer.worker import app as worker
@@ -251,7 +252,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     worker.configure(settings)  # the sweep hands overdue deliveries to the broker
 
     def progress(report: reconcile.Report) -> None:
-        sys.stderr.write(f"\r{reconcile.progress_line(report)}")
+        sys.stderr.write(f"\r{views.reconcile_progress(report)}")
         sys.stderr.flush()
 
     try:
@@ -268,7 +269,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     if sys.stderr.isatty():
         sys.stderr.write("\n")
-    print(json.dumps(report.as_dict(), indent=2) if args.json else reconcile.format_report(report))
+    print(json.dumps(report.as_dict(), indent=2) if args.json else views.reconcile_report(report))
     return 0 if report.ok else 1
 
 

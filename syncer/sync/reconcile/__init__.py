@@ -1,0 +1,34 @@
+"""Reconciliation: the guarantee behind every webhook promise.
+
+Webhooks get lost (Sentry tries a delivery three times, deployments and outages drop them, a change
+made by another tool may emit nothing). A run (`run.py`):
+
+1. takes the deployment-wide run lock (`syncer.locks.run_lock`, renewed as it goes), or stops with
+   `Busy` naming the holder: two beats started by mistake, or a person running `syncer reconcile`
+   during the scheduled run, cannot both repair;
+2. checks the linked pairs (`pairs.py`): streams the active links from the database in keyset
+   pages (memory stays flat in the number of links), reads both sides of each page with one request
+   each (`pages.py`: Jira `id in (...)`, Sentry by `group=` ids), asks `syncer.core.drift` what
+   drifted, and repairs (`repair.py`) through the functions the webhook handlers use
+   (`inbound.apply_inbound`, `outbound.apply_outbound`, `mark_broken`, `save_link`), under the
+   link's lock, after checking that no webhook moved the link meanwhile;
+3. backfills (`backfill.py`): unresolved Sentry issues first seen within `reconcile.lookback_hours`
+   that match a route and have no link get their ticket through `tickets.create_or_link` (exactly
+   once holds: a late webhook for the same issue meets the same claim);
+4. sweeps (`sweep.py`): re-enqueues inbox deliveries that were stored but never processed, and
+   retries dead letters older than `reconcile.dead_letter_retry_after_hours`, once per run, at most
+   `reconcile.dead_letter_retry_cap` of them.
+
+What it found and did is a `Report` (`report.py`); `syncer.cli.views` prints it for a person.
+`dry_run` reads everything and writes nothing: neither side, nor the database, nor the broker.
+
+API calls: 2 per page of links (one to each side), plus one for each ticket the page's search did
+not return (a direct read, before a ticket is called deleted: Cloud's search lags behind new
+tickets), plus what each repair costs through the shared apply functions.
+"""
+
+from syncer.sync.reconcile.repair import repair
+from syncer.sync.reconcile.report import Report
+from syncer.sync.reconcile.run import run
+
+__all__ = ["Report", "repair", "run"]

@@ -1,0 +1,124 @@
+"""The backfill: unresolved Sentry issues first seen within `reconcile.lookback_hours` that a route
+sends to Jira and that have no link get their ticket through `tickets.create_or_link` (exactly
+once holds: a late webhook for the same issue meets the same claim)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from syncer.core import drift
+from syncer.core.issue import SentryIssue
+from syncer.core.routing import Decision, decide
+from syncer.errors import LockLost, SyncerError
+from syncer.locks import Renew
+from syncer.runtime import Runtime
+from syncer.store import links
+from syncer.sync import tickets
+from syncer.sync.reconcile.report import BackfillResult, BackfillRow, Report
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def backfill(rt: Runtime, report: Report, *, now: datetime, renew: Renew, installation_uuid: str) -> None:
+    hours = rt.policy.reconcile.lookback_hours
+    report.backfill_window_hours = hours
+    since = drift.lookback_start(now, hours)
+    if since is None:
+        return
+    try:
+        for page in _chunks(
+            rt.sentry.iter_issues(drift.backfill_query(since)), rt.policy.reconcile.batch_size
+        ):
+            in_window = [issue for issue in page if drift.in_lookback(issue.first_seen, since)]
+            report.backfill_seen += len(in_window)
+            # Any link row counts, broken or unlinked too: those were a person's decision, or Jira's,
+            # that the backfill must not undo.
+            known = links.issues_with_links(rt.engine, [issue.id for issue in in_window])
+            for issue in in_window:
+                if issue.id not in known:
+                    _backfill_one(rt, report, issue, installation_uuid)
+            renew()
+    except LockLost:
+        raise
+    except SyncerError as exc:
+        report.errors.append(f"backfill: could not list Sentry's issues: {exc}")
+        log.error("reconcile: %s", report.errors[-1])
+
+
+def _backfill_one(rt: Runtime, report: Report, issue: SentryIssue, installation_uuid: str) -> None:
+    try:
+        route = decide(issue, rt.policy, lambda: tickets.tags_for(rt, issue.id))
+    except SyncerError as exc:
+        report.backfill.append(
+            BackfillRow(
+                sentry_issue_id=issue.id,
+                short_id=issue.short_id,
+                first_seen=_when(issue.first_seen),
+                route="?",
+                team="-",
+                project="?",
+                result=BackfillResult.FAILED,
+                detail=f"routing needs its tags: {exc}",
+            )
+        )
+        return
+    if route.action == "ignore" or route.target is None:
+        report.backfill_ignored += 1
+        return
+    project = route.target.jira_project
+    if report.dry_run:
+        result, detail = BackfillResult.WOULD, f"create or link its ticket in {project}"
+    else:
+        result, detail = _create_or_link(rt, report, issue, route, installation_uuid)
+    report.backfill.append(
+        BackfillRow(
+            sentry_issue_id=issue.id,
+            short_id=issue.short_id,
+            first_seen=_when(issue.first_seen),
+            route=route.route_name,
+            team=route.team or "-",
+            project=project,
+            result=result,
+            detail=detail,
+        )
+    )
+
+
+def _create_or_link(
+    rt: Runtime, report: Report, issue: SentryIssue, route: Decision, installation_uuid: str
+) -> tuple[BackfillResult, str]:
+    try:
+        outcome = tickets.create_or_link(
+            rt, issue, route, installation_uuid=installation_uuid, cause=report.cause
+        )
+    except (SyncerError, SQLAlchemyError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        log.warning("reconcile: backfill of sentry issue %s: %s", issue.id, detail)
+        return BackfillResult.FAILED, detail
+    if outcome.ignored:
+        return BackfillResult.NOTHING, outcome.note
+    return (
+        BackfillResult.LINKED if outcome.note.startswith("linked") else BackfillResult.CREATED
+    ), outcome.note
+
+
+def _chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    page: list[T] = []
+    for item in items:
+        page.append(item)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M}" if moment else "?"

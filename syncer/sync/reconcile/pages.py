@@ -1,0 +1,89 @@
+"""Pages of links, and both sides' current state for a page: one request to each side, at once.
+
+A read that fails transiently is tried again a few times, waiting as the project's retry policy
+says (`syncer.retry.backoff_seconds`, never sooner than the server asked); one that keeps failing
+is the caller's to report, and the run goes on with the next page.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+from sqlalchemy.engine import Engine
+
+from syncer.core.issue import JiraTicket, SentryIssue
+from syncer.errors import TransientError
+from syncer.retry import backoff_seconds
+from syncer.runtime import Runtime
+from syncer.store import links
+from syncer.store.schema import Link
+
+log = logging.getLogger(__name__)
+
+READ_ATTEMPTS = 4
+READ_BACKOFF_BASE_SECONDS = 1.0
+READ_BACKOFF_CAP_SECONDS = 30.0
+
+T = TypeVar("T")
+
+
+@dataclass
+class Sides:
+    """A page's issues by Sentry id and tickets by Jira id; a missing one is gone from its side."""
+
+    issues: dict[str, SentryIssue]
+    tickets: dict[str, JiraTicket]
+
+
+def link_pages(engine: Engine, size: int) -> Iterator[list[Link]]:
+    """Active links in id order, `size` at a time (keyset pages: no page holds more than `size`)."""
+    after = 0
+    while batch := links.active_page(engine, after=after, size=size):
+        yield batch
+        assert batch[-1].id is not None
+        after = batch[-1].id
+
+
+def read_sides(rt: Runtime, batch: Sequence[Link], pool: ThreadPoolExecutor) -> Sides:
+    """Both sides of a page of links: Jira's search runs in `pool` while Sentry's runs here."""
+    ticket_ids = [link.jira_issue_id for link in batch if link.jira_issue_id and link.jira_issue_id.isdigit()]
+    gone: set[str] = set()  # ids Jira's search named as nonexistent: deleted, no direct read needed
+    pending = pool.submit(_retrying, "Jira search", lambda: rt.jira.tickets_by_ids(ticket_ids, missing=gone))
+    try:
+        issues = _retrying(
+            "Sentry issues", lambda: rt.sentry.issues_by_ids([link.sentry_issue_id for link in batch])
+        )
+    finally:
+        wait([pending])  # never leave a read running into the next page
+    found = {ticket.id: ticket for ticket in pending.result()}
+    for ticket_id in ticket_ids:
+        if ticket_id not in found and ticket_id not in gone:
+            # Not named by Jira as nonexistent, yet not returned: too new for Cloud's search index, or
+            # deleted: only a direct read can tell.
+            ticket = _retrying("Jira issue", partial(rt.jira.get_ticket, ticket_id))
+            if ticket is not None:
+                found[ticket.id] = ticket
+    return Sides(issues={issue.id: issue for issue in issues}, tickets=found)
+
+
+def _retrying(what: str, read: Callable[[], T]) -> T:
+    """A read, tried again on transient failures, `READ_ATTEMPTS` times in all."""
+    for attempt in range(1, READ_ATTEMPTS):
+        try:
+            return read()
+        except TransientError as exc:
+            pause = backoff_seconds(
+                attempt,
+                retry_after=exc.retry_after,
+                base=READ_BACKOFF_BASE_SECONDS,
+                cap=READ_BACKOFF_CAP_SECONDS,
+            )
+            log.warning("reconcile: %s: %s; trying again in %.1fs", what, exc, pause)
+            time.sleep(pause)
+    return read()  # the last attempt: its failure is the caller's
