@@ -7,9 +7,8 @@
 
 Redis when there is one: the lock's value names its holder, and it expires when the holder dies
 (`renew` pushes the expiry back for a holder that works long). Without Redis, a PostgreSQL
-session-level advisory lock, freed with the holder's connection (a row lock would block our own
-writes to that row from the holder's other sessions). SQLite without Redis is `syncer dev` on one
-machine: proceed; the per-delivery claim is the only guard there.
+advisory lock (`syncer.store.advisory`), freed with the holder's connection. SQLite without Redis
+is `syncer dev` on one machine: proceed; the per-delivery claim is the only guard there.
 
 A lock another holder has is `Busy` (a TransientError: a delivery is retried shortly); one that
 expired under its holder is `LockLost`, raised by `renew`. Both are in `syncer.errors`.
@@ -21,7 +20,6 @@ import logging
 import os
 import secrets
 import socket
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -29,10 +27,10 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 import redis
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from syncer.errors import Busy, LockLost, TransientError
+from syncer.store.advisory import advisory_lock
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +43,6 @@ BUSY_RETRY_SECONDS = 2.0
 # PostgreSQL advisory locks take two int4 keys: the first says which kind of lock, the second which one.
 _LINK_CLASS = 0x53594E43  # "SYNC"
 _RUN_CLASS = 0x52434E43  # "RCNC"
-_POLL_SECONDS = 0.1
 
 Renew = Callable[[], None]
 
@@ -108,14 +105,16 @@ def _hold(stores: LockStores, lock: _Lock, *, wait: float) -> Iterator[Renew]:
             yield renew
         return
     if stores.engine.dialect.name == "postgresql":
-        with _advisory_hold(stores.engine, lock, wait=wait) as renew:
-            yield renew
+        with advisory_lock(stores.engine, lock.advisory, wait=wait) as held:
+            if not held:
+                raise Busy(lock.refusal("it holds the database's lock"), retry_after=BUSY_RETRY_SECONDS)
+            yield _nothing_to_renew
         return
     yield _nothing_to_renew
 
 
 def _nothing_to_renew() -> None:
-    """An advisory lock lasts as long as its connection: there is no expiry to push back."""
+    """An advisory lock lasts as long as its connection (and SQLite has none): no expiry to push back."""
 
 
 @contextmanager
@@ -166,21 +165,3 @@ def _holder(client: redis.Redis, key: str) -> str:
         return "its holder finished just now"
     name = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
     return name.rsplit(" [", 1)[0]
-
-
-@contextmanager
-def _advisory_hold(engine: Engine, lock: _Lock, *, wait: float) -> Iterator[Renew]:
-    with engine.connect() as conn:
-        keys = {"cls": lock.advisory[0], "id": lock.advisory[1]}
-        deadline = time.monotonic() + wait
-        while not conn.execute(text("SELECT pg_try_advisory_lock(:cls, :id)"), keys).scalar():
-            conn.rollback()
-            if time.monotonic() >= deadline:
-                raise Busy(lock.refusal("it holds the database's lock"), retry_after=BUSY_RETRY_SECONDS)
-            time.sleep(_POLL_SECONDS)
-        conn.commit()  # the lock is the session's; do not sit idle in a transaction
-        try:
-            yield _nothing_to_renew
-        finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:cls, :id)"), keys)
-            conn.commit()
