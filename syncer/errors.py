@@ -6,6 +6,7 @@
     │   └── AmbiguousError   the request may have taken effect (sent, then no clear answer):
     │                        look before repeating a non-idempotent write
     └── PermanentError       retrying cannot help (400, 401, 403, 404, validation): dead letter
+        └── PayloadError     a webhook body or API answer that is not the shape we need
 
 HTTP failures are mapped to these in exactly one place, `classify_http`, used by both clients.
 """
@@ -44,6 +45,10 @@ class PermanentError(SyncerError):
     def __init__(self, message: str, *, status: int | None = None):
         super().__init__(message)
         self.status = status
+
+
+class PayloadError(PermanentError):
+    """Vendor JSON that is not JSON, or not the shape we need: the same bytes will never parse."""
 
 
 # Statuses that mean "try again later" on both Sentry and Jira. 409 and 425 are how Jira Cloud says

@@ -36,6 +36,38 @@ def remote_link_global_id(org: str, issue_id: str) -> str:
     return global_id
 
 
+def sentry_issue_url(sentry_url: str, org: str, issue_id: str) -> str:
+    """The issue's page on Sentry (`{sentry_url}/organizations/{org}/issues/{id}/`)."""
+    return f"{sentry_url.rstrip('/')}/organizations/{quote(org, safe='')}/issues/{quote(issue_id, safe='')}/"
+
+
+def issue_url(issue: SentryIssue, sentry_url: str, org: str) -> str:
+    """A link a person can open: the payload's own link when it points at the configured Sentry (or
+    a subdomain of it, like sentry.io's `<org>.sentry.io`), else the built one. A payload must not
+    choose where a ticket sends people."""
+    for candidate in (issue.web_url, issue.permalink):
+        if candidate and _on_sentry(candidate, sentry_url):
+            return candidate
+    return sentry_issue_url(sentry_url, org, issue.id)
+
+
+def _on_sentry(url: str, sentry_url: str) -> bool:
+    """Whether `url` is on the host (or a subdomain of the host) and port of `sentry_url`."""
+    try:
+        given, base = urlsplit(url), urlsplit(sentry_url)
+        given_port, base_port = given.port, base.port
+    except ValueError:
+        return False
+    host, home = (given.hostname or "").lower(), (base.hostname or "").lower()
+    return (
+        given.scheme in ("http", "https")
+        and "@" not in given.netloc
+        and bool(home)
+        and (host == home or host.endswith("." + home))
+        and given_port == base_port
+    )
+
+
 def render_ticket(issue: SentryIssue, target: TicketTarget, *, sentry_url: str, org: str) -> dict[str, Any]:
     """The `fields` for `create_issue(fields=...)`. The caller adds the assignee, which needs a lookup."""
     fields: dict[str, Any] = {
@@ -71,7 +103,7 @@ def ticket_labels(issue: SentryIssue, target: TicketTarget) -> list[str]:
 
 
 def description(issue: SentryIssue, *, sentry_url: str, org: str) -> str:
-    link = safe_url(issue.url(sentry_url, org)) or safe_url(_built_url(sentry_url, org, issue.id))
+    link = safe_url(issue_url(issue, sentry_url, org))
     name = escape_wiki(_one_line(issue.short_id or issue.id))
     opening = f"Sentry issue [{name}|{link}]" if link else f"Sentry issue {name}"
     rows = [
@@ -107,8 +139,6 @@ def _one_line(text: str) -> str:
     return " ".join(strip_control(text).split())
 
 
-def _built_url(sentry_url: str, org: str, issue_id: str) -> str:
-    return f"{sentry_url.rstrip('/')}/organizations/{quote(org, safe='')}/issues/{quote(issue_id, safe='')}/"
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -31,15 +31,17 @@ import requests
 from jira import JIRA, JIRAError
 from requests.adapters import HTTPAdapter
 
-from syncer.core.issue import JiraTicket, PayloadError
+from syncer.core.issue import JiraTicket
 from syncer.errors import (
     AmbiguousError,
     ConfigError,
+    PayloadError,
     PermanentError,
     SyncerError,
     TransientError,
     classify_http,
 )
+from syncer.jira.parse import parse_ticket
 from syncer.ratelimit import Throttle
 
 API = "/rest/api/2/"
@@ -340,7 +342,7 @@ class JiraClient:
     @staticmethod
     def _ticket(raw: Any) -> JiraTicket:
         try:
-            return JiraTicket.from_api(raw)
+            return parse_ticket(raw)
         except PayloadError as error:
             raise PermanentError(f"Jira answered an issue we cannot read: {error}") from None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from syncer.core.issue import PayloadError
+from syncer.errors import PayloadError
 from syncer.jira import webhooks as jira_webhooks
 from syncer.jira.webhooks import JiraEvent
 from syncer.runtime import Runtime

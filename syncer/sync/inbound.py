@@ -28,8 +28,8 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from syncer.core import status
-from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
-from syncer.errors import PermanentError, TransientError
+from syncer.core.issue import JiraTicket, SentryIssue
+from syncer.errors import PayloadError, PermanentError, TransientError
 from syncer.jira.webhooks import JiraEvent
 from syncer.runtime import Runtime
 from syncer.store import audit

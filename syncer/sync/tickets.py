@@ -20,10 +20,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, update
 
-from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
-from syncer.core.render import remote_link_global_id, render_ticket, sentry_label
+from syncer.core.issue import JiraTicket, SentryIssue
+from syncer.core.render import remote_link_global_id, render_ticket, sentry_issue_url, sentry_label
 from syncer.core.routing import Decision, decide
-from syncer.errors import AmbiguousError, PermanentError, TransientError
+from syncer.errors import AmbiguousError, PayloadError, PermanentError, TransientError
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
 from syncer.store import audit
@@ -221,11 +221,10 @@ def finish_backlinks(rt: Runtime, link: Link, installation_uuid: str, cause: str
     org = rt.settings.sentry_org or ""
     remote_done_now = not link.remote_link_done
     if remote_done_now:
-        url = f"{rt.settings.sentry_url}/organizations/{org}/issues/{link.sentry_issue_id}/"
         rt.jira.upsert_remote_link(
             link.jira_key,
             global_id=remote_link_global_id(org, link.sentry_issue_id),
-            url=url,
+            url=sentry_issue_url(rt.settings.sentry_url, org, link.sentry_issue_id),
             title=f"Sentry issue {link.sentry_issue_id}",
         )
         link.remote_link_done = True
