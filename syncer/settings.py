@@ -51,7 +51,6 @@ class Settings(BaseSettings):
 
     # `$PORT` first: the contract, the Procfile and platforms (Heroku, Cloud Run, ...) set it.
     port: int = Field(default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "SYNCER_PORT"))
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     http_connect_timeout: float = Field(default=5.0, gt=0)
     http_read_timeout: float = Field(default=20.0, gt=0)
     # Inbox rows stored but not finished within this many seconds are handed out again.
