@@ -83,7 +83,7 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None)
     value = lower.get("x-ratelimit-reset")
     if value:
         try:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            when = datetime.fromisoformat(value)
             if when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
             return max(0.0, (when - now).total_seconds())
