@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from syncer.core.issue import SentryIssue
+from syncer.core.patterns import OwnerPattern, Pattern
 from syncer.errors import ConfigError
-from syncer.policy import Conditions, OwnerPattern, Pattern, Policy, Route, toml_key
+from syncer.policy import Conditions, Policy, Route, toml_key
 
 Tags = Mapping[str, Sequence[str]]
 
