@@ -9,11 +9,11 @@ disguise links.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from syncer.core.issue import SentryIssue
+from syncer.core.moments import utc_text
 from syncer.core.routing import TicketTarget
 
 SUMMARY_LIMIT = 255  # Jira rejects a longer summary
@@ -111,8 +111,8 @@ def description(issue: SentryIssue, *, sentry_url: str, org: str) -> str:
         ("Culprit", _field(issue.culprit)),
         ("Level", _field(issue.level)),
         ("Project", _field(issue.project_slug)),
-        ("First seen", _when(issue.first_seen)),
-        ("Last seen", _when(issue.last_seen)),
+        ("First seen", utc_text(issue.first_seen)),
+        ("Last seen", utc_text(issue.last_seen)),
         ("Events", str(issue.count)),
         ("Users", str(issue.user_count)),
     ]
@@ -127,12 +127,6 @@ def description(issue: SentryIssue, *, sentry_url: str, org: str) -> str:
 def _field(text: str) -> str:
     # A table cell must stay on one line; an empty cell would collapse the row.
     return escape_wiki(_one_line(text)[:DESCRIPTION_TEXT_LIMIT]) or "(none)"
-
-
-def _when(moment: datetime | None) -> str:
-    if moment is None:
-        return "(unknown)"
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _one_line(text: str) -> str:
