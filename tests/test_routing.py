@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from syncer.cli.views import format_explanation, format_routing_table
 from syncer.core.issue import SentryActor, SentryIssue
-from syncer.core.routing import decide, format_explanation, format_routing_table
+from syncer.core.routing import decide
 from syncer.errors import ConfigError
 from syncer.policy import Policy, load_policy, parse_policy
 from syncer.sentry.parse import parse_issue

@@ -117,7 +117,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.core.routing import format_routing_table
+    from syncer.cli.views import format_routing_table
     from syncer.policy import load_policy
 
     problems: list[str] = []
@@ -142,7 +142,8 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.core.routing import decide, format_explanation
+    from syncer.cli.views import format_explanation
+    from syncer.core.routing import decide
     from syncer.errors import PayloadError
     from syncer.policy import load_policy
     from syncer.sentry.parse import parse_issue
