@@ -119,8 +119,7 @@ def create_or_link(
             )
             assignee = assignees.resolve(rt, decision.target.assignee_email)
             if assignee.account_id:
-                key = "accountId" if rt.jira.deployment == "Cloud" else "name"
-                fields["assignee"] = {key: assignee.account_id}
+                fields["assignee"] = rt.jira.user_ref(assignee.account_id)
             if not claims.refresh(rt.engine, claim, create_attempt=True):
                 raise TransientError(
                     f"lost the claim on sentry issue {issue.id}", retry_after=HELD_RETRY_SECONDS
