@@ -51,6 +51,9 @@ class PayloadError(PermanentError):
     """Vendor JSON that is not JSON, or not the shape we need: the same bytes will never parse."""
 
 
+# HTTP methods that change something: after one of these, no clear answer means "may have happened".
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
 # Statuses that mean "try again later" on both Sentry and Jira. 409 and 425 are how Jira Cloud says
 # "conflict/too early" for concurrent edits; it retries its own webhooks on them, and so do we.
 TRANSIENT_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -106,7 +109,7 @@ def classify_http(
     if status in TRANSIENT_STATUSES:
         wait = retry_after_seconds(headers)
         # A 5xx on a write may hide a write that happened; 429/408/409/425 were refused before acting.
-        if status >= 500 and method.upper() in {"POST", "PUT", "DELETE", "PATCH"}:
+        if status >= 500 and method.upper() in WRITES:
             return AmbiguousError(text, retry_after=wait, status=status)
         return TransientError(text, retry_after=wait, status=status)
     return PermanentError(text, status=status)

@@ -24,14 +24,20 @@ from typing import Any
 import httpx
 
 from syncer.core.issue import SentryIssue
-from syncer.errors import AmbiguousError, PayloadError, PermanentError, TransientError, classify_http
+from syncer.errors import (
+    WRITES,
+    AmbiguousError,
+    PayloadError,
+    PermanentError,
+    TransientError,
+    classify_http,
+)
 from syncer.ratelimit import Throttle
 from syncer.sentry.parse import parse_issue
 
 log = logging.getLogger(__name__)
 
 SERVICE = "sentry"
-WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 BATCH_SIZE = 100  # Sentry's page size cap, and a URL length that stays well under proxies' limits
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 # Sentry refuses the same note text from the same user within an hour; after an ambiguous POST, a
