@@ -9,6 +9,7 @@
     │                        reconcile run lock by another run): try again shortly (`syncer.locks`)
     ├── LockLost             a lock expired under its holder, who stalled: stop, another may hold it
     └── PermanentError       retrying cannot help (400, 401, 403, 404, validation): dead letter
+        └── PayloadError     a webhook body or API answer that is not the shape we need
 
 HTTP failures are mapped to these in exactly one place, `classify_http`, used by both clients.
 """
@@ -58,6 +59,13 @@ class PermanentError(SyncerError):
         self.status = status
 
 
+class PayloadError(PermanentError):
+    """Vendor JSON that is not JSON, or not the shape we need: the same bytes will never parse."""
+
+
+# HTTP methods that change something: after one of these, no clear answer means "may have happened".
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
 # Statuses that mean "try again later" on both Sentry and Jira. 409 and 425 are how Jira Cloud says
 # "conflict/too early" for concurrent edits; it retries its own webhooks on them, and so do we.
 TRANSIENT_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -90,7 +98,7 @@ def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None)
     value = lower.get("x-ratelimit-reset")
     if value:
         try:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            when = datetime.fromisoformat(value)
             if when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
             return max(0.0, (when - now).total_seconds())
@@ -113,7 +121,7 @@ def classify_http(
     if status in TRANSIENT_STATUSES:
         wait = retry_after_seconds(headers)
         # A 5xx on a write may hide a write that happened; 429/408/409/425 were refused before acting.
-        if status >= 500 and method.upper() in {"POST", "PUT", "DELETE", "PATCH"}:
+        if status >= 500 and method.upper() in WRITES:
             return AmbiguousError(text, retry_after=wait, status=status)
         return TransientError(text, retry_after=wait, status=status)
     return PermanentError(text, status=status)

@@ -3,8 +3,8 @@
 The file is read once at start and validated completely, so a mistake stops the process with a
 message naming the file, the key path (`routes[2].when.level`) and what is wrong, instead of
 surfacing later as a wrong ticket. Every table forbids unknown keys: a typo is an error, not a
-setting that silently does nothing. Patterns (globs, regexes) are compiled here, at load time,
-so routing never meets a bad one.
+setting that silently does nothing. Patterns (globs, regexes: `syncer.core.patterns`) are compiled
+here, at load time, so routing never meets a bad one.
 
 `Policy()`, everything defaulted, is a valid object for code and tests that build policies
 directly. A policy *file* must also name `defaults.jira_project` unless `defaults.action` is
@@ -19,10 +19,9 @@ import json
 import re
 import tomllib
 import types
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -31,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
+    GetPydanticSchema,
     StrictBool,
     StrictInt,
     ValidationError,
@@ -39,6 +39,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, core_schema
 
+from syncer.core.patterns import NameGlob, OwnerPattern, Pattern, PatternError, TextGlob, TextPattern
 from syncer.errors import ConfigError
 
 LEVELS = ("fatal", "error", "warning", "info", "debug")
@@ -52,108 +53,6 @@ def _invalid(message: str) -> PydanticCustomError:
 def _invalid_key(key: str, message: str) -> PydanticCustomError:
     """A problem found by a table-level check, reported at `key` inside that table."""
     return PydanticCustomError("policy_key", "{key}: {message}", {"key": key, "message": message})
-
-
-# --- patterns -------------------------------------------------------------------------------------
-
-
-def _glob_to_regex(glob: str) -> str:
-    # Only `*` and `?` are special; everything else, `[` included, is literal. fnmatch would treat
-    # `[...]` as a character class, which surprises people matching Sentry titles like "[db] timeout".
-    parts = []
-    for char in glob:
-        if char == "*":
-            parts.append(".*")
-        elif char == "?":
-            parts.append(".")
-        else:
-            parts.append(re.escape(char))
-    return r"\A" + "".join(parts) + r"\Z"
-
-
-# `/body/` or `/body/i`: a regex with search semantics; anything else is a glob.
-_REGEX_LITERAL = re.compile(r"/(.*)/(i?)", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class Pattern:
-    """A pattern from the policy, compiled once. `source` is what the file said."""
-
-    source: str
-    regex: re.Pattern[str] = field(repr=False, compare=False)
-
-    ignore_case: ClassVar[bool] = False
-    allow_regex: ClassVar[bool] = False
-
-    def matches(self, text: str) -> bool:
-        return self.regex.search(text) is not None
-
-    def __str__(self) -> str:
-        return self.source if self.is_regex else json.dumps(self.source, ensure_ascii=False)
-
-    @property
-    def is_regex(self) -> bool:
-        return self.allow_regex and _REGEX_LITERAL.fullmatch(self.source) is not None
-
-    @classmethod
-    def parse(cls, source: str) -> Self:
-        if not source:
-            raise _invalid("an empty pattern matches nothing useful; leave the key out instead")
-        flags = re.IGNORECASE if cls.ignore_case else 0
-        literal = _REGEX_LITERAL.fullmatch(source) if cls.allow_regex else None
-        if literal is None:
-            return cls(source, re.compile(_glob_to_regex(source), flags | re.DOTALL))
-        body, suffix = literal.group(1), literal.group(2)
-        if not body:
-            raise _invalid("an empty regex matches everything; leave the key out instead")
-        if suffix == "i":
-            flags |= re.IGNORECASE
-        try:
-            return cls(source, re.compile(body, flags))
-        except re.error as error:
-            raise _invalid(f"bad regex {source}: {error}") from None
-
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source_type: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(
-            cls.parse,
-            core_schema.str_schema(strict=True),
-            serialization=core_schema.plain_serializer_function_ser_schema(lambda p: p.source),
-        )
-
-
-class NameGlob(Pattern):
-    """A case-insensitive glob, for names Sentry lowercases anyway (projects, platforms, types)."""
-
-    ignore_case = True
-
-
-class TextGlob(Pattern):
-    """A case-sensitive glob, for tag values."""
-
-
-class TextPattern(Pattern):
-    """A case-sensitive glob, or a regex written `/.../` (add `i` after it to ignore case)."""
-
-    allow_regex = True
-
-
-@dataclass(frozen=True)
-class OwnerPattern(Pattern):
-    """`team:<glob>` or `user:<glob>`, matched against Sentry's `assignedTo`."""
-
-    kind: str = ""
-    ignore_case = True
-
-    @classmethod
-    def parse(cls, source: str) -> Self:
-        kind, sep, rest = source.partition(":")
-        if not sep or kind.lower() not in {"team", "user"} or not rest:
-            raise _invalid(f"{json.dumps(source)} should be team:<slug> or user:<email, name or id>")
-        name = NameGlob.parse(rest)
-        return cls(source, name.regex, kind.lower())
 
 
 # --- field types ----------------------------------------------------------------------------------
@@ -228,10 +127,43 @@ PriorityName = Annotated[str, Field(strict=True)]
 Level = Annotated[Literal["fatal", "error", "warning", "info", "debug"], BeforeValidator(_lower)]
 Count = Annotated[StrictInt, Field(ge=0)]
 
-NameGlobs = Annotated[tuple[NameGlob, ...], BeforeValidator(_one_or_many)]
-TextGlobs = Annotated[tuple[TextGlob, ...], BeforeValidator(_one_or_many)]
-TextPatterns = Annotated[tuple[TextPattern, ...], BeforeValidator(_one_or_many)]
-OwnerPatterns = Annotated[tuple[OwnerPattern, ...], BeforeValidator(_one_or_many)]
+
+
+def _compiled(
+    kind: type[Pattern],
+) -> Callable[[Any, GetCoreSchemaHandler], core_schema.CoreSchema]:
+    """A pattern field: a string in the file, compiled (so checked) at load, the string again when dumped."""
+
+    def parse(source: str) -> Pattern:
+        try:
+            return kind.parse(source)
+        except PatternError as error:
+            raise _invalid(str(error)) from None
+
+    def schema(_source_type: Any, _handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            parse,
+            core_schema.str_schema(strict=True),
+            serialization=core_schema.plain_serializer_function_ser_schema(lambda p: p.source),
+        )
+
+    return schema
+
+
+NameGlobs = Annotated[
+    tuple[Annotated[NameGlob, GetPydanticSchema(_compiled(NameGlob))], ...], BeforeValidator(_one_or_many)
+]
+TextGlobs = Annotated[
+    tuple[Annotated[TextGlob, GetPydanticSchema(_compiled(TextGlob))], ...], BeforeValidator(_one_or_many)
+]
+TextPatterns = Annotated[
+    tuple[Annotated[TextPattern, GetPydanticSchema(_compiled(TextPattern))], ...],
+    BeforeValidator(_one_or_many),
+]
+OwnerPatterns = Annotated[
+    tuple[Annotated[OwnerPattern, GetPydanticSchema(_compiled(OwnerPattern))], ...],
+    BeforeValidator(_one_or_many),
+]
 Levels = Annotated[tuple[Level, ...], BeforeValidator(_one_or_many)]
 
 

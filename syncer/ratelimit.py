@@ -32,11 +32,10 @@ from urllib.parse import urlsplit
 
 import redis
 
-from syncer.errors import TransientError, retry_after_seconds
+from syncer.errors import WRITES, TransientError, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
-WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Jira's own word for its per-issue limit, in the RateLimit-Reason header of a 429.
 PER_ISSUE_REASON = "jira-per-issue-on-write"
 MAX_PENALTY_SECONDS = 600.0  # a Retry-After beyond this is a server's mistake, not a plan

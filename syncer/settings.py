@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from syncer.errors import ConfigError
 
@@ -51,7 +53,6 @@ class Settings(BaseSettings):
 
     # `$PORT` first: the contract, the Procfile and platforms (Heroku, Cloud Run, ...) set it.
     port: int = Field(default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "SYNCER_PORT"))
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     http_connect_timeout: float = Field(default=5.0, gt=0)
     http_read_timeout: float = Field(default=20.0, gt=0)
     # Inbox rows stored but not finished within this many seconds are handed out again.
@@ -158,12 +159,12 @@ class Settings(BaseSettings):
 
 
 def _hide_password(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
-    return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        # Not one URL SQLAlchemy can read (a broker's failover list, say): shown only when it
+        # holds no credentials.
+        return url if "@" not in url else "(set, not shown: not a single URL)"
 
 
 def load_settings() -> Settings:

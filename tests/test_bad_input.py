@@ -25,9 +25,9 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from syncer.core.issue import PayloadError
 from syncer.core.render import SUMMARY_LIMIT, render_ticket
 from syncer.core.routing import TicketTarget, decide
+from syncer.errors import PayloadError
 from syncer.fakes.base import FakeServer, compact_json
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
@@ -552,7 +552,7 @@ def test_a_stored_payload_edited_into_garbage_is_a_dead_letter_not_a_loop(
         row.payload, row.state = "{not json", DeliveryState.RECEIVED
         session.add(row)
         session.commit()
-    from syncer import worker as tasks  # configured for the session's broker by the `web` fixture
+    from syncer.worker import app as tasks  # configured for the session's broker by the `web` fixture
 
     tasks.enqueue(delivery_id)
     wait_for(lambda: _state(engine, delivery_id) == DeliveryState.DEAD, 30, what="the dead letter")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncer.core.issue import PayloadError
+from syncer.errors import PayloadError
 from syncer.jira.webhooks import (
     ChangeItem,
     JiraEvent,

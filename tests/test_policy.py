@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from syncer.core.patterns import NameGlob, TextPattern
 from syncer.errors import ConfigError
-from syncer.policy import NameGlob, Policy, TextPattern, load_policy, parse_policy
+from syncer.policy import Policy, load_policy, parse_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 

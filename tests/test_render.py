@@ -20,6 +20,7 @@ from syncer.core.render import (
     summary,
 )
 from syncer.core.routing import TicketTarget
+from syncer.sentry.parse import parse_issue
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sentry"
 SENTRY = "https://sentry.io"
@@ -36,7 +37,7 @@ TARGET = TicketTarget(
 
 def sentry_issue(fixture: str = "issue_created.json", **changes: Any) -> SentryIssue:
     body = json.loads((FIXTURES / fixture).read_text())
-    return dataclasses.replace(SentryIssue.from_api(body["data"]["issue"]), **changes)
+    return dataclasses.replace(parse_issue(body["data"]["issue"]), **changes)
 
 
 def render(issue: SentryIssue, target: TicketTarget = TARGET) -> dict[str, Any]:

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from syncer.cli.views import format_explanation, format_routing_table
 from syncer.core.issue import SentryActor, SentryIssue
-from syncer.core.routing import decide, format_explanation, format_routing_table
+from syncer.core.routing import decide
 from syncer.errors import ConfigError
 from syncer.policy import Policy, load_policy, parse_policy
+from syncer.sentry.parse import parse_issue
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "sentry"
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +43,7 @@ labels = ["ops"]
 
 def sentry_issue(fixture: str, **changes: Any) -> SentryIssue:
     body = json.loads((FIXTURES / fixture).read_text())
-    return dataclasses.replace(SentryIssue.from_api(body["data"]["issue"]), **changes)
+    return dataclasses.replace(parse_issue(body["data"]["issue"]), **changes)
 
 
 def policy(routes: str, base: str = TEAMS) -> Policy:

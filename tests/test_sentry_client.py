@@ -15,7 +15,7 @@ from syncer.core.issue import SentryIssue
 from syncer.errors import AmbiguousError, PermanentError, TransientError
 from syncer.fakes.base import Fault
 from syncer.fakes.sentry import FakeSentry, start_fake_sentry
-from syncer.sentry.client import SentryClient, parse_link_header
+from syncer.sentry.client import SentryClient
 
 TOKEN = "client-test-token-c0ffee"
 INSTALLATION = "3e1f6a2b-1234-4abc-9def-0123456789ab"
@@ -156,6 +156,12 @@ def test_issues_by_ids_batches_by_100_and_keeps_the_asked_order(
     assert client.issues_by_ids([]) == []
 
 
+def parse_link_header(header: str | None) -> dict[str, dict[str, str]]:
+    """Sentry's Link header as the client reads it: httpx's `Response.links`, by rel."""
+    response = httpx.Response(200, headers={"link": header} if header is not None else {})
+    return {rel: {k: v for k, v in link.items() if k != "rel"} for rel, link in response.links.items()}
+
+
 def test_parse_link_header() -> None:
     header = ('<https://sentry.io/api/0/organizations/acme/issues/?query=&cursor=0:0:1>; rel="previous"; '
               'results="false"; cursor="0:0:1", <https://sentry.io/api/0/organizations/acme/issues/?query=a,b'
@@ -165,6 +171,7 @@ def test_parse_link_header() -> None:
     assert links["next"] == {"url": "https://sentry.io/api/0/organizations/acme/issues/?query=a,b&cursor=1:100:0",
                              "results": "true", "cursor": "1:100:0"}
     assert parse_link_header("") == {}
+    assert parse_link_header(None) == {}
 
 
 # ------------------------------------------------------------------ failures

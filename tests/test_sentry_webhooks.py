@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncer.core.issue import PayloadError, SentryActor
+from syncer.core.issue import SentryActor
+from syncer.errors import PayloadError
 from syncer.fakes.base import WebhookInbox
 from syncer.fakes.sentry import FakeSentry, start_fake_sentry
 from syncer.sentry.client import SentryClient

@@ -117,7 +117,7 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.core.routing import format_routing_table
+    from syncer.cli.views import format_routing_table
     from syncer.policy import load_policy
 
     problems: list[str] = []
@@ -142,9 +142,11 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.core.issue import PayloadError, SentryIssue
-    from syncer.core.routing import decide, format_explanation
+    from syncer.cli.views import format_explanation
+    from syncer.core.routing import decide
+    from syncer.errors import PayloadError
     from syncer.policy import load_policy
+    from syncer.sentry.parse import parse_issue
 
     policy = load_policy(settings.config)
     source = args.issue
@@ -159,7 +161,7 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
         if isinstance(raw, dict) and isinstance(raw.get("data"), dict) and "issue" in raw["data"]:
             raw = raw["data"]["issue"]
         try:
-            issue = SentryIssue.from_api(raw)
+            issue = parse_issue(raw)
         except PayloadError as exc:
             raise ConfigError(f"{source}: {exc}") from None
         if isinstance(raw, dict) and isinstance(raw.get("tags"), dict):

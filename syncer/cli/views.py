@@ -6,10 +6,14 @@ does not load the others' code.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from syncer.core.issue import SentryIssue
+    from syncer.core.routing import Decision
+    from syncer.policy import Conditions, Policy, Route
     from syncer.sync.reconcile.report import Report
 
 # --- reconcile ------------------------------------------------------------------------------------
@@ -92,3 +96,127 @@ def _columns(table: Sequence[Sequence[str]], limits: Sequence[int]) -> list[str]
 
 def _fit(cell: str, limit: int) -> str:
     return cell if not limit or len(cell) <= limit else cell[: limit - 1] + "…"
+
+
+# --- routing: `syncer check-config` and `syncer route explain` ------------------------------------
+
+
+def format_explanation(decision: Decision, issue: SentryIssue) -> str:
+    """What `syncer route explain` prints: the issue, each route tried and why it failed, the result."""
+    from syncer.core.routing import quoted, route_label
+
+    heading = f"Sentry issue {issue.id}" + (f" ({quoted(issue.short_id)})" if issue.short_id else "")
+    lines = [f"{heading}: {quoted(issue.title)}", f"  {_issue_facts(issue)}", ""]
+    if not decision.checks:
+        lines.append("  (no routes configured)")
+    for check in decision.checks:
+        label = route_label(check.index, check.name)
+        lines.append(f"  {label}: matches" if check.matched else f"  {label}: no match, {check.reason}")
+    if decision.route_index is None:
+        lines.append("  no route matched, so [defaults] apply")
+    lines.append("")
+    if decision.target is None:
+        if decision.route_index is None:
+            lines.append('Result: ignored ([defaults] has action = "ignore")')
+        else:
+            lines.append(f"Result: ignored ({route_label(decision.route_index, decision.route_name)})")
+        return "\n".join(lines)
+    target = decision.target
+    lines.append(f"Result: create a ticket for {f'team {target.team}' if target.team else '[defaults]'}")
+    lines += [
+        f"  project     {target.jira_project}",
+        f"  issue type  {target.issue_type}",
+        f"  components  {', '.join(target.components) or '(none)'}",
+        f"  assignee    {target.assignee_email or '(unassigned)'}",
+        f"  labels      {', '.join(target.labels) or '(none)'} (plus the issue's own sentry-<id>)",
+        f"  priority    {target.priority or '(left to Jira)'}",
+    ]
+    return "\n".join(lines)
+
+
+def _issue_facts(issue: SentryIssue) -> str:
+    from syncer.core.routing import counted, quoted
+
+    facts = [
+        f"project {quoted(issue.project_slug)}",
+        f"level {quoted(issue.level)}",
+        f"platform {quoted(issue.platform)}",
+        f"type {quoted(issue.issue_type)}",
+        f"category {quoted(issue.issue_category)}",
+        counted(issue.count, "event"),
+        counted(issue.user_count, "user"),
+        "owner " + (quoted(issue.assigned_to.as_owner()) if issue.assigned_to else "(none)"),
+    ]
+    return ", ".join(facts)
+
+
+def format_routing_table(policy: Policy) -> str:
+    """What `syncer check-config` prints: each route's conditions and outcome, then the defaults."""
+    rows = [
+        (
+            f"[{index}] {route.display_name(index)}",
+            _describe_when(route.when),
+            _describe_outcome(policy, route),
+        )
+        for index, route in enumerate(policy.routes)
+    ]
+    rows.append(("[defaults]", "no route matched", _describe_outcome(policy, None)))
+    head_width = max(len(head) for head, _, _ in rows)
+    # Align the arrows unless one long condition would push every line far to the right.
+    when_width = min(max(len(when) for _, when, _ in rows), 60)
+    lines = ["Routes, tried in order (the first whose conditions all hold wins):"]
+    for head, when, outcome in rows:
+        lines.append(f"  {head:<{head_width}}  {when:<{when_width}}  \u2192 {outcome}")
+    return "\n".join(lines)
+
+
+def _describe_when(when: Conditions) -> str:
+    from syncer.policy import toml_key
+
+    parts: list[str] = []
+    for key in when.given:
+        value = getattr(when, key)
+        if key == "tags":
+            parts += [f"tags.{toml_key(tag)} = {_describe_values(globs)}" for tag, globs in value.items()]
+        elif isinstance(value, int):
+            parts.append(f"{key} = {value}")
+        else:
+            parts.append(f"{key} = {_describe_values(value)}")
+    return ", ".join(parts) or "every issue"
+
+
+def _describe_values(values: Sequence[object]) -> str:
+    from syncer.core.patterns import Pattern
+
+    shown = [str(v) if isinstance(v, Pattern) else json.dumps(v, ensure_ascii=False) for v in values]
+    return shown[0] if len(shown) == 1 else f"[{', '.join(shown)}]"
+
+
+def _describe_outcome(policy: Policy, route: Route | None) -> str:
+    from syncer.core.routing import ticket_target
+
+    if route is not None and route.ignores:
+        return "ignore"
+    if route is None and policy.defaults.action == "ignore":
+        return "ignore"
+    if route is None and policy.defaults.jira_project is None:
+        return "create, but [defaults] names no jira_project"
+    team_name = route.team if route else None
+    target = ticket_target(policy, team_name, route, level="")
+    team = policy.teams[team_name] if team_name else None
+    # ticket_target folds the level's priority in; the table shows the configured one instead.
+    configured = next(
+        (p for p in (route.priority if route else None, team.priority if team else None,
+                     policy.defaults.priority) if p is not None),
+        None,
+    )
+    priority = {None: "by level", "": "left to Jira"}.get(configured, configured)
+    details = [
+        target.jira_project,
+        target.issue_type,
+        f"components [{', '.join(target.components)}]",
+        f"assignee {target.assignee_email or '(none)'}",
+        f"labels [{', '.join(target.labels)}]",
+        f"priority {priority}",
+    ]
+    return (f"team {team_name}: " if team_name else "") + ", ".join(details)

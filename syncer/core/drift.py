@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
 from syncer.core.issue import JiraTicket, SentryIssue
+from syncer.core.moments import aware, utc_text
 from syncer.core.status import (
     REGRESSION_SUBSTATUSES,
     InboundDecision,
@@ -38,6 +39,7 @@ from syncer.core.status import (
     OutboundDecision,
     decide_inbound,
     decide_outbound,
+    same_status,
 )
 from syncer.policy import Policy
 
@@ -141,12 +143,12 @@ def plan(
     moved_to = ticket.key if ticket.key and ticket.key != known.jira_key else ""
     # A link made by creating its ticket knows the category ("new") but not yet the status's name.
     jira_changed = ticket.status_category != known.jira_status_category or (
-        bool(known.jira_status) and not _same_status(ticket.status, known.jira_status)
+        bool(known.jira_status) and not same_status(ticket.status, known.jira_status)
     )
     sentry_changed = issue.status != known.sentry_status or (
         issue.substatus != known.sentry_substatus and issue.substatus in REGRESSION_SUBSTATUSES
     )
-    stale = issue.substatus != known.sentry_substatus or not _same_status(ticket.status, known.jira_status)
+    stale = issue.substatus != known.sentry_substatus or not same_status(ticket.status, known.jira_status)
     if not (jira_changed or sentry_changed or moved_to or stale):
         return None
 
@@ -219,15 +221,16 @@ def precedence_winner(
     jira_at, sentry_at = ticket.updated, issue.last_seen
     if jira_at is None or sentry_at is None:
         return "jira", "newest wins, and only Jira's time of change is known"
-    if _aware(sentry_at) > _aware(jira_at):
+    if aware(sentry_at) > aware(jira_at):
         return (
             "sentry",
-            f"newest wins: the issue was seen at {_ts(sentry_at)}, after the ticket changed "
-            f"at {_ts(jira_at)}",
+            f"newest wins: the issue was seen at {utc_text(sentry_at)}, after the ticket changed "
+            f"at {utc_text(jira_at)}",
         )
     return (
         "jira",
-        f"newest wins: the ticket changed at {_ts(jira_at)}, the issue was last seen at {_ts(sentry_at)}",
+        f"newest wins: the ticket changed at {utc_text(jira_at)}, the issue was last seen at "
+        f"{utc_text(sentry_at)}",
     )
 
 
@@ -238,18 +241,18 @@ def lookback_start(now: datetime, hours: int) -> datetime | None:
     """Since when a new, unlinked issue is backfilled; None when backfill is off (0 hours)."""
     if hours <= 0:
         return None
-    return _aware(now) - timedelta(hours=hours)
+    return aware(now) - timedelta(hours=hours)
 
 
 def backfill_query(since: datetime) -> str:
     """Sentry's search for the issues backfill looks at: unresolved, first seen since `since`.
     An absolute time (not `-24h`), so that a run reads the window it computed."""
-    return f"is:unresolved firstSeen:>={_aware(since).astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z"
+    return f"is:unresolved firstSeen:>={aware(since).astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z"
 
 
 def in_lookback(first_seen: datetime | None, since: datetime) -> bool:
     """The window, checked again on our side: a search that returns more must not backfill more."""
-    return first_seen is not None and _aware(first_seen) >= _aware(since)
+    return first_seen is not None and aware(first_seen) >= aware(since)
 
 
 # --- small things ---------------------------------------------------------------------------------
@@ -279,14 +282,3 @@ def _pair(jira_status: str, sentry_status: str, substatus: str) -> str:
     sentry = f"{sentry_status}/{substatus}" if substatus else sentry_status
     return f"{jira_status or '(unknown)'!r} / {sentry or '(unknown)'!r}"
 
-
-def _same_status(a: str, b: str) -> bool:
-    return a.strip().casefold() == b.strip().casefold()
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _ts(moment: datetime) -> str:
-    return _aware(moment).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -9,11 +9,11 @@ disguise links.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from syncer.core.issue import SentryIssue
+from syncer.core.moments import utc_text
 from syncer.core.routing import TicketTarget
 
 SUMMARY_LIMIT = 255  # Jira rejects a longer summary
@@ -34,6 +34,38 @@ def remote_link_global_id(org: str, issue_id: str) -> str:
         # Truncating would let two issues share one link, so refuse instead.
         raise ValueError(f"remote link globalId longer than {GLOBAL_ID_LIMIT} characters: {global_id!r}")
     return global_id
+
+
+def sentry_issue_url(sentry_url: str, org: str, issue_id: str) -> str:
+    """The issue's page on Sentry (`{sentry_url}/organizations/{org}/issues/{id}/`)."""
+    return f"{sentry_url.rstrip('/')}/organizations/{quote(org, safe='')}/issues/{quote(issue_id, safe='')}/"
+
+
+def issue_url(issue: SentryIssue, sentry_url: str, org: str) -> str:
+    """A link a person can open: the payload's own link when it points at the configured Sentry (or
+    a subdomain of it, like sentry.io's `<org>.sentry.io`), else the built one. A payload must not
+    choose where a ticket sends people."""
+    for candidate in (issue.web_url, issue.permalink):
+        if candidate and _on_sentry(candidate, sentry_url):
+            return candidate
+    return sentry_issue_url(sentry_url, org, issue.id)
+
+
+def _on_sentry(url: str, sentry_url: str) -> bool:
+    """Whether `url` is on the host (or a subdomain of the host) and port of `sentry_url`."""
+    try:
+        given, base = urlsplit(url), urlsplit(sentry_url)
+        given_port, base_port = given.port, base.port
+    except ValueError:
+        return False
+    host, home = (given.hostname or "").lower(), (base.hostname or "").lower()
+    return (
+        given.scheme in ("http", "https")
+        and "@" not in given.netloc
+        and bool(home)
+        and (host == home or host.endswith("." + home))
+        and given_port == base_port
+    )
 
 
 def render_ticket(issue: SentryIssue, target: TicketTarget, *, sentry_url: str, org: str) -> dict[str, Any]:
@@ -71,7 +103,7 @@ def ticket_labels(issue: SentryIssue, target: TicketTarget) -> list[str]:
 
 
 def description(issue: SentryIssue, *, sentry_url: str, org: str) -> str:
-    link = safe_url(issue.url(sentry_url, org)) or safe_url(_built_url(sentry_url, org, issue.id))
+    link = safe_url(issue_url(issue, sentry_url, org))
     name = escape_wiki(_one_line(issue.short_id or issue.id))
     opening = f"Sentry issue [{name}|{link}]" if link else f"Sentry issue {name}"
     rows = [
@@ -79,8 +111,8 @@ def description(issue: SentryIssue, *, sentry_url: str, org: str) -> str:
         ("Culprit", _field(issue.culprit)),
         ("Level", _field(issue.level)),
         ("Project", _field(issue.project_slug)),
-        ("First seen", _when(issue.first_seen)),
-        ("Last seen", _when(issue.last_seen)),
+        ("First seen", utc_text(issue.first_seen)),
+        ("Last seen", utc_text(issue.last_seen)),
         ("Events", str(issue.count)),
         ("Users", str(issue.user_count)),
     ]
@@ -97,18 +129,10 @@ def _field(text: str) -> str:
     return escape_wiki(_one_line(text)[:DESCRIPTION_TEXT_LIMIT]) or "(none)"
 
 
-def _when(moment: datetime | None) -> str:
-    if moment is None:
-        return "(unknown)"
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _one_line(text: str) -> str:
     return " ".join(strip_control(text).split())
 
 
-def _built_url(sentry_url: str, org: str, issue_id: str) -> str:
-    return f"{sentry_url.rstrip('/')}/organizations/{quote(org, safe='')}/issues/{quote(issue_id, safe='')}/"
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from syncer.core.issue import SentryIssue
+from syncer.core.patterns import OwnerPattern, Pattern
 from syncer.errors import ConfigError
-from syncer.policy import Conditions, OwnerPattern, Pattern, Policy, Route, toml_key
+from syncer.policy import Conditions, Policy, Route
 
 Tags = Mapping[str, Sequence[str]]
 
@@ -71,7 +72,7 @@ def decide(issue: SentryIssue, policy: Policy, tags: Callable[[], Tags]) -> Deci
             checks.append(RouteCheck(index, name, matched=False, condition=condition, reason=reason))
             continue
         checks.append(RouteCheck(index, name, matched=True, reason="all conditions hold"))
-        label = _route_label(index, name)
+        label = route_label(index, name)
         if route.ignores:
             return Decision("ignore", index, name, None, None, tuple(checks), f"{label} matched: ignore")
         assert route.team is not None  # Route's validator guarantees a team when not ignoring
@@ -177,7 +178,7 @@ def _problems(when: Conditions, issue: SentryIssue, tags: _OnceTags) -> Iterator
 def _globs(text: str, patterns: Sequence[Pattern]) -> str | None:
     if any(pattern.matches(text) for pattern in patterns):
         return None
-    return f"{_quote(text)} {_matches_none(patterns)}"
+    return f"{quoted(text)} {_matches_none(patterns)}"
 
 
 def _matches_none(patterns: Sequence[Pattern]) -> str:
@@ -189,14 +190,14 @@ def _matches_none(patterns: Sequence[Pattern]) -> str:
 def _level(level: str, levels: Sequence[str]) -> str | None:
     if level.lower() in levels:
         return None
-    return f"{_quote(level)} is not one of [{', '.join(_quote(lv) for lv in levels)}]"
+    return f"{quoted(level)} is not one of [{', '.join(quoted(lv) for lv in levels)}]"
 
 
 def _issue_type(issue: SentryIssue, patterns: Sequence[Pattern]) -> str | None:
     candidates = list(dict.fromkeys(value for value in (issue.issue_type, issue.issue_category) if value))
     if any(pattern.matches(value) for pattern in patterns for value in candidates):
         return None
-    shown = " or ".join(_quote(value) for value in candidates) or _quote("")
+    shown = " or ".join(quoted(value) for value in candidates) or quoted("")
     return f"{shown} {_matches_none(patterns)}"
 
 
@@ -208,16 +209,16 @@ def _owner(issue: SentryIssue, patterns: Sequence[OwnerPattern]) -> str | None:
     for pattern in patterns:
         if pattern.kind == actor.type.lower() and any(pattern.matches(name) for name in names):
             return None
-    return f"{_quote(actor.as_owner())} {_matches_none(patterns)}"
+    return f"{quoted(actor.as_owner())} {_matches_none(patterns)}"
 
 
 def _at_least(actual: int, minimum: int, unit: str) -> str | None:
     if actual >= minimum:
         return None
-    return f"{_count(actual, unit)}, fewer than {minimum}"
+    return f"{counted(actual, unit)}, fewer than {minimum}"
 
 
-def _count(number: int, unit: str) -> str:
+def counted(number: int, unit: str) -> str:
     return f"{number} {unit}{'' if number == 1 else 's'}"
 
 
@@ -226,16 +227,16 @@ def _tag(values: Sequence[str], patterns: Sequence[Pattern]) -> str | None:
         return None
     if not values:
         return "Sentry reports no value for this tag"
-    shown = ", ".join(_quote(value) for value in values[:10]) + (", ..." if len(values) > 10 else "")
+    shown = ", ".join(quoted(value) for value in values[:10]) + (", ..." if len(values) > 10 else "")
     if len(patterns) == 1:
         return f"no value of [{shown}] matches {patterns[0]}"
     return f"no value of [{shown}] matches any of [{', '.join(str(p) for p in patterns)}]"
 
 
-# --- text for people ------------------------------------------------------------------------------
+# --- text for people (`syncer.cli.views` prints it too) -------------------------------------------
 
 
-def _quote(text: str, limit: int = 80) -> str:
+def quoted(text: str, limit: int = 80) -> str:
     """Sentry text, double-quoted for a terminal: shortened, with control and bidi characters
     escaped, so an issue title cannot move the cursor or reorder what an operator reads."""
     if len(text) > limit:
@@ -251,115 +252,6 @@ def _quote(text: str, limit: int = 80) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _route_label(index: int, name: str) -> str:
+def route_label(index: int, name: str) -> str:
     default = f"routes[{index}]"
     return default if name == default else f"{default} {json.dumps(name, ensure_ascii=False)}"
-
-
-def format_explanation(decision: Decision, issue: SentryIssue) -> str:
-    """What `syncer route explain` prints: the issue, each route tried and why it failed, the result."""
-    heading = f"Sentry issue {issue.id}" + (f" ({_quote(issue.short_id)})" if issue.short_id else "")
-    lines = [f"{heading}: {_quote(issue.title)}", f"  {_issue_facts(issue)}", ""]
-    if not decision.checks:
-        lines.append("  (no routes configured)")
-    for check in decision.checks:
-        label = _route_label(check.index, check.name)
-        lines.append(f"  {label}: matches" if check.matched else f"  {label}: no match, {check.reason}")
-    if decision.route_index is None:
-        lines.append("  no route matched, so [defaults] apply")
-    lines.append("")
-    if decision.target is None:
-        if decision.route_index is None:
-            lines.append('Result: ignored ([defaults] has action = "ignore")')
-        else:
-            lines.append(f"Result: ignored ({_route_label(decision.route_index, decision.route_name)})")
-        return "\n".join(lines)
-    target = decision.target
-    lines.append(f"Result: create a ticket for {f'team {target.team}' if target.team else '[defaults]'}")
-    lines += [
-        f"  project     {target.jira_project}",
-        f"  issue type  {target.issue_type}",
-        f"  components  {', '.join(target.components) or '(none)'}",
-        f"  assignee    {target.assignee_email or '(unassigned)'}",
-        f"  labels      {', '.join(target.labels) or '(none)'} (plus the issue's own sentry-<id>)",
-        f"  priority    {target.priority or '(left to Jira)'}",
-    ]
-    return "\n".join(lines)
-
-
-def _issue_facts(issue: SentryIssue) -> str:
-    facts = [
-        f"project {_quote(issue.project_slug)}",
-        f"level {_quote(issue.level)}",
-        f"platform {_quote(issue.platform)}",
-        f"type {_quote(issue.issue_type)}",
-        f"category {_quote(issue.issue_category)}",
-        _count(issue.count, "event"),
-        _count(issue.user_count, "user"),
-        "owner " + (_quote(issue.assigned_to.as_owner()) if issue.assigned_to else "(none)"),
-    ]
-    return ", ".join(facts)
-
-
-def format_routing_table(policy: Policy) -> str:
-    """What `syncer check-config` prints: each route's conditions and outcome, then the defaults."""
-    rows = [
-        (
-            f"[{index}] {route.display_name(index)}",
-            _describe_when(route.when),
-            _describe_outcome(policy, route),
-        )
-        for index, route in enumerate(policy.routes)
-    ]
-    rows.append(("[defaults]", "no route matched", _describe_outcome(policy, None)))
-    head_width = max(len(head) for head, _, _ in rows)
-    # Align the arrows unless one long condition would push every line far to the right.
-    when_width = min(max(len(when) for _, when, _ in rows), 60)
-    lines = ["Routes, tried in order (the first whose conditions all hold wins):"]
-    for head, when, outcome in rows:
-        lines.append(f"  {head:<{head_width}}  {when:<{when_width}}  \u2192 {outcome}")
-    return "\n".join(lines)
-
-
-def _describe_when(when: Conditions) -> str:
-    parts: list[str] = []
-    for key in when.given:
-        value = getattr(when, key)
-        if key == "tags":
-            parts += [f"tags.{toml_key(tag)} = {_describe_values(globs)}" for tag, globs in value.items()]
-        elif isinstance(value, int):
-            parts.append(f"{key} = {value}")
-        else:
-            parts.append(f"{key} = {_describe_values(value)}")
-    return ", ".join(parts) or "every issue"
-
-
-def _describe_values(values: Sequence[object]) -> str:
-    shown = [str(v) if isinstance(v, Pattern) else json.dumps(v, ensure_ascii=False) for v in values]
-    return shown[0] if len(shown) == 1 else f"[{', '.join(shown)}]"
-
-
-def _describe_outcome(policy: Policy, route: Route | None) -> str:
-    if route is not None and route.ignores:
-        return "ignore"
-    if route is None and policy.defaults.action == "ignore":
-        return "ignore"
-    if route is None and policy.defaults.jira_project is None:
-        return "create, but [defaults] names no jira_project"
-    team_name = route.team if route else None
-    target = ticket_target(policy, team_name, route, level="")
-    team = policy.teams[team_name] if team_name else None
-    # ticket_target folds the level's priority in; the table shows the configured one instead.
-    configured = _first_set(
-        route.priority if route else None, team.priority if team else None, policy.defaults.priority
-    )
-    priority = {None: "by level", "": "left to Jira"}.get(configured, configured)
-    details = [
-        target.jira_project,
-        target.issue_type,
-        f"components [{', '.join(target.components)}]",
-        f"assignee {target.assignee_email or '(none)'}",
-        f"labels [{', '.join(target.labels)}]",
-        f"priority {priority}",
-    ]
-    return (f"team {team_name}: " if team_name else "") + ", ".join(details)

@@ -27,10 +27,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from syncer.core.issue import JiraTicket, SentryActor, SentryIssue
+from syncer.core.moments import aware, utc_text
 from syncer.core.render import escape_wiki, safe_url, strip_control
 from syncer.policy import StatusPolicy
 
@@ -74,7 +75,7 @@ def is_stale(event_at: datetime | None, watermark: datetime | None) -> bool:
     duplicate delivery is harmless (every decision is a no-op once the target is in state)."""
     if event_at is None or watermark is None:
         return False
-    return _aware(event_at) < _aware(watermark)
+    return aware(event_at) < aware(watermark)
 
 
 def newer(event_at: datetime | None, watermark: datetime | None) -> datetime | None:
@@ -83,11 +84,7 @@ def newer(event_at: datetime | None, watermark: datetime | None) -> datetime | N
         return watermark
     if watermark is None:
         return event_at
-    return max(_aware(event_at), _aware(watermark))
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return max(aware(event_at), aware(watermark))
 
 
 # --- what a ticket's status means -----------------------------------------------------------------
@@ -111,7 +108,8 @@ def is_wont_fix(status: str, policy: StatusPolicy) -> bool:
     return bool(wanted) and any(wanted == name.casefold() for name in policy.wont_fix)
 
 
-def _same_status(a: str, b: str) -> bool:
+def same_status(a: str, b: str) -> bool:
+    """Jira matches status names without regard to case or surrounding space."""
     return a.strip().casefold() == b.strip().casefold()
 
 
@@ -148,8 +146,8 @@ def triage_inbound(
         return InboundDecision("nothing", f"our own change to {status!r}, echoed back by Jira",
                                record=not is_stale(event_at, known.jira_changed_at))
     if is_stale(event_at, known.jira_changed_at):
-        return InboundDecision("nothing", f"stale: Jira event of {_ts(event_at)} is older than the "
-                               f"last applied change ({_ts(known.jira_changed_at)})", record=False)
+        return InboundDecision("nothing", f"stale: Jira event of {utc_text(event_at)} is older than the "
+                               f"last applied change ({utc_text(known.jira_changed_at)})", record=False)
     if not status_changed:
         return InboundDecision("nothing", "not a status change", record=False)
     return None
@@ -195,7 +193,7 @@ def decide_inbound(
 
     was = closing_kind(known.jira_status, known.jira_status_category, policy)
     if was is None and previous_status and (
-        is_wont_fix(previous_status, policy) or _same_status(previous_status, policy.close_to)
+        is_wont_fix(previous_status, policy) or same_status(previous_status, policy.close_to)
     ):
         was = "archive" if is_wont_fix(previous_status, policy) else "resolve"
     if was is None:
@@ -261,8 +259,8 @@ def triage_outbound(
     if action not in STATUS_ACTIONS:
         return OutboundDecision("nothing", f"issue.{action} does not change status", record=False)
     if is_stale(event_at, known.sentry_changed_at):
-        return OutboundDecision("nothing", f"stale: Sentry event of {_ts(event_at)} is older than the "
-                                f"last applied change ({_ts(known.sentry_changed_at)})", record=False)
+        return OutboundDecision("nothing", f"stale: Sentry event of {utc_text(event_at)} is older than the "
+                                f"last applied change ({utc_text(known.sentry_changed_at)})", record=False)
     if own_echo:
         return OutboundDecision("nothing", f"our own change ({action}), echoed back by Sentry")
     return None
@@ -320,7 +318,7 @@ def decide_outbound(
                                     f"{policy.archive_label!r}", label=policy.archive_label)
         if policy.on_archive == "transition":
             assert policy.archive_to is not None  # StatusPolicy's validator requires it
-            if _same_status(ticket.status, policy.archive_to):
+            if same_status(ticket.status, policy.archive_to):
                 return OutboundDecision("nothing", f"archived in Sentry; {where} already")
             return OutboundDecision("transition", f"archived in Sentry: move {ticket.key} to "
                                     f"{policy.archive_to!r}", transition_to=policy.archive_to)
@@ -345,7 +343,7 @@ def _regression(
         return OutboundDecision("nothing", f"{what} in Sentry; {where}, open already")
     if past_new_ticket_window(known, ticket, policy, now):
         since = closed_since(known, ticket)
-        how_long = f"closed since {_ts(since)}" if since else "closed"
+        how_long = f"closed since {utc_text(since)}" if since else "closed"
         return OutboundDecision("new_ticket", f"{what} in Sentry; {ticket.key} {how_long}, longer than "
                                 f"{policy.new_ticket_after_days} days: open a new linked ticket")
     return OutboundDecision("reopen", f"{what} in Sentry: move {ticket.key} to {policy.reopen_to!r}",
@@ -356,7 +354,7 @@ def reopen_note(known: KnownState, policy: StatusPolicy, now: datetime) -> Reope
     """At most one reopen comment per ticket per cooldown; the ones held back are counted."""
     cooldown = timedelta(minutes=policy.reopen_comment_cooldown_minutes)
     last = known.reopen_commented_at
-    if last is not None and _aware(now) - _aware(last) < cooldown:
+    if last is not None and aware(now) - aware(last) < cooldown:
         return ReopenNote(post=False, folded=known.reopens_since_comment + 1)
     return ReopenNote(post=True, folded=known.reopens_since_comment)
 
@@ -378,7 +376,7 @@ def past_new_ticket_window(
     if days == 0:
         return True  # the policy's "every regression of a closed ticket opens a new one"
     since = closed_since(known, ticket)
-    return since is not None and _aware(now) - _aware(since) >= timedelta(days=days)
+    return since is not None and aware(now) - aware(since) >= timedelta(days=days)
 
 
 # --- assignees (both optional, by policy flag) ----------------------------------------------------
@@ -465,7 +463,7 @@ def reopen_comment(
     link = safe_url(url)
     subject = f"[{name}|{link}]" if link else name
     lines = [f"Sentry issue {subject} {what}."]
-    facts = [f"last seen {_ts(issue.last_seen)}" if issue.last_seen else "last seen (unknown)"]
+    facts = [f"last seen {utc_text(issue.last_seen)}" if issue.last_seen else "last seen (unknown)"]
     release = release_of(issue)
     if release:
         facts.append(f"release {escape_wiki(' '.join(strip_control(release).split()))}")
@@ -504,8 +502,3 @@ def _issue_key(key: str) -> str:
 def _plural(n: int, word: str) -> str:
     return word if n == 1 else f"{word}s"
 
-
-def _ts(moment: datetime | None) -> str:
-    if moment is None:
-        return "(unknown)"
-    return _aware(moment).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -99,7 +99,7 @@ def _ms(when: datetime | float | str | None, default: float) -> int:
 
 
 def _parse_iso(text: str) -> datetime:
-    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    parsed = datetime.fromisoformat(text.strip())
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

@@ -1,17 +1,21 @@
-"""Our Jira client: the `jira` library (REST v2), wrapped so that every failure is one of syncer's errors.
+"""Our Jira client (REST v2): URL constants and one method per call, through a session of our own,
+so that every failure is one of syncer's errors.
 
-Why the wrapping:
-- The library's session retries every request, POST included, with blocking sleeps, and has no timeout:
-  we pass `max_retries=0` and a timeout, and retry ourselves (callers get TransientError.retry_after).
+Why this shape:
+- The session is the `jira` library's `ResilientSession` (the one its `JIRA` uses: Jira's error answers
+  become `JIRAError`), built here with `max_retries=0` and a timeout: the library's own retries repeat
+  every request, POST included, with blocking sleeps. Callers retry (TransientError.retry_after).
+- Owning the session, we count its requests, pass them through the throttle, refuse redirects and
+  settle proxy settings once, all with requests' public API; a requests session is not thread-safe,
+  so there is one per thread, created lazily.
+- Every call is a plain REST call: the library's `JIRA` helpers do more than they say
+  (`add_remote_link` first lists application links, which needs an admin; `assign_issue` assigns
+  the first prefix match of a user search), and its session is reachable only through internals.
 - `JIRAError`'s text dumps request and response headers: messages here are built from the status and
   Jira's own `errorMessages`/`errors` only, so no token reaches a log.
-- A `jira.JIRA` holds a requests session, which is not thread-safe: one per thread, created lazily.
-- Some library helpers do more than they say (`add_remote_link` first lists application links, which
-  needs an admin; `assign_issue` assigns the first prefix match of a user search): we call those
-  endpoints directly through the library's authenticated session.
 
-Cloud and Server/DC differ in search (`/search/jql` with `nextPageToken` vs `/search` with `startAt`),
-in how users are named (`accountId` vs `name`), and in user search (`query=` vs `username=`).
+Cloud and Data Center differ in search, in how users are named and in user search: one
+`syncer.jira.deployment.Deployment`, chosen once from serverInfo, says how.
 """
 
 from __future__ import annotations
@@ -28,34 +32,41 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from jira import JIRA, JIRAError
+from jira.exceptions import JIRAError
+from jira.resilientsession import ResilientSession
 from requests.adapters import HTTPAdapter
 
-from syncer.core.issue import JiraTicket, PayloadError
+from syncer.core.issue import JiraTicket
 from syncer.errors import (
+    WRITES,
     AmbiguousError,
     ConfigError,
+    PayloadError,
     PermanentError,
     SyncerError,
     TransientError,
     classify_http,
 )
+from syncer.jira.deployment import PAGE_SIZE, TICKET_FIELDS, Deployment, from_server_info
+from syncer.jira.parse import parse_ticket
 from syncer.ratelimit import Throttle
 
 API = "/rest/api/2/"
+SERVER_INFO = "serverInfo"
+MYSELF = "myself"
+ISSUES = "issue"
 ISSUE = "issue/{key}"
+TRANSITIONS = "issue/{key}/transitions"
+COMMENTS = "issue/{key}/comment"
 ASSIGNEE = "issue/{key}/assignee"
 REMOTE_LINKS = "issue/{key}/remotelink"
-SEARCH_CLOUD = "search/jql"
-SEARCH_SERVER = "search"
 USER_SEARCH = "user/search"
+# What the library's `JIRA` sends with every request (its DEFAULT_OPTIONS headers).
+HEADERS = {"Cache-Control": "no-cache", "Content-Type": "application/json", "X-Atlassian-Token": "no-check"}
 
-TICKET_FIELDS = ["status", "resolution", "assignee", "labels", "project", "updated", "issuetype"]
 IDS_PER_QUERY = 100  # Jira's page cap for search: one query, one page
-PAGE_SIZE = 100
 MAX_PAGES = 1000  # a runaway paging guard: 100,000 tickets
 TRANSITIONS_TTL_SECONDS = 600.0  # how long a workflow's transitions from one status are trusted
-WRITES = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 _REF = re.compile(r"^(?:\d+|[A-Za-z][A-Za-z0-9_]*-\d+)$")
 _UNKNOWN_ISSUE = re.compile(
     r"An issue with key '([^']+)' does not exist for field '(?:id|key|issue|issuekey)'", re.IGNORECASE
@@ -109,6 +120,10 @@ def _jira_messages(response: requests.Response | None) -> list[str]:
         data = response.json()
     except ValueError:
         return []  # an HTML error page from a proxy: its text is not worth echoing
+    return _messages_in(data)
+
+
+def _messages_in(data: Any) -> list[str]:
     if not isinstance(data, Mapping):
         return []
     messages = [m for m in data.get("errorMessages") or [] if isinstance(m, str)]
@@ -160,8 +175,8 @@ class JiraClient:
         # threads used to ask it once each: a dozen calls at a worker's start, bench/e2e.py).
         self._connecting = threading.Lock()
         self._bot_id: str | None = None
-        # (deploymentType, version) from the first connection's serverInfo: the same for every thread.
-        self._server: tuple[str | None, tuple[int, ...]] | None = None
+        # From the first connection's serverInfo: the same for every thread.
+        self._deployment: Deployment | None = None
         self._requests = 0
         self._requests_lock = threading.Lock()
         # Transitions available from a status, per (project key, issue type id, status id): the same for
@@ -181,48 +196,47 @@ class JiraClient:
 
     # -- plumbing ------------------------------------------------------------------------------------
 
-    def _connect(self) -> JIRA:
-        auth: dict[str, Any] = (
-            {"token_auth": self._pat} if self._pat else {"basic_auth": (self._email, self._token)}
-        )
-        # The library routes Cloud searches by `deploymentType`, from serverInfo. Read it once; later
-        # threads' connections are told it instead of asking again.
-        known = self._server
-        if known is None and self._throttle is not None:
-            self._throttle.before("GET", f"{self._url}{API}serverInfo")  # the constructor's own call
-        # logging=False quiets the library's "jira" logger, which would print response headers and
-        # bodies at debug level; we report failures ourselves.
-        connection = JIRA(self._url, max_retries=0, timeout=self._timeout, get_server_info=known is None,
-                          logging=False, **auth)
-        if known is None:
-            self._server = (connection.deploymentType, connection._version)
-            self._count_request()  # serverInfo, asked before the hook below was in place
+    def _new_session(self) -> ResilientSession:
+        session = ResilientSession(timeout=self._timeout, max_retries=0)
+        session.headers.update(HEADERS)
+        if self._pat:
+            session.headers["Authorization"] = f"Bearer {self._pat}"
         else:
-            connection.deploymentType, connection._version = known
-        connection._session.hooks["response"].append(self._count_request)
+            session.auth = (self._email or "", self._token or "")
+        session.hooks["response"].append(self._count_request)
         # Requests go to the configured Jira only: a redirect (to another host, or anywhere) is not
         # followed but refused, so no answer can send our calls somewhere else.
-        connection._session.max_redirects = 0
+        session.max_redirects = 0
         if self._throttle is not None:
-            # Every later request, the library's own included, passes the throttle on its way out.
-            connection._session.mount(f"{self._url}/", _ThrottledAdapter(self._throttle))
+            # Every request passes the throttle on its way out.
+            session.mount(f"{self._url}/", _ThrottledAdapter(self._throttle))
         # requests re-reads the proxy and CA-bundle variables from the environment on EVERY request
-        # (~5% of a ticket's CPU in bench/e2e.py); settle them once per connection, with requests' own
+        # (~5% of a ticket's CPU in bench/e2e.py); settle them once per session, with requests' own
         # rules, and stop it looking again.
-        session = connection._session
         settled = session.merge_environment_settings(self._url, {}, None, None, None)
         session.proxies, session.verify = settled["proxies"], settled["verify"]
         session.trust_env = False
-        return connection
+        return session
 
-    def _jira(self) -> JIRA:
-        """This thread's connection: a `jira.JIRA` (and its requests session) is not thread-safe."""
-        connection: JIRA | None = getattr(self._local, "connection", None)
-        if connection is None:
-            with self._translated("GET", "serverInfo"), self._connecting:
-                connection = self._connect()
-            self._local.connection = connection
-        return connection
+    def _session(self) -> ResilientSession:
+        """This thread's session; the first in the process learns the deployment from serverInfo."""
+        session: ResilientSession | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._new_session()
+            with self._connecting:
+                if self._deployment is None:
+                    info = self._send(session, "GET", SERVER_INFO, what="serverInfo")
+                    if not isinstance(info, Mapping):
+                        raise self._no_usable_answer("GET", "serverInfo", [])
+                    self._deployment = from_server_info(info)
+            self._local.session = session
+        return session
+
+    @property
+    def _style(self) -> Deployment:
+        self._session()
+        assert self._deployment is not None
+        return self._deployment
 
     def _scrub(self, text: str) -> str:
         # A proxy or server that echoes our Authorization header back shows the Basic form too.
@@ -240,17 +254,21 @@ class JiraClient:
         status = error.status_code
         response = error.response if isinstance(error.response, requests.Response) else None
         messages = _jira_messages(response)
-        detail = self._scrub(f"{what}: {'; '.join(messages)}" if messages else what)
         if status is None or status < 400:
-            # No usable answer (an empty or malformed 2xx): as uncertain as a lost connection.
-            text = f"Jira {method} gave no usable answer: {detail}"
-            return AmbiguousError(text) if method in WRITES else TransientError(text)
+            return self._no_usable_answer(method, what, messages)
+        detail = self._scrub(f"{what}: {'; '.join(messages)}" if messages else what)
         if status == 400 and messages:
             refs = {m.group(1) for m in map(_UNKNOWN_ISSUE.search, messages) if m}
             if refs:
                 return _UnknownIssues(f"Jira {method} answered 400: {detail}", refs)
         headers = dict(response.headers) if response is not None else {}
         return classify_http("Jira", method, status, headers, detail)
+
+    def _no_usable_answer(self, method: str, what: str, messages: list[str]) -> TransientError:
+        """An empty or malformed success: as uncertain as a lost connection."""
+        detail = self._scrub(f"{what}: {'; '.join(messages)}" if messages else what)
+        text = f"Jira {method} gave no usable answer: {detail}"
+        return AmbiguousError(text) if method in WRITES else TransientError(text)
 
     @contextmanager
     def _translated(self, method: str, what: str) -> Iterator[None]:
@@ -274,13 +292,16 @@ class JiraClient:
             raise TransientError(text) from error
 
     def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                 body: Any = None) -> Any:
-        """One REST call through the library's authenticated session; the parsed JSON, or None."""
-        connection = self._jira()
-        what = path.split("?")[0]
+                 body: Any = None, what: str | None = None) -> Any:
+        """One REST call through this thread's session; the parsed JSON, or None."""
+        return self._send(self._session(), method, path, params=params, body=body,
+                          what=what or path.split("?")[0])
+
+    def _send(self, session: ResilientSession, method: str, path: str, *, what: str,
+              params: Mapping[str, Any] | None = None, body: Any = None) -> Any:
         with self._translated(method, what):
             # The session raises JIRAError for any non-2xx answer.
-            response = connection._session.request(
+            response = session.request(
                 method, f"{self._url}{API}{path}", params=params,
                 data=json.dumps(body) if body is not None else None,
             )
@@ -297,18 +318,17 @@ class JiraClient:
     @property
     def deployment(self) -> str:
         """"Cloud" or "Server" (Data Center reports itself as Server)."""
-        return "Cloud" if self._jira().deploymentType == "Cloud" else "Server"
+        return self._style.name
 
-    @property
-    def is_cloud(self) -> bool:
-        return self.deployment == "Cloud"
+    def user_ref(self, account_id: str | None) -> dict[str, str | None]:
+        """A user as Jira takes one in an issue's `assignee` field: accountId on Cloud, name on DC."""
+        return self._style.user_ref(account_id)
 
     def bot_account_id(self) -> str:
         """Our own account (accountId on Cloud, name on Server): how we recognise our own echoes."""
         if self._bot_id is None:
-            with self._translated("GET", "myself"):
-                me = self._jira().myself()
-            self._bot_id = _str(me.get("accountId") if self.is_cloud else me.get("name"))
+            me = self._request("GET", MYSELF)
+            self._bot_id = _str(me.get(self._style.user_id_field)) if isinstance(me, Mapping) else ""
         return self._bot_id
 
     # -- tickets -------------------------------------------------------------------------------------
@@ -321,26 +341,28 @@ class JiraClient:
             fields["project"] = {"key": fields["project"]}
         if isinstance(fields.get("issuetype"), str):
             fields["issuetype"] = {"name": fields["issuetype"]}
-        with self._translated("POST", "create issue"):
-            issue = self._jira().create_issue(fields=fields, prefetch=False)
-        return _str(issue.raw.get("id")), _str(issue.raw.get("key"))
+        answer = self._request("POST", ISSUES, body={"fields": fields}, what="create issue")
+        if not isinstance(answer, Mapping) or "key" not in answer:
+            # A success without the new ticket's key: as uncertain as a lost answer.
+            raise self._no_usable_answer("POST", "create issue", _messages_in(answer))
+        return _str(answer.get("id")), _str(answer.get("key"))
 
     def get_ticket(self, id_or_key: str) -> JiraTicket | None:
         """The ticket, or None when Jira says it does not exist (deleted, or no permission)."""
         ref = self._ref(id_or_key)
         try:
-            with self._translated("GET", "issue"):
-                issue = self._jira().issue(ref, fields=",".join(TICKET_FIELDS))
+            raw = self._request("GET", ISSUE.format(key=ref), params={"fields": ",".join(TICKET_FIELDS)},
+                                what="issue")
         except PermanentError as error:
             if error.status == 404:
                 return None
             raise
-        return self._ticket(issue.raw)
+        return self._ticket(raw)
 
     @staticmethod
     def _ticket(raw: Any) -> JiraTicket:
         try:
-            return JiraTicket.from_api(raw)
+            return parse_ticket(raw)
         except PayloadError as error:
             raise PermanentError(f"Jira answered an issue we cannot read: {error}") from None
 
@@ -378,40 +400,21 @@ class JiraClient:
         return []
 
     def _search(self, jql: str) -> list[JiraTicket]:
-        pages = self._search_cloud(jql) if self.is_cloud else self._search_server(jql)
-        return [self._ticket(raw) for page in pages for raw in page]
-
-    def _search_page(self, path: str, body: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[Any]]:
-        answer = self._request("POST", path, body=body)
-        if not isinstance(answer, Mapping):
-            raise TransientError(f"Jira POST {path} answered something that is not a search result")
-        issues = answer.get("issues")
-        return answer, [raw for raw in issues if isinstance(raw, Mapping)] if isinstance(issues, list) else []
-
-    def _search_cloud(self, jql: str) -> Iterator[list[Any]]:
-        # No total on Cloud: follow nextPageToken until there is none (or Jira says isLast).
-        body: dict[str, Any] = {"jql": jql, "fields": TICKET_FIELDS, "maxResults": PAGE_SIZE}
+        style = self._style
+        body = style.first_page(jql)
+        tickets: list[JiraTicket] = []
         for _ in range(MAX_PAGES):
-            answer, issues = self._search_page(SEARCH_CLOUD, body)
-            yield issues
-            token = answer.get("nextPageToken")
-            if answer.get("isLast") is True or not isinstance(token, str) or not token \
-                    or token == body.get("nextPageToken"):
-                return
-            body["nextPageToken"] = token
-
-    def _search_server(self, jql: str) -> Iterator[list[Any]]:
-        # validateQuery false (the legacy spelling of "warn", understood by old and new Server/DC alike):
-        # a deleted issue named in the JQL becomes a warning instead of a 400 for the whole query.
-        body: dict[str, Any] = {"jql": jql, "fields": TICKET_FIELDS, "maxResults": PAGE_SIZE, "startAt": 0,
-                                "validateQuery": False}
-        for _ in range(MAX_PAGES):
-            answer, issues = self._search_page(SEARCH_SERVER, body)
-            yield issues
-            body["startAt"] += len(issues)
-            total = answer.get("total")
-            if not issues or not isinstance(total, int) or body["startAt"] >= total:
-                return
+            answer = self._request("POST", style.search_path, body=body)
+            if not isinstance(answer, Mapping):
+                raise TransientError(
+                    f"Jira POST {style.search_path} answered something that is not a search result"
+                )
+            issues = answer.get("issues")
+            page = [raw for raw in issues if isinstance(raw, Mapping)] if isinstance(issues, list) else []
+            tickets += [self._ticket(raw) for raw in page]
+            if not style.next_page(body, answer, page):
+                break
+        return tickets
 
     # -- workflow ------------------------------------------------------------------------------------
 
@@ -433,10 +436,9 @@ class JiraClient:
         return [t for t in found if t is not None]
 
     def transitions(self, key: str) -> list[Transition]:
-        ref = self._ref(key)
-        with self._translated("GET", "transitions"):
-            raw = self._jira().transitions(ref, expand="transitions.fields")
-        return self._parse_transitions(raw)
+        answer = self._request("GET", TRANSITIONS.format(key=self._ref(key)),
+                               params={"expand": "transitions.fields"}, what="transitions")
+        return self._parse_transitions(answer.get("transitions") if isinstance(answer, Mapping) else None)
 
     def transition_to(self, key: str, status_name: str, *, resolution: str | None = None,
                       comment: str | None = None, current: JiraTicket | None = None) -> bool:
@@ -472,13 +474,13 @@ class JiraClient:
                     if error.status != 400:
                         raise
                 self._forget_transitions(current)
-        with self._translated("GET", "issue"):
-            # One read gives both the current status and the transitions available from it.
-            issue = self._jira().issue(ref, fields="status,project,issuetype", expand="transitions.fields")
-        ticket = self._ticket(issue.raw)
+        # One read gives both the current status and the transitions available from it.
+        raw = self._request("GET", ISSUE.format(key=ref), what="issue",
+                            params={"fields": "status,project,issuetype", "expand": "transitions.fields"})
+        ticket = self._ticket(raw)
         if ticket.status.casefold() == wanted:
             return None
-        available = self._parse_transitions(issue.raw.get("transitions"))
+        available = self._parse_transitions(raw.get("transitions"))
         self._remember_transitions(ticket, available)
         chosen = next((t for t in available if t.to_name.casefold() == wanted), None)
         if chosen is None:
@@ -495,8 +497,14 @@ class JiraClient:
             chosen.screen_fields is None or "resolution" in chosen.screen_fields
         ):
             fields = {"resolution": {"name": resolution}}
-        with self._translated("POST", "transition"):
-            self._jira().transition_issue(ref, chosen.id, fields=fields, comment=comment)
+        body: dict[str, Any] = {
+            # A number, as the library sent it: Jira's own answers give transition ids as strings.
+            "transition": {"id": int(chosen.id) if chosen.id.isdigit() else chosen.id},
+            "fields": fields or {},
+        }
+        if comment:
+            body["update"] = {"comment": [{"add": {"body": comment}}]}
+        self._request("POST", TRANSITIONS.format(key=ref), body=body, what="transition")
 
     @staticmethod
     def _workflow_key(ticket: JiraTicket) -> tuple[str, str, str] | None:
@@ -533,9 +541,7 @@ class JiraClient:
     # -- small writes --------------------------------------------------------------------------------
 
     def add_comment(self, key: str, body: str) -> None:
-        ref = self._ref(key)
-        with self._translated("POST", "comment"):
-            self._jira().add_comment(ref, body)
+        self._request("POST", COMMENTS.format(key=self._ref(key)), body={"body": body}, what="comment")
 
     def upsert_remote_link(
         self, key: str, *, global_id: str, url: str, title: str, summary: str = ""
@@ -549,8 +555,7 @@ class JiraClient:
 
     def assign(self, key: str, account_id: str | None) -> None:
         """Assign to an account (accountId on Cloud, name on Server/DC); None unassigns."""
-        body = {"accountId": account_id} if self.is_cloud else {"name": account_id}
-        self._request("PUT", ASSIGNEE.format(key=self._ref(key)), body=body)
+        self._request("PUT", ASSIGNEE.format(key=self._ref(key)), body=self._style.user_ref(account_id))
 
     def add_labels(self, key: str, labels: Sequence[str]) -> None:
         if not labels:
@@ -566,18 +571,16 @@ class JiraClient:
         wanted = email_or_name.strip()
         if not wanted:
             return AccountMatch(None, "no e-mail or name given")
-        if self.is_cloud:
-            users = self._users({"query": wanted})
-            exact = [u for u in users if _str(u.get("emailAddress")).casefold() == wanted.casefold()]
-            id_field, missing = "accountId", "no Jira user with that e-mail"
-        else:
-            users = self._users({"username": wanted})
-            exact = [u for u in users if _str(u.get("name")).casefold() == wanted.casefold()] or [
-                u for u in users if _str(u.get("emailAddress")).casefold() == wanted.casefold()
-            ]
-            id_field, missing = "name", "no Jira user with that name or e-mail"
+        style = self._style
+        users = self._users({style.user_search_param: wanted})
+        exact: list[Mapping[str, Any]] = []
+        for match_field in style.user_match_fields:
+            exact = [u for u in users if _str(u.get(match_field)).casefold() == wanted.casefold()]
+            if exact:
+                break
+        id_field = style.user_id_field
         if not exact:
-            return AccountMatch(None, missing)
+            return AccountMatch(None, style.no_user_found)
         if len(exact) > 1:
             return AccountMatch(None, f"ambiguous: {len(exact)} Jira users match exactly")
         user = exact[0]

@@ -6,7 +6,8 @@ under the webhook's secret (or, for Jira setups that cannot sign, when the URL's
 
 Payloads come from outside: `parse_event` turns any shape it cannot use into `PayloadError` and
 mistyped optional fields into defaults; it never raises anything else. Unknown `webhookEvent` values
-parse fine: deciding what to ignore is the dispatcher's job.
+parse fine: `HANDLED_EVENTS` and `IGNORED_EVENTS` are the one table of what syncer does with each,
+consulted at intake (`receive`), and the worker (`syncer.sync.dispatch`) has one handler per `Job`.
 """
 
 from __future__ import annotations
@@ -17,14 +18,59 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from syncer.core.issue import JiraTicket, PayloadError, parse_time, well_formed
+from syncer.core.issue import JiraTicket
+from syncer.errors import PayloadError
+from syncer.jira.parse import parse_ticket
+from syncer.payload import Envelope, as_mapping, as_time, decode_object, well_formed
 
 SIGNATURE_PREFIX = "sha256="
 _HEX_DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
 _IDENTIFIER = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces
 MAX_CHANGELOG_ITEMS = 500
+
+
+class Job(StrEnum):
+    """What a handled event asks of syncer."""
+
+    TICKET_UPDATED = "ticket_updated"  # a transition, an edit or a comment: follow it in Sentry
+    TICKET_DELETED = "ticket_deleted"  # the link is broken
+
+
+# webhookEvent -> the job. Each handler re-reads what it needs; the payload is a hint.
+HANDLED_EVENTS: Mapping[str, Job] = {
+    "jira:issue_updated": Job.TICKET_UPDATED,
+    "jira:issue_deleted": Job.TICKET_DELETED,
+}
+# Events the webhook the README sets up sends that syncer does nothing with, and why. Anything in
+# neither table is ignored too, as an event syncer has no handler for.
+IGNORED_EVENTS: Mapping[str, str] = {
+    # Every ticket syncer creates is announced back; running a task only to ignore it cost a fifth
+    # of the worker's CPU per ticket (docs/benchmarks.md), so intake stores it as ignored at once.
+    "jira:issue_created": "tickets are created from Sentry, not followed from Jira",
+}
+
+
+def unhandled(webhook_event: str) -> str | None:
+    """Why an event will be ignored, or None when a handler runs for it."""
+    event = webhook_event[:100]
+    if event in HANDLED_EVENTS:
+        return None
+    reason = IGNORED_EVENTS.get(event)
+    return f"jira {event}: {reason}" if reason else f"no handler for jira {event}"
+
+
+def receive(body: bytes) -> Envelope:
+    """What intake stores about a delivery: its `webhookEvent` (as the resource), its
+    `issue_event_type_name` (as the action), and whether it will be ignored. PayloadError when the
+    body is not a JSON object. An event that is missing or not text is left for the worker, whose
+    parse makes it a dead letter."""
+    payload = decode_object(body)
+    event, kind = payload.get("webhookEvent"), payload.get("issue_event_type_name")
+    event = event if isinstance(event, str) else ""
+    return Envelope(event, kind if isinstance(kind, str) else "", (unhandled(event) or "") if event else "")
 
 
 def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
@@ -75,6 +121,10 @@ class JiraEvent:
     changelog: tuple[ChangeItem, ...] = ()
     comment: str = ""
 
+    @property
+    def job(self) -> Job | None:
+        return HANDLED_EVENTS.get(self.webhook_event)
+
     def change(self, field_name: str) -> ChangeItem | None:
         """The last change to `field_name` (case-insensitive) in this event's changelog."""
         wanted = field_name.lower()
@@ -98,12 +148,8 @@ def _text(value: Any, limit: int) -> str:
     return ""
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
 def _user_id(user: Any) -> str:
-    user = _mapping(user)
+    user = as_mapping(user)
     return _text(user.get("accountId"), 200) or _text(user.get("name"), 200) or _text(user.get("key"), 200)
 
 
@@ -119,6 +165,9 @@ def _change_item(raw: Mapping[str, Any]) -> ChangeItem:
 
 
 def parse_event(payload: Any) -> JiraEvent:
+    """Parse one delivery. `payload` is the raw body (bytes or str), or the decoded JSON."""
+    if isinstance(payload, (bytes, bytearray, str)):
+        payload = decode_object(payload)
     if not isinstance(payload, Mapping):
         raise PayloadError("webhook body is not an object")
     raw_event = payload.get("webhookEvent")
@@ -128,9 +177,9 @@ def parse_event(payload: Any) -> JiraEvent:
     raw_issue = payload.get("issue")
     if raw_issue is None and webhook_event.startswith("jira:issue_"):
         raise PayloadError(f"{webhook_event} without an issue")
-    ticket = JiraTicket.from_api(raw_issue) if raw_issue is not None else None
-    comment = _mapping(payload.get("comment"))
-    items = _mapping(payload.get("changelog")).get("items")
+    ticket = parse_ticket(raw_issue) if raw_issue is not None else None
+    comment = as_mapping(payload.get("comment"))
+    items = as_mapping(payload.get("changelog")).get("items")
     changelog = tuple(
         _change_item(item)
         for item in (items if isinstance(items, list) else [])[:MAX_CHANGELOG_ITEMS]
@@ -139,7 +188,7 @@ def parse_event(payload: Any) -> JiraEvent:
     return JiraEvent(
         webhook_event=webhook_event,
         event_type_name=_text(payload.get("issue_event_type_name"), 100),
-        timestamp=parse_time(payload.get("timestamp")),
+        timestamp=as_time(payload.get("timestamp")),
         # Comment events carry no top-level user on Cloud: the comment's author acted.
         user_id=_user_id(payload.get("user")) or _user_id(comment.get("updateAuthor"))
         or _user_id(comment.get("author")),

@@ -23,34 +23,28 @@ from typing import Any
 
 import httpx
 
-from syncer.core.issue import PayloadError, SentryIssue
-from syncer.errors import AmbiguousError, PermanentError, TransientError, classify_http
+from syncer.core.issue import SentryIssue
+from syncer.errors import (
+    WRITES,
+    AmbiguousError,
+    PayloadError,
+    PermanentError,
+    TransientError,
+    classify_http,
+)
 from syncer.ratelimit import Throttle
+from syncer.sentry.parse import parse_issue
 
 log = logging.getLogger(__name__)
 
 SERVICE = "sentry"
-WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 BATCH_SIZE = 100  # Sentry's page size cap, and a URL length that stays well under proxies' limits
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 # Sentry refuses the same note text from the same user within an hour; after an ambiguous POST, a
 # retry meeting this answer means the first attempt went through.
 DUPLICATE_NOTE = "You have already posted that comment."
 
-_LINK = re.compile(r'<(?P<url>[^>]*)>(?P<params>(?:\s*;\s*[A-Za-z_-]+\s*=\s*"[^"]*")*)')
-_LINK_PARAM = re.compile(r'([A-Za-z_-]+)\s*=\s*"([^"]*)"')
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-
-
-def parse_link_header(value: str) -> dict[str, dict[str, str]]:
-    """Sentry's `Link` header, by rel: `{"next": {"url": ..., "results": "true", "cursor": ...}}`."""
-    links: dict[str, dict[str, str]] = {}
-    for match in _LINK.finditer(value or ""):
-        params = {k.lower(): v for k, v in _LINK_PARAM.findall(match.group("params"))}
-        rel = params.pop("rel", "")
-        if rel:
-            links[rel] = {"url": match.group("url"), **params}
-    return links
 
 
 def _segment(value: str | int, what: str) -> str:
@@ -229,8 +223,9 @@ class SentryClient:
                 raise PermanentError(f"{SERVICE} GET {path}: answer is not a list")
             for item in raw:
                 yield self._issue(item)
-            # Follow only the cursor, on our own URL: a Link pointing elsewhere must not get our token.
-            following = parse_link_header(response.headers.get("link", "")).get("next", {})
+            # Sentry's `Link: <url>; rel="next"; results="true"; cursor="..."`. Follow only the
+            # cursor, on our own URL: a Link pointing elsewhere must not get our token.
+            following = response.links.get("next", {})
             cursor = following.get("cursor")
             if following.get("results") != "true" or not cursor:
                 return
@@ -297,6 +292,6 @@ class SentryClient:
     @staticmethod
     def _issue(raw: Any) -> SentryIssue:
         try:
-            return SentryIssue.from_api(raw)
+            return parse_issue(raw)
         except PayloadError as exc:
             raise PermanentError(f"{SERVICE}: unusable issue in answer: {exc}") from None

@@ -4,23 +4,81 @@ A delivery is `POST` with headers `Sentry-Hook-Resource`, `Sentry-Hook-Signature
 the raw body, keyed with the integration's client secret), `Sentry-Hook-Timestamp` (unsigned) and
 `Request-ID` (new on every attempt), and a body `{"action", "installation": {"uuid"}, "actor", "data"}`.
 Bodies come from the internet: anything malformed becomes `PayloadError`, never another exception.
+
+`HANDLED_EVENTS` and `IGNORED_EVENTS` are the one table of what syncer does with each event; the
+worker (`syncer.sync.dispatch`) has one handler for each `Job` and records the rest as ignored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
-from syncer.core.issue import PayloadError, SentryActor, SentryIssue
+from syncer.core.issue import SentryActor, SentryIssue
+from syncer.errors import PayloadError
+from syncer.payload import Envelope, decode_object
+from syncer.sentry.parse import parse_actor, parse_issue
 
-MAX_BODY_BYTES = 5 * 1024 * 1024  # event_alert bodies carry a whole event (stack traces): allow some room
 ISSUE_ACTIONS = frozenset({"created", "resolved", "assigned", "ignored", "archived", "unresolved"})
 COMMENT_ACTIONS = frozenset({"created", "updated", "deleted"})
+
+
+class Job(StrEnum):
+    """What a handled event asks of syncer."""
+
+    ENSURE_TICKET = "ensure_ticket"  # an issue that matches a route has its ticket
+    UNRESOLVED = "unresolved"  # linked: reopen, or open a successor; not yet: ensure a ticket
+    ASSIGNED = "assigned"  # linked: follow the assignee; not yet: ensure a ticket
+    STATUS = "status"  # resolved or archived: close or mark the ticket
+
+
+# (resource, action) -> the job. Each handler re-reads what it needs; the payload is a hint.
+HANDLED_EVENTS: Mapping[tuple[str, str], Job] = {
+    ("issue", "created"): Job.ENSURE_TICKET,
+    ("issue", "unresolved"): Job.UNRESOLVED,
+    ("issue", "assigned"): Job.ASSIGNED,
+    ("issue", "resolved"): Job.STATUS,
+    ("issue", "ignored"): Job.STATUS,  # older installations' word for archived
+    ("issue", "archived"): Job.STATUS,
+    ("event_alert", "triggered"): Job.ENSURE_TICKET,  # an alert rule with syncer as its action
+}
+# Events Sentry sends an integration that syncer does nothing with, and why. Anything in neither
+# table is ignored too, as an event syncer has no handler for.
+IGNORED_EVENTS: Mapping[tuple[str, str], str] = {
+    ("installation", "created"): "installations are learned from each event's installation.uuid",
+    ("installation", "deleted"): "installations are learned from each event's installation.uuid",
+    ("comment", "created"): "Sentry comments are not synced",
+    ("comment", "updated"): "Sentry comments are not synced",
+    ("comment", "deleted"): "Sentry comments are not synced",
+    ("error", "created"): "errors reach syncer as the issues they are grouped into",
+    ("metric_alert", "critical"): "metric alerts name no issue",
+    ("metric_alert", "warning"): "metric alerts name no issue",
+    ("metric_alert", "resolved"): "metric alerts name no issue",
+}
+
+
+def unhandled(resource: str, action: str) -> str | None:
+    """Why an event will be ignored, or None when a handler runs for it."""
+    event = (resource[:50], action[:50])
+    if event in HANDLED_EVENTS:
+        return None
+    name = f"sentry {event[0]}.{event[1]}"
+    reason = IGNORED_EVENTS.get(event)
+    return f"{name}: {reason}" if reason else f"no handler for {name}"
+
+
+def receive(resource: str, body: bytes) -> Envelope:
+    """What intake stores about a delivery (`resource` is the `Sentry-Hook-Resource` header): its
+    action. PayloadError when the body is not a JSON object. Unlike Jira's, Sentry's unhandled
+    events are rare (the integration subscribes to issues), so all of them go to the worker, which
+    records the ignored ones with `unhandled`'s reason."""
+    action = decode_object(body).get("action")
+    return Envelope(resource, action if isinstance(action, str) else "")
 
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
@@ -84,6 +142,10 @@ class SentryEvent:
     assignee: SentryActor | None = None  # `assigned`: data.assignee, else the issue's assignedTo
     rule: str = ""  # `event_alert`: the label of the triggered rule
 
+    @property
+    def job(self) -> Job | None:
+        return HANDLED_EVENTS.get((self.resource, self.action))
+
     def is_own_echo(self, app_id: str | None) -> bool:
         """Whether our own integration made this change (a change we made through the API coming back)."""
         return (
@@ -95,7 +157,7 @@ class SentryEvent:
 
 
 def parse_event(resource: str, payload: Any) -> SentryEvent:
-    """Parse one delivery. `payload` is the decoded JSON body, or the raw body (bytes or str).
+    """Parse one delivery. `payload` is the raw body (bytes or str), or the decoded JSON.
 
     Events we use (issue.*, event_alert.triggered, comment.*) must have the shape we need, else
     PayloadError; other resources and actions parse to an event with what could be read, for the
@@ -103,7 +165,7 @@ def parse_event(resource: str, payload: Any) -> SentryEvent:
     if not isinstance(resource, str):
         raise PayloadError("resource is not a string")
     if isinstance(payload, (bytes, bytearray, str)):
-        payload = _loads(payload)
+        payload = decode_object(payload)
     if not isinstance(payload, Mapping):
         raise PayloadError("webhook body is not an object")
     action = payload.get("action")
@@ -117,7 +179,7 @@ def parse_event(resource: str, payload: Any) -> SentryEvent:
         resource=resource[:50],
         action=action[:50],
         installation_uuid=uuid[:100] if isinstance(uuid, str) else "",
-        actor=SentryActor.from_api(payload.get("actor")),
+        actor=parse_actor(payload.get("actor")),
     )
     if resource == "issue":
         return _issue_event(base, action, data)
@@ -143,16 +205,16 @@ def parse_event(resource: str, payload: Any) -> SentryEvent:
 def _issue_event(base: SentryEvent, action: str, data: Mapping[str, Any]) -> SentryEvent:
     raw = data.get("issue")
     if action in ISSUE_ACTIONS:
-        issue: SentryIssue | None = SentryIssue.from_api(raw)  # PayloadError when unusable
+        issue: SentryIssue | None = parse_issue(raw)  # PayloadError when unusable
     else:
         try:
-            issue = SentryIssue.from_api(raw)
+            issue = parse_issue(raw)
         except PayloadError:
             issue = None
     assignee = None
     if action == "assigned":
         # Sentry sends `data.assignee`; the issue's `assignedTo` names the same actor, so it stands in.
-        assignee = SentryActor.from_api(data.get("assignee"))
+        assignee = parse_actor(data.get("assignee"))
         if assignee is None or not assignee.type:
             assignee = issue.assigned_to if issue else None
     resolution = data.get("resolution_type")
@@ -174,11 +236,3 @@ def _numeric_id(value: Any) -> str | None:
         return value
     return None
 
-
-def _loads(raw: bytes | bytearray | str) -> Any:
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadError("webhook body is too large")
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise PayloadError(f"webhook body is not JSON: {type(exc).__name__}") from None

@@ -14,8 +14,7 @@ import redis
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from syncer.core.issue import PayloadError
-from syncer.errors import PermanentError, TransientError
+from syncer.errors import PayloadError, PermanentError, TransientError
 from syncer.retry import backoff_seconds
 from syncer.runtime import Runtime
 from syncer.store import deliveries

@@ -1,15 +1,17 @@
-"""From an inbox delivery to the handler for its source, resource and action.
+"""From an inbox delivery to the handler for the job its event asks for.
 
-Unknown events are not errors: they are recorded as ignored, with what they were, so an operator
-can see that syncer received them and chose to do nothing.
+Which events are handled and which are ignored is the edges' table (`HANDLED_EVENTS` and
+`IGNORED_EVENTS` in `syncer.sentry.webhooks` and `syncer.jira.webhooks`), with the reason for each
+ignored one (`unhandled`). Intake already stores Jira's ignored events as such (`receive`), so no
+task runs for them; Sentry's are recorded here. Ignored events are not errors: they are recorded
+as ignored, with what they were, so an operator can see that syncer received them and chose to do
+nothing.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
-from syncer.core.issue import PayloadError
 from syncer.jira import webhooks as jira_webhooks
 from syncer.jira.webhooks import JiraEvent
 from syncer.runtime import Runtime
@@ -22,54 +24,32 @@ from syncer.sync.outcome import Outcome
 SentryHandler = Callable[[Runtime, SentryEvent, str], Outcome]
 JiraHandler = Callable[[Runtime, JiraEvent, str], Outcome]
 
-# (resource, action) -> handler. Each handler re-reads what it needs; the payload is a hint.
-SENTRY_HANDLERS: dict[tuple[str, str], SentryHandler] = {
-    ("issue", "created"): tickets.on_sentry_issue,
+SENTRY_HANDLERS: dict[sentry_webhooks.Job, SentryHandler] = {
+    sentry_webhooks.Job.ENSURE_TICKET: tickets.on_sentry_issue,
     # Linked: reopen / follow the assignee (outbound); not linked yet: make sure there is a ticket.
-    ("issue", "unresolved"): outbound.on_sentry_unresolved,
-    ("issue", "assigned"): outbound.on_sentry_assigned,
-    ("issue", "resolved"): outbound.on_sentry_status,
-    ("issue", "ignored"): outbound.on_sentry_status,
-    ("issue", "archived"): outbound.on_sentry_status,
-    ("event_alert", "triggered"): tickets.on_sentry_issue,
+    sentry_webhooks.Job.UNRESOLVED: outbound.on_sentry_unresolved,
+    sentry_webhooks.Job.ASSIGNED: outbound.on_sentry_assigned,
+    sentry_webhooks.Job.STATUS: outbound.on_sentry_status,
 }
 
-# webhookEvent -> handler
-JIRA_HANDLERS: dict[str, JiraHandler] = {
-    "jira:issue_updated": inbound.on_jira_issue_updated,
-    "jira:issue_deleted": inbound.on_jira_issue_deleted,
+JIRA_HANDLERS: dict[jira_webhooks.Job, JiraHandler] = {
+    jira_webhooks.Job.TICKET_UPDATED: inbound.on_jira_issue_updated,
+    jira_webhooks.Job.TICKET_DELETED: inbound.on_jira_issue_deleted,
 }
 
 
 def handle(rt: Runtime, delivery: Taken) -> Outcome:
-    """Parse and dispatch one delivery. PayloadError means the shape is unusable (permanent)."""
+    """Parse (the one decode of the stored body) and dispatch one delivery. PayloadError means the
+    shape is unusable (permanent)."""
     cause = f"delivery:{delivery.id}"
-    try:
-        payload = json.loads(delivery.payload)
-    except ValueError as exc:  # the web tier checked this; a row edited by hand could still be bad
-        raise PayloadError(f"stored payload is not JSON: {exc}") from None
     if delivery.source == "sentry":
-        event = sentry_webhooks.parse_event(delivery.resource, payload)
-        sentry_handler = SENTRY_HANDLERS.get((event.resource, event.action))
-        if sentry_handler is None:
-            return Outcome.ignore(f"no handler for sentry {event.resource}.{event.action}")
-        return sentry_handler(rt, event, cause)
+        event = sentry_webhooks.parse_event(delivery.resource, delivery.payload)
+        if event.job is None:
+            return Outcome.ignore(sentry_webhooks.unhandled(event.resource, event.action) or "")
+        return SENTRY_HANDLERS[event.job](rt, event, cause)
     if delivery.source == "jira":
-        jira_event = jira_webhooks.parse_event(payload)
-        jira_handler = JIRA_HANDLERS.get(jira_event.webhook_event)
-        if jira_handler is None:
-            return Outcome.ignore(f"no handler for jira {jira_event.webhook_event}")
-        return jira_handler(rt, jira_event, cause)
+        jira_event = jira_webhooks.parse_event(delivery.payload)
+        if jira_event.job is None:
+            return Outcome.ignore(jira_webhooks.unhandled(jira_event.webhook_event) or "")
+        return JIRA_HANDLERS[jira_event.job](rt, jira_event, cause)
     return Outcome.ignore(f"unknown source {delivery.source!r}")
-
-
-def unhandled(source: str, resource: str, action: str) -> str | None:
-    """For Jira deliveries: why one would be ignored for want of a handler (the outcome `handle`
-    records), or None when there is a handler. The web tier stores such deliveries as ignored at once:
-    Jira announces every ticket syncer creates (`jira:issue_created`, which the README has operators
-    subscribe to), and running a task only to say "no handler" cost a fifth of the worker's CPU per
-    ticket (docs/benchmarks.md). Sentry's unhandled events are rare (the integration subscribes to
-    issues) and keep going through the worker."""
-    if source != "jira" or not resource or resource[:100] in JIRA_HANDLERS:
-        return None
-    return f"no handler for jira {resource[:100]}"

@@ -25,8 +25,8 @@ from typing import Any
 from sqlmodel import Session, select
 
 from syncer.core import status
-from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
-from syncer.errors import PermanentError, TransientError
+from syncer.core.issue import JiraTicket, SentryIssue
+from syncer.errors import PayloadError, PermanentError, TransientError
 from syncer.jira.webhooks import JiraEvent
 from syncer.locks import link_lock
 from syncer.runtime import Runtime

@@ -18,9 +18,10 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from syncer.core import status
-from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
+from syncer.core.issue import JiraTicket, SentryIssue
+from syncer.core.render import issue_url
 from syncer.core.routing import decide
-from syncer.errors import TransientError
+from syncer.errors import PayloadError, TransientError
 from syncer.jira.client import Transition
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
@@ -179,7 +180,7 @@ def _comment_for(
     return status.reopen_comment(
         issue, folded=note.folded, cooldown_minutes=rt.policy.status.reopen_comment_cooldown_minutes,
         moved_to=moved_to, stays_in=stays_in,
-        url=issue.url(rt.settings.sentry_url, rt.settings.sentry_org or ""),
+        url=issue_url(issue, rt.settings.sentry_url, rt.settings.sentry_org or ""),
     )
 
 

@@ -4,7 +4,8 @@ The order of operations is the design:
 1. decide (pure routing) — ignored issues cost nothing more;
 2. claim the issue in the database (see `claims`), so one worker of many proceeds;
 3. look for a ticket that already carries the issue's label (made by hand, by an earlier install,
-   or by a create whose answer we never saw) and link it instead of creating;
+   or by a create whose answer we never saw) and link it instead of creating, or wait for Jira's
+   search to catch up with an earlier create (`syncer.core.tickets.choose_ticket` decides);
 4. mark the create attempt, then create — the `jira` library's own retries are off, so one call
    is one request; an ambiguous failure (timeout, 5xx) makes the next attempt search first;
 5. store the link (Jira id AND key: keys change when a ticket moves project) before anything else;
@@ -20,10 +21,11 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, update
 
-from syncer.core.issue import JiraTicket, PayloadError, SentryIssue
-from syncer.core.render import remote_link_global_id, render_ticket, sentry_label
+from syncer.core.issue import JiraTicket, SentryIssue
+from syncer.core.render import remote_link_global_id, render_ticket, sentry_issue_url, sentry_label
 from syncer.core.routing import Decision, decide
-from syncer.errors import AmbiguousError, PermanentError, TransientError
+from syncer.core.tickets import choose_ticket
+from syncer.errors import AmbiguousError, PayloadError, PermanentError, TransientError
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
 from syncer.store import audit
@@ -93,30 +95,31 @@ def create_or_link(
     # search lag has passed, a failure here (even before we create anything) must not forget it.
     created_nothing = claim.create_attempted_at is None
     try:
-        existing = _existing_ticket(rt, issue.id)
-        if existing is None and claim.create_attempted_at is not None:
-            # An earlier create may have worked without us hearing back; Jira's search can lag a
-            # just-created issue, so give it time to show up before creating again.
-            waited = utcnow() - claim.create_attempted_at
-            lag = timedelta(seconds=rt.settings.jira_search_lag_seconds)
-            if waited < lag:
-                created_nothing = False
-                raise TransientError(
-                    f"an earlier create for sentry issue {issue.id} may have succeeded; "
-                    "waiting for Jira search to show it",
-                    retry_after=(lag - waited).total_seconds(),
-                )
-        if existing is not None:
-            link = _activate(rt, claim, issue, decision, existing, cause, adopted=True)
-            note = f"linked existing ticket {existing.key} ({decision.route_name})"
+        found = rt.jira.find_by_label(sentry_label(issue.id))
+        choice = choose_ticket(
+            found,
+            retired=claims.retired_ticket_ids(rt.engine, issue.id) if found else (),
+            create_attempted_at=claim.create_attempted_at,
+            now=utcnow(),
+            search_lag=timedelta(seconds=rt.settings.jira_search_lag_seconds),
+        )
+        if choice.action == "wait":
+            created_nothing = False
+            raise TransientError(
+                f"an earlier create for sentry issue {issue.id} may have succeeded; "
+                "waiting for Jira search to show it",
+                retry_after=choice.wait.total_seconds(),
+            )
+        if choice.ticket is not None:
+            link = _activate(rt, claim, issue, decision, choice.ticket, cause, adopted=True)
+            note = f"linked existing ticket {choice.ticket.key} ({decision.route_name})"
         else:
             fields = render_ticket(
                 issue, decision.target, sentry_url=rt.settings.sentry_url, org=rt.settings.sentry_org or ""
             )
             assignee = assignees.resolve(rt, decision.target.assignee_email)
             if assignee.account_id:
-                key = "accountId" if rt.jira.deployment == "Cloud" else "name"
-                fields["assignee"] = {key: assignee.account_id}
+                fields["assignee"] = rt.jira.user_ref(assignee.account_id)
             if not claims.refresh(rt.engine, claim, create_attempt=True):
                 raise TransientError(
                     f"lost the claim on sentry issue {issue.id}", retry_after=HELD_RETRY_SECONDS
@@ -147,19 +150,6 @@ def create_or_link(
         raise
     finish_backlinks(rt, link, installation_uuid, cause)
     return Outcome(note)
-
-
-def _existing_ticket(rt: Runtime, issue_id: str) -> JiraTicket | None:
-    found = rt.jira.find_by_label(sentry_label(issue_id))
-    if not found:
-        return None
-    # The issue's past tickets (superseded, unlinked, broken) carry the label too: history, not candidates.
-    retired = claims.retired_ticket_ids(rt.engine, issue_id)
-    found = [t for t in found if t.id not in retired]
-    if not found:
-        return None
-    # Several (from a past duplicate): the oldest is the one people have been working in.
-    return min(found, key=lambda t: int(t.id) if t.id.isdigit() else 0)
 
 
 def _activate(
@@ -221,11 +211,10 @@ def finish_backlinks(rt: Runtime, link: Link, installation_uuid: str, cause: str
     org = rt.settings.sentry_org or ""
     remote_done_now = not link.remote_link_done
     if remote_done_now:
-        url = f"{rt.settings.sentry_url}/organizations/{org}/issues/{link.sentry_issue_id}/"
         rt.jira.upsert_remote_link(
             link.jira_key,
             global_id=remote_link_global_id(org, link.sentry_issue_id),
-            url=url,
+            url=sentry_issue_url(rt.settings.sentry_url, org, link.sentry_issue_id),
             title=f"Sentry issue {link.sentry_issue_id}",
         )
         link.remote_link_done = True

@@ -3,14 +3,17 @@
 A 202 is a promise: the delivery is in the database. Enqueueing happens after the answer; if the
 broker is down then, the sweeper hands the stored delivery out once it is back. If the database is
 down we answer 503 so that the sender retries. Storing and publishing are batched across concurrent
-requests by `syncer.intake` (group commit, pipelined publish): see docs/benchmarks.md for why.
+requests by `syncer.web.intake` (group commit, pipelined publish): see docs/benchmarks.md for why.
+
+Of the body, intake reads only what the row needs, through the edge (`receive` of
+`syncer.sentry.webhooks` and `syncer.jira.webhooks`): the event's name, and whether the edge's table
+of events says it will be ignored (then no task runs for it). The worker parses the event.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,11 +27,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from syncer import metrics
+from syncer.errors import PayloadError
 from syncer.jira import webhooks as jira_webhooks
+from syncer.payload import MAX_BODY_BYTES, Envelope
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.settings import Settings
 from syncer.store import deliveries
-from syncer.sync import dispatch
 from syncer.web.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
 
 log = logging.getLogger(__name__)
@@ -126,11 +130,11 @@ def create_app(
 
     store_seconds = {source: metrics.INTAKE_SECONDS.labels(source) for source in ("sentry", "jira")}
 
-    async def accept(source: str, key: str, resource: str, action: str, body: bytes) -> Response:
+    async def accept(source: str, key: str, envelope: Envelope, body: bytes) -> Response:
         started = time.perf_counter()
         try:
-            ignored = dispatch.unhandled(source, resource, action) or ""
-            stored = await writer.store(deliveries.Incoming(source, key, resource, action, body, ignored))
+            stored = await writer.store(deliveries.Incoming(
+                source, key, envelope.resource, envelope.action, body, envelope.ignored))
         except SQLAlchemyError as exc:
             count(source, "db_unavailable")
             log.error("cannot store %s delivery: %s", source, type(exc).__name__)
@@ -149,10 +153,10 @@ def create_app(
     async def sentry_webhook(request: Request) -> Response:
         wanted = _headers(request.scope, _SENTRY_HEADERS)
         try:
-            body = await _read_body(request, wanted.get(b"content-length"), settings.max_body_bytes)
+            body = await _read_body(request, wanted.get(b"content-length"), MAX_BODY_BYTES)
         except BodyTooLarge:
             count("sentry", "too_large")
-            return _problem(413, f"body over {settings.max_body_bytes} bytes")
+            return _problem(413, f"body over {MAX_BODY_BYTES} bytes")
         signature = _text(wanted.get(b"sentry-hook-signature"))
         if not sentry_secret or not sentry_webhooks.verify_signature(sentry_secret, body, signature):
             count("sentry", "bad_signature")
@@ -164,22 +168,21 @@ def create_app(
         ):
             count("sentry", "stale")
             return _problem(401, "Sentry-Hook-Timestamp outside the accepted window (replay?)")
-        payload = _json_object(body)
-        if payload is None:
+        resource = _text(wanted.get(b"sentry-hook-resource")) or ""
+        try:
+            envelope = sentry_webhooks.receive(resource, body)
+        except PayloadError:
             count("sentry", "bad_json")
             return _problem(400, "body is not a JSON object in UTF-8")
-        resource = _text(wanted.get(b"sentry-hook-resource")) or ""
-        action = payload.get("action") if isinstance(payload.get("action"), str) else ""
-        key = sentry_webhooks.delivery_key(resource, body)
-        return await accept("sentry", key, resource, str(action), body)
+        return await accept("sentry", sentry_webhooks.delivery_key(resource, body), envelope, body)
 
     async def jira_webhook(request: Request) -> Response:
         wanted = _headers(request.scope, _JIRA_HEADERS)
         try:
-            body = await _read_body(request, wanted.get(b"content-length"), settings.max_body_bytes)
+            body = await _read_body(request, wanted.get(b"content-length"), MAX_BODY_BYTES)
         except BodyTooLarge:
             count("jira", "too_large")
-            return _problem(413, f"body over {settings.max_body_bytes} bytes")
+            return _problem(413, f"body over {MAX_BODY_BYTES} bytes")
         if jira_secret:
             signature = _text(wanted.get(b"x-hub-signature"))
             ok = (
@@ -192,18 +195,13 @@ def create_app(
         if not ok:
             count("jira", "bad_signature")
             return _problem(401, "missing or invalid X-Hub-Signature (or ?token=)")
-        payload = _json_object(body)
-        if payload is None:
+        try:
+            envelope = jira_webhooks.receive(body)
+        except PayloadError:
             count("jira", "bad_json")
             return _problem(400, "body is not a JSON object in UTF-8")
-        resource = payload.get("webhookEvent") if isinstance(payload.get("webhookEvent"), str) else ""
-        action = (
-            payload.get("issue_event_type_name")
-            if isinstance(payload.get("issue_event_type_name"), str)
-            else ""
-        )
         key = jira_webhooks.delivery_key(_text(wanted.get(b"x-atlassian-webhook-identifier")), body)
-        return await accept("jira", key, str(resource), str(action), body)
+        return await accept("jira", key, envelope, body)
 
     app.add_route("/webhooks/sentry", sentry_webhook, methods=["POST"], include_in_schema=False)
     app.add_route("/webhooks/jira", jira_webhook, methods=["POST"], include_in_schema=False)
@@ -239,10 +237,3 @@ def _ping_db(engine: Engine) -> None:
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
 
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        payload = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    return payload if isinstance(payload, dict) else None
