@@ -59,6 +59,24 @@ from syncer.fakes.base import (
     hmac_sha256_hex,
     json_body,
 )
+from syncer.fakes.sentry_model import (
+    IGNORE_CONDITION_FIELDS,
+    IGNORED_SUBSTATUSES,
+    RESOLVE_STATUSES,
+    UNRESOLVED_SUBSTATUSES,
+    UPDATE_STATUSES,
+    Issue,
+    Project,
+    Reply,
+    TagTable,
+    TagValue,
+    Team,
+    User,
+    base36,
+    iso,
+    to_ms,
+)
+from syncer.fakes.sentry_search import Predicate, compile_query
 
 SENTRY_ACTOR: dict[str, Any] = {"type": "application", "id": "sentry", "name": "Sentry"}
 DEFAULT_APP_ID = "5d1f8a7e-2c4b-4e0f-9a3d-7b6c1e2f3a40"
@@ -67,137 +85,20 @@ FIRST_ISSUE_ID = 4_100_000_001
 NOTE_DUPLICATE_WINDOW = 3600.0
 MAX_PAGE = 100
 BULK_MUTATION_LIMIT = 1000
-RESOLVE_STATUSES = frozenset({"resolved", "resolvedInNextRelease"})
-UPDATE_STATUSES = frozenset({"resolved", "resolvedInNextRelease", "unresolved", "ignored", "muted"})
-IGNORED_SUBSTATUSES = frozenset(
-    {"archived_until_escalating", "archived_until_condition_met", "archived_forever"}
-)
-UNRESOLVED_SUBSTATUSES = frozenset({"escalating", "ongoing", "regressed", "new"})
-IGNORE_CONDITION_FIELDS = (
-    "ignoreCount", "ignoreWindow", "ignoreUserCount", "ignoreUserWindow", "ignoreUntil", "ignoreDuration",
-)
 TAG_LABELS = {
     "level": "Level", "environment": "Environment", "release": "Release", "url": "URL", "browser": "Browser",
     "os": "OS", "user": "User", "server_name": "Server", "transaction": "Transaction",
 }
 NOT_FOUND = {"detail": "The requested resource does not exist"}
+TagSpec = Mapping[str, "Sequence[str] | str | Mapping[str, int]"]
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _ms(when: datetime | float | str | None, default: float) -> int:
-    if when is None:
-        return int(default * 1000)
-    if isinstance(when, datetime):
-        aware = when if when.tzinfo else when.replace(tzinfo=UTC)
-        return int(aware.timestamp() * 1000)
-    if isinstance(when, str):
-        return _ms(_parse_iso(when), default)
-    return int(float(when) * 1000)
-
-
-def _parse_iso(text: str) -> datetime:
-    parsed = datetime.fromisoformat(text.strip())
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _sort_value(issue: _Issue, sort: str) -> int:
+def _sort_value(issue: Issue, sort: str) -> int:
     if sort == "date":
         return issue.last_seen
     if sort == "new":
         return issue.first_seen
     return issue.user_count if sort == "user" else issue.count
-
-
-def _text_search(text: str) -> Callable[[_Issue], bool]:
-    return lambda issue: text in issue.title.lower() or text in issue.culprit.lower()
-
-
-def _negated(check: Callable[[_Issue], bool]) -> Callable[[_Issue], bool]:
-    return lambda issue: not check(issue)
-
-
-def _base36(n: int) -> str:
-    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-        if n == 0:
-            return out
-
-
-@dataclass
-class _User:
-    id: int
-    name: str
-    email: str
-    username: str
-
-    def actor(self) -> dict[str, Any]:
-        # Webhook actors carry the user's numeric id (an int, unlike the REST API's strings).
-        return {"type": "user", "id": self.id, "name": self.name}
-
-    def serialize(self) -> dict[str, Any]:
-        return {"id": str(self.id), "name": self.name, "username": self.username, "email": self.email}
-
-
-@dataclass
-class _Team:
-    id: int
-    slug: str
-
-
-@dataclass
-class _Project:
-    id: int
-    slug: str
-    name: str
-    platform: str
-    short_counter: int = 0
-
-
-@dataclass(slots=True)
-class _Issue:
-    id: int
-    short_id: str
-    project: _Project
-    title: str
-    culprit: str
-    level: str
-    platform: str
-    logger: str
-    metadata: dict[str, Any]
-    status: str
-    substatus: str | None
-    status_details: dict[str, Any]
-    first_seen: int  # ms since epoch
-    last_seen: int
-    count: int
-    user_count: int
-    priority: str
-    is_unhandled: bool
-    assignee: tuple[str, int] | None = None
-    tags: dict[str, list[list[Any]]] = field(default_factory=dict)  # key -> [[value, count], ...]
-    notes: list[dict[str, Any]] = field(default_factory=list)
-    external: dict[str, dict[str, Any]] = field(default_factory=dict)  # service type -> link
-
-
-class _Reply(Exception):
-    """Answer the request with this status and body (raised from inside a handler)."""
-
-    def __init__(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = dict(headers or {})
-
-    def response(self) -> Response:
-        if self.body is None:
-            return Response(status_code=self.status, headers=self.headers)
-        return JSONResponse(self.body, status_code=self.status, headers=self.headers)
 
 
 @dataclass
@@ -207,9 +108,6 @@ class _Update:
     substatus: str | None = None
     assign: bool = False
     target: tuple[str, int] | None = None
-
-
-Predicate = Callable[[_Issue], bool]
 
 
 class _RateLimitHeaders:
@@ -292,23 +190,23 @@ class FakeSentry:
 
     def _clear_state(self) -> None:
         with self._lock:
-            self._issues: dict[int, _Issue] = {}
+            self._issues: dict[int, Issue] = {}
             self._by_short_id: dict[str, int] = {}
             self._date_keys: list[tuple[int, int]] = []  # (last_seen ms, id), ascending
             self._new_keys: list[tuple[int, int]] = []  # (first_seen ms, id), ascending
-            self._projects: dict[str, _Project] = {}
+            self._projects: dict[str, Project] = {}
             self._next_issue_id = FIRST_ISSUE_ID
             self._next_note_id = 1
             self._next_external_id = 1
-            self._users: dict[int, _User] = {}
-            self._teams: dict[int, _Team] = {}
+            self._users: dict[int, User] = {}
+            self._teams: dict[int, Team] = {}
             for name, email in (("Alice Example", "alice@example.com"), ("Bob Example", "bob@example.com"),
                                 ("Carol Example", "carol@example.com")):
                 self._add_user(name, email)
             for slug in ("payments", "platform", "billing"):
                 self._add_team(slug)
             # The integration acts through a proxy user; it shows up in notes and statusDetails.actor.
-            self._proxy = _User(9000, self.app_name, "", f"{self.app_slug}-{self.app_id}")
+            self._proxy = User(9000, self.app_name, "", f"{self.app_slug}-{self.app_id}")
             self._outbox.clear()
         with self._rate_lock:
             self._rate_window_id = -1
@@ -368,10 +266,12 @@ class FakeSentry:
         with self._lock:
             return [dict(e) for e in self._get(issue_id).external.values()]
 
-    def set_tags(self, issue_id: str | int, tags: Mapping[str, Sequence[str] | str]) -> None:
-        """Replace the issue's tags; the first value of each key is the most frequent."""
+    def set_tags(self, issue_id: str | int, tags: TagSpec) -> None:
+        """Replace the issue's tags. Per key: one value, a list (most frequent first), or a mapping
+        value -> times seen (to give an issue many values, or a rare one beyond the top ten)."""
         with self._lock:
-            self._get(issue_id).tags = self._tag_table(tags, self._get(issue_id).count)
+            issue = self._get(issue_id)
+            issue.tags = self._tag_table(tags, issue.count, issue.first_seen, issue.last_seen)
 
     def emitted(self) -> list[tuple[str, dict[str, Any]]]:
         """(resource, payload) of every webhook the fake emitted (even when delivery is off), oldest first."""
@@ -397,7 +297,7 @@ class FakeSentry:
         platform: str = "python",
         count: int = 1,
         user_count: int = 1,
-        tags: Mapping[str, Sequence[str] | str] | None = None,
+        tags: TagSpec | None = None,
         assigned_to: str | None = None,
         first_seen: datetime | float | str | None = None,
     ) -> dict[str, Any]:
@@ -443,12 +343,13 @@ class FakeSentry:
             # One tag table for all: tables are replaced whole (set_tags), never edited in place.
             level = fields.get("level", "error")
             tags = fields.get("tags") or {"environment": ["production"], "level": [level]}
-            shared = self._tag_table(tags, fields.get("count", 1))
+            now_ms = int(now * 1000)
+            shared = self._tag_table(tags, fields.get("count", 1), now_ms, now_ms)
             for k in range(n):
                 numbered = title.replace("{n}", str(k))
                 issue = self._new_issue(title=numbered, now=now, shared_tags=shared, **fields)
                 if last_seen is not None:
-                    issue.last_seen = max(issue.first_seen, _ms(last_seen, now))
+                    issue.last_seen = max(issue.first_seen, to_ms(last_seen, now))
                 issue.status = status
                 default_substatus = {"unresolved": "new", "ignored": "archived_forever"}.get(status)
                 issue.substatus = substatus or default_substatus
@@ -537,9 +438,9 @@ class FakeSentry:
                 "type": "error",
                 "metadata": dict(issue.metadata),
                 "message": "",
-                "datetime": _iso(issue.last_seen),
+                "datetime": iso(issue.last_seen),
                 "timestamp": issue.last_seen / 1000,
-                "tags": [[key, values[0][0]] for key, values in issue.tags.items() if values],
+                "tags": [[key, values[0].value] for key, values in issue.tags.items() if values],
                 "location": issue.culprit,
             }
             self._emit("event_alert", "triggered", {"event": event, "triggered_rule": rule}, SENTRY_ACTOR)
@@ -547,35 +448,41 @@ class FakeSentry:
 
     # ------------------------------------------------------------------ internals: state
 
-    def _add_user(self, name: str, email: str) -> _User:
-        user = _User(len(self._users) + 1, name, email, email.split("@")[0] or name)
+    def _add_user(self, name: str, email: str) -> User:
+        user = User(len(self._users) + 1, name, email, email.split("@")[0] or name)
         self._users[user.id] = user
         return user
 
-    def _add_team(self, slug: str) -> _Team:
-        team = _Team(len(self._teams) + 1, slug)
+    def _add_team(self, slug: str) -> Team:
+        team = Team(len(self._teams) + 1, slug)
         self._teams[team.id] = team
         return team
 
-    def _get(self, issue_id: str | int) -> _Issue:
+    def _get(self, issue_id: str | int) -> Issue:
         try:
             return self._issues[int(issue_id)]
         except (ValueError, TypeError):
             raise KeyError(issue_id) from None
 
-    def _project(self, slug: str, platform: str) -> _Project:
+    def _project(self, slug: str, platform: str) -> Project:
         project = self._projects.get(slug)
         if project is None:
-            project = _Project(len(self._projects) + 1, slug, slug, platform)
+            project = Project(len(self._projects) + 1, slug, slug, platform)
             self._projects[slug] = project
         return project
 
-    def _tag_table(self, tags: Mapping[str, Sequence[str] | str], count: int) -> dict[str, list[list[Any]]]:
-        table: dict[str, list[list[Any]]] = {}
+    @staticmethod
+    def _tag_table(tags: TagSpec, count: int, first_seen: int, last_seen: int) -> TagTable:
+        table: TagTable = {}
         for key, values in tags.items():
-            listed = [values] if isinstance(values, str) else list(values)
-            # Decreasing counts so topValues has a stable, meaningful order.
-            table[str(key)] = [[str(v), max(1, count - n)] for n, v in enumerate(listed)]
+            if isinstance(values, Mapping):
+                counted = [(str(v), int(n)) for v, n in values.items()]
+            else:
+                listed = [values] if isinstance(values, str) else list(values)
+                # Decreasing counts so topValues has a stable, meaningful order.
+                counted = [(str(v), max(1, count - n)) for n, v in enumerate(listed)]
+            counted.sort(key=lambda pair: -pair[1])
+            table[str(key)] = tuple(TagValue(v, n, first_seen, last_seen) for v, n in counted)
         return table
 
     def _new_issue(
@@ -588,23 +495,23 @@ class FakeSentry:
         platform: str = "python",
         count: int = 1,
         user_count: int = 1,
-        tags: Mapping[str, Sequence[str] | str] | None = None,
+        tags: TagSpec | None = None,
         first_seen: datetime | float | str | None = None,
         now: float | None = None,
-        shared_tags: dict[str, list[list[Any]]] | None = None,
-    ) -> _Issue:
+        shared_tags: TagTable | None = None,
+    ) -> Issue:
         now = time.time() if now is None else now
         proj = self._project(project, platform)
         proj.short_counter += 1
         issue_id = self._next_issue_id
         self._next_issue_id += 1
-        first = _ms(first_seen, now)
+        first = to_ms(first_seen, now)
         kind, sep, value = title.partition(": ")
         metadata = {"type": kind, "value": value} if sep else {"title": title}
         metadata["filename"] = culprit.split(" in ")[0].replace(".", "/") + ".py" if culprit else ""
-        issue = _Issue(
+        issue = Issue(
             id=issue_id,
-            short_id=f"{proj.slug.upper()}-{_base36(proj.short_counter)}",
+            short_id=f"{proj.slug.upper()}-{base36(proj.short_counter)}",
             project=proj,
             title=title,
             culprit=culprit,
@@ -625,17 +532,18 @@ class FakeSentry:
         if shared_tags is not None:
             issue.tags = shared_tags
         else:
-            default: Mapping[str, Sequence[str] | str] = {"environment": ["production"], "level": [level]}
-            issue.tags = self._tag_table(tags if tags is not None else default, count)
+            default: TagSpec = {"environment": ["production"], "level": [level]}
+            issue.tags = self._tag_table(tags if tags is not None else default, count, issue.first_seen,
+                                         issue.last_seen)
         return issue
 
-    def _index(self, issue: _Issue) -> None:
+    def _index(self, issue: Issue) -> None:
         self._issues[issue.id] = issue
         self._by_short_id[issue.short_id] = issue.id
         bisect.insort(self._date_keys, (issue.last_seen, issue.id))
         bisect.insort(self._new_keys, (issue.first_seen, issue.id))
 
-    def _new_event(self, issue: _Issue) -> None:
+    def _new_event(self, issue: Issue) -> None:
         old = (issue.last_seen, issue.id)
         issue.last_seen = max(issue.last_seen + 1, int(time.time() * 1000))
         issue.count += 1
@@ -644,10 +552,13 @@ class FakeSentry:
             del self._date_keys[at]
         bisect.insort(self._date_keys, (issue.last_seen, issue.id))
 
-    def _person(self, who: str) -> _User:
+    def _person(self, who: str) -> User:
         target = self._owner(who if ":" in who else f"user:{who}", create=True)
         assert target is not None
         return self._users[target[1]]
+
+    def _known_owner(self, owner: str) -> tuple[str, int] | None:
+        return self._owner(owner, create=False)
 
     def _owner(self, owner: str | None, *, create: bool) -> tuple[str, int] | None:
         """`user:<id|email|username>`, `team:<id|slug>`, `#slug`, or a bare e-mail/username."""
@@ -695,7 +606,7 @@ class FakeSentry:
     # ------------------------------------------------------------------ internals: changes
 
     def _set_status(
-        self, issue: _Issue, status: str, details: Mapping[str, Any], substatus: str | None, actor_user: _User
+        self, issue: Issue, status: str, details: Mapping[str, Any], substatus: str | None, actor_user: User
     ) -> list[tuple[str, dict[str, Any]]]:
         """Apply a status change; the webhooks it causes, as (action, extra data)."""
         if status in RESOLVE_STATUSES:
@@ -752,7 +663,7 @@ class FakeSentry:
         issue.status, issue.substatus, issue.status_details = "ignored", substatus, new_details
         return [("ignored", {}), ("archived", {})] if self.send_archived_alias else [("ignored", {})]
 
-    def _assign(self, issue: _Issue, target: tuple[str, int] | None) -> list[tuple[str, dict[str, Any]]]:
+    def _assign(self, issue: Issue, target: tuple[str, int] | None) -> list[tuple[str, dict[str, Any]]]:
         if target == issue.assignee:
             return []
         issue.assignee = target
@@ -760,7 +671,7 @@ class FakeSentry:
             return []
         return [("assigned", {"assignee": self._assignee_hook_data(target)})]
 
-    def _apply(self, issue: _Issue, update: _Update, actor: dict[str, Any], actor_user: _User) -> None:
+    def _apply(self, issue: Issue, update: _Update, actor: dict[str, Any], actor_user: User) -> None:
         hooks: list[tuple[str, dict[str, Any]]] = []
         if update.status is not None:
             hooks += self._set_status(issue, update.status, update.details, update.substatus, actor_user)
@@ -779,16 +690,16 @@ class FakeSentry:
     def _app_actor(self) -> dict[str, Any]:
         return {"type": "application", "id": self.app_id, "name": self.app_name}
 
-    def _add_note(self, issue: _Issue, text: str, user: _User, *, check_duplicate: bool) -> dict[str, Any]:
+    def _add_note(self, issue: Issue, text: str, user: User, *, check_duplicate: bool) -> dict[str, Any]:
         now = time.time()
         if check_duplicate:
             for note in issue.notes:
                 if (note["user"] or {}).get("id") == str(user.id) and note["data"]["text"] == text \
                         and now - note["_at"] < NOTE_DUPLICATE_WINDOW:
-                    raise _Reply(400, {"detail": "You have already posted that comment."})
+                    raise Reply(400, {"detail": "You have already posted that comment."})
         note_id = self._next_note_id
         self._next_note_id += 1
-        created = _iso(int(now * 1000))
+        created = iso(int(now * 1000))
         note = {"id": str(note_id), "user": user.serialize(), "type": "note", "data": {"text": text},
                 "dateCreated": created, "_at": now}
         issue.notes.append(note)
@@ -804,10 +715,10 @@ class FakeSentry:
 
     # ------------------------------------------------------------------ internals: rendering, webhooks
 
-    def _permalink(self, issue: _Issue) -> str:
+    def _permalink(self, issue: Issue) -> str:
         return f"{self.url}/organizations/{self.org}/issues/{issue.id}/"
 
-    def _render(self, issue: _Issue) -> dict[str, Any]:
+    def _render(self, issue: Issue) -> dict[str, Any]:
         project = issue.project
         return {
             "id": str(issue.id),
@@ -843,12 +754,12 @@ class FakeSentry:
             "isUnhandled": issue.is_unhandled,
             "count": str(issue.count),
             "userCount": issue.user_count,
-            "firstSeen": _iso(issue.first_seen),
-            "lastSeen": _iso(issue.last_seen),
+            "firstSeen": iso(issue.first_seen),
+            "lastSeen": iso(issue.last_seen),
         }
 
     def _issue_hook(
-        self, issue: _Issue, action: str, actor: Mapping[str, Any],
+        self, issue: Issue, action: str, actor: Mapping[str, Any],
         extra: Mapping[str, Any] | None = None, *, with_urls: bool = False,
     ) -> None:
         rendered = self._render(issue)
@@ -935,15 +846,15 @@ class FakeSentry:
             try:
                 self._authenticate(request)
                 if self.enforce_rate_limit and request.scope.get("fake_sentry_over_limit"):
-                    raise _Reply(429, {"detail": "You are attempting to use this endpoint too frequently. "
+                    raise Reply(429, {"detail": "You are attempting to use this endpoint too frequently. "
                                                  f"Limit is {self.rate_limit} requests in "
                                                  f"{self.rate_window:g} seconds"})
                 org = request.path_params.get("org")
                 if org is not None and org != self.org:
-                    raise _Reply(404, NOT_FOUND)
+                    raise Reply(404, NOT_FOUND)
                 response: Response = await handler(request)
                 return response
-            except _Reply as reply:
+            except Reply as reply:
                 return reply.response()
 
         return endpoint
@@ -951,21 +862,21 @@ class FakeSentry:
     def _authenticate(self, request: Request) -> None:
         header = request.headers.get("authorization")
         if not header:
-            raise _Reply(401, {"detail": "Authentication credentials were not provided."})
+            raise Reply(401, {"detail": "Authentication credentials were not provided."})
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token.encode()):
-            raise _Reply(401, {"detail": "Invalid token"})
+            raise Reply(401, {"detail": "Invalid token"})
 
-    def _issue_from_path(self, request: Request) -> _Issue:
+    def _issue_from_path(self, request: Request) -> Issue:
         try:
             return self._get(request.path_params["issue_id"])
         except KeyError:
-            raise _Reply(404, NOT_FOUND) from None
+            raise Reply(404, NOT_FOUND) from None
 
     async def _read_json(self, request: Request) -> Any:
         data = await json_body(request)
         if data is None:
-            raise _Reply(400, {"detail": "JSON parse error - Expecting value: line 1 column 1 (char 0)"})
+            raise Reply(400, {"detail": "JSON parse error - Expecting value: line 1 column 1 (char 0)"})
         return data
 
     async def _get_issue(self, request: Request) -> Response:
@@ -974,32 +885,32 @@ class FakeSentry:
 
     def _parse_update(self, data: Any) -> _Update:
         if not isinstance(data, Mapping):
-            raise _Reply(400, {"non_field_errors": ["Invalid data. Expected a dictionary."]})
+            raise Reply(400, {"non_field_errors": ["Invalid data. Expected a dictionary."]})
         update = _Update()
         status = data.get("status")
         if status is not None:
             if status not in UPDATE_STATUSES:
-                raise _Reply(400, {"status": [f'"{status}" is not a valid choice.']})
+                raise Reply(400, {"status": [f'"{status}" is not a valid choice.']})
             update.status = "ignored" if status == "muted" else str(status)
         details = data.get("statusDetails", {})
         if details is None:
             details = {}
         if not isinstance(details, Mapping):
-            raise _Reply(400, {"statusDetails": ["Expected a dictionary of items."]})
+            raise Reply(400, {"statusDetails": ["Expected a dictionary of items."]})
         update.details = dict(details)
         substatus = data.get("substatus")
         if substatus is not None:
             if substatus not in IGNORED_SUBSTATUSES | UNRESOLVED_SUBSTATUSES:
-                raise _Reply(400, {"substatus": [f'"{substatus}" is not a valid choice.']})
+                raise Reply(400, {"substatus": [f'"{substatus}" is not a valid choice.']})
             update.substatus = str(substatus)
         if "assignedTo" in data:
             owner = data["assignedTo"]
             if owner is not None and not isinstance(owner, str):
-                raise _Reply(400, {"assignedTo": ["Unknown actor input"]})
+                raise Reply(400, {"assignedTo": ["Unknown actor input"]})
             update.assign = True
             update.target = self._owner(owner, create=False)
             if owner and update.target is None:
-                raise _Reply(400, {"assignedTo": ["Unknown actor input"]})
+                raise Reply(400, {"assignedTo": ["Unknown actor input"]})
         return update
 
     async def _put_issue(self, request: Request) -> Response:
@@ -1019,7 +930,7 @@ class FakeSentry:
                 try:
                     wanted = [int(i) for i in raw_ids]
                 except ValueError:
-                    raise _Reply(400, {"detail": "Group ids must be integers"}) from None
+                    raise Reply(400, {"detail": "Group ids must be integers"}) from None
                 targets = [self._issues[i] for i in dict.fromkeys(wanted) if i in self._issues]
             else:
                 targets, _, _ = self._search(request, limit=BULK_MUTATION_LIMIT, cursor=None)
@@ -1044,7 +955,7 @@ class FakeSentry:
                 try:
                     wanted = [int(g) for g in group_ids]
                 except ValueError:
-                    raise _Reply(400, {"detail": "Group ids must be integers"}) from None
+                    raise Reply(400, {"detail": "Group ids must be integers"}) from None
                 found = [self._issues[g] for g in dict.fromkeys(wanted) if g in self._issues]
                 return JSONResponse([self._render(i) for i in found])
             query = params.get("query", "is:unresolved").strip()
@@ -1055,7 +966,7 @@ class FakeSentry:
             try:
                 limit = min(MAX_PAGE, max(1, int(params.get("limit", MAX_PAGE))))
             except ValueError:
-                raise _Reply(400, {"detail": "Invalid limit"}) from None
+                raise Reply(400, {"detail": "Invalid limit"}) from None
             cursor = params.get("cursor")
             found, prev_link, next_link = self._search(request, limit=limit, cursor=cursor)
             body = [self._render(i) for i in found]
@@ -1072,15 +983,15 @@ class FakeSentry:
 
     def _search(
         self, request: Request, *, limit: int, cursor: str | None
-    ) -> tuple[list[_Issue], tuple[str, bool], tuple[str, bool]]:
+    ) -> tuple[list[Issue], tuple[str, bool], tuple[str, bool]]:
         """One page of the issue search, newest first: (issues, (prev cursor, has results), (next ...))."""
         params = request.query_params
-        predicate = self._compile(params.get("query", "is:unresolved"))
+        predicate = compile_query(params.get("query", "is:unresolved"), self._known_owner)
         projects = {p for p in params.getlist("project") if p not in ("", "-1")}
         if projects:
             inner = predicate
 
-            def predicate(issue: _Issue) -> bool:
+            def predicate(issue: Issue) -> bool:
                 return str(issue.project.id) in projects and inner(issue)
 
         sort = params.get("sort", "date")
@@ -1092,7 +1003,7 @@ class FakeSentry:
             attr = "user_count" if sort == "user" else "count"
             keys = sorted((getattr(i, attr), i.id) for i in self._issues.values())
         else:
-            raise _Reply(400, {"detail": f"Invalid sort: {sort}"})
+            raise Reply(400, {"detail": f"Invalid sort: {sort}"})
         boundary: tuple[int, int] | None = None
         backwards = False
         if cursor:
@@ -1100,8 +1011,8 @@ class FakeSentry:
                 value, offset, is_prev = cursor.split(":")
                 boundary, backwards = (int(value), int(offset)), is_prev == "1"
             except ValueError:
-                raise _Reply(400, {"detail": "Invalid cursor parameter."}) from None
-        found: list[_Issue] = []
+                raise Reply(400, {"detail": "Invalid cursor parameter."}) from None
+        found: list[Issue] = []
         if backwards and boundary is not None:
             at = bisect.bisect_right(keys, boundary)
             while at < len(keys) and len(found) <= limit:
@@ -1125,14 +1036,14 @@ class FakeSentry:
                 boundary is not None and bool(found) and self._any_above(keys, found[0], sort, predicate)
             )
 
-        def cursor_of(issue: _Issue, prev: bool) -> str:
+        def cursor_of(issue: Issue, prev: bool) -> str:
             return f"{_sort_value(issue, sort)}:{issue.id}:{1 if prev else 0}"
 
         prev = (cursor_of(found[0], True), more_before) if found else ("0:0:1", False)
         nxt = (cursor_of(found[-1], False), more_after) if found else (cursor or "0:0:0", False)
         return found, prev, nxt
 
-    def _any_above(self, keys: list[tuple[int, int]], first: _Issue, sort: str, predicate: Predicate) -> bool:
+    def _any_above(self, keys: list[tuple[int, int]], first: Issue, sort: str, predicate: Predicate) -> bool:
         at = bisect.bisect_right(keys, (_sort_value(first, sort), first.id))
         while at < len(keys):
             if predicate(self._issues[keys[at][1]]):
@@ -1140,121 +1051,19 @@ class FakeSentry:
             at += 1
         return False
 
-    # ------------------------------------------------------------------ the search language
-
-    _TOKEN = re.compile(r'(!?)([A-Za-z_.]+):("(?:[^"\\]|\\.)*"|\S+)|"((?:[^"\\]|\\.)*)"|(\S+)')
-    _RELATIVE = re.compile(r"^([<>]=?)?([+-])(\d+)([smhdw])$")
-    _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-    def _compile(self, query: str) -> Predicate:
-        """Sentry's issue search, the parts syncer uses: `is:`, `firstSeen:`/`lastSeen:`/`age:`,
-        `level:`, `project:`, `assigned:`, `times_seen:`, other `key:value` as tag filters, `!` to
-        negate, and free text matched against title and culprit."""
-        checks: list[Predicate] = []
-        for match in self._TOKEN.finditer(query):
-            negate, key, value, quoted, word = match.groups()
-            if key is None:
-                checks.append(_text_search((quoted if quoted is not None else word).lower()))
-                continue
-            if value.startswith('"') and value.endswith('"') and len(value) >= 2:
-                value = value[1:-1]
-            check = self._term(key, value)
-            checks.append(_negated(check) if negate else check)
-        return lambda issue: all(check(issue) for check in checks)
-
-    def _term(self, key: str, value: str) -> Predicate:
-        if key == "is":
-            return self._is(value)
-        if key in ("firstSeen", "age", "lastSeen"):
-            attr = "last_seen" if key == "lastSeen" else "first_seen"
-            low, high = self._date_range(value)
-            return lambda i: low <= getattr(i, attr) < high
-        if key == "level":
-            return lambda i: i.level == value
-        if key == "project":
-            return lambda i: i.project.slug == value
-        if key in ("assigned", "assigned_or_suggested"):
-            if value in ("none", "[]"):
-                return lambda i: i.assignee is None
-            target = self._owner(value, create=False)
-            return lambda i: target is not None and i.assignee == target
-        if key in ("times_seen", "timesSeen"):
-            number = re.match(r"^([<>]=?)?(\d+)$", value)
-            if number is None:
-                raise _Reply(400, {"detail": f"Invalid number: {value}"})
-            op, n = number.group(1), int(number.group(2))
-            compare: dict[str | None, Callable[[int], bool]] = {
-                ">": lambda c: c > n, ">=": lambda c: c >= n, "<": lambda c: c < n,
-                "<=": lambda c: c <= n, None: lambda c: c == n,
-            }
-            return lambda i: compare[op](i.count)
-        if key in ("issue.priority", "priority"):
-            return lambda i: i.priority == value
-        if key in ("issue.category", "issue.type"):
-            return lambda i: value == "error"
-        # Anything else is a tag.
-        return lambda i: any(v == value for v, _ in i.tags.get(key, ()))
-
-    def _is(self, value: str) -> Predicate:
-        statuses = {"unresolved": "unresolved", "resolved": "resolved", "ignored": "ignored",
-                    "archived": "ignored", "muted": "ignored"}
-        if value in statuses:
-            wanted = statuses[value]
-            return lambda i: i.status == wanted
-        if value in IGNORED_SUBSTATUSES | UNRESOLVED_SUBSTATUSES:
-            return lambda i: i.substatus == value
-        if value == "assigned":
-            return lambda i: i.assignee is not None
-        if value == "unassigned":
-            return lambda i: i.assignee is None
-        if value == "linked":
-            return lambda i: bool(i.external)
-        if value == "unlinked":
-            return lambda i: not i.external
-        raise _Reply(400, {"detail": f"Invalid value for \"is\" search, valid values are {sorted(statuses)}"})
-
-    def _date_range(self, value: str) -> tuple[int, int]:
-        """[low, high) in ms for `-24h` (newer than), `+24h` (older than), `>-24h`, `>=ISO`, `<ISO`, `ISO`."""
-        now = time.time()
-        forever = 2**62
-        relative = self._RELATIVE.match(value)
-        if relative:
-            op, sign, amount, unit = relative.groups()
-            edge = int((now - int(amount) * self._UNITS[unit]) * 1000)
-            newer = (sign == "-") if not op else op.startswith(">")
-            return (edge, forever) if newer else (-forever, edge)
-        op_match = re.match(r"^([<>]=?)?(.+)$", value)
-        assert op_match is not None
-        op, text = op_match.groups()
-        try:
-            when = _parse_iso(text)
-        except ValueError:
-            raise _Reply(400, {"detail": f"Invalid date: {value}"}) from None
-        edge = int(when.timestamp() * 1000)
-        if op == ">":
-            return edge + 1, forever
-        if op == ">=":
-            return edge, forever
-        if op == "<":
-            return -forever, edge
-        if op == "<=":
-            return -forever, edge + 1
-        span = 86400_000 if len(text) <= 10 else 1000
-        return edge, edge + span
-
     # ------------------------------------------------------------------ tags, notes, external issues
 
-    def _tag_entry(self, key: str, values: list[list[Any]], issue: _Issue) -> dict[str, Any]:
-        name = TAG_LABELS.get(key, key)
+    @staticmethod
+    def _tag_value(key: str, value: TagValue) -> dict[str, Any]:
+        return {"key": key, "name": value.value, "value": value.value, "count": value.count,
+                "lastSeen": iso(value.last_seen), "firstSeen": iso(value.first_seen)}
+
+    def _tag_entry(self, key: str, values: Sequence[TagValue]) -> dict[str, Any]:
         return {
             "key": key,
-            "name": name,
-            "totalValues": sum(count for _, count in values),
-            "topValues": [
-                {"key": key, "name": value, "value": value, "count": count,
-                 "lastSeen": _iso(issue.last_seen), "firstSeen": _iso(issue.first_seen)}
-                for value, count in values[:9]
-            ],
+            "name": TAG_LABELS.get(key, key),
+            "totalValues": sum(v.count for v in values),
+            "topValues": [self._tag_value(key, v) for v in values[:9]],
         }
 
     async def _tags(self, request: Request) -> Response:
@@ -1262,7 +1071,7 @@ class FakeSentry:
         with self._lock:
             issue = self._issue_from_path(request)
             body = [
-                self._tag_entry(key, values, issue)
+                self._tag_entry(key, values)
                 for key, values in sorted(issue.tags.items())
                 if not wanted or key in wanted
             ]
@@ -1273,13 +1082,8 @@ class FakeSentry:
         with self._lock:
             issue = self._issue_from_path(request)
             if key not in issue.tags:
-                raise _Reply(404, NOT_FOUND)
-            body = self._tag_entry(key, issue.tags[key], issue)["topValues"]
-            body = [{**entry, "name": entry["value"]} for entry in body] + [
-                {"key": key, "name": value, "value": value, "count": count,
-                 "lastSeen": _iso(issue.last_seen), "firstSeen": _iso(issue.first_seen)}
-                for value, count in issue.tags[key][9:]
-            ]
+                raise Reply(404, NOT_FOUND)
+            body = [self._tag_value(key, v) for v in issue.tags[key]]
         link = ", ".join([self._link(request, "previous", "0:0:1", False),
                           self._link(request, "next", f"0:{len(body)}:0", False)])
         return JSONResponse(body, headers={"Link": link})
@@ -1294,7 +1098,7 @@ class FakeSentry:
         data = await self._read_json(request)
         text = data.get("text") if isinstance(data, Mapping) else None
         if not isinstance(text, str) or not text.strip():
-            raise _Reply(400, {"text": ["This field is required."]})
+            raise Reply(400, {"text": ["This field is required."]})
         with self._lock:
             issue = self._issue_from_path(request)
             note = self._add_note(issue, text, self._proxy, check_duplicate=True)
@@ -1302,10 +1106,10 @@ class FakeSentry:
 
     async def _post_external_issue(self, request: Request) -> Response:
         if request.path_params["uuid"] != self.installation_uuid:
-            raise _Reply(404, NOT_FOUND)
+            raise Reply(404, NOT_FOUND)
         data = await self._read_json(request)
         if not isinstance(data, Mapping):
-            raise _Reply(400, {"non_field_errors": ["Invalid data. Expected a dictionary."]})
+            raise Reply(400, {"non_field_errors": ["Invalid data. Expected a dictionary."]})
         raw_id = data.get("issueId")
         with self._lock:
             try:
@@ -1313,7 +1117,7 @@ class FakeSentry:
                     raise KeyError(raw_id)
                 issue = self._get(raw_id)  # type: ignore[arg-type]
             except KeyError:
-                raise _Reply(404, {"detail": "Could not find issue from given groupId"}) from None
+                raise Reply(404, {"detail": "Could not find issue from given groupId"}) from None
             errors: dict[str, list[str]] = {}
             web_url = data.get("webUrl")
             if not isinstance(web_url, str) or not web_url:
@@ -1325,7 +1129,7 @@ class FakeSentry:
                 if not isinstance(value, (str, int)) or isinstance(value, bool) or not str(value):
                     errors[name] = ["This field is required."]
             if errors:
-                raise _Reply(400, errors)
+                raise Reply(400, errors)
             # update_or_create keyed on (issue, app): re-posting replaces the one link of this app.
             existing = issue.external.get(self.app_slug)
             if existing is None:
@@ -1345,7 +1149,7 @@ class FakeSentry:
 
     async def _delete_external_issue(self, request: Request) -> Response:
         if request.path_params["uuid"] != self.installation_uuid:
-            raise _Reply(404, NOT_FOUND)
+            raise Reply(404, NOT_FOUND)
         external_id = request.path_params["external_id"]
         with self._lock:
             for issue in self._issues.values():
@@ -1353,7 +1157,7 @@ class FakeSentry:
                     if link["id"] == external_id:
                         del issue.external[service]
                         return Response(status_code=204)
-        raise _Reply(404, NOT_FOUND)
+        raise Reply(404, NOT_FOUND)
 
 
 def start_fake_sentry(
