@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -76,7 +77,7 @@ from syncer.fakes.sentry_model import (
     iso,
     to_ms,
 )
-from syncer.fakes.sentry_search import Predicate, compile_query
+from syncer.fakes.sentry_search import DEFAULT_PERIOD, Predicate, compile_query, search_window, seen_within
 
 SENTRY_ACTOR: dict[str, Any] = {"type": "application", "id": "sentry", "name": "Sentry"}
 DEFAULT_APP_ID = "5d1f8a7e-2c4b-4e0f-9a3d-7b6c1e2f3a40"
@@ -90,6 +91,8 @@ TAG_LABELS = {
     "os": "OS", "user": "User", "server_name": "Server", "transaction": "Transaction",
 }
 NOT_FOUND = {"detail": "The requested resource does not exist"}
+FORBIDDEN = {"detail": "You do not have permission to perform this action."}
+MULTI_PROJECT_REFUSED = {"detail": "You do not have the multi project stream feature enabled"}
 TagSpec = Mapping[str, "Sequence[str] | str | Mapping[str, int]"]
 
 
@@ -174,7 +177,9 @@ class FakeSentry:
         self._misbehaviour = Misbehaviour(Starlette(routes=routes), self.calls, self.faults, threading.Lock())
         self._misbehaviour.fault_body = lambda fault: {"detail": f"Injected failure {fault.status}"}
         self.server = FakeServer(_RateLimitHeaders(self._misbehaviour, self), port)
-        self.url = self.server.url
+        self.origin = self.server.url
+        self.url = self.origin
+        self.organization_url: str | None = None
 
     # ------------------------------------------------------------------ lifecycle and switches
 
@@ -187,6 +192,9 @@ class FakeSentry:
         self.rate_window = 1.0
         self.enforce_rate_limit = False  # True: answer 429 past the limit, like the real one
         self.concurrent_limit = 25
+        # Real Sentry as plans and versions differ; each switch names the behaviour when flipped.
+        self.global_views = True  # False: Team/Developer plans, no issue list spanning projects
+        self.default_search_window = False  # True: a list naming no period covers 90 days only
 
     def _clear_state(self) -> None:
         with self._lock:
@@ -823,6 +831,7 @@ class FakeSentry:
     def _routes(self) -> list[Route]:
         org_issue = "/api/0/organizations/{org}/issues/{issue_id}/"
         return [
+            Route("/api/0/organizations/{org}/", self._endpoint(self._get_organization), methods=["GET"]),
             Route("/api/0/organizations/{org}/issues/", self._endpoint(self._list_issues), methods=["GET"]),
             Route("/api/0/organizations/{org}/issues/", self._endpoint(self._bulk_update), methods=["PUT"]),
             Route(org_issue, self._endpoint(self._get_issue), methods=["GET"]),
@@ -879,6 +888,18 @@ class FakeSentry:
             raise Reply(400, {"detail": "JSON parse error - Expecting value: line 1 column 1 (char 0)"})
         return data
 
+    async def _get_organization(self, request: Request) -> Response:
+        # OrganizationSerializer: `links` since regions (2023); `features` (names without the
+        # "organizations:" prefix) only with include_feature_flags in newer versions.
+        body: dict[str, Any] = {
+            "id": "1", "slug": self.org, "name": self.org.title(),
+            "status": {"id": "active", "name": "active"},
+            "links": {"organizationUrl": self.organization_url or self.url, "regionUrl": self.url},
+        }
+        if request.query_params.get("include_feature_flags", "0") not in ("0", ""):
+            body["features"] = ["global-views"] if self.global_views else []
+        return JSONResponse(body)
+
     async def _get_issue(self, request: Request) -> Response:
         with self._lock:
             return JSONResponse(self._render(self._issue_from_path(request)))
@@ -925,15 +946,17 @@ class FakeSentry:
         data = await self._read_json(request)
         raw_ids = request.query_params.getlist("id")
         with self._lock:
+            # The bulk PUT checks the projects it spans like the list (organization_group_index.py put).
+            projects = self._projects_in_scope(request)
             update = self._parse_update(data)
             if raw_ids:
-                try:
-                    wanted = [int(i) for i in raw_ids]
-                except ValueError:
-                    raise Reply(400, {"detail": "Group ids must be integers"}) from None
-                targets = [self._issues[i] for i in dict.fromkeys(wanted) if i in self._issues]
+                # Ids outside the projects, or merged away, are skipped: "If any ids are out of
+                # scope this operation will succeed without any data mutation" (group_index/update.py).
+                targets = self._issues_by_ids(raw_ids, projects)
             else:
-                targets, _, _ = self._search(request, limit=BULK_MUTATION_LIMIT, cursor=None)
+                # No date window here: the bulk change searches without date_from/date_to.
+                targets, _, _ = self._search(request.query_params, projects=projects, window=None,
+                                             limit=BULK_MUTATION_LIMIT, cursor=None)
             if not targets:
                 return Response(status_code=204)
             for issue in targets:
@@ -947,28 +970,33 @@ class FakeSentry:
             return JSONResponse(result)
 
     async def _list_issues(self, request: Request) -> Response:
+        # In the order of getsentry/sentry organization_group_index.py `get`: the date range, the
+        # projects (and the multi-project gate), a short-id direct hit, `group=`, then the search.
         params = request.query_params
+        window = search_window(params, default=DEFAULT_PERIOD if self.default_search_window else None)
         with self._lock:
-            group_ids = params.getlist("group")
-            if group_ids:
-                # Sentry: "If group ids specified, just ignore any query components" -- and no paging.
-                try:
-                    wanted = [int(g) for g in group_ids]
-                except ValueError:
-                    raise Reply(400, {"detail": "Group ids must be integers"}) from None
-                found = [self._issues[g] for g in dict.fromkeys(wanted) if g in self._issues]
-                return JSONResponse([self._render(i) for i in found])
+            projects = self._projects_in_scope(request)
+            if not projects:
+                return JSONResponse([])
             query = params.get("query", "is:unresolved").strip()
+            # "we ignore date range for both short id and event ids"
             direct = self._by_short_id.get(query.upper()) if query else None
             if direct is not None:
                 hit = [self._render(self._issues[direct])]
                 return JSONResponse(hit, headers={"X-Sentry-Direct-Hit": "1"})
+            group_ids = params.getlist("group")
+            if group_ids:
+                # "If group ids specified, just ignore any query components": no window, no paging;
+                # only the projects in scope, and a merged-away id is simply not there.
+                found = self._issues_by_ids(group_ids, projects)
+                return JSONResponse([self._render(i) for i in found])
             try:
                 limit = min(MAX_PAGE, max(1, int(params.get("limit", MAX_PAGE))))
             except ValueError:
                 raise Reply(400, {"detail": "Invalid limit"}) from None
             cursor = params.get("cursor")
-            found, prev_link, next_link = self._search(request, limit=limit, cursor=cursor)
+            found, prev_link, next_link = self._search(params, projects=projects, window=window,
+                                                       limit=limit, cursor=cursor)
             body = [self._render(i) for i in found]
         link = ", ".join(
             [self._link(request, "previous", *prev_link), self._link(request, "next", *next_link)]
@@ -977,22 +1005,52 @@ class FakeSentry:
 
     def _link(self, request: Request, rel: str, cursor: str, has_results: bool) -> str:
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "cursor"])
-        base = f"{self.url}{request.url.path}?{query}" if query else f"{self.url}{request.url.path}?"
+        # request.url.path holds the path prefix already: build on the origin, not on `url`.
+        base = f"{self.origin}{request.url.path}?{query}" if query else f"{self.origin}{request.url.path}?"
         results = "true" if has_results else "false"
         return f'<{base}&cursor={cursor}>; rel="{rel}"; results="{results}"; cursor="{cursor}"'
 
+    def _projects_in_scope(self, request: Request) -> list[Project]:
+        """The projects a list or bulk change spans, as getsentry/sentry `OrganizationEndpoint.get_projects`
+        picks them: the `project=` ids given, or all of them for `-1` or none (an integration's
+        proxy user is a member of every team: `access.py _from_sentry_app`). Without multi-project
+        views, more than one is refused (`organizations:global-views`, organization_group_index.py)."""
+        try:
+            ids = {int(p) for p in request.query_params.getlist("project")}
+        except ValueError:
+            raise Reply(400, {"detail": "Invalid project parameter. Values must be numbers."}) from None
+        projects = list(self._projects.values())
+        if ids and -1 not in ids:
+            projects = [p for p in projects if p.id in ids]
+            if len(projects) != len(ids):  # _validate_fetched_projects: a project we cannot see
+                raise Reply(403, FORBIDDEN)
+        if len(projects) > 1 and not self.global_views:
+            raise Reply(400, MULTI_PROJECT_REFUSED)
+        return projects
+
+    def _issues_by_ids(self, raw_ids: Sequence[str], projects: Sequence[Project]) -> list[Issue]:
+        try:
+            wanted = [int(i) for i in raw_ids]
+        except ValueError:
+            raise Reply(400, {"detail": "Group ids must be integers"}) from None
+        in_scope = {p.id for p in projects}
+        found = (self._issues.get(i) for i in dict.fromkeys(wanted))
+        return [issue for issue in found if issue is not None and issue.project.id in in_scope]
+
     def _search(
-        self, request: Request, *, limit: int, cursor: str | None
+        self, params: QueryParams, *, projects: Sequence[Project], window: tuple[int, int] | None,
+        limit: int, cursor: str | None,
     ) -> tuple[list[Issue], tuple[str, bool], tuple[str, bool]]:
         """One page of the issue search, newest first: (issues, (prev cursor, has results), (next ...))."""
-        params = request.query_params
-        predicate = compile_query(params.get("query", "is:unresolved"), self._known_owner)
-        projects = {p for p in params.getlist("project") if p not in ("", "-1")}
-        if projects:
-            inner = predicate
+        checks = [compile_query(params.get("query", "is:unresolved"), self._known_owner)]
+        if len(projects) < len(self._projects):
+            in_scope = {p.id for p in projects}
+            checks.append(lambda issue: issue.project.id in in_scope)
+        if window is not None:
+            checks.append(seen_within(window))
 
-            def predicate(issue: Issue) -> bool:
-                return str(issue.project.id) in projects and inner(issue)
+        def predicate(issue: Issue) -> bool:
+            return all(check(issue) for check in checks)
 
         sort = params.get("sort", "date")
         if sort == "date":
