@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from syncer.fakes.base import WebhookInbox
-from syncer.fakes.sentry import FakeSentry, start_fake_sentry
+from syncer.fakes.base import WebhookInbox, hmac_sha256_hex
+from syncer.fakes.sentry import SENTRY_ACTOR, FakeSentry, start_fake_sentry
 
 TOKEN = "realism-token"
 SECRET = "realism-secret"
@@ -162,3 +162,94 @@ def test_absolute_dates_in_the_query(fake: FakeSentry, http: httpx.Client) -> No
     assert ids(http.get(listing, params={"query": "firstSeen:<2026-01-02T03:04:05Z"})) == {early["id"]}
     assert ids(http.get(listing, params={"query": "lastSeen:>2026-01-02T03:04:04Z"})) == {late["id"]}
     assert http.get(listing, params={"query": "lastSeen:>yesterday-ish"}).status_code == 400
+
+
+# ------------------------------------------------------------------ 3. older self-hosted versions
+
+
+def test_legacy_event_alert_names_the_issue_only_in_its_urls(fake: FakeSentry, inbox: WebhookInbox) -> None:
+    issue = fake.file_issue()
+    fake.send_legacy_event_alert(issue["id"], rule="Old rule")
+    _, alert = inbox.wait(2)
+    assert alert.headers["sentry-hook-resource"] == "event_alert"
+    assert alert.headers["sentry-hook-signature"] == hmac_sha256_hex(SECRET, alert.body)
+    body = alert.json()
+    assert (body["action"], body["actor"]) == ("triggered", SENTRY_ACTOR)
+    assert body["data"]["triggered_rule"] == "Old rule"
+    event = body["data"]["event"]
+    assert "issue_id" not in event
+    assert event["issue_url"] == f"{fake.url}/api/0/issues/{issue['id']}/"
+    assert f"/issues/{issue['id']}/events/{event['event_id']}/" in event["web_url"]
+
+    fake.legacy_event_alerts = True  # every alert of an old version looks so
+    assert "issue_id" not in fake.trigger_alert(issue["id"])
+    assert fake.trigger_alert(issue["id"], legacy=False)["issue_id"] == issue["id"]
+
+
+def test_linking_an_issue_twice_is_a_500_before_late_2024(fake: FakeSentry, http: httpx.Client) -> None:
+    issue = fake.file_issue()
+    path = f"sentry-app-installations/{INSTALLATION}/external-issues/"
+    body = {"issueId": int(issue["id"]), "webUrl": "https://jira.example.com/browse/PAY-1",
+            "project": "PAY", "identifier": "PAY-1"}
+    first = http.post(path, json=body).json()
+    fake.external_issue_upsert = False
+    again = http.post(path, json={**body, "identifier": "PAY-2"})
+    assert again.status_code == 500
+    assert again.json()["detail"] == "Internal Error"
+    assert re.fullmatch(r"[0-9a-f]{32}", again.json()["errorId"])
+    assert fake.external_issues(issue["id"]) == [first]  # the first link stays as it was
+
+    # Real Sentry lists an issue's links, and deleting one lets the next post create it anew.
+    listed = http.get(f"organizations/acme/issues/{issue['id']}/external-issues/")
+    assert listed.json() == [first]
+    assert http.get(f"issues/{issue['id']}/external-issues/").json() == [first]
+    assert http.delete(f"{path}{first['id']}/").status_code == 204
+    gone = http.delete(f"{path}{first['id']}/")
+    assert (gone.status_code, gone.content) == (404, b"")
+    relinked = http.post(path, json={**body, "identifier": "PAY-2"})
+    assert relinked.status_code == 200
+    assert relinked.json()["id"] != first["id"]
+    assert relinked.json()["displayName"] == "PAY#PAY-2"
+
+
+def test_no_unresolved_webhooks_before_may_2024(fake: FakeSentry) -> None:
+    issue = fake.file_issue()
+    fake.person_resolve(issue["id"])
+    fake.unresolved_webhooks = False
+    fake.regress(issue["id"])
+    assert fake.issue(issue["id"])["substatus"] == "regressed"
+    assert [action for _, action, _ in hooks(fake)] == ["created", "resolved"]
+
+
+# ------------------------------------------------------------------ 4. base URLs: a path prefix, a region
+
+
+def test_self_hosted_under_a_path_and_saas_web_links_on_the_organisation_host() -> None:
+    fake = start_fake_sentry(token=TOKEN, client_secret=SECRET, path_prefix="/sentry/",
+                             organization_url="https://acme.sentry.io")
+    try:
+        assert fake.url == f"{fake.origin}/sentry"
+        issue = fake.file_issue()
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        listed = httpx.get(f"{fake.url}/api/0/organizations/acme/issues/", headers=auth, params={"limit": 1})
+        assert ids(listed) == {issue["id"]}
+        assert listed.headers["x-sentry-rate-limit-limit"].isdigit()
+        next_page = NEXT_LINK.search(listed.headers["link"])
+        assert next_page is not None
+        assert next_page["url"].startswith(f"{fake.url}/api/0/organizations/acme/issues/?")
+        # A client that drops the prefix reaches no API.
+        assert httpx.get(f"{fake.origin}/api/0/organizations/acme/issues/", headers=auth).status_code == 404
+
+        assert issue["permalink"] == f"https://acme.sentry.io/issues/{issue['id']}/"
+        ((_, created),) = fake.emitted()
+        data = created["data"]["issue"]
+        assert data["url"] == f"{fake.url}/api/0/organizations/acme/issues/{issue['id']}/"
+        assert data["web_url"] == issue["permalink"]
+        assert data["project_url"] == f"https://acme.sentry.io/issues/?project={issue['project']['id']}"
+        alert = fake.trigger_alert(issue["id"])
+        assert alert["issue_url"].startswith(f"{fake.url}/api/0/")
+        assert alert["web_url"].startswith(f"https://acme.sentry.io/issues/{issue['id']}/events/")
+        links = httpx.get(f"{fake.url}/api/0/organizations/acme/", headers=auth).json()["links"]
+        assert links == {"organizationUrl": "https://acme.sentry.io", "regionUrl": fake.url}
+    finally:
+        fake.stop()

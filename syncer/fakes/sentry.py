@@ -122,7 +122,7 @@ class _RateLimitHeaders:
         self.fake = fake
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http" or not scope["path"].startswith(f"{self.fake.path_prefix}/api/"):
             await self.app(scope, receive, send)
             return
         headers, over = self.fake._count_request()
@@ -156,8 +156,16 @@ class FakeSentry:
         app_name: str = "syncer",
         webhook_url: str | None = None,
         port: int = 0,
+        path_prefix: str = "",
+        organization_url: str | None = None,
     ) -> None:
+        """`path_prefix` serves everything under a path, as a self-hosted Sentry behind a proxy at
+        https://host/sentry/ (`url` then ends with it; other paths answer a plain 404).
+        `organization_url` is the web host of the organisation when it differs from the API's, as
+        on SaaS (https://acme.sentry.io, with the API on the region: https://de.sentry.io): the
+        permalinks and web_url in answers and webhooks use it, the API links keep `url`."""
         self.org = org
+        self.path_prefix = f"/{path_prefix.strip('/')}" if path_prefix.strip("/") else ""
         self.token = token
         self.client_secret = client_secret
         self.app_id = app_id
@@ -177,9 +185,9 @@ class FakeSentry:
         self._misbehaviour = Misbehaviour(Starlette(routes=routes), self.calls, self.faults, threading.Lock())
         self._misbehaviour.fault_body = lambda fault: {"detail": f"Injected failure {fault.status}"}
         self.server = FakeServer(_RateLimitHeaders(self._misbehaviour, self), port)
-        self.origin = self.server.url
-        self.url = self.origin
-        self.organization_url: str | None = None
+        self.origin = self.server.url  # scheme://host:port, without the path prefix
+        self.url = self.origin + self.path_prefix  # the base URL a client is configured with
+        self.organization_url = organization_url.rstrip("/") if organization_url else None
 
     # ------------------------------------------------------------------ lifecycle and switches
 
@@ -195,6 +203,9 @@ class FakeSentry:
         # Real Sentry as plans and versions differ; each switch names the behaviour when flipped.
         self.global_views = True  # False: Team/Developer plans, no issue list spanning projects
         self.default_search_window = False  # True: a list naming no period covers 90 days only
+        self.legacy_event_alerts = False  # True: event_alert bodies of before 2022, without issue_id
+        self.external_issue_upsert = True  # False: before late 2024, linking an issue twice is a 500
+        self.unresolved_webhooks = True  # False: before May 2024, no issue.unresolved webhooks
 
     def _clear_state(self) -> None:
         with self._lock:
@@ -206,6 +217,8 @@ class FakeSentry:
             self._next_issue_id = FIRST_ISSUE_ID
             self._next_note_id = 1
             self._next_external_id = 1
+            self._redirects: dict[int, int] = {}  # merged-away id -> the id it was merged into
+            self._installed = True
             self._users: dict[int, User] = {}
             self._teams: dict[int, Team] = {}
             for name, email in (("Alice Example", "alice@example.com"), ("Bob Example", "bob@example.com"),
@@ -422,10 +435,15 @@ class FakeSentry:
             return self._add_note(self._get(issue_id), text, self._person(by), check_duplicate=False)
 
     def trigger_alert(
-        self, issue_id: str | int, rule: str = "Send a notification for high priority issues"
+        self, issue_id: str | int, rule: str = "Send a notification for high priority issues", *,
+        legacy: bool | None = None,
     ) -> dict[str, Any]:
         """An event of the issue fires an issue-alert rule whose action is our integration:
-        `event_alert.triggered` with `data.event` (issue_id, issue_url, web_url, ...) and the rule."""
+        `event_alert.triggered` with `data.event` (issue_id, issue_url, web_url, ...) and the rule.
+        `legacy` (default: the `legacy_event_alerts` switch) sends the body of Sentry before January
+        2022, which has no `issue_id`: getsentry/sentry#31222 added it to `_webhook_event_data`, so
+        older self-hosted versions name the issue only in `issue_url` (.../api/0/issues/<id>/) and
+        `web_url`."""
         with self._lock:
             issue = self._get(issue_id)
             self._new_event(issue)
@@ -436,7 +454,7 @@ class FakeSentry:
                 "issue_id": str(issue.id),
                 "issue_url": f"{self.url}/api/0/issues/{issue.id}/",
                 "url": f"{self.url}/api/0/projects/{self.org}/{slug}/events/{event_id}/",
-                "web_url": f"{self.url}/organizations/{self.org}/issues/{issue.id}/events/{event_id}/",
+                "web_url": self._web(f"/organizations/{self.org}/issues/{issue.id}/events/{event_id}/"),
                 "project": issue.project.id,
                 "title": issue.title,
                 "culprit": issue.culprit,
@@ -451,8 +469,16 @@ class FakeSentry:
                 "tags": [[key, values[0].value] for key, values in issue.tags.items() if values],
                 "location": issue.culprit,
             }
+            if self.legacy_event_alerts if legacy is None else legacy:
+                del event["issue_id"]
             self._emit("event_alert", "triggered", {"event": event, "triggered_rule": rule}, SENTRY_ACTOR)
             return event
+
+    def send_legacy_event_alert(
+        self, issue_id: str | int, rule: str = "Send a notification for high priority issues"
+    ) -> dict[str, Any]:
+        """`event_alert.triggered` as self-hosted Sentry before January 2022 sends it (no issue_id)."""
+        return self.trigger_alert(issue_id, rule, legacy=True)
 
     # ------------------------------------------------------------------ internals: state
 
@@ -466,11 +492,16 @@ class FakeSentry:
         self._teams[team.id] = team
         return team
 
-    def _get(self, issue_id: str | int) -> Issue:
+    def _get(self, issue_id: str | int, *, follow_merge: bool = True) -> Issue:
+        """The issue; a merged-away id leads to the issue it was merged into, as Sentry's
+        `get_group_with_redirect` does for every issue endpoint (GroupRedirect)."""
         try:
-            return self._issues[int(issue_id)]
+            wanted = int(issue_id)
         except (ValueError, TypeError):
             raise KeyError(issue_id) from None
+        while follow_merge and wanted in self._redirects:
+            wanted = self._redirects[wanted]
+        return self._issues[wanted]
 
     def _project(self, slug: str, platform: str) -> Project:
         project = self._projects.get(slug)
@@ -724,7 +755,15 @@ class FakeSentry:
     # ------------------------------------------------------------------ internals: rendering, webhooks
 
     def _permalink(self, issue: Issue) -> str:
-        return f"{self.url}/organizations/{self.org}/issues/{issue.id}/"
+        return self._web(f"/organizations/{self.org}/issues/{issue.id}/")
+
+    def _web(self, path: str) -> str:
+        """A page of Sentry's web UI. On SaaS customer domains the organisation has a host of its own
+        and the path drops its /organizations/<slug> part (getsentry/sentry `utils/http.py
+        customer_domain_path`); the API stays on the region's host (`url`)."""
+        if self.organization_url is None:
+            return f"{self.url}{path}"
+        return self.organization_url + re.sub(r"^/organizations/[^/]+", "", path)
 
     def _render(self, issue: Issue) -> dict[str, Any]:
         project = issue.project
@@ -774,9 +813,10 @@ class FakeSentry:
         if with_urls:
             rendered["url"] = f"{self.url}/api/0/organizations/{self.org}/issues/{issue.id}/"
             rendered["web_url"] = self._permalink(issue)
-            rendered["project_url"] = (
-                f"{self.url}/organizations/{self.org}/issues/?project={issue.project.id}"
-            )
+            project_page = f"/organizations/{self.org}/issues/?project={issue.project.id}"
+            rendered["project_url"] = self._web(project_page)
+        if action == "unresolved" and not self.unresolved_webhooks:
+            return  # before getsentry/sentry#69994 (May 2024) there was no issue.unresolved at all
         data = dict(extra or {})
         data["issue"] = rendered
         self._emit("issue", action, data, actor)
@@ -829,26 +869,30 @@ class FakeSentry:
     # ------------------------------------------------------------------ HTTP
 
     def _routes(self) -> list[Route]:
-        org_issue = "/api/0/organizations/{org}/issues/{issue_id}/"
-        return [
-            Route("/api/0/organizations/{org}/", self._endpoint(self._get_organization), methods=["GET"]),
-            Route("/api/0/organizations/{org}/issues/", self._endpoint(self._list_issues), methods=["GET"]),
-            Route("/api/0/organizations/{org}/issues/", self._endpoint(self._bulk_update), methods=["PUT"]),
-            Route(org_issue, self._endpoint(self._get_issue), methods=["GET"]),
-            Route(org_issue, self._endpoint(self._put_issue), methods=["PUT"]),
-            Route(org_issue + "tags/", self._endpoint(self._tags), methods=["GET"]),
-            Route(org_issue + "tags/{key}/values/", self._endpoint(self._tag_values), methods=["GET"]),
-            Route(org_issue + "notes/", self._endpoint(self._list_notes), methods=["GET"]),
-            Route(org_issue + "notes/", self._endpoint(self._post_note), methods=["POST"]),
-            # The older, organisation-less paths still answer on the real server.
-            Route("/api/0/issues/{issue_id}/", self._endpoint(self._get_issue), methods=["GET"]),
-            Route("/api/0/issues/{issue_id}/", self._endpoint(self._put_issue), methods=["PUT"]),
-            Route("/api/0/issues/{issue_id}/notes/", self._endpoint(self._post_note), methods=["POST"]),
-            Route("/api/0/sentry-app-installations/{uuid}/external-issues/",
-                  self._endpoint(self._post_external_issue), methods=["POST"]),
-            Route("/api/0/sentry-app-installations/{uuid}/external-issues/{external_id}/",
-                  self._endpoint(self._delete_external_issue), methods=["DELETE"]),
+        """Every route under `path_prefix` + /api/0/. Issue routes answer on both the organisation's
+        path and the older organisation-less /issues/{id}/ one, as the real server does."""
+        issue_routes: list[tuple[str, str, Callable[[Request], Any]]] = [
+            ("GET", "", self._get_issue),
+            ("PUT", "", self._put_issue),
+            ("GET", "tags/", self._tags),
+            ("GET", "tags/{key}/values/", self._tag_values),
+            ("GET", "notes/", self._list_notes),
+            ("POST", "notes/", self._post_note),
+            ("GET", "external-issues/", self._list_external_issues),
         ]
+        table: list[tuple[str, str, Callable[[Request], Any]]] = [
+            ("GET", "organizations/{org}/", self._get_organization),
+            ("GET", "organizations/{org}/issues/", self._list_issues),
+            ("PUT", "organizations/{org}/issues/", self._bulk_update),
+            ("POST", "sentry-app-installations/{uuid}/external-issues/", self._post_external_issue),
+            ("DELETE", "sentry-app-installations/{uuid}/external-issues/{external_id}/",
+             self._delete_external_issue),
+        ]
+        for base in ("organizations/{org}/issues/{issue_id}/", "issues/{issue_id}/"):
+            table += [(method, base + tail, handler) for method, tail, handler in issue_routes]
+        api = f"{self.path_prefix}/api/0/"
+        return [Route(api + path, self._endpoint(handler), methods=[method])
+                for method, path, handler in table]
 
     def _endpoint(self, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
@@ -1003,6 +1047,11 @@ class FakeSentry:
         )
         return JSONResponse(body, headers={"Link": link})
 
+    def _last_page_link(self, request: Request) -> str:
+        """The Link header of a list that fits in one page."""
+        return ", ".join([self._link(request, "previous", "0:0:1", False),
+                          self._link(request, "next", "0:100:0", False)])
+
     def _link(self, request: Request, rel: str, cursor: str, has_results: bool) -> str:
         query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "cursor"])
         # request.url.path holds the path prefix already: build on the origin, not on `url`.
@@ -1142,9 +1191,7 @@ class FakeSentry:
             if key not in issue.tags:
                 raise Reply(404, NOT_FOUND)
             body = [self._tag_value(key, v) for v in issue.tags[key]]
-        link = ", ".join([self._link(request, "previous", "0:0:1", False),
-                          self._link(request, "next", f"0:{len(body)}:0", False)])
-        return JSONResponse(body, headers={"Link": link})
+        return JSONResponse(body, headers={"Link": self._last_page_link(request)})
 
     async def _list_notes(self, request: Request) -> Response:
         with self._lock:
@@ -1162,9 +1209,14 @@ class FakeSentry:
             note = self._add_note(issue, text, self._proxy, check_duplicate=True)
         return JSONResponse(note, status_code=201)
 
+    def _check_installation(self, request: Request) -> None:
+        # SentryAppInstallationBaseEndpoint.convert_args (sentry_apps/api/bases/sentryapps.py): an
+        # unknown or deleted installation is a 404, before any permission check.
+        if request.path_params["uuid"] != self.installation_uuid or not self._installed:
+            raise Reply(404, {"detail": "Could not find given sentry app installation"})
+
     async def _post_external_issue(self, request: Request) -> Response:
-        if request.path_params["uuid"] != self.installation_uuid:
-            raise Reply(404, NOT_FOUND)
+        self._check_installation(request)
         data = await self._read_json(request)
         if not isinstance(data, Mapping):
             raise Reply(400, {"non_field_errors": ["Invalid data. Expected a dictionary."]})
@@ -1173,7 +1225,8 @@ class FakeSentry:
             try:
                 if isinstance(raw_id, bool):
                     raise KeyError(raw_id)
-                issue = self._get(raw_id)  # type: ignore[arg-type]
+                # Group.objects.get(id=issueId): no merge redirect here, unlike the issue endpoints.
+                issue = self._get(raw_id, follow_merge=False)  # type: ignore[arg-type]
             except KeyError:
                 raise Reply(404, {"detail": "Could not find issue from given groupId"}) from None
             errors: dict[str, list[str]] = {}
@@ -1189,7 +1242,12 @@ class FakeSentry:
             if errors:
                 raise Reply(400, errors)
             # update_or_create keyed on (issue, app): re-posting replaces the one link of this app.
+            # Before getsentry/sentry#79844 (late 2024) it was a plain create, and the unique
+            # (group, service_type) constraint made a second post an unhandled IntegrityError: a 500
+            # with Sentry's body for unhandled errors (api/base.py handle_exception).
             existing = issue.external.get(self.app_slug)
+            if existing is not None and not self.external_issue_upsert:
+                raise Reply(500, {"detail": "Internal Error", "errorId": uuid.uuid4().hex})
             if existing is None:
                 external_id = str(self._next_external_id)
                 self._next_external_id += 1
@@ -1206,16 +1264,24 @@ class FakeSentry:
         return JSONResponse(link)
 
     async def _delete_external_issue(self, request: Request) -> Response:
-        if request.path_params["uuid"] != self.installation_uuid:
-            raise Reply(404, NOT_FOUND)
+        # installation_external_issue_details.py: only this app's links (service_type = its slug);
+        # anything else is a bare 404.
+        self._check_installation(request)
         external_id = request.path_params["external_id"]
         with self._lock:
             for issue in self._issues.values():
-                for service, link in list(issue.external.items()):
-                    if link["id"] == external_id:
-                        del issue.external[service]
-                        return Response(status_code=204)
-        raise Reply(404, NOT_FOUND)
+                link = issue.external.get(self.app_slug)
+                if link is not None and link["id"] == external_id:
+                    del issue.external[self.app_slug]
+                    return Response(status_code=204)
+        raise Reply(404)
+
+    async def _list_external_issues(self, request: Request) -> Response:
+        # GroupExternalIssuesEndpoint: every integration's links on the issue, paginated by id.
+        with self._lock:
+            issue = self._issue_from_path(request)
+            body = sorted((dict(link) for link in issue.external.values()), key=lambda link: int(link["id"]))
+        return JSONResponse(body, headers={"Link": self._last_page_link(request)})
 
 
 def start_fake_sentry(
@@ -1228,11 +1294,15 @@ def start_fake_sentry(
     webhook_url: str | None = None,
     app_name: str = "syncer",
     port: int = 0,
+    path_prefix: str = "",
+    organization_url: str | None = None,
 ) -> FakeSentry:
-    """Start a fake Sentry on 127.0.0.1 (`port=0`: any free port); `.url` is its base URL."""
+    """Start a fake Sentry on 127.0.0.1 (`port=0`: any free port); `.url` is its base URL. See
+    `FakeSentry` for `path_prefix` (self-hosted under a path) and `organization_url` (SaaS regions)."""
     return FakeSentry(
         org=org, token=token, client_secret=client_secret, app_id=app_id,
         installation_uuid=installation_uuid, app_name=app_name, webhook_url=webhook_url, port=port,
+        path_prefix=path_prefix, organization_url=organization_url,
     ).start()
 
 
