@@ -253,3 +253,54 @@ def test_self_hosted_under_a_path_and_saas_web_links_on_the_organisation_host() 
         assert links == {"organizationUrl": "https://acme.sentry.io", "regionUrl": fake.url}
     finally:
         fake.stop()
+
+
+# ------------------------------------------------------------------ 5. installations
+
+
+def test_installation_webhooks_are_signed_and_shaped_as_sentry_sends_them(
+    fake: FakeSentry, inbox: WebhookInbox
+) -> None:
+    fake.uninstall(by="bob@example.com")
+    fake.install(by="carol@example.com", installation_uuid="11111111-2222-4333-8444-555555555555")
+    deleted, created = inbox.wait(2)
+    for hook in (deleted, created):
+        assert hook.headers["sentry-hook-resource"] == "installation"
+        assert hook.headers["sentry-hook-signature"] == hmac_sha256_hex(SECRET, hook.body)
+    assert deleted.json() == {
+        "action": "deleted",
+        "installation": {"uuid": INSTALLATION},
+        "data": {"installation": {"app": {"uuid": APP_ID, "slug": "syncer", "sentryAppId": 1},
+                                  "organization": {"slug": "acme", "id": 1},
+                                  "uuid": INSTALLATION, "status": "pending_deletion"}},
+        "actor": {"type": "user", "id": 2, "name": "Bob Example"},
+    }
+    body = created.json()
+    new_uuid = "11111111-2222-4333-8444-555555555555"
+    assert (body["action"], body["installation"]["uuid"]) == ("created", new_uuid)
+    assert body["data"]["installation"]["status"] == "installed"
+    assert fake.installation_uuid == new_uuid
+
+
+def test_an_uninstalled_installation_answers_as_sentry_does(fake: FakeSentry, http: httpx.Client) -> None:
+    issue = fake.file_issue()
+    fake.uninstall()
+    before = len(fake.emitted())
+    link = {"issueId": int(issue["id"]), "webUrl": "https://jira.example.com/browse/PAY-1",
+            "project": "PAY", "identifier": "PAY-1"}
+    external = f"sentry-app-installations/{INSTALLATION}/external-issues/"
+    posted = http.post(external, json=link)
+    assert posted.status_code == 404
+    assert posted.json() == {"detail": "Could not find given sentry app installation"}
+    assert http.delete(f"{external}1/").status_code == 404
+    refused = http.get(f"organizations/acme/issues/{issue['id']}/")
+    assert refused.status_code == 403
+    assert refused.json() == {"detail": "You do not have permission to perform this action."}
+    fake.person_resolve(issue["id"])
+    assert len(fake.emitted()) == before  # no webhooks for an app that is not installed
+
+    fake.install()
+    assert http.post(external, json=link).status_code == 200
+    fake.uninstall(revoke_token=True)
+    gone = http.get(f"organizations/acme/issues/{issue['id']}/")
+    assert (gone.status_code, gone.json()) == (401, {"detail": "Invalid token"})

@@ -170,6 +170,7 @@ class FakeSentry:
         self.client_secret = client_secret
         self.app_id = app_id
         self.installation_uuid = installation_uuid
+        self._first_installation_uuid = installation_uuid
         self.app_name = app_name
         self.app_slug = re.sub(r"[^a-z0-9]+", "-", app_name.lower()).strip("-") or "app"
         self.calls = CallLog()
@@ -218,7 +219,9 @@ class FakeSentry:
             self._next_note_id = 1
             self._next_external_id = 1
             self._redirects: dict[int, int] = {}  # merged-away id -> the id it was merged into
+            self.installation_uuid = self._first_installation_uuid
             self._installed = True
+            self._token_revoked = False
             self._users: dict[int, User] = {}
             self._teams: dict[int, Team] = {}
             for name, email in (("Alice Example", "alice@example.com"), ("Bob Example", "bob@example.com"),
@@ -473,6 +476,39 @@ class FakeSentry:
                 del event["issue_id"]
             self._emit("event_alert", "triggered", {"event": event, "triggered_rule": rule}, SENTRY_ACTOR)
             return event
+
+    def install(
+        self, *, by: str = "alice@example.com", installation_uuid: str | None = None
+    ) -> dict[str, Any]:
+        """A person installs the integration (again): `installation.created`, signed like every
+        webhook, with the installation as Sentry serializes it. `installation_uuid` gives the new
+        installation another uuid (a reinstall is a new installation on the real server)."""
+        with self._lock:
+            if installation_uuid is not None:
+                self.installation_uuid = installation_uuid
+            self._installed, self._token_revoked = True, False
+            body = self._installation_body("installed")
+            self._emit("installation", "created", {"installation": body}, self._person(by).actor())
+            return body
+
+    def uninstall(self, *, by: str = "alice@example.com", revoke_token: bool = False) -> dict[str, Any]:
+        """A person uninstalls the integration: `installation.deleted` (status pending_deletion, as
+        installation_details.py marks it before notifying), then no more webhooks; the
+        external-issue endpoints answer 404 for the installation and the other endpoints 403.
+        `revoke_token`: the token is gone too (an internal integration deleted outright), so every
+        call answers 401."""
+        with self._lock:
+            body = self._installation_body("pending_deletion")
+            self._emit("installation", "deleted", {"installation": body}, self._person(by).actor())
+            self._installed = False
+            self._token_revoked = revoke_token
+            return body
+
+    def _installation_body(self, status: str) -> dict[str, Any]:
+        # SentryAppInstallationSerializer (sentry_apps/api/serializers/sentry_app_installation.py);
+        # `code` only for apps installed through an OAuth grant, which an internal integration is not.
+        return {"app": {"uuid": self.app_id, "slug": self.app_slug, "sentryAppId": 1},
+                "organization": {"slug": self.org, "id": 1}, "uuid": self.installation_uuid, "status": status}
 
     def send_legacy_event_alert(
         self, issue_id: str | int, rule: str = "Send a notification for high priority issues"
@@ -822,6 +858,8 @@ class FakeSentry:
         self._emit("issue", action, data, actor)
 
     def _emit(self, resource: str, action: str, data: dict[str, Any], actor: Mapping[str, Any]) -> None:
+        if not self._installed:
+            return  # webhooks go to installed apps only (receivers/sentry_apps.py installations_to_notify)
         # Sentry's key order: action, installation, data, actor (AppPlatformEvent.body).
         payload = {"action": action, "installation": {"uuid": self.installation_uuid}, "data": data,
                    "actor": dict(actor)}
@@ -905,6 +943,10 @@ class FakeSentry:
                 org = request.path_params.get("org")
                 if org is not None and org != self.org:
                     raise Reply(404, NOT_FOUND)
+                if not self._installed and "uuid" not in request.path_params:
+                    # The proxy user of an app no longer installed has no access to the organisation:
+                    # access.py `_from_sentry_app` answers NoAccess, so permission checks fail.
+                    raise Reply(403, FORBIDDEN)
                 response: Response = await handler(request)
                 return response
             except Reply as reply:
@@ -917,7 +959,8 @@ class FakeSentry:
         if not header:
             raise Reply(401, {"detail": "Authentication credentials were not provided."})
         scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token.encode()):
+        matches = hmac.compare_digest(value.strip().encode(), self.token.encode())
+        if scheme.lower() != "bearer" or not matches or self._token_revoked:
             raise Reply(401, {"detail": "Invalid token"})
 
     def _issue_from_path(self, request: Request) -> Issue:
