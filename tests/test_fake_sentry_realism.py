@@ -304,3 +304,58 @@ def test_an_uninstalled_installation_answers_as_sentry_does(fake: FakeSentry, ht
     fake.uninstall(revoke_token=True)
     gone = http.get(f"organizations/acme/issues/{issue['id']}/")
     assert (gone.status_code, gone.json()) == (401, {"detail": "Invalid token"})
+
+
+# ------------------------------------------------------------------ 6. merges
+
+
+def test_a_merged_away_id_reads_as_the_issue_it_was_merged_into(
+    fake: FakeSentry, http: httpx.Client
+) -> None:
+    source = fake.file_issue(title="KeyError: 'plan'", count=3, tags={"customer": {"acme": 2, "globex": 1}})
+    target = fake.file_issue(title="KeyError: plan", count=5, tags={"customer": {"acme": 4}})
+    fake.person_comment(source["id"], "seen in checkout")
+    link = {"issueId": int(source["id"]), "webUrl": "https://jira.example.com/browse/PAY-1",
+            "project": "PAY", "identifier": "PAY-1"}
+    external = f"sentry-app-installations/{INSTALLATION}/external-issues/"
+    assert http.post(external, json=link).status_code == 200
+    before = len(fake.emitted())
+
+    merged = fake.merge([source["id"]], target["id"])
+    assert len(fake.emitted()) == before  # Sentry sends no webhook for a merge
+    assert (merged["id"], merged["count"]) == (target["id"], "8")
+    read = http.get(f"organizations/acme/issues/{source['id']}/")
+    assert read.status_code == 200
+    assert read.json()["id"] == target["id"]  # another id than the one asked for
+    assert http.get(f"issues/{source['id']}/").json()["id"] == target["id"]
+    notes = http.get(f"issues/{source['id']}/notes/").json()
+    assert [n["data"]["text"] for n in notes] == ["seen in checkout"]
+    tags = http.get(f"organizations/acme/issues/{target['id']}/tags/").json()
+    assert {v["value"]: v["count"] for v in tags[0]["topValues"]} == {"acme": 6, "globex": 1}
+    assert fake.external_issues(target["id"]) == []  # the source's link went with it
+
+    # A write to the old id lands on the target; lookups by id no longer find the old one.
+    written = http.put(f"organizations/acme/issues/{source['id']}/", json={"status": "resolved"})
+    assert written.json()["id"] == target["id"]
+    assert fake.issue(target["id"])["status"] == "resolved"
+    listing = "organizations/acme/issues/"
+    assert ids(http.get(listing, params=[("group", source["id"]), ("group", target["id"])])) == {target["id"]}
+    assert ids(http.get(listing, params={"query": ""})) == {target["id"]}
+    assert http.put(listing, params={"id": source["id"]}, json={"status": "unresolved"}).status_code == 204
+    assert http.post(external, json=link).status_code == 404  # the external-issue endpoint does not redirect
+
+
+def test_bulk_merge_keeps_the_issue_seen_most(fake: FakeSentry, http: httpx.Client) -> None:
+    small = fake.file_issue(count=2)
+    big = fake.file_issue(count=9)
+    other = fake.file_issue(project="web-app")
+    answer = http.put("organizations/acme/issues/", params=[("id", small["id"]), ("id", big["id"])],
+                      json={"merge": 1})
+    assert answer.json() == {"merge": {"parent": big["id"], "children": [small["id"]]}}
+    assert fake.issue(small["id"])["id"] == big["id"]
+    across = http.put("organizations/acme/issues/", params=[("id", big["id"]), ("id", other["id"])],
+                      json={"merge": 1})
+    assert across.status_code == 400
+    assert across.json() == {"detail": "Merging across multiple projects is not supported"}
+    with pytest.raises(ValueError, match="multiple projects"):
+        fake.merge([other["id"]], big["id"])

@@ -111,6 +111,7 @@ class _Update:
     substatus: str | None = None
     assign: bool = False
     target: tuple[str, int] | None = None
+    merge: bool = False
 
 
 class _RateLimitHeaders:
@@ -510,6 +511,21 @@ class FakeSentry:
         return {"app": {"uuid": self.app_id, "slug": self.app_slug, "sentryAppId": 1},
                 "organization": {"slug": self.org, "id": 1}, "uuid": self.installation_uuid, "status": status}
 
+    def merge(self, source_ids: Sequence[str | int], target_id: str | int) -> dict[str, Any]:
+        """A person merges issues into `target_id` (same project). Reads of a merged-away id answer
+        the target (a different `id` than asked: GroupEndpoint.convert_args serves the redirect's
+        data rather than redirecting); `group=` and bulk `id=` no longer find it. Sentry sends no
+        webhook for a merge: receivers/sentry_apps.py connects no merge signal."""
+        with self._lock:
+            target = self._get(target_id, follow_merge=False)
+            sources = [self._get(i, follow_merge=False) for i in dict.fromkeys(source_ids)]
+            sources = [source for source in sources if source is not target]
+            try:
+                self._merge(sources, target)
+            except Reply as refused:
+                raise ValueError(refused.body["detail"]) from None
+            return self._render(target)
+
     def send_legacy_event_alert(
         self, issue_id: str | int, rule: str = "Send a notification for high priority issues"
     ) -> dict[str, Any]:
@@ -618,14 +634,55 @@ class FakeSentry:
         bisect.insort(self._date_keys, (issue.last_seen, issue.id))
         bisect.insort(self._new_keys, (issue.first_seen, issue.id))
 
+    def _unindex(self, issue: Issue) -> None:
+        for keys, key in ((self._date_keys, (issue.last_seen, issue.id)),
+                          (self._new_keys, (issue.first_seen, issue.id))):
+            at = bisect.bisect_left(keys, key)
+            if at < len(keys) and keys[at] == key:
+                del keys[at]
+
     def _new_event(self, issue: Issue) -> None:
-        old = (issue.last_seen, issue.id)
+        self._unindex(issue)
         issue.last_seen = max(issue.last_seen + 1, int(time.time() * 1000))
         issue.count += 1
-        at = bisect.bisect_left(self._date_keys, old)
-        if at < len(self._date_keys) and self._date_keys[at] == old:
-            del self._date_keys[at]
         bisect.insort(self._date_keys, (issue.last_seen, issue.id))
+        bisect.insort(self._new_keys, (issue.first_seen, issue.id))
+
+    def _merge(self, sources: Sequence[Issue], target: Issue) -> None:
+        """Sentry's merge task (tasks/merge.py): the target takes the sources' events (counts, first
+        and last seen, tag values), notes and an assignee it lacks; the sources' external-issue links
+        go with them (PlatformExternalIssue is not among the merged models); each source id then
+        redirects to the target (GroupRedirect) and is gone from lists and group= lookups."""
+        if any(source.project is not target.project for source in sources):
+            raise Reply(400, {"detail": "Merging across multiple projects is not supported"})
+        self._unindex(target)
+        for source in sources:
+            self._unindex(source)
+            del self._issues[source.id]
+            self._by_short_id.pop(source.short_id, None)
+            self._redirects[source.id] = target.id
+            target.first_seen = min(target.first_seen, source.first_seen)
+            target.last_seen = max(target.last_seen, source.last_seen)
+            target.count += source.count
+            target.user_count += source.user_count
+            target.notes = sorted(target.notes + source.notes, key=lambda note: note["_at"])
+            if target.assignee is None:
+                target.assignee = source.assignee
+            target.tags = self._merged_tags(target.tags, source.tags)
+        self._index(target)
+
+    @staticmethod
+    def _merged_tags(into: TagTable, other: TagTable) -> TagTable:
+        merged: TagTable = {}
+        for key in into.keys() | other.keys():
+            values: dict[str, TagValue] = {}
+            for value in (*into.get(key, ()), *other.get(key, ())):
+                seen = values.get(value.value)
+                values[value.value] = value if seen is None else TagValue(
+                    value.value, seen.count + value.count, min(seen.first_seen, value.first_seen),
+                    max(seen.last_seen, value.last_seen))
+            merged[key] = tuple(sorted(values.values(), key=lambda v: -v.count))
+        return merged
 
     def _person(self, who: str) -> User:
         target = self._owner(who if ":" in who else f"user:{who}", create=True)
@@ -1019,6 +1076,10 @@ class FakeSentry:
             update.target = self._owner(owner, create=False)
             if owner and update.target is None:
                 raise Reply(400, {"assignedTo": ["Unknown actor input"]})
+        if "merge" in data:
+            if not isinstance(data["merge"], (bool, int)):
+                raise Reply(400, {"merge": ["Must be a valid boolean."]})
+            update.merge = bool(data["merge"])
         return update
 
     async def _put_issue(self, request: Request) -> Response:
@@ -1054,6 +1115,11 @@ class FakeSentry:
                 result.update(status=last.status, statusDetails=dict(last.status_details), inbox=None)
             if update.assign:
                 result["assignedTo"] = self._assigned_to(update.target)
+            if update.merge and len(targets) > 1:
+                # issues/merge.py handle_merge: the issue seen most often (then the highest id) survives.
+                parent, *children = sorted(targets, key=lambda i: (i.count, i.id), reverse=True)
+                self._merge(children, parent)
+                result["merge"] = {"parent": str(parent.id), "children": [str(c.id) for c in children]}
             return JSONResponse(result)
 
     async def _list_issues(self, request: Request) -> Response:
