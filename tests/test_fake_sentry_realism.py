@@ -359,3 +359,45 @@ def test_bulk_merge_keeps_the_issue_seen_most(fake: FakeSentry, http: httpx.Clie
     assert across.json() == {"detail": "Merging across multiple projects is not supported"}
     with pytest.raises(ValueError, match="multiple projects"):
         fake.merge([other["id"]], big["id"])
+
+
+# ------------------------------------------------------------------ 7. tags: top values, and all of one key
+
+
+def test_tags_list_only_the_top_values_and_the_values_endpoint_pages_through_all(
+    fake: FakeSentry, http: httpx.Client
+) -> None:
+    customers = {f"customer-{n:02d}": 100 - n for n in range(12)} | {"rare-corp": 1}
+    issue = fake.file_issue(count=sum(customers.values()), tags={"customer": customers, "env": "prod"})
+    tags_path = f"organizations/acme/issues/{issue['id']}/tags/"
+    (customer, env) = http.get(tags_path).json()
+    assert (customer["key"], env["key"]) == ("customer", "env")
+    top = [v["value"] for v in customer["topValues"]]
+    assert top == [f"customer-{n:02d}" for n in range(10)]  # the ten most seen, most seen first
+    assert customer["totalValues"] == sum(customers.values())  # every event counts, rarer values too
+    assert "rare-corp" not in top
+    assert len(http.get(tags_path, params={"key": "customer"}).json()[0]["topValues"]) == 9
+    assert len(http.get(tags_path, params={"limit": 3}).json()[0]["topValues"]) == 3
+
+    # The values of one key page through everything, following the Link header's cursor.
+    seen: list[str] = []
+    params: dict[str, Any] = {"per_page": 5, "sort": "count"}
+    while True:
+        page = http.get(f"{tags_path}customer/values/", params=params)
+        assert page.status_code == 200
+        seen += [v["value"] for v in page.json()]
+        following = NEXT_LINK.search(page.headers["link"])
+        assert following is not None
+        if following["results"] != "true":
+            break
+        params["cursor"] = following["cursor"]
+    assert seen == list(customers)  # by count, every value, the rare one last
+    newest_first = http.get(f"{tags_path}customer/values/").json()  # the default order: -id
+    assert len(newest_first) == len(customers)
+    assert {k: newest_first[0][k] for k in ("key", "value", "name", "count")} == {
+        "key": "customer", "value": "rare-corp", "name": "rare-corp", "count": 1}
+    assert newest_first[0]["firstSeen"].endswith("Z")
+    # A search on the rare value still finds the issue.
+    searched = http.get("organizations/acme/issues/", params={"query": "customer:rare-corp"})
+    assert ids(searched) == {issue["id"]}
+    assert http.get(f"{tags_path}nope/values/").status_code == 404

@@ -1274,20 +1274,27 @@ class FakeSentry:
         return {"key": key, "name": value.value, "value": value.value, "count": value.count,
                 "lastSeen": iso(value.last_seen), "firstSeen": iso(value.first_seen)}
 
-    def _tag_entry(self, key: str, values: Sequence[TagValue]) -> dict[str, Any]:
+    def _tag_entry(self, key: str, values: Sequence[TagValue], top: int) -> dict[str, Any]:
+        # totalValues counts every event of the key, the rarer values' too; topValues are the most seen.
         return {
             "key": key,
             "name": TAG_LABELS.get(key, key),
             "totalValues": sum(v.count for v in values),
-            "topValues": [self._tag_value(key, v) for v in values[:9]],
+            "topValues": [self._tag_value(key, v) for v in values[:top]],
         }
 
     async def _tags(self, request: Request) -> Response:
+        # GroupTagsEndpoint: the top 10 values of each key, 9 when keys are named ("for the tag
+        # distribution bars"), or `limit`. A rarer value is only in .../tags/{key}/values/.
         wanted = set(request.query_params.getlist("key"))
+        try:
+            top = int(request.query_params.get("limit", 9 if wanted else 10))
+        except ValueError:
+            raise Reply(400, {"detail": "Invalid limit"}) from None
         with self._lock:
             issue = self._issue_from_path(request)
             body = [
-                self._tag_entry(key, values)
+                self._tag_entry(key, values, top)
                 for key, values in sorted(issue.tags.items())
                 if not wanted or key in wanted
             ]
@@ -1299,8 +1306,33 @@ class FakeSentry:
             issue = self._issue_from_path(request)
             if key not in issue.tags:
                 raise Reply(404, NOT_FOUND)
-            body = [self._tag_value(key, v) for v in issue.tags[key]]
-        return JSONResponse(body, headers={"Link": self._last_page_link(request)})
+            ordered = self._tag_values_in_order(issue.tags[key], request.query_params.get("sort"))
+        # An offset paginator's cursor, `<per page>:<page>:<is_prev>` (api/paginator.py OffsetPaginator).
+        params = request.query_params
+        try:
+            per_page = min(MAX_PAGE, max(1, int(params.get("per_page", MAX_PAGE))))
+            page = int(params["cursor"].split(":")[1]) if params.get("cursor") else 0
+        except (ValueError, IndexError):
+            raise Reply(400, {"detail": "Invalid cursor parameter."}) from None
+        body = [self._tag_value(key, v) for v in ordered[page * per_page:(page + 1) * per_page]]
+        more = len(ordered) > (page + 1) * per_page
+        link = ", ".join([self._link(request, "previous", f"{per_page}:{max(page - 1, 0)}:1", page > 0),
+                          self._link(request, "next", f"{per_page}:{page + 1}:0", more)])
+        return JSONResponse(body, headers={"Link": link})
+
+    @staticmethod
+    def _tag_values_in_order(values: Sequence[TagValue], sort: str | None) -> list[TagValue]:
+        """GroupTagKeyValuesEndpoint's orders: date (last seen), age (first seen), count, else the
+        newest value first (-id: here the table's order, reversed). At most 1,000 values page."""
+        if sort == "date":
+            ordered = sorted(values, key=lambda v: -v.last_seen)
+        elif sort == "age":
+            ordered = sorted(values, key=lambda v: -v.first_seen)
+        elif sort == "count":
+            ordered = sorted(values, key=lambda v: -v.count)
+        else:
+            ordered = list(reversed(values))
+        return ordered[:1000]
 
     async def _list_notes(self, request: Request) -> Response:
         with self._lock:
