@@ -401,3 +401,163 @@ def test_tags_list_only_the_top_values_and_the_values_endpoint_pages_through_all
     searched = http.get("organizations/acme/issues/", params={"query": "customer:rare-corp"})
     assert ids(searched) == {issue["id"]}
     assert http.get(f"{tags_path}nope/values/").status_code == 404
+
+
+# ------------------------------------------------------------------ 8. statuses and substatuses
+
+
+def last_hook(fake: FakeSentry) -> dict[str, Any]:
+    return fake.emitted()[-1][1]
+
+
+def test_archived_until_a_condition_is_met_counts_down_then_escalates(
+    fake: FakeSentry, http: httpx.Client
+) -> None:
+    issue = fake.file_issue(level="info")  # priority low
+    path = f"organizations/acme/issues/{issue['id']}/"
+    archived = http.put(path, json={"status": "ignored", "statusDetails": {"ignoreCount": 5}}).json()
+    assert archived["substatus"] == "archived_until_condition_met"
+    assert archived["statusDetails"] == {
+        "ignoreCount": 5, "ignoreUntil": None, "ignoreUserCount": None, "ignoreUserWindow": None,
+        "ignoreWindow": None, "actor": archived["statusDetails"]["actor"],
+    }
+    assert archived["statusDetails"]["actor"]["name"] == "syncer"  # our app's proxy user
+    ignored, alias = fake.emitted()[-2:]
+    assert [ignored[1]["action"], alias[1]["action"]] == ["ignored", "archived"]
+    assert ignored[1]["data"]["issue"]["statusDetails"]["ignoreCount"] == 5
+
+    assert fake.record_events(issue["id"], 2)["statusDetails"]["ignoreCount"] == 3  # what is left to go
+    escalated = fake.record_events(issue["id"], 3)
+    assert (escalated["status"], escalated["substatus"], escalated["statusDetails"]) == (
+        "unresolved", "escalating", {})
+    assert escalated["priority"] == "medium"  # an escalation raises an unlocked priority a level
+    hook = last_hook(fake)
+    assert (hook["action"], hook["actor"], hook["data"]["issue"]["substatus"]) == (
+        "unresolved", SENTRY_ACTOR, "escalating")
+
+
+def test_other_snooze_conditions(fake: FakeSentry, http: httpx.Client) -> None:
+    by_users = fake.file_issue()
+    fake.person_archive(by_users["id"], "archived_until_condition_met",
+                        details={"ignoreUserCount": 2, "ignoreUserWindow": 60})
+    assert fake.issue(by_users["id"])["statusDetails"]["ignoreUserWindow"] == 60
+    assert fake.record_events(by_users["id"], new_users=1)["status"] == "ignored"
+    assert fake.record_events(by_users["id"], new_users=1)["substatus"] == "escalating"
+
+    for_a_while = fake.file_issue()
+    path = f"organizations/acme/issues/{for_a_while['id']}/"
+    details = http.put(path, json={"status": "ignored", "statusDetails": {"ignoreDuration": 30}}).json()
+
+    until = datetime.fromisoformat(details["statusDetails"]["ignoreUntil"].replace("Z", "+00:00"))
+    assert timedelta(minutes=29) < until - datetime.now(UTC) <= timedelta(minutes=30)
+
+    expired = fake.file_issue()
+    fake.person_archive(expired["id"], "archived_until_condition_met",
+                        details={"ignoreUntil": ago(minutes=1).isoformat()})
+    before = len(fake.emitted())
+    woke = fake.record_events(expired["id"])
+    assert (woke["status"], woke["substatus"]) == ("unresolved", "ongoing")
+    assert len(fake.emitted()) == before  # a snooze that ran out un-archives without a webhook
+    fresh = f"organizations/acme/issues/{fake.file_issue()['id']}/"
+    bad = http.put(fresh, json={"status": "ignored", "statusDetails": {"ignoreCount": "many"}})
+    assert bad.status_code == 400
+
+
+def test_every_substatus_can_be_driven(fake: FakeSentry) -> None:
+    issue = fake.file_issue()
+    assert issue["substatus"] == "new"
+    fake.person_archive(issue["id"], "archived_forever")
+    assert (fake.issue(issue["id"])["substatus"], fake.issue(issue["id"])["statusDetails"]) == (
+        "archived_forever", {})
+    fake.person_unresolve(issue["id"])
+    fake.person_archive(issue["id"], "archived_until_escalating")
+    assert fake.issue(issue["id"])["statusDetails"] == {"ignoreUntilEscalating": True}
+    assert fake.escalate(issue["id"])["substatus"] == "escalating"
+    before = len(fake.emitted())
+    assert fake.become_ongoing(issue["id"])["substatus"] == "ongoing"
+    assert len(fake.emitted()) == before  # new/regressed/escalating -> ongoing sends nothing
+    fake.person_resolve(issue["id"])
+    regressed = fake.record_events(issue["id"])
+    assert (regressed["status"], regressed["substatus"]) == ("unresolved", "regressed")
+    assert (last_hook(fake)["action"], last_hook(fake)["data"]["issue"]["substatus"]) == (
+        "unresolved", "regressed")
+
+
+def test_resolutions_and_their_webhooks(fake: FakeSentry, http: httpx.Client) -> None:
+    issue = fake.file_issue()
+    path = f"organizations/acme/issues/{issue['id']}/"
+
+    def resolution() -> tuple[str, dict[str, Any]]:
+        hook = last_hook(fake)
+        assert hook["action"] == "resolved"
+        return hook["data"]["resolution_type"], hook["data"]["issue"]["statusDetails"]
+
+    fake.person_resolve(issue["id"], in_release="billing@1.2.0", by="bob@example.com")
+    kind, details = resolution()
+    assert (kind, details["inRelease"], details["actor"]["email"]) == ("in_release", "billing@1.2.0",
+                                                                       "bob@example.com")
+    fake.person_resolve(issue["id"], in_next_release=True)
+    assert resolution()[0] == "in_next_release"
+    assert resolution()[1]["inNextRelease"] is True
+    in_commit = {"inCommit": {"commit": "a1b2c3", "repository": "acme/api"}}
+    answer = http.put(path, json={"status": "resolved", "statusDetails": in_commit})
+    assert answer.json()["statusDetails"]["inCommit"]["id"] == "a1b2c3"
+    kind, details = resolution()
+    assert kind == "in_commit"
+    assert "actor" not in details  # a commit resolution names the commit, not who set it
+    fake.person_unresolve(issue["id"])
+    fake.resolve_by_commit(issue["id"], "d4e5f6")
+    assert resolution()[0] == "with_commit"
+    assert last_hook(fake)["actor"] == SENTRY_ACTOR
+    fake.person_unresolve(issue["id"])
+    fake.person_resolve(issue["id"])
+    assert resolution() == ("now", {})
+
+
+# ------------------------------------------------------------------ 9. priority
+
+
+def test_priority_is_set_locked_and_sends_no_webhook(fake: FakeSentry, http: httpx.Client) -> None:
+    issue = fake.file_issue(level="warning")
+    assert (issue["priority"], issue["priorityLockedAt"]) == ("medium", None)
+    path = f"organizations/acme/issues/{issue['id']}/"
+    before = len(fake.emitted())
+    changed = http.put(path, json={"priority": "low"}).json()
+    assert changed["priority"] == "low"
+    assert changed["priorityLockedAt"].endswith("Z")
+    assert len(fake.emitted()) == before  # Sentry has no webhook for a priority change
+    by_priority = http.get("organizations/acme/issues/", params={"query": "issue.priority:low"})
+    assert ids(by_priority) == {issue["id"]}
+    assert http.put(path, json={"priority": "urgent"}).status_code == 400
+    fake.person_archive(issue["id"], "archived_until_escalating")
+    assert fake.escalate(issue["id"])["priority"] == "low"  # a person's choice stays
+    fake.person_set_priority(issue["id"], "high")
+    assert fake.issue(issue["id"])["priority"] == "high"
+    assert len(fake.emitted()) == before + 3  # ignored, archived, unresolved: none for the priorities
+
+    fake.issue_priority = False  # versions before issue priority
+    old = http.put(path, json={"priority": "low"})
+    assert old.status_code == 200
+    assert "priority" not in old.json()
+    fake.issue_priority = True
+    assert fake.issue(issue["id"])["priority"] == "high"  # the older version ignored the field
+
+
+# ------------------------------------------------------------------ 10. whole issue vs delta
+
+
+def test_single_put_answers_the_issue_and_bulk_put_a_delta(fake: FakeSentry, http: httpx.Client) -> None:
+    issue = fake.file_issue()
+    single = http.put(f"organizations/acme/issues/{issue['id']}/", json={"status": "resolved"}).json()
+    assert single == fake.issue(issue["id"])
+    listing = "organizations/acme/issues/"
+    bulk = http.put(listing, params={"id": issue["id"]}, json={"status": "unresolved"}).json()
+    assert bulk == {"status": "unresolved", "statusDetails": {}}
+    archived = http.put(listing, params={"id": issue["id"]},
+                        json={"status": "ignored", "substatus": "archived_until_escalating"}).json()
+    assert archived == {"status": "ignored", "statusDetails": {"ignoreUntilEscalating": True},
+                        "inbox": None, "substatus": "archived_until_escalating"}
+    prioritised = http.put(listing, params={"id": issue["id"]}, json={"priority": "low"})
+    assert prioritised.json() == {"priority": "low"}
+    assigned = http.put(listing, params={"id": issue["id"]}, json={"assignedTo": "team:1"}).json()
+    assert assigned == {"assignedTo": {"type": "team", "id": "1", "name": "payments"}}
