@@ -561,3 +561,49 @@ def test_single_put_answers_the_issue_and_bulk_put_a_delta(fake: FakeSentry, htt
     assert prioritised.json() == {"priority": "low"}
     assigned = http.put(listing, params={"id": issue["id"]}, json={"assignedTo": "team:1"}).json()
     assert assigned == {"assignedTo": {"type": "team", "id": "1", "name": "payments"}}
+
+
+# ------------------------------------------------------------------ 11. comments
+
+
+def test_a_persons_comments_arrive_as_comment_webhooks(fake: FakeSentry, inbox: WebhookInbox) -> None:
+    issue = fake.file_issue(project="billing-api")
+    note = fake.person_comment(issue["id"], "looking into it", by="bob@example.com")
+    fake.person_edit_comment(issue["id"], note["id"], "fixed in 1.2", by="bob@example.com")
+    with pytest.raises(ValueError):
+        fake.person_edit_comment(issue["id"], note["id"], "not mine", by="carol@example.com")
+    fake.person_delete_comment(issue["id"], note["id"], by="bob@example.com")
+    _, created, updated, deleted = inbox.wait(4)
+    bob = {"type": "user", "id": 2, "name": "Bob Example"}
+    expected_text = {"created": "looking into it", "updated": "fixed in 1.2", "deleted": "fixed in 1.2"}
+    for hook in (created, updated, deleted):
+        assert hook.headers["sentry-hook-resource"] == "comment"
+        assert hook.headers["sentry-hook-signature"] == hmac_sha256_hex(SECRET, hook.body)
+        body = hook.json()
+        assert body["actor"] == bob
+        assert body["data"] == {"comment_id": int(note["id"]), "issue_id": int(issue["id"]),
+                                "project_slug": "billing-api", "timestamp": note["dateCreated"],
+                                "comment": expected_text[body["action"]]}
+    assert [h.json()["action"] for h in (created, updated, deleted)] == ["created", "updated", "deleted"]
+    assert fake.notes(issue["id"]) == []
+
+
+def test_notes_our_token_writes_come_back_with_our_app_as_actor(fake: FakeSentry, http: httpx.Client) -> None:
+    issue = fake.file_issue()
+    theirs = fake.person_comment(issue["id"], "a person's note")
+    notes = f"organizations/acme/issues/{issue['id']}/notes/"
+    ours = http.post(notes, json={"text": "Jira ticket: PAY-1"}).json()
+    edited = http.put(f"{notes}{ours['id']}/", json={"text": "Jira ticket: PAY-2"})
+    assert (edited.status_code, edited.json()["data"]) == (200, {"text": "Jira ticket: PAY-2"})
+    assert http.put(f"{notes}{theirs['id']}/", json={"text": "hijack"}).status_code == 404  # not ours
+    assert http.put(f"{notes}{ours['id']}/", json={}).status_code == 400
+    assert http.delete(f"issues/{issue['id']}/notes/{ours['id']}/").status_code == 204
+    assert http.delete(f"{notes}{ours['id']}/").status_code == 404
+    ours_app = {"type": "application", "id": APP_ID, "name": "syncer"}
+    comment_hooks = [p for resource, p in fake.emitted() if resource == "comment"]
+    assert [(p["action"], p["actor"]) for p in comment_hooks] == [
+        ("created", {"type": "user", "id": 1, "name": "Alice Example"}),
+        ("created", ours_app), ("updated", ours_app), ("deleted", ours_app),
+    ]
+    assert comment_hooks[2]["data"]["comment"] == "Jira ticket: PAY-2"
+    assert [n["data"]["text"] for n in fake.notes(issue["id"])] == ["a person's note"]

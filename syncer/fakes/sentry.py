@@ -517,6 +517,29 @@ class FakeSentry:
         with self._lock:
             return self._add_note(self._get(issue_id), text, self._person(by), check_duplicate=False)
 
+    def person_edit_comment(
+        self, issue_id: str | int, note_id: str | int, text: str, *, by: str = "alice@example.com"
+    ) -> dict[str, Any]:
+        """The author edits their note: `comment.updated` with the new text."""
+        with self._lock:
+            issue, user = self._get(issue_id), self._person(by)
+            note = self._own_note(issue, note_id, user)
+            if note is None:
+                raise ValueError(f"{by} wrote no note {note_id} on issue {issue_id}")
+            self._change_note(issue, note, text, user)
+            return self._public_note(note)
+
+    def person_delete_comment(
+        self, issue_id: str | int, note_id: str | int, *, by: str = "alice@example.com"
+    ) -> None:
+        """The author deletes their note: `comment.deleted` with the text it had."""
+        with self._lock:
+            issue, user = self._get(issue_id), self._person(by)
+            note = self._own_note(issue, note_id, user)
+            if note is None:
+                raise ValueError(f"{by} wrote no note {note_id} on issue {issue_id}")
+            self._change_note(issue, note, None, user)
+
     def trigger_alert(
         self, issue_id: str | int, rule: str = "Send a notification for high priority issues", *,
         legacy: bool | None = None,
@@ -996,11 +1019,34 @@ class FakeSentry:
         note = {"id": str(note_id), "user": user.serialize(), "type": "note", "data": {"text": text},
                 "dateCreated": created, "_at": now}
         issue.notes.append(note)
-        actor = self._app_actor() if user is self._proxy else user.actor()
-        data = {"comment_id": note_id, "issue_id": issue.id, "project_slug": issue.project.slug,
-                "timestamp": created, "comment": text}
-        self._emit("comment", "created", data, actor)
+        self._comment_hook(issue, note, "created", user)
         return self._public_note(note)
+
+    def _comment_hook(self, issue: Issue, note: Mapping[str, Any], action: str, user: User) -> None:
+        # tasks/sentry_apps.py build_comment_webhook; the timestamp is the note's own (note.datetime),
+        # also on updated/deleted. A note our token wrote comes back with our app as the actor.
+        actor = self._app_actor() if user is self._proxy else user.actor()
+        data = {"comment_id": int(note["id"]), "issue_id": issue.id, "project_slug": issue.project.slug,
+                "timestamp": note["dateCreated"], "comment": note["data"]["text"]}
+        self._emit("comment", action, data, actor)
+
+    @staticmethod
+    def _own_note(issue: Issue, note_id: str | int, user: User) -> dict[str, Any] | None:
+        """The note, when `user` wrote it: Sentry lets only the author edit or delete a note
+        (group_notes_details.py filters on user_id), anyone else gets a 404."""
+        for note in issue.notes:
+            if note["id"] == str(note_id) and (note["user"] or {}).get("id") == str(user.id):
+                return note
+        return None
+
+    def _change_note(self, issue: Issue, note: dict[str, Any], text: str | None, user: User) -> None:
+        """Edit (`text`) or delete (None) a note: `comment.updated` / `comment.deleted`."""
+        if text is None:
+            issue.notes.remove(note)
+            self._comment_hook(issue, note, "deleted", user)
+        else:
+            note["data"] = {**note["data"], "text": text}
+            self._comment_hook(issue, note, "updated", user)
 
     @staticmethod
     def _public_note(note: Mapping[str, Any]) -> dict[str, Any]:
@@ -1141,6 +1187,8 @@ class FakeSentry:
             ("GET", "tags/{key}/values/", self._tag_values),
             ("GET", "notes/", self._list_notes),
             ("POST", "notes/", self._post_note),
+            ("PUT", "notes/{note_id}/", self._put_note),
+            ("DELETE", "notes/{note_id}/", self._delete_note),
             ("GET", "external-issues/", self._list_external_issues),
         ]
         table: list[tuple[str, str, Callable[[Request], Any]]] = [
@@ -1536,6 +1584,28 @@ class FakeSentry:
         # unknown or deleted installation is a 404, before any permission check.
         if request.path_params["uuid"] != self.installation_uuid or not self._installed:
             raise Reply(404, {"detail": "Could not find given sentry app installation"})
+
+    async def _put_note(self, request: Request) -> Response:
+        data = await self._read_json(request)
+        text = data.get("text") if isinstance(data, Mapping) else None
+        if not isinstance(text, str) or not text.strip():
+            raise Reply(400, {"text": ["This field is required."]})
+        with self._lock:
+            issue = self._issue_from_path(request)
+            note = self._own_note(issue, request.path_params["note_id"], self._proxy)
+            if note is None:
+                raise Reply(404, NOT_FOUND)
+            self._change_note(issue, note, text, self._proxy)
+            return JSONResponse(self._public_note(note))
+
+    async def _delete_note(self, request: Request) -> Response:
+        with self._lock:
+            issue = self._issue_from_path(request)
+            note = self._own_note(issue, request.path_params["note_id"], self._proxy)
+            if note is None:
+                raise Reply(404, NOT_FOUND)
+            self._change_note(issue, note, None, self._proxy)
+        return Response(status_code=204)
 
     async def _post_external_issue(self, request: Request) -> Response:
         self._check_installation(request)
