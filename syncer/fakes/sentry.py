@@ -24,6 +24,24 @@ Fidelity notes, from Sentry's source (`api/helpers/group_index/update.py`, `sent
 - `POST .../notes/` refuses the same text from the same user within an hour (400).
 - The list's cursor has Sentry's `value:offset:is_prev` shape, but is opaque: here `value` is the sort
   key and `offset` the id of the last issue returned (keyset pagination, so 100,000 issues stay fast).
+
+Real Sentry differs by plan and version; each difference is a switch (an attribute; `reset()` puts the
+defaults back), defaulting to the newest SaaS with every feature unless noted:
+- `global_views = False`: Team/Developer plans. A list, `group=` lookup or bulk PUT spanning more than
+  one project (`project=-1`, none with several projects, several `project=`) answers 400 "You do not have
+  the multi project stream feature enabled". The newest Sentry dropped the check.
+- `default_search_window = True`: a list naming no `statsPeriod`/`start`+`end` covers issues seen in the
+  last 90 days (real Sentry always does; off because older tests file issues first seen in 2025).
+- `legacy_event_alerts = True` (or `send_legacy_event_alert()`): `event_alert` without `issue_id`,
+  before January 2022 (getsentry/sentry#31222).
+- `external_issue_upsert = False`: linking an issue a second time is a 500, before late 2024 (#79844).
+- `unresolved_webhooks = False`: no `issue.unresolved` at all, before May 2024 (#69994).
+- `issue_priority = False`: issues without `priority`, before 2024; a PUT of it is ignored.
+- Construction only: `path_prefix` (self-hosted under a path), `organization_url` (SaaS: web links on
+  the organisation's host, API on the region's).
+Always on, as in every version: `project=` scoping (403 for a project not there), merge redirects
+(`merge()`), the top-ten tags list, snoozes that count down (`record_events()`), installations
+(`install()`, `uninstall()`), comment edits and deletes.
 """
 
 from __future__ import annotations
