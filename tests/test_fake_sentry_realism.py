@@ -14,40 +14,36 @@ import pytest
 
 from syncer.fakes.base import WebhookInbox, hmac_sha256_hex
 from syncer.fakes.sentry import SENTRY_ACTOR, FakeSentry, start_fake_sentry
+from tests.conftest import INSTALLATION_UUID as INSTALLATION
+from tests.conftest import SENTRY_APP_ID as APP_ID
+from tests.conftest import SENTRY_SECRET as SECRET
+from tests.conftest import SENTRY_TOKEN as TOKEN
 
-TOKEN = "realism-token"
-SECRET = "realism-secret"
-APP_ID = "0d9e4c1a-2222-4222-8333-444455556666"
-INSTALLATION = "9b7c1d2e-bbbb-4bbb-8ccc-ddddeeeeffff"
 MULTI_PROJECT = {"detail": "You do not have the multi project stream feature enabled"}
 NEXT_LINK = re.compile(r'<(?P<url>[^>]+)>; rel="next"; results="(?P<results>true|false)"; '
                        r'cursor="(?P<cursor>[^"]+)"')
 
 
 @pytest.fixture(scope="module")
-def inbox() -> Iterator[WebhookInbox]:
+def inbox(fake_sentry: FakeSentry) -> Iterator[WebhookInbox]:
+    """The session's fake Sentry delivers to this module's own receiver while the module runs."""
     receiver = WebhookInbox().start()
+    previous, fake_sentry.webhooks.url = fake_sentry.webhooks.url, receiver.url
     yield receiver
+    fake_sentry.webhooks.url = previous
     receiver.stop()
 
 
-@pytest.fixture(scope="module")
-def fake(inbox: WebhookInbox) -> Iterator[FakeSentry]:
-    server = start_fake_sentry(token=TOKEN, client_secret=SECRET, app_id=APP_ID,
-                               installation_uuid=INSTALLATION, webhook_url=inbox.url)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(autouse=True)
-def fresh(fake: FakeSentry, inbox: WebhookInbox) -> None:
-    fake.reset()
+@pytest.fixture
+def fake(fake_sentry: FakeSentry, inbox: WebhookInbox) -> FakeSentry:
+    fake_sentry.reset()  # every switch back to its default, no issues
     inbox.clear()
+    return fake_sentry
 
 
 @pytest.fixture(scope="module")
-def http(fake: FakeSentry) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{fake.url}/api/0/", headers={"Authorization": f"Bearer {TOKEN}"},
+def http(fake_sentry: FakeSentry) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{fake_sentry.url}/api/0/", headers={"Authorization": f"Bearer {TOKEN}"},
                       timeout=5) as client:
         yield client
 

@@ -79,25 +79,44 @@ from syncer.fakes.base import (
     json_body,
 )
 from syncer.fakes.sentry_model import (
-    IGNORE_CONDITION_FIELDS,
     IGNORED_SUBSTATUSES,
     PRIORITIES,
-    RESOLVE_STATUSES,
     UNRESOLVED_SUBSTATUSES,
     UPDATE_STATUSES,
     Issue,
     Project,
     Reply,
-    Snooze,
     TagTable,
-    TagValue,
     Team,
     User,
     base36,
     iso,
     to_ms,
 )
-from syncer.fakes.sentry_search import DEFAULT_PERIOD, Predicate, compile_query, search_window, seen_within
+from syncer.fakes.sentry_search import (
+    DEFAULT_PERIOD,
+    compile_query,
+    keyset_page,
+    search_window,
+    seen_within,
+)
+from syncer.fakes.sentry_status import (
+    Echoes,
+    change_status,
+    escalated_priority,
+    set_status,
+    snooze_expired,
+    status_details,
+)
+from syncer.fakes.sentry_status import commit as commit_json
+from syncer.fakes.sentry_tags import (
+    TagSpec,
+    merged_tags,
+    tag_key_json,
+    tag_table,
+    tag_value_json,
+    values_in_order,
+)
 
 SENTRY_ACTOR: dict[str, Any] = {"type": "application", "id": "sentry", "name": "Sentry"}
 DEFAULT_APP_ID = "5d1f8a7e-2c4b-4e0f-9a3d-7b6c1e2f3a40"
@@ -106,22 +125,9 @@ FIRST_ISSUE_ID = 4_100_000_001
 NOTE_DUPLICATE_WINDOW = 3600.0
 MAX_PAGE = 100
 BULK_MUTATION_LIMIT = 1000
-TAG_LABELS = {
-    "level": "Level", "environment": "Environment", "release": "Release", "url": "URL", "browser": "Browser",
-    "os": "OS", "user": "User", "server_name": "Server", "transaction": "Transaction",
-}
 NOT_FOUND = {"detail": "The requested resource does not exist"}
 FORBIDDEN = {"detail": "You do not have permission to perform this action."}
 MULTI_PROJECT_REFUSED = {"detail": "You do not have the multi project stream feature enabled"}
-TagSpec = Mapping[str, "Sequence[str] | str | Mapping[str, int]"]
-
-
-def _sort_value(issue: Issue, sort: str) -> int:
-    if sort == "date":
-        return issue.last_seen
-    if sort == "new":
-        return issue.first_seen
-    return issue.user_count if sort == "user" else issue.count
 
 
 @dataclass
@@ -318,7 +324,7 @@ class FakeSentry:
         value -> times seen (to give an issue many values, or a rare one beyond the top ten)."""
         with self._lock:
             issue = self._get(issue_id)
-            issue.tags = self._tag_table(tags, issue.count, issue.first_seen, issue.last_seen)
+            issue.tags = tag_table(tags, issue.count, issue.first_seen, issue.last_seen)
 
     def emitted(self) -> list[tuple[str, dict[str, Any]]]:
         """(resource, payload) of every webhook the fake emitted (even when delivery is off), oldest first."""
@@ -396,7 +402,7 @@ class FakeSentry:
             level = fields.get("level", "error")
             tags = fields.get("tags") or {"environment": ["production"], "level": [level]}
             now_ms = int(now * 1000)
-            shared = self._tag_table(tags, fields.get("count", 1), now_ms, now_ms)
+            shared = tag_table(tags, fields.get("count", 1), now_ms, now_ms)
             for k in range(n):
                 numbered = title.replace("{n}", str(k))
                 issue = self._new_issue(title=numbered, now=now, shared_tags=shared, **fields)
@@ -443,11 +449,11 @@ class FakeSentry:
             if issue.status == "resolved":
                 self._reopen(issue, "regressed")
             elif issue.snooze is not None:
-                expired = self._snooze_expired(issue)
+                expired = snooze_expired(issue)
                 if expired == "count":
                     self._reopen(issue, "escalating")
                 elif expired == "until":
-                    self._set(issue, "unresolved", "ongoing")
+                    set_status(issue, "unresolved", "ongoing")
             return self._render(issue)
 
     def become_ongoing(self, issue_id: str | int) -> dict[str, Any]:
@@ -485,7 +491,7 @@ class FakeSentry:
         with self._lock:
             issue = self._get(issue_id)
             actor = self._person(author).actor() if author else SENTRY_ACTOR
-            self._set(issue, "resolved", None, {"inCommit": self._commit(commit, repository)})
+            set_status(issue, "resolved", None, {"inCommit": commit_json(commit, repository)})
             self._issue_hook(issue, "resolved", actor, {"resolution_type": "with_commit"})
             return self._render(issue)
 
@@ -540,23 +546,14 @@ class FakeSentry:
     ) -> dict[str, Any]:
         """The author edits their note: `comment.updated` with the new text."""
         with self._lock:
-            issue, user = self._get(issue_id), self._person(by)
-            note = self._own_note(issue, note_id, user)
-            if note is None:
-                raise ValueError(f"{by} wrote no note {note_id} on issue {issue_id}")
-            self._change_note(issue, note, text, user)
-            return self._public_note(note)
+            return self._person_changes_note(issue_id, note_id, text, by)
 
     def person_delete_comment(
         self, issue_id: str | int, note_id: str | int, *, by: str = "alice@example.com"
     ) -> None:
         """The author deletes their note: `comment.deleted` with the text it had."""
         with self._lock:
-            issue, user = self._get(issue_id), self._person(by)
-            note = self._own_note(issue, note_id, user)
-            if note is None:
-                raise ValueError(f"{by} wrote no note {note_id} on issue {issue_id}")
-            self._change_note(issue, note, None, user)
+            self._person_changes_note(issue_id, note_id, None, by)
 
     def trigger_alert(
         self, issue_id: str | int, rule: str = "Send a notification for high priority issues", *,
@@ -682,20 +679,6 @@ class FakeSentry:
             self._projects[slug] = project
         return project
 
-    @staticmethod
-    def _tag_table(tags: TagSpec, count: int, first_seen: int, last_seen: int) -> TagTable:
-        table: TagTable = {}
-        for key, values in tags.items():
-            if isinstance(values, Mapping):
-                counted = [(str(v), int(n)) for v, n in values.items()]
-            else:
-                listed = [values] if isinstance(values, str) else list(values)
-                # Decreasing counts so topValues has a stable, meaningful order.
-                counted = [(str(v), max(1, count - n)) for n, v in enumerate(listed)]
-            counted.sort(key=lambda pair: -pair[1])
-            table[str(key)] = tuple(TagValue(v, n, first_seen, last_seen) for v, n in counted)
-        return table
-
     def _new_issue(
         self,
         *,
@@ -744,7 +727,7 @@ class FakeSentry:
             issue.tags = shared_tags
         else:
             default: TagSpec = {"environment": ["production"], "level": [level]}
-            issue.tags = self._tag_table(tags if tags is not None else default, count, issue.first_seen,
+            issue.tags = tag_table(tags if tags is not None else default, count, issue.first_seen,
                                          issue.last_seen)
         return issue
 
@@ -788,21 +771,8 @@ class FakeSentry:
             target.notes = sorted(target.notes + source.notes, key=lambda note: note["_at"])
             if target.assignee is None:
                 target.assignee = source.assignee
-            target.tags = self._merged_tags(target.tags, source.tags)
+            target.tags = merged_tags(target.tags, source.tags)
         self._index(target)
-
-    @staticmethod
-    def _merged_tags(into: TagTable, other: TagTable) -> TagTable:
-        merged: TagTable = {}
-        for key in into.keys() | other.keys():
-            values: dict[str, TagValue] = {}
-            for value in (*into.get(key, ()), *other.get(key, ())):
-                seen = values.get(value.value)
-                values[value.value] = value if seen is None else TagValue(
-                    value.value, seen.count + value.count, min(seen.first_seen, value.first_seen),
-                    max(seen.last_seen, value.last_seen))
-            merged[key] = tuple(sorted(values.values(), key=lambda v: -v.count))
-        return merged
 
     def _person(self, who: str) -> User:
         target = self._owner(who if ":" in who else f"user:{who}", create=True)
@@ -857,141 +827,11 @@ class FakeSentry:
 
     # ------------------------------------------------------------------ internals: changes
 
-    def _set_status(
-        self, issue: Issue, status: str, details: Mapping[str, Any], substatus: str | None, actor_user: User
-    ) -> list[tuple[str, dict[str, Any]]]:
-        """Apply a status change (api/helpers/group_index/update.py); the webhooks it causes, as
-        (action, extra data)."""
-        if status in RESOLVE_STATUSES:
-            return self._resolve(issue, status, details, actor_user)
-        if status == "unresolved":
-            if issue.status == "unresolved":
-                return []
-            previous = issue.status
-            if substatus not in UNRESOLVED_SUBSTATUSES:
-                if previous == "resolved":
-                    substatus = "regressed"
-                else:
-                    recent = issue.first_seen > (time.time() - 7 * 86400) * 1000
-                    substatus = "new" if recent else "ongoing"
-            self._set(issue, "unresolved", substatus)
-            # status_change.py: from ignored it is issue_unignored (no webhook), else issue_unresolved.
-            if previous == "resolved" or self.webhook_on_unignore:
-                return [("unresolved", {})]
-            return []
-        # ignored / muted
-        if issue.status == "ignored":
-            return []
-        if substatus not in IGNORED_SUBSTATUSES:
-            if details.get("untilEscalating") or details.get("ignoreUntilEscalating"):
-                substatus = "archived_until_escalating"
-            elif any(details.get(key) is not None for key in IGNORE_CONDITION_FIELDS):
-                substatus = "archived_until_condition_met"
-            else:
-                substatus = "archived_forever"
-        issue.snooze, issue.status_details = None, {}
-        if substatus == "archived_until_escalating":
-            issue.status_details = {"ignoreUntilEscalating": True}
-        elif substatus == "archived_until_condition_met":
-            issue.snooze = self._snooze(issue, details, actor_user)
-        issue.status, issue.substatus = "ignored", substatus
-        return [("ignored", {}), ("archived", {})] if self.send_archived_alias else [("ignored", {})]
-
-    def _resolve(
-        self, issue: Issue, status: str, details: Mapping[str, Any], actor_user: User
-    ) -> list[tuple[str, dict[str, Any]]]:
-        # update.py handle_resolve_in_release: statusDetails and the webhook's resolution_type.
-        new_details: dict[str, Any]
-        if status == "resolvedInNextRelease" or details.get("inNextRelease"):
-            res_type = "in_next_release"
-            new_details = {"inNextRelease": True, "actor": actor_user.serialize()}
-        elif details.get("inRelease"):
-            release = str(details["inRelease"])
-            res_type, new_details = "in_release", {"inRelease": release, "actor": actor_user.serialize()}
-        elif details.get("inCommit"):
-            commit = details["inCommit"]
-            sha, repo = (commit.get("commit"), commit.get("repository")) if isinstance(commit, Mapping) \
-                else (commit, None)
-            if not isinstance(sha, str) or not sha:
-                raise Reply(400, {"statusDetails": {"inCommit": {"commit": ["This field is required."]}}})
-            # A commit resolution shows the commit, and no actor (serializers/models/group.py).
-            res_type, new_details = "in_commit", {"inCommit": self._commit(sha, str(repo or "unknown"))}
-        else:
-            res_type, new_details = "now", {}
-        unchanged = issue.status == "resolved" and issue.status_details == new_details
-        self._set(issue, "resolved", None, new_details)
-        if unchanged and not self.resend_on_noop_resolve:
-            return []
-        return [("resolved", {"resolution_type": res_type})]
-
-    @staticmethod
-    def _commit(sha: str, repository: str) -> dict[str, Any]:
-        """A commit as Sentry's CommitSerializer shows it, the parts a resolution carries."""
-        return {"id": sha, "message": None, "dateCreated": iso(int(time.time() * 1000)),
-                "repository": {"name": repository}}
-
-    def _snooze(self, issue: Issue, details: Mapping[str, Any], actor_user: User) -> Snooze:
-        def number(name: str) -> int | None:
-            value = details.get(name)
-            if value is None:
-                return None
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise Reply(400, {"statusDetails": {name: ["A valid integer is required."]}})
-            return int(value)
-
-        until: int | None = None
-        minutes = number("ignoreDuration")  # handle_ignored: a duration becomes an until
-        if minutes is not None:
-            until = int((time.time() + minutes * 60) * 1000)
-        elif details.get("ignoreUntil") is not None:
-            try:
-                until = to_ms(str(details["ignoreUntil"]), 0)
-            except ValueError:
-                raise Reply(400, {"statusDetails": {"ignoreUntil": ["Datetime has wrong format."]}}) from None
-        return Snooze(count=number("ignoreCount"), window=number("ignoreWindow"),
-                      user_count=number("ignoreUserCount"), user_window=number("ignoreUserWindow"),
-                      until=until, count_at_start=issue.count, users_at_start=issue.user_count,
-                      actor=actor_user.serialize())
-
-    @staticmethod
-    def _snooze_details(issue: Issue, snooze: Snooze) -> dict[str, Any]:
-        """GroupSerializerBase._get_status: every condition key, null when unset; counts without a
-        window show what is left to go."""
-        count, users = snooze.count, snooze.user_count
-        if count and not snooze.window:
-            count -= issue.count - snooze.count_at_start
-        if users and not snooze.user_window:
-            users -= issue.user_count - snooze.users_at_start
-        return {"ignoreCount": count, "ignoreUntil": iso(snooze.until) if snooze.until else None,
-                "ignoreUserCount": users, "ignoreUserWindow": snooze.user_window,
-                "ignoreWindow": snooze.window, "actor": snooze.actor}
-
-    @staticmethod
-    def _snooze_expired(issue: Issue) -> str | None:
-        """Which condition ended the snooze: "until" (time passed), "count" (events or users), or
-        None. Events recorded here all fall inside any window."""
-        snooze = issue.snooze
-        if snooze is None:
-            return None
-        if snooze.until is not None and snooze.until <= time.time() * 1000:
-            return "until"
-        if snooze.count and issue.count - snooze.count_at_start >= snooze.count:
-            return "count"
-        if snooze.user_count and issue.user_count - snooze.users_at_start >= snooze.user_count:
-            return "count"
-        return None
-
-    @staticmethod
-    def _set(issue: Issue, status: str, substatus: str | None, details: dict[str, Any] | None = None) -> None:
-        """A new status; any snooze ends with the archived state it belonged to."""
-        issue.status, issue.substatus, issue.snooze = status, substatus, None
-        issue.status_details = details or {}
-
     def _reopen(self, issue: Issue, substatus: str) -> None:
         """Sentry reopens the issue itself (a regression, an escalation): `issue.unresolved`."""
-        self._set(issue, "unresolved", substatus)
-        if substatus == "escalating" and issue.priority_locked_at is None:
-            issue.priority = "medium" if issue.priority == "low" else "high"
+        set_status(issue, "unresolved", substatus)
+        if substatus == "escalating":
+            issue.priority = escalated_priority(issue)
         self._issue_hook(issue, "unresolved", SENTRY_ACTOR)
 
     def _assign(self, issue: Issue, target: tuple[str, int] | None) -> list[tuple[str, dict[str, Any]]]:
@@ -1008,7 +848,9 @@ class FakeSentry:
             # update.py handle_priority: set, and locked against automatic changes; no webhook.
             issue.priority, issue.priority_locked_at = update.priority, int(time.time() * 1000)
         if update.status is not None:
-            hooks += self._set_status(issue, update.status, update.details, update.substatus, actor_user)
+            echoes = Echoes(self.send_archived_alias, self.webhook_on_unignore, self.resend_on_noop_resolve)
+            hooks += change_status(issue, update.status, update.details, update.substatus,
+                                   actor_user.serialize(), echoes)
         if update.assign:
             hooks += self._assign(issue, update.target)
         for action, extra in hooks:
@@ -1057,6 +899,16 @@ class FakeSentry:
                 return note
         return None
 
+    def _person_changes_note(
+        self, issue_id: str | int, note_id: str | int, text: str | None, by: str
+    ) -> dict[str, Any]:
+        issue, user = self._get(issue_id), self._person(by)
+        note = self._own_note(issue, note_id, user)
+        if note is None:
+            raise ValueError(f"{by} wrote no note {note_id} on issue {issue_id}")
+        self._change_note(issue, note, text, user)
+        return self._public_note(note)
+
     def _change_note(self, issue: Issue, note: dict[str, Any], text: str | None, user: User) -> None:
         """Edit (`text`) or delete (None) a note: `comment.updated` / `comment.deleted`."""
         if text is None:
@@ -1101,8 +953,7 @@ class FakeSentry:
             "logger": issue.logger or None,
             "level": issue.level,
             "status": issue.status,
-            "statusDetails": (self._snooze_details(issue, issue.snooze) if issue.snooze
-                              else dict(issue.status_details)),
+            "statusDetails": status_details(issue),
             "substatus": issue.substatus,
             "isPublic": False,
             "platform": issue.platform,
@@ -1467,68 +1318,9 @@ class FakeSentry:
             keys = sorted((getattr(i, attr), i.id) for i in self._issues.values())
         else:
             raise Reply(400, {"detail": f"Invalid sort: {sort}"})
-        boundary: tuple[int, int] | None = None
-        backwards = False
-        if cursor:
-            try:
-                value, offset, is_prev = cursor.split(":")
-                boundary, backwards = (int(value), int(offset)), is_prev == "1"
-            except ValueError:
-                raise Reply(400, {"detail": "Invalid cursor parameter."}) from None
-        found: list[Issue] = []
-        if backwards and boundary is not None:
-            at = bisect.bisect_right(keys, boundary)
-            while at < len(keys) and len(found) <= limit:
-                issue = self._issues[keys[at][1]]
-                if predicate(issue):
-                    found.append(issue)
-                at += 1
-            more_before = len(found) > limit
-            found = found[:limit][::-1]
-            more_after = True
-        else:
-            at = (bisect.bisect_left(keys, boundary) if boundary else len(keys)) - 1
-            while at >= 0 and len(found) <= limit:
-                issue = self._issues[keys[at][1]]
-                if predicate(issue):
-                    found.append(issue)
-                at -= 1
-            more_after = len(found) > limit
-            found = found[:limit]
-            more_before = (
-                boundary is not None and bool(found) and self._any_above(keys, found[0], sort, predicate)
-            )
-
-        def cursor_of(issue: Issue, prev: bool) -> str:
-            return f"{_sort_value(issue, sort)}:{issue.id}:{1 if prev else 0}"
-
-        prev = (cursor_of(found[0], True), more_before) if found else ("0:0:1", False)
-        nxt = (cursor_of(found[-1], False), more_after) if found else (cursor or "0:0:0", False)
-        return found, prev, nxt
-
-    def _any_above(self, keys: list[tuple[int, int]], first: Issue, sort: str, predicate: Predicate) -> bool:
-        at = bisect.bisect_right(keys, (_sort_value(first, sort), first.id))
-        while at < len(keys):
-            if predicate(self._issues[keys[at][1]]):
-                return True
-            at += 1
-        return False
+        return keyset_page(keys, self._issues, predicate, sort, limit=limit, cursor=cursor)
 
     # ------------------------------------------------------------------ tags, notes, external issues
-
-    @staticmethod
-    def _tag_value(key: str, value: TagValue) -> dict[str, Any]:
-        return {"key": key, "name": value.value, "value": value.value, "count": value.count,
-                "lastSeen": iso(value.last_seen), "firstSeen": iso(value.first_seen)}
-
-    def _tag_entry(self, key: str, values: Sequence[TagValue], top: int) -> dict[str, Any]:
-        # totalValues counts every event of the key, the rarer values' too; topValues are the most seen.
-        return {
-            "key": key,
-            "name": TAG_LABELS.get(key, key),
-            "totalValues": sum(v.count for v in values),
-            "topValues": [self._tag_value(key, v) for v in values[:top]],
-        }
 
     async def _tags(self, request: Request) -> Response:
         # GroupTagsEndpoint: the top 10 values of each key, 9 when keys are named ("for the tag
@@ -1541,7 +1333,7 @@ class FakeSentry:
         with self._lock:
             issue = self._issue_from_path(request)
             body = [
-                self._tag_entry(key, values, top)
+                tag_key_json(key, values, top)
                 for key, values in sorted(issue.tags.items())
                 if not wanted or key in wanted
             ]
@@ -1553,7 +1345,7 @@ class FakeSentry:
             issue = self._issue_from_path(request)
             if key not in issue.tags:
                 raise Reply(404, NOT_FOUND)
-            ordered = self._tag_values_in_order(issue.tags[key], request.query_params.get("sort"))
+            ordered = values_in_order(issue.tags[key], request.query_params.get("sort"))
         # An offset paginator's cursor, `<per page>:<page>:<is_prev>` (api/paginator.py OffsetPaginator).
         params = request.query_params
         try:
@@ -1561,25 +1353,11 @@ class FakeSentry:
             page = int(params["cursor"].split(":")[1]) if params.get("cursor") else 0
         except (ValueError, IndexError):
             raise Reply(400, {"detail": "Invalid cursor parameter."}) from None
-        body = [self._tag_value(key, v) for v in ordered[page * per_page:(page + 1) * per_page]]
+        body = [tag_value_json(key, v) for v in ordered[page * per_page:(page + 1) * per_page]]
         more = len(ordered) > (page + 1) * per_page
         link = ", ".join([self._link(request, "previous", f"{per_page}:{max(page - 1, 0)}:1", page > 0),
                           self._link(request, "next", f"{per_page}:{page + 1}:0", more)])
         return JSONResponse(body, headers={"Link": link})
-
-    @staticmethod
-    def _tag_values_in_order(values: Sequence[TagValue], sort: str | None) -> list[TagValue]:
-        """GroupTagKeyValuesEndpoint's orders: date (last seen), age (first seen), count, else the
-        newest value first (-id: here the table's order, reversed). At most 1,000 values page."""
-        if sort == "date":
-            ordered = sorted(values, key=lambda v: -v.last_seen)
-        elif sort == "age":
-            ordered = sorted(values, key=lambda v: -v.first_seen)
-        elif sort == "count":
-            ordered = sorted(values, key=lambda v: -v.count)
-        else:
-            ordered = list(reversed(values))
-        return ordered[:1000]
 
     async def _list_notes(self, request: Request) -> Response:
         with self._lock:
@@ -1587,11 +1365,22 @@ class FakeSentry:
             body = [self._public_note(n) for n in reversed(issue.notes)]
         return JSONResponse(body)
 
-    async def _post_note(self, request: Request) -> Response:
+    async def _note_text(self, request: Request) -> str:
         data = await self._read_json(request)
         text = data.get("text") if isinstance(data, Mapping) else None
         if not isinstance(text, str) or not text.strip():
             raise Reply(400, {"text": ["This field is required."]})
+        return text
+
+    def _our_note(self, request: Request) -> tuple[Issue, dict[str, Any]]:
+        issue = self._issue_from_path(request)
+        note = self._own_note(issue, request.path_params["note_id"], self._proxy)
+        if note is None:
+            raise Reply(404, NOT_FOUND)
+        return issue, note
+
+    async def _post_note(self, request: Request) -> Response:
+        text = await self._note_text(request)
         with self._lock:
             issue = self._issue_from_path(request)
             note = self._add_note(issue, text, self._proxy, check_duplicate=True)
@@ -1604,24 +1393,15 @@ class FakeSentry:
             raise Reply(404, {"detail": "Could not find given sentry app installation"})
 
     async def _put_note(self, request: Request) -> Response:
-        data = await self._read_json(request)
-        text = data.get("text") if isinstance(data, Mapping) else None
-        if not isinstance(text, str) or not text.strip():
-            raise Reply(400, {"text": ["This field is required."]})
+        text = await self._note_text(request)
         with self._lock:
-            issue = self._issue_from_path(request)
-            note = self._own_note(issue, request.path_params["note_id"], self._proxy)
-            if note is None:
-                raise Reply(404, NOT_FOUND)
+            issue, note = self._our_note(request)
             self._change_note(issue, note, text, self._proxy)
             return JSONResponse(self._public_note(note))
 
     async def _delete_note(self, request: Request) -> Response:
         with self._lock:
-            issue = self._issue_from_path(request)
-            note = self._own_note(issue, request.path_params["note_id"], self._proxy)
-            if note is None:
-                raise Reply(404, NOT_FOUND)
+            issue, note = self._our_note(request)
             self._change_note(issue, note, None, self._proxy)
         return Response(status_code=204)
 

@@ -3,9 +3,11 @@ an issue list covers (`statsPeriod`, `start`/`end`, and Sentry's 90-day default)
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
 from syncer.fakes.sentry_model import IGNORED_SUBSTATUSES, UNRESOLVED_SUBSTATUSES, Issue, Reply, parse_iso
@@ -69,6 +71,63 @@ def search_window(params: Mapping[str, str], *, default: timedelta | None) -> tu
     if default is None:
         return None
     return int((now - default.total_seconds()) * 1000), int(now * 1000)
+
+
+def keyset_page(
+    keys: Sequence[tuple[int, int]], issues: Mapping[int, Issue], predicate: Predicate, sort: str, *,
+    limit: int, cursor: str | None,
+) -> tuple[list[Issue], tuple[str, bool], tuple[str, bool]]:
+    """One page, largest sort key first, of the issues whose (sort value, id) are `keys` (ascending):
+    (issues, (prev cursor, has results), (next cursor, has results)). The cursor has Sentry's
+    `value:offset:is_prev` shape; here `value` is the sort key and `offset` the id at the edge of the
+    page (keyset pagination, so 100,000 issues stay fast)."""
+    boundary: tuple[int, int] | None = None
+    backwards = False
+    if cursor:
+        try:
+            value, offset, is_prev = cursor.split(":")
+            boundary, backwards = (int(value), int(offset)), is_prev == "1"
+        except ValueError:
+            raise Reply(400, {"detail": "Invalid cursor parameter."}) from None
+    found: list[Issue] = []
+    if backwards and boundary is not None:
+        at = bisect.bisect_right(keys, boundary)
+        while at < len(keys) and len(found) <= limit:
+            issue = issues[keys[at][1]]
+            if predicate(issue):
+                found.append(issue)
+            at += 1
+        more_before = len(found) > limit
+        found = found[:limit][::-1]
+        more_after = True
+    else:
+        at = (bisect.bisect_left(keys, boundary) if boundary else len(keys)) - 1
+        while at >= 0 and len(found) <= limit:
+            issue = issues[keys[at][1]]
+            if predicate(issue):
+                found.append(issue)
+            at -= 1
+        more_after = len(found) > limit
+        found = found[:limit]
+        above = bisect.bisect_right(keys, (sort_value(found[0], sort), found[0].id)) if found else len(keys)
+        more_before = boundary is not None and any(
+            predicate(issues[key[1]]) for key in itertools.islice(keys, above, None)
+        )
+
+    def cursor_of(issue: Issue, prev: bool) -> str:
+        return f"{sort_value(issue, sort)}:{issue.id}:{1 if prev else 0}"
+
+    prev = (cursor_of(found[0], True), more_before) if found else ("0:0:1", False)
+    nxt = (cursor_of(found[-1], False), more_after) if found else (cursor or "0:0:0", False)
+    return found, prev, nxt
+
+
+def sort_value(issue: Issue, sort: str) -> int:
+    if sort == "date":
+        return issue.last_seen
+    if sort == "new":
+        return issue.first_seen
+    return issue.user_count if sort == "user" else issue.count
 
 
 def seen_within(window: tuple[int, int]) -> Predicate:
