@@ -44,7 +44,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -262,6 +262,13 @@ def _field_errors(errors: Mapping[str, str]) -> JiraHTTPError:
 def _not_found(what: str = "Issue does not exist or you do not have permission to see it.") -> JiraHTTPError:
     return JiraHTTPError(404, [what])
 
+
+class _Named(Protocol):
+    id: str
+    name: str
+
+
+_Item = TypeVar("_Item", bound=_Named)
 
 # What JQL's ORDER BY can sort on.
 _SORT_KEYS: dict[str, Callable[[Issue], Any]] = {
@@ -787,41 +794,40 @@ class JiraState:
         return description
 
     @staticmethod
-    def _components(project: Project, value: Any) -> list[Component]:
+    def _project_items(known: Mapping[str, _Item], value: Any, *, not_a_list: str, malformed: str,
+                       bad_id: str, bad_name: str) -> list[_Item]:
+        """Components or versions given as `[{"id"}|{"name"}]`, looked up in the project's `known` (by
+        lower-case name); the messages are Jira's for each kind."""
         if not isinstance(value, list):
-            raise FieldError("Could not parse the value for field 'components'.")
-        by_id = {c.id: c for c in project.components.values()}
-        found: list[Component] = []
+            raise FieldError(not_a_list)
+        by_id = {item.id: item for item in known.values()}
+        found: list[_Item] = []
         for ref in value:
             if not isinstance(ref, Mapping):
-                raise FieldError("Could not parse the value for field 'components'.")
+                raise FieldError(malformed.format(ref))
             if "id" in ref:
                 if str(ref["id"]) not in by_id:
-                    raise FieldError(f"Component with id '{ref['id']}' does not exist.")
+                    raise FieldError(bad_id.format(ref["id"]))
                 found.append(by_id[str(ref["id"])])
-            elif str(ref.get("name", "")).lower() in project.components:
-                found.append(project.components[str(ref["name"]).lower()])
+            elif str(ref.get("name", "")).lower() in known:
+                found.append(known[str(ref["name"]).lower()])
             else:
-                raise FieldError(f"Component name '{ref.get('name')}' is not valid")
+                raise FieldError(bad_name.format(ref.get("name")))
         return found
 
-    @staticmethod
-    def _versions(project: Project, value: Any) -> list[Version]:
-        if not isinstance(value, list):
-            raise FieldError("data was not an array")
-        by_id = {v.id: v for v in project.versions.values()}
-        found: list[Version] = []
-        for ref in value:
-            if isinstance(ref, Mapping) and str(ref.get("id")) in by_id:
-                found.append(by_id[str(ref["id"])])
-            elif isinstance(ref, Mapping) and str(ref.get("name", "")).lower() in project.versions:
-                found.append(project.versions[str(ref["name"]).lower()])
-            elif isinstance(ref, Mapping) and "id" in ref:
-                raise FieldError(f"Version id '{ref['id']}' is not valid")
-            else:
-                given = ref.get("name") if isinstance(ref, Mapping) else ref
-                raise FieldError(f"Version name '{given}' is not valid")
-        return found
+    @classmethod
+    def _components(cls, project: Project, value: Any) -> list[Component]:
+        unparsable = "Could not parse the value for field 'components'."
+        return cls._project_items(project.components, value, not_a_list=unparsable, malformed=unparsable,
+                                  bad_id="Component with id '{}' does not exist.",
+                                  bad_name="Component name '{}' is not valid")
+
+    @classmethod
+    def _versions(cls, project: Project, value: Any) -> list[Version]:
+        return cls._project_items(project.versions, value, not_a_list="data was not an array",
+                                  malformed="Version name '{}' is not valid",
+                                  bad_id="Version id '{}' is not valid",
+                                  bad_name="Version name '{}' is not valid")
 
     @staticmethod
     def _priority(value: Any) -> str:
@@ -1974,7 +1980,7 @@ class FakeJira:
             names = {} if style == "simple" else {"todo": todo, "doing": doing, "done": done}
             self._state.set_workflow(project, style, **names)
 
-    def transitions(self, project: str) -> list[dict[str, Any]]:
+    def workflow_transitions(self, project: str) -> list[dict[str, Any]]:
         """The project's workflow: each transition's id, name, from (status names; None: from any) and to."""
         with self._state.lock:
             workflow = self._state.projects[project].workflow
