@@ -5,12 +5,11 @@ bulk create. Spoken to over real HTTP, with httpx and with the real `jira` libra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from jira import JIRA, JIRAError
+from jira import JIRAError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,43 +19,10 @@ from syncer.fakes.base import FakeServer, WebhookInbox
 from syncer.fakes.jira import FakeJira, start_fake_jira
 from syncer.fakes.jira_limits import CLOUD_ISSUE_WRITE_LIMITS
 from syncer.jira.webhooks import verify_signature
+from tests.harness import FAKE_JIRA_EMAIL, FAKE_JIRA_PAT, FAKE_JIRA_SECRET, FAKE_JIRA_TOKEN, jira_library
 
-EMAIL, TOKEN, PAT, SECRET = "bot@example.com", "jira-token", "jira-pat", "hook-secret"
+EMAIL, TOKEN, PAT, SECRET = FAKE_JIRA_EMAIL, FAKE_JIRA_TOKEN, FAKE_JIRA_PAT, FAKE_JIRA_SECRET
 SELECT = "com.atlassian.jira.plugin.system.customfieldtypes:select"
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[WebhookInbox]:
-    inbox = WebhookInbox().start()
-    yield inbox
-    inbox.stop()
-
-
-@pytest.fixture(scope="module")
-def cloud_fake(receiver: WebhookInbox) -> Iterator[FakeJira]:
-    fake = start_fake_jira(webhook_url=receiver.url, webhook_secret=SECRET, email=EMAIL, token=TOKEN)
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def cloud(cloud_fake: FakeJira, receiver: WebhookInbox) -> FakeJira:
-    cloud_fake.reset()
-    receiver.clear()
-    return cloud_fake
-
-
-@pytest.fixture(scope="module")
-def server_fake() -> Iterator[FakeJira]:
-    fake = start_fake_jira(deployment="DataCenter", pat=PAT)
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def server(server_fake: FakeJira) -> FakeJira:
-    server_fake.reset()
-    return server_fake
 
 
 def http(fake: FakeJira) -> httpx.Client:
@@ -64,12 +30,6 @@ def http(fake: FakeJira) -> httpx.Client:
         return httpx.Client(base_url=f"{fake.url}/rest/api/2/", auth=(EMAIL, TOKEN), timeout=5)
     return httpx.Client(base_url=f"{fake.url}/rest/api/2/", headers={"Authorization": f"Bearer {PAT}"},
                         timeout=5)
-
-
-def library(fake: FakeJira) -> JIRA:
-    if fake.deployment == "Cloud":
-        return JIRA(fake.url, basic_auth=(EMAIL, TOKEN), max_retries=0, timeout=5)
-    return JIRA(fake.url, token_auth=PAT, max_retries=0, timeout=5)
 
 
 def create(fake: FakeJira, project: str = "OPS", issuetype: str = "Task", /, **fields: Any) -> httpx.Response:
@@ -113,42 +73,42 @@ def status_of(fake: FakeJira, key: str) -> str:
 # -- strict workflows --------------------------------------------------------------------------------
 
 
-def test_a_strict_workflow_offers_only_the_next_step(cloud: FakeJira) -> None:
-    cloud.set_workflow("OPS", "strict")
-    key = created_key(cloud)
+def test_a_strict_workflow_offers_only_the_next_step(cloud_jira: FakeJira) -> None:
+    cloud_jira.set_workflow("OPS", "strict")
+    key = created_key(cloud_jira)
 
-    (start,) = transitions(cloud, key)
+    (start,) = transitions(cloud_jira, key)
     assert (start["name"], start["to"]["name"], start["to"]["statusCategory"]["key"]) == (
         "Start progress", "In Progress", "indeterminate")
     assert start["isGlobal"] is False
 
-    straight_to_done = take(cloud, key, "31")
+    straight_to_done = take(cloud_jira, key, "31")
     assert straight_to_done.status_code == 400
     assert straight_to_done.json() == {"errorMessages": ["Transition id '31' is not valid for this issue."],
                                        "errors": {}}
-    assert status_of(cloud, key) == "To Do"
+    assert status_of(cloud_jira, key) == "To Do"
 
-    assert take(cloud, key, start["id"]).status_code == 204
-    (finish,) = transitions(cloud, key)
+    assert take(cloud_jira, key, start["id"]).status_code == 204
+    (finish,) = transitions(cloud_jira, key)
     assert (finish["to"]["name"], finish["to"]["statusCategory"]["key"]) == ("Done", "done")
-    assert take(cloud, key, "11").status_code == 400  # no Reopen before Done
-    assert take(cloud, key, finish["id"]).status_code == 204
-    assert cloud.issue(key)["resolution"] == "Done"  # type: ignore[index]
+    assert take(cloud_jira, key, "11").status_code == 400  # no Reopen before Done
+    assert take(cloud_jira, key, finish["id"]).status_code == 204
+    assert cloud_jira.issue(key)["resolution"] == "Done"  # type: ignore[index]
 
-    (reopen,) = transitions(cloud, key)
+    (reopen,) = transitions(cloud_jira, key)
     assert (reopen["name"], reopen["to"]["name"]) == ("Reopen", "To Do")
-    assert take(cloud, key, reopen["id"]).status_code == 204
-    assert cloud.issue(key)["resolution"] is None  # type: ignore[index]
+    assert take(cloud_jira, key, reopen["id"]).status_code == 204
+    assert cloud_jira.issue(key)["resolution"] is None  # type: ignore[index]
 
     # Other projects keep the simple workflow: any status to any other.
-    other = created_key(cloud, "PAY")
-    assert {t["to"]["name"] for t in transitions(cloud, other)} == {"In Progress", "Done", "Won't Do"}
+    other = created_key(cloud_jira, "PAY")
+    assert {t["to"]["name"] for t in transitions(cloud_jira, other)} == {"In Progress", "Done", "Won't Do"}
 
 
-def test_statuses_can_be_named_otherwise_in_a_strict_workflow(cloud: FakeJira) -> None:
-    cloud.set_workflow("WEB", "strict", todo="Open", done="Closed")
-    jira = library(cloud)
-    key = created_key(cloud, "WEB")
+def test_statuses_can_be_named_otherwise_in_a_strict_workflow(cloud_jira: FakeJira) -> None:
+    cloud_jira.set_workflow("WEB", "strict", todo="Open", done="Closed")
+    jira = jira_library(cloud_jira)
+    key = created_key(cloud_jira, "WEB")
     issue = jira.issue(key)
     assert (issue.fields.status.name, issue.fields.status.id, issue.fields.status.statusCategory.key) == (
         "Open", "1", "new")
@@ -162,49 +122,50 @@ def test_statuses_can_be_named_otherwise_in_a_strict_workflow(cloud: FakeJira) -
 
     found = jira.enhanced_search_issues('status = "Closed" AND project = WEB', fields=["status"])
     assert [i.key for i in found] == [key]
-    names = {(s["name"], s["statusCategory"]["key"]) for s in http(cloud).get("status").json()}
+    names = {(s["name"], s["statusCategory"]["key"]) for s in http(cloud_jira).get("status").json()}
     assert {("Open", "new"), ("Closed", "done")} <= names
-    assert cloud.transitions("WEB") == [
+    assert cloud_jira.workflow_transitions("WEB") == [
         {"id": "4", "name": "Start Progress", "to": "In Progress", "from": ["Open"]},
         {"id": "2", "name": "Close Issue", "to": "Closed", "from": ["In Progress"]},
         {"id": "3", "name": "Reopen Issue", "to": "Open", "from": ["Closed"]},
     ]
 
 
-def test_a_person_takes_the_steps_a_strict_workflow_offers(cloud: FakeJira, receiver: WebhookInbox) -> None:
-    cloud.set_workflow("OPS", "strict")
-    key = cloud.person_create("OPS", "by hand")
+def test_a_person_takes_the_steps_a_strict_workflow_offers(cloud_jira: FakeJira,
+                                                           jira_webhooks: WebhookInbox) -> None:
+    cloud_jira.set_workflow("OPS", "strict")
+    key = cloud_jira.person_create("OPS", "by hand")
     with pytest.raises(ValueError, match="no transition from 'To Do' to 'Done'"):
-        cloud.person_transition(key, "Done")
-    cloud.person_transition(key, "In Progress")
-    cloud.person_transition(key, "Done")
-    events = [hook.json() for hook in receiver.wait(3)]
+        cloud_jira.person_transition(key, "Done")
+    cloud_jira.person_transition(key, "In Progress")
+    cloud_jira.person_transition(key, "Done")
+    events = [hook.json() for hook in jira_webhooks.wait(3)]
     moves = [next(i for i in e["changelog"]["items"] if i["field"] == "status") for e in events[1:]]
     assert [(m["fromString"], m["toString"]) for m in moves] == [("To Do", "In Progress"),
                                                                 ("In Progress", "Done")]
 
 
-def test_reset_puts_the_simple_workflow_back(cloud: FakeJira) -> None:
-    cloud.set_workflow("OPS", "strict")
-    cloud.reset()
-    key = created_key(cloud)
-    assert take(cloud, key, "31").status_code == 204
+def test_reset_puts_the_simple_workflow_back(cloud_jira: FakeJira) -> None:
+    cloud_jira.set_workflow("OPS", "strict")
+    cloud_jira.reset()
+    key = created_key(cloud_jira)
+    assert take(cloud_jira, key, "31").status_code == 204
 
 
 # -- transition screens ------------------------------------------------------------------------------
 
 
 @pytest.fixture
-def root_cause(cloud: FakeJira) -> str:
-    field_id = cloud.add_custom_field("Root cause", "select", ["Code", "Config", "Infrastructure"])
-    cloud.add_transition_field("OPS", "Done", "resolution")
-    cloud.add_transition_field("OPS", "Done", field_id)
+def root_cause(cloud_jira: FakeJira) -> str:
+    field_id = cloud_jira.add_custom_field("Root cause", "select", ["Code", "Config", "Infrastructure"])
+    cloud_jira.add_transition_field("OPS", "Done", "resolution")
+    cloud_jira.add_transition_field("OPS", "Done", field_id)
     return field_id
 
 
-def test_transition_screens_describe_their_required_fields(cloud: FakeJira, root_cause: str) -> None:
-    key = created_key(cloud)
-    done = next(t for t in library(cloud).transitions(key, expand="transitions.fields")
+def test_transition_screens_describe_their_required_fields(cloud_jira: FakeJira, root_cause: str) -> None:
+    key = created_key(cloud_jira)
+    done = next(t for t in jira_library(cloud_jira).transitions(key, expand="transitions.fields")
                 if t["to"]["name"] == "Done")
     assert done["hasScreen"] is True
     resolution, cause = done["fields"]["resolution"], done["fields"][root_cause]
@@ -214,34 +175,34 @@ def test_transition_screens_describe_their_required_fields(cloud: FakeJira, root
     assert cause["schema"] == {"type": "option", "custom": SELECT, "customId": int(root_cause.split("_")[1])}
     assert [v["value"] for v in cause["allowedValues"]] == ["Code", "Config", "Infrastructure"]
     # Transitions without a screen show none.
-    start = next(t for t in transitions(cloud, key, fields=True) if t["to"]["name"] == "In Progress")
+    start = next(t for t in transitions(cloud_jira, key, fields=True) if t["to"]["name"] == "In Progress")
     assert (start["hasScreen"], start["fields"]) == (False, {})
 
 
-def test_a_transition_missing_a_required_field_is_refused_naming_it(cloud: FakeJira, root_cause: str,
-                                                                    receiver: WebhookInbox) -> None:
-    key = created_key(cloud)
-    refused = take(cloud, key, "31")
+def test_a_transition_missing_a_required_field_is_refused_naming_it(cloud_jira: FakeJira, root_cause: str,
+                                                                    jira_webhooks: WebhookInbox) -> None:
+    key = created_key(cloud_jira)
+    refused = take(cloud_jira, key, "31")
     assert refused.status_code == 400
     assert refused.json() == {"errorMessages": [], "errors": {"resolution": "Resolution is required.",
                                                               root_cause: "Root cause is required."}}
-    bad = take(cloud, key, "31", resolution={"name": "Done"}, **{root_cause: {"value": "Cosmic rays"}})
+    bad = take(cloud_jira, key, "31", resolution={"name": "Done"}, **{root_cause: {"value": "Cosmic rays"}})
     assert bad.json()["errors"] == {root_cause: "Option value 'Cosmic rays' is not valid"}
-    assert status_of(cloud, key) == "To Do"
+    assert status_of(cloud_jira, key) == "To Do"
 
     with pytest.raises(JIRAError) as raised:
-        library(cloud).transition_issue(key, "31", fields={"resolution": {"name": "Done"}})
+        jira_library(cloud_jira).transition_issue(key, "31", fields={"resolution": {"name": "Done"}})
     assert raised.value.status_code == 400
     assert "Root cause is required." in str(raised.value.text)
 
-    ok = take(cloud, key, "31", resolution={"name": "Duplicate"}, **{root_cause: {"value": "Config"}})
+    ok = take(cloud_jira, key, "31", resolution={"name": "Duplicate"}, **{root_cause: {"value": "Config"}})
     assert ok.status_code == 204
-    snapshot = cloud.issue(key)
+    snapshot = cloud_jira.issue(key)
     assert snapshot is not None
     assert (snapshot["status"], snapshot["resolution"], snapshot["custom"]) == (
         "Done", "Duplicate", {root_cause: "Config"})
-    assert http(cloud).get(f"issue/{key}").json()["fields"][root_cause]["value"] == "Config"
-    update = receiver.wait(2)[1].json()
+    assert http(cloud_jira).get(f"issue/{key}").json()["fields"][root_cause]["value"] == "Config"
+    update = jira_webhooks.wait(2)[1].json()
     assert {i["field"]: i["toString"] for i in update["changelog"]["items"]} == {
         "Root cause": "Config", "resolution": "Duplicate", "status": "Done"}
 
@@ -250,22 +211,22 @@ def test_a_transition_missing_a_required_field_is_refused_naming_it(cloud: FakeJ
 
 
 @pytest.fixture
-def required_fields(cloud: FakeJira) -> dict[str, str]:
+def required_fields(cloud_jira: FakeJira) -> dict[str, str]:
     """A Bug in OPS needs one field of every kind."""
     kinds = {
-        "select": cloud.add_custom_field("Severity", "select", ["S1", "S2"]),
-        "multiselect": cloud.add_custom_field("Platforms", "multiselect", ["iOS", "Android", "Web"]),
-        "cascadingselect": cloud.add_custom_field("Area", "cascadingselect",
+        "select": cloud_jira.add_custom_field("Severity", "select", ["S1", "S2"]),
+        "multiselect": cloud_jira.add_custom_field("Platforms", "multiselect", ["iOS", "Android", "Web"]),
+        "cascadingselect": cloud_jira.add_custom_field("Area", "cascadingselect",
                                                   {"Payments": ["Cards", "Wallets"], "Search": []}),
-        "user": cloud.add_custom_field("Reviewer", "user"),
-        "number": cloud.add_custom_field("Story points", "number"),
-        "date": cloud.add_custom_field("Due by", "date"),
-        "text": cloud.add_custom_field("Customer", "text"),
-        "labels": cloud.add_custom_field("Tags", "labels"),
+        "user": cloud_jira.add_custom_field("Reviewer", "user"),
+        "number": cloud_jira.add_custom_field("Story points", "number"),
+        "date": cloud_jira.add_custom_field("Due by", "date"),
+        "text": cloud_jira.add_custom_field("Customer", "text"),
+        "labels": cloud_jira.add_custom_field("Tags", "labels"),
     }
-    cloud.add_version("OPS", "2024.1")
+    cloud_jira.add_version("OPS", "2024.1")
     for field_id in [*kinds.values(), "components", "fixVersions"]:
-        cloud.add_create_field("OPS", field_id, issue_type="Bug")
+        cloud_jira.add_create_field("OPS", field_id, issue_type="Bug")
     return kinds
 
 
@@ -284,9 +245,9 @@ def valid_bug_fields(kinds: dict[str, str], reviewer: str) -> dict[str, Any]:
     }
 
 
-def test_create_meta_lists_issue_types_and_their_fields(cloud: FakeJira,
+def test_create_meta_lists_issue_types_and_their_fields(cloud_jira: FakeJira,
                                                         required_fields: dict[str, str]) -> None:
-    with http(cloud) as client:
+    with http(cloud_jira) as client:
         types = client.get("issue/createmeta/OPS/issuetypes", params={"maxResults": 2}).json()
         assert (types["startAt"], types["maxResults"], types["total"]) == (0, 2, 4)
         assert [t["name"] for t in types["issueTypes"]] == ["Epic", "Story"]
@@ -323,14 +284,15 @@ def test_create_meta_lists_issue_types_and_their_fields(cloud: FakeJira,
     assert {f["fieldId"] for f in task_fields}.isdisjoint(required_fields.values())
 
 
-def test_create_names_every_missing_required_field(cloud: FakeJira, required_fields: dict[str, str]) -> None:
-    answer = create(cloud, "OPS", "Bug")
+def test_create_names_every_missing_required_field(cloud_jira: FakeJira,
+                                                   required_fields: dict[str, str]) -> None:
+    answer = create(cloud_jira, "OPS", "Bug")
     assert answer.status_code == 400
     errors = answer.json()["errors"]
     assert errors[required_fields["select"]] == "Severity is required."
     assert errors["components"] == "Components is required."
     assert set(errors) == {*required_fields.values(), "components", "fixVersions"}
-    assert cloud.issues() == []
+    assert cloud_jira.issues() == []
 
 
 @pytest.mark.parametrize(
@@ -355,49 +317,51 @@ def test_create_names_every_missing_required_field(cloud: FakeJira, required_fie
         ("fixVersions", {"name": "2024.1"}, "data was not an array"),
     ],
 )
-def test_create_refuses_values_a_field_does_not_take(cloud: FakeJira, required_fields: dict[str, str],
+def test_create_refuses_values_a_field_does_not_take(cloud_jira: FakeJira, required_fields: dict[str, str],
                                                      kind: str, value: Any, message: str) -> None:
-    fields = valid_bug_fields(required_fields, cloud.person_account_id)
+    fields = valid_bug_fields(required_fields, cloud_jira.person_account_id)
     field_id = required_fields.get(kind, kind)
     fields[field_id] = value
-    answer = create(cloud, "OPS", "Bug", **fields)
+    answer = create(cloud_jira, "OPS", "Bug", **fields)
     assert answer.status_code == 400
     assert list(answer.json()["errors"]) == [field_id]
     assert message in answer.json()["errors"][field_id]
 
 
-def test_create_takes_every_kind_of_field_by_id(cloud: FakeJira, required_fields: dict[str, str]) -> None:
-    key = created_key(cloud, "OPS", "Bug", **valid_bug_fields(required_fields, cloud.person_account_id))
-    snapshot = cloud.issue(key)
+def test_create_takes_every_kind_of_field_by_id(cloud_jira: FakeJira,
+                                                required_fields: dict[str, str]) -> None:
+    fields = valid_bug_fields(required_fields, cloud_jira.person_account_id)
+    key = created_key(cloud_jira, "OPS", "Bug", **fields)
+    snapshot = cloud_jira.issue(key)
     assert snapshot is not None
     assert snapshot["custom"] == {
         required_fields["select"]: "S2", required_fields["multiselect"]: ["iOS", "Web"],
         required_fields["cascadingselect"]: ("Payments", "Wallets"),
-        required_fields["user"]: cloud.person_account_id, required_fields["number"]: 3.0,
+        required_fields["user"]: cloud_jira.person_account_id, required_fields["number"]: 3.0,
         required_fields["date"]: "2024-05-01", required_fields["text"]: "ACME",
         required_fields["labels"]: ["vip", "eu"],
     }
     assert (snapshot["components"], snapshot["fix_versions"]) == (["Backend"], ["2024.1"])
-    shown = library(cloud).issue(key).raw["fields"]
+    shown = jira_library(cloud_jira).issue(key).raw["fields"]
     assert shown[required_fields["cascadingselect"]]["child"]["value"] == "Wallets"
-    assert shown[required_fields["user"]]["accountId"] == cloud.person_account_id
+    assert shown[required_fields["user"]]["accountId"] == cloud_jira.person_account_id
     assert shown["fixVersions"][0]["name"] == "2024.1"
     # A field by its name is not a field Jira knows.
-    assert "Severity" in create(cloud, "OPS", "Bug", Severity={"value": "S1"}).json()["errors"]
+    assert "Severity" in create(cloud_jira, "OPS", "Bug", Severity={"value": "S1"}).json()["errors"]
 
 
-def test_data_center_create_meta_pages_in_values_as_the_library_reads_them(server: FakeJira) -> None:
-    field_id = server.add_custom_field("Root cause", "select", ["Code", "Config"])
-    server.add_create_field("OPS", field_id)
-    jira = library(server)
+def test_data_center_create_meta_pages_in_values_as_the_library_reads_them(dc_jira: FakeJira) -> None:
+    field_id = dc_jira.add_custom_field("Root cause", "select", ["Code", "Config"])
+    dc_jira.add_create_field("OPS", field_id)
+    jira = jira_library(dc_jira)
     assert [t.name for t in jira.project_issue_types("OPS")] == ["Epic", "Story", "Task", "Bug"]
     fields = {f.fieldId: f for f in jira.project_issue_fields("OPS", "10004")}
     assert fields[field_id].required is True
     assert fields["components"].name == "Component/s"
-    with http(server) as client:
+    with http(dc_jira) as client:
         page = client.get("issue/createmeta/OPS/issuetypes/10004", params={"maxResults": 3}).json()
     assert (len(page["values"]), page["total"], page["isLast"]) == (3, len(fields), False)
-    refused = create(server, **{field_id: None})
+    refused = create(dc_jira, **{field_id: None})
     assert refused.json()["errors"] == {field_id: "Root cause is required."}
 
 
@@ -405,11 +369,11 @@ def test_data_center_create_meta_pages_in_values_as_the_library_reads_them(serve
 
 
 @pytest.fixture
-def team(cloud: FakeJira) -> FakeJira:
-    cloud.add_user("acc-ann", "Ann Active", "ann@example.com")
-    cloud.add_user("acc-olly", "Olly Outsider", "olly@example.com")
-    cloud.add_user("acc-quinn", "Quinn Quit", "quinn@example.com")
-    return cloud
+def team(cloud_jira: FakeJira) -> FakeJira:
+    cloud_jira.add_user("acc-ann", "Ann Active", "ann@example.com")
+    cloud_jira.add_user("acc-olly", "Olly Outsider", "olly@example.com")
+    cloud_jira.add_user("acc-quinn", "Quinn Quit", "quinn@example.com")
+    return cloud_jira
 
 
 def test_assignable_search_lists_only_who_the_project_takes(team: FakeJira) -> None:
@@ -432,7 +396,7 @@ def test_assignable_search_lists_only_who_the_project_takes(team: FakeJira) -> N
         assert client.get("user/assignable/search", params={"project": "OPS"}).status_code == 400
         users = client.get("user/search", params={"query": "quinn"}).json()
     assert [(u["accountId"], u["active"]) for u in users] == [("acc-quinn", False)]
-    found = library(team).search_assignable_users_for_issues(query="ann", project="OPS")
+    found = jira_library(team).search_assignable_users_for_issues(query="ann", project="OPS")
     assert [u.accountId for u in found] == ["acc-ann"]
 
 
@@ -454,17 +418,17 @@ def test_creating_or_assigning_someone_jira_will_not_take_is_refused(team: FakeJ
     assert created_key(team, assignee={"accountId": "acc-quinn"})  # reset reactivates
 
 
-def test_data_center_assignable_search_takes_a_username(server: FakeJira) -> None:
-    server.add_user("ann", "Ann Active", "ann@example.com")
-    server.add_user("olly", "Olly Outsider", "olly@example.com")
-    server.make_unassignable("olly", "OPS")
-    with http(server) as client:
+def test_data_center_assignable_search_takes_a_username(dc_jira: FakeJira) -> None:
+    dc_jira.add_user("ann", "Ann Active", "ann@example.com")
+    dc_jira.add_user("olly", "Olly Outsider", "olly@example.com")
+    dc_jira.make_unassignable("olly", "OPS")
+    with http(dc_jira) as client:
         users = client.get("user/assignable/search", params={"project": "OPS", "username": "an"}).json()
         everyone = client.get("user/assignable/search", params={"project": "OPS"}).json()
     assert [(u["name"], u["key"]) for u in users] == [("ann", users[0]["key"])]
     assert all("accountId" not in u for u in users)
     assert "olly" not in {u["name"] for u in everyone}
-    assert create(server, assignee={"name": "olly"}).json()["errors"] == {
+    assert create(dc_jira, assignee={"name": "olly"}).json()["errors"] == {
         "assignee": "User 'olly' cannot be assigned issues."}
 
 
@@ -472,7 +436,7 @@ def test_data_center_assignable_search_takes_a_username(server: FakeJira) -> Non
 
 
 def test_hidden_emails_are_absent_everywhere_but_an_exact_search_still_finds(
-        team: FakeJira, receiver: WebhookInbox) -> None:
+        team: FakeJira, jira_webhooks: WebhookInbox) -> None:
     team.hide_emails = True
     with http(team) as client:
         searched = client.get("user/search", params={"query": "ann@example.com"}).json()
@@ -483,7 +447,8 @@ def test_hidden_emails_are_absent_everywhere_but_an_exact_search_still_finds(
         shown = client.get(f"issue/{key}").json()["fields"]
     assert [u["accountId"] for u in searched] == ["acc-ann"]
     assert by_prefix == []
-    users = [*searched, *assignable, shown["assignee"], shown["reporter"], receiver.wait(1)[0].json()["user"]]
+    hook = jira_webhooks.wait(1)[0].json()
+    users = [*searched, *assignable, shown["assignee"], shown["reporter"], hook["user"]]
     assert all("emailAddress" not in user for user in users)
     assert myself["emailAddress"] == EMAIL
     team.reset()
@@ -503,27 +468,28 @@ def test_hidden_emails_are_absent_everywhere_but_an_exact_search_still_finds(
         ({"labels": ["two words"]}, "labels", "The label 'two words' contains spaces which is invalid."),
     ],
 )
-def test_jira_limits_on_create(cloud: FakeJira, fields: dict[str, Any], field: str, message: str) -> None:
-    answer = create(cloud, **fields)
+def test_jira_limits_on_create(cloud_jira: FakeJira, fields: dict[str, Any], field: str,
+                               message: str) -> None:
+    answer = create(cloud_jira, **fields)
     assert (answer.status_code, answer.json()["errors"]) == (400, {field: message})
 
 
-def test_jira_limits_on_edits_and_comments(cloud: FakeJira) -> None:
-    key = created_key(cloud, description="d" * 32767)
-    with http(cloud) as client:
+def test_jira_limits_on_edits_and_comments(cloud_jira: FakeJira) -> None:
+    key = created_key(cloud_jira, description="d" * 32767)
+    with http(cloud_jira) as client:
         edit = client.put(f"issue/{key}", json={"fields": {"description": "d" * 32768}})
         comment = client.post(f"issue/{key}/comment", json={"body": "c" * 32768})
     assert edit.json()["errors"] == {"description": "The entered text is too long. It exceeds the allowed "
                                                     "limit of 32,767 characters."}
     assert "32,767" in comment.json()["errors"]["comment"]
-    assert cloud.comments(key) == []
+    assert cloud_jira.comments(key) == []
 
 
-def test_per_issue_write_limit_holds_back_that_issue_only(cloud: FakeJira) -> None:
-    assert cloud.issue_write_limits is None  # off unless a test switches it on
-    busy, calm = created_key(cloud), created_key(cloud)
-    cloud.issue_write_limits = ((3, 60.0), *CLOUD_ISSUE_WRITE_LIMITS)
-    with http(cloud) as client:
+def test_per_issue_write_limit_holds_back_that_issue_only(cloud_jira: FakeJira) -> None:
+    assert cloud_jira.issue_write_limits is None  # off unless a test switches it on
+    busy, calm = created_key(cloud_jira), created_key(cloud_jira)
+    cloud_jira.issue_write_limits = ((3, 60.0), *CLOUD_ISSUE_WRITE_LIMITS)
+    with http(cloud_jira) as client:
         for n in range(3):
             assert client.post(f"issue/{busy}/comment", json={"body": f"note {n}"}).status_code == 201
         limited = client.put(f"issue/{busy}", json={"fields": {"summary": "Renamed"}})
@@ -533,21 +499,21 @@ def test_per_issue_write_limit_holds_back_that_issue_only(cloud: FakeJira) -> No
     assert limited.headers["RateLimit-Reason"] == "jira-per-issue-on-write"
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     assert limited.json()["errorMessages"] == ["Rate limit exceeded."]
-    assert cloud.issue(busy)["summary"] == "It broke"  # type: ignore[index]
+    assert cloud_jira.issue(busy)["summary"] == "It broke"  # type: ignore[index]
     assert (other.status_code, read.status_code) == (204, 200)
-    cloud.reset()
-    assert cloud.issue_write_limits is None
+    cloud_jira.reset()
+    assert cloud_jira.issue_write_limits is None
 
 
 # -- Data Center 9 ---------------------------------------------------------------------------------------
 
 
-def test_data_center_9_speaks_like_data_center(server: FakeJira) -> None:
-    with http(server) as client:
+def test_data_center_9_speaks_like_data_center(dc_jira: FakeJira) -> None:
+    with http(dc_jira) as client:
         info = client.get("serverInfo").json()
-        basic = httpx.get(f"{server.url}/rest/api/2/myself", auth=(EMAIL, TOKEN), timeout=5)
+        basic = httpx.get(f"{dc_jira.url}/rest/api/2/myself", auth=(EMAIL, TOKEN), timeout=5)
         for _ in range(3):
-            created_key(server, labels=["dc"])
+            created_key(dc_jira, labels=["dc"])
         page = client.get("search", params={"jql": "labels = dc", "startAt": 1, "maxResults": 1}).json()
         enhanced = client.get("search/jql", params={"jql": "labels = dc"})
         myself = client.get("myself").json()
@@ -556,7 +522,7 @@ def test_data_center_9_speaks_like_data_center(server: FakeJira) -> None:
     assert (page["startAt"], page["maxResults"], page["total"], len(page["issues"])) == (1, 1, 3, 1)
     assert enhanced.status_code == 404
     assert {"name", "key", "emailAddress"} <= set(myself) and "accountId" not in myself
-    assert library(server).deploymentType == "Server"
+    assert jira_library(dc_jira).deploymentType == "Server"
 
 
 @pytest.mark.parametrize(("version", "reachable"), [("9.12.15", 120), ("10.3.1", 100)])
@@ -608,14 +574,14 @@ def test_data_center_webhooks_name_users_and_carry_the_url_token_or_a_signature(
 # -- team-managed projects -------------------------------------------------------------------------------
 
 
-def test_team_managed_projects_have_no_components_and_statuses_of_their_own(cloud: FakeJira) -> None:
-    cloud.add_project("TEAM", team_managed=True, statuses=(("Backlog", "new"), ("Doing", "indeterminate"),
-                                                          ("Done", "done")))
-    with http(cloud) as client:
+def test_team_managed_projects_have_no_components_and_statuses_of_their_own(cloud_jira: FakeJira) -> None:
+    own = (("Backlog", "new"), ("Doing", "indeterminate"), ("Done", "done"))
+    cloud_jira.add_project("TEAM", team_managed=True, statuses=own)
+    with http(cloud_jira) as client:
         project = client.get("project/TEAM").json()
-        refused = create(cloud, "TEAM", components=[{"name": "Backend"}])
-        key = created_key(cloud, "TEAM")
-        ops_key = created_key(cloud, "OPS")
+        refused = create(cloud_jira, "TEAM", components=[{"name": "Backend"}])
+        key = created_key(cloud_jira, "TEAM")
+        ops_key = created_key(cloud_jira, "OPS")
         meta = client.get("issue/createmeta/TEAM/issuetypes/10002").json()["fields"]
         statuses = client.get("status").json()
     assert (project["simplified"], project["style"], project["components"]) == (True, "next-gen", [])
@@ -626,12 +592,12 @@ def test_team_managed_projects_have_no_components_and_statuses_of_their_own(clou
     team_done = next(s for s in statuses if s["name"] == "Done" and "scope" in s)
     assert team_done["scope"] == {"type": "PROJECT", "project": {"id": project["id"]}}
     assert team_done["id"] != next(s["id"] for s in statuses if s["name"] == "Done" and "scope" not in s)
-    assert status_of(cloud, key) == "Backlog"
-    done = next(t for t in transitions(cloud, key) if t["to"]["name"] == "Done")
+    assert status_of(cloud_jira, key) == "Backlog"
+    done = next(t for t in transitions(cloud_jira, key) if t["to"]["name"] == "Done")
     assert (done["isGlobal"], done["to"]["id"]) == (True, team_done["id"])
-    assert take(cloud, key, done["id"]).status_code == 204
-    assert take(cloud, ops_key, "31").status_code == 204
-    jql = http(cloud).get("search/jql", params={"jql": "status = Done", "fields": "status"}).json()
+    assert take(cloud_jira, key, done["id"]).status_code == 204
+    assert take(cloud_jira, ops_key, "31").status_code == 204
+    jql = http(cloud_jira).get("search/jql", params={"jql": "status = Done", "fields": "status"}).json()
     assert {i["key"] for i in jql["issues"]} == {key, ops_key}
 
 
@@ -643,13 +609,13 @@ def bulk_item(summary: str, **fields: Any) -> dict[str, Any]:
                        **fields}}
 
 
-def test_bulk_create_makes_each_valid_issue_and_reports_each_refused_one(cloud: FakeJira,
-                                                                        receiver: WebhookInbox) -> None:
-    field_id = cloud.add_custom_field("Severity", "select", ["S1", "S2"])
-    cloud.add_create_field("OPS", field_id)
+def test_bulk_create_makes_each_valid_issue_and_reports_each_refused_one(cloud_jira: FakeJira,
+                                                                        jira_webhooks: WebhookInbox) -> None:
+    field_id = cloud_jira.add_custom_field("Severity", "select", ["S1", "S2"])
+    cloud_jira.add_create_field("OPS", field_id)
     items = [bulk_item("first", **{field_id: {"value": "S1"}}), bulk_item("second"),
              bulk_item("third", **{field_id: {"value": "S2"}}, labels=["no spaces"])]
-    with http(cloud) as client:
+    with http(cloud_jira) as client:
         answer = client.post("issue/bulk", json={"issueUpdates": items})
     assert answer.status_code == 201
     body = answer.json()
@@ -662,20 +628,21 @@ def test_bulk_create_makes_each_valid_issue_and_reports_each_refused_one(cloud: 
          "elementErrors": {"errorMessages": [], "status": 400,
                            "errors": {"labels": "The label 'no spaces' contains spaces which is invalid."}}},
     ]
-    assert [i["summary"] for i in cloud.issues()] == ["first"]
-    (hook,) = receiver.wait(1)
+    assert [i["summary"] for i in cloud_jira.issues()] == ["first"]
+    (hook,) = jira_webhooks.wait(1)
     assert (hook.json()["webhookEvent"], hook.json()["issue"]["key"]) == ("jira:issue_created",
                                                                          body["issues"][0]["key"])
 
 
-def test_bulk_create_through_the_library_and_its_limits(cloud: FakeJira, receiver: WebhookInbox) -> None:
-    jira = library(cloud)
+def test_bulk_create_through_the_library_and_its_limits(cloud_jira: FakeJira,
+                                                        jira_webhooks: WebhookInbox) -> None:
+    jira = jira_library(cloud_jira)
     results = jira.create_issues([bulk_item("a")["fields"], bulk_item("")["fields"],
                                   bulk_item("c")["fields"]], prefetch=False)
     assert [r["status"] for r in results] == ["Success", "Error", "Success"]
     assert results[1]["error"] == {"summary": "You must specify a summary of the issue."}
-    assert len(receiver.wait(2)) == 2
-    with http(cloud) as client:
+    assert len(jira_webhooks.wait(2)) == 2
+    with http(cloud_jira) as client:
         none_valid = client.post("issue/bulk", json={"issueUpdates": [bulk_item("")]})
         too_many = client.post("issue/bulk", json={"issueUpdates": [bulk_item(f"n{n}") for n in range(51)]})
         fifty = client.post("issue/bulk", json={"issueUpdates": [bulk_item(f"n{n}") for n in range(50)]})
@@ -684,4 +651,4 @@ def test_bulk_create_through_the_library_and_its_limits(cloud: FakeJira, receive
     assert too_many.status_code == 400
     assert "50" in too_many.json()["errorMessages"][0]
     assert (fifty.status_code, len(fifty.json()["issues"])) == (201, 50)
-    assert len(cloud.issues()) == 52
+    assert len(cloud_jira.issues()) == 52
