@@ -17,11 +17,22 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from syncer.fakes.base import FakeServer, compact_json, hmac_sha256_hex
+from syncer.fakes.base import FakeServer, WebhookInbox, compact_json, hmac_sha256_hex
 from syncer.store import migrate
 from syncer.store.engine import make_engine, session_scope
 from syncer.store.schema import AccountCache, AuditEntry, DeadLetter, Delivery, DeliveryState, Link
-from tests.harness import RedisServer, SyncerProcess, environ_with, redis_answers, start_worker, wait_for
+from tests.harness import (
+    FAKE_JIRA_EMAIL,
+    FAKE_JIRA_PAT,
+    FAKE_JIRA_SECRET,
+    FAKE_JIRA_TOKEN,
+    RedisServer,
+    SyncerProcess,
+    environ_with,
+    redis_answers,
+    start_worker,
+    wait_for,
+)
 
 if TYPE_CHECKING:
     from syncer.fakes.jira import FakeJira
@@ -123,6 +134,49 @@ def fake_jira() -> Iterator[FakeJira]:
     fake = start_fake_jira(deployment="Cloud", webhook_secret=JIRA_WEBHOOK_SECRET, token=JIRA_TOKEN)
     yield fake
     fake.stop()
+
+
+# Fake Jira sites of a test module's own, for the tests of the fake itself: a Cloud site whose webhooks
+# reach `jira_webhooks`, and a Data Center 9 site; each test starts them from `reset()`.
+
+
+@pytest.fixture(scope="module")
+def jira_webhooks() -> Iterator[WebhookInbox]:
+    inbox = WebhookInbox().start()
+    yield inbox
+    inbox.stop()
+
+
+@pytest.fixture(scope="module")
+def cloud_jira_site(jira_webhooks: WebhookInbox) -> Iterator[FakeJira]:
+    from syncer.fakes.jira import start_fake_jira
+
+    fake = start_fake_jira(webhook_url=jira_webhooks.url, webhook_secret=FAKE_JIRA_SECRET,
+                           email=FAKE_JIRA_EMAIL, token=FAKE_JIRA_TOKEN)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def cloud_jira(cloud_jira_site: FakeJira, jira_webhooks: WebhookInbox) -> FakeJira:
+    cloud_jira_site.reset()
+    jira_webhooks.clear()
+    return cloud_jira_site
+
+
+@pytest.fixture(scope="module")
+def dc_jira_site() -> Iterator[FakeJira]:
+    from syncer.fakes.jira import start_fake_jira
+
+    fake = start_fake_jira(deployment="DataCenter", pat=FAKE_JIRA_PAT)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def dc_jira(dc_jira_site: FakeJira) -> FakeJira:
+    dc_jira_site.reset()
+    return dc_jira_site
 
 
 @pytest.fixture(scope="session")

@@ -13,11 +13,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import redis
+from jira import JIRA
+
+if TYPE_CHECKING:
+    from syncer.fakes.jira import FakeJira
 
 REPO = Path(__file__).resolve().parent.parent
+# What the fake Jira sites of conftest.py (cloud_jira, dc_jira) accept and sign webhooks with.
+FAKE_JIRA_EMAIL, FAKE_JIRA_TOKEN, FAKE_JIRA_PAT = "bot@example.com", "jira-token", "jira-pat"
+FAKE_JIRA_SECRET = "hook-secret"
 
 
 def free_port() -> int:
@@ -184,3 +191,10 @@ def environ_with(overrides: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")}
     env.update(overrides)
     return env
+
+
+def jira_library(fake: FakeJira) -> JIRA:
+    """The real `jira` library, signed in to a fake Jira site of conftest.py as the bot, without retries."""
+    if fake.deployment == "Cloud":
+        return JIRA(fake.url, basic_auth=(FAKE_JIRA_EMAIL, FAKE_JIRA_TOKEN), max_retries=0, timeout=5)
+    return JIRA(fake.url, token_auth=FAKE_JIRA_PAT, max_retries=0, timeout=5)

@@ -9,7 +9,16 @@ the webhooks Jira would send (signed when a secret is set) for every change, whe
 Deliberately realistic traps: Cloud answers `410 Gone` on the old `/search`; `/search/jql` has no `total`,
 pages by `nextPageToken`, returns only ids unless fields are asked for, refuses unbounded JQL and is
 eventually consistent (`search_lag`); JQL naming an issue that does not exist is a 400; user search on
-Cloud is a prefix match; setting a field a transition has no screen for is a 400.
+Cloud is a prefix match; setting a field a transition has no screen for is a 400; a summary over 255 or
+a description over 32,767 characters is a 400.
+
+What a company-managed site adds, each behind a switch (see `FakeJira`): per-project workflows
+(`set_workflow`, jira_workflow.py) and transition screens with required fields (`add_transition_field`),
+custom fields and required fields on create with create-meta (`add_custom_field`, `add_create_field`,
+jira_fields.py), users who are inactive or not assignable in a project (`deactivate_user`,
+`make_unassignable`), hidden e-mail addresses (`hide_emails`), Cloud's per-issue write limit
+(`issue_write_limits`, jira_limits.py), team-managed projects (`add_project(team_managed=True)`), and bulk
+create (`POST /issue/bulk`).
 
     fake = start_fake_jira(webhook_url=receiver.url, webhook_secret="s3cret")
     fake.faults.append(Fault("POST", r"/issue$", status=429, headers={"Retry-After": "7"}))
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import gc
 import hashlib
 import hmac
@@ -34,7 +44,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -50,39 +60,57 @@ from syncer.fakes.base import (
     hmac_sha256_hex,
     json_body,
 )
+from syncer.fakes.jira_fields import (
+    CUSTOM_KINDS,
+    SYSTEM_FIELDS,
+    TEXTAREA_LIMIT,
+    TOO_LONG,
+    CustomField,
+    FieldError,
+    Option,
+    check_labels,
+    custom_meta,
+    display,
+    field_meta,
+    is_empty,
+    parse_custom,
+    plain,
+    render_custom,
+    system_name,
+    system_schema,
+    text_length,
+)
+from syncer.fakes.jira_jql import JqlError, JqlParser, Matcher, jql_date
+from syncer.fakes.jira_limits import IssueWriteLimit
+from syncer.fakes.jira_workflow import (
+    CATEGORIES,
+    ScreenField,
+    Status,
+    StatusRegistry,
+    Transition,
+    Workflow,
+    simple_workflow,
+    strict_workflow,
+    team_managed_workflow,
+)
 
 BOT_ACCOUNT_ID = "bot-account-id"  # Cloud
 BOT_NAME = "syncer-bot"  # Server/DC
 PERSON_ACCOUNT_ID = "person-account-id"  # Cloud: the default "someone in the UI"
 PERSON_NAME = "pat.person"  # Server/DC
 SEARCH_MAX = 100
+# Cloud's user searches look at the first 1,000 matches (findUsers, findAssignableUsers in Atlassian's
+# OpenAPI description: "up to the thousandth user"); Data Center 9 at 1,000 too, Data Center 10 at the
+# first 100 (JRASERVER-78660: "The maximum allowed value is 100 (The combination of maxResults and startAt
+# is limited to the first 100 results)").
 USER_SEARCH_MAX = 1000
+DC10_USER_SEARCH_MAX = 100
+BULK_CREATE_MAX = 50  # createIssues: "Creates upto 50 issues"
+CREATE_META_MAX = 200
 
 # --------------------------------------------------------------------------------------------------
-# The instance's fixed configuration: one workflow, shared by every project.
+# The instance's fixed configuration.
 
-
-@dataclass(frozen=True)
-class Status:
-    id: str
-    name: str
-    category: str  # new | indeterminate | done
-    transition_id: str  # the global transition that leads here
-    transition_name: str
-    resolution: str | None  # what the transition's post-function sets when no screen asks
-
-
-CATEGORIES: dict[str, dict[str, Any]] = {
-    "new": {"id": 2, "key": "new", "colorName": "blue-gray", "name": "To Do"},
-    "indeterminate": {"id": 4, "key": "indeterminate", "colorName": "yellow", "name": "In Progress"},
-    "done": {"id": 3, "key": "done", "colorName": "green", "name": "Done"},
-}
-STATUSES = (
-    Status("10000", "To Do", "new", "11", "Reopen", None),
-    Status("3", "In Progress", "indeterminate", "21", "Start progress", None),
-    Status("10001", "Done", "done", "31", "Done", "Done"),
-    Status("10002", "Won't Do", "done", "41", "Won't do", "Won't Do"),
-)
 RESOLUTIONS = {"Done": "10000", "Won't Do": "10001", "Duplicate": "10002", "Cannot Reproduce": "10003"}
 ISSUE_TYPES = {"Epic": "10000", "Story": "10001", "Task": "10002", "Bug": "10004"}
 PRIORITIES = {"Highest": "1", "High": "2", "Medium": "3", "Low": "4", "Lowest": "5"}
@@ -91,15 +119,19 @@ DEFAULT_PROJECTS = {
     "PAY": ("Payments", ("Checkout", "Billing")),
     "WEB": ("Website", ("Frontend", "Marketing")),
 }
+TEAM_STATUSES = (("To Do", "new"), ("In Progress", "indeterminate"), ("Done", "done"))
 ISSUE_FIELDS = (
     "summary", "description", "status", "resolution", "resolutiondate", "assignee", "reporter", "creator",
-    "labels", "project", "created", "updated", "components", "priority", "issuetype",
+    "labels", "project", "created", "updated", "components", "fixVersions", "priority", "issuetype",
     "statuscategorychangedate",
 )
-CREATE_FIELDS = {"project", "issuetype", "summary", "description", "labels", "components", "priority",
-                 "assignee", "reporter"}
-EDIT_FIELDS = {"summary", "description", "labels", "components", "priority", "assignee"}
+# What every create screen shows (required or not); components only in company-managed projects.
+CREATE_SCREEN = {"project": True, "issuetype": True, "summary": True, "description": False, "labels": False,
+                 "components": False, "fixVersions": False, "priority": False, "assignee": False,
+                 "reporter": False}
+EDIT_FIELDS = {"summary", "description", "labels", "components", "fixVersions", "priority", "assignee"}
 NOT_ON_SCREEN = "Field '{}' cannot be set. It is not on the appropriate screen, or unknown."
+CANNOT_ASSIGN = "User '{}' cannot be assigned issues."
 
 
 def _jira_time(when: datetime) -> str:
@@ -132,12 +164,32 @@ class Component:
 
 
 @dataclass
+class Version:
+    id: str
+    name: str
+    released: bool = False
+
+
+@dataclass
 class Project:
     id: str
     key: str
     name: str
     components: dict[str, Component]  # by lower-case name
+    workflow: Workflow
+    team_managed: bool = False
+    versions: dict[str, Version] = field(default_factory=dict)  # by lower-case name
+    # Fields added to its create screens: issue type name (None: every type) -> field id -> required.
+    screen_fields: dict[str | None, dict[str, bool]] = field(default_factory=dict)
+    unassignable: set[str] = field(default_factory=set)  # account ids that may not be assigned issues here
     next_number: int = 1
+    default_workflow: Workflow | None = None  # what reset() goes back to
+
+    def restore(self) -> None:
+        if self.default_workflow is not None:
+            self.workflow = copy.deepcopy(self.default_workflow)
+        self.screen_fields.clear()
+        self.unassignable.clear()
 
 
 @dataclass
@@ -180,6 +232,8 @@ class Issue:
     comments: list[Comment] = field(default_factory=list)
     links: list[RemoteLink] = field(default_factory=list)
     old_keys: list[str] = field(default_factory=list)
+    fix_versions: list[Version] = field(default_factory=list)
+    custom: dict[str, Any] = field(default_factory=dict)  # custom field id -> stored value (jira_fields)
 
     def number(self) -> int:
         return int(self.key.rsplit("-", 1)[1])
@@ -209,206 +263,14 @@ def _not_found(what: str = "Issue does not exist or you do not have permission t
     return JiraHTTPError(404, [what])
 
 
-# --------------------------------------------------------------------------------------------------
-# JQL: the subset syncer and the tests use. Unknown syntax and fields are a 400, as on Jira.
+class _Named(Protocol):
+    id: str
+    name: str
 
 
-class JqlError(Exception):
-    def __init__(self, *messages: str) -> None:
-        super().__init__("; ".join(messages))
-        self.messages = list(messages)
+_Item = TypeVar("_Item", bound=_Named)
 
-
-_TOKEN = re.compile(
-    r"""\s*(?:(?P<punct>[(),])|(?P<op>!=|>=|<=|!~|=|~|>|<)"""
-    r"""|(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<word>[^\s(),=!<>~"']+))"""
-)
-_KEYWORDS = {"and", "or", "not", "in", "is", "order", "by", "asc", "desc", "empty", "null"}
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # punct | op | string | word
-    text: str  # the value (unquoted and unescaped for strings)
-
-    def is_word(self, *words: str) -> bool:
-        return self.kind == "word" and self.text.lower() in words
-
-
-def tokenize(jql: str) -> list[Token]:
-    tokens: list[Token] = []
-    pos = 0
-    while pos < len(jql):
-        if jql[pos:].strip() == "":
-            break
-        match = _TOKEN.match(jql, pos)
-        if match is None or match.end() == pos:
-            char = jql[pos:].lstrip()[:1]
-            raise JqlError(f"Error in the JQL Query: The character '{char}' is a reserved JQL character. "
-                           "You must enclose it in a string or use the escape '\\u0027' instead.")
-        kind = match.lastgroup or "word"
-        text = match.group(kind)
-        if kind == "string":
-            text = re.sub(r"\\(.)", r"\1", text[1:-1])
-        tokens.append(Token(kind, text))
-        pos = match.end()
-    return tokens
-
-
-@dataclass
-class Matcher:
-    """A compiled JQL condition: a predicate, plus (when cheap) the ids that could possibly match."""
-
-    match: Callable[[Issue], bool]
-    candidates: Callable[[], set[str] | None] = lambda: None
-
-
-def _all_of(parts: list[Matcher]) -> Matcher:
-    def candidates() -> set[str] | None:
-        sets = [s for s in (p.candidates() for p in parts) if s is not None]
-        return set.intersection(*sets) if sets else None
-
-    return Matcher(lambda issue: all(p.match(issue) for p in parts), candidates)
-
-
-def _any_of(parts: list[Matcher]) -> Matcher:
-    def candidates() -> set[str] | None:
-        sets = [p.candidates() for p in parts]
-        return None if any(s is None for s in sets) else set().union(*[s for s in sets if s is not None])
-
-    return Matcher(lambda issue: any(p.match(issue) for p in parts), candidates)
-
-
-@dataclass
-class Query:
-    where: Matcher | None
-    order: list[tuple[str, bool]]  # (field, descending)
-    warnings: list[str]
-
-
-class JqlParser:
-    """Recursive descent over: or-expr := and-expr (OR and-expr)*; and-expr := not-expr (AND not-expr)*;
-    not-expr := NOT not-expr | '(' or-expr ')' | clause; then an optional ORDER BY."""
-
-    def __init__(self, jql: str, clause: Callable[[str, str, list[str], list[str]], Matcher]) -> None:
-        self.tokens = tokenize(jql)
-        self.pos = 0
-        self.clause = clause
-        self.warnings: list[str] = []
-
-    def parse(self) -> Query:
-        where = None
-        if self.tokens and not self._at_order_by():
-            where = self._or()
-        order = self._order_by() if self._at_order_by() else []
-        if self.pos < len(self.tokens):
-            raise JqlError(f"Error in the JQL Query: Expecting either 'OR' or 'AND' but got "
-                           f"'{self.tokens[self.pos].text}'.")
-        return Query(where, order, self.warnings)
-
-    def _peek(self) -> Token | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
-
-    def _next(self, expecting: str) -> Token:
-        token = self._peek()
-        if token is None:
-            raise JqlError(f"Error in the JQL Query: Expecting {expecting} but reached the end of the query.")
-        self.pos += 1
-        return token
-
-    def _at_order_by(self) -> bool:
-        token = self._peek()
-        following = self.tokens[self.pos + 1] if self.pos + 1 < len(self.tokens) else None
-        return bool(token and token.is_word("order") and following and following.is_word("by"))
-
-    def _or(self) -> Matcher:
-        parts = [self._and()]
-        while (token := self._peek()) and token.is_word("or"):
-            self.pos += 1
-            parts.append(self._and())
-        return parts[0] if len(parts) == 1 else _any_of(parts)
-
-    def _and(self) -> Matcher:
-        parts = [self._not()]
-        while (token := self._peek()) and token.is_word("and"):
-            self.pos += 1
-            parts.append(self._not())
-        return parts[0] if len(parts) == 1 else _all_of(parts)
-
-    def _not(self) -> Matcher:
-        token = self._next("a field name")
-        if token.is_word("not"):
-            inner = self._not()
-            return Matcher(lambda issue: not inner.match(issue))
-        if token.kind == "punct" and token.text == "(":
-            inner = self._or()
-            closing = self._next("')'")
-            if closing.text != ")":
-                raise JqlError(f"Error in the JQL Query: Expecting ')' but got '{closing.text}'.")
-            return inner
-        if token.kind not in ("word", "string") or token.text.lower() in _KEYWORDS:
-            raise JqlError(f"Error in the JQL Query: Expecting a field name but got '{token.text}'.")
-        return self._clause(token.text)
-
-    def _clause(self, field_name: str) -> Matcher:
-        token = self._next("an operator")
-        if token.kind == "op":
-            op = token.text
-        elif token.is_word("in"):
-            op = "in"
-        elif token.is_word("not"):
-            if not self._next("'IN'").is_word("in"):
-                raise JqlError("Error in the JQL Query: Expecting 'IN' after 'NOT'.")
-            op = "not in"
-        elif token.is_word("is"):
-            op = "is"
-            if (following := self._peek()) and following.is_word("not"):
-                self.pos += 1
-                op = "is not"
-        else:
-            raise JqlError(f"Error in the JQL Query: Expecting operator but got '{token.text}'.")
-        if op in ("in", "not in"):
-            values = self._list()
-        else:
-            value = self._next("a value")
-            if value.kind == "punct" or value.kind == "op":
-                raise JqlError(f"Error in the JQL Query: Expecting a value but got '{value.text}'.")
-            values = [value.text]
-            if op in ("is", "is not") and not value.is_word("empty", "null"):
-                raise JqlError(f"Error in the JQL Query: Expecting 'EMPTY' or 'NULL' but got '{value.text}'.")
-        return self.clause(field_name, op, values, self.warnings)
-
-    def _list(self) -> list[str]:
-        if self._next("'('").text != "(":
-            raise JqlError("Error in the JQL Query: Expecting '(' after 'IN'.")
-        values: list[str] = []
-        while True:
-            value = self._next("a value")
-            if value.kind not in ("word", "string"):
-                raise JqlError(f"Error in the JQL Query: Expecting a value but got '{value.text}'.")
-            values.append(value.text)
-            separator = self._next("',' or ')'")
-            if separator.text == ")":
-                return values
-            if separator.text != ",":
-                raise JqlError(f"Error in the JQL Query: Expecting ',' or ')' but got '{separator.text}'.")
-
-    def _order_by(self) -> list[tuple[str, bool]]:
-        self.pos += 2
-        order: list[tuple[str, bool]] = []
-        while True:
-            name = self._next("a field to order by").text.lower()
-            descending = False
-            if (token := self._peek()) and token.is_word("asc", "desc"):
-                descending = token.text.lower() == "desc"
-                self.pos += 1
-            order.append((name, descending))
-            if (token := self._peek()) and token.kind == "punct" and token.text == ",":
-                self.pos += 1
-                continue
-            return order
-
-
+# What JQL's ORDER BY can sort on.
 _SORT_KEYS: dict[str, Callable[[Issue], Any]] = {
     "id": lambda i: int(i.id),
     "key": lambda i: (i.project.key, i.number()),
@@ -420,41 +282,22 @@ _SORT_KEYS: dict[str, Callable[[Issue], Any]] = {
     "project": lambda i: i.project.key,
     "summary": lambda i: i.summary,
 }
-_PERIOD = re.compile(r"^([-+]?)(\d+)([mhdw])$")
-
-
-def _jql_date(value: str, field_name: str, now: datetime) -> datetime:
-    text = value.strip()
-    period = _PERIOD.match(text.replace(" ", ""))
-    if period:
-        sign, amount, unit = period.groups()
-        units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-        delta = timedelta(**{units[unit]: int(amount)})
-        return now - delta if sign == "-" else now + delta
-    if text.isdigit():
-        return datetime.fromtimestamp(int(text) / 1000, UTC)
-    for fmt in ("%Y/%m/%d %H:%M", "%Y-%m-%d %H:%M", "%Y/%m/%d", "%Y-%m-%d"):
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    raise JqlError(f"Date value '{value}' for field '{field_name}' is invalid. Valid formats include: "
-                   "'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd', or a period "
-                   "format e.g. '-5d', '4w 2d'.")
-
-
 # --------------------------------------------------------------------------------------------------
 # The Jira model: state, REST rendering, and the changes (each one emits its webhook).
 
 
 class JiraState:
     def __init__(self, *, cloud: bool, bot_email: str, require_resolution: bool,
-                 webhooks: WebhookSender, webhook_secret: str | None) -> None:
+                 webhooks: WebhookSender, webhook_secret: str | None, version: tuple[int, int, int]) -> None:
         self.cloud = cloud
+        self.version = version
         self.lock = threading.Lock()
         self.base_url = ""
         self.require_resolution = require_resolution
         self.search_lag = 0.0
+        self.hide_emails = False
+        self.user_search_max = USER_SEARCH_MAX if cloud or version < (10, 0, 0) else DC10_USER_SEARCH_MAX
+        self.write_limit: IssueWriteLimit | None = None
         self.webhooks = webhooks
         self.webhook_secret = webhook_secret
         self.issues: dict[str, Issue] = {}
@@ -463,9 +306,15 @@ class JiraState:
         self.by_project: dict[str, set[str]] = {}
         self.projects: dict[str, Project] = {}
         self.users: dict[str, User] = {}
+        self.deactivated: set[str] = set()  # by deactivate_user(), active again after a reset
+        self.statuses = StatusRegistry()
+        self.custom_fields: dict[str, CustomField] = {}
         self._ids = itertools.count(10001)
         self._project_ids = itertools.count(10000)
         self._component_ids = itertools.count(10000)
+        self._version_ids = itertools.count(10000)
+        self._custom_ids = itertools.count(10050)
+        self._option_ids = itertools.count(10100)
         self._comment_ids = itertools.count(10000)
         self._link_ids = itertools.count(10000)
         self._changelog_ids = itertools.count(100000)
@@ -485,16 +334,83 @@ class JiraState:
         self.users[account_id] = user
         return user
 
-    def add_project(self, key: str, components: Iterable[str] = (), name: str | None = None) -> Project:
+    def add_project(self, key: str, components: Iterable[str] = (), name: str | None = None, *,
+                    team_managed: bool = False,
+                    statuses: Sequence[tuple[str, str]] = TEAM_STATUSES) -> Project:
         project = self.projects.get(key)
         if project is None:
-            project = Project(str(next(self._project_ids)), key, name or key.title(), {})
+            project_id = str(next(self._project_ids))
+            workflow = (team_managed_workflow(self.statuses, project_id, tuple(statuses)) if team_managed
+                        else simple_workflow(self.statuses))
+            project = Project(project_id, key, name or key.title(), {}, copy.deepcopy(workflow), team_managed,
+                              default_workflow=workflow)
             self.projects[key] = project
             self.by_project[key] = set()
+        elif project.team_managed != team_managed:
+            kind = "team-managed" if project.team_managed else "company-managed"
+            raise ValueError(f"project {key} exists and is {kind}")
+        if components and project.team_managed:
+            raise ValueError(f"{key} is team-managed: the fake's team-managed projects have no components")
         for component in components:
             if component.lower() not in project.components:
                 project.components[component.lower()] = Component(str(next(self._component_ids)), component)
         return project
+
+    def set_workflow(self, project_key: str, style: str, **names: str) -> None:
+        project = self.projects[project_key]
+        if project.team_managed:
+            raise ValueError(f"{project_key} is team-managed: its workflow is its own")
+        if style == "strict":
+            project.workflow = strict_workflow(self.statuses, **names)
+        elif style == "simple" and not names:
+            project.workflow = simple_workflow(self.statuses)
+        else:
+            raise ValueError(f"workflow style must be 'simple' or 'strict' (names only with strict), "
+                             f"not {style!r}")
+
+    def add_version(self, project_key: str, name: str, *, released: bool = False) -> Version:
+        project = self.projects[project_key]
+        version = project.versions.get(name.lower())
+        if version is None:
+            version = Version(str(next(self._version_ids)), name, released)
+            project.versions[name.lower()] = version
+        return version
+
+    def add_custom_field(self, name: str, kind: str,
+                         options: Iterable[str] | Mapping[str, Iterable[str]] = (), *,
+                         field_id: str | None = None) -> CustomField:
+        if kind not in CUSTOM_KINDS:
+            raise ValueError(f"custom field kind must be one of {sorted(CUSTOM_KINDS)}, not {kind!r}")
+        field_id = field_id or f"customfield_{next(self._custom_ids)}"
+        if not re.fullmatch(r"customfield_\d+", field_id) or field_id in self.custom_fields:
+            raise ValueError(f"{field_id!r} is not a free customfield_NNNNN id")
+        children = options if isinstance(options, Mapping) else dict.fromkeys(options, ())
+        made = [Option(str(next(self._option_ids)), value,
+                       [Option(str(next(self._option_ids)), child) for child in kids])
+                for value, kids in children.items()]
+        custom = CustomField(field_id, name, kind, made)
+        self.custom_fields[field_id] = custom
+        return custom
+
+    def add_create_field(self, project_key: str, field_id: str, *, required: bool,
+                         issue_type: str | None) -> None:
+        project = self.projects[project_key]
+        self.field_name(field_id)  # known?
+        if field_id == "components" and project.team_managed:
+            raise ValueError(f"{project_key} is team-managed: it has no components")
+        if issue_type is not None and issue_type not in ISSUE_TYPES:
+            raise ValueError(f"no issue type {issue_type!r}; the fake knows {list(ISSUE_TYPES)}")
+        project.screen_fields.setdefault(issue_type, {})[field_id] = required
+
+    def add_transition_field(self, project_key: str, transition: str, field_id: str, *,
+                             required: bool) -> None:
+        workflow = self.projects[project_key].workflow
+        found = workflow.find(transition)
+        if found is None:
+            raise ValueError(f"no transition {transition!r} in {project_key}'s workflow; it has "
+                             f"{[(t.id, t.name) for t in workflow.transitions]}")
+        self.field_name(field_id)
+        found.screen = [f for f in found.screen if f.field_id != field_id] + [ScreenField(field_id, required)]
 
     def clear_issues(self) -> None:
         self.issues.clear()
@@ -502,6 +418,16 @@ class JiraState:
         self.by_label.clear()
         for ids in self.by_project.values():
             ids.clear()
+
+    def restore_configuration(self) -> None:
+        """Workflows, screens and assignability as each project started; deactivated users active."""
+        for project in self.projects.values():
+            project.restore()
+        for account_id in self.deactivated:
+            self.users[account_id].active = True
+        self.deactivated.clear()
+        if self.write_limit is not None:
+            self.write_limit.clear()
 
     # -- lookups ------------------------------------------------------------------------------------
 
@@ -515,72 +441,128 @@ class JiraState:
             raise _not_found()
         return issue
 
-    def status_named(self, name: str) -> Status:
-        for status in STATUSES:
-            if status.name.lower() == name.lower() or status.id == name:
-                return status
-        raise ValueError(f"no status {name!r}; the fake knows {[s.name for s in STATUSES]}")
+    def find_project(self, key_or_id: str) -> Project | None:
+        return self.projects.get(key_or_id) or next(
+            (p for p in self.projects.values() if p.id == key_or_id), None)
 
-    def user_ref(self, value: Any, field_name: str) -> User | None:
-        """A user given in a request body: `{"accountId"}` on Cloud, `{"name"}` on Server/DC."""
+    def status_in(self, project: Project, name: str) -> Status:
+        status = project.workflow.status(name)
+        if status is None:
+            raise ValueError(f"no status {name!r} in {project.key}'s workflow; it has "
+                             f"{[s.name for s in project.workflow.statuses]}")
+        return status
+
+    def field_name(self, field_id: str) -> str:
+        if field_id in SYSTEM_FIELDS:
+            return system_name(field_id, cloud=self.cloud)
+        if field_id in self.custom_fields:
+            return self.custom_fields[field_id].name
+        raise ValueError(f"no field {field_id!r}: system fields {sorted(SYSTEM_FIELDS)} or a custom field's "
+                         "id")
+
+    def assignable(self, user: User, project: Project) -> bool:
+        return user.active and user.account_id not in project.unassignable
+
+    def _user(self, value: Any, field_name: str) -> User | None:
+        """A user given in a request body: `{"accountId"}` on Cloud, `{"name"}` on Server/DC; None for
+        "unassigned" (null, or accountId "-1"). FieldError for a malformed or unknown reference."""
         if value is None:
             return None
         if not isinstance(value, Mapping):
-            raise _field_errors({field_name: f"Could not parse the value for field '{field_name}'."})
+            raise FieldError(f"Could not parse the value for field '{field_name}'.")
         ref = value.get("accountId") if self.cloud else (value.get("name") or value.get("key"))
         if self.cloud and "accountId" not in value and "name" in value:
-            raise _field_errors({field_name: "'name' is not supported in GDPR strict mode: use 'accountId'."})
+            raise FieldError("'name' is not supported in GDPR strict mode: use 'accountId'.")
         if ref is None or ref == "-1":
             return None
-        user = self.users.get(str(ref))
-        if user is None or not user.active:
-            raise _field_errors({field_name: f"User '{ref}' cannot be assigned issues."})
+        user = self.users.get(str(ref)) or (None if self.cloud else next(
+            (u for u in self.users.values() if u.key == str(ref)), None))
+        if user is None:
+            raise FieldError(CANNOT_ASSIGN.format(ref))
         return user
+
+    def _assignee(self, value: Any, project: Project | None) -> User | None:
+        user = self._user(value, "assignee")
+        if user is None:
+            return None
+        if not user.active or (project is not None and not self.assignable(user, project)):
+            raise FieldError(CANNOT_ASSIGN.format(user.account_id))
+        return user
+
+    def assignee_ref(self, value: Any, project: Project) -> User | None:
+        """The body of `PUT /issue/{key}/assignee`: a 400 naming the field when Jira would refuse it."""
+        try:
+            return self._assignee(value, project)
+        except FieldError as error:
+            raise _field_errors({"assignee": str(error)}) from None
+
+    def _custom_user(self, value: Any) -> User | None:
+        try:
+            user = self._user(value, "user")
+        except FieldError:
+            return None
+        return user if user is not None and user.active else None
 
     # -- rendering ----------------------------------------------------------------------------------
 
-    def user_json(self, user: User | None) -> dict[str, Any] | None:
+    def user_json(self, user: User | None, *, myself: bool = False) -> dict[str, Any] | None:
         if user is None:
             return None
         avatars = {size: f"{self.base_url}/avatar/{size}.png" for size in ("48x48", "24x24", "16x16")}
+        # Cloud's profile visibility: most people hide their address, and Jira then leaves `emailAddress`
+        # out of every user it shows (searches, issue fields, webhooks); one always sees one's own.
+        email_shown = myself or (user.email_visible and not self.hide_emails)
         if self.cloud:
             data: dict[str, Any] = {
                 "self": f"{self.base_url}/rest/api/2/user?accountId={user.account_id}",
                 "accountId": user.account_id, "avatarUrls": avatars, "displayName": user.display_name,
                 "active": user.active, "timeZone": "Etc/UTC", "accountType": "atlassian",
             }
-            if user.email_visible and user.email:
+            if email_shown and user.email:
                 data["emailAddress"] = user.email
             return data
-        return {
+        data = {
             "self": f"{self.base_url}/rest/api/2/user?username={user.account_id}",
             "name": user.account_id, "key": user.key, "emailAddress": user.email, "avatarUrls": avatars,
             "displayName": user.display_name, "active": user.active, "timeZone": "Etc/UTC",
         }
+        if self.hide_emails and not myself:
+            del data["emailAddress"]  # Data Center's "Email visibility: hidden"
+        return data
 
     def status_json(self, status: Status) -> dict[str, Any]:
         category = CATEGORIES[status.category]
-        return {
+        data = {
             "self": f"{self.base_url}/rest/api/2/status/{status.id}", "description": "",
             "iconUrl": f"{self.base_url}/images/icons/statuses/generic.png", "name": status.name,
             "id": status.id,
             "statusCategory": {"self": f"{self.base_url}/rest/api/2/statuscategory/{category['id']}",
                                **category},
         }
+        if status.project_id is not None:
+            data["scope"] = {"type": "PROJECT", "project": {"id": status.project_id}}
+        return data
 
     def project_json(self, project: Project, *, full: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
             "self": f"{self.base_url}/rest/api/2/project/{project.id}", "id": project.id, "key": project.key,
-            "name": project.name, "projectTypeKey": "software", "simplified": False, "avatarUrls": {},
+            "name": project.name, "projectTypeKey": "software", "simplified": project.team_managed,
+            "style": "next-gen" if project.team_managed else "classic", "avatarUrls": {},
         }
         if full:
             data["components"] = [self.component_json(c) for c in project.components.values()]
             data["issueTypes"] = [self.issuetype_json(name) for name in ISSUE_TYPES]
+            data["versions"] = [self.version_json(v, project) for v in project.versions.values()]
         return data
 
     def component_json(self, component: Component) -> dict[str, Any]:
         return {"self": f"{self.base_url}/rest/api/2/component/{component.id}", "id": component.id,
                 "name": component.name}
+
+    def version_json(self, version: Version, project: Project) -> dict[str, Any]:
+        return {"self": f"{self.base_url}/rest/api/2/version/{version.id}", "id": version.id,
+                "name": version.name, "archived": False, "released": version.released,
+                "projectId": int(project.id)}
 
     def issuetype_json(self, name: str) -> dict[str, Any]:
         type_id = ISSUE_TYPES[name]
@@ -598,8 +580,12 @@ class JiraState:
         pid = PRIORITIES[name]
         return {"self": f"{self.base_url}/rest/api/2/priority/{pid}", "iconUrl": "", "name": name, "id": pid}
 
+    def field_ids(self) -> tuple[str, ...]:
+        """Every field an issue shows: the system ones, then the custom fields."""
+        return (*ISSUE_FIELDS, *self.custom_fields)
+
     def field_values(self, issue: Issue) -> dict[str, Any]:
-        return {
+        values = {
             "summary": issue.summary,
             "description": issue.description,
             "status": self.status_json(issue.status),
@@ -613,10 +599,15 @@ class JiraState:
             "created": _jira_time(issue.created),
             "updated": _jira_time(issue.updated),
             "components": [self.component_json(c) for c in issue.components],
+            "fixVersions": [self.version_json(v, issue.project) for v in issue.fix_versions],
             "priority": self.priority_json(issue.priority),
             "issuetype": self.issuetype_json(issue.issuetype),
             "statuscategorychangedate": _jira_time(issue.status_changed),
         }
+        for field_id, custom in self.custom_fields.items():
+            stored = issue.custom.get(field_id)
+            values[field_id] = render_custom(custom, stored, self.base_url, self.user_json)
+        return values
 
     def issue_json(self, issue: Issue, fields: set[str] | None = None, expand: str = "") -> dict[str, Any]:
         values = self.field_values(issue)
@@ -630,26 +621,58 @@ class JiraState:
             data["transitions"] = self.transitions_json(issue, "transitions.fields" in expansions)
         return data
 
+    def transition_screen(self, transition: Transition) -> list[ScreenField]:
+        """The fields its screen shows; `require_resolution` puts a required resolution on every
+        transition into a done status that does not ask for one already."""
+        screen = list(transition.screen)
+        if (self.require_resolution and transition.to.category == "done"
+                and all(f.field_id != "resolution" for f in screen)):
+            screen.insert(0, ScreenField("resolution", True))
+        return screen
+
     def transitions_json(self, issue: Issue, with_fields: bool) -> list[dict[str, Any]]:
+        """Only the transitions the issue's workflow offers from its status now (getTransitions)."""
         result = []
-        for target in STATUSES:
-            if target == issue.status:
-                continue
-            screen = self.require_resolution and target.category == "done"
+        for available in issue.project.workflow.available(issue.status):
+            screen = self.transition_screen(available)
             transition: dict[str, Any] = {
-                "id": target.transition_id, "name": target.transition_name, "to": self.status_json(target),
-                "hasScreen": screen, "isGlobal": True, "isInitial": False, "isAvailable": True,
-                "isConditional": False, "isLooped": False,
+                "id": available.id, "name": available.name, "to": self.status_json(available.to),
+                "hasScreen": bool(screen), "isGlobal": available.sources is None, "isInitial": False,
+                "isAvailable": True, "isConditional": False, "isLooped": False,
             }
             if with_fields:
-                transition["fields"] = {"resolution": {
-                    "required": True, "schema": {"type": "resolution", "system": "resolution"},
-                    "name": "Resolution", "key": "resolution", "hasDefaultValue": False,
-                    "operations": ["set"],
-                    "allowedValues": [self.resolution_json(name) for name in RESOLUTIONS],
-                }} if screen else {}
+                transition["fields"] = {f.field_id: self.field_meta(issue.project, f.field_id, f.required)
+                                        for f in screen}
             result.append(transition)
         return result
+
+    def create_screen(self, project: Project, issuetype: str) -> dict[str, bool]:
+        """Field id -> required, for creating an `issuetype` in `project`."""
+        screen = {fid: required for fid, required in CREATE_SCREEN.items()
+                  if not (fid == "components" and project.team_managed)}
+        screen.update(project.screen_fields.get(None, {}))
+        screen.update(project.screen_fields.get(issuetype, {}))
+        return screen
+
+    def field_meta(self, project: Project, field_id: str, required: bool) -> dict[str, Any]:
+        """A field as create-meta and `expand=transitions.fields` describe it (FieldCreateMetadata)."""
+        if field_id in self.custom_fields:
+            return custom_meta(self.custom_fields[field_id], required=required, base_url=self.base_url,
+                               cloud=self.cloud)
+        allowed: dict[str, Callable[[], list[Any]]] = {
+            "project": lambda: [self.project_json(project)],
+            "issuetype": lambda: [self.issuetype_json(name) for name in ISSUE_TYPES],
+            "components": lambda: [self.component_json(c) for c in project.components.values()],
+            "fixVersions": lambda: [self.version_json(v, project) for v in project.versions.values()],
+            "priority": lambda: [self.priority_json(name) for name in PRIORITIES],
+            "resolution": lambda: [self.resolution_json(name) for name in RESOLUTIONS],
+        }
+        search = f"{self.base_url}/rest/api/2/user/assignable/search?project={project.key}&" + (
+            "query=" if self.cloud else "username=")
+        return field_meta(field_id, self.field_name(field_id), system_schema(field_id),
+                          SYSTEM_FIELDS[field_id][4], required=required,
+                          allowed_values=allowed[field_id]() if field_id in allowed else None,
+                          auto_complete=search if field_id in ("assignee", "reporter") else None)
 
     def comment_json(self, issue: Issue, comment: Comment) -> dict[str, Any]:
         return {
@@ -680,9 +703,11 @@ class JiraState:
             "status": issue.status.name, "status_category": issue.status.category,
             "resolution": issue.resolution, "assignee": issue.assignee.account_id if issue.assignee else None,
             "reporter": issue.reporter.account_id, "labels": list(issue.labels),
-            "components": [c.name for c in issue.components], "created": issue.created,
+            "components": [c.name for c in issue.components],
+            "fix_versions": [v.name for v in issue.fix_versions], "created": issue.created,
             "updated": issue.updated, "old_keys": list(issue.old_keys), "comments": len(issue.comments),
             "remote_links": len(issue.links),
+            "custom": {fid: plain(self.custom_fields[fid], value) for fid, value in issue.custom.items()},
         }
 
     # -- webhooks -----------------------------------------------------------------------------------
@@ -730,9 +755,9 @@ class JiraState:
 
     @staticmethod
     def _item(name: str, from_id: Any, from_string: Any, to_id: Any, to_string: Any,
-              field_id: str | None = None) -> dict[str, Any]:
-        item = {"field": name, "fieldtype": "jira", "from": from_id, "fromString": from_string, "to": to_id,
-                "toString": to_string}
+              field_id: str | None = None, *, fieldtype: str = "jira") -> dict[str, Any]:
+        item = {"field": name, "fieldtype": fieldtype, "from": from_id, "fromString": from_string,
+                "to": to_id, "toString": to_string}
         if field_id:
             item["fieldId"] = field_id
         return item
@@ -746,56 +771,119 @@ class JiraState:
             item["tmpToAccountId"] = item["to"]
         return item
 
-    def _validate_labels(self, labels: Any, errors: dict[str, str]) -> list[str]:
-        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-            errors["labels"] = "Could not parse the value for field 'labels'."
-            return []
-        for label in labels:
-            if not label or any(c.isspace() for c in label):
-                errors["labels"] = f"The label '{label}' contains spaces which is invalid."
-            elif len(label) > 255:
-                errors["labels"] = (f"The label '{label}' exceeds the maximum length for a single label "
-                                    "of 255 characters.")
-        return list(dict.fromkeys(labels))
+    # Each check returns the value to store, or raises FieldError with the message Jira gives.
 
-    def _validate_summary(self, summary: Any, errors: dict[str, str]) -> str:
+    @staticmethod
+    def _summary(summary: Any) -> str:
         if not isinstance(summary, str) or not summary.strip():
-            errors["summary"] = "You must specify a summary of the issue."
-            return ""
+            raise FieldError("You must specify a summary of the issue.")
         if "\n" in summary or "\r" in summary:
-            errors["summary"] = "The summary is invalid because it contains newline characters."
-        elif len(summary) > 255:
-            errors["summary"] = "Summary must be less than 255 characters."
+            raise FieldError("The summary is invalid because it contains newline characters.")
+        if text_length(summary) > 255:
+            raise FieldError("Summary must be less than 255 characters.")
         return summary
 
-    def _validate_components(self, project: Project, value: Any, errors: dict[str, str]) -> list[Component]:
-        found: list[Component] = []
+    @staticmethod
+    def _description(description: Any) -> str | None:
+        if description is None:
+            return None
+        if not isinstance(description, str):
+            raise FieldError("Operation value must be a string")
+        if text_length(description) > TEXTAREA_LIMIT:
+            raise FieldError(TOO_LONG.format(TEXTAREA_LIMIT))
+        return description
+
+    @staticmethod
+    def _project_items(known: Mapping[str, _Item], value: Any, *, not_a_list: str, malformed: str,
+                       bad_id: str, bad_name: str) -> list[_Item]:
+        """Components or versions given as `[{"id"}|{"name"}]`, looked up in the project's `known` (by
+        lower-case name); the messages are Jira's for each kind."""
         if not isinstance(value, list):
-            errors["components"] = "Could not parse the value for field 'components'."
-            return found
-        by_id = {c.id: c for c in project.components.values()}
+            raise FieldError(not_a_list)
+        by_id = {item.id: item for item in known.values()}
+        found: list[_Item] = []
         for ref in value:
             if not isinstance(ref, Mapping):
-                errors["components"] = "Could not parse the value for field 'components'."
-            elif "id" in ref:
+                raise FieldError(malformed.format(ref))
+            if "id" in ref:
                 if str(ref["id"]) not in by_id:
-                    errors["components"] = f"Component with id '{ref['id']}' does not exist."
-                else:
-                    found.append(by_id[str(ref["id"])])
-            elif str(ref.get("name", "")).lower() in project.components:
-                found.append(project.components[str(ref["name"]).lower()])
+                    raise FieldError(bad_id.format(ref["id"]))
+                found.append(by_id[str(ref["id"])])
+            elif str(ref.get("name", "")).lower() in known:
+                found.append(known[str(ref["name"]).lower()])
             else:
-                errors["components"] = f"Component name '{ref.get('name')}' is not valid"
+                raise FieldError(bad_name.format(ref.get("name")))
         return found
 
-    def _validate_priority(self, value: Any, errors: dict[str, str]) -> str:
+    @classmethod
+    def _components(cls, project: Project, value: Any) -> list[Component]:
+        unparsable = "Could not parse the value for field 'components'."
+        return cls._project_items(project.components, value, not_a_list=unparsable, malformed=unparsable,
+                                  bad_id="Component with id '{}' does not exist.",
+                                  bad_name="Component name '{}' is not valid")
+
+    @classmethod
+    def _versions(cls, project: Project, value: Any) -> list[Version]:
+        return cls._project_items(project.versions, value, not_a_list="data was not an array",
+                                  malformed="Version name '{}' is not valid",
+                                  bad_id="Version id '{}' is not valid",
+                                  bad_name="Version name '{}' is not valid")
+
+    @staticmethod
+    def _priority(value: Any) -> str:
         if isinstance(value, Mapping):
             for name, pid in PRIORITIES.items():
                 if value.get("name") == name or str(value.get("id")) == pid:
                     return name
         given = value.get("name") if isinstance(value, Mapping) else value
-        errors["priority"] = f"Priority name '{given}' is not valid"
-        return "Medium"
+        raise FieldError(f"Priority name '{given}' is not valid")
+
+    @staticmethod
+    def _resolution(ref: Any) -> str:
+        named = ref.get("name") if isinstance(ref, Mapping) else None
+        by_id = {rid: name for name, rid in RESOLUTIONS.items()}
+        if isinstance(ref, Mapping) and str(ref.get("id")) in by_id:
+            return by_id[str(ref["id"])]
+        if named in RESOLUTIONS:
+            return str(named)
+        raise FieldError(f"Could not find valid 'id' or 'name' in resolution object: {named}")
+
+    def _parse(self, project: Project | None, fields: Mapping[str, Any], on_screen: Mapping[str, bool],
+               errors: dict[str, str]) -> dict[str, Any]:
+        """The changes a request's `fields` ask for, as `_apply` takes them; every refusal in `errors`:
+        a field the screen does not show, a value Jira would not take, a required field left empty."""
+        checks: dict[str, Callable[[Any], Any]] = {
+            "summary": self._summary, "description": self._description, "labels": check_labels,
+            "priority": self._priority, "resolution": self._resolution,
+            "assignee": lambda value: self._assignee(value, project),
+        }
+        if project is not None:
+            checks["components"] = lambda value: self._components(project, value)
+            checks["fixVersions"] = lambda value: self._versions(project, value)
+        changes: dict[str, Any] = {}
+        custom: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name not in on_screen:
+                errors[name] = NOT_ON_SCREEN.format(name)
+                continue
+            try:
+                if name in self.custom_fields:
+                    custom[name] = parse_custom(self.custom_fields[name], value, self._custom_user)
+                elif name in checks:
+                    changes[name] = checks[name](value)
+            except FieldError as error:
+                errors[name] = str(error)
+                continue
+            if on_screen[name] and is_empty(value):
+                errors[name] = f"{self.field_name(name)} is required."
+        if custom:
+            changes["custom"] = custom
+        return changes
+
+    def _required(self, on_screen: Mapping[str, bool], given: Iterable[str], errors: dict[str, str]) -> None:
+        for field_id, required in on_screen.items():
+            if required and field_id not in given and field_id not in errors:
+                errors[field_id] = f"{self.field_name(field_id)} is required."
 
     def _index(self, issue: Issue) -> None:
         self.keys[issue.key] = issue.id
@@ -811,38 +899,47 @@ class JiraState:
                 if not ids:
                     del self.by_label[label]
 
+    def count_write(self, issue: Issue) -> None:
+        """Cloud's per-issue write limit, when switched on: a 429 naming it, and nothing written."""
+        if self.write_limit is None:
+            return
+        refused = self.write_limit.admit(issue.id, time.monotonic())
+        if refused is not None:
+            wait, limit = refused
+            reset = _now() + timedelta(seconds=wait)
+            raise JiraHTTPError(429, ["Rate limit exceeded."], headers={
+                "Retry-After": str(wait), "RateLimit-Reason": "jira-per-issue-on-write",
+                "X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            })
+
     def create(self, body: Any, actor: User) -> Issue:
         if not isinstance(body, Mapping) or not isinstance(body.get("fields"), Mapping):
             raise JiraHTTPError(400, ["Can not deserialize the request: 'fields' is missing."])
         fields: Mapping[str, Any] = body["fields"]
         errors: dict[str, str] = {}
-        for name in fields:
-            if name not in CREATE_FIELDS:
-                errors[name] = NOT_ON_SCREEN.format(name)
         project_ref = fields.get("project")
         project = None
         if isinstance(project_ref, Mapping):
             project = self.projects.get(str(project_ref.get("key", ""))) or next(
                 (p for p in self.projects.values() if p.id == str(project_ref.get("id", ""))), None)
-        if project is None:
-            errors["project"] = "valid project is required"
         type_ref = fields.get("issuetype")
         issuetype = None
         if isinstance(type_ref, Mapping):
             issuetype = next((name for name, tid in ISSUE_TYPES.items()
                               if str(type_ref.get("name", "")).lower() == name.lower()
                               or str(type_ref.get("id", "")) == tid), None)
+        on_screen = (self.create_screen(project, issuetype) if project and issuetype
+                     else {**CREATE_SCREEN, **dict.fromkeys(self.custom_fields, False)})
+        given = {k: v for k, v in fields.items() if k not in ("project", "issuetype")}
+        changes = self._parse(project, given, on_screen, errors)
+        if project is None:
+            errors["project"] = "valid project is required"
         if issuetype is None:
             errors["issuetype"] = "valid issue type is required"
-        summary = self._validate_summary(fields.get("summary"), errors)
-        description = fields.get("description")
-        if description is not None and not isinstance(description, str):
-            errors["description"] = "Operation value must be a string"
-        labels = self._validate_labels(fields.get("labels", []), errors)
-        components = (self._validate_components(project, fields.get("components", []), errors)
-                      if project else [])
-        priority = self._validate_priority(fields["priority"], errors) if "priority" in fields else "Medium"
-        assignee = self.user_ref(fields.get("assignee"), "assignee") if "assignee" in fields else None
+        if "summary" not in fields:
+            errors["summary"] = "You must specify a summary of the issue."
+        self._required(on_screen, fields, errors)
         if errors:
             raise _field_errors(errors)
         assert project is not None
@@ -850,10 +947,12 @@ class JiraState:
         now = _now()
         issue = Issue(
             id=str(next(self._ids)), key=f"{project.key}-{project.next_number}", project=project,
-            summary=summary, description=description, issuetype=issuetype, priority=priority,
-            status=STATUSES[0], reporter=actor, created=now, updated=now, status_changed=now,
-            searchable_at=time.monotonic() + self.search_lag, assignee=assignee, labels=labels,
-            components=components,
+            summary=changes["summary"], description=changes.get("description"), issuetype=issuetype,
+            priority=changes.get("priority", "Medium"), status=project.workflow.initial, reporter=actor,
+            created=now, updated=now, status_changed=now, searchable_at=time.monotonic() + self.search_lag,
+            assignee=changes.get("assignee"), labels=changes.get("labels", []),
+            components=changes.get("components", []), fix_versions=changes.get("fixVersions", []),
+            custom={fid: value for fid, value in changes.get("custom", {}).items() if value is not None},
         )
         project.next_number += 1
         self.issues[issue.id] = issue
@@ -865,7 +964,11 @@ class JiraState:
              summary: str) -> list[tuple[str, str]]:
         """Many tickets without validation, webhooks or search lag (see `FakeJira.seed_tickets`)."""
         project = self.projects[project_key]
-        target = self.status_named(status)
+        target = self.status_in(project, status)
+        resolution = None
+        if target.category == "done":
+            resolution = next((t.resolution for t in project.workflow.transitions
+                               if t.to == target and t.resolution), "Done")
         now = _now()
         made: list[tuple[str, str]] = []
         for k in range(n):
@@ -873,7 +976,7 @@ class JiraState:
                 id=str(next(self._ids)), key=f"{project.key}-{project.next_number}", project=project,
                 summary=summary.replace("{n}", str(k)), description=None, issuetype="Bug", priority="Medium",
                 status=target, reporter=self.bot, created=now, updated=now, status_changed=now,
-                searchable_at=0.0, resolution=target.resolution if target.category == "done" else None,
+                searchable_at=0.0, resolution=resolution,
                 labels=list(labels(k)) if labels is not None else [],
             )
             project.next_number += 1
@@ -881,6 +984,14 @@ class JiraState:
             self._index(issue)
             made.append((issue.id, issue.key))
         return made
+
+    def edit_screen(self, issue: Issue) -> dict[str, bool]:
+        """What an edit may set: the usual fields, and the custom fields of the issue's create screen."""
+        create = self.create_screen(issue.project, issue.issuetype)
+        screen = {fid: create.get(fid, False) for fid in EDIT_FIELDS
+                  if not (fid == "components" and issue.project.team_managed)}
+        screen.update({fid: required for fid, required in create.items() if fid in self.custom_fields})
+        return screen
 
     def edit(self, issue: Issue, body: Any, actor: User) -> None:
         if not isinstance(body, Mapping):
@@ -890,34 +1001,24 @@ class JiraState:
         if not isinstance(fields, Mapping) or not isinstance(update, Mapping):
             raise JiraHTTPError(400, ["Can not deserialize the request."])
         errors: dict[str, str] = {}
-        for name in itertools.chain(fields, update):
-            if name not in EDIT_FIELDS and not (name == "comment" and name in update):
+        on_screen = self.edit_screen(issue)
+        for name in update:
+            if name not in on_screen and name != "comment":
                 errors[name] = NOT_ON_SCREEN.format(name)
-        changes: dict[str, Any] = {}
-        if "summary" in fields:
-            changes["summary"] = self._validate_summary(fields["summary"], errors)
-        if "description" in fields:
-            changes["description"] = fields["description"]
-        if "priority" in fields:
-            changes["priority"] = self._validate_priority(fields["priority"], errors)
-        if "assignee" in fields:
-            changes["assignee"] = self.user_ref(fields["assignee"], "assignee")
-        if "labels" in fields:
-            changes["labels"] = self._validate_labels(fields["labels"], errors)
-        if "components" in fields:
-            changes["components"] = self._validate_components(issue.project, fields["components"], errors)
+        changes = self._parse(issue.project, fields, on_screen, errors)
         labels = list(changes.get("labels", issue.labels))
         for op in update.get("labels", []) if isinstance(update.get("labels"), list) else []:
-            if not isinstance(op, Mapping):
-                errors["labels"] = "Could not parse the value for field 'labels'."
-                continue
-            if "add" in op:
-                added = self._validate_labels([op["add"]], errors)
-                labels += [label for label in added if label not in labels]
-            if "remove" in op:
-                labels = [label for label in labels if label != op["remove"]]
-            if "set" in op:
-                labels = self._validate_labels(op["set"], errors)
+            try:
+                if not isinstance(op, Mapping):
+                    raise FieldError("Could not parse the value for field 'labels'.")
+                if "add" in op:
+                    labels += [label for label in check_labels([op["add"]]) if label not in labels]
+                if "remove" in op:
+                    labels = [label for label in labels if label != op["remove"]]
+                if "set" in op:
+                    labels = check_labels(op["set"])
+            except FieldError as error:
+                errors["labels"] = str(error)
             changes["labels"] = labels
         comments = update.get("comment", []) if isinstance(update.get("comment"), list) else []
         bodies = [op["add"]["body"] for op in comments
@@ -932,6 +1033,14 @@ class JiraState:
                               issue, actor, items)
         for text in bodies:
             self.comment(issue, text, actor)
+
+    @staticmethod
+    def _list_items(name: str, field_id: str, before: Sequence[Component | Version],
+                    after: Sequence[Component | Version]) -> list[dict[str, Any]]:
+        items = [JiraState._item(name, gone.id, gone.name, None, None, field_id)
+                 for gone in before if gone not in after]
+        return items + [JiraState._item(name, None, None, new.id, new.name, field_id)
+                        for new in after if new not in before]
 
     def _apply(self, issue: Issue, changes: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Set fields and return the changelog items for what actually changed."""
@@ -957,11 +1066,22 @@ class JiraState:
             issue.labels = list(changes["labels"])
             self._index(issue)
         if "components" in changes and changes["components"] != issue.components:
-            for gone in [c for c in issue.components if c not in changes["components"]]:
-                items.append(self._item("Component", gone.id, gone.name, None, None, "components"))
-            for new in [c for c in changes["components"] if c not in issue.components]:
-                items.append(self._item("Component", None, None, new.id, new.name, "components"))
+            items += self._list_items("Component", "components", issue.components, changes["components"])
             issue.components = list(changes["components"])
+        if "fixVersions" in changes and changes["fixVersions"] != issue.fix_versions:
+            items += self._list_items("Fix Version", "fixVersions", issue.fix_versions,
+                                      changes["fixVersions"])
+            issue.fix_versions = list(changes["fixVersions"])
+        for field_id, value in changes.get("custom", {}).items():
+            before = issue.custom.get(field_id)
+            if value != before:
+                custom = self.custom_fields[field_id]
+                items.append(self._item(custom.name, None, display(custom, before), None,
+                                        display(custom, value), field_id, fieldtype="custom"))
+                if value is None:
+                    issue.custom.pop(field_id, None)
+                else:
+                    issue.custom[field_id] = value
         if items:
             issue.updated = _now()
         return items
@@ -976,50 +1096,41 @@ class JiraState:
         if not isinstance(body, Mapping) or not isinstance(body.get("transition"), Mapping):
             raise JiraHTTPError(400, ["Missing 'transition' identifier"])
         transition_id = str(body["transition"].get("id", ""))
-        target = next((s for s in STATUSES if s.transition_id == transition_id and s != issue.status), None)
-        if target is None:
+        offered = issue.project.workflow.available(issue.status)
+        chosen = next((t for t in offered if t.id == transition_id), None)
+        if chosen is None:
+            # What Jira answers for an id that does not exist AND for one its workflow does not offer from
+            # the issue's status now.
             raise JiraHTTPError(400, [f"Transition id '{transition_id}' is not valid for this issue."])
         fields = body.get("fields") or {}
         update = body.get("update") or {}
         if not isinstance(fields, Mapping) or not isinstance(update, Mapping):
             raise JiraHTTPError(400, ["Can not deserialize the request."])
-        screen = self.require_resolution and target.category == "done"
+        on_screen = {f.field_id: f.required for f in self.transition_screen(chosen)}
         errors: dict[str, str] = {}
-        for name in fields:
-            if name != "resolution" or not screen:
-                errors[name] = NOT_ON_SCREEN.format(name)
-        resolution = target.resolution
-        if screen:
-            ref = fields.get("resolution")
-            named = ref.get("name") if isinstance(ref, Mapping) else None
-            by_id = {rid: name for name, rid in RESOLUTIONS.items()}
-            if isinstance(ref, Mapping) and str(ref.get("id")) in by_id:
-                resolution = by_id[str(ref["id"])]
-            elif named in RESOLUTIONS:
-                resolution = named
-            elif ref is None:
-                errors["resolution"] = "Resolution is required."
-            else:
-                errors["resolution"] = f"Could not find valid 'id' or 'name' in resolution object: {named}"
+        changes = self._parse(issue.project, fields, on_screen, errors)
+        self._required(on_screen, fields, errors)
         comments = update.get("comment", []) if isinstance(update.get("comment"), list) else []
         bodies = [op["add"]["body"] for op in comments
                   if isinstance(op, Mapping) and isinstance(op.get("add"), Mapping)
                   and isinstance(op["add"].get("body"), str)]
         if errors:
             raise _field_errors(errors)
-        self.move_to(issue, target, resolution, actor)
+        resolution = changes.pop("resolution", chosen.resolution)
+        self.move_to(issue, chosen.to, resolution, actor, changes)
         for text in bodies:
             self.comment(issue, text, actor)
 
-    def move_to(self, issue: Issue, target: Status, resolution: str | None, actor: User) -> None:
+    def move_to(self, issue: Issue, target: Status, resolution: str | None, actor: User,
+                changes: Mapping[str, Any] | None = None) -> None:
         before_status, before_resolution = issue.status, issue.resolution
+        items = self._apply(issue, changes or {})
         now = _now()
         issue.status = target
         issue.status_changed = now
         issue.updated = now
         issue.resolution = resolution if target.category == "done" else None
         issue.resolution_date = (issue.resolution_date or now) if issue.resolution else None
-        items = []
         if issue.resolution != before_resolution:
             items.append(self._item(
                 "resolution", RESOLUTIONS.get(before_resolution or ""), before_resolution,
@@ -1031,6 +1142,8 @@ class JiraState:
     def comment(self, issue: Issue, text: Any, actor: User) -> Comment:
         if not isinstance(text, str) or not text.strip():
             raise _field_errors({"comment": "Comment body can not be empty!"})
+        if text_length(text) > TEXTAREA_LIMIT:
+            raise _field_errors({"comment": TOO_LONG.format(TEXTAREA_LIMIT)})
         comment = Comment(str(next(self._comment_ids)), text, actor, _now())
         issue.comments.append(comment)
         issue.updated = comment.created
@@ -1053,7 +1166,11 @@ class JiraState:
         issue.project = project
         issue.key = f"{project.key}-{project.next_number}"
         project.next_number += 1
-        issue.components = []  # components belong to a project
+        issue.components = []  # components and versions belong to a project
+        issue.fix_versions = []
+        # Moving asks where each status goes when the new workflow lacks it: the same category's first.
+        if project.workflow.status(issue.status.id) is None:
+            issue.status = project.workflow.first_in(issue.status.category)
         issue.updated = _now()
         self._index(issue)
         items = [
@@ -1147,13 +1264,12 @@ class JiraState:
                 return equality(field_name, op, keys, lambda i: i.project.key,
                                 lambda: set().union(*[self.by_project.get(k, set()) for k in keys]))
             if name == "status":
-                statuses = set()
+                statuses: set[str] = set()
                 for value in values:
-                    try:
-                        statuses.add(self.status_named(value).id)
-                    except ValueError:
-                        message = f"The value '{value}' does not exist for the field 'status'."
-                        raise JqlError(message) from None
+                    named = self.statuses.matching(value)  # every project's status of that name
+                    if not named:
+                        raise JqlError(f"The value '{value}' does not exist for the field 'status'.")
+                    statuses.update(s.id for s in named)
                 return equality(field_name, op, statuses, lambda i: i.status.id)
             if name == "statuscategory":
                 categories = set()
@@ -1185,7 +1301,7 @@ class JiraState:
                 attr = "updated" if name.startswith("updated") else "created"
                 if op not in ("=", ">", ">=", "<", "<="):
                     raise JqlError(f"The operator '{op}' is not supported by the '{field_name}' field.")
-                when = _jql_date(values[0], field_name, now)
+                when = jql_date(values[0], field_name, now)
                 compare: dict[str, Callable[[datetime], bool]] = {
                     "=": lambda d: d == when, ">": lambda d: d > when, ">=": lambda d: d >= when,
                     "<": lambda d: d < when, "<=": lambda d: d <= when,
@@ -1234,7 +1350,8 @@ class JiraState:
             names = [user.display_name.lower(), *user.display_name.lower().split()]
             if not self.cloud:
                 names.append(user.account_id.lower())
-            if user.email_visible or not self.cloud:
+            hidden = self.hide_emails or (self.cloud and not user.email_visible)
+            if not hidden:
                 names.append(user.email.lower())
             elif user.email.lower() == wanted:
                 return True
@@ -1243,15 +1360,15 @@ class JiraState:
         return [user for user in self.users.values() if wanted and matches(user)]
 
 
-def _wanted_fields(params: Sequence[str] | None, default: str) -> set[str]:
+def _wanted_fields(params: Sequence[str] | None, default: str, known: Sequence[str]) -> set[str]:
     """Jira's `fields` parameter: names, `*all`, `*navigable`, and `-name` to leave one out."""
     names = [n.strip() for part in (params if params is not None else [default]) for n in part.split(",")]
     names = [n for n in names if n]
     chosen: set[str] = set()
     for name in names:
         if name in ("*all", "*navigable"):
-            chosen.update(ISSUE_FIELDS)
-        elif name in ISSUE_FIELDS:
+            chosen.update(known)
+        elif name in known:
             chosen.add(name)
     for name in names:
         if name.startswith("-"):
@@ -1317,6 +1434,11 @@ class JiraApp:
             Route(f"{api}/resolution", self._wrap(self.resolutions), methods=["GET"]),
             Route(f"{api}/status", self._wrap(self.statuses), methods=["GET"]),
             Route(f"{api}/issue", self._wrap(self.create_issue), methods=["POST"]),
+            Route(f"{api}/issue/bulk", self._wrap(self.bulk_create), methods=["POST"]),
+            Route(f"{api}/issue/createmeta/{{key}}/issuetypes", self._wrap(self.create_meta_types),
+                  methods=["GET"]),
+            Route(f"{api}/issue/createmeta/{{key}}/issuetypes/{{type_id}}",
+                  self._wrap(self.create_meta_fields), methods=["GET"]),
             Route(f"{api}/issue/{{key}}", self._wrap(self.issue), methods=["GET", "PUT", "DELETE"]),
             Route(f"{api}/issue/{{key}}/assignee", self._wrap(self.assignee), methods=["PUT"]),
             Route(f"{api}/issue/{{key}}/transitions", self._wrap(self.transitions), methods=["GET", "POST"]),
@@ -1328,6 +1450,7 @@ class JiraApp:
             Route(f"{api}/search/jql", self._wrap(self.search_jql), methods=["GET", "POST"]),
             Route(f"{api}/search", self._wrap(self.search), methods=["GET", "POST"]),
             Route(f"{api}/user/search", self._wrap(self.user_search), methods=["GET"]),
+            Route(f"{api}/user/assignable/search", self._wrap(self.assignable_search), methods=["GET"]),
             Route(f"{api}/user", self._wrap(self.user), methods=["GET"]),
             Route("/rest/applinks/latest/listApplicationlinks", self._wrap(self.applinks), methods=["GET"]),
         ]
@@ -1370,17 +1493,21 @@ class JiraApp:
 
     def server_info(self, request: Request, body: Any) -> Any:
         cloud = self.state.cloud
+        major, minor, patch = self.state.version
         return {
-            "baseUrl": self.state.base_url, "version": "1001.0.0-SNAPSHOT" if cloud else "9.12.15",
-            "versionNumbers": [1001, 0, 0] if cloud else [9, 12, 15],
-            "deploymentType": "Cloud" if cloud else "Server", "buildNumber": 100282 if cloud else 9120015,
+            "baseUrl": self.state.base_url,
+            "version": "1001.0.0-SNAPSHOT" if cloud else f"{major}.{minor}.{patch}",
+            "versionNumbers": [1001, 0, 0] if cloud else [major, minor, patch],
+            # Data Center calls itself "Server" here, as Server did.
+            "deploymentType": "Cloud" if cloud else "Server",
+            "buildNumber": 100282 if cloud else major * 1_000_000 + minor * 10_000 + patch,
             "buildDate": "2026-01-01T00:00:00.000+0000", "serverTime": _jira_time(_now()),
             "scmInfo": "0" * 40, "serverTitle": "Jira", "defaultLocale": {"locale": "en_US"},
             "serverTimeZone": "Etc/UTC",
         }
 
     def myself(self, request: Request, body: Any) -> Any:
-        return {**(self.state.user_json(self.state.bot) or {}), "locale": "en_US",
+        return {**(self.state.user_json(self.state.bot, myself=True) or {}), "locale": "en_US",
                 "groups": {"size": 1, "items": []}, "applicationRoles": {"size": 1, "items": []}}
 
     def fields(self, request: Request, body: Any) -> Any:
@@ -1389,6 +1516,11 @@ class JiraApp:
             {"id": name, "key": name, "name": name.title(), "custom": False, "orderable": True,
              "navigable": True, "searchable": True, "clauseNames": names.get(name, [name])}
             for name in (*ISSUE_FIELDS, "issuekey", "statusCategory")
+        ] + [
+            {"id": custom.id, "key": custom.id, "name": custom.name, "custom": True, "orderable": True,
+             "navigable": True, "searchable": True, "schema": custom.schema(),
+             "clauseNames": [f"cf[{custom.custom_id}]", custom.name]}
+            for custom in self.state.custom_fields.values()
         ]
 
     def projects(self, request: Request, body: Any) -> Any:
@@ -1396,8 +1528,7 @@ class JiraApp:
 
     def _project(self, request: Request) -> Project:
         ref = request.path_params["key"]
-        project = self.state.projects.get(ref) or next(
-            (p for p in self.state.projects.values() if p.id == ref), None)
+        project = self.state.find_project(ref)
         if project is None:
             raise _not_found(f"No project could be found with key '{ref}'.")
         return project
@@ -1418,7 +1549,7 @@ class JiraApp:
         return [self.state.resolution_json(name) for name in RESOLUTIONS]
 
     def statuses(self, request: Request, body: Any) -> Any:
-        return [self.state.status_json(status) for status in STATUSES]
+        return [self.state.status_json(status) for status in self.state.statuses.all()]
 
     def applinks(self, request: Request, body: Any) -> Any:
         # Listing application links needs a Jira administrator; the bot is not one.
@@ -1427,16 +1558,78 @@ class JiraApp:
 
     # -- issues -------------------------------------------------------------------------------------
 
+    def _created(self, issue: Issue) -> dict[str, Any]:
+        return {"id": issue.id, "key": issue.key,
+                "self": f"{self.state.base_url}/rest/api/2/issue/{issue.id}"}
+
     def create_issue(self, request: Request, body: Any) -> Any:
-        issue = self.state.create(body, self.state.bot)
-        return JSONResponse({"id": issue.id, "key": issue.key,
-                             "self": f"{self.state.base_url}/rest/api/2/issue/{issue.id}"}, status_code=201)
+        return JSONResponse(self._created(self.state.create(body, self.state.bot)), status_code=201)
+
+    def bulk_create(self, request: Request, body: Any) -> Any:
+        """createIssues: each of up to 50 `issueUpdates` is created (with its webhook) or refused on its
+        own; 201 when any was created, 400 when none was, with `CreatedIssues` (issues, and errors as
+        BulkOperationErrorResult: status, elementErrors, failedElementNumber) either way."""
+        updates = body.get("issueUpdates") if isinstance(body, Mapping) else None
+        if not isinstance(updates, list):
+            raise JiraHTTPError(400, ["Can not deserialize the request: 'issueUpdates' is missing."])
+        if len(updates) > BULK_CREATE_MAX:
+            # The limit is documented ("Creates upto 50 issues"); the wording of this answer is the fake's.
+            raise JiraHTTPError(400, [f"The number of issues to create ({len(updates)}) exceeds the maximum "
+                                      f"of {BULK_CREATE_MAX} for a bulk create."])
+        issues: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for number, update in enumerate(updates):
+            try:
+                issues.append(self._created(self.state.create(update, self.state.bot)))
+            except JiraHTTPError as refused:
+                errors.append({"status": refused.status, "failedElementNumber": number, "elementErrors": {
+                    "errorMessages": refused.messages, "errors": refused.errors, "status": refused.status}})
+        return JSONResponse({"issues": issues, "errors": errors},
+                            status_code=201 if issues or not updates else 400)
+
+    def _create_meta_page(self, request: Request, items: list[Any], cloud_key: str) -> dict[str, Any]:
+        """Create-meta's pages: Cloud names the list (`issueTypes`, `fields`: PageOfCreateMetaIssueTypes
+        and PageOfCreateMetaIssueTypeWithField in Atlassian's OpenAPI description); Data Center (8.4+)
+        calls it `values` and adds `isLast`, which is what the `jira` library reads there."""
+        start = _int_param(request.query_params.get("startAt"), 0, 10**9)
+        size = _int_param(request.query_params.get("maxResults"), 50, CREATE_META_MAX)
+        page = items[start:start + size]
+        if self.state.cloud:
+            return {"maxResults": size, "startAt": start, "total": len(items), cloud_key: page}
+        return {"maxResults": size, "startAt": start, "total": len(items),
+                "isLast": start + size >= len(items), "values": page}
+
+    def _create_meta_project(self, request: Request) -> Project:
+        ref = request.path_params["key"]
+        project = self.state.find_project(ref)
+        if project is None:
+            # getCreateIssueMetaIssueTypes/-TypeId list 400 (not 404) for a request they cannot answer.
+            raise JiraHTTPError(400, [f"No project could be found with key '{ref}'."])
+        return project
+
+    def create_meta_types(self, request: Request, body: Any) -> Any:
+        self._create_meta_project(request)
+        types = [self.state.issuetype_json(name) for name in ISSUE_TYPES]
+        return self._create_meta_page(request, types, "issueTypes")
+
+    def create_meta_fields(self, request: Request, body: Any) -> Any:
+        project = self._create_meta_project(request)
+        type_id = request.path_params["type_id"]
+        issuetype = next((name for name, tid in ISSUE_TYPES.items() if tid == type_id), None)
+        if issuetype is None:
+            raise JiraHTTPError(400, [f"The issue type with id '{type_id}' does not exist or is not valid "
+                                      f"for project '{project.key}'."])
+        metas = [self.state.field_meta(project, fid, required)
+                 for fid, required in self.state.create_screen(project, issuetype).items()]
+        return self._create_meta_page(request, metas, "fields")
 
     def issue(self, request: Request, body: Any) -> Any:
         issue = self.state.get_issue(request.path_params["key"])
         if request.method == "GET":
-            fields = _wanted_fields(request.query_params.getlist("fields") or None, "*all")
+            wanted = request.query_params.getlist("fields") or None
+            fields = _wanted_fields(wanted, "*all", self.state.field_ids())
             return self.state.issue_json(issue, fields, request.query_params.get("expand", ""))
+        self.state.count_write(issue)
         if request.method == "PUT":
             self.state.edit(issue, body, self.state.bot)
         else:
@@ -1445,7 +1638,8 @@ class JiraApp:
 
     def assignee(self, request: Request, body: Any) -> Any:
         issue = self.state.get_issue(request.path_params["key"])
-        self.state.assign(issue, self.state.user_ref(body, "assignee"), self.state.bot)
+        self.state.count_write(issue)
+        self.state.assign(issue, self.state.assignee_ref(body, issue.project), self.state.bot)
         return Response(status_code=204)
 
     def transitions(self, request: Request, body: Any) -> Any:
@@ -1456,12 +1650,14 @@ class JiraApp:
             wanted = request.query_params.get("transitionId")
             return {"expand": "transitions",
                     "transitions": [t for t in found if wanted is None or t["id"] == wanted]}
+        self.state.count_write(issue)
         self.state.transition(issue, body, self.state.bot)
         return Response(status_code=204)
 
     def comments(self, request: Request, body: Any) -> Any:
         issue = self.state.get_issue(request.path_params["key"])
         if request.method == "POST":
+            self.state.count_write(issue)
             text = body.get("body") if isinstance(body, Mapping) else None
             comment = self.state.comment(issue, text, self.state.bot)
             return JSONResponse(self.state.comment_json(issue, comment), status_code=201)
@@ -1474,6 +1670,8 @@ class JiraApp:
     def remote_links(self, request: Request, body: Any) -> Any:
         issue = self.state.get_issue(request.path_params["key"])
         global_id = request.query_params.get("globalId")
+        if request.method != "GET":
+            self.state.count_write(issue)
         if request.method == "POST":
             link, created = self.state.upsert_link(issue, body)
             return JSONResponse({"id": link.id, "self": self.state.link_json(issue, link)["self"]},
@@ -1495,6 +1693,7 @@ class JiraApp:
         if link is None:
             raise _not_found("No remote link with that id.")
         if request.method == "DELETE":
+            self.state.count_write(issue)
             issue.links.remove(link)
             return Response(status_code=204)
         return self.state.link_json(issue, link)
@@ -1517,7 +1716,7 @@ class JiraApp:
         hits, _ = self.state.search(jql, strict=True, bounded=True, reconcile=reconcile)
         page = hits[offset:offset + size]
         requested = _params(request, body, "fields")
-        fields = _wanted_fields(requested, "") if requested is not None else None
+        fields = _wanted_fields(requested, "", self.state.field_ids()) if requested is not None else None
         # Unlike /search, /search/jql returns only ids unless fields are asked for.
         issues = [self.state.issue_json(i, fields) if fields is not None else {"id": i.id} for i in page]
         result: dict[str, Any] = {"issues": issues, "isLast": offset + size >= len(hits)}
@@ -1539,7 +1738,7 @@ class JiraApp:
         size = _int_param((_params(request, body, "maxResults") or ["50"])[0], 50, SEARCH_MAX)
         validate = str((_params(request, body, "validateQuery") or ["strict"])[0]).lower()
         hits, warnings = self.state.search(jql, strict=validate in ("strict", "true"))
-        fields = _wanted_fields(_params(request, body, "fields"), "*navigable")
+        fields = _wanted_fields(_params(request, body, "fields"), "*navigable", self.state.field_ids())
         result: dict[str, Any] = {
             "expand": "schema,names", "startAt": start, "maxResults": size, "total": len(hits),
             "issues": [self.state.issue_json(i, fields) for i in hits[start:start + size]],
@@ -1566,9 +1765,45 @@ class JiraApp:
             inactive = params.get("includeInactive", "false").lower() == "true"
             users = [u for u in self.state.find_users(text)
                      if (u.active and active) or (not u.active and inactive)]
-        start = _int_param(params.get("startAt"), 0, 10**9)
-        size = _int_param(params.get("maxResults"), 50, USER_SEARCH_MAX)
-        return [self.state.user_json(u) for u in users[start:start + size]]
+        return self._user_page(request, users)
+
+    def _user_page(self, request: Request, users: list[User]) -> list[Any]:
+        """A page of a user search: only the first `user_search_max` matches can be reached at all."""
+        cap = self.state.user_search_max
+        start = _int_param(request.query_params.get("startAt"), 0, 10**9)
+        size = _int_param(request.query_params.get("maxResults"), 50, cap)
+        return [self.state.user_json(u) for u in users[:cap][start:start + size]]
+
+    def assignable_search(self, request: Request, body: Any) -> Any:
+        """findAssignableUsers: the active users the project (or the issue's project) lets be assigned,
+        matched like user search; Cloud by `query` or `accountId`, Data Center by `username` (which may
+        be left out there to list them all)."""
+        params = request.query_params
+        if "project" in params:
+            project = self.state.find_project(params["project"])
+            if project is None:
+                raise _not_found(f"No project could be found with key '{params['project']}'.")
+        elif "issueKey" in params or "issueId" in params:
+            project = self.state.get_issue(params.get("issueKey") or params["issueId"]).project
+        else:
+            raise JiraHTTPError(400, ["One of 'issueKey', 'issueId' or 'project' must be specified."])
+        if self.state.cloud:
+            if "username" in params:
+                raise JiraHTTPError(400, ["The query parameter 'username' is not supported in GDPR strict "
+                                          "mode."])
+            if params.get("query") and params.get("accountId"):
+                raise JiraHTTPError(400, ["Only one of 'query' or 'accountId' can be specified."])
+            if params.get("accountId"):
+                found = self.state.users.get(params["accountId"])
+                users = [found] if found is not None else []
+            elif params.get("query"):
+                users = self.state.find_users(params["query"])
+            else:
+                raise JiraHTTPError(400, ["One of 'query' or 'accountId' must be specified."])
+        else:
+            text = params.get("username", "")
+            users = self.state.find_users(text) if text else list(self.state.users.values())
+        return self._user_page(request, [u for u in users if self.state.assignable(u, project)])
 
     def user(self, request: Request, body: Any) -> Any:
         ref = request.query_params.get("accountId" if self.state.cloud else "username")
@@ -1593,7 +1828,8 @@ class FakeJira:
         self.calls = calls
         self.faults = faults
         self.webhooks = webhooks
-        self._require_resolution = state.require_resolution
+        self._started = (state.require_resolution, state.hide_emails, state.write_limit,
+                         state.user_search_max)
 
     # -- knobs --------------------------------------------------------------------------------------
 
@@ -1626,6 +1862,39 @@ class FakeJira:
         self._state.require_resolution = value
 
     @property
+    def hide_emails(self) -> bool:
+        """Cloud's profile visibility for everyone: no `emailAddress` on any user Jira shows (user and
+        assignable searches, issue fields, webhook bodies) but the bot's own `/myself`. A search for an
+        exact address still finds its user. Off: only users added with `email_visible=False` hide it."""
+        return self._state.hide_emails
+
+    @hide_emails.setter
+    def hide_emails(self, value: bool) -> None:
+        self._state.hide_emails = value
+
+    @property
+    def issue_write_limits(self) -> tuple[tuple[int, float], ...] | None:
+        """Cloud's per-issue write limit as (writes, per seconds) windows, e.g. CLOUD_ISSUE_WRITE_LIMITS;
+        None (the default): off. API writes to one issue past a window answer 429 with `Retry-After` and
+        `RateLimit-Reason: jira-per-issue-on-write`; other issues are not held back."""
+        return self._state.write_limit.windows if self._state.write_limit else None
+
+    @issue_write_limits.setter
+    def issue_write_limits(self, windows: Sequence[tuple[int, float]] | None) -> None:
+        with self._state.lock:
+            self._state.write_limit = IssueWriteLimit(windows) if windows else None
+
+    @property
+    def user_search_max(self) -> int:
+        """How many matches a user search can reach at all (startAt + maxResults): 1,000 on Cloud and
+        Data Center 9, 100 on Data Center 10 (`version`)."""
+        return self._state.user_search_max
+
+    @user_search_max.setter
+    def user_search_max(self, value: int) -> None:
+        self._state.user_search_max = value
+
+    @property
     def bot_account_id(self) -> str:
         return self._state.bot.account_id
 
@@ -1639,13 +1908,18 @@ class FakeJira:
 
     def reset(self) -> None:
         """Back to no issues, calls or faults, with the switches (latency, search_lag,
-        require_resolution, webhooks.enabled) as started. Users, projects and the webhook URL and
-        secret stay; ids and keys keep counting up, so nothing from before can be mistaken for new."""
+        require_resolution, hide_emails, issue_write_limits, user_search_max, webhooks.enabled) as
+        started, every project's workflow, screens and assignability as it was created, and users
+        deactivated by `deactivate_user` active again. Users, projects, versions, custom fields and the
+        webhook URL and secret stay; ids and keys keep counting up, so nothing from before can be
+        mistaken for new."""
         with self._state.lock:
             self._state.clear_issues()
             self.faults.clear()
             self._state.search_lag = 0.0
-            self._state.require_resolution = self._require_resolution
+            (self._state.require_resolution, self._state.hide_emails, self._state.write_limit,
+             self._state.user_search_max) = self._started
+            self._state.restore_configuration()
         self.calls.reset()
         self._middleware.latency = 0.0
         self.webhooks.enabled = True
@@ -1687,9 +1961,75 @@ class FakeJira:
         with self._state.lock:
             self._state.add_user(account_id, display_name, email, email_visible=email_visible, active=active)
 
-    def add_project(self, key: str, components: Iterable[str] = (), name: str | None = None) -> None:
+    def add_project(self, key: str, components: Iterable[str] = (), name: str | None = None, *,
+                    team_managed: bool = False, statuses: Sequence[tuple[str, str]] = TEAM_STATUSES) -> None:
+        """A company-managed project (the simple workflow), or a team-managed one: `simplified: true`,
+        `style: next-gen`, no components field (creating with components is a 400), and `statuses`
+        ((name, category) pairs) of its own, with ids no other project shares."""
         with self._state.lock:
-            self._state.add_project(key, components, name)
+            self._state.add_project(key, components, name, team_managed=team_managed, statuses=statuses)
+
+    # -- company-managed configuration (reset() undoes it) -------------------------------------------
+
+    def set_workflow(self, project: str, style: str, *, todo: str = "To Do", doing: str = "In Progress",
+                     done: str = "Done") -> None:
+        """"strict": `todo` -> `doing` -> `done` only, and "Reopen" from `done` back to `todo`; the
+        statuses may be named otherwise (e.g. todo="Open", done="Closed"). "simple": any to any.
+        GET transitions lists only what the status offers now; POSTing another is a 400."""
+        with self._state.lock:
+            names = {} if style == "simple" else {"todo": todo, "doing": doing, "done": done}
+            self._state.set_workflow(project, style, **names)
+
+    def workflow_transitions(self, project: str) -> list[dict[str, Any]]:
+        """The project's workflow: each transition's id, name, from (status names; None: from any) and to."""
+        with self._state.lock:
+            workflow = self._state.projects[project].workflow
+            names = {s.id: s.name for s in workflow.statuses}
+            return [{"id": t.id, "name": t.name, "to": t.to.name,
+                     "from": None if t.sources is None else sorted(names[i] for i in t.sources)}
+                    for t in workflow.transitions]
+
+    def add_custom_field(self, name: str, kind: str,
+                         options: Iterable[str] | Mapping[str, Iterable[str]] = (), *,
+                         field_id: str | None = None) -> str:
+        """A custom field of `kind` (select, multiselect, cascadingselect, user, number, date, text,
+        textarea, labels); `options` for the selects (a cascading select's: parent -> children). Its
+        id (customfield_NNNNN). It shows on no screen until added to one."""
+        with self._state.lock:
+            return self._state.add_custom_field(name, kind, options, field_id=field_id).id
+
+    def add_create_field(self, project: str, field_id: str, *, required: bool = True,
+                         issue_type: str | None = None) -> None:
+        """Put a field on the project's create screen (of `issue_type`, or every type), required or not:
+        a custom field's id or a system field (components, fixVersions, labels, priority, ...). Create-
+        meta shows it; creating without a required one is a 400 naming it."""
+        with self._state.lock:
+            self._state.add_create_field(project, field_id, required=required, issue_type=issue_type)
+
+    def add_transition_field(self, project: str, transition: str, field_id: str, *,
+                             required: bool = True) -> None:
+        """Put a field (resolution, fixVersions, a custom field) on the screen of a transition of the
+        project's workflow, named by id, name or target status. `expand=transitions.fields` shows it;
+        taking the transition without a required one is a 400 naming it."""
+        with self._state.lock:
+            self._state.add_transition_field(project, transition, field_id, required=required)
+
+    def add_version(self, project: str, name: str, *, released: bool = False) -> str:
+        """A version (for fixVersions); its id."""
+        with self._state.lock:
+            return self._state.add_version(project, name, released=released).id
+
+    def deactivate_user(self, account_id: str) -> None:
+        """The user stays findable (`active: false`) but cannot be assigned issues anywhere."""
+        with self._state.lock:
+            self._state.users[account_id].active = False
+            self._state.deactivated.add(account_id)
+
+    def make_unassignable(self, account_id: str, project: str) -> None:
+        """The user lacks the project's Assignable User permission: left out of its assignable search,
+        and creating or assigning with them there is a 400."""
+        with self._state.lock:
+            self._state.projects[project].unassignable.add(self._state.users[account_id].account_id)
 
     def seed_tickets(
         self, project: str, n: int, *, status: str = "To Do",
@@ -1714,17 +2054,27 @@ class FakeJira:
 
     def person_transition(self, key: str, status_name: str, *, resolution: str | None = None,
                           by: str | None = None) -> None:
+        """One transition, as a person takes it in the UI (screens filled in): only one the workflow
+        offers from the issue's status now, so a strict workflow takes a step at a time."""
         with self._state.lock:
             issue = self._state.get_issue(key)
-            target = self._state.status_named(status_name)
-            if target != issue.status:
-                self._state.move_to(issue, target, resolution or target.resolution, self._actor(by))
+            workflow = issue.project.workflow
+            target = self._state.status_in(issue.project, status_name)
+            if target == issue.status:
+                return
+            step = next((t for t in workflow.available(issue.status) if t.to == target), None)
+            if step is None:
+                offered = [t.to.name for t in workflow.available(issue.status)]
+                raise ValueError(f"{key}: no transition from {issue.status.name!r} to {target.name!r} in "
+                                 f"{issue.project.key}'s {workflow.name} workflow; it offers {offered}")
+            self._state.move_to(issue, target, resolution or step.resolution, self._actor(by))
 
     def person_create(self, project: str, summary: str, labels: Sequence[str] = (), *,
-                      by: str | None = None) -> str:
+                      by: str | None = None, fields: Mapping[str, Any] | None = None) -> str:
+        """A Task, with `fields` (REST shapes, by id) for what the create screen asks besides."""
         with self._state.lock:
             body = {"fields": {"project": {"key": project}, "issuetype": {"name": "Task"}, "summary": summary,
-                               "labels": list(labels)}}
+                               "labels": list(labels), **(fields or {})}}
             return self._state.create(body, self._actor(by)).key
 
     def person_delete(self, key: str, *, by: str | None = None) -> None:
@@ -1767,17 +2117,29 @@ def start_fake_jira(
     token: str = "jira-token",
     pat: str | None = None,
     require_resolution: bool = False,
+    hide_emails: bool = False,
+    issue_write_limits: Sequence[tuple[int, float]] | None = None,
+    version: str = "9.12.15",
     port: int = 0,
 ) -> FakeJira:
     """Start a fake Jira on 127.0.0.1 (`port=0`: any free port). `deployment`: "Cloud", or "Server"
-    (also "DataCenter"), which authenticates `Authorization: Bearer <pat>` (default "jira-pat")."""
+    (also "DataCenter"), which authenticates `Authorization: Bearer <pat>` (default "jira-pat") and
+    reports `version` (Data Center's; "10.x" caps user searches at 100). `hide_emails` and
+    `issue_write_limits`: see FakeJira. A webhook URL may carry `?token=...` (Data Center setups that do
+    not sign); with `webhook_secret` every delivery is signed (`X-Hub-Signature`)."""
     if deployment not in ("Cloud", "Server", "DataCenter"):
         raise ValueError(f"deployment must be Cloud, Server or DataCenter, not {deployment!r}")
     cloud = deployment == "Cloud"
+    numbers = tuple(int(part) for part in version.split("."))
+    if len(numbers) != 3:
+        raise ValueError(f"version must be major.minor.patch, not {version!r}")
     webhooks = WebhookSender("fake-jira")
     webhooks.url = webhook_url
     state = JiraState(cloud=cloud, bot_email=email, require_resolution=require_resolution,
-                      webhooks=webhooks, webhook_secret=webhook_secret)
+                      webhooks=webhooks, webhook_secret=webhook_secret,
+                      version=(numbers[0], numbers[1], numbers[2]))
+    state.hide_emails = hide_emails
+    state.write_limit = IssueWriteLimit(issue_write_limits) if issue_write_limits else None
     app = JiraApp(state, email=email, token=token, pat=pat or "jira-pat")
     calls = CallLog()
     faults: list[Fault] = []
