@@ -254,22 +254,29 @@ class WebhookSender:
                 try:
                     if item is None:
                         return
-                    url, headers, body = item.url, item.headers, item.body
-                    status = 0
-                    for attempt in range(3):
-                        if attempt and item.refresh is not None:
-                            headers = dict(item.refresh())
-                        try:
-                            status = client.post(url, body, headers)
-                            if status < 500:
-                                break
-                        except (httpx.HTTPError, OSError, ValueError):
-                            status = 0
-                        time.sleep(0.2 * (attempt + 1))
+                    headers, status = self._deliver(client, item)
                     with self._lock:
-                        self.sent.append((headers, body, status))
+                        self.sent.append((headers, item.body, status))
                 finally:
                     self._queue.task_done()
+
+    def _deliver(self, client: _Poster, item: _Delivery) -> tuple[dict[str, str], int]:
+        """Make the attempts for one delivery: the headers of the last one and its answer's status (0:
+        none). Three attempts, retrying on 5xx and on no answer; a fake with its own vendor's retry
+        rules overrides this."""
+        headers = item.headers
+        status = 0
+        for attempt in range(3):
+            if attempt and item.refresh is not None:
+                headers = dict(item.refresh())
+            try:
+                status = client.post(item.url, item.body, headers)
+                if status < 500:
+                    break
+            except (httpx.HTTPError, OSError, ValueError):
+                status = 0
+            time.sleep(0.2 * (attempt + 1))
+        return headers, status
 
 
 class _Poster:
@@ -499,9 +506,20 @@ class ReceivedWebhook:
         return json.loads(self.body)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """How a `WebhookInbox` answers one request: a status, extra headers, and a delay before answering
+    (a slow receiver, for senders that time out)."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
 class WebhookInbox:
     """A tiny HTTP receiver for the webhooks a fake sends: records every request (headers lower-cased,
-    raw body) and answers from `answers` in turn (then 200), so tests can make the sender retry.
+    raw body) as it arrives and answers from `answers` in turn (a status or an `Answer`; then 200), so
+    tests can make the sender retry.
 
         inbox = WebhookInbox().start()
         fake.webhooks.url = inbox.url
@@ -509,8 +527,8 @@ class WebhookInbox:
         (hook,) = inbox.wait(1)
     """
 
-    def __init__(self, answers: list[int] | None = None) -> None:
-        self.answers: list[int] = list(answers or [])
+    def __init__(self, answers: list[int | Answer] | None = None) -> None:
+        self.answers: list[int | Answer] = list(answers or [])
         self._received: list[ReceivedWebhook] = []
         self._cond = threading.Condition()
 
@@ -521,11 +539,15 @@ class WebhookInbox:
             request = Request(scope, receive)
             body = await request.body()
             with self._cond:
-                status = self.answers.pop(0) if self.answers else 200
+                answer = self.answers.pop(0) if self.answers else 200
+                if isinstance(answer, int):
+                    answer = Answer(answer)
                 headers = {k.lower(): v for k, v in request.headers.items()}
-                self._received.append(ReceivedWebhook(headers, body, status))
+                self._received.append(ReceivedWebhook(headers, body, answer.status))
                 self._cond.notify_all()
-            await Response(status_code=status)(scope, receive, send)
+            if answer.delay:
+                await asyncio.sleep(answer.delay)
+            await Response(status_code=answer.status, headers=answer.headers)(scope, receive, send)
 
         self.server = FakeServer(app)
         self.url = self.server.url
