@@ -1,9 +1,11 @@
 """What a process needs to do sync work, built once per process from the settings: the database
-engine, the policy, both API clients, and Redis for locks and shared counters."""
+engine, the policy, both API clients, and Redis for locks and shared counters.
+
+Entry points build it and pass it down (`syncer.cli.main` one per command, `syncer.worker.app` one
+per worker process): no module fetches it from a global."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -15,7 +17,7 @@ from syncer.jira.client import JiraClient
 from syncer.metrics import WorkerCounters
 from syncer.policy import Policy, load_policy
 from syncer.sentry.client import SentryClient
-from syncer.settings import Settings, current_settings
+from syncer.settings import Settings
 from syncer.store.engine import make_engine
 
 
@@ -93,15 +95,3 @@ class Runtime:
             own.__dict__[name] = getattr(self, name)
         return own
 
-
-_lock = threading.Lock()
-_runtime: Runtime | None = None
-
-
-def current() -> Runtime:
-    """The process-wide runtime (workers, web)."""
-    global _runtime
-    with _lock:
-        if _runtime is None:
-            _runtime = Runtime(current_settings())
-        return _runtime

@@ -37,6 +37,7 @@ from tests.harness import (
 if TYPE_CHECKING:
     from syncer.fakes.jira import FakeJira
     from syncer.fakes.sentry import FakeSentry
+    from syncer.runtime import Runtime
 
 # Property-based tests: quick by default; SYNCER_HYPOTHESIS_PROFILE=thorough digs deeper (by hand, or
 # nightly). No deadline: the endpoint properties make real HTTP calls on a shared 2-core machine.
@@ -230,12 +231,22 @@ def environment(syncer_env: dict[str, str]) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def runtime(environment: None) -> Iterator[Runtime]:
+    """The test process's Runtime, from the session's environment, as an entry point builds one."""
+    from syncer.runtime import Runtime
+    from syncer.settings import current_settings
+
+    rt = Runtime(current_settings())
+    yield rt
+    rt.engine.dispose()
+
+
+@pytest.fixture(scope="session")
 def web(
-    environment: None, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+    environment: None, runtime: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> Iterator[FakeServer]:
     """The real web app on a real socket, enqueueing to the session's Redis."""
     from syncer import metrics
-    from syncer.runtime import current
     from syncer.settings import current_settings
     from syncer.web.app import create_app
     from syncer.worker import app as worker
@@ -243,7 +254,7 @@ def web(
     settings = current_settings()
     worker.configure(settings)
     app = create_app(
-        settings, engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(current().redis)
+        settings, engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(runtime.redis)
     )
     server = FakeServer(app).start()
     fake_sentry.webhooks.url = f"{server.url}/webhooks/sentry"

@@ -29,7 +29,7 @@ from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.policy import Policy, ReconcilePolicy
-from syncer.runtime import Runtime, current
+from syncer.runtime import Runtime
 from syncer.store import deliveries
 from syncer.store.engine import session_scope
 from syncer.store.schema import AuditEntry, DeadLetter, Delivery, DeliveryState, Link, LinkState, utcnow
@@ -52,11 +52,11 @@ class Pair:
 
 
 @pytest.fixture
-def rt(clean: None, environment: None, fake_sentry: FakeSentry, fake_jira: FakeJira) -> Runtime:
+def rt(clean: None, runtime: Runtime, fake_sentry: FakeSentry, fake_jira: FakeJira) -> Runtime:
     """Empty tables and fakes, and no webhooks: every change a test makes is one syncer never hears of."""
     fake_sentry.webhooks.enabled = False
     fake_jira.webhooks.enabled = False
-    return current()
+    return runtime
 
 
 def seed_pairs(
@@ -482,6 +482,7 @@ def test_two_concurrent_runs_one_does_the_work(
     fake_jira.person_transition(pair.key, "Done")
     from syncer.worker import app as worker
 
+    worker.use_runtime(rt)  # as `syncer worker` hands its Runtime to the tasks
     fake_sentry.latency = 0.5  # the first run is slow: the others meet it holding the lock
     first = Background(lambda: reconcile.run(rt))
     first.start()

@@ -11,10 +11,14 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from syncer.cli.ports import any_free, is_free, require_free
 from syncer.errors import Busy, ConfigError, SyncerError
 from syncer.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from syncer.runtime import Runtime
 
 log = logging.getLogger("syncer")
 
@@ -33,28 +37,27 @@ def _setup_logging(settings: Settings | None) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _service_start(settings: Settings) -> None:
-    """What web, worker and beat check before serving: env, policy, schema."""
-    from syncer.runtime import current
+def _service_start(settings: Settings) -> Runtime:
+    """What web, worker and beat check before serving: env, policy, schema; the command's Runtime."""
+    from syncer.runtime import Runtime
     from syncer.store import migrate
 
     settings.require_services()
-    rt = current()
+    rt = Runtime(settings)
     rt.policy  # noqa: B018 - load and validate the TOML now, not on the first event
     migrate.require_current(rt.engine)
+    return rt
 
 
 def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from syncer import metrics
-    from syncer.runtime import current
     from syncer.web.app import create_app
     from syncer.worker import app as worker
 
-    _service_start(settings)
+    rt = _service_start(settings)
     worker.configure(settings)
-    rt = current()
     app = create_app(
         settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis),
         enqueue_many=worker.publish_batch,
@@ -72,11 +75,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     # Threads per process: 48 alone; 32 each beside others, which share the machine and SQLite's
     # lock (docs/benchmarks.md, "End to end").
     concurrency = args.concurrency or (48 if processes == 1 else 32)
-    _service_start(settings)  # once, here: a misconfiguration stops the supervisor, not each child
+    rt = _service_start(settings)  # once, here: a misconfiguration stops the supervisor, not each child
     if processes > 1:
-        from syncer.runtime import current
-
-        current().engine.dispose()  # the children open their own
+        rt.engine.dispose()  # the children open their own
         supervise.become_supervisor(
             processes, pool=args.pool, concurrency=concurrency, hostname=args.hostname,
             log_level=settings.log_level,
@@ -84,6 +85,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.worker import app as worker
 
     worker.configure(settings)
+    worker.use_runtime(rt)
     argv = ["worker", "--loglevel", settings.log_level, "-Q", "syncer", "--pool", args.pool]
     argv += ["--concurrency", str(concurrency)]
     # Mingle (a second of asking other workers for revoked ids at start) and gossip (every worker
@@ -170,9 +172,9 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
                 for k, v in raw["tags"].items()
             }
     elif source.isdigit():
-        from syncer.runtime import current
+        from syncer.runtime import Runtime
 
-        sentry_client = current().sentry
+        sentry_client = Runtime(settings).sentry
         issue = sentry_client.get_issue(source)
     else:
         print(f"error: {source} is neither a file nor a Sentry issue id", file=sys.stderr)
@@ -193,10 +195,10 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_links(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.runtime import current
+    from syncer.runtime import Runtime
     from syncer.sync import links
 
-    rt = current()
+    rt = Runtime(settings)
     if args.links_command == "list":
         for link in links.list_links(rt.engine, state=args.state, limit=args.limit):
             print(links.format_row(link))
@@ -214,11 +216,11 @@ def cmd_links(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
-    from syncer.runtime import current
+    from syncer.runtime import Runtime
     from syncer.store import deadletters
     from syncer.worker import app as worker
 
-    rt = current()
+    rt = Runtime(settings)
     if args.dl_command == "list":
         letters = deadletters.open_letters(rt.engine, limit=args.limit)
         for letter in letters:
@@ -246,11 +248,10 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.cli import views
-    from syncer.runtime import current
     from syncer.sync import reconcile
     from syncer.worker import app as worker
 
-    _service_start(settings)
+    rt = _service_start(settings)
     worker.configure(settings)  # the sweep hands overdue deliveries to the broker
 
     def progress(report: reconcile.Report) -> None:
@@ -259,7 +260,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         report = reconcile.run(
-            current(),
+            rt,
             dry_run=args.dry_run,
             enqueue=None if args.dry_run else worker.enqueue,
             progress=progress if sys.stderr.isatty() else None,

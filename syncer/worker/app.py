@@ -15,12 +15,13 @@ from typing import Any
 
 from celery import Celery, Task
 from celery.utils.nodenames import anon_nodename
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from syncer.errors import Busy, ConfigError
 from syncer.retry import backoff_seconds
-from syncer.runtime import current
+from syncer.runtime import Runtime
 from syncer.settings import Settings
 from syncer.store import deliveries
 
@@ -28,6 +29,21 @@ log = logging.getLogger(__name__)
 
 
 app = Celery("syncer")
+
+# This worker process's Runtime: its entry point (`syncer worker`) builds it and hands it over before
+# the worker takes tasks. Celery calls tasks by name with their arguments only, so they find it here.
+_process_runtime: Runtime | None = None
+
+
+def use_runtime(rt: Runtime) -> None:
+    global _process_runtime
+    _process_runtime = rt
+
+
+def _runtime() -> Runtime:
+    if _process_runtime is None:
+        raise RuntimeError("no Runtime for the worker's tasks: the entry point calls use_runtime(rt)")
+    return _process_runtime
 
 
 def configure(settings: Settings, target: Celery | None = None) -> Celery:
@@ -87,7 +103,7 @@ def _transport_options(broker_url: str) -> dict[str, Any]:
 def process_delivery(self: Task, delivery_id: int) -> str:
     from syncer.sync.deliveries import process  # heavy imports only in the worker
 
-    rt = current()
+    rt = _runtime()
     try:
         step = process(rt, delivery_id)
     except (OperationalError, PoolTimeout) as exc:
@@ -114,7 +130,7 @@ def process_deliveries(delivery_ids: list[int]) -> list[str]:
     message of its own, so the rest do not wait with it; a redelivered batch skips what is done."""
     from syncer.sync.deliveries import process
 
-    rt = current()
+    rt = _runtime()
     states = []
     for delivery_id in delivery_ids:
         try:
@@ -145,9 +161,9 @@ def _later(delivery_id: int, countdown: float) -> None:
 @app.task(name="syncer.sweep_inbox")  # type: ignore[untyped-decorator]
 def sweep_inbox() -> int:
     """Hand out again what was stored but not finished in time (broker down, worker killed)."""
-    rt = current()
+    rt = _runtime()
     ids = deliveries.overdue(rt.engine, grace=timedelta(seconds=rt.settings.sweep_after_seconds))
-    sent = enqueue_many(ids)
+    sent = enqueue_many(rt.engine, ids)
     if ids:
         log.info("sweeper re-enqueued %s of %s overdue deliveries", sent, len(ids))
     return sent
@@ -156,7 +172,7 @@ def sweep_inbox() -> int:
 @app.task(name="syncer.prune_deliveries")  # type: ignore[untyped-decorator]
 def prune_deliveries() -> int:
     """Finished deliveries are kept for the retention period (for `links show` and audits), then go."""
-    rt = current()
+    rt = _runtime()
     return deliveries.prune(rt.engine, older_than=timedelta(days=rt.settings.delivery_retention_days))
 
 
@@ -167,7 +183,7 @@ def reconcile() -> str:
     from syncer.sync import reconcile as reconciliation
 
     try:
-        report = reconciliation.run(current(), enqueue=enqueue, keep_rows=100)
+        report = reconciliation.run(_runtime(), enqueue=enqueue, keep_rows=100)
     except Busy as exc:
         log.info("reconcile: %s", exc)
         return "busy"
@@ -228,8 +244,7 @@ def publisher(settings: Settings) -> Callable[[int], None]:
     return publish
 
 
-def enqueue_many(ids: list[int]) -> int:
-    rt = current()
+def enqueue_many(engine: Engine, ids: list[int]) -> int:
     sent: list[int] = []
     for delivery_id in ids:
         try:
@@ -239,20 +254,8 @@ def enqueue_many(ids: list[int]) -> int:
             break
         sent.append(delivery_id)
     if sent:
-        deliveries.touch(rt.engine, sent)
+        deliveries.touch(engine, sent)
     return len(sent)
-
-
-def worker_argv(extra: list[str]) -> list[str]:
-    return ["worker", "--loglevel", current().settings.log_level, *extra]
-
-
-def beat_argv(extra: list[str]) -> list[str]:
-    return ["beat", "--loglevel", current().settings.log_level, *extra]
-
-
-def describe() -> dict[str, Any]:
-    return {"broker": app.conf.broker_url, "queue": app.conf.task_default_queue}
 
 
 def broker_check() -> None:
