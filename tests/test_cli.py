@@ -129,6 +129,8 @@ def test_permanent_failure_becomes_a_dead_letter_that_can_be_retried_and_dropped
     assert "400" in letter.error and issue["id"] in letter.payload
     listed = run(process_env, "dead-letters", "list")
     assert listed.returncode == 0 and f"{letter.id:>6}" in listed.stdout and "400" in listed.stdout
+    assert letter.subject.startswith(f"sentry issue {issue['id']}: issue.")  # whose, and which event
+    assert letter.subject in listed.stdout
     retried = run(process_env, "dead-letters", "retry", str(letter.id))
     assert retried.returncode == 0, retried.stderr
     wait_for(

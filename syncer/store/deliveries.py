@@ -5,7 +5,6 @@ UPDATE, so two workers handed the same delivery (a redelivery, a sweep) cannot b
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -335,16 +334,6 @@ def bury(engine: Engine, delivery_id: int, *, error: str, subject: str = "") -> 
         return letter.id
 
 
-def mark_queued(engine: Engine, ids: Sequence[int], *, now: datetime | None = None) -> None:
-    now = now or utcnow()
-    with session_scope(engine) as session:
-        session.execute(
-            update(Delivery)
-            .where(col(Delivery.id).in_(list(ids)), col(Delivery.state) == DeliveryState.RECEIVED)
-            .values(state=DeliveryState.QUEUED, due_at=now)
-        )
-
-
 def overdue(engine: Engine, *, grace: timedelta, now: datetime | None = None, limit: int = 500) -> list[int]:
     """Deliveries a worker should have finished by now: never enqueued (broker down), lost with a
     dead worker, or whose retry countdown has passed without a worker taking them."""
@@ -379,10 +368,6 @@ def touch(engine: Engine, ids: Sequence[int], *, now: datetime | None = None) ->
             .where(col(Delivery.id).in_(list(ids)), col(Delivery.state) != DeliveryState.PROCESSING)
             .values(due_at=now)
         )
-
-
-def payload_of(row: Delivery) -> Any:
-    return json.loads(row.payload)
 
 
 def prune(engine: Engine, *, older_than: timedelta, now: datetime | None = None) -> int:

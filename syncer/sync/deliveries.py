@@ -46,7 +46,7 @@ def process(rt: Runtime, delivery_id: int) -> Step:
         return _later(rt, delivery, _describe(exc), retry_after)
     except (PermanentError, PayloadError) as exc:
         error = _describe(exc)
-        deliveries.bury(rt.engine, delivery_id, error=error)
+        deliveries.bury(rt.engine, delivery_id, error=error, subject=dispatch.subject(delivery))
         rt.counters.incr("syncer_dead_letters_total", source=delivery.source, reason="permanent")
         log.error("delivery %s dead: %s", delivery_id, error)
         return Step("dead", note=error)
@@ -65,7 +65,8 @@ def _later(rt: Runtime, delivery: deliveries.Taken, error: str, retry_after: flo
     """A failure worth another try: back off (never sooner than the server asked), or give up."""
     settings = rt.settings
     if delivery.attempts > settings.task_max_retries:
-        deliveries.bury(rt.engine, delivery.id, error=f"gave up after {delivery.attempts} attempts: {error}")
+        deliveries.bury(rt.engine, delivery.id, error=f"gave up after {delivery.attempts} attempts: {error}",
+                        subject=dispatch.subject(delivery))
         rt.counters.incr("syncer_dead_letters_total", source=delivery.source, reason="retries_exhausted")
         log.error("delivery %s dead after %s attempts: %s", delivery.id, delivery.attempts, error)
         return Step("dead", note=error)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from syncer.errors import PayloadError
 from syncer.jira import webhooks as jira_webhooks
 from syncer.jira.webhooks import JiraEvent
 from syncer.runtime import Runtime
@@ -53,3 +54,24 @@ def handle(rt: Runtime, delivery: Taken) -> Outcome:
             return Outcome.ignore(jira_webhooks.unhandled(jira_event.webhook_event) or "")
         return JIRA_HANDLERS[jira_event.job](rt, jira_event, cause)
     return Outcome.ignore(f"unknown source {delivery.source!r}")
+
+
+def subject(delivery: Taken) -> str:
+    """What a dead delivery was about, for the person reading `syncer dead-letters list`: the issue
+    or ticket and the event ("sentry issue 123: issue.resolved", "OPS-7: jira:issue_updated"), or
+    just the event when its body does not say."""
+    event_name = (f"{delivery.resource}.{delivery.action}" if delivery.source == "sentry"
+                  else delivery.resource)
+    try:
+        if delivery.source == "sentry":
+            event = sentry_webhooks.parse_event(delivery.resource, delivery.payload)
+            issue_id = event.issue.id if event.issue else event.issue_id
+            if issue_id:
+                return f"sentry issue {issue_id}: {event_name}"
+        elif delivery.source == "jira":
+            ticket = jira_webhooks.parse_event(delivery.payload).ticket
+            if ticket is not None and ticket.key:
+                return f"{ticket.key}: {event_name}"
+    except PayloadError:
+        pass
+    return f"{delivery.source} {event_name}".strip()

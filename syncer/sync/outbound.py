@@ -305,11 +305,12 @@ def _ticket_or_break(rt: Runtime, link: Link, cause: str) -> JiraTicket | None:
 
 def apply_outbound(
     rt: Runtime, link: Link, issue: SentryIssue, ticket: JiraTicket, decision: status.OutboundDecision, *,
-    action: str, cause: str, installation_uuid: str = "",
+    cause: str, installation_uuid: str = "",
 ) -> Outcome:
     """Apply a decided Sentry -> Jira change to a pair whose current state the caller has read
     (reconciliation reads both sides in batches), through `_apply` as `on_sentry_status` does for
-    the webhook `issue.<action>`. The caller holds `link_lock`, passes the link as loaded under it,
+    a webhook. The Sentry action the change stands for is in `decision` already (it was decided
+    from it), so it is not passed again. The caller holds `link_lock`, passes the link as loaded under it,
     and calls `tie_successor` once the lock is released when the decision was `new_ticket`."""
     return _apply(rt, link, issue, ticket, decision, installation_uuid=installation_uuid, cause=cause)
 

@@ -112,7 +112,6 @@ def _apply(
             issue,
             ticket,
             plan.outbound,
-            action=plan.sentry_action,
             cause=cause,
             installation_uuid=installation_uuid,
         )
