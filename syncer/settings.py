@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -61,6 +62,8 @@ class Settings(BaseSettings):
     retry_backoff_cap_seconds: int = Field(default=600, ge=1)
     delivery_retention_days: int = Field(default=14, ge=1)
     log_level: str = "INFO"
+    # auto: text on a terminal, one JSON object a line otherwise (syncer.logs).
+    log_format: Literal["auto", "text", "json"] = "auto"
 
     # Client-side request rates, shared by every worker through Redis; 0 turns a limit off. Jira
     # Cloud budgets an app at about 10 calls a second; Sentry's per-endpoint limits are of that order.

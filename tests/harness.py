@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 # What the fake Jira sites of conftest.py (cloud_jira, dc_jira) accept and sign webhooks with.
 FAKE_JIRA_EMAIL, FAKE_JIRA_TOKEN, FAKE_JIRA_PAT = "bot@example.com", "jira-token", "jira-pat"
 FAKE_JIRA_SECRET = "hook-secret"
+# What syncer's worker and beat log once they serve (syncer.worker.app, on Celery's signals).
+WORKER_READY, BEAT_READY = "syncer worker ready", "syncer beat ready"
 
 
 def free_port() -> int:
@@ -161,13 +163,13 @@ def start_worker(name: str, env: Mapping[str, str], log_dir: Path, concurrency: 
         ["worker", "--processes", "1", "--concurrency", str(concurrency), "--hostname", f"{name}@%h"],
         env,
         log_dir,
-    ).start(ready_line="ready.", timeout=60)
+    ).start(ready_line=WORKER_READY, timeout=60)
 
 
 def start_beat(env: Mapping[str, str], log_dir: Path) -> SyncerProcess:
     schedule = log_dir / "beat-schedule"
     return SyncerProcess("beat", ["beat", "--schedule", str(schedule)], env, log_dir).start(
-        ready_line="beat: Starting", timeout=60
+        ready_line=BEAT_READY, timeout=60
     )
 
 

@@ -38,7 +38,7 @@ from syncer.store import migrate
 from syncer.store.engine import make_engine
 from syncer.store.schema import DeadLetter, Delivery, DeliveryState, Link, LinkState
 from tests.conftest import INSTALLATION_UUID, JIRA_TOKEN, JIRA_WEBHOOK_SECRET, ORG, SENTRY_TOKEN, post_sentry
-from tests.harness import REPO, SyncerProcess, environ_with, free_port, start_worker, wait_for
+from tests.harness import BEAT_READY, REPO, SyncerProcess, environ_with, free_port, start_worker, wait_for
 
 PACKAGE = REPO / "syncer"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -212,7 +212,7 @@ def test_no_secret_is_ever_printed_or_stored(
     worker = start_worker("secret-worker", env, tmp_path, concurrency=4)
     beat = SyncerProcess(
         "beat", ["beat", "--schedule", str(tmp_path / "beat-schedule")], env, tmp_path
-    ).start(ready_line="beat: Starting", timeout=60)
+    ).start(ready_line=BEAT_READY, timeout=60)
     sentry.webhooks.url = f"{base}/webhooks/sentry"
     jira.webhooks.url = f"{base}/webhooks/jira"
     outputs: dict[str, str] = {}

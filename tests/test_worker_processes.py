@@ -34,7 +34,7 @@ from syncer.settings import Settings
 from syncer.store.schema import Delivery, DeliveryState
 from syncer.worker import supervise
 from tests.conftest import clean_tables
-from tests.harness import REPO, RedisServer, SyncerProcess, start_worker, wait_for
+from tests.harness import REPO, WORKER_READY, RedisServer, SyncerProcess, start_worker, wait_for
 
 # ------------------------------------------------------------------ the module's stack
 
@@ -49,11 +49,11 @@ class Stack:
         self, name: str, log_dir: Path, *args: str, env: dict[str, str] | None = None, processes: int = 2
     ) -> SyncerProcess:
         """`syncer worker` with one thread per process (so that a second task must go to another
-        process), once `processes` of its children have logged Celery's "ready."."""
+        process), once `processes` of its children have logged that they are ready."""
         argv = ["worker", "--concurrency", "1", "--hostname", f"{name}@%h", *args]
         proc = SyncerProcess(name, argv, env or self.env, log_dir).start()
         wait_for(
-            lambda: proc.output().count(" ready.") >= processes or proc.proc.poll() is not None,  # type: ignore[union-attr]
+            lambda: proc.output().count(WORKER_READY) >= processes or proc.proc.poll() is not None,  # type: ignore[union-attr]
             90,
             what=f"{processes} worker processes of {name} to be ready",
         )
@@ -202,7 +202,7 @@ def test_a_killed_worker_process_is_started_again_and_takes_work(
         os.kill(victim, signal.SIGKILL)
         noticed = f"worker 1 (pid {victim}) exited unexpectedly (killed by SIGKILL); restarting it in 1s"
         wait_for(lambda: noticed in sup.output(), 30, what="the supervisor to notice")
-        wait_for(lambda: sup.output().count(" ready.") >= 3, 60, what="the new worker process to be ready")
+        wait_for(lambda: sup.output().count(WORKER_READY) >= 3, 60, what="the new worker process to be ready")
         after = children_of(sup.proc.pid)
         assert len(after) == 2 and survivor in after and victim not in after
         assert "worker 1 started (pid" in sup.output().split("restarting it in 1s")[1]
@@ -311,7 +311,8 @@ def test_a_misconfiguration_stops_the_supervisor_once_before_any_worker_process(
         output = done.stdout + done.stderr
         assert done.returncode == 2, output
         assert done.stderr.count("error:") == 1 and says in done.stderr
-        assert "supervisor" not in output and "ready." not in output  # no worker process was started
+        # No worker process was started.
+        assert "supervisor" not in output and "ready." not in output and WORKER_READY not in output
 
 
 def test_a_bad_process_count_is_refused(process_env: dict[str, str]) -> None:

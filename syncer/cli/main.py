@@ -24,8 +24,10 @@ log = logging.getLogger("syncer")
 
 
 def _setup_logging(settings: Settings | None) -> None:
+    from syncer import logs
+
     level = settings.log_level if settings else "INFO"
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(level, settings.log_format if settings else "auto")
     # Alembic narrates every migration step at INFO; the web, worker and beat check it on each start.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise
@@ -64,7 +66,8 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     )
     how = "choose another with --port, $PORT or SYNCER_PORT"
     port = require_free(args.host, args.port or settings.port, how=how)
-    uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False)
+    # log_config=None: uvicorn's lines go through syncer's handler (syncer.logs), not its own.
+    uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False, log_config=None)
     return 0
 
 
@@ -80,7 +83,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         rt.engine.dispose()  # the children open their own
         supervise.become_supervisor(
             processes, pool=args.pool, concurrency=concurrency, hostname=args.hostname,
-            log_level=settings.log_level,
+            log_level=settings.log_level, log_format=settings.log_format,
         )
     from syncer.worker import app as worker
 

@@ -6,7 +6,6 @@ and exhausted retries become dead letters. Nothing is dropped silently.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -14,6 +13,7 @@ import redis
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from syncer import logs
 from syncer.errors import PayloadError, PermanentError, TransientError
 from syncer.retry import backoff_seconds
 from syncer.runtime import Runtime
@@ -21,7 +21,7 @@ from syncer.store import deliveries
 from syncer.store.schema import utcnow
 from syncer.sync import dispatch
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,13 @@ class Step:
 
 
 def process(rt: Runtime, delivery_id: int) -> Step:
+    # Every line logged while this delivery is handled carries its id and cause; dispatch adds the
+    # Sentry issue or Jira key once the body is parsed (the web tier logged the same delivery_id).
+    with logs.bound(delivery_id=delivery_id, cause=f"delivery:{delivery_id}"):
+        return _process(rt, delivery_id)
+
+
+def _process(rt: Runtime, delivery_id: int) -> Step:
     settings = rt.settings
     lease = timedelta(seconds=settings.sweep_after_seconds)
     delivery = deliveries.take(rt.engine, delivery_id, lease=lease)
@@ -48,7 +55,7 @@ def process(rt: Runtime, delivery_id: int) -> Step:
         error = _describe(exc)
         deliveries.bury(rt.engine, delivery_id, error=error, subject=dispatch.subject(delivery))
         rt.counters.incr("syncer_dead_letters_total", source=delivery.source, reason="permanent")
-        log.error("delivery %s dead: %s", delivery_id, error)
+        log.error("delivery %s dead: %s", delivery_id, error, state="dead")
         return Step("dead", note=error)
     except Exception as exc:
         # None of ours: a bug, or a shape nobody foresaw. Left to escape, it would leave the row
@@ -57,8 +64,9 @@ def process(rt: Runtime, delivery_id: int) -> Step:
         log.exception("delivery %s: unexpected %s", delivery_id, type(exc).__name__)
         return _later(rt, delivery, f"unexpected {_describe(exc)}", None)
     deliveries.finish(rt.engine, delivery_id, ignored=outcome.ignored, outcome=outcome.note)
-    log.info("delivery %s %s: %s", delivery_id, "ignored" if outcome.ignored else "done", outcome.note)
-    return Step("ignored" if outcome.ignored else "done", note=outcome.note)
+    state = "ignored" if outcome.ignored else "done"
+    log.info("delivery %s %s: %s", delivery_id, state, outcome.note, state=state)
+    return Step(state, note=outcome.note)
 
 
 def _later(rt: Runtime, delivery: deliveries.Taken, error: str, retry_after: float | None) -> Step:
@@ -68,12 +76,13 @@ def _later(rt: Runtime, delivery: deliveries.Taken, error: str, retry_after: flo
         deliveries.bury(rt.engine, delivery.id, error=f"gave up after {delivery.attempts} attempts: {error}",
                         subject=dispatch.subject(delivery))
         rt.counters.incr("syncer_dead_letters_total", source=delivery.source, reason="retries_exhausted")
-        log.error("delivery %s dead after %s attempts: %s", delivery.id, delivery.attempts, error)
+        log.error("delivery %s dead after %s attempts: %s", delivery.id, delivery.attempts, error,
+                  state="dead")
         return Step("dead", note=error)
     wait = backoff_seconds(delivery.attempts, retry_after=retry_after, cap=settings.retry_backoff_cap_seconds)
     deliveries.postpone(rt.engine, delivery.id, until=utcnow() + timedelta(seconds=wait), error=error)
     rt.counters.incr("syncer_delivery_retries_total", source=delivery.source)
-    log.warning("delivery %s: %s; retrying in %.1fs", delivery.id, error, wait)
+    log.warning("delivery %s: %s; retrying in %.1fs", delivery.id, error, wait, state="retry")
     return Step("retry", retry_in=wait, note=error)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from syncer import logs
 from syncer.errors import PayloadError
 from syncer.jira import webhooks as jira_webhooks
 from syncer.jira.webhooks import JiraEvent
@@ -45,11 +46,13 @@ def handle(rt: Runtime, delivery: Taken) -> Outcome:
     cause = f"delivery:{delivery.id}"
     if delivery.source == "sentry":
         event = sentry_webhooks.parse_event(delivery.resource, delivery.payload)
+        logs.bind(sentry_issue_id=event.issue.id if event.issue else event.issue_id)
         if event.job is None:
             return Outcome.ignore(sentry_webhooks.unhandled(event.resource, event.action) or "")
         return SENTRY_HANDLERS[event.job](rt, event, cause)
     if delivery.source == "jira":
         jira_event = jira_webhooks.parse_event(delivery.payload)
+        logs.bind(jira_key=jira_event.ticket.key if jira_event.ticket else None)
         if jira_event.job is None:
             return Outcome.ignore(jira_webhooks.unhandled(jira_event.webhook_event) or "")
         return JIRA_HANDLERS[jira_event.job](rt, jira_event, cause)

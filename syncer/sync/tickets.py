@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, update
 
+from syncer import logs
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import remote_link_global_id, render_ticket, sentry_issue_url, sentry_label
 from syncer.core.routing import Decision, decide
@@ -189,6 +190,7 @@ def _activate(
     )
     if assignee_note and target.assignee_email:
         detail += f" (left unassigned: {assignee_note})"
+    logs.bind(jira_key=ticket.key)  # what the rest of this delivery's lines are about, too
     link = Link(id=claim.link_id, sentry_issue_id=issue.id, live_sentry_issue_id=issue.id,
                 sentry_project=issue.project_slug[:200], route=decision.route_name[:200], team=decision.team,
                 create_attempted_at=claim.create_attempted_at, **values)

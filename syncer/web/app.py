@@ -25,8 +25,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
+from structlog.contextvars import bind_contextvars
 
-from syncer import metrics
+from syncer import logs, metrics
 from syncer.errors import PayloadError
 from syncer.jira import webhooks as jira_webhooks
 from syncer.payload import MAX_BODY_BYTES, Envelope
@@ -35,7 +36,7 @@ from syncer.settings import Settings
 from syncer.store import deliveries
 from syncer.web.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 Enqueue = Callable[[int], None]
 BrokerCheck = Callable[[], None]
@@ -130,6 +131,9 @@ def create_app(
 
     store_seconds = {source: metrics.INTAKE_SECONDS.labels(source) for source in ("sentry", "jira")}
 
+    # A line per stored delivery at DEBUG only: at INFO it would cost intake CPU on every webhook.
+    trace = logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
+
     async def accept(source: str, key: str, envelope: Envelope, body: bytes) -> Response:
         started = time.perf_counter()
         try:
@@ -137,10 +141,17 @@ def create_app(
                 source, key, envelope.resource, envelope.action, body, envelope.ignored))
         except SQLAlchemyError as exc:
             count(source, "db_unavailable")
-            log.error("cannot store %s delivery: %s", source, type(exc).__name__)
+            log.error("cannot store %s delivery: %s", source, type(exc).__name__, source=source,
+                      resource=envelope.resource, action=envelope.action)
             return _problem(503, "cannot store the delivery right now; retry later")
         store_seconds[source].observe(time.perf_counter() - started)
         count(source, "duplicate" if stored.duplicate else "accepted")
+        # This request's task: what it logs from here is about this delivery (worker lines carry the
+        # same delivery_id).
+        bind_contextvars(delivery_id=stored.delivery_id)
+        if trace:
+            log.debug("%s delivery %s stored", source, stored.delivery_id, source=source,
+                      resource=envelope.resource, action=envelope.action, duplicate=stored.duplicate)
         # Not duplicate: the writer has handed the id to the publisher, which enqueues it after the
         # commit, off this path.
         return _accepted(stored)

@@ -18,7 +18,6 @@ requests that were never answered (their senders retry) and publishes the sweepe
 from __future__ import annotations
 
 import asyncio
-import logging
 import queue
 import threading
 import time
@@ -27,10 +26,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from syncer import metrics
+from syncer import logs, metrics
 from syncer.store import deliveries
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 MAX_BATCH = 256  # rows per transaction; a bound on how long the first of them waits
 PUBLISH_LINGER_SECONDS = 0.01
@@ -125,7 +124,8 @@ class Publisher:
     def submit(self, ids: Sequence[int]) -> None:
         if self._queue.qsize() > MAX_PENDING_PUBLISHES:
             metrics.ENQUEUE_FAILURES.inc(len(ids))
-            log.warning("%s deliveries not enqueued (publisher backlog); left for the sweeper", len(ids))
+            log.warning("%s deliveries not enqueued (publisher backlog); left for the sweeper", len(ids),
+                        delivery_ids=list(ids))
             return
         for delivery_id in ids:
             self._queue.put(delivery_id)
@@ -154,7 +154,7 @@ class Publisher:
             except Exception as exc:
                 metrics.ENQUEUE_FAILURES.inc(len(ids))
                 log.warning("broker unavailable, %s deliveries left for the sweeper (first %s): %s",
-                            len(ids), ids[0], type(exc).__name__)
+                            len(ids), ids[0], type(exc).__name__, delivery_ids=ids)
 
 
 def one_by_one(enqueue: Callable[[int], None]) -> PublishMany:

@@ -7,25 +7,26 @@ task is idempotent: a delivery is claimed in the database before anything is don
 from __future__ import annotations
 
 import contextlib
-import logging
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from celery import Celery, Task
+from celery import Celery, Task, signals
 from celery.utils.nodenames import anon_nodename
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from syncer import logs
 from syncer.errors import Busy, ConfigError
 from syncer.retry import backoff_seconds
 from syncer.runtime import Runtime
 from syncer.settings import Settings
 from syncer.store import deliveries
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 
 app = Celery("syncer")
@@ -44,6 +45,18 @@ def _runtime() -> Runtime:
     if _process_runtime is None:
         raise RuntimeError("no Runtime for the worker's tasks: the entry point calls use_runtime(rt)")
     return _process_runtime
+
+
+# Our own lines for "ready", on Celery's signals: what tests and operators wait for, in syncer's
+# words and fields rather than Celery's wording, which may change between its versions.
+@signals.worker_ready.connect  # type: ignore[untyped-decorator]
+def _worker_ready(sender: Any = None, **_: Any) -> None:
+    log.info("syncer worker ready", hostname=getattr(sender, "hostname", None), pid=os.getpid())
+
+
+@signals.beat_init.connect  # type: ignore[untyped-decorator]
+def _beat_ready(sender: Any = None, **_: Any) -> None:
+    log.info("syncer beat ready", pid=os.getpid())
 
 
 def configure(settings: Settings, target: Celery | None = None) -> Celery:

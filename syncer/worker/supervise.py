@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import NoReturn
 
+from syncer import logs
+
 log = logging.getLogger("syncer.worker.supervise")  # also when run as __main__
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -306,7 +308,8 @@ def run_workers(processes: int, *, pool: str, concurrency: int, hostname: str | 
 
 
 def become_supervisor(
-    processes: int, *, pool: str, concurrency: int, hostname: str | None, log_level: str
+    processes: int, *, pool: str, concurrency: int, hostname: str | None, log_level: str,
+    log_format: str = "auto",
 ) -> NoReturn:
     """Replace this process (same pid, same stdout and stderr) by `python -m syncer.worker.supervise`.
 
@@ -324,6 +327,8 @@ def become_supervisor(
         str(concurrency),
         "--log-level",
         log_level,
+        "--log-format",
+        log_format,
     ]
     if hostname:
         argv += ["--hostname", hostname]
@@ -341,9 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--hostname", default=None)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", default="auto", choices=logs.FORMATS)
     args = parser.parse_args(argv)
-    # The format of every syncer process (syncer.cli._setup_logging), without importing the CLI.
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # The logging of every syncer process (syncer.cli._setup_logging), without importing the CLI.
+    logs.configure(args.log_level, args.log_format)
     return run_workers(args.processes, pool=args.pool, concurrency=args.concurrency, hostname=args.hostname)
 
 

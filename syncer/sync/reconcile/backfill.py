@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from syncer import logs
 from syncer.core import drift
 from syncer.core.issue import SentryIssue
 from syncer.core.routing import Decision, decide
@@ -43,7 +44,8 @@ def backfill(rt: Runtime, report: Report, *, now: datetime, renew: Renew, instal
             known = links.issues_with_links(rt.engine, [issue.id for issue in in_window])
             for issue in in_window:
                 if issue.id not in known:
-                    _backfill_one(rt, report, issue, installation_uuid)
+                    with logs.bound(cause=report.cause, sentry_issue_id=issue.id):
+                        _backfill_one(rt, report, issue, installation_uuid)
             renew()
     except LockLost:
         raise

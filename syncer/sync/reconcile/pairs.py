@@ -7,6 +7,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+from syncer import logs
 from syncer.core import drift
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.errors import SyncerError
@@ -82,12 +83,14 @@ def _check(
     if report.dry_run:
         report.add(_row(link, issue, ticket, plan, RepairResult.WOULD))
         return
-    result, detail = repair(
-        rt, link, plan, issue, ticket, cause=report.cause, installation_uuid=installation_uuid
-    )
-    report.add(_row(link, issue, ticket, plan, result, detail))
-    if result == RepairResult.FAILED:
-        log.warning("reconcile: sentry issue %s / %s: %s", link.sentry_issue_id, link.jira_key, detail)
+    # The lines of this repair can be found by the pair, as those of its webhooks can.
+    with logs.bound(cause=report.cause, sentry_issue_id=link.sentry_issue_id, jira_key=link.jira_key):
+        result, detail = repair(
+            rt, link, plan, issue, ticket, cause=report.cause, installation_uuid=installation_uuid
+        )
+        report.add(_row(link, issue, ticket, plan, result, detail))
+        if result == RepairResult.FAILED:
+            log.warning("reconcile: sentry issue %s / %s: %s", link.sentry_issue_id, link.jira_key, detail)
 
 
 def _row(

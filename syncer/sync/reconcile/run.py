@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 
+from syncer import logs
 from syncer.errors import Busy, LockLost
 from syncer.locks import run_lock
 from syncer.runtime import Runtime
@@ -42,29 +43,31 @@ def run(
         keep_rows=keep_rows,
     )
     own = rt.with_own_clients()  # their request counts are this run's API calls
-    try:
-        with run_lock(rt) as renew:
-            installation = installation_uuid(own)
-            try:
-                check_links(
-                    own, report, now=now, renew=renew, progress=progress, installation_uuid=installation
-                )
-                backfill(own, report, now=now, renew=renew, installation_uuid=installation)
-                sweep(own, report, now=now, enqueue=enqueue)
-            except LockLost as exc:
-                report.errors.append(str(exc))
-                log.error("reconcile: %s", exc)
-    except Busy:
+    # Every line logged during the run carries the cause its repairs record (`reconcile:<run>`).
+    with logs.bound(cause=report.cause):
+        try:
+            with run_lock(rt) as renew:
+                installation = installation_uuid(own)
+                try:
+                    check_links(
+                        own, report, now=now, renew=renew, progress=progress, installation_uuid=installation
+                    )
+                    backfill(own, report, now=now, renew=renew, installation_uuid=installation)
+                    sweep(own, report, now=now, enqueue=enqueue)
+                except LockLost as exc:
+                    report.errors.append(str(exc))
+                    log.error("reconcile: %s", exc)
+        except Busy:
+            if not dry_run:
+                rt.counters.incr("syncer_reconcile_runs_total", result="busy")
+            raise
+        finally:
+            report.api_calls = {"sentry": own.sentry.requests_made, "jira": own.jira.requests_made}
+            own.sentry.close()
+            report.duration_seconds = time.monotonic() - started
         if not dry_run:
-            rt.counters.incr("syncer_reconcile_runs_total", result="busy")
-        raise
-    finally:
-        report.api_calls = {"sentry": own.sentry.requests_made, "jira": own.jira.requests_made}
-        own.sentry.close()
-        report.duration_seconds = time.monotonic() - started
-    if not dry_run:
-        _record_metrics(rt, report)
-    log.info("reconcile %s: %s", report.run, report.summary())
+            _record_metrics(rt, report)
+        log.info("reconcile %s: %s", report.run, report.summary())
     return report
 
 
