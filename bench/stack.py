@@ -286,7 +286,9 @@ def start_worker(env: dict[str, str], workdir: Path, *, extra_args: tuple[str, .
                  log_name: str = "worker") -> Process:
     argv = syncer_command("worker", *extra_args)
     worker = Process(log_name, argv, env, workdir / f"{log_name}.log").start()
-    wait_for(lambda: "ready." in worker.output() or worker.check_alive(), 90, "syncer worker to be ready")
+    # syncer's own line on Celery's worker_ready signal (syncer.worker.app), not Celery's wording.
+    wait_for(lambda: "syncer worker ready" in worker.output() or worker.check_alive(), 90,
+             "syncer worker to be ready")
     return worker
 
 

@@ -17,6 +17,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 import redis
 from jira import JIRA
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from syncer.store.schema import AuditEntry, DeadLetter, Delivery, Link
 
 if TYPE_CHECKING:
     from syncer.fakes.jira import FakeJira
@@ -200,3 +204,44 @@ def jira_library(fake: FakeJira) -> JIRA:
     if fake.deployment == "Cloud":
         return JIRA(fake.url, basic_auth=(FAKE_JIRA_EMAIL, FAKE_JIRA_TOKEN), max_retries=0, timeout=5)
     return JIRA(fake.url, token_auth=FAKE_JIRA_PAT, max_retries=0, timeout=5)
+
+
+# --- what the database holds, for assertions ------------------------------------------------------
+
+
+def link_of(engine: Engine, sentry_id: str) -> Link | None:
+    """The issue's live link (active, pending or unlinked; not a superseded or broken one)."""
+    with Session(engine) as session:
+        return session.exec(select(Link).where(Link.live_sentry_issue_id == sentry_id)).first()
+
+
+def links_of(engine: Engine, sentry_id: str) -> list[Link]:
+    """Every link the issue has had, oldest first."""
+    with Session(engine) as session:
+        query = select(Link).where(Link.sentry_issue_id == sentry_id).order_by(col(Link.id))
+        return list(session.exec(query).all())
+
+
+def deliveries(engine: Engine, source: str | None = None) -> list[Delivery]:
+    """What the inbox holds, in the order it arrived; `source` narrows it (the fakes' echoes of
+    other work arrive as jira rows)."""
+    with Session(engine) as session:
+        query = select(Delivery).order_by(col(Delivery.id))
+        if source:
+            query = query.where(Delivery.source == source)
+        return list(session.exec(query).all())
+
+
+def audit_of(engine: Engine, sentry_id: str | None = None) -> list[AuditEntry]:
+    """The audit lines of one issue, or all of them, oldest first."""
+    with Session(engine) as session:
+        query = select(AuditEntry).order_by(col(AuditEntry.id))
+        if sentry_id is not None:
+            query = query.where(AuditEntry.sentry_issue_id == sentry_id)
+        return list(session.exec(query).all())
+
+
+def letters(engine: Engine) -> list[DeadLetter]:
+    """Every dead letter, oldest first."""
+    with Session(engine) as session:
+        return list(session.exec(select(DeadLetter).order_by(col(DeadLetter.id))).all())

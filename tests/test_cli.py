@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from syncer.fakes.base import Fault
 from syncer.fakes.jira import FakeJira
@@ -23,7 +23,7 @@ from syncer.fakes.sentry import FakeSentry
 from syncer.retry import backoff_seconds
 from syncer.store.schema import DeadLetter, Delivery, DeliveryState
 from tests.conftest import JIRA_TOKEN, SENTRY_SECRET, SENTRY_TOKEN, post_sentry
-from tests.harness import RedisServer, free_port, wait_for
+from tests.harness import RedisServer, free_port, letters, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -121,11 +121,10 @@ def test_permanent_failure_becomes_a_dead_letter_that_can_be_retried_and_dropped
     )
     issue = fake_sentry.file_issue(project="billing-api", title="refused by Jira")
 
-    def letters() -> list[DeadLetter]:
-        with Session(engine) as session:
-            return [d for d in session.exec(select(DeadLetter)).all() if issue["id"] in d.payload]
+    def its_letters() -> list[DeadLetter]:
+        return [d for d in letters(engine) if issue["id"] in d.payload]
 
-    (letter,) = wait_for(letters, 30, what="a dead letter")
+    (letter,) = wait_for(its_letters, 30, what="a dead letter")
     assert "400" in letter.error and issue["id"] in letter.payload
     listed = run(process_env, "dead-letters", "list")
     assert listed.returncode == 0 and f"{letter.id:>6}" in listed.stdout and "400" in listed.stdout

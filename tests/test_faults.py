@@ -30,7 +30,6 @@ import psycopg
 import pytest
 import redis
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
 
 from syncer import metrics
 from syncer.errors import AmbiguousError, TransientError
@@ -43,7 +42,7 @@ from syncer.sentry.client import SentryClient
 from syncer.settings import Settings
 from syncer.store import deliveries, migrate
 from syncer.store.engine import make_engine
-from syncer.store.schema import DeadLetter, Delivery, DeliveryState, Link, LinkState
+from syncer.store.schema import Delivery, DeliveryState, Link, LinkState
 from tests.conftest import INSTALLATION_UUID, JIRA_TOKEN, ORG, SENTRY_TOKEN, clean_redis, post_sentry
 from tests.harness import (
     REPO,
@@ -51,10 +50,13 @@ from tests.harness import (
     SyncerProcess,
     environ_with,
     free_port,
+    letters,
+    link_of,
     start_beat,
     start_worker,
     wait_for,
 )
+from tests.harness import deliveries as delivery_rows  # `deliveries` is the store module here
 
 JIRA_CREATE = r"^/rest/api/2/issue/?$"
 JIRA_SEARCH = r"^/rest/api/2/search"
@@ -173,27 +175,12 @@ def fworker(fstack: FaultStack) -> FaultStack:
 # ------------------------------------------------------------------ helpers
 
 
-def link_of(engine: Engine, sentry_id: str) -> Link | None:
-    with Session(engine) as session:
-        return session.exec(select(Link).where(Link.live_sentry_issue_id == sentry_id)).first()
-
-
 def tickets_for(fake_jira: FakeJira, sentry_id: str) -> list[dict[str, Any]]:
     return [t for t in fake_jira.issues() if f"sentry-{sentry_id}" in t["labels"]]
 
 
 def enqueue_failures() -> float:
     return metrics.REGISTRY.get_sample_value("syncer_enqueue_failures_total") or 0.0
-
-
-def delivery_rows(engine: Engine) -> list[Delivery]:
-    with Session(engine) as session:
-        return list(session.exec(select(Delivery).order_by(Delivery.id)).all())  # type: ignore[arg-type]
-
-
-def letters(engine: Engine) -> list[DeadLetter]:
-    with Session(engine) as session:
-        return list(session.exec(select(DeadLetter).order_by(DeadLetter.id)).all())  # type: ignore[arg-type]
 
 
 def wait_linked(engine: Engine, sentry_id: str, timeout: float = 60) -> Link:

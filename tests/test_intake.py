@@ -11,27 +11,17 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
 
 from syncer.fakes.base import FakeServer, compact_json
-from syncer.store.schema import Delivery, DeliveryState
+from syncer.store.schema import DeliveryState
 from tests.conftest import JIRA_WEBHOOK_SECRET, load_fixture, post_sentry
-from tests.harness import RedisServer, free_port, start_beat, start_worker, wait_for
+from tests.harness import RedisServer, deliveries, free_port, start_beat, start_worker, wait_for
 
 
 def enqueue_failures() -> float:
     from syncer import metrics
 
     return metrics.REGISTRY.get_sample_value("syncer_enqueue_failures_total") or 0.0
-
-
-def deliveries(engine: Engine, source: str | None = None) -> list[Delivery]:
-    """What the inbox holds; `source` narrows it (the fakes' echoes of other work arrive as jira rows)."""
-    with Session(engine) as session:
-        query = select(Delivery)
-        if source:
-            query = query.where(Delivery.source == source)
-        return list(session.exec(query).all())
 
 
 def post_jira(

@@ -32,10 +32,10 @@ from syncer.policy import Policy, ReconcilePolicy
 from syncer.runtime import Runtime
 from syncer.store import deliveries
 from syncer.store.engine import session_scope
-from syncer.store.schema import AuditEntry, DeadLetter, Delivery, DeliveryState, Link, LinkState, utcnow
+from syncer.store.schema import DeadLetter, Delivery, DeliveryState, Link, LinkState, utcnow
 from syncer.sync import reconcile
 from syncer.sync.reconcile.sweep import AUTO_RETRIES_PER_DELIVERY
-from tests.harness import REPO, Background, wait_for
+from tests.harness import REPO, Background, audit_of, links_of, wait_for
 
 SENTRY_PUT = r"^/api/0/organizations/[^/]+/issues/\d+/?$"
 LONG_AGO = datetime.now(UTC) - timedelta(days=3)  # first seen before the lookback window
@@ -105,21 +105,9 @@ def seed_pairs(
     return [Pair(s, j, k) for s, (j, k) in zip(ids, made, strict=True)]
 
 
-def link_of(engine: Engine, sentry_id: str) -> Link:
-    with Session(engine) as session:
-        return session.exec(
-            select(Link).where(Link.sentry_issue_id == sentry_id).order_by(col(Link.id))
-        ).first()
-
-
 def links(engine: Engine) -> list[dict[str, Any]]:
     with Session(engine) as session:
         return [row.model_dump() for row in session.exec(select(Link).order_by(col(Link.id)))]
-
-
-def audit(engine: Engine) -> list[AuditEntry]:
-    with Session(engine) as session:
-        return list(session.exec(select(AuditEntry).order_by(col(AuditEntry.id))))
 
 
 def writes(fake_sentry: FakeSentry, fake_jira: FakeJira) -> int:
@@ -163,9 +151,9 @@ def test_a_missed_jira_close_resolves_the_sentry_issue(
     assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 1
     assert report.ok and report.links_checked == 2
     assert (report.drift, report.repaired) == ({"jira_changed": 1}, 1)
-    link = link_of(engine, pair.sentry_id)
+    link = links_of(engine, pair.sentry_id)[0]
     assert (link.sentry_status, link.jira_status, link.jira_status_category) == ("resolved", "Done", "done")
-    [entry] = [a for a in audit(engine) if a.side == "sentry"]
+    [entry] = [a for a in audit_of(engine) if a.side == "sentry"]
     assert (entry.action, entry.sentry_issue_id) == ("resolve", pair.sentry_id)
     assert entry.cause == f"reconcile:{report.run}"
 
@@ -186,7 +174,7 @@ def test_a_missed_regression_reopens_the_ticket_with_a_comment(
     [comment] = fake_jira.comments(pair.key)
     assert "regressed" in comment["body"]
     assert report.drift == {"sentry_changed": 1} and report.repaired == 1
-    link = link_of(engine, pair.sentry_id)
+    link = links_of(engine, pair.sentry_id)[0]
     assert (link.sentry_status, link.sentry_substatus, link.jira_status) == (
         "unresolved",
         "regressed",
@@ -216,19 +204,19 @@ def test_a_deleted_ticket_marks_the_link_broken_and_a_moved_one_is_followed(
     report = reconcile.run(rt)
 
     assert report.drift == {"ticket_deleted": 1, "ticket_moved": 1} and report.repaired == 2
-    gone = link_of(engine, deleted.sentry_id)
+    gone = links_of(engine, deleted.sentry_id)[0]
     assert (gone.state, gone.live_sentry_issue_id) == (LinkState.BROKEN, None)
-    followed = link_of(engine, moved.sentry_id)
+    followed = links_of(engine, moved.sentry_id)[0]
     assert (followed.state, followed.jira_key, followed.jira_issue_id) == (
         LinkState.ACTIVE,
         new_key,
         moved.jira_id,
     )
-    assert {(a.sentry_issue_id, a.action) for a in audit(engine)} == {
+    assert {(a.sentry_issue_id, a.action) for a in audit_of(engine)} == {
         (deleted.sentry_id, "ticket_deleted"),
         (moved.sentry_id, "moved"),
     }
-    assert link_of(engine, fine.sentry_id).state == LinkState.ACTIVE
+    assert links_of(engine, fine.sentry_id)[0].state == LinkState.ACTIVE
     assert report.ok
     # The deleted ticket cost one search that Jira refused, naming it: that is the deletion signal,
     # no direct read (that one is kept for ids the search leaves out without naming them: its lag).
@@ -266,7 +254,7 @@ def test_a_ticket_just_missing_from_search_is_not_called_deleted(
     report = reconcile.run(rt)
 
     assert report.drifted == 0
-    assert link_of(engine, pair.sentry_id).state == LinkState.ACTIVE
+    assert links_of(engine, pair.sentry_id)[0].state == LinkState.ACTIVE
 
 
 def test_a_link_a_webhook_changed_meanwhile_is_left_to_the_next_run(
@@ -276,7 +264,7 @@ def test_a_link_a_webhook_changed_meanwhile_is_left_to_the_next_run(
 
     [pair] = seed_pairs(engine, fake_sentry, fake_jira)
     fake_jira.person_transition(pair.key, "Won't Do")
-    seen = link_of(engine, pair.sentry_id)
+    seen = links_of(engine, pair.sentry_id)[0]
     issue, ticket = rt.sentry.get_issue(pair.sentry_id), rt.jira.get_ticket(pair.jira_id)
     planned = drift.plan(seen, issue, ticket, rt.policy, utcnow())
     assert planned is not None and planned.inbound is not None and planned.inbound.action == "archive"
@@ -360,7 +348,7 @@ def test_both_changed_without_conflict_both_are_kept(
 
     assert report.drift == {"both_changed": 1} and report.recorded == 1 and report.repaired == 0
     assert writes(fake_sentry, fake_jira) == 0
-    link = link_of(engine, pair.sentry_id)
+    link = links_of(engine, pair.sentry_id)[0]
     assert (link.sentry_status, link.jira_status) == ("resolved", "Done")
 
 
@@ -379,7 +367,7 @@ def test_a_missed_created_webhook_is_backfilled_with_exactly_one_ticket(
 
     labelled = [t for t in fake_jira.issues() if f"sentry-{issue['id']}" in t["labels"]]
     assert len(labelled) == 1 and labelled[0]["project"] == "PAY"
-    link = link_of(engine, issue["id"])
+    link = links_of(engine, issue["id"])[0]
     assert (link.state, link.jira_key, link.route) == (LinkState.ACTIVE, labelled[0]["key"], "billing")
     assert [(b.sentry_issue_id, b.result) for b in first.backfill] == [(issue["id"], "created")]
     assert first.backfill_ignored == 1 and first.backfill_seen == 2
@@ -440,7 +428,7 @@ def test_a_dry_run_reports_every_kind_of_drift_and_changes_nothing(
     as_json = run_cli(process_env, "--dry-run", "--json")
 
     assert writes(fake_sentry, fake_jira) == 0
-    assert links(engine) == before and audit(engine) == []
+    assert links(engine) == before and audit_of(engine) == []
     with Session(engine) as session:
         assert session.get(Delivery, overdue.delivery_id).state == DeliveryState.RECEIVED  # type: ignore[union-attr]
     assert fake_jira.issues() and len(fake_jira.issues()) == 3
@@ -622,7 +610,7 @@ def test_a_failed_repair_is_exit_status_1_and_the_rest_is_repaired(
     assert "failed 1" in done.stdout
     assert fake_sentry.issue(fine.sentry_id)["status"] == "resolved"
     assert fake_sentry.issue(failing.sentry_id)["status"] == "unresolved"
-    assert link_of(engine, failing.sentry_id).jira_status == "To Do"  # not recorded: the next run retries
+    assert links_of(engine, failing.sentry_id)[0].jira_status == "To Do"  # not recorded: the next run retries
     assert run_cli(process_env).returncode == 0
     assert fake_sentry.issue(failing.sentry_id)["status"] == "resolved"
 

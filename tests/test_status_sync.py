@@ -18,7 +18,7 @@ import httpx
 import pytest
 import redis
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import select
 
 from syncer.errors import TransientError
 from syncer.fakes.base import FakeServer, WebhookInbox, hmac_sha256_hex
@@ -27,10 +27,10 @@ from syncer.fakes.sentry import FakeSentry
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
 from syncer.store.engine import session_scope
-from syncer.store.schema import AuditEntry, Delivery, DeliveryState, Link, LinkState, utcnow
+from syncer.store.schema import DeliveryState, Link, LinkState, utcnow
 from tests.conftest import INSTALLATION_UUID, post_sentry
 from tests.conftest import JIRA_WEBHOOK_SECRET as JIRA_SECRET
-from tests.harness import free_port, wait_for
+from tests.harness import audit_of, deliveries, free_port, link_of, links_of, wait_for
 
 SENTRY_PUT = r"^/api/0/organizations/[^/]+/issues/\d+/?$"
 JIRA_TRANSITION = r"/transitions$"
@@ -38,28 +38,6 @@ JIRA_COMMENT = r"/comment$"
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def link_of(engine: Engine, sentry_id: str) -> Link | None:
-    with Session(engine) as session:
-        return session.exec(select(Link).where(Link.live_sentry_issue_id == sentry_id)).first()
-
-
-def links_of(engine: Engine, sentry_id: str) -> list[Link]:
-    with Session(engine) as session:
-        query = select(Link).where(Link.sentry_issue_id == sentry_id).order_by(col(Link.id))
-        return list(session.exec(query))
-
-
-def audit_of(engine: Engine, sentry_id: str) -> list[AuditEntry]:
-    with Session(engine) as session:
-        query = select(AuditEntry).where(AuditEntry.sentry_issue_id == sentry_id).order_by(col(AuditEntry.id))
-        return list(session.exec(query))
-
-
-def deliveries(engine: Engine) -> list[Delivery]:
-    with Session(engine) as session:
-        return list(session.exec(select(Delivery).order_by(col(Delivery.id))))
 
 
 def settle(engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira, timeout: float = 30) -> None:

@@ -18,9 +18,9 @@ from syncer.core.render import escape_wiki
 from syncer.fakes.base import Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
-from syncer.store.schema import AuditEntry, Delivery, DeliveryState, Link, LinkState
+from syncer.store.schema import AuditEntry, Delivery, DeliveryState, LinkState
 from tests.conftest import FIXTURES, INSTALLATION_UUID, ORG, post_sentry
-from tests.harness import Background, SyncerProcess, start_worker, wait_for
+from tests.harness import Background, SyncerProcess, link_of, start_worker, wait_for
 
 JIRA_CREATE = r"^/rest/api/2/issue/?$"
 
@@ -34,11 +34,6 @@ def jira_people(fake_jira: FakeJira) -> None:
 
 def tickets_for(fake_jira: FakeJira, sentry_id: str) -> list[dict[str, Any]]:
     return [t for t in fake_jira.issues() if f"sentry-{sentry_id}" in t["labels"]]
-
-
-def link_of(engine: Engine, sentry_id: str) -> Link | None:
-    with Session(engine) as session:
-        return session.exec(select(Link).where(Link.live_sentry_issue_id == sentry_id)).first()
 
 
 def wait_ticket(fake_jira: FakeJira, engine: Engine, sentry_id: str, timeout: float = 30) -> dict[str, Any]:

@@ -24,17 +24,16 @@ import pytest
 import redis
 from celery import Celery
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
 
 from syncer import metrics
 from syncer.fakes.base import FakeServer
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.settings import Settings
-from syncer.store.schema import Delivery, DeliveryState
+from syncer.store.schema import DeliveryState
 from syncer.worker import supervise
 from tests.conftest import clean_tables
-from tests.harness import REPO, WORKER_READY, RedisServer, SyncerProcess, start_worker, wait_for
+from tests.harness import REPO, WORKER_READY, RedisServer, SyncerProcess, deliveries, start_worker, wait_for
 
 # ------------------------------------------------------------------ the module's stack
 
@@ -122,11 +121,6 @@ def running(pid: int) -> bool:
         return False
 
 
-def deliveries(engine: Engine) -> list[Delivery]:
-    with Session(engine) as session:
-        return list(session.exec(select(Delivery).where(Delivery.source == "sentry")).all())
-
-
 def wait_tickets(fake_jira: FakeJira, issues: list[dict[str, Any]], timeout: float = 60) -> None:
     def made() -> bool:
         labels = [label for ticket in fake_jira.issues() for label in ticket["labels"]]
@@ -174,7 +168,7 @@ def test_by_default_one_worker_process_per_cpu_and_every_one_takes_work(
         issues = [fake_sentry.file_issue(title=f"for worker process {i}") for i in range(cpus)]
         wait_tickets(fake_jira, issues)
         wait_for(
-            lambda: all(d.state == DeliveryState.DONE for d in deliveries(engine)),
+            lambda: all(d.state == DeliveryState.DONE for d in deliveries(engine, "sentry")),
             60,
             what="the deliveries done",
         )
@@ -230,14 +224,14 @@ def test_sigterm_lets_running_tasks_finish_then_every_process_exits_0(
         fake_jira.latency = 1.0  # the task is inside a Jira call when the signal comes
         issue = fake_sentry.file_issue(title="finished during the shutdown")
         wait_for(
-            lambda: [d for d in deliveries(engine) if d.state == DeliveryState.PROCESSING],
+            lambda: [d for d in deliveries(engine, "sentry") if d.state == DeliveryState.PROCESSING],
             30,
             what="a worker process to take the delivery",
         )
         sup.proc.send_signal(signal.SIGTERM)
         assert sup.proc.wait(90) == 0
         assert not any(running(pid) for pid in children)
-        (delivery,) = deliveries(engine)
+        (delivery,) = deliveries(engine, "sentry")
         assert delivery.state == DeliveryState.DONE  # the warm shutdown let it finish
         wait_tickets(fake_jira, [issue], timeout=1)
         assert "SIGTERM: warm shutdown" in sup.output()
@@ -256,7 +250,7 @@ def test_a_second_signal_is_a_cold_shutdown_and_a_third_kills(
         fake_jira.latency = 5.0  # a task that would keep the warm and the cold shutdown waiting
         fake_sentry.file_issue(title="abandoned by an impatient operator")
         wait_for(
-            lambda: [d for d in deliveries(engine) if d.state == DeliveryState.PROCESSING],
+            lambda: [d for d in deliveries(engine, "sentry") if d.state == DeliveryState.PROCESSING],
             30,
             what="a worker process to take the delivery",
         )
