@@ -43,7 +43,9 @@ JIRA_COMMENT = r"/comment$"
 def settle(engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira, timeout: float = 30) -> None:
     """Wait until nothing moves: every delivery is finished and neither fake has sent or queued a
     webhook since. A fake queues the webhook of a change before it answers the call that made it, so
-    a delivery that caused one shows it by the time that delivery is finished."""
+    a delivery that caused one shows it by the time that delivery is finished; and the web tier
+    stores a delivery before it answers, so a webhook sent is a delivery in the inbox. Each wait is
+    for an event (queues drained, deliveries finished), never for a quiet period."""
     deadline = time.monotonic() + timeout
 
     def left() -> float:
@@ -55,12 +57,15 @@ def settle(engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira, timeout
     def sent() -> int:
         return len(fake_sentry.webhooks.sent) + len(fake_jira.webhooks.sent)
 
+    def drained() -> None:
+        assert fake_sentry.webhooks.drain(left()) and fake_jira.webhooks.drain(left()), "webhooks stuck"
+
     while True:
         before = sent()
-        assert fake_sentry.webhooks.drain(left()) and fake_jira.webhooks.drain(left()), "webhooks stuck"
+        drained()
         wait_for(finished, left(), what="every delivery to finish")
-        idle = fake_sentry.webhooks.drain(0.1) and fake_jira.webhooks.drain(0.1)  # at once when idle
-        if idle and sent() == before:
+        drained()  # what those deliveries caused, delivered (and stored) too
+        if sent() == before:  # nothing was sent this round: no delivery is left to cause anything
             return
         assert time.monotonic() < deadline, "syncer did not settle"
 
