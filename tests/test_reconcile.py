@@ -290,6 +290,84 @@ def test_a_link_a_webhook_changed_meanwhile_is_left_to_the_next_run(
     assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 0
 
 
+def test_a_link_another_worker_holds_is_skipped_and_the_run_still_exits_0(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira, process_env: dict[str, str]
+) -> None:
+    [pair] = seed_pairs(engine, fake_sentry, fake_jira)
+    fake_jira.person_transition(pair.key, "Done")
+    link = link_of(engine, pair.sentry_id)
+    assert link.id is not None
+
+    with locks.link_lock(rt, link.id):  # a webhook's handler is applying a change to it right now
+        held = run_cli(process_env, "--json")
+
+    assert held.returncode == 0, held.stdout + held.stderr
+    report = json.loads(held.stdout)
+    assert report["ok"] is True
+    assert (report["links"]["skipped"], report["links"]["failed"]) == (1, 0)
+    [row] = report["drift"]
+    assert row["result"] == "skipped" and "busy in another worker" in row["detail"]
+    assert fake_sentry.issue(pair.sentry_id)["status"] == "unresolved"
+    # Once the holder lets go, the next run repairs it.
+    assert run_cli(process_env).returncode == 0
+    assert fake_sentry.issue(pair.sentry_id)["status"] == "resolved"
+
+
+def test_an_issue_another_worker_is_filing_is_skipped_by_the_backfill_not_failed(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    issue = fake_sentry.file_issue(project="billing-api", level="error")
+    now = utcnow()
+    with session_scope(engine) as session:  # its delivery's fresh claim, taken a moment ago
+        session.add(
+            Link(
+                sentry_issue_id=issue["id"],
+                live_sentry_issue_id=issue["id"],
+                sentry_project="billing-api",
+                state=LinkState.PENDING,
+                claim_token="another-worker",
+                claimed_at=now,
+                route="billing",
+                team="payments",
+            )
+        )
+
+    report = reconcile.run(rt)
+
+    assert [(b.sentry_issue_id, b.result) for b in report.backfill] == [(issue["id"], "skipped")]
+    assert "being handled by another worker" in report.backfill[0].detail
+    assert report.ok and report.as_dict()["backfill"]["skipped"] == 1
+    assert fake_jira.issues() == []
+
+
+def test_a_claim_whose_delivery_died_is_backfilled_with_exactly_one_ticket(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    issue = fake_sentry.file_issue(project="billing-api", level="error")
+    long_ago = utcnow() - timedelta(seconds=rt.settings.claim_ttl_seconds + 60)
+    with session_scope(engine) as session:  # its delivery claimed it, then died (a dead letter)
+        session.add(
+            Link(
+                sentry_issue_id=issue["id"],
+                live_sentry_issue_id=issue["id"],
+                sentry_project="billing-api",
+                state=LinkState.PENDING,
+                claim_token="a-worker-long-gone",
+                claimed_at=long_ago,
+                route="billing",
+                team="payments",
+            )
+        )
+
+    report = reconcile.run(rt)
+
+    assert [(b.sentry_issue_id, b.result) for b in report.backfill] == [(issue["id"], "created")]
+    [ticket] = fake_jira.issues()
+    link = link_of(engine, issue["id"])
+    assert (link.state, link.jira_key) == (LinkState.ACTIVE, ticket["key"])
+    assert reconcile.run(rt).backfill == [] and len(fake_jira.issues()) == 1
+
+
 # --- both sides changed ---------------------------------------------------------------------------
 
 

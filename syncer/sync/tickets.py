@@ -25,7 +25,7 @@ from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import remote_link_global_id, render_ticket, sentry_issue_url, sentry_label
 from syncer.core.routing import Decision, decide
 from syncer.core.tickets import choose_ticket
-from syncer.errors import AmbiguousError, PayloadError, PermanentError, TransientError
+from syncer.errors import AmbiguousError, Busy, PayloadError, PermanentError, TransientError
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
 from syncer.store import audit
@@ -86,7 +86,7 @@ def create_or_link(
             ttl=timedelta(seconds=rt.settings.claim_ttl_seconds),
         )
     except claims.HeldElsewhere as exc:
-        raise TransientError(str(exc), retry_after=HELD_RETRY_SECONDS) from None
+        raise Busy(str(exc), retry_after=HELD_RETRY_SECONDS) from None
     if isinstance(claimed, Link):
         finish_backlinks(rt, claimed, installation_uuid, cause)
         return Outcome.ignore(f"already linked to {claimed.jira_key}")

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from syncer.core import drift
 from syncer.core.issue import SentryIssue
 from syncer.core.routing import Decision, decide
-from syncer.errors import LockLost, SyncerError
+from syncer.errors import Busy, LockLost, SyncerError
 from syncer.locks import Renew
 from syncer.runtime import Runtime
 from syncer.store import links
@@ -98,6 +98,9 @@ def _create_or_link(
         outcome = tickets.create_or_link(
             rt, issue, route, installation_uuid=installation_uuid, cause=report.cause
         )
+    except Busy as exc:
+        # Its webhook's delivery holds the claim: ordinary traffic, not a failure.
+        return BackfillResult.SKIPPED, f"{exc}; the next run looks again"
     except (SyncerError, SQLAlchemyError) as exc:
         detail = f"{type(exc).__name__}: {exc}"
         log.warning("reconcile: backfill of sentry issue %s: %s", issue.id, detail)
