@@ -476,6 +476,20 @@ def test_a_missed_created_webhook_is_backfilled_with_exactly_one_ticket(
     assert len(fake_jira.issues()) == 1
 
 
+def test_a_new_tickets_status_name_is_learnt_quietly_not_counted_as_drift(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    issue = fake_sentry.file_issue(project="billing-api", level="error")
+    assert [b.result for b in reconcile.run(rt).backfill] == ["created"]
+    assert link_of(engine, issue["id"]).jira_status == ""  # Jira's create answers id and key only
+
+    first = reconcile.run(rt)
+
+    assert (first.drifted, dict(first.drift), first.rows) == (0, {}, [])
+    assert first.ok and link_of(engine, issue["id"]).jira_status == "To Do"
+    assert reconcile.run(rt).drifted == 0
+
+
 def test_backfill_does_not_undo_a_persons_unlink(
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:
@@ -827,9 +841,9 @@ def test_plan_in_sync_is_none_and_each_kind_is_named() -> None:
     # Sentry moves new -> ongoing by itself: stale, nothing to apply.
     aged = plan(Stored(sentry_substatus="new"), sentry(), jira())
     assert (aged.kinds, aged.action, aged.repairs) == (("stale_state",), "record", False)
-    # A ticket the create path stored without its status's name: a record, not drift in Jira.
+    # A ticket the create path stored without its status's name: a record, and no drift at all.
     named = plan(Stored(jira_status=""), sentry(), jira())
-    assert (named.kinds, named.repairs) == (("stale_state",), False)
+    assert (named.kinds, named.action, named.repairs) == ((), "record", False)
 
 
 def test_plan_a_regression_unseen_reopens_and_an_unrelated_jira_move_does_not_block_it() -> None:

@@ -148,8 +148,16 @@ def plan(
     sentry_changed = issue.status != known.sentry_status or (
         issue.substatus != known.sentry_substatus and issue.substatus in REGRESSION_SUBSTATUSES
     )
-    stale = issue.substatus != known.sentry_substatus or not same_status(ticket.status, known.jira_status)
+    # A ticket syncer created was answered with its id and key only: its status's name is learnt
+    # here, quietly (no drift kind: every new link would otherwise count as drift on its first run).
+    unnamed = not known.jira_status and bool(ticket.status)
+    stale = issue.substatus != known.sentry_substatus or (
+        not unnamed and not same_status(ticket.status, known.jira_status)
+    )
     if not (jira_changed or sentry_changed or moved_to or stale):
+        if unnamed:
+            learnt = f"{known.jira_key}'s status is {ticket.status!r}, not known since its creation"
+            return Plan((), "record", learnt)
         return None
 
     inbound = None
