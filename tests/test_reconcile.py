@@ -194,6 +194,31 @@ def test_a_missed_regression_reopens_the_ticket_with_a_comment(
     )
 
 
+def test_the_archive_label_goes_when_the_issue_is_unarchived(
+    rt: Runtime,
+    engine: Engine,
+    fake_sentry: FakeSentry,
+    fake_jira: FakeJira,
+    policy_path: Path,
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(policy_path.read_text().replace("[status]\n", '[status]\non_archive = "label"\n', 1))
+    labelling = Runtime(rt.settings.model_copy(update={"config": path}))
+    assert labelling.policy.status.on_archive == "label"
+    [pair] = seed_pairs(engine, fake_sentry, fake_jira, sentry_status="ignored")
+    fake_jira.person_edit(pair.key, {"labels": ["sentry", f"sentry-{pair.sentry_id}", "sentry-archived"]})
+    fake_sentry.person_unresolve(pair.sentry_id)
+
+    report = reconcile.run(labelling)
+
+    ticket = fake_jira.issue(pair.key)
+    assert ticket is not None and "sentry-archived" not in ticket["labels"]
+    assert f"sentry-{pair.sentry_id}" in ticket["labels"] and ticket["status"] == "To Do"
+    assert report.repaired == 1, report.rows
+    assert [a.action for a in audit(engine) if a.side == "jira"] == ["unlabelled"]
+
+
 def test_a_missed_sentry_resolve_closes_the_ticket(
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:

@@ -563,6 +563,12 @@ class JiraClient:
         body = {"update": {"labels": [{"add": label} for label in labels]}}
         self._request("PUT", ISSUE.format(key=self._ref(key)), body=body)
 
+    def remove_labels(self, key: str, labels: Sequence[str]) -> None:
+        if not labels:
+            return
+        body = {"update": {"labels": [{"remove": label} for label in labels]}}
+        self._request("PUT", ISSUE.format(key=self._ref(key)), body=body)
+
     # -- people --------------------------------------------------------------------------------------
 
     def find_account(self, email_or_name: str) -> AccountMatch:

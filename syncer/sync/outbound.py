@@ -165,6 +165,10 @@ def _apply(
         changes.append(("jira", "labelled", decision.reason))
     elif decision.action == "new_ticket":
         return _open_successor(rt, link, issue, ticket, decision, installation_uuid, cause, fields)
+    if decision.unlabel is not None:
+        rt.jira.remove_labels(ticket.key, [decision.unlabel])
+        unlabelled = f"no longer archived in Sentry: label {decision.unlabel!r} removed"
+        changes.append(("jira", "unlabelled", unlabelled))
     if fields or changes:
         save_link(rt, link.id, cause=cause, changes=changes, **fields)
     return Outcome(note) if changes else Outcome.ignore(note)
