@@ -33,7 +33,7 @@ from syncer.runtime import Runtime, current
 from syncer.store import deliveries
 from syncer.store.engine import session_scope
 from syncer.store.schema import AuditEntry, DeadLetter, Delivery, DeliveryState, Link, LinkState, utcnow
-from syncer.sync import reconcile
+from syncer.sync import reconcile, tickets
 from syncer.sync.reconcile.sweep import AUTO_RETRIES_PER_DELIVERY
 from tests.harness import REPO, Background, wait_for
 
@@ -513,6 +513,33 @@ def test_a_new_tickets_status_name_is_learnt_quietly_not_counted_as_drift(
     assert (first.drifted, dict(first.drift), first.rows) == (0, {}, [])
     assert first.ok and link_of(engine, issue["id"]).jira_status == "To Do"
     assert reconcile.run(rt).drifted == 0
+
+
+def test_backfill_reads_an_ignored_issues_tags_again_only_after_a_new_event(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira, redis_client: redis.Redis
+) -> None:
+    client_errors = [
+        fake_sentry.file_issue(project="api-gateway", level="error", tags={"http.status_code": "404"})
+        for _ in range(3)
+    ]
+    tag_reads = r"/issues/\d+/tags/"
+
+    first = reconcile.run(rt)
+    again = reconcile.run(rt)
+    read_before = fake_sentry.calls.count("GET", tag_reads)
+    fake_sentry.record_events(client_errors[0]["id"])
+    after_an_event = reconcile.run(rt)
+
+    assert (first.backfill_ignored, again.backfill_ignored, after_an_event.backfill_ignored) == (3, 3, 3)
+    assert read_before == 3  # the first run's, none by the second
+    assert fake_sentry.calls.count("GET", tag_reads) == 4  # the issue with a new event, alone
+    assert fake_jira.issues() == []
+    # Kept for the lookback window, not the webhook path's few minutes: runs ten minutes apart
+    # still find them.
+    kept = [redis_client.ttl(key) for key in redis_client.scan_iter("syncer:tags:*")]
+    assert len(kept) == 4
+    assert all(ttl > rt.policy.reconcile.lookback_hours * 3600 - 60 for ttl in kept), kept
+    assert rt.policy.reconcile.lookback_hours * 3600 > 10 * tickets.TAGS_TTL_SECONDS
 
 
 def test_backfill_does_not_undo_a_persons_unlink(

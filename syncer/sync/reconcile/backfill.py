@@ -54,7 +54,15 @@ def backfill(rt: Runtime, report: Report, *, now: datetime, renew: Renew, instal
 
 def _backfill_one(rt: Runtime, report: Report, issue: SentryIssue, installation_uuid: str) -> None:
     try:
-        route = decide(issue, rt.policy, lambda: tickets.tags_for(rt, issue.id))
+        # Keyed by the issue's last event, tags last the lookback window: an issue a route ignores by
+        # its tags (4xx) is seen on every run, and its tags change only with a new event.
+        route = decide(
+            issue,
+            rt.policy,
+            lambda: tickets.tags_for(
+                rt, issue.id, as_of=issue.last_seen, ttl=rt.policy.reconcile.lookback_hours * 3600
+            ),
+        )
     except SyncerError as exc:
         report.backfill.append(
             BackfillRow(
