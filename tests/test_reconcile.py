@@ -260,18 +260,38 @@ def test_a_deleted_ticket_marks_the_link_broken_and_a_moved_one_is_followed(
     assert fake_jira.calls.count("GET", rf"/issue/{deleted.jira_id}$") == 0
 
 
-def test_an_issue_gone_from_sentry_is_reported_and_left_alone(
+def test_an_issue_deleted_in_sentry_breaks_its_link_once(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    [pair, other] = seed_pairs(engine, fake_sentry, fake_jira, 2)
+    fake_sentry.person_delete_issue(pair.sentry_id)  # Sentry sends no webhook for it
+
+    report = reconcile.run(rt)
+    again = reconcile.run(rt)
+
+    assert report.drift == {"issue_missing": 1} and report.ok
+    assert [(row.sentry_issue_id, row.result) for row in report.rows] == [(pair.sentry_id, "repaired")]
+    link = link_of(engine, pair.sentry_id)
+    assert (link.state, link.live_sentry_issue_id) == (LinkState.BROKEN, None)
+    [entry] = [a for a in audit(engine) if a.link_id == link.id]
+    assert (entry.side, entry.action) == ("sentry", "issue_deleted")
+    assert "no issue" in entry.detail and "deleted" in entry.detail
+    assert (again.drifted, again.links_total) == (0, 1)  # reported once, not on every run
+    assert link_of(engine, other.sentry_id).state == LinkState.ACTIVE
+    assert writes(fake_sentry, fake_jira) == 0
+
+
+def test_an_issue_merged_into_another_is_followed_not_called_missing(
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:
     [pair] = seed_pairs(engine, fake_sentry, fake_jira)
-    with session_scope(engine) as session:  # as if Sentry had deleted it, or merged it into another
-        row = session.exec(select(Link).where(Link.sentry_issue_id == pair.sentry_id)).one()
-        row.sentry_issue_id = row.live_sentry_issue_id = "999999999"
+    [target] = fake_sentry.seed_issues(1, project="billing-api", first_seen=LONG_AGO)
+    fake_sentry.merge([pair.sentry_id], target)
     before = links(engine)
 
     report = reconcile.run(rt)
 
-    assert report.drift == {"issue_missing": 1} and report.rows[0].result == "left" and report.ok
+    assert (report.drifted, report.ok) == (0, True)
     assert links(engine) == before and writes(fake_sentry, fake_jira) == 0
 
 
@@ -884,7 +904,7 @@ def plan(known: Stored, issue: SentryIssue | None, ticket: JiraTicket | None, **
 def test_plan_in_sync_is_none_and_each_kind_is_named() -> None:
     assert plan(Stored(), sentry(), jira()) is None
     assert plan(Stored(), sentry(), None).kinds == ("ticket_deleted",)
-    assert plan(Stored(), None, jira()).action == "leave"
+    assert plan(Stored(), None, jira()).action == "break"
     closed = plan(Stored(), sentry(), jira("Done", "done"))
     assert (closed.kinds, closed.action, closed.inbound.action) == (("jira_changed",), "inbound", "resolve")
     moved = plan(Stored(), sentry(), jira(key="PAY-3"))

@@ -27,7 +27,7 @@ from syncer.fakes.sentry import FakeSentry
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
 from syncer.store.engine import session_scope
-from syncer.store.schema import AuditEntry, Delivery, DeliveryState, Link, LinkState, utcnow
+from syncer.store.schema import AuditEntry, DeadLetter, Delivery, DeliveryState, Link, LinkState, utcnow
 from tests.conftest import INSTALLATION_UUID, post_sentry
 from tests.conftest import JIRA_WEBHOOK_SECRET as JIRA_SECRET
 from tests.harness import free_port, wait_for
@@ -198,6 +198,46 @@ def test_reopened_in_jira_unresolves_the_sentry_issue(
     assert fake_jira.calls.count("POST", JIRA_TRANSITION) == 0
     assert fake_jira.calls.count("POST", JIRA_COMMENT) == 0
     assert jira_status(fake_jira, key) == "In Progress"
+
+
+def test_closing_a_ticket_whose_issue_sentry_deleted_breaks_the_link_and_buries_nothing(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    [link] = links_of(engine, issue_id)
+    fake_sentry.person_delete_issue(issue_id)  # no webhook for a deletion
+    reset_counts(fake_sentry, fake_jira)
+
+    fake_jira.person_transition(key, "Done")
+    settle(engine, fake_sentry, fake_jira)
+
+    [after] = links_of(engine, issue_id)
+    assert (after.state, after.live_sentry_issue_id) == (LinkState.BROKEN, None)
+    assert [d.state for d in deliveries(engine) if d.source == "jira"][-1] == DeliveryState.DONE
+    with Session(engine) as session:
+        assert session.exec(select(DeadLetter)).all() == []
+    [entry] = [a for a in audit_of(engine, issue_id) if a.action == "issue_deleted"]
+    assert entry.side == "sentry" and entry.link_id == link.id
+    assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 0
+
+
+def test_a_sentry_change_for_an_issue_deleted_since_breaks_the_link_and_buries_nothing(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, web: FakeServer
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    resolved = {"action": "resolved", "installation": {"uuid": INSTALLATION_UUID},
+                "data": {"issue": {**fake_sentry.issue(issue_id), "status": "resolved"}}}
+    fake_sentry.person_delete_issue(issue_id)
+
+    assert post_sentry(web.url, resolved).status_code == 202  # sent just before the deletion
+    settle(engine, fake_sentry, fake_jira)
+
+    [after] = links_of(engine, issue_id)
+    assert after.state == LinkState.BROKEN
+    assert deliveries(engine)[-1].state == DeliveryState.DONE
+    with Session(engine) as session:
+        assert session.exec(select(DeadLetter)).all() == []
+    assert jira_status(fake_jira, key) == "To Do"
 
 
 def test_jira_does_not_unarchive_an_archived_issue(

@@ -103,7 +103,11 @@ def on_sentry_status(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         fresh = _active(rt, link)
         if fresh is None:
             return Outcome.ignore("the link is no longer active")
-        issue = rt.sentry.get_issue(issue_id)
+        issue = rt.sentry.find_issue(issue_id)
+        if issue is None:  # deleted since its webhook was sent
+            why = f"Sentry has no issue {issue_id} any more (deleted)"
+            mark_broken(rt, fresh, cause=cause, why=why, issue_gone=True)
+            return Outcome(f"{why}: link marked broken")
         ticket = _ticket_or_break(rt, fresh, cause)
         if ticket is not None:
             decision = status.decide_outbound(event.action, issue=issue, ticket=ticket, known=fresh,

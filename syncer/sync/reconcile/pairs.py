@@ -82,9 +82,6 @@ def _check(
         return
     for kind in plan.kinds:
         report.drift[kind] += 1
-    if plan.action == "leave":
-        report.add(_row(link, issue, ticket, plan, RepairResult.LEFT))
-        return
     if report.dry_run:
         report.add(_row(link, issue, ticket, plan, RepairResult.WOULD))
         return

@@ -77,8 +77,6 @@ def repair(
                 RepairResult.FAILED,
                 f"{outcome.note}; linking the tickets failed: {type(exc).__name__}: {exc}",
             )
-    if plan.action == "leave":
-        return Repair(RepairResult.LEFT, outcome.note)
     repaired = plan.action == "break" or bool(plan.moved_to) or not outcome.ignored
     return Repair(RepairResult.REPAIRED if repaired else RepairResult.RECORDED, outcome.note)
 
@@ -95,10 +93,10 @@ def _apply(
 ) -> Outcome:
     assert link.id is not None
     if plan.action == "break":
-        inbound.mark_broken(rt, link, cause=cause, why=plan.reason)
-        return Outcome(f"{link.jira_key} no longer exists: link marked broken")
-    if plan.action == "leave":
-        return Outcome.ignore(plan.reason)
+        issue_gone = "issue_missing" in plan.kinds
+        inbound.mark_broken(rt, link, cause=cause, why=plan.reason, issue_gone=issue_gone)
+        gone = f"sentry issue {link.sentry_issue_id}" if issue_gone else link.jira_key
+        return Outcome(f"{gone} no longer exists: link marked broken")
     assert issue is not None and ticket is not None
     link_id = link.id
     if plan.moved_to:

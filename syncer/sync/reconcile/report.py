@@ -17,7 +17,6 @@ class RepairResult(StrEnum):
     WOULD = "would"  # dry run: it would be repaired
     REPAIRED = "repaired"
     RECORDED = "recorded"  # nothing to change on either side; the link now says what they say
-    LEFT = "left"  # drift that needs a person (the issue is gone from Sentry)
     SKIPPED = "skipped"  # a webhook changed the link meanwhile: the next run looks again
     FAILED = "failed"
 
