@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -383,6 +383,29 @@ def test_resolved_in_sentry_closes_the_ticket_once(
     closes = [a for a in audit_of(engine, issue_id) if a.action == "close"]
     assert len(closes) == 1
     assert closes[0].side == "jira"
+
+
+def test_a_persons_reopen_just_after_our_close_counts_though_jiras_clock_is_behind(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    fake_jira.clock_skew = -20.0  # Jira's clock runs 20 s behind the workers'
+
+    fake_sentry.person_resolve(issue_id)
+    wait_jira(fake_jira, key, "Done")
+    settle(engine, fake_sentry, fake_jira)
+    watermark = link_of(engine, issue_id).jira_changed_at  # type: ignore[union-attr]
+    fake_jira.person_transition(key, "To Do")  # a person disagrees, moments later
+    wait_sentry(fake_sentry, issue_id, "unresolved")
+    settle(engine, fake_sentry, fake_jira)
+
+    # The watermark is Jira's own time of our close, not the worker's clock.
+    assert watermark is not None
+    jira_time = watermark if watermark.tzinfo else watermark.replace(tzinfo=UTC)
+    assert abs(utcnow() - timedelta(seconds=20) - jira_time) < timedelta(seconds=15)
+    [reopened] = [a for a in audit_of(engine, issue_id) if a.side == "sentry" and a.action == "unresolve"]
+    assert reopened.cause.startswith("delivery:")
+    assert not any("stale" in d.outcome for d in deliveries(engine) if d.source == "jira")
 
 
 def test_a_regression_reopens_the_ticket_with_a_comment(

@@ -22,7 +22,7 @@ from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import issue_url
 from syncer.core.routing import decide
 from syncer.errors import PayloadError, TransientError
-from syncer.jira.client import Transition
+from syncer.jira.client import Moved
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
@@ -210,16 +210,18 @@ def _note_fields(decision: status.OutboundDecision, comment: str | None) -> dict
     return fields
 
 
-def _after_transition(moved: Transition) -> dict[str, Any]:
+def _after_transition(moved: Moved) -> dict[str, Any]:
     """The ticket's state after our transition: the transition's target, with no read back.
 
-    The watermark moves to now: the ticket's closed-since time (`new_ticket_after_days`) must not
-    depend on our own echo webhook arriving. That echo, older than now, is then dropped as stale,
-    which is right: it reports the state we just stored."""
+    The watermark moves to the time of the transition on Jira's clock (its answer's `Date`): Jira's
+    webhooks are judged stale against it, and a person's change just after ours must not be dropped
+    because Jira's clock is behind ours. It moves now, not when our own echo arrives: the ticket's
+    closed-since time (`new_ticket_after_days`) must not depend on that webhook. Our clock only when
+    Jira's answer told no time."""
     return {
-        "jira_status": moved.to_name[:200],
-        "jira_status_category": moved.to_category[:40],
-        "jira_changed_at": utcnow(),
+        "jira_status": moved.transition.to_name[:200],
+        "jira_status_category": moved.transition.to_category[:40],
+        "jira_changed_at": moved.at or utcnow(),
     }
 
 
