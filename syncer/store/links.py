@@ -39,9 +39,16 @@ def active_page(engine: Engine, *, after: int, size: int) -> list[Link]:
 
 
 def issues_with_links(engine: Engine, issue_ids: Sequence[str]) -> set[str]:
-    """Those of `issue_ids` that have a link row in any state: linked, being linked, or
-    deliberately not any more (a deleted ticket, `links unlink`)."""
+    """Those of `issue_ids` that have a link row past its claim: linked, or deliberately not any
+    more (a deleted ticket, `links unlink`). A pending claim is not one: its delivery may have
+    died, and the backfill's claim either finds it fresh (another worker has it) or takes it over."""
     if not issue_ids:
         return set()
     with Session(engine) as session:
-        return set(session.exec(select(Link.sentry_issue_id).where(col(Link.sentry_issue_id).in_(issue_ids))))
+        return set(
+            session.exec(
+                select(Link.sentry_issue_id).where(
+                    col(Link.sentry_issue_id).in_(issue_ids), col(Link.state) != LinkState.PENDING
+                )
+            )
+        )

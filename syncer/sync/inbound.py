@@ -77,11 +77,12 @@ def save_link(
         return row
 
 
-def mark_broken(rt: Runtime, link: Link, *, cause: str, why: str) -> None:
-    """The ticket is gone: keep the link for audit, free the issue for a new ticket."""
+def mark_broken(rt: Runtime, link: Link, *, cause: str, why: str, issue_gone: bool = False) -> None:
+    """One side is gone (the ticket, or with `issue_gone` the Sentry issue): keep the link for
+    audit, free the issue for a new ticket."""
     assert link.id is not None
-    save_link(rt, link.id, cause=cause, changes=[("jira", "ticket_deleted", why)],
-              state=LinkState.BROKEN, live_sentry_issue_id=None)
+    change = ("sentry", "issue_deleted", why) if issue_gone else ("jira", "ticket_deleted", why)
+    save_link(rt, link.id, cause=cause, changes=[change], state=LinkState.BROKEN, live_sentry_issue_id=None)
 
 
 def jira_fields(ticket: JiraTicket, known: Link, event_at: datetime | None) -> dict[str, Any]:
@@ -123,10 +124,18 @@ class _Pair:
             self.known_ticket = self.rt.jira.get_ticket(self.link.jira_issue_id)
         return self.known_ticket
 
-    def issue(self) -> SentryIssue:
+    def issue(self) -> SentryIssue | None:
+        """None when Sentry has no such issue any more: deleted, and Sentry sends no webhook for that."""
         if self.known_issue is None:
-            self.known_issue = self.rt.sentry.get_issue(self.link.sentry_issue_id)
+            self.known_issue = self.rt.sentry.find_issue(self.link.sentry_issue_id)
         return self.known_issue
+
+    def issue_gone(self, cause: str) -> None:
+        link = self.link
+        why = f"Sentry has no issue {link.sentry_issue_id} any more (deleted)"
+        mark_broken(self.rt, link, cause=cause, why=why, issue_gone=True)
+        self.notes.append(f"{why}: link marked broken")
+        self.changed = True
 
 
 def on_jira_issue_updated(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
@@ -214,10 +223,14 @@ def _sync_status(pair: _Pair, event: JiraEvent, own_echo: bool, previous_status:
         pair.notes.append(f"{link.jira_key} no longer exists: link marked broken")
         pair.changed = True
         return False
-    decision = status.decide_inbound(ticket=ticket, known=link, issue=pair.issue(), policy=rt.policy.status,
+    issue = pair.issue()
+    if issue is None:
+        pair.issue_gone(cause)
+        return False
+    decision = status.decide_inbound(ticket=ticket, known=link, issue=issue, policy=rt.policy.status,
                                      status_changed=True, event_at=event.timestamp,
                                      previous_status=previous_status)
-    outcome = apply_inbound(rt, link, ticket, pair.issue(), decision, cause=cause, event_at=event.timestamp)
+    outcome = apply_inbound(rt, link, ticket, issue, decision, cause=cause, event_at=event.timestamp)
     pair.known_issue = None  # written, maybe: read it again if anything else needs it
     pair.link = load_link(rt, link.id) or link
     pair.changed = pair.changed or not outcome.ignored
@@ -237,7 +250,11 @@ def _sync_assignee(pair: _Pair, own_echo: bool, cause: str) -> None:
     ticket = pair.ticket()
     if ticket is None:
         return
-    decision = status.decide_assignee_inbound(policy, ticket, pair.issue())
+    issue = pair.issue()
+    if issue is None:
+        pair.issue_gone(cause)
+        return
+    decision = status.decide_assignee_inbound(policy, ticket, issue)
     if not decision.assign:
         pair.notes.append(decision.reason)
         return

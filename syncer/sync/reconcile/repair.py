@@ -10,13 +10,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from syncer.core import drift
 from syncer.core.issue import JiraTicket, SentryIssue
-from syncer.errors import SyncerError, TransientError
+from syncer.errors import Busy, SyncerError, TransientError
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
 from syncer.store.schema import Link, LinkState
 from syncer.sync import inbound, outbound
 from syncer.sync.outcome import Outcome
 from syncer.sync.reconcile.report import RepairResult
+
+# A webhook's handler holds a link for a second or so; a run that waited longer on every busy link
+# would stall behind traffic. The next run looks again.
+REPAIR_LOCK_WAIT_SECONDS = 2.0
 
 
 class Repair(NamedTuple):
@@ -40,8 +44,12 @@ def repair(
     assert seen.id is not None
     with ExitStack() as held:
         try:
-            held.enter_context(link_lock(rt, seen.id))
-        except TransientError as exc:  # held by a webhook's handler this long, or Redis is away
+            held.enter_context(link_lock(rt, seen.id, wait=REPAIR_LOCK_WAIT_SECONDS))
+        except Busy as exc:
+            # Ordinary traffic: a webhook's handler is applying a change to this link right now.
+            # Not a failure (whoever pages on reconcile's exit status must not be woken by it).
+            return Repair(RepairResult.SKIPPED, f"{exc}; the next run looks again")
+        except TransientError as exc:  # Redis is away
             return Repair(RepairResult.FAILED, f"could not take the link's lock: {exc}")
         fresh = inbound.load_link(rt, seen.id)
         if fresh is None or fresh.state != LinkState.ACTIVE:
@@ -69,8 +77,6 @@ def repair(
                 RepairResult.FAILED,
                 f"{outcome.note}; linking the tickets failed: {type(exc).__name__}: {exc}",
             )
-    if plan.action == "leave":
-        return Repair(RepairResult.LEFT, outcome.note)
     repaired = plan.action == "break" or bool(plan.moved_to) or not outcome.ignored
     return Repair(RepairResult.REPAIRED if repaired else RepairResult.RECORDED, outcome.note)
 
@@ -87,10 +93,10 @@ def _apply(
 ) -> Outcome:
     assert link.id is not None
     if plan.action == "break":
-        inbound.mark_broken(rt, link, cause=cause, why=plan.reason)
-        return Outcome(f"{link.jira_key} no longer exists: link marked broken")
-    if plan.action == "leave":
-        return Outcome.ignore(plan.reason)
+        issue_gone = "issue_missing" in plan.kinds
+        inbound.mark_broken(rt, link, cause=cause, why=plan.reason, issue_gone=issue_gone)
+        gone = f"sentry issue {link.sentry_issue_id}" if issue_gone else link.jira_key
+        return Outcome(f"{gone} no longer exists: link marked broken")
     assert issue is not None and ticket is not None
     link_id = link.id
     if plan.moved_to:
