@@ -10,8 +10,9 @@ Each handler
    state already;
 5. stores both sides' state and the Jira watermark, and audits what it changed with its cause.
 
-The link helpers here (`save_link`, `mark_broken`) serve `outbound` too; the link's lock is
-`syncer.locks.link_lock`.
+The link helpers here (`save_link`, `mark_broken`, the link's columns for each side) serve
+`outbound` and reconciliation too; links are stored by `syncer.store.links`, and the link's lock
+is `syncer.locks.link_lock`.
 """
 
 from __future__ import annotations
@@ -22,17 +23,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
-
 from syncer.core import status
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.errors import PayloadError, PermanentError, TransientError
 from syncer.jira.webhooks import JiraEvent
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
-from syncer.store import audit
-from syncer.store.engine import session_scope
-from syncer.store.schema import Link, LinkState, utcnow
+from syncer.store import links
+from syncer.store.links import AuditLine, LinkRecord
+from syncer.store.schema import LinkState, utcnow
 from syncer.sync.outcome import Outcome
 
 log = logging.getLogger(__name__)
@@ -41,50 +40,27 @@ log = logging.getLogger(__name__)
 # --- the link: load, save -------------------------------------------------------------------------
 
 
-def load_link(rt: Runtime, link_id: int) -> Link | None:
-    with Session(rt.engine, expire_on_commit=False) as session:
-        return session.get(Link, link_id)
-
-
-def active_link_for_ticket(rt: Runtime, jira_issue_id: str) -> Link | None:
-    with Session(rt.engine, expire_on_commit=False) as session:
-        return session.exec(
-            select(Link).where(Link.jira_issue_id == jira_issue_id, Link.state == LinkState.ACTIVE)
-        ).first()
-
-
-AuditLine = tuple[str, str, str]  # side, action, detail
+def load_link(rt: Runtime, link_id: int) -> LinkRecord | None:
+    return links.load(rt.engine, link_id)
 
 
 def save_link(
     rt: Runtime, link_id: int, *, cause: str, changes: Sequence[AuditLine] = (), **fields: Any
-) -> Link:
+) -> LinkRecord:
     """Store what was learned and done, in one transaction with its audit lines."""
-    now = utcnow()
-    with session_scope(rt.engine) as session:
-        row = session.get(Link, link_id)
-        if row is None:
-            raise TransientError(f"link {link_id} vanished while it was being synced")
-        for name, value in fields.items():
-            setattr(row, name, value)
-        row.updated_at = now
-        if changes:
-            row.synced_at = now
-            row.changed_by = cause[:200]
-        for side, action, detail in changes:
-            audit.record(session, link=row, side=side, action=action, detail=detail, cause=cause)
-        session.flush()
-        return row
+    saved = links.save(rt.engine, link_id, cause=cause, changes=changes, fields=fields)
+    if saved is None:
+        raise TransientError(f"link {link_id} vanished while it was being synced")
+    return saved
 
 
-def mark_broken(rt: Runtime, link: Link, *, cause: str, why: str) -> None:
+def mark_broken(rt: Runtime, link: LinkRecord, *, cause: str, why: str) -> None:
     """The ticket is gone: keep the link for audit, free the issue for a new ticket."""
-    assert link.id is not None
     save_link(rt, link.id, cause=cause, changes=[("jira", "ticket_deleted", why)],
               state=LinkState.BROKEN, live_sentry_issue_id=None)
 
 
-def jira_fields(ticket: JiraTicket, known: Link, event_at: datetime | None) -> dict[str, Any]:
+def jira_fields(ticket: JiraTicket, known: LinkRecord, event_at: datetime | None) -> dict[str, Any]:
     """The link's Jira status columns for a ticket state seen at `event_at` (Jira's clock). Not the
     key: a webhook's key may predate a move, so keys are taken from fresh reads only."""
     return {
@@ -94,7 +70,7 @@ def jira_fields(ticket: JiraTicket, known: Link, event_at: datetime | None) -> d
     }
 
 
-def sentry_fields(issue: SentryIssue, known: Link) -> dict[str, Any]:
+def sentry_fields(issue: SentryIssue, known: LinkRecord) -> dict[str, Any]:
     """The link's Sentry columns. Sentry's webhooks carry no time of change, so the Sentry-side
     guard against late deliveries is the re-read, and `sentry_changed_at` notes when we saw it."""
     fields: dict[str, Any] = {"sentry_status": issue.status[:40], "sentry_substatus": issue.substatus[:60]}
@@ -111,7 +87,7 @@ class _Pair:
     """Both sides' current state, read at most once per event, only when a decision needs them."""
 
     rt: Runtime
-    link: Link
+    link: LinkRecord
     known_ticket: JiraTicket | None = None
     known_issue: SentryIssue | None = None
     notes: list[str] = field(default_factory=list)
@@ -134,7 +110,7 @@ def on_jira_issue_updated(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
     if event.ticket is None:
         raise PayloadError("jira:issue_updated without an issue")
     ticket = event.ticket
-    link = active_link_for_ticket(rt, ticket.id)
+    link = links.active_for_ticket(rt.engine, ticket.id)
     if link is None:
         return Outcome.ignore(f"ticket {ticket.key or ticket.id} is not linked to a Sentry issue")
     status_item = event.status_change()
@@ -143,7 +119,6 @@ def on_jira_issue_updated(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
     if status_item is None and assignee_item is None and not moved:
         return Outcome.ignore("not a status, assignee or project change")
     own_echo = bool(event.user_id) and event.user_id == rt.jira.bot_account_id()
-    assert link.id is not None
     with link_lock(rt, link.id):
         fresh = load_link(rt, link.id)
         if fresh is None or fresh.state != LinkState.ACTIVE:
@@ -163,10 +138,9 @@ def on_jira_issue_deleted(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
     if event.ticket is None:
         raise PayloadError("jira:issue_deleted without an issue")
     ticket = event.ticket
-    link = active_link_for_ticket(rt, ticket.id)
+    link = links.active_for_ticket(rt.engine, ticket.id)
     if link is None:
         return Outcome.ignore(f"ticket {ticket.key or ticket.id} is not linked to a Sentry issue")
-    assert link.id is not None
     with link_lock(rt, link.id):
         fresh = load_link(rt, link.id)
         if fresh is None or fresh.state != LinkState.ACTIVE:
@@ -181,7 +155,6 @@ def _follow_move(pair: _Pair, cause: str) -> bool:
     back (or a later one), so the key comes from a fresh read. False when the ticket is gone."""
     current = pair.ticket()
     link = pair.link
-    assert link.id is not None
     if current is None:
         mark_broken(pair.rt, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
         pair.notes.append(f"{link.jira_key} no longer exists: link marked broken")
@@ -198,7 +171,6 @@ def _follow_move(pair: _Pair, cause: str) -> bool:
 def _sync_status(pair: _Pair, event: JiraEvent, own_echo: bool, previous_status: str, cause: str) -> bool:
     """Apply a status change to the Sentry issue. False when the ticket turned out to be gone."""
     rt, link, seen = pair.rt, pair.link, event.ticket
-    assert link.id is not None
     assert seen is not None
     early = status.triage_inbound(known=link, status_changed=True, own_echo=own_echo,
                                   event_at=event.timestamp, status=seen.status)
@@ -227,7 +199,6 @@ def _sync_status(pair: _Pair, event: JiraEvent, own_echo: bool, previous_status:
 
 def _sync_assignee(pair: _Pair, own_echo: bool, cause: str) -> None:
     rt, link = pair.rt, pair.link
-    assert link.id is not None
     policy = rt.policy.status
     if not policy.assignee_to_sentry or own_echo:
         why = "status.assignee_to_sentry is off" if not policy.assignee_to_sentry else \
@@ -259,15 +230,14 @@ def _sync_assignee(pair: _Pair, own_echo: bool, cause: str) -> None:
 
 
 def apply_inbound(
-    rt: Runtime, link: Link, ticket: JiraTicket, issue: SentryIssue, decision: status.InboundDecision, *,
-    cause: str, event_at: datetime | None = None,
+    rt: Runtime, link: LinkRecord, ticket: JiraTicket, issue: SentryIssue,
+    decision: status.InboundDecision, *, cause: str, event_at: datetime | None = None,
 ) -> Outcome:
     """Apply a decided Jira -> Sentry change to a pair whose current state the caller has read
     (a webhook's handler, or reconciliation, which reads both sides in batches): write only when
     the decision changes something, then store both sides' state, with `event_at` (a webhook's
     time; reconciliation: the ticket's `updated`) as the Jira watermark. The caller holds
     `link_lock` and passes the link as loaded under it."""
-    assert link.id is not None
     fields = jira_fields(ticket, link, event_at or ticket.updated) if decision.record else {}
     if ticket.key and ticket.key != link.jira_key:
         fields["jira_key"] = ticket.key  # moved since; its own webhook may still be on the way

@@ -13,7 +13,8 @@ from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.errors import SyncerError, TransientError
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
-from syncer.store.schema import Link, LinkState
+from syncer.store.links import LinkRecord
+from syncer.store.schema import LinkState
 from syncer.sync import inbound, outbound
 from syncer.sync.outcome import Outcome
 from syncer.sync.reconcile.report import RepairResult
@@ -26,7 +27,7 @@ class Repair(NamedTuple):
 
 def repair(
     rt: Runtime,
-    seen: Link,
+    seen: LinkRecord,
     plan: drift.Plan,
     issue: SentryIssue | None,
     ticket: JiraTicket | None,
@@ -37,7 +38,6 @@ def repair(
     """Apply a plan to one link, under its lock. The plan was made from the link as `seen` when its
     page was read: if a webhook has changed the link since, the plan is stale and the link is
     skipped (the next run looks again)."""
-    assert seen.id is not None
     with ExitStack() as held:
         try:
             held.enter_context(link_lock(rt, seen.id))
@@ -77,7 +77,7 @@ def repair(
 
 def _apply(
     rt: Runtime,
-    link: Link,
+    link: LinkRecord,
     plan: drift.Plan,
     issue: SentryIssue | None,
     ticket: JiraTicket | None,
@@ -85,7 +85,6 @@ def _apply(
     cause: str,
     installation_uuid: str,
 ) -> Outcome:
-    assert link.id is not None
     if plan.action == "break":
         inbound.mark_broken(rt, link, cause=cause, why=plan.reason)
         return Outcome(f"{link.jira_key} no longer exists: link marked broken")
@@ -126,7 +125,7 @@ def _apply(
     return Outcome.ignore(plan.reason)
 
 
-def _stored(link: Link) -> tuple[Any, ...]:
+def _stored(link: LinkRecord) -> tuple[Any, ...]:
     """What a plan was made from: any webhook applied to the link since changes one of these."""
     return (
         link.state,
