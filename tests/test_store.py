@@ -250,6 +250,16 @@ def test_deliveries_come_back_as_records(engine: Engine) -> None:
     assert dead is not None and dead.state == "dead" and dead.last_error == "permanent"
 
 
+def test_ignored_deliveries_of_an_action_are_listed_oldest_first(engine: Engine) -> None:
+    ids = [deliveries.store(engine, source="sentry", key=f"k{n}", resource="issue", action=action,
+                            payload=b"{}").delivery_id
+           for n, action in enumerate(("created", "created", "resolved", "created"))]
+    for delivery_id in (ids[3], ids[0], ids[2]):
+        deliveries.finish(engine, delivery_id, ignored=True, outcome=f"nothing for {delivery_id}")
+    deliveries.finish(engine, ids[1], ignored=False, outcome="created PAY-1")
+    assert [(d.id, d.outcome) for d in deliveries.ignored(engine, action="created")] == [
+        (ids[0], f"nothing for {ids[0]}"), (ids[3], f"nothing for {ids[3]}")]
+
 def test_the_account_cache_replaces_what_it_held(engine: Engine) -> None:
     assert accounts.cached(engine, "alice@example.com") is None
     first = utcnow()

@@ -310,6 +310,18 @@ def load(engine: Engine, delivery_id: int) -> DeliveryRecord | None:
 _LOAD = select(Delivery).where(col(Delivery.id) == bindparam("b_id"))
 
 
+def ignored(engine: Engine, *, action: str) -> list[DeliveryRecord]:
+    """The deliveries of `action` that were recorded as needing nothing done, oldest first."""
+    with reading(engine) as connection:
+        rows = connection.execute(_IGNORED, {"b_action": action}).mappings().all()
+    return [DeliveryRecord(**row) for row in rows]
+
+
+_IGNORED = select(Delivery).where(
+    col(Delivery.state) == DeliveryState.IGNORED, col(Delivery.action) == bindparam("b_action")
+).order_by(col(Delivery.id))
+
+
 def finish(engine: Engine, delivery_id: int, *, ignored: bool, outcome: str) -> None:
     with engine.begin() as connection:
         connection.execute(_FINISH, {
