@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from syncer.settings import Settings
 from syncer.store import accounts, deliveries, installations, links, migrate
 from syncer.store.engine import make_engine
 from syncer.store.links import ClaimRecord, LinkRecord
-from syncer.store.schema import LinkState, utcnow
+from syncer.store.schema import AccountCache, AuditEntry, Delivery, Link, LinkState, utcnow
 from syncer.sync.reconcile.run import installation_uuid
 
 TTL = timedelta(seconds=90)
@@ -54,6 +55,15 @@ def activate(engine: Engine, taken: ClaimRecord, issue: str = "101", key: str = 
         links.audit_row(LinkRecord(id=taken.link_id, sentry_issue_id=issue, jira_key=key), side="jira",
                         action="created", detail="route billing", cause="delivery:1"),
     )
+
+
+@pytest.mark.parametrize(("record", "table"), [
+    (links.LinkRecord, Link), (links.AuditRecord, AuditEntry), (deliveries.DeliveryRecord, Delivery),
+    (accounts.AccountRecord, AccountCache),
+])
+def test_records_carry_every_column_of_their_table(record: type, table: type) -> None:
+    columns = [column.key for column in table.__table__.columns]  # type: ignore[attr-defined]
+    assert [f.name for f in fields(record)] == columns
 
 
 # --- claims ---------------------------------------------------------------------------------------
