@@ -208,9 +208,7 @@ def issues_with_links(engine: Engine, issue_ids: Sequence[str]) -> set[str]:
     if not issue_ids:
         return set()
     with reading(engine) as connection:
-        return set(connection.execute(
-            select(_links.c.sentry_issue_id).where(_links.c.sentry_issue_id.in_(list(issue_ids)))
-        ).scalars())
+        return set(connection.execute(_WITH_LINKS, {"b_ids": list(issue_ids)}).scalars())
 
 
 # --- claims ---------------------------------------------------------------------------------------
@@ -304,16 +302,28 @@ def save(
     values = {**fields, "updated_at": now}
     if changes:
         values.update(synced_at=now, changed_by=cause[:200])
-    statement = update(_links).where(_links.c.id == bindparam("b_id")).values(
-        {name: bindparam(name) for name in values}
-    ).returning(*_links.c)
     with engine.begin() as connection:
-        row = connection.execute(statement, {"b_id": link_id, **values}).mappings().first()
+        row = connection.execute(_save(tuple(sorted(values))), {"b_id": link_id, **values}).mappings().first()
         if row is None:
             return None
         link = _link(row)
         _append(connection, link, changes, cause)
     return link
+
+
+def _save(names: tuple[str, ...]) -> Any:
+    """The UPDATE of these columns, built once per set of names (the callers use a handful)."""
+    statement = _SAVES.get(names)
+    if statement is None:
+        statement = _SAVES[names] = (
+            update(_links).where(_links.c.id == bindparam("b_id"))
+            .values({name: bindparam(name) for name in names})
+            .returning(*_links.c)
+        )
+    return statement
+
+
+_SAVES: dict[tuple[str, ...], Any] = {}
 
 
 def create_active(
@@ -380,6 +390,9 @@ _ACTIVE_PAGE = (
     .where(_links.c.state == LinkState.ACTIVE, _links.c.id > bindparam("b_after"))
     .order_by(_links.c.id)
     .limit(bindparam("b_size"))
+)
+_WITH_LINKS = select(_links.c.sentry_issue_id).where(
+    _links.c.sentry_issue_id.in_(bindparam("b_ids", expanding=True))
 )
 _INSERT = insert(_links).returning(_links.c.id)
 _TAKE_OVER = (
