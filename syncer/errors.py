@@ -7,8 +7,9 @@
     │   │                    look before repeating a non-idempotent write
     │   └── Busy             a lock is held by another holder (a link's by another worker, the
     │       │                reconcile run lock by another run): try again shortly (`syncer.locks`)
-    │       └── HeldElsewhere  an issue's claim is held by another worker creating its ticket
-    │                        (`syncer.store.links`): look again once it is linked or expired
+    │       └── HeldElsewhere
+    │                        an issue's claim, held by the worker creating its ticket
+    │                        (`syncer.store.links`): look again once it is linked or has expired
     ├── LockLost             a lock expired under its holder, who stalled: stop, another may hold it
     └── PermanentError       retrying cannot help (400, 401, 403, 404, validation): dead letter
         └── PayloadError     a webhook body or API answer that is not the shape we need
