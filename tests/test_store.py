@@ -165,16 +165,16 @@ def test_save_stores_fields_and_appends_its_audit_lines_in_order(engine: Engine)
     activate(engine, taken)
     before = links.load(engine, taken.link_id)
     assert before is not None
-    quiet = links.save(engine, taken.link_id, cause="delivery:2", fields={"jira_status": "In Progress"})
-    assert quiet is not None and quiet.jira_status == "In Progress"
+    quiet = links.save(engine, taken.link_id, cause="delivery:2", jira_status="In Progress")
+    assert quiet.jira_status == "In Progress"
     assert quiet.synced_at == before.synced_at and quiet.changed_by == before.changed_by  # nothing done
     assert quiet.updated_at > before.updated_at
     saved = links.save(
         engine, taken.link_id, cause="reconcile:r1",
         changes=[("jira", "moved", "PAY-1 is now OPS-7"), ("sentry", "resolved", "ticket done")],
-        fields={"jira_key": "OPS-7"},
+        jira_key="OPS-7",
     )
-    assert saved is not None and saved == links.load(engine, taken.link_id)
+    assert saved == links.load(engine, taken.link_id)
     assert (saved.jira_key, saved.changed_by) == ("OPS-7", "reconcile:r1")
     assert saved.synced_at is not None and saved.synced_at >= quiet.updated_at
     _, trail = links.history(engine, "101")
@@ -184,7 +184,8 @@ def test_save_stores_fields_and_appends_its_audit_lines_in_order(engine: Engine)
         ("resolved", "OPS-7", "ticket done", "reconcile:r1"),
     ]
     assert trail[0].id < trail[1].id < trail[2].id
-    assert links.save(engine, 999_999, cause="x", fields={"jira_status": "Done"}) is None
+    with pytest.raises(TransientError, match="link 999999 vanished"):  # the retry sees what happened
+        links.save(engine, 999_999, cause="x", jira_status="Done")
 
 
 def test_backlink_flags_only_ever_go_from_false_to_true(engine: Engine) -> None:
@@ -205,8 +206,8 @@ def test_links_by_hand_unlinked_and_tied_to_their_successor(engine: Engine) -> N
     assert links.create_active(engine, values, audit=[], cause="cli") is None  # one live link per issue
     assert links.untied_successor(engine, "303") is None  # nothing it follows
     old = links.save(engine, made.id, cause="delivery:3", changes=[("syncer", "superseded", "regressed")],
-                     fields={"state": LinkState.SUPERSEDED, "live_sentry_issue_id": None})
-    assert old is not None and old.live_sentry_issue_id is None
+                     state=LinkState.SUPERSEDED, live_sentry_issue_id=None)
+    assert old.live_sentry_issue_id is None
     new = links.create_active(engine, {**values, "jira_issue_id": "2", "jira_key": "OPS-2"}, audit=[],
                               cause="delivery:3")
     assert new is not None and new.id > old.id

@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from syncer.errors import HeldElsewhere
+from syncer.errors import HeldElsewhere, TransientError
 from syncer.store.engine import reading
 from syncer.store.schema import AuditEntry, Link, LinkState, utcnow
 
@@ -294,10 +294,11 @@ def mark_backlinks(
 
 
 def save(
-    engine: Engine, link_id: int, *, cause: str, changes: Sequence[AuditLine] = (), fields: Mapping[str, Any]
-) -> LinkRecord | None:
-    """Store what was learned and done, in one transaction with its audit lines; the link as
-    stored, or None when it is gone."""
+    engine: Engine, link_id: int, *, cause: str, changes: Sequence[AuditLine] = (), **fields: Any
+) -> LinkRecord:
+    """Store what was learned and done, in one transaction with its audit lines; returns the link
+    as stored. A link deleted meanwhile (its claim abandoned) is a TransientError: the retry sees
+    what happened instead."""
     now = utcnow()
     values = {**fields, "updated_at": now}
     if changes:
@@ -305,10 +306,16 @@ def save(
     with engine.begin() as connection:
         row = connection.execute(_save(tuple(sorted(values))), {"b_id": link_id, **values}).mappings().first()
         if row is None:
-            return None
+            raise TransientError(f"link {link_id} vanished while it was being synced")
         link = _link(row)
         _append(connection, link, changes, cause)
     return link
+
+
+def mark_broken(engine: Engine, link: LinkRecord, *, cause: str, why: str) -> None:
+    """The ticket is gone: keep the link for audit, free the issue for a new ticket."""
+    save(engine, link.id, cause=cause, changes=[("jira", "ticket_deleted", why)],
+         state=LinkState.BROKEN, live_sentry_issue_id=None)
 
 
 def _save(names: tuple[str, ...]) -> Any:

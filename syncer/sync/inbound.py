@@ -10,22 +10,21 @@ Each handler
    state already;
 5. stores both sides' state and the Jira watermark, and audits what it changed with its cause.
 
-The link helpers here (`save_link`, `mark_broken`, the link's columns for each side) serve
-`outbound` and reconciliation too; links are stored by `syncer.store.links`, and the link's lock
-is `syncer.locks.link_lock`.
+The link's columns for what each side says (`jira_fields`, `sentry_fields`) serve `outbound` and
+reconciliation too; links are read and stored by `syncer.store.links`, and the link's lock is
+`syncer.locks.link_lock`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from syncer.core import status
 from syncer.core.issue import JiraTicket, SentryIssue
-from syncer.errors import PayloadError, PermanentError, TransientError
+from syncer.errors import PayloadError, PermanentError
 from syncer.jira.webhooks import JiraEvent
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
@@ -37,27 +36,7 @@ from syncer.sync.outcome import Outcome
 log = logging.getLogger(__name__)
 
 
-# --- the link: load, save -------------------------------------------------------------------------
-
-
-def load_link(rt: Runtime, link_id: int) -> LinkRecord | None:
-    return links.load(rt.engine, link_id)
-
-
-def save_link(
-    rt: Runtime, link_id: int, *, cause: str, changes: Sequence[AuditLine] = (), **fields: Any
-) -> LinkRecord:
-    """Store what was learned and done, in one transaction with its audit lines."""
-    saved = links.save(rt.engine, link_id, cause=cause, changes=changes, fields=fields)
-    if saved is None:
-        raise TransientError(f"link {link_id} vanished while it was being synced")
-    return saved
-
-
-def mark_broken(rt: Runtime, link: LinkRecord, *, cause: str, why: str) -> None:
-    """The ticket is gone: keep the link for audit, free the issue for a new ticket."""
-    save_link(rt, link.id, cause=cause, changes=[("jira", "ticket_deleted", why)],
-              state=LinkState.BROKEN, live_sentry_issue_id=None)
+# --- the link's columns for what each side says --------------------------------------------------
 
 
 def jira_fields(ticket: JiraTicket, known: LinkRecord, event_at: datetime | None) -> dict[str, Any]:
@@ -120,7 +99,7 @@ def on_jira_issue_updated(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
         return Outcome.ignore("not a status, assignee or project change")
     own_echo = bool(event.user_id) and event.user_id == rt.jira.bot_account_id()
     with link_lock(rt, link.id):
-        fresh = load_link(rt, link.id)
+        fresh = links.load(rt.engine, link.id)
         if fresh is None or fresh.state != LinkState.ACTIVE:
             return Outcome.ignore(f"the link of {ticket.key} is {fresh.state if fresh else 'gone'} now")
         pair = _Pair(rt, fresh)
@@ -142,10 +121,10 @@ def on_jira_issue_deleted(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
     if link is None:
         return Outcome.ignore(f"ticket {ticket.key or ticket.id} is not linked to a Sentry issue")
     with link_lock(rt, link.id):
-        fresh = load_link(rt, link.id)
+        fresh = links.load(rt.engine, link.id)
         if fresh is None or fresh.state != LinkState.ACTIVE:
             return Outcome.ignore(f"the link of {ticket.key} is {fresh.state if fresh else 'gone'} already")
-        mark_broken(rt, fresh, cause=cause, why=f"{ticket.key} was deleted in Jira")
+        links.mark_broken(rt.engine, fresh, cause=cause, why=f"{ticket.key} was deleted in Jira")
     return Outcome(f"{ticket.key} deleted in Jira: the link to sentry issue {fresh.sentry_issue_id} is "
                    "kept, marked broken")
 
@@ -156,12 +135,12 @@ def _follow_move(pair: _Pair, cause: str) -> bool:
     current = pair.ticket()
     link = pair.link
     if current is None:
-        mark_broken(pair.rt, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
+        links.mark_broken(pair.rt.engine, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
         pair.notes.append(f"{link.jira_key} no longer exists: link marked broken")
         pair.changed = True
         return False
     if current.key and current.key != link.jira_key:
-        pair.link = save_link(pair.rt, link.id, cause=cause, jira_key=current.key,
+        pair.link = links.save(pair.rt.engine, link.id, cause=cause, jira_key=current.key,
                               changes=[("jira", "moved", f"{link.jira_key} is now {current.key}")])
         pair.notes.append(f"{link.jira_key} moved to {current.key}; the link follows it")
         pair.changed = True
@@ -177,12 +156,13 @@ def _sync_status(pair: _Pair, event: JiraEvent, own_echo: bool, previous_status:
     if early is not None:
         if early.record:
             # Our own change coming back: Jira's time of it is the watermark (and closed-since).
-            pair.link = save_link(rt, link.id, cause=cause, **jira_fields(seen, link, event.timestamp))
+            pair.link = links.save(rt.engine, link.id, cause=cause,
+                                   **jira_fields(seen, link, event.timestamp))
         pair.notes.append(early.reason)
         return True
     ticket = pair.ticket()
     if ticket is None:
-        mark_broken(rt, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
+        links.mark_broken(rt.engine, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
         pair.notes.append(f"{link.jira_key} no longer exists: link marked broken")
         pair.changed = True
         return False
@@ -191,7 +171,7 @@ def _sync_status(pair: _Pair, event: JiraEvent, own_echo: bool, previous_status:
                                      previous_status=previous_status)
     outcome = apply_inbound(rt, link, ticket, pair.issue(), decision, cause=cause, event_at=event.timestamp)
     pair.known_issue = None  # written, maybe: read it again if anything else needs it
-    pair.link = load_link(rt, link.id) or link
+    pair.link = links.load(rt.engine, link.id) or link
     pair.changed = pair.changed or not outcome.ignored
     pair.notes.append(outcome.note)
     return True
@@ -221,7 +201,7 @@ def _sync_assignee(pair: _Pair, own_echo: bool, cause: str) -> None:
             raise
         pair.notes.append(f"Sentry knows no user {decision.email}: the Sentry assignee stays")
         return
-    save_link(rt, link.id, cause=cause, changes=[("sentry", "assigned", decision.reason)])
+    links.save(rt.engine, link.id, cause=cause, changes=[("sentry", "assigned", decision.reason)])
     pair.changed = True
     pair.notes.append(decision.reason)
 
@@ -248,5 +228,5 @@ def apply_inbound(
                                        status_details=decision.status_details)
         changes.append(("sentry", decision.action, decision.reason))
     fields.update(sentry_fields(issue, link))
-    save_link(rt, link.id, cause=cause, changes=changes, **fields)
+    links.save(rt.engine, link.id, cause=cause, changes=changes, **fields)
     return Outcome(decision.reason) if changes else Outcome.ignore(decision.reason)

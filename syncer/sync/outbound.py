@@ -28,7 +28,7 @@ from syncer.store import links
 from syncer.store.links import AuditLine, LinkRecord
 from syncer.store.schema import LinkState, utcnow
 from syncer.sync import assignees, tickets
-from syncer.sync.inbound import load_link, mark_broken, save_link, sentry_fields
+from syncer.sync.inbound import sentry_fields
 from syncer.sync.outcome import Outcome
 
 # A ticket is being created for the issue right now: look again once it is linked.
@@ -71,7 +71,7 @@ def on_sentry_assigned(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         if ticket.assignee_account_id == account.account_id:
             return Outcome.ignore(f"{ticket.key} is assigned to {decision.email} already")
         rt.jira.assign(ticket.key, account.account_id)
-        save_link(rt, fresh.id, cause=cause, changes=[("jira", "assigned", decision.reason)])
+        links.save(rt.engine, fresh.id, cause=cause, changes=[("jira", "assigned", decision.reason)])
     return Outcome(decision.reason)
 
 
@@ -154,7 +154,7 @@ def _apply(
     elif decision.action == "new_ticket":
         return _open_successor(rt, link, issue, ticket, decision, installation_uuid, cause, fields)
     if fields or changes:
-        save_link(rt, link.id, cause=cause, changes=changes, **fields)
+        links.save(rt.engine, link.id, cause=cause, changes=changes, **fields)
     return Outcome(note) if changes else Outcome.ignore(note)
 
 
@@ -215,10 +215,10 @@ def _open_successor(
     route = decide(issue, rt.policy, lambda: tickets.tags_for(rt, issue.id))
     if route.action == "ignore" or route.target is None:
         if fields:
-            save_link(rt, link.id, cause=cause, **fields)
+            links.save(rt.engine, link.id, cause=cause, **fields)
         return Outcome.ignore(f"{decision.reason}, but route {route.route_name} now ignores the issue "
                               f"({route.reason}); {ticket.key} stays closed")
-    save_link(rt, link.id, cause=cause, changes=[("syncer", "superseded", decision.reason)],
+    links.save(rt.engine, link.id, cause=cause, changes=[("syncer", "superseded", decision.reason)],
               state=LinkState.SUPERSEDED, live_sentry_issue_id=None, **fields)
     created = tickets.create_or_link(rt, issue, route, installation_uuid=installation_uuid, cause=cause)
     return Outcome(f"{decision.reason}: {created.note}")
@@ -258,7 +258,7 @@ def _issue_id(event: SentryEvent) -> str:
 
 
 def _active(rt: Runtime, link: LinkRecord) -> LinkRecord | None:
-    fresh = load_link(rt, link.id)
+    fresh = links.load(rt.engine, link.id)
     return fresh if fresh is not None and fresh.state == LinkState.ACTIVE else None
 
 
@@ -266,7 +266,7 @@ def _ticket_or_break(rt: Runtime, link: LinkRecord, cause: str) -> JiraTicket | 
     assert link.jira_issue_id is not None
     ticket = rt.jira.get_ticket(link.jira_issue_id)
     if ticket is None:
-        mark_broken(rt, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
+        links.mark_broken(rt.engine, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
     return ticket
 
 

@@ -13,6 +13,7 @@ from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.errors import SyncerError, TransientError
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
+from syncer.store import links
 from syncer.store.links import LinkRecord
 from syncer.store.schema import LinkState
 from syncer.sync import inbound, outbound
@@ -43,7 +44,7 @@ def repair(
             held.enter_context(link_lock(rt, seen.id))
         except TransientError as exc:  # held by a webhook's handler this long, or Redis is away
             return Repair(RepairResult.FAILED, f"could not take the link's lock: {exc}")
-        fresh = inbound.load_link(rt, seen.id)
+        fresh = links.load(rt.engine, seen.id)
         if fresh is None or fresh.state != LinkState.ACTIVE:
             return Repair(RepairResult.SKIPPED, f"the link is {fresh.state if fresh else 'gone'} now")
         if _stored(fresh) != _stored(seen):
@@ -86,15 +87,15 @@ def _apply(
     installation_uuid: str,
 ) -> Outcome:
     if plan.action == "break":
-        inbound.mark_broken(rt, link, cause=cause, why=plan.reason)
+        links.mark_broken(rt.engine, link, cause=cause, why=plan.reason)
         return Outcome(f"{link.jira_key} no longer exists: link marked broken")
     if plan.action == "leave":
         return Outcome.ignore(plan.reason)
     assert issue is not None and ticket is not None
     link_id = link.id
     if plan.moved_to:
-        link = inbound.save_link(
-            rt,
+        link = links.save(
+            rt.engine,
             link_id,
             cause=cause,
             jira_key=plan.moved_to,
@@ -115,8 +116,8 @@ def _apply(
             cause=cause,
             installation_uuid=installation_uuid,
         )
-    inbound.save_link(
-        rt,
+    links.save(
+        rt.engine,
         link_id,
         cause=cause,
         **inbound.jira_fields(ticket, link, ticket.updated),
