@@ -297,8 +297,7 @@ def save(
     engine: Engine, link_id: int, *, cause: str, changes: Sequence[AuditLine] = (), **fields: Any
 ) -> LinkRecord:
     """Store what was learned and done, in one transaction with its audit lines; returns the link
-    as stored. A link deleted meanwhile (its claim abandoned) is a TransientError: the retry sees
-    what happened instead."""
+    as stored. A link that is gone is a TransientError: the delivery's retry looks again."""
     now = utcnow()
     values = {**fields, "updated_at": now}
     if changes:
