@@ -294,6 +294,9 @@ def test_installations_record_the_latest_uuid_once_per_process(engine: Engine) -
     assert installations.latest(engine) == "uuid-one"
     assert installations.seen(engine, "uuid-two")  # reinstalled: a new uuid
     assert installations.latest(engine) == "uuid-two"
+    for odd in ("", "a\x00b", "\ud800", "../../steal", "x" * 101):  # webhook JSON carries anything
+        assert not installations.seen(engine, odd)
+    assert installations.latest(engine) == "uuid-two"
 
 
 def test_reconcile_takes_the_recorded_installation_else_the_inboxs(url: str, engine: Engine) -> None:

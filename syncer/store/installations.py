@@ -8,6 +8,7 @@ its transactions.
 
 from __future__ import annotations
 
+import re
 import time
 import weakref
 from datetime import datetime
@@ -24,19 +25,24 @@ from syncer.store.schema import Installation, utcnow
 # table emptied under a running process fills again.
 REFRESH_SECONDS = 3600.0
 
+_UUID_LIKE = re.compile(r"[0-9A-Za-z-]{1,100}")  # Sentry's are UUIDs; no path, no control characters
+
 # Per engine: the uuid this process last recorded, and when (monotonic).
 _recorded: weakref.WeakKeyDictionary[Engine, tuple[str, float]] = weakref.WeakKeyDictionary()
 
 
 def seen(engine: Engine, uuid: str, *, now: datetime | None = None) -> bool:
-    """A webhook named installation `uuid`: record it, unless this process did so lately.
-    True when it was written."""
+    """A webhook named installation `uuid`: record it, unless this process did so lately or it
+    cannot be one (webhook JSON may carry anything; a NUL or a lone surrogate would not even
+    store, and must not fail the delivery). True when it was written."""
+    if not _UUID_LIKE.fullmatch(uuid):
+        return False
     last = _recorded.get(engine)
     moment = time.monotonic()
     if last is not None and last[0] == uuid and moment - last[1] < REFRESH_SECONDS:
         return False
     with engine.begin() as connection:
-        connection.execute(_UPSERTS[engine.dialect.name], {"uuid": uuid[:100], "seen_at": now or utcnow()})
+        connection.execute(_UPSERTS[engine.dialect.name], {"uuid": uuid, "seen_at": now or utcnow()})
     _recorded[engine] = (uuid, moment)
     return True
 
