@@ -6,7 +6,10 @@
     │   ├── AmbiguousError   the request may have taken effect (sent, then no clear answer):
     │   │                    look before repeating a non-idempotent write
     │   └── Busy             a lock is held by another holder (a link's by another worker, the
-    │                        reconcile run lock by another run): try again shortly (`syncer.locks`)
+    │       │                reconcile run lock by another run): try again shortly (`syncer.locks`)
+    │       └── HeldElsewhere
+    │                        an issue's claim, held by the worker creating its ticket
+    │                        (`syncer.store.links`): look again once it is linked or has expired
     ├── LockLost             a lock expired under its holder, who stalled: stop, another may hold it
     └── PermanentError       retrying cannot help (400, 401, 403, 404, validation): dead letter
         └── PayloadError     a webhook body or API answer that is not the shape we need
@@ -44,6 +47,10 @@ class AmbiguousError(TransientError):
 
 class Busy(TransientError):
     """Another holder has the lock (`syncer.locks`); nothing was done under it."""
+
+
+class HeldElsewhere(Busy):
+    """Another worker holds the issue's claim (`syncer.store.links.take_claim`) right now."""
 
 
 class LockLost(SyncerError):

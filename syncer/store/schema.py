@@ -1,4 +1,5 @@
-"""What syncer stores: links, the inbox of deliveries, dead letters, the audit trail, caches.
+"""What syncer stores: links, the inbox of deliveries, dead letters, the audit trail, caches,
+Sentry installations.
 
 Idempotency lives here as constraints, not as hopes:
 - one live link per Sentry issue (`Link.live_sentry_issue_id` is unique; it is cleared when a link
@@ -178,3 +179,13 @@ class AccountCache(SQLModel, table=True):
     account_id: str | None = Field(default=None, max_length=200)
     reason: str = Field(default="", max_length=500)
     resolved_at: datetime = When(default_factory=utcnow)
+
+
+class Installation(SQLModel, table=True):
+    """A Sentry integration installation, by the uuid its webhooks carry, kept after the inbox's
+    retention has pruned those webhooks: reconcile's external-issue links need it."""
+
+    __tablename__ = "installations"
+
+    uuid: str = Field(primary_key=True, max_length=100)
+    seen_at: datetime = When(default_factory=utcnow)  # refreshed now and then while webhooks name it

@@ -17,6 +17,7 @@ from syncer.jira.webhooks import JiraEvent
 from syncer.runtime import Runtime
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.sentry.webhooks import SentryEvent
+from syncer.store import installations
 from syncer.store.deliveries import Taken
 from syncer.sync import inbound, outbound, tickets
 from syncer.sync.outcome import Outcome
@@ -44,6 +45,8 @@ def handle(rt: Runtime, delivery: Taken) -> Outcome:
     cause = f"delivery:{delivery.id}"
     if delivery.source == "sentry":
         event = sentry_webhooks.parse_event(delivery.resource, delivery.payload)
+        if event.installation_uuid:
+            installations.seen(rt.engine, event.installation_uuid)  # writes only when new to this process
         if event.job is None:
             return Outcome.ignore(sentry_webhooks.unhandled(event.resource, event.action) or "")
         return SENTRY_HANDLERS[event.job](rt, event, cause)

@@ -22,7 +22,7 @@ from syncer.errors import TransientError
 from syncer.retry import backoff_seconds
 from syncer.runtime import Runtime
 from syncer.store import links
-from syncer.store.schema import Link
+from syncer.store.links import LinkRecord
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +41,15 @@ class Sides:
     tickets: dict[str, JiraTicket]
 
 
-def link_pages(engine: Engine, size: int) -> Iterator[list[Link]]:
+def link_pages(engine: Engine, size: int) -> Iterator[list[LinkRecord]]:
     """Active links in id order, `size` at a time (keyset pages: no page holds more than `size`)."""
     after = 0
     while batch := links.active_page(engine, after=after, size=size):
         yield batch
-        assert batch[-1].id is not None
         after = batch[-1].id
 
 
-def read_sides(rt: Runtime, batch: Sequence[Link], pool: ThreadPoolExecutor) -> Sides:
+def read_sides(rt: Runtime, batch: Sequence[LinkRecord], pool: ThreadPoolExecutor) -> Sides:
     """Both sides of a page of links: Jira's search runs in `pool` while Sentry's runs here."""
     ticket_ids = [link.jira_issue_id for link in batch if link.jira_issue_id and link.jira_issue_id.isdigit()]
     gone: set[str] = set()  # ids Jira's search named as nonexistent: deleted, no direct read needed

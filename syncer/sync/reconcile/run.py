@@ -11,7 +11,7 @@ import time
 from syncer.errors import Busy, LockLost
 from syncer.locks import run_lock
 from syncer.runtime import Runtime
-from syncer.store import deliveries
+from syncer.store import deliveries, installations
 from syncer.store.schema import utcnow
 from syncer.sync.reconcile.backfill import backfill
 from syncer.sync.reconcile.pairs import check_links
@@ -69,10 +69,13 @@ def run(
 
 
 def installation_uuid(rt: Runtime) -> str:
-    """The installation for external-issue links: configured, or the one Sentry's latest webhooks
-    name (none once the inbox's retention has pruned them)."""
+    """The installation for external-issue links: configured, or the one Sentry's webhooks named
+    last (recorded as they are processed; before any was, the latest webhooks in the inbox)."""
     if rt.settings.sentry_installation_uuid:
         return rt.settings.sentry_installation_uuid
+    recorded = installations.latest(rt.engine)
+    if recorded:
+        return recorded
     for payload in deliveries.latest_payloads(rt.engine, source="sentry", limit=20):
         try:
             installation = json.loads(payload).get("installation")
