@@ -23,7 +23,7 @@ from syncer.fakes.sentry import FakeSentry
 from syncer.retry import backoff_seconds
 from syncer.store.schema import DeadLetter, Delivery, DeliveryState
 from tests.conftest import JIRA_TOKEN, SENTRY_SECRET, SENTRY_TOKEN, post_sentry
-from tests.harness import RedisServer, free_port, wait_for
+from tests.harness import RedisServer, SyncerProcess, free_port, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -241,7 +241,10 @@ def test_web_binds_dollar_port(process_env: dict[str, str]) -> None:
     env = {**process_env, "PORT": str(port), "SYNCER_PORT": str(free_port())}
     web = subprocess.Popen(
         [sys.executable, "-m", "syncer", "web", "--host", "127.0.0.1"],
-        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
 
@@ -278,7 +281,12 @@ def test_sandbox_moves_off_a_taken_port_on_its_own_broker(tmp_path: Path) -> Non
     try:
         done = subprocess.run(
             [sys.executable, "-m", "syncer", "sandbox", "--once", "--issues", "1"],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False,
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
         )
     finally:
         if holder:
@@ -288,3 +296,31 @@ def test_sandbox_moves_off_a_taken_port_on_its_own_broker(tmp_path: Path) -> Non
     assert moved, done.stderr
     assert f"web on http://127.0.0.1:{moved.group(1)}, broker sqla+sqlite" in done.stdout, done.stdout
     assert re.search(r"ticket PAY-\d+ .*team payments", done.stdout), done.stdout
+
+
+def test_each_deployment_keeps_its_own_beat_schedule(
+    process_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two syncers on one host (staging beside production, a sandbox) must not share last-run times."""
+    from syncer.cli.main import beat_schedule_path
+    from syncer.settings import load_settings
+
+    beat = SyncerProcess("beat", ["beat"], process_env, tmp_path).start(
+        ready_line="beat: Starting", timeout=60
+    )
+    try:
+        said = re.search(r"beat: last-run times in (\S+)", beat.output())
+        assert said is not None, beat.output()[-2000:]
+        wait_for(
+            lambda: any(Path(said[1]).parent.glob(Path(said[1]).name + "*")), 30, what="the schedule file"
+        )
+    finally:
+        beat.stop()
+    for name, value in process_env.items():
+        monkeypatch.setenv(name, value)
+    ours = load_settings()
+    assert said[1] == str(beat_schedule_path(ours))
+    other = ours.model_copy(update={"database_url": "postgresql://syncer:hunter2@db.internal/staging"})
+    assert beat_schedule_path(other) != beat_schedule_path(ours)
+    assert beat_schedule_path(ours.model_copy()) == beat_schedule_path(ours)
+    assert "hunter2" not in str(beat_schedule_path(other))

@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from syncer.fakes.base import FakeServer, compact_json
 from syncer.store.schema import Delivery, DeliveryState
-from tests.conftest import JIRA_WEBHOOK_SECRET, load_fixture, post_sentry
+from tests.conftest import JIRA_WEBHOOK_SECRET, load_fixture, post_sentry, sign_sentry
 from tests.harness import RedisServer, free_port, start_beat, start_worker, wait_for
 
 
@@ -120,6 +120,21 @@ def test_sentry_replayed_old_timestamp_is_rejected(clean: None, web: FakeServer,
         web.url, load_fixture("sentry/issue_created.json"), headers={"Sentry-Hook-Timestamp": stale}
     )
     assert answer.status_code == 401
+    assert deliveries(engine) == []
+
+
+def test_sentry_without_a_timestamp_is_rejected_while_the_window_is_on(
+    clean: None, web: FakeServer, engine: Engine
+) -> None:
+    body = compact_json(load_fixture("sentry/issue_created.json"))
+    headers = {"Content-Type": "application/json", "Sentry-Hook-Resource": "issue"}
+    headers["Sentry-Hook-Signature"] = sign_sentry(body)
+
+    answer = httpx.post(f"{web.url}/webhooks/sentry", content=body, headers=headers, timeout=10)
+
+    assert answer.status_code == 401
+    assert "missing Sentry-Hook-Timestamp" in answer.text
+    assert "SYNCER_SENTRY_TIMESTAMP_WINDOW_SECONDS=0" in answer.text
     assert deliveries(engine) == []
 
 

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -313,6 +314,20 @@ def test_transition_to_an_unknown_status_names_it(fake: FakeJira, client: JiraCl
     _, key = client.create_issue(FIELDS)
     with pytest.raises(PermanentError, match="'Shipped'"):
         client.transition_to(key, "Shipped")
+
+
+def test_a_move_says_when_jira_made_it_on_jiras_own_clock(fake: FakeJira, client: JiraClient) -> None:
+    _, key = client.create_issue(FIELDS)
+    fake.clock_skew = -20.0  # Jira's clock runs behind ours
+
+    moved = client.move_to(key, "Done")
+
+    assert moved is not None and moved.transition.to_name == "Done" and moved.at is not None
+    jira_now = datetime.now(UTC) - timedelta(seconds=20)
+    # The answer's Date (whole seconds) less a second: never later than the change it reports.
+    assert jira_now - timedelta(seconds=5) < moved.at <= jira_now
+    assert moved.at <= fake.issue(key)["updated"]  # type: ignore[index]
+    assert client.move_to(key, "Done") is None  # there already
 
 
 def test_transitions_list_targets(fake: FakeJira, client: JiraClient) -> None:

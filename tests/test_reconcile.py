@@ -33,7 +33,7 @@ from syncer.runtime import Runtime, current
 from syncer.store import deliveries
 from syncer.store.engine import session_scope
 from syncer.store.schema import AuditEntry, DeadLetter, Delivery, DeliveryState, Link, LinkState, utcnow
-from syncer.sync import reconcile
+from syncer.sync import reconcile, tickets
 from syncer.sync.reconcile.sweep import AUTO_RETRIES_PER_DELIVERY
 from tests.harness import REPO, Background, wait_for
 
@@ -194,6 +194,31 @@ def test_a_missed_regression_reopens_the_ticket_with_a_comment(
     )
 
 
+def test_the_archive_label_goes_when_the_issue_is_unarchived(
+    rt: Runtime,
+    engine: Engine,
+    fake_sentry: FakeSentry,
+    fake_jira: FakeJira,
+    policy_path: Path,
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(policy_path.read_text().replace("[status]\n", '[status]\non_archive = "label"\n', 1))
+    labelling = Runtime(rt.settings.model_copy(update={"config": path}))
+    assert labelling.policy.status.on_archive == "label"
+    [pair] = seed_pairs(engine, fake_sentry, fake_jira, sentry_status="ignored")
+    fake_jira.person_edit(pair.key, {"labels": ["sentry", f"sentry-{pair.sentry_id}", "sentry-archived"]})
+    fake_sentry.person_unresolve(pair.sentry_id)
+
+    report = reconcile.run(labelling)
+
+    ticket = fake_jira.issue(pair.key)
+    assert ticket is not None and "sentry-archived" not in ticket["labels"]
+    assert f"sentry-{pair.sentry_id}" in ticket["labels"] and ticket["status"] == "To Do"
+    assert report.repaired == 1, report.rows
+    assert [a.action for a in audit(engine) if a.side == "jira"] == ["unlabelled"]
+
+
 def test_a_missed_sentry_resolve_closes_the_ticket(
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:
@@ -235,18 +260,38 @@ def test_a_deleted_ticket_marks_the_link_broken_and_a_moved_one_is_followed(
     assert fake_jira.calls.count("GET", rf"/issue/{deleted.jira_id}$") == 0
 
 
-def test_an_issue_gone_from_sentry_is_reported_and_left_alone(
+def test_an_issue_deleted_in_sentry_breaks_its_link_once(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    [pair, other] = seed_pairs(engine, fake_sentry, fake_jira, 2)
+    fake_sentry.person_delete_issue(pair.sentry_id)  # Sentry sends no webhook for it
+
+    report = reconcile.run(rt)
+    again = reconcile.run(rt)
+
+    assert report.drift == {"issue_missing": 1} and report.ok
+    assert [(row.sentry_issue_id, row.result) for row in report.rows] == [(pair.sentry_id, "repaired")]
+    link = link_of(engine, pair.sentry_id)
+    assert (link.state, link.live_sentry_issue_id) == (LinkState.BROKEN, None)
+    [entry] = [a for a in audit(engine) if a.link_id == link.id]
+    assert (entry.side, entry.action) == ("sentry", "issue_deleted")
+    assert "no issue" in entry.detail and "deleted" in entry.detail
+    assert (again.drifted, again.links_total) == (0, 1)  # reported once, not on every run
+    assert link_of(engine, other.sentry_id).state == LinkState.ACTIVE
+    assert writes(fake_sentry, fake_jira) == 0
+
+
+def test_an_issue_merged_into_another_is_followed_not_called_missing(
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:
     [pair] = seed_pairs(engine, fake_sentry, fake_jira)
-    with session_scope(engine) as session:  # as if Sentry had deleted it, or merged it into another
-        row = session.exec(select(Link).where(Link.sentry_issue_id == pair.sentry_id)).one()
-        row.sentry_issue_id = row.live_sentry_issue_id = "999999999"
+    [target] = fake_sentry.seed_issues(1, project="billing-api", first_seen=LONG_AGO)
+    fake_sentry.merge([pair.sentry_id], target)
     before = links(engine)
 
     report = reconcile.run(rt)
 
-    assert report.drift == {"issue_missing": 1} and report.rows[0].result == "left" and report.ok
+    assert (report.drifted, report.ok) == (0, True)
     assert links(engine) == before and writes(fake_sentry, fake_jira) == 0
 
 
@@ -288,6 +333,84 @@ def test_a_link_a_webhook_changed_meanwhile_is_left_to_the_next_run(
 
     assert result == ("skipped", "a webhook changed the link meanwhile; the next run looks again")
     assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 0
+
+
+def test_a_link_another_worker_holds_is_skipped_and_the_run_still_exits_0(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira, process_env: dict[str, str]
+) -> None:
+    [pair] = seed_pairs(engine, fake_sentry, fake_jira)
+    fake_jira.person_transition(pair.key, "Done")
+    link = link_of(engine, pair.sentry_id)
+    assert link.id is not None
+
+    with locks.link_lock(rt, link.id):  # a webhook's handler is applying a change to it right now
+        held = run_cli(process_env, "--json")
+
+    assert held.returncode == 0, held.stdout + held.stderr
+    report = json.loads(held.stdout)
+    assert report["ok"] is True
+    assert (report["links"]["skipped"], report["links"]["failed"]) == (1, 0)
+    [row] = report["drift"]
+    assert row["result"] == "skipped" and "busy in another worker" in row["detail"]
+    assert fake_sentry.issue(pair.sentry_id)["status"] == "unresolved"
+    # Once the holder lets go, the next run repairs it.
+    assert run_cli(process_env).returncode == 0
+    assert fake_sentry.issue(pair.sentry_id)["status"] == "resolved"
+
+
+def test_an_issue_another_worker_is_filing_is_skipped_by_the_backfill_not_failed(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    issue = fake_sentry.file_issue(project="billing-api", level="error")
+    now = utcnow()
+    with session_scope(engine) as session:  # its delivery's fresh claim, taken a moment ago
+        session.add(
+            Link(
+                sentry_issue_id=issue["id"],
+                live_sentry_issue_id=issue["id"],
+                sentry_project="billing-api",
+                state=LinkState.PENDING,
+                claim_token="another-worker",
+                claimed_at=now,
+                route="billing",
+                team="payments",
+            )
+        )
+
+    report = reconcile.run(rt)
+
+    assert [(b.sentry_issue_id, b.result) for b in report.backfill] == [(issue["id"], "skipped")]
+    assert "being handled by another worker" in report.backfill[0].detail
+    assert report.ok and report.as_dict()["backfill"]["skipped"] == 1
+    assert fake_jira.issues() == []
+
+
+def test_a_claim_whose_delivery_died_is_backfilled_with_exactly_one_ticket(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    issue = fake_sentry.file_issue(project="billing-api", level="error")
+    long_ago = utcnow() - timedelta(seconds=rt.settings.claim_ttl_seconds + 60)
+    with session_scope(engine) as session:  # its delivery claimed it, then died (a dead letter)
+        session.add(
+            Link(
+                sentry_issue_id=issue["id"],
+                live_sentry_issue_id=issue["id"],
+                sentry_project="billing-api",
+                state=LinkState.PENDING,
+                claim_token="a-worker-long-gone",
+                claimed_at=long_ago,
+                route="billing",
+                team="payments",
+            )
+        )
+
+    report = reconcile.run(rt)
+
+    assert [(b.sentry_issue_id, b.result) for b in report.backfill] == [(issue["id"], "created")]
+    [ticket] = fake_jira.issues()
+    link = link_of(engine, issue["id"])
+    assert (link.state, link.jira_key) == (LinkState.ACTIVE, ticket["key"])
+    assert reconcile.run(rt).backfill == [] and len(fake_jira.issues()) == 1
 
 
 # --- both sides changed ---------------------------------------------------------------------------
@@ -396,6 +519,47 @@ def test_a_missed_created_webhook_is_backfilled_with_exactly_one_ticket(
     late = parse_event("issue", {"action": "created", "data": {"issue": fake_sentry.issue(issue["id"])}})
     assert tickets.on_sentry_issue(rt, late, "delivery:late").ignored
     assert len(fake_jira.issues()) == 1
+
+
+def test_a_new_tickets_status_name_is_learnt_quietly_not_counted_as_drift(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    issue = fake_sentry.file_issue(project="billing-api", level="error")
+    assert [b.result for b in reconcile.run(rt).backfill] == ["created"]
+    assert link_of(engine, issue["id"]).jira_status == ""  # Jira's create answers id and key only
+
+    first = reconcile.run(rt)
+
+    assert (first.drifted, dict(first.drift), first.rows) == (0, {}, [])
+    assert first.ok and link_of(engine, issue["id"]).jira_status == "To Do"
+    assert reconcile.run(rt).drifted == 0
+
+
+def test_backfill_reads_an_ignored_issues_tags_again_only_after_a_new_event(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira, redis_client: redis.Redis
+) -> None:
+    client_errors = [
+        fake_sentry.file_issue(project="api-gateway", level="error", tags={"http.status_code": "404"})
+        for _ in range(3)
+    ]
+    tag_reads = r"/issues/\d+/tags/"
+
+    first = reconcile.run(rt)
+    again = reconcile.run(rt)
+    read_before = fake_sentry.calls.count("GET", tag_reads)
+    fake_sentry.record_events(client_errors[0]["id"])
+    after_an_event = reconcile.run(rt)
+
+    assert (first.backfill_ignored, again.backfill_ignored, after_an_event.backfill_ignored) == (3, 3, 3)
+    assert read_before == 3  # the first run's, none by the second
+    assert fake_sentry.calls.count("GET", tag_reads) == 4  # the issue with a new event, alone
+    assert fake_jira.issues() == []
+    # Kept for the lookback window, not the webhook path's few minutes: runs ten minutes apart
+    # still find them.
+    kept = [redis_client.ttl(key) for key in redis_client.scan_iter("syncer:tags:*")]
+    assert len(kept) == 4
+    assert all(ttl > rt.policy.reconcile.lookback_hours * 3600 - 60 for ttl in kept), kept
+    assert rt.policy.reconcile.lookback_hours * 3600 > 10 * tickets.TAGS_TTL_SECONDS
 
 
 def test_backfill_does_not_undo_a_persons_unlink(
@@ -740,7 +904,7 @@ def plan(known: Stored, issue: SentryIssue | None, ticket: JiraTicket | None, **
 def test_plan_in_sync_is_none_and_each_kind_is_named() -> None:
     assert plan(Stored(), sentry(), jira()) is None
     assert plan(Stored(), sentry(), None).kinds == ("ticket_deleted",)
-    assert plan(Stored(), None, jira()).action == "leave"
+    assert plan(Stored(), None, jira()).action == "break"
     closed = plan(Stored(), sentry(), jira("Done", "done"))
     assert (closed.kinds, closed.action, closed.inbound.action) == (("jira_changed",), "inbound", "resolve")
     moved = plan(Stored(), sentry(), jira(key="PAY-3"))
@@ -749,9 +913,9 @@ def test_plan_in_sync_is_none_and_each_kind_is_named() -> None:
     # Sentry moves new -> ongoing by itself: stale, nothing to apply.
     aged = plan(Stored(sentry_substatus="new"), sentry(), jira())
     assert (aged.kinds, aged.action, aged.repairs) == (("stale_state",), "record", False)
-    # A ticket the create path stored without its status's name: a record, not drift in Jira.
+    # A ticket the create path stored without its status's name: a record, and no drift at all.
     named = plan(Stored(jira_status=""), sentry(), jira())
-    assert (named.kinds, named.repairs) == (("stale_state",), False)
+    assert (named.kinds, named.action, named.repairs) == ((), "record", False)
 
 
 def test_plan_a_regression_unseen_reopens_and_an_unrelated_jira_move_does_not_block_it() -> None:

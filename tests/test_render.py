@@ -140,6 +140,15 @@ def test_an_empty_title_still_gives_a_summary() -> None:
     assert summary(sentry_issue(title=" \n ")) == "Sentry issue BILLING-API-1A"
 
 
+@pytest.mark.parametrize("title", [" \u200b ", "\ufeff\u200d", "\u2060 \u200c\t"])
+def test_a_title_of_only_invisible_characters_gives_the_fallback_summary(title: str) -> None:
+    assert summary(sentry_issue(title=title)) == "Sentry issue BILLING-API-1A"
+
+
+def test_a_zero_width_character_inside_a_real_title_stays() -> None:
+    assert summary(sentry_issue(title="Key\u200bError")) == "Key\u200bError"
+
+
 # --- escaping -------------------------------------------------------------------------------------
 
 

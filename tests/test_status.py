@@ -595,6 +595,31 @@ def test_archive_label_already_there_is_a_no_op() -> None:
     assert decision.action == "nothing"
 
 
+@pytest.mark.parametrize(
+    ("action", "sentry", "then"),
+    [
+        ("unresolved", issue("unresolved", "escalating"), "reopen"),
+        ("unresolved", issue("unresolved", "ongoing"), "reopen"),
+        ("resolved", issue("resolved"), "nothing"),
+    ],
+)
+def test_the_archive_label_goes_when_the_issue_is_no_longer_archived(
+    action: str, sentry: SentryIssue, then: str
+) -> None:
+    labelled = dataclasses.replace(DONE, labels=("sentry", "sentry-archived"))
+
+    decision = outbound(action, sentry, labelled, pol=policy(on_archive="label"))
+
+    assert (decision.action, decision.unlabel, decision.changes) == (then, "sentry-archived", True)
+    assert "remove the label 'sentry-archived'" in decision.reason
+
+
+def test_no_archive_label_to_remove_without_the_label_policy_or_the_label() -> None:
+    labelled = dataclasses.replace(TODO, labels=("sentry", "sentry-archived"))
+    assert outbound("unresolved", issue("unresolved"), labelled).unlabel is None  # on_archive = "nothing"
+    assert outbound("unresolved", issue("unresolved"), TODO, pol=policy(on_archive="label")).unlabel is None
+
+
 def test_archive_can_move_the_ticket() -> None:
     pol = policy(on_archive="transition", archive_to="Won't Do")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import UTC, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -27,7 +27,7 @@ from syncer.fakes.sentry import FakeSentry
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
 from syncer.store.engine import session_scope
-from syncer.store.schema import AuditEntry, Delivery, DeliveryState, Link, LinkState, utcnow
+from syncer.store.schema import AuditEntry, DeadLetter, Delivery, DeliveryState, Link, LinkState, utcnow
 from tests.conftest import INSTALLATION_UUID, post_sentry
 from tests.conftest import JIRA_WEBHOOK_SECRET as JIRA_SECRET
 from tests.harness import free_port, wait_for
@@ -200,6 +200,46 @@ def test_reopened_in_jira_unresolves_the_sentry_issue(
     assert jira_status(fake_jira, key) == "In Progress"
 
 
+def test_closing_a_ticket_whose_issue_sentry_deleted_breaks_the_link_and_buries_nothing(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    [link] = links_of(engine, issue_id)
+    fake_sentry.person_delete_issue(issue_id)  # no webhook for a deletion
+    reset_counts(fake_sentry, fake_jira)
+
+    fake_jira.person_transition(key, "Done")
+    settle(engine, fake_sentry, fake_jira)
+
+    [after] = links_of(engine, issue_id)
+    assert (after.state, after.live_sentry_issue_id) == (LinkState.BROKEN, None)
+    assert [d.state for d in deliveries(engine) if d.source == "jira"][-1] == DeliveryState.DONE
+    with Session(engine) as session:
+        assert session.exec(select(DeadLetter)).all() == []
+    [entry] = [a for a in audit_of(engine, issue_id) if a.action == "issue_deleted"]
+    assert entry.side == "sentry" and entry.link_id == link.id
+    assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 0
+
+
+def test_a_sentry_change_for_an_issue_deleted_since_breaks_the_link_and_buries_nothing(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, web: FakeServer
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    resolved = {"action": "resolved", "installation": {"uuid": INSTALLATION_UUID},
+                "data": {"issue": {**fake_sentry.issue(issue_id), "status": "resolved"}}}
+    fake_sentry.person_delete_issue(issue_id)
+
+    assert post_sentry(web.url, resolved).status_code == 202  # sent just before the deletion
+    settle(engine, fake_sentry, fake_jira)
+
+    [after] = links_of(engine, issue_id)
+    assert after.state == LinkState.BROKEN
+    assert deliveries(engine)[-1].state == DeliveryState.DONE
+    with Session(engine) as session:
+        assert session.exec(select(DeadLetter)).all() == []
+    assert jira_status(fake_jira, key) == "To Do"
+
+
 def test_jira_does_not_unarchive_an_archived_issue(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -343,6 +383,29 @@ def test_resolved_in_sentry_closes_the_ticket_once(
     closes = [a for a in audit_of(engine, issue_id) if a.action == "close"]
     assert len(closes) == 1
     assert closes[0].side == "jira"
+
+
+def test_a_persons_reopen_just_after_our_close_counts_though_jiras_clock_is_behind(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    fake_jira.clock_skew = -20.0  # Jira's clock runs 20 s behind the workers'
+
+    fake_sentry.person_resolve(issue_id)
+    wait_jira(fake_jira, key, "Done")
+    settle(engine, fake_sentry, fake_jira)
+    watermark = link_of(engine, issue_id).jira_changed_at  # type: ignore[union-attr]
+    fake_jira.person_transition(key, "To Do")  # a person disagrees, moments later
+    wait_sentry(fake_sentry, issue_id, "unresolved")
+    settle(engine, fake_sentry, fake_jira)
+
+    # The watermark is Jira's own time of our close, not the worker's clock.
+    assert watermark is not None
+    jira_time = watermark if watermark.tzinfo else watermark.replace(tzinfo=UTC)
+    assert abs(utcnow() - timedelta(seconds=20) - jira_time) < timedelta(seconds=15)
+    [reopened] = [a for a in audit_of(engine, issue_id) if a.side == "sentry" and a.action == "unresolve"]
+    assert reopened.cause.startswith("delivery:")
+    assert not any("stale" in d.outcome for d in deliveries(engine) if d.source == "jira")
 
 
 def test_a_regression_reopens_the_ticket_with_a_comment(

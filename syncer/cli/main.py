@@ -6,9 +6,11 @@ Exit codes: 0 success, 1 the command ran and something failed, 2 usage or config
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -101,8 +103,18 @@ def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
 
     _service_start(settings)
     worker.configure(settings)
-    worker.app.start(["beat", "--loglevel", settings.log_level, "--schedule", str(args.schedule)])
+    schedule = args.schedule or beat_schedule_path(settings)
+    log.info("beat: last-run times in %s", schedule)
+    worker.app.start(["beat", "--loglevel", settings.log_level, "--schedule", str(schedule)])
     return 0
+
+
+def beat_schedule_path(settings: Settings) -> Path:
+    """The beat's file of last-run times, one per deployment (its broker and its database): two
+    syncers on one host, staging beside production or a sandbox, must not share one. The name is
+    a digest, so no password in a URL reaches a file name."""
+    deployment = f"{settings.broker_url}\n{settings.database_url}".encode()
+    return Path(tempfile.gettempdir()) / f"syncer-beat-schedule-{hashlib.sha256(deployment).hexdigest()[:12]}"
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -338,7 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("beat", help="run the scheduler (exactly one per deployment)")
-    p.add_argument("--schedule", default=Path("/tmp/syncer-beat-schedule"), type=Path)  # noqa: S108
+    p.add_argument(
+        "--schedule",
+        type=Path,
+        help="file of last-run times (default: one per deployment in the system's temporary directory)",
+    )
     p.set_defaults(func=cmd_beat)
 
     p = sub.add_parser("dev", help="web + worker + beat in one command, on embedded defaults")

@@ -50,7 +50,7 @@ KINDS = (
     "both_changed",  # both did: the policy's precedence decides when they conflict
     "ticket_deleted",  # Jira no longer has the ticket: the link is marked broken
     "ticket_moved",  # same ticket id, new key (moved to another project): the link follows
-    "issue_missing",  # Sentry no longer has the issue (deleted, merged): left alone, reported
+    "issue_missing",  # Sentry no longer has the issue (deleted): the link is marked broken
     "stale_state",  # nothing to apply, but the stored state is behind (it is brought up to date)
 )
 Kind = Literal[
@@ -64,8 +64,8 @@ Kind = Literal[
 ]
 
 # break: mark the link broken; inbound: apply the Jira change to Sentry; outbound: the Sentry change
-# to Jira; record: store both sides' current state (and a new key); leave: touch nothing.
-Action = Literal["break", "inbound", "outbound", "record", "leave"]
+# to Jira; record: store both sides' current state (and a new key).
+Action = Literal["break", "inbound", "outbound", "record"]
 
 # The issue statuses Sentry's API reports, as the webhook action that would have announced them.
 _SENTRY_ACTIONS = {"resolved": "resolved", "unresolved": "unresolved", "ignored": "ignored"}
@@ -120,8 +120,6 @@ class Plan:
             parts.append(_outbound_words(self.outbound))
         elif self.action == "record":
             parts.append("record the current state")
-        elif self.action == "leave":
-            parts.append("leave it")
         return "; ".join(parts)
 
 
@@ -134,11 +132,12 @@ def plan(
     if ticket is None:
         return Plan(("ticket_deleted",), "break", f"{known.jira_key} no longer exists in Jira")
     if issue is None:
+        # Sentry sends no webhook for a deletion: this is where syncer learns of it. Broken, the link
+        # stops every later close or reopen from failing on it, and the next run from reporting it.
         return Plan(
             ("issue_missing",),
-            "leave",
-            f"Sentry has no issue {known.sentry_issue_id} any more "
-            "(deleted or merged); the link is left as it is",
+            "break",
+            f"Sentry has no issue {known.sentry_issue_id} any more (deleted)",
         )
     moved_to = ticket.key if ticket.key and ticket.key != known.jira_key else ""
     # A link made by creating its ticket knows the category ("new") but not yet the status's name.
@@ -148,8 +147,16 @@ def plan(
     sentry_changed = issue.status != known.sentry_status or (
         issue.substatus != known.sentry_substatus and issue.substatus in REGRESSION_SUBSTATUSES
     )
-    stale = issue.substatus != known.sentry_substatus or not same_status(ticket.status, known.jira_status)
+    # A ticket syncer created was answered with its id and key only: its status's name is learnt
+    # here, quietly (no drift kind: every new link would otherwise count as drift on its first run).
+    unnamed = not known.jira_status and bool(ticket.status)
+    stale = issue.substatus != known.sentry_substatus or (
+        not unnamed and not same_status(ticket.status, known.jira_status)
+    )
     if not (jira_changed or sentry_changed or moved_to or stale):
+        if unnamed:
+            learnt = f"{known.jira_key}'s status is {ticket.status!r}, not known since its creation"
+            return Plan((), "record", learnt)
         return None
 
     inbound = None

@@ -9,6 +9,7 @@ disguise links.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -87,9 +88,15 @@ def render_ticket(issue: SentryIssue, target: TicketTarget, *, sentry_url: str, 
 def summary(issue: SentryIssue) -> str:
     """One line of plain text (Jira does not render markup in summaries), within Jira's limit."""
     text = " ".join(strip_control(issue.title).split())
-    if not text:
+    if not _shows_anything(text):
         text = f"Sentry issue {issue.short_id or issue.id}"
     return _truncate(text, SUMMARY_LIMIT)
+
+
+def _shows_anything(text: str) -> bool:
+    """False for text a person would see as blank: `str.split` leaves format characters such as the
+    zero-width space (category Cf) in place, and a summary of only those shows nothing in Jira."""
+    return any(not char.isspace() and unicodedata.category(char) != "Cf" for char in text)
 
 
 def ticket_labels(issue: SentryIssue, target: TicketTarget) -> list[str]:

@@ -24,6 +24,7 @@ Rules that are easy to get wrong, and why they are as they are:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -235,6 +236,7 @@ class OutboundDecision:
     asks for one); reopen and comment carry a `note` (post the reopen comment, or count one);
     new_ticket: open a new ticket linked to this one; label: add `label`. `note` is None when no
     regression comment is involved (a person's unresolve, a resolve, an archive).
+    `unlabel`: remove the archive label as well (the issue is no longer archived).
     `record`: store the Sentry state and watermark on the link (False for stale events).
     """
 
@@ -245,10 +247,11 @@ class OutboundDecision:
     note: ReopenNote | None = None
     label: str | None = None
     record: bool = True
+    unlabel: str | None = None
 
     @property
     def changes(self) -> bool:
-        return self.action != "nothing"
+        return self.action != "nothing" or self.unlabel is not None
 
 
 def triage_outbound(
@@ -285,6 +288,27 @@ def decide_outbound(
     early = triage_outbound(action, known=known, own_echo=own_echo, event_at=event_at)
     if early is not None:
         return early
+    decision = _decide_outbound(action, issue, ticket, known, policy, now)
+    if (
+        policy.on_archive == "label"
+        and issue.status in ("resolved", "unresolved")
+        and policy.archive_label in ticket.labels
+        and decision.record
+    ):
+        # Unarchived, escalating or resolved: the label that said "archived" would now mislead.
+        reason = f"{decision.reason}; no longer archived: remove the label {policy.archive_label!r}"
+        return dataclasses.replace(decision, reason=reason, unlabel=policy.archive_label)
+    return decision
+
+
+def _decide_outbound(
+    action: str,
+    issue: SentryIssue,
+    ticket: JiraTicket,
+    known: KnownState,
+    policy: StatusPolicy,
+    now: datetime,
+) -> OutboundDecision:
     where = f"ticket {ticket.key} is {ticket.status!r}"
     if action == "resolved":
         if issue.status != "resolved":

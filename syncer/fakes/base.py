@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import functools
 import hashlib
 import hmac
@@ -455,7 +456,11 @@ class _Delivery:
 class FakeServer:
     """Runs an ASGI app on 127.0.0.1 in a daemon thread. `url` is known once `start()` returns."""
 
-    def __init__(self, app: ASGIApp, port: int = 0) -> None:
+    def __init__(self, app: ASGIApp, port: int = 0, clock: Callable[[], float] | None = None) -> None:
+        """`clock`: the server's own time (Unix seconds) for its `Date` header, for a fake whose
+        clock is off; uvicorn's own header, on the machine's clock, otherwise."""
+        if clock is not None:
+            app = _DatedBy(app, clock)
         self.app = app
         # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say so, and without
         # it every answer with a body waits ~40 ms for a delayed ACK (Nagle) on loopback.
@@ -465,7 +470,7 @@ class FakeServer:
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                backlog=2048, timeout_keep_alive=30)
+                                backlog=2048, timeout_keep_alive=30, date_header=clock is None)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
@@ -481,6 +486,27 @@ class FakeServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=5)
+
+
+class _DatedBy:
+    """ASGI middleware: every answer's `Date` header from the given clock (RFC 9110 section 6.6.1)."""
+
+    def __init__(self, app: ASGIApp, clock: Callable[[], float]) -> None:
+        self.app = app
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def dated(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                date = email.utils.formatdate(self.clock(), usegmt=True).encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"date", date)]}
+            await send(message)
+
+        await self.app(scope, receive, dated)
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -295,6 +295,9 @@ class JiraState:
         self.base_url = ""
         self.require_resolution = require_resolution
         self.search_lag = 0.0
+        # Seconds this Jira's clock is off from the machine's (negative: behind). Every time it tells
+        # is on its clock: issues' `updated`, webhook timestamps, serverInfo, the Date header.
+        self.clock_skew = 0.0
         self.hide_emails = False
         self.user_search_max = USER_SEARCH_MAX if cloud or version < (10, 0, 0) else DC10_USER_SEARCH_MAX
         self.write_limit: IssueWriteLimit | None = None
@@ -326,6 +329,11 @@ class JiraState:
             self.add_project(key, components, name)
 
     # -- configuration ------------------------------------------------------------------------------
+
+
+    def now(self) -> datetime:
+        """The time on this Jira's clock."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock_skew)
 
     def add_user(self, account_id: str, display_name: str, email: str, *, email_visible: bool = True,
                  active: bool = True) -> User:
@@ -734,7 +742,8 @@ class JiraState:
         if not self._wants_webhooks():
             return
         payload: dict[str, Any] = {
-            "timestamp": int(time.time() * 1000), "webhookEvent": event, "issue_event_type_name": type_name,
+            "timestamp": int(self.now().timestamp() * 1000), "webhookEvent": event,
+            "issue_event_type_name": type_name,
             "user": self.user_json(actor), "issue": self.issue_json(issue),
         }
         if items is not None:
@@ -748,7 +757,7 @@ class JiraState:
             return
         # Cloud's comment events carry a trimmed issue and no top-level user: the author is the actor.
         trimmed = self.issue_json(issue, {"summary", "issuetype", "project", "assignee", "status"})
-        self._emit({"timestamp": int(time.time() * 1000), "webhookEvent": "comment_created",
+        self._emit({"timestamp": int(self.now().timestamp() * 1000), "webhookEvent": "comment_created",
                     "comment": self.comment_json(issue, comment), "issue": trimmed})
 
     # -- changes ------------------------------------------------------------------------------------
@@ -906,7 +915,7 @@ class JiraState:
         refused = self.write_limit.admit(issue.id, time.monotonic())
         if refused is not None:
             wait, limit = refused
-            reset = _now() + timedelta(seconds=wait)
+            reset = self.now() + timedelta(seconds=wait)
             raise JiraHTTPError(429, ["Rate limit exceeded."], headers={
                 "Retry-After": str(wait), "RateLimit-Reason": "jira-per-issue-on-write",
                 "X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": "0",
@@ -944,7 +953,7 @@ class JiraState:
             raise _field_errors(errors)
         assert project is not None
         assert issuetype is not None
-        now = _now()
+        now = self.now()
         issue = Issue(
             id=str(next(self._ids)), key=f"{project.key}-{project.next_number}", project=project,
             summary=changes["summary"], description=changes.get("description"), issuetype=issuetype,
@@ -969,7 +978,7 @@ class JiraState:
         if target.category == "done":
             resolution = next((t.resolution for t in project.workflow.transitions
                                if t.to == target and t.resolution), "Done")
-        now = _now()
+        now = self.now()
         made: list[tuple[str, str]] = []
         for k in range(n):
             issue = Issue(
@@ -1083,7 +1092,7 @@ class JiraState:
                 else:
                     issue.custom[field_id] = value
         if items:
-            issue.updated = _now()
+            issue.updated = self.now()
         return items
 
     def assign(self, issue: Issue, user: User | None, actor: User) -> None:
@@ -1125,7 +1134,7 @@ class JiraState:
                 changes: Mapping[str, Any] | None = None) -> None:
         before_status, before_resolution = issue.status, issue.resolution
         items = self._apply(issue, changes or {})
-        now = _now()
+        now = self.now()
         issue.status = target
         issue.status_changed = now
         issue.updated = now
@@ -1144,7 +1153,7 @@ class JiraState:
             raise _field_errors({"comment": "Comment body can not be empty!"})
         if text_length(text) > TEXTAREA_LIMIT:
             raise _field_errors({"comment": TOO_LONG.format(TEXTAREA_LIMIT)})
-        comment = Comment(str(next(self._comment_ids)), text, actor, _now())
+        comment = Comment(str(next(self._comment_ids)), text, actor, self.now())
         issue.comments.append(comment)
         issue.updated = comment.created
         self._comment_event(issue, comment)
@@ -1171,7 +1180,7 @@ class JiraState:
         # Moving asks where each status goes when the new workflow lacks it: the same category's first.
         if project.workflow.status(issue.status.id) is None:
             issue.status = project.workflow.first_in(issue.status.category)
-        issue.updated = _now()
+        issue.updated = self.now()
         self._index(issue)
         items = [
             self._item("project", old_project.id, old_project.name, project.id, project.name, "project"),
@@ -1222,7 +1231,7 @@ class JiraState:
         return ids
 
     def _clause_factory(self, strict: bool) -> Callable[[str, str, list[str], list[str]], Matcher]:
-        now = _now()
+        now = self.now()
 
         def equality(field_name: str, op: str, wanted: set[Any], value_of: Callable[[Issue], Any],
                      candidates: Callable[[], set[str] | None] = lambda: None,
@@ -1501,7 +1510,7 @@ class JiraApp:
             # Data Center calls itself "Server" here, as Server did.
             "deploymentType": "Cloud" if cloud else "Server",
             "buildNumber": 100282 if cloud else major * 1_000_000 + minor * 10_000 + patch,
-            "buildDate": "2026-01-01T00:00:00.000+0000", "serverTime": _jira_time(_now()),
+            "buildDate": "2026-01-01T00:00:00.000+0000", "serverTime": _jira_time(self.state.now()),
             "scmInfo": "0" * 40, "serverTitle": "Jira", "defaultLocale": {"locale": "en_US"},
             "serverTimeZone": "Etc/UTC",
         }
@@ -1854,6 +1863,16 @@ class FakeJira:
         self._state.search_lag = seconds
 
     @property
+    def clock_skew(self) -> float:
+        """Seconds this Jira's clock is off from the machine's (negative: behind): every time it tells
+        (`updated`, webhook timestamps, serverInfo's serverTime, the Date header) is on that clock."""
+        return self._state.clock_skew
+
+    @clock_skew.setter
+    def clock_skew(self, seconds: float) -> None:
+        self._state.clock_skew = seconds
+
+    @property
     def require_resolution(self) -> bool:
         return self._state.require_resolution
 
@@ -1907,7 +1926,7 @@ class FakeJira:
         self.webhooks.close()
 
     def reset(self) -> None:
-        """Back to no issues, calls or faults, with the switches (latency, search_lag,
+        """Back to no issues, calls or faults, with the switches (latency, search_lag, clock_skew,
         require_resolution, hide_emails, issue_write_limits, user_search_max, webhooks.enabled) as
         started, every project's workflow, screens and assignability as it was created, and users
         deactivated by `deactivate_user` active again. Users, projects, versions, custom fields and the
@@ -1917,6 +1936,7 @@ class FakeJira:
             self._state.clear_issues()
             self.faults.clear()
             self._state.search_lag = 0.0
+            self._state.clock_skew = 0.0
             (self._state.require_resolution, self._state.hide_emails, self._state.write_limit,
              self._state.user_search_max) = self._started
             self._state.restore_configuration()
@@ -2145,7 +2165,7 @@ def start_fake_jira(
     faults: list[Fault] = []
     middleware = Misbehaviour(app.app, calls, faults, threading.Lock())
     middleware.fault_body = _fault_body
-    server = FakeServer(middleware, port=port)
+    server = FakeServer(middleware, port=port, clock=lambda: time.time() + state.clock_skew)
     state.base_url = server.url
     server.start()
     return FakeJira(state, app, server, middleware, calls, faults, webhooks)

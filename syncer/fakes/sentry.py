@@ -555,6 +555,16 @@ class FakeSentry:
         with self._lock:
             self._person_changes_note(issue_id, note_id, None, by)
 
+    def person_delete_issue(self, issue_id: str | int) -> None:
+        """A person deletes the issue. No webhook: the issue resource's actions are created,
+        resolved, assigned, archived and unresolved (docs: integration-platform/webhooks/issues);
+        every read of the id then answers 404, and lists leave it out."""
+        with self._lock:
+            issue = self._get(issue_id, follow_merge=False)
+            self._unindex(issue)
+            del self._issues[issue.id]
+            self._by_short_id.pop(issue.short_id, None)
+
     def trigger_alert(
         self, issue_id: str | int, rule: str = "Send a notification for high priority issues", *,
         legacy: bool | None = None,

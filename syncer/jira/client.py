@@ -21,6 +21,7 @@ Cloud and Data Center differ in search, in how users are named and in user searc
 from __future__ import annotations
 
 import base64
+import email.utils
 import json
 import re
 import threading
@@ -28,6 +29,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -82,6 +84,15 @@ class Transition:
     to_category: str  # new | indeterminate | done
     # Fields the transition's screen lets us set; None when Jira did not say (then we try anyway).
     screen_fields: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A transition made, and when, on Jira's clock: the watermark its own webhook is judged by.
+    `at` is None when Jira's answer had no usable `Date`."""
+
+    transition: Transition
+    at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -299,13 +310,18 @@ class JiraClient:
 
     def _send(self, session: ResilientSession, method: str, path: str, *, what: str,
               params: Mapping[str, Any] | None = None, body: Any = None) -> Any:
+        response = self._answer(session, method, path, what=what, params=params, body=body)
+        with self._translated(method, what):
+            return response.json() if response.content else None
+
+    def _answer(self, session: ResilientSession, method: str, path: str, *, what: str,
+                params: Mapping[str, Any] | None = None, body: Any = None) -> Any:
         with self._translated(method, what):
             # The session raises JIRAError for any non-2xx answer.
-            response = session.request(
+            return session.request(
                 method, f"{self._url}{API}{path}", params=params,
                 data=json.dumps(body) if body is not None else None,
             )
-            return response.json() if response.content else None
 
     @staticmethod
     def _ref(id_or_key: str) -> str:
@@ -448,12 +464,12 @@ class JiraClient:
         return moved is not None
 
     def move_to(self, key: str, status_name: str, *, resolution: str | None = None,
-                comment: str | None = None, current: JiraTicket | None = None) -> Transition | None:
+                comment: str | None = None, current: JiraTicket | None = None) -> Moved | None:
         """Move the ticket to the status named `status_name` (case-insensitive), by the transition that
-        LEADS there; the transition taken (its target is the ticket's status now), or None when it is
-        there already. `resolution` is set only when the target is a done status whose transition
-        screen has a resolution field (setting a field that is not on the screen is an error in Jira;
-        without a screen, the workflow sets the resolution itself).
+        LEADS there; the transition taken (its target is the ticket's status now) and when, on Jira's
+        clock, or None when it is there already. `resolution` is set only when the target is a done
+        status whose transition screen has a resolution field (setting a field that is not on the
+        screen is an error in Jira; without a screen, the workflow sets the resolution itself).
 
         `current`: the ticket as the caller just read it. With it, transitions known for its project,
         issue type and status are used without asking Jira (the POST is the only call); if Jira refuses
@@ -468,8 +484,7 @@ class JiraClient:
             chosen = next((t for t in known if t.to_name.casefold() == wanted), None)
             if chosen is not None:
                 try:
-                    self._post_transition(ref, chosen, resolution, comment)
-                    return chosen
+                    return Moved(chosen, self._post_transition(ref, chosen, resolution, comment))
                 except PermanentError as error:
                     if error.status != 400:
                         raise
@@ -487,11 +502,11 @@ class JiraClient:
             targets = ", ".join(sorted({t.to_name for t in available})) or "none"
             raise PermanentError(f"Jira has no transition from {ticket.status!r} to {status_name!r} on {key} "
                                  f"(reachable: {targets})")
-        self._post_transition(ref, chosen, resolution, comment)
-        return chosen
+        return Moved(chosen, self._post_transition(ref, chosen, resolution, comment))
 
     def _post_transition(self, ref: str, chosen: Transition, resolution: str | None,
-                         comment: str | None) -> None:
+                         comment: str | None) -> datetime | None:
+        """POST the transition; when Jira made it, by its own clock (the answer's `Date`), if it said."""
         fields = None
         if resolution and chosen.to_category == "done" and (
             chosen.screen_fields is None or "resolution" in chosen.screen_fields
@@ -504,7 +519,9 @@ class JiraClient:
         }
         if comment:
             body["update"] = {"comment": [{"add": {"body": comment}}]}
-        self._request("POST", TRANSITIONS.format(key=ref), body=body, what="transition")
+        path = TRANSITIONS.format(key=ref)
+        answer = self._answer(self._session(), "POST", path, body=body, what="transition")
+        return _answered_at(answer.headers.get("Date"))
 
     @staticmethod
     def _workflow_key(ticket: JiraTicket) -> tuple[str, str, str] | None:
@@ -563,6 +580,12 @@ class JiraClient:
         body = {"update": {"labels": [{"add": label} for label in labels]}}
         self._request("PUT", ISSUE.format(key=self._ref(key)), body=body)
 
+    def remove_labels(self, key: str, labels: Sequence[str]) -> None:
+        if not labels:
+            return
+        body = {"update": {"labels": [{"remove": label} for label in labels]}}
+        self._request("PUT", ISSUE.format(key=self._ref(key)), body=body)
+
     # -- people --------------------------------------------------------------------------------------
 
     def find_account(self, email_or_name: str) -> AccountMatch:
@@ -601,3 +624,16 @@ class JiraClient:
             if len(batch) < PAGE_SIZE:
                 break
         return found
+
+
+def _answered_at(date: str | None) -> datetime | None:
+    """When Jira made our change, by its `Date` (RFC 9110 section 6.6.1: when the answer was made, in
+    whole seconds), less a second: a person's change after ours, in the same second as the answer,
+    must not look older than ours. None if there is no usable `Date`."""
+    if not date:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        return None
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)) - timedelta(seconds=1)

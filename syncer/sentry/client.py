@@ -131,6 +131,16 @@ class SentryClient:
     def get_issue(self, issue_id: str | int) -> SentryIssue:
         return self._issue(self._json("GET", self.ISSUE.format(org=self.org, issue_id=_issue_id(issue_id))))
 
+    def find_issue(self, issue_id: str | int) -> SentryIssue | None:
+        """The issue, or None when Sentry says there is none (deleted). A merged-away id answers the
+        issue it was merged into, with that issue's id (GroupEndpoint follows GroupRedirect)."""
+        try:
+            return self.get_issue(issue_id)
+        except PermanentError as error:
+            if error.status == 404:
+                return None
+            raise
+
     def update_issue(
         self,
         issue_id: str | int,

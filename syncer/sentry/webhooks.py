@@ -114,14 +114,18 @@ def delivery_key(resource: str, body: bytes) -> str:
 
 
 def timestamp_ok(header: str | None, now: float, window_seconds: float) -> bool:
-    """Replay-window check of `Sentry-Hook-Timestamp` (Unix seconds) against `now`.
+    """Replay-window check of `Sentry-Hook-Timestamp` (Unix seconds) against `now`; a window of 0
+    turns the check off.
 
-    Absent -> accepted: the header is not covered by the signature, so demanding it adds no security,
-    and a proxy that strips it should not stop deliveries (dedup by `delivery_key` is the replay
-    defence). Present but malformed -> refused. Each retry carries a fresh timestamp, so a window of a
-    few minutes does not refuse Sentry's own retries."""
-    if header is None or header == "":
+    Absent -> refused while the window is on: Sentry sends the header with every delivery
+    (wire-formats.md), so a delivery without it is not Sentry's, or a proxy stripped it; the window
+    would mean nothing if leaving the header out got past it. Such a proxy's operator turns the
+    window off. Present but malformed -> refused. Each retry carries a fresh timestamp, so a window
+    of a few minutes does not refuse Sentry's own retries."""
+    if window_seconds <= 0:
         return True
+    if header is None or header == "":
+        return False
     if not isinstance(header, str) or not _TIMESTAMP.fullmatch(header.strip()):
         return False
     return abs(now - float(header.strip())) <= window_seconds

@@ -203,8 +203,9 @@ def active_page(engine: Engine, *, after: int, size: int) -> list[LinkRecord]:
 
 
 def issues_with_links(engine: Engine, issue_ids: Sequence[str]) -> set[str]:
-    """Those of `issue_ids` that have a link row in any state: linked, being linked, or
-    deliberately not any more (a deleted ticket, `links unlink`)."""
+    """Those of `issue_ids` that have a link row past its claim: linked, or deliberately not any
+    more (a deleted ticket, `links unlink`). A pending claim is not one: its delivery may have
+    died, and the backfill's claim either finds it fresh (another worker has it) or takes it over."""
     if not issue_ids:
         return set()
     with reading(engine) as connection:
@@ -311,10 +312,11 @@ def save(
     return link
 
 
-def mark_broken(engine: Engine, link: LinkRecord, *, cause: str, why: str) -> None:
-    """The ticket is gone: keep the link for audit, free the issue for a new ticket."""
-    save(engine, link.id, cause=cause, changes=[("jira", "ticket_deleted", why)],
-         state=LinkState.BROKEN, live_sentry_issue_id=None)
+def mark_broken(engine: Engine, link: LinkRecord, *, cause: str, why: str, issue_gone: bool = False) -> None:
+    """One side is gone (the ticket, or with `issue_gone` the Sentry issue): keep the link for
+    audit, free the issue for a new ticket."""
+    change = ("sentry", "issue_deleted", why) if issue_gone else ("jira", "ticket_deleted", why)
+    save(engine, link.id, cause=cause, changes=[change], state=LinkState.BROKEN, live_sentry_issue_id=None)
 
 
 def _save(names: tuple[str, ...]) -> Any:
@@ -398,7 +400,7 @@ _ACTIVE_PAGE = (
     .limit(bindparam("b_size"))
 )
 _WITH_LINKS = select(_links.c.sentry_issue_id).where(
-    _links.c.sentry_issue_id.in_(bindparam("b_ids", expanding=True))
+    _links.c.sentry_issue_id.in_(bindparam("b_ids", expanding=True)), _links.c.state != LinkState.PENDING
 )
 _INSERT = insert(_links).returning(_links.c.id)
 _TAKE_OVER = (

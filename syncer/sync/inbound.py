@@ -78,10 +78,18 @@ class _Pair:
             self.known_ticket = self.rt.jira.get_ticket(self.link.jira_issue_id)
         return self.known_ticket
 
-    def issue(self) -> SentryIssue:
+    def issue(self) -> SentryIssue | None:
+        """None when Sentry has no such issue any more: deleted, and Sentry sends no webhook for that."""
         if self.known_issue is None:
-            self.known_issue = self.rt.sentry.get_issue(self.link.sentry_issue_id)
+            self.known_issue = self.rt.sentry.find_issue(self.link.sentry_issue_id)
         return self.known_issue
+
+    def issue_gone(self, cause: str) -> None:
+        link = self.link
+        why = f"Sentry has no issue {link.sentry_issue_id} any more (deleted)"
+        links.mark_broken(self.rt.engine, link, cause=cause, why=why, issue_gone=True)
+        self.notes.append(f"{why}: link marked broken")
+        self.changed = True
 
 
 def on_jira_issue_updated(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
@@ -166,10 +174,14 @@ def _sync_status(pair: _Pair, event: JiraEvent, own_echo: bool, previous_status:
         pair.notes.append(f"{link.jira_key} no longer exists: link marked broken")
         pair.changed = True
         return False
-    decision = status.decide_inbound(ticket=ticket, known=link, issue=pair.issue(), policy=rt.policy.status,
+    issue = pair.issue()
+    if issue is None:
+        pair.issue_gone(cause)
+        return False
+    decision = status.decide_inbound(ticket=ticket, known=link, issue=issue, policy=rt.policy.status,
                                      status_changed=True, event_at=event.timestamp,
                                      previous_status=previous_status)
-    outcome = apply_inbound(rt, link, ticket, pair.issue(), decision, cause=cause, event_at=event.timestamp)
+    outcome = apply_inbound(rt, link, ticket, issue, decision, cause=cause, event_at=event.timestamp)
     pair.known_issue = None  # written, maybe: read it again if anything else needs it
     pair.link = links.load(rt.engine, link.id) or link
     pair.changed = pair.changed or not outcome.ignored
@@ -188,7 +200,11 @@ def _sync_assignee(pair: _Pair, own_echo: bool, cause: str) -> None:
     ticket = pair.ticket()
     if ticket is None:
         return
-    decision = status.decide_assignee_inbound(policy, ticket, pair.issue())
+    issue = pair.issue()
+    if issue is None:
+        pair.issue_gone(cause)
+        return
+    decision = status.decide_assignee_inbound(policy, ticket, issue)
     if not decision.assign:
         pair.notes.append(decision.reason)
         return

@@ -20,7 +20,7 @@ from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import issue_url
 from syncer.core.routing import decide
 from syncer.errors import PayloadError, TransientError
-from syncer.jira.client import Transition
+from syncer.jira.client import Moved
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
@@ -92,7 +92,11 @@ def on_sentry_status(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         fresh = _active(rt, link)
         if fresh is None:
             return Outcome.ignore("the link is no longer active")
-        issue = rt.sentry.get_issue(issue_id)
+        issue = rt.sentry.find_issue(issue_id)
+        if issue is None:  # deleted since its webhook was sent
+            why = f"Sentry has no issue {issue_id} any more (deleted)"
+            links.mark_broken(rt.engine, fresh, cause=cause, why=why, issue_gone=True)
+            return Outcome(f"{why}: link marked broken")
         ticket = _ticket_or_break(rt, fresh, cause)
         if ticket is not None:
             decision = status.decide_outbound(event.action, issue=issue, ticket=ticket, known=fresh,
@@ -153,6 +157,10 @@ def _apply(
         changes.append(("jira", "labelled", decision.reason))
     elif decision.action == "new_ticket":
         return _open_successor(rt, link, issue, ticket, decision, installation_uuid, cause, fields)
+    if decision.unlabel is not None:
+        rt.jira.remove_labels(ticket.key, [decision.unlabel])
+        unlabelled = f"no longer archived in Sentry: label {decision.unlabel!r} removed"
+        changes.append(("jira", "unlabelled", unlabelled))
     if fields or changes:
         links.save(rt.engine, link.id, cause=cause, changes=changes, **fields)
     return Outcome(note) if changes else Outcome.ignore(note)
@@ -190,16 +198,18 @@ def _note_fields(decision: status.OutboundDecision, comment: str | None) -> dict
     return fields
 
 
-def _after_transition(moved: Transition) -> dict[str, Any]:
+def _after_transition(moved: Moved) -> dict[str, Any]:
     """The ticket's state after our transition: the transition's target, with no read back.
 
-    The watermark moves to now: the ticket's closed-since time (`new_ticket_after_days`) must not
-    depend on our own echo webhook arriving. That echo, older than now, is then dropped as stale,
-    which is right: it reports the state we just stored."""
+    The watermark moves to the time of the transition on Jira's clock (its answer's `Date`): Jira's
+    webhooks are judged stale against it, and a person's change just after ours must not be dropped
+    because Jira's clock is behind ours. It moves now, not when our own echo arrives: the ticket's
+    closed-since time (`new_ticket_after_days`) must not depend on that webhook. Our clock only when
+    Jira's answer told no time."""
     return {
-        "jira_status": moved.to_name[:200],
-        "jira_status_category": moved.to_category[:40],
-        "jira_changed_at": utcnow(),
+        "jira_status": moved.transition.to_name[:200],
+        "jira_status_category": moved.transition.to_category[:40],
+        "jira_changed_at": moved.at or utcnow(),
     }
 
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import remote_link_global_id, render_ticket, sentry_issue_url, sentry_label
 from syncer.core.routing import Decision, decide
 from syncer.core.tickets import choose_ticket
-from syncer.errors import AmbiguousError, HeldElsewhere, PayloadError, PermanentError, TransientError
+from syncer.errors import AmbiguousError, Busy, HeldElsewhere, PayloadError, PermanentError, TransientError
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
 from syncer.store import links
@@ -61,9 +61,17 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     return create_or_link(rt, issue, decision, installation_uuid=event.installation_uuid, cause=cause)
 
 
-def tags_for(rt: Runtime, issue_id: str) -> dict[str, list[str]]:
-    """Tags are not in webhooks; fetched only when a route needs them, cached briefly."""
+def tags_for(
+    rt: Runtime, issue_id: str, *, as_of: datetime | None = None, ttl: float = TAGS_TTL_SECONDS
+) -> dict[str, list[str]]:
+    """Tags are not in webhooks; fetched only when a route needs them, cached briefly. `as_of`: the
+    issue's last event (`last_seen`), when the caller has it: tags change only with a new event, so
+    tags keyed by it stay right for as long as the caller keeps them (`ttl`)."""
     key = f"syncer:tags:{issue_id}"
+    if as_of is None:
+        ttl = TAGS_TTL_SECONDS
+    else:
+        key = f"{key}:{as_of.timestamp():.3f}"
     if rt.redis is not None:
         cached = rt.redis.get(key)
         if cached:
@@ -71,7 +79,7 @@ def tags_for(rt: Runtime, issue_id: str) -> dict[str, list[str]]:
             return loaded
     tags = rt.sentry.issue_tags(issue_id)
     if rt.redis is not None:
-        rt.redis.setex(key, TAGS_TTL_SECONDS, json.dumps(tags))
+        rt.redis.setex(key, max(1, int(ttl)), json.dumps(tags))
     return tags
 
 
@@ -85,7 +93,7 @@ def create_or_link(
             ttl=timedelta(seconds=rt.settings.claim_ttl_seconds),
         )
     except HeldElsewhere as exc:
-        raise TransientError(str(exc), retry_after=HELD_RETRY_SECONDS) from None
+        raise Busy(str(exc), retry_after=HELD_RETRY_SECONDS) from None
     if isinstance(claimed, LinkRecord):
         finish_backlinks(rt, claimed, installation_uuid, cause)
         return Outcome.ignore(f"already linked to {claimed.jira_key}")

@@ -161,12 +161,15 @@ def create_app(
         if not sentry_secret or not sentry_webhooks.verify_signature(sentry_secret, body, signature):
             count("sentry", "bad_signature")
             return _problem(401, "missing or invalid Sentry-Hook-Signature")
-        if not sentry_webhooks.timestamp_ok(
-            _text(wanted.get(b"sentry-hook-timestamp")),
-            time.time(),
-            settings.sentry_timestamp_window_seconds,
-        ):
+        stamp = _text(wanted.get(b"sentry-hook-timestamp"))
+        if not sentry_webhooks.timestamp_ok(stamp, time.time(), settings.sentry_timestamp_window_seconds):
             count("sentry", "stale")
+            if not stamp:
+                return _problem(
+                    401,
+                    "missing Sentry-Hook-Timestamp: Sentry sends it with every delivery (behind a proxy "
+                    "that strips it, set SYNCER_SENTRY_TIMESTAMP_WINDOW_SECONDS=0)",
+                )
             return _problem(401, "Sentry-Hook-Timestamp outside the accepted window (replay?)")
         resource = _text(wanted.get(b"sentry-hook-resource")) or ""
         try:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from syncer.core import drift
 from syncer.core.issue import SentryIssue
 from syncer.core.routing import Decision, decide
-from syncer.errors import LockLost, SyncerError
+from syncer.errors import Busy, LockLost, SyncerError
 from syncer.locks import Renew
 from syncer.runtime import Runtime
 from syncer.store import links
@@ -54,7 +54,15 @@ def backfill(rt: Runtime, report: Report, *, now: datetime, renew: Renew, instal
 
 def _backfill_one(rt: Runtime, report: Report, issue: SentryIssue, installation_uuid: str) -> None:
     try:
-        route = decide(issue, rt.policy, lambda: tickets.tags_for(rt, issue.id))
+        # Keyed by the issue's last event, tags last the lookback window: an issue a route ignores by
+        # its tags (4xx) is seen on every run, and its tags change only with a new event.
+        route = decide(
+            issue,
+            rt.policy,
+            lambda: tickets.tags_for(
+                rt, issue.id, as_of=issue.last_seen, ttl=rt.policy.reconcile.lookback_hours * 3600
+            ),
+        )
     except SyncerError as exc:
         report.backfill.append(
             BackfillRow(
@@ -98,6 +106,9 @@ def _create_or_link(
         outcome = tickets.create_or_link(
             rt, issue, route, installation_uuid=installation_uuid, cause=report.cause
         )
+    except Busy as exc:
+        # Its webhook's delivery holds the claim: ordinary traffic, not a failure.
+        return BackfillResult.SKIPPED, f"{exc}; the next run looks again"
     except (SyncerError, SQLAlchemyError) as exc:
         detail = f"{type(exc).__name__}: {exc}"
         log.warning("reconcile: backfill of sentry issue %s: %s", issue.id, detail)

@@ -60,6 +60,14 @@ def read_sides(rt: Runtime, batch: Sequence[LinkRecord], pool: ThreadPoolExecuto
         )
     finally:
         wait([pending])  # never leave a read running into the next page
+    by_id = {issue.id: issue for issue in issues}
+    for link in batch:
+        if link.sentry_issue_id not in by_id:
+            # Left out of the list: deleted (a direct read answers 404), or merged into another
+            # issue (a direct read answers that one, which the old id keeps following).
+            issue = _retrying("Sentry issue", partial(rt.sentry.find_issue, link.sentry_issue_id))
+            if issue is not None:
+                by_id[link.sentry_issue_id] = issue
     found = {ticket.id: ticket for ticket in pending.result()}
     for ticket_id in ticket_ids:
         if ticket_id not in found and ticket_id not in gone:
@@ -68,7 +76,7 @@ def read_sides(rt: Runtime, batch: Sequence[LinkRecord], pool: ThreadPoolExecuto
             ticket = _retrying("Jira issue", partial(rt.jira.get_ticket, ticket_id))
             if ticket is not None:
                 found[ticket.id] = ticket
-    return Sides(issues={issue.id: issue for issue in issues}, tickets=found)
+    return Sides(issues=by_id, tickets=found)
 
 
 def _retrying(what: str, read: Callable[[], T]) -> T:

@@ -74,11 +74,14 @@ def _check(
     plan = drift.plan(link, issue, ticket, rt.policy, now)
     if plan is None:
         return
+    if not plan.kinds:  # not drift: something the link never knew, recorded without a row
+        if not report.dry_run:
+            learnt, detail = repair(rt, link, plan, issue, ticket, cause=report.cause)
+            if learnt == RepairResult.FAILED:
+                report.add(_row(link, issue, ticket, plan, learnt, detail))
+        return
     for kind in plan.kinds:
         report.drift[kind] += 1
-    if plan.action == "leave":
-        report.add(_row(link, issue, ticket, plan, RepairResult.LEFT))
-        return
     if report.dry_run:
         report.add(_row(link, issue, ticket, plan, RepairResult.WOULD))
         return

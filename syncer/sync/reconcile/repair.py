@@ -10,7 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from syncer.core import drift
 from syncer.core.issue import JiraTicket, SentryIssue
-from syncer.errors import SyncerError, TransientError
+from syncer.errors import Busy, SyncerError, TransientError
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
 from syncer.store import links
@@ -19,6 +19,10 @@ from syncer.store.schema import LinkState
 from syncer.sync import inbound, outbound
 from syncer.sync.outcome import Outcome
 from syncer.sync.reconcile.report import RepairResult
+
+# A webhook's handler holds a link for a second or so; a run that waited longer on every busy link
+# would stall behind traffic. The next run looks again.
+REPAIR_LOCK_WAIT_SECONDS = 2.0
 
 
 class Repair(NamedTuple):
@@ -41,8 +45,12 @@ def repair(
     skipped (the next run looks again)."""
     with ExitStack() as held:
         try:
-            held.enter_context(link_lock(rt, seen.id))
-        except TransientError as exc:  # held by a webhook's handler this long, or Redis is away
+            held.enter_context(link_lock(rt, seen.id, wait=REPAIR_LOCK_WAIT_SECONDS))
+        except Busy as exc:
+            # Ordinary traffic: a webhook's handler is applying a change to this link right now.
+            # Not a failure (whoever pages on reconcile's exit status must not be woken by it).
+            return Repair(RepairResult.SKIPPED, f"{exc}; the next run looks again")
+        except TransientError as exc:  # Redis is away
             return Repair(RepairResult.FAILED, f"could not take the link's lock: {exc}")
         fresh = links.load(rt.engine, seen.id)
         if fresh is None or fresh.state != LinkState.ACTIVE:
@@ -70,8 +78,6 @@ def repair(
                 RepairResult.FAILED,
                 f"{outcome.note}; linking the tickets failed: {type(exc).__name__}: {exc}",
             )
-    if plan.action == "leave":
-        return Repair(RepairResult.LEFT, outcome.note)
     repaired = plan.action == "break" or bool(plan.moved_to) or not outcome.ignored
     return Repair(RepairResult.REPAIRED if repaired else RepairResult.RECORDED, outcome.note)
 
@@ -87,10 +93,10 @@ def _apply(
     installation_uuid: str,
 ) -> Outcome:
     if plan.action == "break":
-        links.mark_broken(rt.engine, link, cause=cause, why=plan.reason)
-        return Outcome(f"{link.jira_key} no longer exists: link marked broken")
-    if plan.action == "leave":
-        return Outcome.ignore(plan.reason)
+        issue_gone = "issue_missing" in plan.kinds
+        links.mark_broken(rt.engine, link, cause=cause, why=plan.reason, issue_gone=issue_gone)
+        gone = f"sentry issue {link.sentry_issue_id}" if issue_gone else link.jira_key
+        return Outcome(f"{gone} no longer exists: link marked broken")
     assert issue is not None and ticket is not None
     link_id = link.id
     if plan.moved_to:

@@ -17,7 +17,6 @@ class RepairResult(StrEnum):
     WOULD = "would"  # dry run: it would be repaired
     REPAIRED = "repaired"
     RECORDED = "recorded"  # nothing to change on either side; the link now says what they say
-    LEFT = "left"  # drift that needs a person (the issue is gone from Sentry)
     SKIPPED = "skipped"  # a webhook changed the link meanwhile: the next run looks again
     FAILED = "failed"
 
@@ -28,6 +27,7 @@ class BackfillResult(StrEnum):
     WOULD = "would"  # dry run: its ticket would be created or linked
     CREATED = "created"
     LINKED = "linked"
+    SKIPPED = "skipped"  # another worker is making its ticket right now: the next run looks again
     FAILED = "failed"
     NOTHING = "nothing"  # the ticket path decided there was nothing to do
 
@@ -127,6 +127,10 @@ class Report:
         return sum(1 for row in self.backfill if row.result == BackfillResult.FAILED)
 
     @property
+    def backfill_skipped(self) -> int:
+        return sum(1 for row in self.backfill if row.result == BackfillResult.SKIPPED)
+
+    @property
     def backfilled(self) -> int:
         return sum(
             1 for row in self.backfill if row.result in (BackfillResult.CREATED, BackfillResult.LINKED)
@@ -181,6 +185,7 @@ class Report:
                 "issues_in_window": self.backfill_seen,
                 "ignored_by_route": self.backfill_ignored,
                 "backfilled": self.backfilled,
+                "skipped": self.backfill_skipped,
                 "failed": self.backfill_failed,
                 "issues": [vars(row) for row in self.backfill],
             },
