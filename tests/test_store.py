@@ -103,8 +103,7 @@ def test_of_racing_workers_exactly_one_claims_the_issue(engine: Engine) -> None:
     assert len(results) == racers
     assert len(claims) == 1
     assert all(isinstance(r, HeldElsewhere) for r in results if r is not claims[0])
-    # A claim still pending does not hide its issue from the backfill (whose own claim finds it held).
-    assert links.issues_with_links(engine, ["202", "203"]) == set()
+    assert links.issues_with_links(engine, ["202", "203"]) == set()  # a claim is not a link yet
 
 
 def test_an_expired_claim_is_taken_over_and_remembers_the_create_attempt(engine: Engine) -> None:
@@ -244,6 +243,7 @@ def test_active_links_are_read_in_keyset_pages(engine: Engine) -> None:
     assert [link.id for link in first] == ids[:3]
     assert [link.id for link in links.active_page(engine, after=first[-1].id, size=3)] == ids[3:]
     assert links.count_active(engine) == 4
+    assert links.issues_with_links(engine, ["400", "402", "405"]) == {"400"}  # 402: only claimed
 
 
 # --- records elsewhere ----------------------------------------------------------------------------
