@@ -45,6 +45,7 @@ from syncer.errors import (
     PermanentError,
     SyncerError,
     TransientError,
+    classify_failure,
     classify_http,
 )
 from syncer.jira.deployment import PAGE_SIZE, TICKET_FIELDS, Deployment, from_server_info
@@ -272,24 +273,17 @@ class JiraClient:
 
     @contextmanager
     def _translated(self, method: str, what: str) -> Iterator[None]:
-        """Turn the library's and requests' exceptions into syncer's taxonomy."""
+        """Turn the library's and requests' exceptions into syncer's taxonomy (`errors.FAILURES`)."""
         try:
             yield
         except JIRAError as error:
             # `from None`: a chained JIRAError would print its headers in every traceback.
             raise self._error(method, what, error) from None
-        except requests.exceptions.TooManyRedirects:
-            raise PermanentError(
-                f"Jira {method} {what}: answered with a redirect, which syncer does not follow "
-                "(is SYNCER_JIRA_URL the final address, https included?)"
-            ) from None
-        except requests.exceptions.ConnectTimeout as error:  # never reached Jira: nothing was sent
-            raise TransientError(f"Jira {method} {what}: connection timed out") from error
-        except requests.exceptions.RequestException as error:
-            text = f"Jira {method} {what}: {type(error).__name__}"
-            if method in WRITES:
-                raise AmbiguousError(f"{text} (the change may have been applied)") from error
-            raise TransientError(text) from error
+        except Exception as error:
+            failure = classify_failure(error, "Jira", method, what)
+            if failure is None:
+                raise
+            raise failure from error
 
     def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                  body: Any = None, what: str | None = None) -> Any:

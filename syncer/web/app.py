@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from syncer import metrics
-from syncer.errors import PayloadError
+from syncer.errors import BodyTooLarge, PayloadError
 from syncer.jira import webhooks as jira_webhooks
 from syncer.payload import MAX_BODY_BYTES, Envelope
 from syncer.sentry import webhooks as sentry_webhooks
@@ -39,10 +39,6 @@ log = logging.getLogger(__name__)
 
 Enqueue = Callable[[int], None]
 BrokerCheck = Callable[[], None]
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 _SENTRY_HEADERS = frozenset(
@@ -68,13 +64,13 @@ def _text(value: bytes | None) -> str | None:
 async def _read_body(request: Request, declared_length: bytes | None, limit: int) -> bytes:
     declared = _text(declared_length)
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+        raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:  # a sender that lies about Content-Length or streams chunked
-            raise BodyTooLarge
+            raise BodyTooLarge(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
