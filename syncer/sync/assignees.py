@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
+from syncer.metrics import Metric
 from syncer.runtime import Runtime
 from syncer.store.engine import reading, session_scope
 from syncer.store.schema import AccountCache, utcnow
@@ -50,7 +51,7 @@ def resolve(rt: Runtime, email: str | None) -> Assignee:
             row.resolved_at = now
             session.add(row)
     if match.account_id is None:
-        rt.counters.incr("syncer_assignee_unresolved_total")
+        rt.counters.incr(Metric.ASSIGNEE_UNRESOLVED)
     return Assignee(match.account_id, "" if match.account_id else match.reason)
 
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from syncer.errors import PermanentError, SyncerError, TransientError, classify_failure
+from syncer.metrics import Metric
 from syncer.retry import delivery_policy
 from syncer.runtime import Runtime
 from syncer.store import deliveries
@@ -61,7 +62,7 @@ def process(rt: Runtime, delivery_id: int) -> Step:
             return _later(rt, delivery, f"unexpected {_describe(exc)}", None)
         error = _describe(exc)
         deliveries.bury(rt.engine, delivery_id, error=error)
-        rt.counters.incr("syncer_dead_letters_total", source=delivery.source, reason="permanent")
+        rt.counters.incr(Metric.DEAD_LETTERS_TOTAL, source=delivery.source, reason="permanent")
         log.error("delivery %s dead: %s", delivery_id, error)
         return Step(StepState.DEAD, note=error)
     deliveries.finish(rt.engine, delivery_id, ignored=outcome.ignored, outcome=outcome.note)
@@ -74,12 +75,12 @@ def _later(rt: Runtime, delivery: deliveries.Taken, error: str, retry_after: flo
     policy = delivery_policy(rt.settings)
     if policy.exhausted(delivery.attempts):
         deliveries.bury(rt.engine, delivery.id, error=f"gave up after {delivery.attempts} attempts: {error}")
-        rt.counters.incr("syncer_dead_letters_total", source=delivery.source, reason="retries_exhausted")
+        rt.counters.incr(Metric.DEAD_LETTERS_TOTAL, source=delivery.source, reason="retries_exhausted")
         log.error("delivery %s dead after %s attempts: %s", delivery.id, delivery.attempts, error)
         return Step(StepState.DEAD, note=error)
     wait = policy.wait(delivery.attempts, retry_after)
     deliveries.postpone(rt.engine, delivery.id, until=utcnow() + timedelta(seconds=wait), error=error)
-    rt.counters.incr("syncer_delivery_retries_total", source=delivery.source)
+    rt.counters.incr(Metric.DELIVERY_RETRIES, source=delivery.source)
     log.warning("delivery %s: %s; retrying in %.1fs", delivery.id, error, wait)
     return Step(StepState.RETRY, retry_in=wait, note=error)
 

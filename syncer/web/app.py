@@ -21,7 +21,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -32,7 +31,7 @@ from syncer.jira import webhooks as jira_webhooks
 from syncer.payload import MAX_BODY_BYTES, Envelope
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.settings import Settings
-from syncer.store import deliveries
+from syncer.store import deliveries, health
 from syncer.web.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
 
 log = logging.getLogger(__name__)
@@ -210,7 +209,7 @@ def create_app(
     async def readyz() -> Response:
         failed: dict[str, str] = {}
         try:
-            await run_in_threadpool(_ping_db, engine)
+            await run_in_threadpool(health.ping, engine)
         except Exception as exc:
             failed["database"] = type(exc).__name__
         try:
@@ -227,9 +226,4 @@ def create_app(
         return PlainTextResponse(body, media_type=metrics.CONTENT_TYPE)
 
     return app
-
-
-def _ping_db(engine: Engine) -> None:
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
 
