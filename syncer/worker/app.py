@@ -201,9 +201,12 @@ def publish_batch(ids: Sequence[int], target: Celery | None = None) -> None:
     sweeper hands out the rest.
 
     The messages are Celery's task protocol v2, the format Celery documents for producers written
-    without Celery ("Message Protocol" in its internals guide), built here directly: `send_task`
-    spends ~100 us of CPU per message on options this task never uses, kombu's publish ~28 us, and
-    the web process is CPU-bound under load (docs/benchmarks.md)."""
+    without Celery ("Message Protocol" in its internals guide), built here directly rather than by
+    `send_task`/`apply_async` over the same producer: those spend several times kombu's own publish
+    on options this task never uses, and the web process is CPU-bound in a burst that must be
+    answered within Sentry's webhook deadline (docs/benchmarks.md). Real workers consume these
+    messages in the end-to-end tests (`syncer web` publishes through here; tests/test_tickets.py
+    for a batch)."""
     own = target or app
     origin = anon_nodename()
     queue = own.conf.task_default_queue
