@@ -12,7 +12,8 @@ Why this shape:
   (`add_remote_link` first lists application links, which needs an admin; `assign_issue` assigns
   the first prefix match of a user search), and its session is reachable only through internals.
 - `JIRAError`'s text dumps request and response headers: messages here are built from the status and
-  Jira's own `errorMessages`/`errors` only, so no token reaches a log.
+  Jira's own `errorMessages`/`errors` only, so no token reaches a log. requests' own exceptions
+  (timeouts, refused or dropped connections, redirects) are mapped by `syncer.errors.FAILURES`.
 
 Cloud and Data Center differ in search, in how users are named and in user search: one
 `syncer.jira.deployment.Deployment`, chosen once from serverInfo, says how.

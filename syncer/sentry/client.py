@@ -1,7 +1,7 @@
 """Our Sentry REST client (outbound): URL constants plus one-line methods over one `httpx.Client`.
 
 It never retries: the caller (a Celery task) does, with backoff, on the errors this raises.
-Every failure leaves as one of `syncer.errors`:
+Every failure leaves as one of `syncer.errors` (transport exceptions by its table, `FAILURES`):
 
     answered non-2xx                  -> classify_http (429 waits per Retry-After, X-Sentry-Rate-Limit-Reset)
     could not connect (never sent)    -> TransientError
