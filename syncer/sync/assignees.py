@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from syncer.metrics import Metric
 from syncer.runtime import Runtime
 from syncer.store import accounts
 from syncer.store.schema import utcnow
@@ -43,7 +44,7 @@ def resolve(rt: Runtime, email: str | None) -> Assignee:
         accounts.remember(rt.engine, key, account_id=match.account_id,
                           reason="" if match.account_id else match.reason, at=now)
     if match.account_id is None:
-        rt.counters.incr("syncer_assignee_unresolved_total")
+        rt.counters.incr(Metric.ASSIGNEE_UNRESOLVED)
     return Assignee(match.account_id, "" if match.account_id else match.reason)
 
 
