@@ -2,23 +2,39 @@
 
     SyncerError
     ├── ConfigError          bad environment or TOML: stop, name the key
+    │   └── PatternError     a policy pattern that cannot be compiled, or matches nothing useful
     ├── TransientError       worth retrying later (429, 5xx, timeouts, dropped connections)
     │   ├── AmbiguousError   the request may have taken effect (sent, then no clear answer):
     │   │                    look before repeating a non-idempotent write
     │   └── Busy             a lock is held by another holder (a link's by another worker, the
-    │                        reconcile run lock by another run): try again shortly (`syncer.locks`)
+    │       │                reconcile run lock by another run): try again shortly (`syncer.locks`)
+    │       └── HeldElsewhere
+    │                        an issue's claim, held by the worker creating its ticket
+    │                        (`syncer.store.links`): look again once it is linked or has expired
     ├── LockLost             a lock expired under its holder, who stalled: stop, another may hold it
     └── PermanentError       retrying cannot help (400, 401, 403, 404, validation): dead letter
         └── PayloadError     a webhook body or API answer that is not the shape we need
+            └── BodyTooLarge a webhook body over the size intake accepts
 
-HTTP failures are mapped to these in exactly one place, `classify_http`, used by both clients.
+Failures of other libraries are mapped to these in exactly one place: HTTP answers by
+`classify_http`, and transport, database and Redis exceptions by `classify_failure` (its table,
+`FAILURES`, lists every exception family syncer expects), both used by both clients, and the
+database sites by `classify_failure` too.
 """
 
 from __future__ import annotations
 
 import email.utils
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
+
+import httpx
+import redis
+import requests
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 
 class SyncerError(Exception):
@@ -27,6 +43,11 @@ class SyncerError(Exception):
 
 class ConfigError(SyncerError):
     """Configuration is missing or wrong; the message names the file or variable and the key."""
+
+
+class PatternError(ConfigError):
+    """A pattern that cannot be compiled, or would match nothing (or everything) useful; the message
+    is in words a TOML author understands (`syncer.policy` reports it at the key it came from)."""
 
 
 class TransientError(SyncerError):
@@ -46,6 +67,10 @@ class Busy(TransientError):
     """Another holder has the lock (`syncer.locks`); nothing was done under it."""
 
 
+class HeldElsewhere(Busy):
+    """Another worker holds the issue's claim (`syncer.store.links.take_claim`) right now."""
+
+
 class LockLost(SyncerError):
     """A lock expired under its holder (it stalled longer than the lock's expiry): another may
     hold it now, so the holder stops."""
@@ -61,6 +86,14 @@ class PermanentError(SyncerError):
 
 class PayloadError(PermanentError):
     """Vendor JSON that is not JSON, or not the shape we need: the same bytes will never parse."""
+
+
+class BodyTooLarge(PayloadError):
+    """A webhook body over intake's limit (declared, or streamed past it): answered 413."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"body over {limit} bytes", status=413)
+        self.limit = limit
 
 
 # HTTP methods that change something: after one of these, no clear answer means "may have happened".
@@ -125,3 +158,69 @@ def classify_http(
             return AmbiguousError(text, retry_after=wait, status=status)
         return TransientError(text, retry_after=wait, status=status)
     return PermanentError(text, status=status)
+
+
+class Fate(Enum):
+    """What an exception tells about the request it interrupted."""
+
+    UNSENT = "unsent"  # never reached the other side: safe to repeat, whatever the method
+    UNANSWERED = "unanswered"  # sent, then no clear answer: a write may have happened
+    REFUSED = "refused"  # the same request can never succeed
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One row of `FAILURES`: exceptions of these types, what they mean, and how the message says it
+    (`{name}` is the exception's class name; `after_write` replaces `says` after a write)."""
+
+    types: tuple[type[BaseException], ...]
+    fate: Fate
+    says: str = "{name}"
+    after_write: str | None = None
+
+
+# Every family of other libraries' exceptions that syncer maps, in lookup order: the first row an
+# exception is an instance of decides (subclasses before their bases).
+FAILURES: tuple[Failure, ...] = (
+    # requests, under python-jira. Its ConnectionError covers both a refused connection and one
+    # dropped after sending, so it counts as unanswered.
+    Failure((requests.exceptions.TooManyRedirects,), Fate.REFUSED,
+            "answered with a redirect, which syncer does not follow "
+            "(is SYNCER_JIRA_URL the final address, https included?)"),
+    Failure((requests.exceptions.ConnectTimeout,), Fate.UNSENT, "connection timed out"),
+    Failure((requests.exceptions.RequestException,), Fate.UNANSWERED,
+            "{name}", "{name} (the change may have been applied)"),
+    # httpx, under the Sentry client.
+    Failure((httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout), Fate.UNSENT,
+            "could not connect ({name})"),
+    Failure((httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL), Fate.REFUSED),
+    Failure((httpx.TransportError, httpx.DecodingError), Fate.UNANSWERED, "no answer ({name})"),
+    # The database and Redis out of reach (down, restarting, the pool exhausted): what was asked is
+    # rolled back or never done, and the same work succeeds once they answer. Other database errors
+    # (a constraint, bad SQL) are not here: they are bugs, or handled where they are expected.
+    Failure((OperationalError, PoolTimeout), Fate.UNSENT, "database unavailable ({name})"),
+    Failure((redis.RedisError,), Fate.UNSENT, "Redis unavailable ({name})"),
+)
+
+
+def classify_failure(
+    exc: BaseException, service: str = "", method: str = "", what: str = ""
+) -> SyncerError | None:
+    """Map another library's exception to the taxonomy by `FAILURES`; None when it is no failure
+    that table knows (a bug, or one of ours). The message names `service`, `method` and `what`
+    when given, and the exception's class, never its text (which may quote URLs or SQL)."""
+    for row in FAILURES:
+        if isinstance(exc, row.types):
+            break
+    else:
+        return None
+    write = method.upper() in WRITES
+    says = row.after_write if write and row.after_write is not None else row.says
+    head = " ".join(part for part in (service, method, what) if part)
+    text = says.format(name=type(exc).__name__)
+    text = f"{head}: {text}" if head else text
+    if row.fate is Fate.REFUSED:
+        return PermanentError(text)
+    if row.fate is Fate.UNANSWERED and write:
+        return AmbiguousError(text)
+    return TransientError(text)

@@ -2,48 +2,105 @@
 
 The web process serves `/metrics` for the whole deployment: its own intake counters, gauges read
 from the database at scrape time (inbox, dead letters, links: true across every process), and
-counters that workers add to a Redis hash (shared by all worker processes).
+counters that workers add to a Redis hash (shared by all worker processes). The last two are
+`prometheus_client` custom collectors, built per scrape; every name is a `Metric`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
+from enum import StrEnum
 
 import redis
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from sqlalchemy import func
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric as Family
+from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
 
-from syncer.store.schema import DeadLetter, Delivery, Link
+from syncer.store import health
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONTENT_TYPE", "WorkerCounters", "render"]
+__all__ = ["CONTENT_TYPE", "Metric", "WorkerCounters", "render"]
+
+
+class Metric(StrEnum):
+    """Every metric syncer serves, by the name scrapers know it by."""
+
+    # The web process's own, in `REGISTRY`.
+    WEBHOOKS = "syncer_webhooks_total"
+    INTAKE_STORE_SECONDS = "syncer_intake_store_seconds"
+    ENQUEUE_FAILURES = "syncer_enqueue_failures_total"
+    # Read from the database at scrape time (`DatabaseStates`).
+    DELIVERIES = "syncer_deliveries"
+    LINKS = "syncer_links"
+    DEAD_LETTERS = "syncer_dead_letters"
+    DATABASE_UP = "syncer_database_up"
+    # Added to by workers and reconcile runs, in Redis (`WorkerCounters`, `SharedCounters`).
+    DEAD_LETTERS_TOTAL = "syncer_dead_letters_total"
+    DELIVERY_RETRIES = "syncer_delivery_retries_total"
+    ASSIGNEE_UNRESOLVED = "syncer_assignee_unresolved_total"
+    RECONCILE_RUNS = "syncer_reconcile_runs_total"
+    RECONCILE_LINKS_CHECKED = "syncer_reconcile_links_checked_total"
+    RECONCILE_DRIFT = "syncer_reconcile_drift_total"
+    RECONCILE_REPAIRS = "syncer_reconcile_repairs_total"
+    RECONCILE_BACKFILLED = "syncer_reconcile_backfilled_total"
+    RECONCILE_REQUEUED = "syncer_reconcile_requeued_total"
+    RECONCILE_API_CALLS = "syncer_reconcile_api_calls_total"
+    # Replaced, not added to, by each reconcile run.
+    RECONCILE_LAST_DURATION = "syncer_reconcile_last_duration_seconds"
+    RECONCILE_LAST_RUN = "syncer_reconcile_last_run_timestamp_seconds"
+    RECONCILE_LAST_LINKS_CHECKED = "syncer_reconcile_last_links_checked"
+    RECONCILE_LAST_DRIFT = "syncer_reconcile_last_drift"
+    RECONCILE_LAST_SUCCESS = "syncer_reconcile_last_success_timestamp_seconds"
+
+
+HELP: dict[Metric, str] = {
+    Metric.WEBHOOKS: "Webhook deliveries received, by source and result",
+    Metric.INTAKE_STORE_SECONDS: "Time to store one delivery durably",
+    Metric.ENQUEUE_FAILURES: "Deliveries stored but not handed to the broker (left to the sweeper)",
+    Metric.DELIVERIES: "Inbox deliveries, by state",
+    Metric.LINKS: "Links between Sentry issues and Jira tickets, by state",
+    Metric.DEAD_LETTERS: "Dead letters, by state",
+    Metric.DATABASE_UP: "0 when the database did not answer this scrape",
+    Metric.DEAD_LETTERS_TOTAL: "Deliveries that became dead letters, by source and reason",
+    Metric.DELIVERY_RETRIES: "Deliveries postponed for another try, by source",
+    Metric.ASSIGNEE_UNRESOLVED: "Assignees with no Jira account found",
+    Metric.RECONCILE_RUNS: "Reconcile runs, by result",
+    Metric.RECONCILE_LINKS_CHECKED: "Links checked by reconcile runs",
+    Metric.RECONCILE_DRIFT: "Drift found by reconcile runs, by kind",
+    Metric.RECONCILE_REPAIRS: "Repairs by reconcile runs, by result",
+    Metric.RECONCILE_BACKFILLED: "Tickets backfilled by reconcile runs",
+    Metric.RECONCILE_REQUEUED: "Deliveries and dead letters handed out again by reconcile runs",
+    Metric.RECONCILE_API_CALLS: "API calls made by reconcile runs, by side",
+    Metric.RECONCILE_LAST_DURATION: "Duration of the last reconcile run",
+    Metric.RECONCILE_LAST_RUN: "When the last reconcile run ended",
+    Metric.RECONCILE_LAST_LINKS_CHECKED: "Links checked by the last reconcile run",
+    Metric.RECONCILE_LAST_DRIFT: "Links found drifted by the last reconcile run",
+    Metric.RECONCILE_LAST_SUCCESS: "When the last successful reconcile run ended",
+}
 
 REGISTRY = CollectorRegistry()
-WEBHOOKS = Counter(
-    "syncer_webhooks_total",
-    "Webhook deliveries received, by source and result",
-    ["source", "result"],
-    registry=REGISTRY,
-)
+WEBHOOKS = Counter(Metric.WEBHOOKS, HELP[Metric.WEBHOOKS], ["source", "result"], registry=REGISTRY)
 INTAKE_SECONDS = Histogram(
-    "syncer_intake_store_seconds",
-    "Time to store one delivery durably",
+    Metric.INTAKE_STORE_SECONDS,
+    HELP[Metric.INTAKE_STORE_SECONDS],
     ["source"],
     registry=REGISTRY,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
-ENQUEUE_FAILURES = Counter(
-    "syncer_enqueue_failures_total",
-    "Deliveries stored but not handed to the broker (left to the sweeper)",
-    registry=REGISTRY,
-)
+ENQUEUE_FAILURES = Counter(Metric.ENQUEUE_FAILURES, HELP[Metric.ENQUEUE_FAILURES], registry=REGISTRY)
 
 COUNTERS_KEY = "syncer:counters"
 GAUGES_KEY = "syncer:gauges"
+
+
+def _field(name: Metric, labels: dict[str, str]) -> str:
+    """A sample's key in the Redis hash: `name|label=value|...`, labels sorted."""
+    return name.value + "".join(f"|{k}={v}" for k, v in sorted(labels.items()))
 
 
 class WorkerCounters:
@@ -54,8 +111,8 @@ class WorkerCounters:
         self.local: dict[str, int] = {}
         self.local_gauges: dict[str, float] = {}
 
-    def incr(self, name: str, amount: int = 1, **labels: str) -> None:
-        field = name + "".join(f"|{k}={v}" for k, v in sorted(labels.items()))
+    def incr(self, name: Metric, amount: int = 1, **labels: str) -> None:
+        field = _field(name, labels)
         if self.client is None:
             self.local[field] = self.local.get(field, 0) + amount
             return
@@ -77,9 +134,9 @@ class WorkerCounters:
                 values[name] = values.get(name, 0) + int(value)
         return values
 
-    def set_gauge(self, name: str, value: float, **labels: str) -> None:
+    def set_gauge(self, name: Metric, value: float, **labels: str) -> None:
         """A value that is replaced, not added to (the last reconciliation's duration, its time)."""
-        field = name + "".join(f"|{k}={v}" for k, v in sorted(labels.items()))
+        field = _field(name, labels)
         self.local_gauges[field] = value
         if self.client is None:
             return
@@ -101,49 +158,59 @@ class WorkerCounters:
         return values
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class DatabaseStates(Collector):
+    """Rows by state, counted at scrape time; `syncer_database_up 0` alone when the database fails."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Family]:
+        try:
+            counts = health.state_counts(self.engine)
+        except Exception as exc:
+            log.warning("metrics: database unavailable: %s", type(exc).__name__)
+            yield GaugeMetricFamily(Metric.DATABASE_UP, HELP[Metric.DATABASE_UP], value=0)
+            return
+        for name, by_state in (
+            (Metric.DELIVERIES, counts.deliveries),
+            (Metric.LINKS, counts.links),
+            (Metric.DEAD_LETTERS, counts.dead_letters),
+        ):
+            family = GaugeMetricFamily(name, HELP[name], labels=["state"])
+            for state, n in sorted(by_state.items()):
+                family.add_metric([state], n)
+            yield family
 
 
-def _line(name: str, labels: dict[str, str], value: float) -> str:
-    if labels:
-        inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-        return f"{name}{{{inner}}} {value}"
-    return f"{name} {value}"
+class SharedCounters(Collector):
+    """What `WorkerCounters` holds in Redis: counters, then gauges, each name once, in name order."""
+
+    def __init__(self, counters: WorkerCounters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Family]:
+        yield from _families(self.counters.read().items(), CounterMetricFamily)
+        yield from _families(self.counters.read_gauges().items(), GaugeMetricFamily)
+
+
+def _families(
+    samples: Iterable[tuple[str, float]], kind: type[CounterMetricFamily] | type[GaugeMetricFamily]
+) -> Iterator[Family]:
+    families: dict[str, Family] = {}
+    for field, value in sorted(samples):
+        name, *pairs = field.split("|")
+        family = families.get(name)
+        if family is None:
+            # A name this version does not know (written by another version) is served as it is.
+            known = name in Metric._value2member_map_
+            family = families[name] = kind(name, HELP[Metric(name)] if known else name)
+        # A counter family's name drops `_total`; its samples keep it.
+        family.add_sample(name, dict(pair.split("=", 1) for pair in pairs), value)
+    yield from families.values()
 
 
 def render(engine: Engine, counters: WorkerCounters | None = None) -> bytes:
-    lines: list[str] = []
-    try:
-        with Session(engine) as session:
-            lines.append("# TYPE syncer_deliveries gauge")
-            for state, n in session.exec(select(Delivery.state, func.count()).group_by(Delivery.state)).all():
-                lines.append(_line("syncer_deliveries", {"state": state}, n))
-            lines.append("# TYPE syncer_links gauge")
-            for state, n in session.exec(select(Link.state, func.count()).group_by(Link.state)).all():
-                lines.append(_line("syncer_links", {"state": state}, n))
-            lines.append("# TYPE syncer_dead_letters gauge")
-            for state, n in session.exec(
-                select(DeadLetter.state, func.count()).group_by(DeadLetter.state)
-            ).all():
-                lines.append(_line("syncer_dead_letters", {"state": state}, n))
-    except Exception as exc:
-        log.warning("metrics: database unavailable: %s", type(exc).__name__)
-        lines.append(_line("syncer_database_up", {}, 0))
+    body = generate_latest(REGISTRY) + generate_latest(DatabaseStates(engine))
     if counters is not None:
-        names = set()
-        for field, value in sorted(counters.read().items()):
-            name, *pairs = field.split("|")
-            if name not in names:
-                lines.append(f"# TYPE {name} counter")
-                names.add(name)
-            labels = dict(pair.split("=", 1) for pair in pairs)
-            lines.append(_line(name, labels, value))
-        gauges = set()
-        for field, gauge in sorted(counters.read_gauges().items()):
-            name, *pairs = field.split("|")
-            if name not in gauges:
-                lines.append(f"# TYPE {name} gauge")
-                gauges.add(name)
-            lines.append(_line(name, dict(pair.split("=", 1) for pair in pairs), gauge))
-    return generate_latest(REGISTRY) + ("\n".join(lines) + "\n").encode()
+        body += generate_latest(SharedCounters(counters))
+    return body

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import hypothesis
+import psycopg
 import pytest
 import redis
 from sqlalchemy import delete
@@ -20,7 +22,15 @@ from sqlmodel import Session, select
 from syncer.fakes.base import FakeServer, WebhookInbox, compact_json, hmac_sha256_hex
 from syncer.store import migrate
 from syncer.store.engine import make_engine, session_scope
-from syncer.store.schema import AccountCache, AuditEntry, DeadLetter, Delivery, DeliveryState, Link
+from syncer.store.schema import (
+    AccountCache,
+    AuditEntry,
+    DeadLetter,
+    Delivery,
+    DeliveryState,
+    Installation,
+    Link,
+)
 from tests.harness import (
     FAKE_JIRA_EMAIL,
     FAKE_JIRA_PAT,
@@ -89,6 +99,26 @@ def redis_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A database of its own on the PostgreSQL at 127.0.0.1:5432, dropped afterwards; the test is
+    skipped when none answers."""
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=2)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL answers at 127.0.0.1:5432 ({type(exc).__name__})")
+    name = f"syncer_test_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -272,7 +302,7 @@ def worker_process(web: FakeServer, process_env: dict[str, str], workdir: Path) 
 
 def clean_tables(engine: Engine) -> None:
     with session_scope(engine) as session:
-        for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache):
+        for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache, Installation):
             session.execute(delete(model))
 
 

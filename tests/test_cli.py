@@ -15,12 +15,14 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
+from syncer.errors import AmbiguousError, PermanentError, TransientError, classify_failure
 from syncer.fakes.base import Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
-from syncer.retry import backoff_seconds
+from syncer.retry import RetryPolicy, backoff_seconds
 from syncer.store.schema import DeadLetter, Delivery, DeliveryState
 from tests.conftest import JIRA_TOKEN, SENTRY_SECRET, SENTRY_TOKEN, post_sentry
 from tests.harness import BEAT_READY, RedisServer, SyncerProcess, free_port, letters, wait_for
@@ -78,7 +80,7 @@ def test_processes_refuse_a_schema_that_is_behind(process_env: dict[str, str], t
         assert done.returncode == 2, (command, done.stderr)
         assert "syncer db upgrade" in done.stderr
     upgraded = run(env, "db", "upgrade")
-    assert upgraded.returncode == 0 and "schema at 0001" in upgraded.stdout
+    assert upgraded.returncode == 0 and "schema at 0002" in upgraded.stdout  # 0002: installations
 
 
 def test_backoff_grows_is_capped_jittered_and_honours_retry_after() -> None:
@@ -88,6 +90,35 @@ def test_backoff_grows_is_capped_jittered_and_honours_retry_after() -> None:
     assert max(waits) <= 60 and min(waits[6:]) >= 30  # capped, but never bunched at zero
     assert backoff_seconds(1, retry_after=120, cap=60, rng=rng) >= 120  # the server's word wins
     assert len({round(backoff_seconds(5, rng=rng), 3) for _ in range(20)}) > 1  # jitter
+
+
+def test_a_retry_policy_tries_as_often_as_it_says_never_sooner_than_asked() -> None:
+    policy = RetryPolicy(attempts=3, base=1.0, cap=30.0)
+    tries: list[int] = []
+    waits: list[float] = []
+
+    def refused() -> str:
+        tries.append(1)
+        raise TransientError("busy", retry_after=5)
+
+    with pytest.raises(TransientError):
+        policy.call(refused, sleep=waits.append)
+    assert len(tries) == 3 and len(waits) == 2 and min(waits) >= 5  # the last failure is the caller's
+    assert policy.call(lambda: "read", sleep=waits.append) == "read"
+    assert not policy.exhausted(2) and policy.exhausted(3)
+    assert not RetryPolicy(attempts=None).exhausted(10**6)
+
+
+def test_one_table_maps_transport_and_database_failures() -> None:
+    dropped = httpx.RemoteProtocolError("peer closed")
+    assert type(classify_failure(dropped, "Sentry", "PUT", "/x")) is AmbiguousError  # may have happened
+    assert type(classify_failure(dropped, "Sentry", "GET", "/x")) is TransientError
+    assert type(classify_failure(httpx.ConnectError("refused"), "Sentry", "PUT", "/x")) is TransientError
+    assert type(classify_failure(httpx.InvalidURL("bad"), "Sentry", "GET", "/x")) is PermanentError
+    down = OperationalError("SELECT 1", None, ConnectionRefusedError())
+    assert type(classify_failure(down)) is TransientError
+    assert classify_failure(IntegrityError("INSERT", None, ValueError())) is None  # a bug, or expected
+    assert classify_failure(ValueError("ours")) is None
 
 
 def test_transient_failures_are_retried_then_succeed(

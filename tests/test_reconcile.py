@@ -305,7 +305,7 @@ def test_a_ticket_just_missing_from_search_is_not_called_deleted(
 def test_a_link_a_webhook_changed_meanwhile_is_left_to_the_next_run(
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:
-    from syncer.sync import inbound
+    from syncer.store.links import save as save_link
 
     [pair] = seed_pairs(engine, fake_sentry, fake_jira)
     fake_jira.person_transition(pair.key, "Won't Do")
@@ -315,7 +315,7 @@ def test_a_link_a_webhook_changed_meanwhile_is_left_to_the_next_run(
     assert planned is not None and planned.inbound is not None and planned.inbound.action == "archive"
     assert seen.id is not None
     # Between the page read and the repair, the delivery of that change is applied.
-    inbound.save_link(rt, seen.id, cause="delivery:1", jira_status="Won't Do", jira_status_category="done")
+    save_link(rt.engine, seen.id, cause="delivery:1", jira_status="Won't Do", jira_status_category="done")
 
     result = reconcile.repair(rt, seen, planned, issue, ticket, cause="reconcile:test")
 

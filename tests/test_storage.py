@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -19,23 +16,6 @@ from syncer.errors import ConfigError
 from syncer.store import deliveries, migrate
 from syncer.store.engine import make_engine, session_scope
 from syncer.store.schema import Delivery, DeliveryState, Link, LinkState, utcnow
-
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    try:
-        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=2)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL answers at 127.0.0.1:5432 ({type(exc).__name__})")
-    name = f"syncer_test_{uuid.uuid4().hex[:8]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def check_migrations(engine: Engine) -> None:

@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
+from syncer.errors import PatternError
 
-class PatternError(ValueError):
-    """A pattern that cannot be compiled, or would match nothing (or everything) useful."""
+__all__ = ["NameGlob", "OwnerPattern", "Pattern", "PatternError", "TextGlob", "TextPattern"]
 
 
 def _glob_to_regex(glob: str) -> str:

@@ -12,7 +12,8 @@ Why this shape:
   (`add_remote_link` first lists application links, which needs an admin; `assign_issue` assigns
   the first prefix match of a user search), and its session is reachable only through internals.
 - `JIRAError`'s text dumps request and response headers: messages here are built from the status and
-  Jira's own `errorMessages`/`errors` only, so no token reaches a log.
+  Jira's own `errorMessages`/`errors` only, so no token reaches a log. requests' own exceptions
+  (timeouts, refused or dropped connections, redirects) are mapped by `syncer.errors.FAILURES`.
 
 Cloud and Data Center differ in search, in how users are named and in user search: one
 `syncer.jira.deployment.Deployment`, chosen once from serverInfo, says how.
@@ -47,6 +48,7 @@ from syncer.errors import (
     PermanentError,
     SyncerError,
     TransientError,
+    classify_failure,
     classify_http,
 )
 from syncer.jira.deployment import PAGE_SIZE, TICKET_FIELDS, Deployment, from_server_info
@@ -283,24 +285,17 @@ class JiraClient:
 
     @contextmanager
     def _translated(self, method: str, what: str) -> Iterator[None]:
-        """Turn the library's and requests' exceptions into syncer's taxonomy."""
+        """Turn the library's and requests' exceptions into syncer's taxonomy (`errors.FAILURES`)."""
         try:
             yield
         except JIRAError as error:
             # `from None`: a chained JIRAError would print its headers in every traceback.
             raise self._error(method, what, error) from None
-        except requests.exceptions.TooManyRedirects:
-            raise PermanentError(
-                f"Jira {method} {what}: answered with a redirect, which syncer does not follow "
-                "(is SYNCER_JIRA_URL the final address, https included?)"
-            ) from None
-        except requests.exceptions.ConnectTimeout as error:  # never reached Jira: nothing was sent
-            raise TransientError(f"Jira {method} {what}: connection timed out") from error
-        except requests.exceptions.RequestException as error:
-            text = f"Jira {method} {what}: {type(error).__name__}"
-            if method in WRITES:
-                raise AmbiguousError(f"{text} (the change may have been applied)") from error
-            raise TransientError(text) from error
+        except Exception as error:
+            failure = classify_failure(error, "Jira", method, what)
+            if failure is None:
+                raise
+            raise failure from error
 
     def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                  body: Any = None, what: str | None = None) -> Any:

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlmodel import Session, select
 
 from syncer.fakes.jira import start_fake_jira
 from syncer.fakes.sentry import start_fake_sentry
 from syncer.local.dev import EMBEDDED_BROKER, start_services, wait
 from syncer.settings import Settings
+from syncer.store import deliveries, links
 from syncer.store.engine import make_engine
-from syncer.store.schema import Delivery, Link
+from syncer.store.schema import LinkState
 
 POLICY = Path(__file__).parents[1] / "fakes" / "sandbox.toml"
 
@@ -77,6 +77,9 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+_WATCHED = 1000  # links read per look: far more than a story files
+
+
 def _watch(
     database_url: str, expected: int, jira_key_of: Callable[[str], dict[str, Any] | None], timeout: float
 ) -> int:
@@ -86,15 +89,12 @@ def _watch(
     seen_ignored: set[int] = set()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and len(seen_links) + len(seen_ignored) < expected:
-        with Session(engine) as session:
-            links = session.exec(select(Link).where(Link.state == "active")).all()
-            ignored = session.exec(
-                select(Delivery).where(Delivery.state == "ignored", Delivery.action == "created")
-            ).all()
-        for link in links:
+        active = reversed(links.listed(engine, state=LinkState.ACTIVE, limit=_WATCHED))  # oldest first
+        ignored = deliveries.ignored(engine, action="created")
+        for link in active:
             if link.id in seen_links or link.jira_key is None:
                 continue
-            seen_links.add(link.id)  # type: ignore[arg-type]
+            seen_links.add(link.id)
             ticket = jira_key_of(link.jira_key) or {}
             assignee = ticket.get("assignee") or "unassigned"
             _say(
@@ -105,7 +105,7 @@ def _watch(
         for delivery in ignored:
             if delivery.id in seen_ignored:
                 continue
-            seen_ignored.add(delivery.id)  # type: ignore[arg-type]
+            seen_ignored.add(delivery.id)
             _say(f"  no ticket: {delivery.outcome}")
         time.sleep(0.3)
     engine.dispose()

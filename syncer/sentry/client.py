@@ -1,7 +1,7 @@
 """Our Sentry REST client (outbound): URL constants plus one-line methods over one `httpx.Client`.
 
 It never retries: the caller (a Celery task) does, with backoff, on the errors this raises.
-Every failure leaves as one of `syncer.errors`:
+Every failure leaves as one of `syncer.errors` (transport exceptions by its table, `FAILURES`):
 
     answered non-2xx                  -> classify_http (429 waits per Retry-After, X-Sentry-Rate-Limit-Reset)
     could not connect (never sent)    -> TransientError
@@ -25,11 +25,9 @@ import httpx
 
 from syncer.core.issue import SentryIssue
 from syncer.errors import (
-    WRITES,
-    AmbiguousError,
     PayloadError,
     PermanentError,
-    TransientError,
+    classify_failure,
     classify_http,
 )
 from syncer.ratelimit import Throttle
@@ -259,16 +257,12 @@ class SentryClient:
         try:
             query = httpx.QueryParams(tuple(params)) if params else None
             response = self._http.request(method, path, params=query, json=json)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # The request never left: safe to repeat, whatever the method.
-            reason = type(exc).__name__
-            raise TransientError(f"{SERVICE} {method} {path}: could not connect ({reason})") from exc
-        except (httpx.UnsupportedProtocol, httpx.LocalProtocolError, httpx.InvalidURL) as exc:
-            raise PermanentError(f"{SERVICE} {method} {path}: {type(exc).__name__}") from exc
-        except (httpx.TransportError, httpx.DecodingError) as exc:
-            # Sent, then no clear answer (timeout, dropped connection): a write may have happened.
-            kind = AmbiguousError if method in WRITES else TransientError
-            raise kind(f"{SERVICE} {method} {path}: no answer ({type(exc).__name__})") from exc
+        except Exception as exc:
+            # Never sent, sent without a clear answer, or unsendable: `errors.FAILURES` says which.
+            failure = classify_failure(exc, SERVICE, method, path)
+            if failure is None:
+                raise
+            raise failure from exc
         log.debug("sentry %s %s -> %s", method, path, response.status_code)
         if not response.is_success:
             headers: Mapping[str, str] = response.headers

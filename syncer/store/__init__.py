@@ -1,5 +1,7 @@
 """Persistence: the only code that touches SQL.
 
-schema (tables), engine (connections), migrate (Alembic), deliveries (the inbox of webhooks), links,
-dead letters, audit, accounts, advisory (PostgreSQL advisory locks, for `syncer.locks` without Redis).
+schema (tables), engine (connections), migrate (Alembic), deliveries (the inbox of webhooks), links
+(with their claims and audit trail), dead letters, accounts (the e-mail to Jira account cache),
+installations (the Sentry installation uuids webhooks carry),
+advisory (PostgreSQL advisory locks, for `syncer.locks` without Redis).
 """

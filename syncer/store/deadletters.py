@@ -11,14 +11,17 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from syncer.store.engine import session_scope
-from syncer.store.schema import DeadLetter, Delivery, DeliveryState, utcnow
+from syncer.store.schema import DeadLetter, DeadLetterState, Delivery, DeliveryState, utcnow
 
 
 def open_letters(engine: Engine, *, limit: int = 100) -> list[DeadLetter]:
     with Session(engine) as session:
         return list(
             session.exec(
-                select(DeadLetter).where(DeadLetter.state == "open").order_by(col(DeadLetter.id)).limit(limit)
+                select(DeadLetter)
+                .where(DeadLetter.state == DeadLetterState.OPEN.value)
+                .order_by(col(DeadLetter.id))
+                .limit(limit)
             ).all()
         )
 
@@ -27,7 +30,7 @@ def retry(engine: Engine, letter_id: int, enqueue: Callable[[int], None]) -> int
     """Put the delivery back into the inbox as new and hand it out; returns the delivery id."""
     with session_scope(engine) as session:
         letter = session.get(DeadLetter, letter_id)
-        if letter is None or letter.state != "open":
+        if letter is None or letter.state != DeadLetterState.OPEN:
             raise LookupError(f"no open dead letter {letter_id}")
         if letter.delivery_id is None:
             raise LookupError(f"dead letter {letter_id} has no delivery to retry")
@@ -38,7 +41,7 @@ def retry(engine: Engine, letter_id: int, enqueue: Callable[[int], None]) -> int
                 state=DeliveryState.RECEIVED, attempts=0, due_at=utcnow(), finished_at=None, started_at=None
             )
         )
-        letter.state = "retried"
+        letter.state = DeadLetterState.RETRIED.value
         letter.retried_at = utcnow()
         letter.retries += 1
         delivery_id = letter.delivery_id
@@ -52,9 +55,9 @@ def retry(engine: Engine, letter_id: int, enqueue: Callable[[int], None]) -> int
 def drop(engine: Engine, letter_id: int) -> None:
     with session_scope(engine) as session:
         letter = session.get(DeadLetter, letter_id)
-        if letter is None or letter.state != "open":
+        if letter is None or letter.state != DeadLetterState.OPEN:
             raise LookupError(f"no open dead letter {letter_id}")
-        letter.state = "dropped"
+        letter.state = DeadLetterState.DROPPED.value
 
 
 def due_for_retry(engine: Engine, *, before: datetime, cap: int, max_deaths: int) -> list[int]:
@@ -72,7 +75,7 @@ def due_for_retry(engine: Engine, *, before: datetime, cap: int, max_deaths: int
             select(DeadLetter.id)
             .join(deaths, deaths.c.delivery_id == DeadLetter.delivery_id)
             .where(
-                DeadLetter.state == "open",
+                DeadLetter.state == DeadLetterState.OPEN.value,
                 col(DeadLetter.created_at) < before,
                 deaths.c.deaths <= max_deaths,
             )

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, select
 
-from syncer.store.engine import session_scope
+from syncer.store.engine import reading, session_scope
 from syncer.store.schema import DeadLetter, Delivery, DeliveryState, utcnow
 
 
@@ -39,18 +39,12 @@ def store(engine: Engine, *, source: str, key: str, resource: str, action: str, 
     """Record a delivery durably; a second delivery with the same key is recognised, not stored."""
     text = payload.decode("utf-8")
     try:
-        with session_scope(engine) as session:
-            row = Delivery(
-                source=source,
-                delivery_key=key,
-                resource=storable(resource, 100),
-                action=storable(action, 100),
-                payload=text,
-            )
-            session.add(row)
-            session.flush()
-            assert row.id is not None
-            return Stored(row.id, duplicate=False)
+        with engine.begin() as connection:
+            new_id = connection.execute(_INSERT, {
+                "source": source, "delivery_key": key, "resource": storable(resource, 100),
+                "action": storable(action, 100), "payload": text,
+            }).scalar_one()
+            return Stored(int(new_id), duplicate=False)
     except IntegrityError:
         with Session(engine) as session:
             existing = session.exec(
@@ -286,9 +280,45 @@ _TAKE = _CLAIM.returning(
 )
 
 
-def load(engine: Engine, delivery_id: int) -> Delivery | None:
-    with Session(engine, expire_on_commit=False) as session:
-        return session.get(Delivery, delivery_id)
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A stored delivery as it was when read."""
+
+    id: int
+    source: str
+    delivery_key: str
+    resource: str
+    action: str
+    received_at: datetime
+    payload: str
+    state: str
+    attempts: int
+    last_error: str | None
+    outcome: str
+    due_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def load(engine: Engine, delivery_id: int) -> DeliveryRecord | None:
+    with reading(engine) as connection:
+        row = connection.execute(_LOAD, {"b_id": delivery_id}).mappings().first()
+    return None if row is None else DeliveryRecord(**row)
+
+
+_LOAD = select(Delivery).where(col(Delivery.id) == bindparam("b_id"))
+
+
+def ignored(engine: Engine, *, action: str) -> list[DeliveryRecord]:
+    """The deliveries of `action` that were recorded as needing nothing done, oldest first."""
+    with reading(engine) as connection:
+        rows = connection.execute(_IGNORED, {"b_action": action}).mappings().all()
+    return [DeliveryRecord(**row) for row in rows]
+
+
+_IGNORED = select(Delivery).where(
+    col(Delivery.state) == DeliveryState.IGNORED, col(Delivery.action) == bindparam("b_action")
+).order_by(col(Delivery.id))
 
 
 def finish(engine: Engine, delivery_id: int, *, ignored: bool, outcome: str) -> None:
@@ -321,17 +351,15 @@ def bury(engine: Engine, delivery_id: int, *, error: str, subject: str = "") -> 
             .where(col(Delivery.id) == delivery_id)
             .values(state=DeliveryState.DEAD, last_error=storable(error, 2000), finished_at=utcnow())
         )
-        letter = DeadLetter(
-            delivery_id=delivery_id,
-            kind="delivery",
-            subject=storable(subject, 200),
-            error=storable(error, 4000),
-            payload=payload,
-        )
-        session.add(letter)
-        session.flush()
-        assert letter.id is not None
-        return letter.id
+        letter_id = session.execute(_INSERT_LETTER, {
+            "delivery_id": delivery_id, "kind": "delivery", "subject": storable(subject, 200),
+            "error": storable(error, 4000), "payload": payload,
+        }).scalar_one()
+        return int(letter_id)
+
+
+_INSERT = Delivery.__table__.insert().returning(col(Delivery.id))  # type: ignore[attr-defined]
+_INSERT_LETTER = DeadLetter.__table__.insert().returning(col(DeadLetter.id))  # type: ignore[attr-defined]
 
 
 def overdue(engine: Engine, *, grace: timedelta, now: datetime | None = None, limit: int = 500) -> list[int]:

@@ -1,41 +1,205 @@
-"""Links: the pairs of a Sentry issue and its Jira ticket.
+"""Links (the pairs of a Sentry issue and its Jira ticket), the claims that create them, and the
+audit trail of every change made to them, with its cause.
 
-Reconcile's reads (at the end): the active links counted and read in keyset pages, and which
-issues of a list have a link row at all.
+A claim is a `pending` link row. Its `live_sentry_issue_id` is unique, so of any number of workers
+racing on one issue exactly one inserts it; the others see who holds it. A claim is held while
+`claimed_at` is recent; it is released (not deleted) after a failure, so the next attempt knows
+whether a create call was already sent (`create_attempted_at`) and must look before creating.
+A holder killed mid-call simply stops refreshing; its claim expires after its `ttl` (the setting
+`SYNCER_CLAIM_TTL_SECONDS`, which must outlast one create call with its timeouts).
+
+One style throughout: Core statements on connections, built once where every ticket or event
+passes (SQLAlchemy then reuses their compiled form; on an ORM session each cost several times the
+CPU, and a worker is CPU-bound: bench/e2e.py). Reads go through `reading` (no write lock on
+SQLite); a change and its audit lines are one transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.exc import IntegrityError
 
-from syncer.store.schema import Link, LinkState
+from syncer.errors import HeldElsewhere, TransientError
+from syncer.store.engine import reading
+from syncer.store.schema import AuditEntry, Link, LinkState, utcnow
+
+# --- records --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkRecord:
+    """A link as stored when it was read; change it through this module's functions."""
+
+    id: int
+    sentry_issue_id: str
+    live_sentry_issue_id: str | None = None
+    sentry_project: str = ""
+    jira_issue_id: str | None = None
+    jira_key: str | None = None
+    state: str = LinkState.PENDING
+    claim_token: str | None = None
+    claimed_at: datetime | None = None
+    create_attempted_at: datetime | None = None
+    route: str = ""
+    team: str | None = None
+    sentry_status: str = ""
+    sentry_substatus: str = ""
+    sentry_changed_at: datetime | None = None
+    jira_status: str = ""
+    jira_status_category: str = ""
+    jira_changed_at: datetime | None = None
+    synced_at: datetime | None = None
+    changed_by: str = ""
+    remote_link_done: bool = False
+    sentry_link_done: bool = False
+    reopen_commented_at: datetime | None = None
+    reopens_since_comment: int = 0
+    previous_link_id: int | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class ClaimRecord:
+    """This worker's claim on an issue: the pending link it may turn into a ticket."""
+
+    link_id: int
+    token: str
+    create_attempted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One change syncer made (or decided not to make), with its cause."""
+
+    id: int
+    at: datetime
+    link_id: int | None
+    sentry_issue_id: str
+    jira_key: str
+    side: str
+    action: str
+    detail: str
+    cause: str
+
+
+AuditLine = tuple[str, str, str]  # side, action, detail: one audit row of a link's change
+
+
+def _link(row: RowMapping) -> LinkRecord:
+    return LinkRecord(**row)
+
+
+def audit_row(
+    link: LinkRecord | None, *, side: str, action: str, detail: str = "", cause: str = ""
+) -> dict[str, Any]:
+    """The audit row as column values, to append with a link's change (`activate`, `mark_backlinks`)."""
+    return {
+        "at": utcnow(),
+        "link_id": link.id if link else None,
+        "sentry_issue_id": link.sentry_issue_id if link else "",
+        "jira_key": (link.jira_key or "") if link else "",
+        "side": side,
+        "action": action,
+        "detail": detail,
+        "cause": cause[:200],
+    }
+
+
+def _append(connection: Connection, link: LinkRecord, lines: Sequence[AuditLine], cause: str) -> None:
+    if lines:
+        connection.execute(_AUDIT, [audit_row(link, side=side, action=action, detail=detail, cause=cause)
+                                    for side, action, detail in lines])
+
+
+# --- reading links --------------------------------------------------------------------------------
+
+
+def live(engine: Engine, sentry_issue_id: str) -> LinkRecord | None:
+    """The issue's live (pending or active) link."""
+    with reading(engine) as connection:
+        row = connection.execute(_LIVE, {"b_issue": sentry_issue_id}).mappings().first()
+    return None if row is None else _link(row)
+
+
+def load(engine: Engine, link_id: int) -> LinkRecord | None:
+    with reading(engine) as connection:
+        row = connection.execute(_BY_ID, {"b_id": link_id}).mappings().first()
+    return None if row is None else _link(row)
+
+
+def active_for_ticket(engine: Engine, jira_issue_id: str) -> LinkRecord | None:
+    """The active link of a ticket, by its Jira id (ids survive a move to another project; keys do not)."""
+    with reading(engine) as connection:
+        row = connection.execute(_ACTIVE_FOR_TICKET, {"b_ticket": jira_issue_id}).mappings().first()
+    return None if row is None else _link(row)
+
+
+def retired_ticket_ids(engine: Engine, sentry_issue_id: str) -> set[str]:
+    """Jira ids of the issue's past tickets (superseded, unlinked, broken)."""
+    with reading(engine) as connection:
+        rows = connection.execute(_RETIRED, {"b_issue": sentry_issue_id}).scalars().all()
+    return {row for row in rows if row}
+
+
+def untied_successor(engine: Engine, sentry_issue_id: str) -> tuple[LinkRecord, LinkRecord] | None:
+    """The issue's active link that follows no ticket yet, with the newest superseded link of the
+    issue that no link follows: (new, old), or None when there is no such pair."""
+    with engine.begin() as connection:
+        row = connection.execute(_LIVE, {"b_issue": sentry_issue_id}).mappings().first()
+        if row is None:
+            return None
+        new = _link(row)
+        if new.state != LinkState.ACTIVE or new.previous_link_id is not None:
+            return None
+        old = connection.execute(
+            _UNTIED_PREDECESSOR, {"b_issue": sentry_issue_id, "b_id": new.id}
+        ).mappings().first()
+    return None if old is None else (new, _link(old))
+
+
+def listed(engine: Engine, *, state: str | None = None, limit: int = 100) -> list[LinkRecord]:
+    """The newest `limit` links, in `state` when given."""
+    query = select(_links).order_by(_links.c.id.desc()).limit(limit)
+    if state:
+        query = query.where(_links.c.state == state)
+    with reading(engine) as connection:
+        return [_link(row) for row in connection.execute(query).mappings()]
+
+
+def history(engine: Engine, sentry_issue_id: str) -> tuple[list[LinkRecord], list[AuditRecord]]:
+    """Every link the issue ever had and its audit trail, oldest first."""
+    with engine.begin() as connection:
+        found = connection.execute(
+            select(_links).where(_links.c.sentry_issue_id == sentry_issue_id).order_by(_links.c.id)
+        ).mappings().all()
+        entries = connection.execute(
+            select(_audit).where(_audit.c.sentry_issue_id == sentry_issue_id).order_by(_audit.c.id)
+        ).mappings().all()
+    return [_link(row) for row in found], [AuditRecord(**row) for row in entries]
+
 
 # --- reconcile's reads ----------------------------------------------------------------------------
 
 
 def count_active(engine: Engine) -> int:
-    with Session(engine) as session:
-        return int(
-            session.exec(select(func.count()).select_from(Link).where(Link.state == LinkState.ACTIVE)).one()
-        )
+    with reading(engine) as connection:
+        return int(connection.execute(_COUNT_ACTIVE).scalar_one())
 
 
-def active_page(engine: Engine, *, after: int, size: int) -> list[Link]:
+def active_page(engine: Engine, *, after: int, size: int) -> list[LinkRecord]:
     """The first `size` active links with an id above `after`, in id order: a keyset page, so that
     reading page after page stays as cheap at the end of the table as at its start."""
-    with Session(engine, expire_on_commit=False) as session:
-        return list(
-            session.exec(
-                select(Link)
-                .where(Link.state == LinkState.ACTIVE, col(Link.id) > after)
-                .order_by(col(Link.id))
-                .limit(size)
-            )
-        )
+    with reading(engine) as connection:
+        return [_link(row) for row in connection.execute(_ACTIVE_PAGE, {"b_after": after, "b_size": size})
+                .mappings()]
 
 
 def issues_with_links(engine: Engine, issue_ids: Sequence[str]) -> set[str]:
@@ -44,11 +208,250 @@ def issues_with_links(engine: Engine, issue_ids: Sequence[str]) -> set[str]:
     died, and the backfill's claim either finds it fresh (another worker has it) or takes it over."""
     if not issue_ids:
         return set()
-    with Session(engine) as session:
-        return set(
-            session.exec(
-                select(Link.sentry_issue_id).where(
-                    col(Link.sentry_issue_id).in_(issue_ids), col(Link.state) != LinkState.PENDING
-                )
-            )
+    with reading(engine) as connection:
+        return set(connection.execute(_WITH_LINKS, {"b_ids": list(issue_ids)}).scalars())
+
+
+# --- claims ---------------------------------------------------------------------------------------
+
+
+def take_claim(
+    engine: Engine, sentry_issue_id: str, *, project: str, route: str, team: str | None, ttl: timedelta
+) -> ClaimRecord | LinkRecord:
+    """Claim the issue for ticket creation. Returns the claim, or the active link if one exists.
+    Raises `HeldElsewhere` while another worker's claim is fresh."""
+    token = secrets.token_hex(16)
+    now = utcnow()
+    try:
+        with engine.begin() as connection:
+            inserted = connection.execute(_INSERT, {
+                "sentry_issue_id": sentry_issue_id, "live_sentry_issue_id": sentry_issue_id,
+                "sentry_project": project[:200], "state": LinkState.PENDING, "claim_token": token,
+                "claimed_at": now, "route": route[:200], "team": team, "created_at": now, "updated_at": now,
+            }).scalar_one()
+            return ClaimRecord(int(inserted), token, None)
+    except IntegrityError:
+        pass
+    existing = live(engine, sentry_issue_id)
+    if existing is None:  # it was broken or unlinked in between: the next attempt starts afresh
+        raise HeldElsewhere(f"link for sentry issue {sentry_issue_id} changed while claiming")
+    if existing.state == LinkState.ACTIVE:
+        return existing
+    with engine.begin() as connection:
+        result = connection.execute(_TAKE_OVER, {
+            "b_id": existing.id, "b_expired": now - ttl, "claim_token": token, "claimed_at": now,
+            "route": route[:200], "team": team,
+        })
+        if not result.rowcount:
+            raise HeldElsewhere(f"sentry issue {sentry_issue_id} is being handled by another worker")
+    return ClaimRecord(existing.id, token, existing.create_attempted_at)
+
+
+def refresh_claim(engine: Engine, claim: ClaimRecord, *, create_attempt: bool = False) -> bool:
+    """Renew the claim just before a side effect; False if it was lost (expired and taken over)."""
+    statement = _REFRESH_FOR_CREATE if create_attempt else _REFRESH
+    with engine.begin() as connection:
+        result = connection.execute(
+            statement, {"b_id": claim.link_id, "b_token": claim.token, "b_now": utcnow()}
         )
+        return bool(result.rowcount)
+
+
+def release_claim(engine: Engine, claim: ClaimRecord, *, created_nothing: bool) -> None:
+    """Give the claim up after a failure. `created_nothing`: the create call was refused outright
+    (a 4xx or 429), so the next attempt need not search first."""
+    statement = _RELEASE_UNTRIED if created_nothing else _RELEASE
+    with engine.begin() as connection:
+        connection.execute(statement, {"b_id": claim.link_id, "b_token": claim.token})
+
+
+def abandon_claim(engine: Engine, claim: ClaimRecord) -> None:
+    """Nothing was created and nothing will be (a permanent failure): remove the pending row so a
+    later event, after the config is fixed, can start afresh."""
+    with engine.begin() as connection:
+        connection.execute(_ABANDON, {"b_id": claim.link_id, "b_token": claim.token})
+
+
+def activate(engine: Engine, link_id: int, values: Mapping[str, Any], audit: Mapping[str, Any]) -> None:
+    """The claim became a ticket: the link's new columns and its audit row, in one transaction."""
+    with engine.begin() as connection:
+        connection.execute(_ACTIVATE, {"b_id": link_id, **values})
+        connection.execute(_AUDIT, dict(audit))
+
+
+# --- changing links -------------------------------------------------------------------------------
+
+
+def mark_backlinks(
+    engine: Engine, link_id: int, *, remote_link_done: bool, sentry_link_done: bool,
+    audit: Mapping[str, Any] | None = None,
+) -> None:
+    """Store the link's back-link flags (and the audit row of what was done) in one transaction."""
+    with engine.begin() as connection:
+        connection.execute(_MARK, {"b_id": link_id, "remote_link_done": remote_link_done,
+                                   "sentry_link_done": sentry_link_done})
+        if audit is not None:
+            connection.execute(_AUDIT, dict(audit))
+
+
+def save(
+    engine: Engine, link_id: int, *, cause: str, changes: Sequence[AuditLine] = (), **fields: Any
+) -> LinkRecord:
+    """Store what was learned and done, in one transaction with its audit lines; returns the link
+    as stored. A link that is gone is a TransientError: the delivery's retry looks again."""
+    now = utcnow()
+    values = {**fields, "updated_at": now}
+    if changes:
+        values.update(synced_at=now, changed_by=cause[:200])
+    with engine.begin() as connection:
+        row = connection.execute(_save(tuple(sorted(values))), {"b_id": link_id, **values}).mappings().first()
+        if row is None:
+            raise TransientError(f"link {link_id} vanished while it was being synced")
+        link = _link(row)
+        _append(connection, link, changes, cause)
+    return link
+
+
+def mark_broken(engine: Engine, link: LinkRecord, *, cause: str, why: str, issue_gone: bool = False) -> None:
+    """One side is gone (the ticket, or with `issue_gone` the Sentry issue): keep the link for
+    audit, free the issue for a new ticket."""
+    change = ("sentry", "issue_deleted", why) if issue_gone else ("jira", "ticket_deleted", why)
+    save(engine, link.id, cause=cause, changes=[change], state=LinkState.BROKEN, live_sentry_issue_id=None)
+
+
+def _save(names: tuple[str, ...]) -> Any:
+    """The UPDATE of these columns, built once per set of names (the callers use a handful)."""
+    statement = _SAVES.get(names)
+    if statement is None:
+        statement = _SAVES[names] = (
+            update(_links).where(_links.c.id == bindparam("b_id"))
+            .values({name: bindparam(name) for name in names})
+            .returning(*_links.c)
+        )
+    return statement
+
+
+_SAVES: dict[tuple[str, ...], Any] = {}
+
+
+def create_active(
+    engine: Engine, values: Mapping[str, Any], *, audit: Sequence[AuditLine], cause: str
+) -> LinkRecord | None:
+    """A new active link (made by hand), with its audit lines; None when the issue has a live link."""
+    try:
+        with engine.begin() as connection:
+            row = connection.execute(insert(_links).returning(*_links.c), dict(values)).mappings().one()
+            link = _link(row)
+            _append(connection, link, audit, cause)
+    except IntegrityError:
+        return None
+    return link
+
+
+def unlink(
+    engine: Engine, sentry_issue_id: str, *, cause: str, audit: Sequence[AuditLine]
+) -> LinkRecord | None:
+    """Undo the issue's live link (kept, as unlinked), with its audit lines; None when it has none."""
+    with engine.begin() as connection:
+        row = connection.execute(_UNLINK, {"b_issue": sentry_issue_id, "changed_by": cause[:200],
+                                           "updated_at": utcnow()}).mappings().first()
+        if row is None:
+            return None
+        link = _link(row)
+        _append(connection, link, audit, cause)
+    return link
+
+
+def tie(engine: Engine, new: LinkRecord, old: LinkRecord, *, cause: str, audit: Sequence[AuditLine]) -> None:
+    """Record that the `new` link's ticket follows the `old` one's, with its audit lines."""
+    with engine.begin() as connection:
+        connection.execute(_TIE, {"b_id": new.id, "previous_link_id": old.id, "updated_at": utcnow()})
+        _append(connection, new, audit, cause)
+
+
+# --- the statements -------------------------------------------------------------------------------
+
+_links: Any = Link.__table__  # type: ignore[attr-defined]
+_audit: Any = AuditEntry.__table__  # type: ignore[attr-defined]
+_LIVE = select(_links).where(_links.c.live_sentry_issue_id == bindparam("b_issue"))
+_BY_ID = select(_links).where(_links.c.id == bindparam("b_id"))
+_ACTIVE_FOR_TICKET = select(_links).where(
+    _links.c.jira_issue_id == bindparam("b_ticket"), _links.c.state == LinkState.ACTIVE
+).limit(1)
+_RETIRED = select(_links.c.jira_issue_id).where(
+    _links.c.sentry_issue_id == bindparam("b_issue"), _links.c.state.not_in(LinkState.LIVE)
+)
+_UNTIED_PREDECESSOR = (
+    select(_links)
+    .where(
+        _links.c.sentry_issue_id == bindparam("b_issue"),
+        _links.c.state == LinkState.SUPERSEDED,
+        _links.c.id < bindparam("b_id"),
+        _links.c.id.not_in(select(_links.c.previous_link_id).where(_links.c.previous_link_id.is_not(None))),
+    )
+    .order_by(_links.c.id.desc())
+    .limit(1)
+)
+_COUNT_ACTIVE = select(func.count()).select_from(_links).where(_links.c.state == LinkState.ACTIVE)
+_ACTIVE_PAGE = (
+    select(_links)
+    .where(_links.c.state == LinkState.ACTIVE, _links.c.id > bindparam("b_after"))
+    .order_by(_links.c.id)
+    .limit(bindparam("b_size"))
+)
+_WITH_LINKS = select(_links.c.sentry_issue_id).where(
+    _links.c.sentry_issue_id.in_(bindparam("b_ids", expanding=True)), _links.c.state != LinkState.PENDING
+)
+_INSERT = insert(_links).returning(_links.c.id)
+_TAKE_OVER = (
+    update(_links)
+    .where(
+        _links.c.id == bindparam("b_id"),
+        _links.c.state == LinkState.PENDING,
+        or_(_links.c.claimed_at.is_(None), _links.c.claimed_at < bindparam("b_expired")),
+    )
+    .values(claim_token=bindparam("claim_token"), claimed_at=bindparam("claimed_at"),
+            route=bindparam("route"), team=bindparam("team"))
+)
+_REFRESH = (
+    update(_links)
+    .where(
+        _links.c.id == bindparam("b_id"),
+        _links.c.claim_token == bindparam("b_token"),
+        _links.c.state == LinkState.PENDING,
+    )
+    .values(claimed_at=bindparam("b_now"))
+)
+_REFRESH_FOR_CREATE = _REFRESH.values(create_attempted_at=bindparam("b_now"))
+_RELEASE = (
+    update(_links)
+    .where(_links.c.id == bindparam("b_id"), _links.c.claim_token == bindparam("b_token"))
+    .values(claimed_at=None, claim_token=None)
+)
+_RELEASE_UNTRIED = _RELEASE.values(create_attempted_at=None)
+_ABANDON = delete(_links).where(
+    _links.c.id == bindparam("b_id"),
+    _links.c.claim_token == bindparam("b_token"),
+    _links.c.state == LinkState.PENDING,
+)
+_ACTIVATE = update(_links).where(_links.c.id == bindparam("b_id"))
+# Flags only ever go from false to true: a stale snapshot must not undo another worker's mark.
+_MARK = (
+    update(_links)
+    .where(_links.c.id == bindparam("b_id"))
+    .values(remote_link_done=or_(_links.c.remote_link_done, bindparam("remote_link_done")),
+            sentry_link_done=or_(_links.c.sentry_link_done, bindparam("sentry_link_done")))
+)
+_UNLINK = (
+    update(_links)
+    .where(_links.c.live_sentry_issue_id == bindparam("b_issue"))
+    .values(state=LinkState.UNLINKED, live_sentry_issue_id=None, changed_by=bindparam("changed_by"),
+            updated_at=bindparam("updated_at"))
+    .returning(*_links.c)
+)
+_TIE = (
+    update(_links)
+    .where(_links.c.id == bindparam("b_id"))
+    .values(previous_link_id=bindparam("previous_link_id"), updated_at=bindparam("updated_at"))
+)
+_AUDIT = insert(_audit)

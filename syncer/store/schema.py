@@ -1,4 +1,5 @@
-"""What syncer stores: links, the inbox of deliveries, dead letters, the audit trail, caches.
+"""What syncer stores: links, the inbox of deliveries, dead letters, the audit trail, caches,
+Sentry installations.
 
 Idempotency lives here as constraints, not as hopes:
 - one live link per Sentry issue (`Link.live_sentry_issue_id` is unique; it is cleared when a link
@@ -9,6 +10,7 @@ Idempotency lives here as constraints, not as hopes:
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Column, DateTime, Index, Text, UniqueConstraint
@@ -136,6 +138,14 @@ class Delivery(SQLModel, table=True):
     finished_at: datetime | None = When(default=None)
 
 
+class DeadLetterState(StrEnum):
+    """Where a dead letter stands; stored as its text (the column is a plain string)."""
+
+    OPEN = "open"  # waiting for a person, or for reconcile's automatic retry
+    RETRIED = "retried"  # its delivery was put back into the inbox
+    DROPPED = "dropped"  # a person decided it needs nothing more
+
+
 class DeadLetter(SQLModel, table=True):
     """Work that failed for good: kept with its error and payload until retried or dropped."""
 
@@ -147,7 +157,7 @@ class DeadLetter(SQLModel, table=True):
     subject: str = Field(default="", max_length=200)  # e.g. "sentry issue 123"
     error: str = Field(sa_column=Column(Text, nullable=False))
     payload: str = Field(default="", sa_column=Column(Text, nullable=False))
-    state: str = Field(default="open", max_length=20)  # open | retried | dropped
+    state: str = Field(default=DeadLetterState.OPEN.value, max_length=20)  # a DeadLetterState
     created_at: datetime = When(default_factory=utcnow)
     retried_at: datetime | None = When(default=None)
     retries: int = 0
@@ -178,3 +188,13 @@ class AccountCache(SQLModel, table=True):
     account_id: str | None = Field(default=None, max_length=200)
     reason: str = Field(default="", max_length=500)
     resolved_at: datetime = When(default_factory=utcnow)
+
+
+class Installation(SQLModel, table=True):
+    """A Sentry integration installation, by the uuid its webhooks carry, kept after the inbox's
+    retention has pruned those webhooks: reconcile's external-issue links need it."""
+
+    __tablename__ = "installations"
+
+    uuid: str = Field(primary_key=True, max_length=100)
+    seen_at: datetime = When(default_factory=utcnow)  # refreshed now and then while webhooks name it

@@ -10,13 +10,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import bindparam, select
-
+from syncer.metrics import Metric
 from syncer.runtime import Runtime
-from syncer.store.engine import reading, session_scope
-from syncer.store.schema import AccountCache, utcnow
+from syncer.store import accounts
+from syncer.store.schema import utcnow
 
 HIT_TTL = timedelta(days=7)
 MISS_TTL = timedelta(hours=1)
@@ -43,20 +41,15 @@ def resolve(rt: Runtime, email: str | None) -> Assignee:
             return cached
         now = utcnow()
         match = rt.jira.find_account(email)
-        with session_scope(rt.engine) as session:
-            row = session.get(AccountCache, key) or AccountCache(email=key)
-            row.account_id = match.account_id
-            row.reason = "" if match.account_id else match.reason[:500]
-            row.resolved_at = now
-            session.add(row)
+        accounts.remember(rt.engine, key, account_id=match.account_id,
+                          reason="" if match.account_id else match.reason, at=now)
     if match.account_id is None:
-        rt.counters.incr("syncer_assignee_unresolved_total")
+        rt.counters.incr(Metric.ASSIGNEE_UNRESOLVED)
     return Assignee(match.account_id, "" if match.account_id else match.reason)
 
 
 def _cached(rt: Runtime, key: str) -> Assignee | None:
-    with reading(rt.engine) as connection:
-        row = connection.execute(_CACHED, {"b_email": key}).first()
+    row = accounts.cached(rt.engine, key)
     if row is None:
         return None
     ttl = HIT_TTL if row.account_id else MISS_TTL
@@ -72,7 +65,3 @@ def _lock_for(key: str) -> threading.Lock:
 
 _locks: dict[str, threading.Lock] = {}  # one per e-mail in the policy: a handful
 _locks_guard = threading.Lock()
-_account_cache: Any = AccountCache.__table__  # type: ignore[attr-defined]
-_CACHED = select(_account_cache.c.account_id, _account_cache.c.reason, _account_cache.c.resolved_at).where(
-    _account_cache.c.email == bindparam("b_email")
-)

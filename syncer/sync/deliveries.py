@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-
-import redis
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from enum import StrEnum
 
 from syncer import logs
-from syncer.errors import PayloadError, PermanentError, TransientError
-from syncer.retry import backoff_seconds
+from syncer.errors import PermanentError, SyncerError, TransientError, classify_failure
+from syncer.metrics import Metric
+from syncer.retry import delivery_policy
 from syncer.runtime import Runtime
 from syncer.store import deliveries
 from syncer.store.schema import utcnow
@@ -24,11 +22,21 @@ from syncer.sync import dispatch
 log = logs.get_logger(__name__)
 
 
+class StepState(StrEnum):
+    """What came of one try at a delivery (the task's result)."""
+
+    SKIPPED = "skipped"  # finished already, or another worker holds it
+    DONE = "done"
+    IGNORED = "ignored"
+    RETRY = "retry"  # postponed: due again after a backoff
+    DEAD = "dead"  # a dead letter now
+
+
 @dataclass(frozen=True)
 class Step:
     """What the task should do next: nothing, or run again in `retry_in` seconds."""
 
-    state: str  # skipped | done | ignored | retry | dead
+    state: StepState
     retry_in: float | None = None
     note: str = ""
 
@@ -45,45 +53,46 @@ def _process(rt: Runtime, delivery_id: int) -> Step:
     lease = timedelta(seconds=settings.sweep_after_seconds)
     delivery = deliveries.take(rt.engine, delivery_id, lease=lease)
     if delivery is None:
-        return Step("skipped", note="finished already, or another worker holds it")
+        return Step(StepState.SKIPPED, note="finished already, or another worker holds it")
     try:
         outcome = dispatch.handle(rt, delivery)
-    except (TransientError, OperationalError, PoolTimeout, redis.RedisError) as exc:
-        retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-        return _later(rt, delivery, _describe(exc), retry_after)
-    except (PermanentError, PayloadError) as exc:
+    except Exception as exc:
+        # Ours as raised; the database or Redis out of reach as `errors.FAILURES` maps them.
+        failure = exc if isinstance(exc, SyncerError) else classify_failure(exc)
+        if isinstance(failure, TransientError):
+            return _later(rt, delivery, _describe(exc), failure.retry_after)
+        if not isinstance(failure, PermanentError):
+            # None of ours: a bug, or a shape nobody foresaw. Left to escape, it would leave the row
+            # "processing" for the sweeper to hand out again and again; instead it is retried like
+            # a transient failure and, if it keeps failing, becomes a dead letter a person can see.
+            log.exception("delivery %s: unexpected %s", delivery_id, type(exc).__name__)
+            return _later(rt, delivery, f"unexpected {_describe(exc)}", None)
         error = _describe(exc)
         deliveries.bury(rt.engine, delivery_id, error=error, subject=dispatch.subject(delivery))
-        rt.counters.incr("syncer_dead_letters_total", source=delivery.source, reason="permanent")
-        log.error("delivery %s dead: %s", delivery_id, error, state="dead")
-        return Step("dead", note=error)
-    except Exception as exc:
-        # None of ours: a bug, or a shape nobody foresaw. Left to escape, it would leave the row
-        # "processing" for the sweeper to hand out again and again; instead it is retried like a
-        # transient failure and, if it keeps failing, becomes a dead letter a person can see.
-        log.exception("delivery %s: unexpected %s", delivery_id, type(exc).__name__)
-        return _later(rt, delivery, f"unexpected {_describe(exc)}", None)
+        rt.counters.incr(Metric.DEAD_LETTERS_TOTAL, source=delivery.source, reason="permanent")
+        log.error("delivery %s dead: %s", delivery_id, error, state=StepState.DEAD)
+        return Step(StepState.DEAD, note=error)
     deliveries.finish(rt.engine, delivery_id, ignored=outcome.ignored, outcome=outcome.note)
-    state = "ignored" if outcome.ignored else "done"
+    state = StepState.IGNORED if outcome.ignored else StepState.DONE
     log.info("delivery %s %s: %s", delivery_id, state, outcome.note, state=state)
     return Step(state, note=outcome.note)
 
 
 def _later(rt: Runtime, delivery: deliveries.Taken, error: str, retry_after: float | None) -> Step:
     """A failure worth another try: back off (never sooner than the server asked), or give up."""
-    settings = rt.settings
-    if delivery.attempts > settings.task_max_retries:
+    policy = delivery_policy(rt.settings)
+    if policy.exhausted(delivery.attempts):
         deliveries.bury(rt.engine, delivery.id, error=f"gave up after {delivery.attempts} attempts: {error}",
                         subject=dispatch.subject(delivery))
-        rt.counters.incr("syncer_dead_letters_total", source=delivery.source, reason="retries_exhausted")
+        rt.counters.incr(Metric.DEAD_LETTERS_TOTAL, source=delivery.source, reason="retries_exhausted")
         log.error("delivery %s dead after %s attempts: %s", delivery.id, delivery.attempts, error,
-                  state="dead")
-        return Step("dead", note=error)
-    wait = backoff_seconds(delivery.attempts, retry_after=retry_after, cap=settings.retry_backoff_cap_seconds)
+                  state=StepState.DEAD)
+        return Step(StepState.DEAD, note=error)
+    wait = policy.wait(delivery.attempts, retry_after)
     deliveries.postpone(rt.engine, delivery.id, until=utcnow() + timedelta(seconds=wait), error=error)
-    rt.counters.incr("syncer_delivery_retries_total", source=delivery.source)
-    log.warning("delivery %s: %s; retrying in %.1fs", delivery.id, error, wait, state="retry")
-    return Step("retry", retry_in=wait, note=error)
+    rt.counters.incr(Metric.DELIVERY_RETRIES, source=delivery.source)
+    log.warning("delivery %s: %s; retrying in %.1fs", delivery.id, error, wait, state=StepState.RETRY)
+    return Step(StepState.RETRY, retry_in=wait, note=error)
 
 
 def _describe(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ from syncer.jira.webhooks import JiraEvent
 from syncer.runtime import Runtime
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.sentry.webhooks import SentryEvent
+from syncer.store import installations
 from syncer.store.deliveries import Taken
 from syncer.sync import inbound, outbound, tickets
 from syncer.sync.outcome import Outcome
@@ -47,6 +48,8 @@ def handle(rt: Runtime, delivery: Taken) -> Outcome:
     if delivery.source == "sentry":
         event = sentry_webhooks.parse_event(delivery.resource, delivery.payload)
         logs.bind(sentry_issue_id=event.issue.id if event.issue else event.issue_id)
+        if event.installation_uuid:
+            installations.seen(rt.engine, event.installation_uuid)  # writes only when new to this process
         if event.job is None:
             return Outcome.ignore(sentry_webhooks.unhandled(event.resource, event.action) or "")
         return SENTRY_HANDLERS[event.job](rt, event, cause)

@@ -10,82 +10,36 @@ Each handler
    state already;
 5. stores both sides' state and the Jira watermark, and audits what it changed with its cause.
 
-The link helpers here (`save_link`, `mark_broken`) serve `outbound` too; the link's lock is
+The link's columns for what each side says (`jira_fields`, `sentry_fields`) serve `outbound` and
+reconciliation too; links are read and stored by `syncer.store.links`, and the link's lock is
 `syncer.locks.link_lock`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
-
 from syncer.core import status
 from syncer.core.issue import JiraTicket, SentryIssue
-from syncer.errors import PayloadError, PermanentError, TransientError
+from syncer.errors import PayloadError, PermanentError
 from syncer.jira.webhooks import JiraEvent
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
-from syncer.store import audit
-from syncer.store.engine import session_scope
-from syncer.store.schema import Link, LinkState, utcnow
+from syncer.store import links
+from syncer.store.links import AuditLine, LinkRecord
+from syncer.store.schema import LinkState, utcnow
 from syncer.sync.outcome import Outcome
 
 log = logging.getLogger(__name__)
 
 
-# --- the link: load, save -------------------------------------------------------------------------
+# --- the link's columns for what each side says --------------------------------------------------
 
 
-def load_link(rt: Runtime, link_id: int) -> Link | None:
-    with Session(rt.engine, expire_on_commit=False) as session:
-        return session.get(Link, link_id)
-
-
-def active_link_for_ticket(rt: Runtime, jira_issue_id: str) -> Link | None:
-    with Session(rt.engine, expire_on_commit=False) as session:
-        return session.exec(
-            select(Link).where(Link.jira_issue_id == jira_issue_id, Link.state == LinkState.ACTIVE)
-        ).first()
-
-
-AuditLine = tuple[str, str, str]  # side, action, detail
-
-
-def save_link(
-    rt: Runtime, link_id: int, *, cause: str, changes: Sequence[AuditLine] = (), **fields: Any
-) -> Link:
-    """Store what was learned and done, in one transaction with its audit lines."""
-    now = utcnow()
-    with session_scope(rt.engine) as session:
-        row = session.get(Link, link_id)
-        if row is None:
-            raise TransientError(f"link {link_id} vanished while it was being synced")
-        for name, value in fields.items():
-            setattr(row, name, value)
-        row.updated_at = now
-        if changes:
-            row.synced_at = now
-            row.changed_by = cause[:200]
-        for side, action, detail in changes:
-            audit.record(session, link=row, side=side, action=action, detail=detail, cause=cause)
-        session.flush()
-        return row
-
-
-def mark_broken(rt: Runtime, link: Link, *, cause: str, why: str, issue_gone: bool = False) -> None:
-    """One side is gone (the ticket, or with `issue_gone` the Sentry issue): keep the link for
-    audit, free the issue for a new ticket."""
-    assert link.id is not None
-    change = ("sentry", "issue_deleted", why) if issue_gone else ("jira", "ticket_deleted", why)
-    save_link(rt, link.id, cause=cause, changes=[change], state=LinkState.BROKEN, live_sentry_issue_id=None)
-
-
-def jira_fields(ticket: JiraTicket, known: Link, event_at: datetime | None) -> dict[str, Any]:
+def jira_fields(ticket: JiraTicket, known: LinkRecord, event_at: datetime | None) -> dict[str, Any]:
     """The link's Jira status columns for a ticket state seen at `event_at` (Jira's clock). Not the
     key: a webhook's key may predate a move, so keys are taken from fresh reads only."""
     return {
@@ -95,7 +49,7 @@ def jira_fields(ticket: JiraTicket, known: Link, event_at: datetime | None) -> d
     }
 
 
-def sentry_fields(issue: SentryIssue, known: Link) -> dict[str, Any]:
+def sentry_fields(issue: SentryIssue, known: LinkRecord) -> dict[str, Any]:
     """The link's Sentry columns. Sentry's webhooks carry no time of change, so the Sentry-side
     guard against late deliveries is the re-read, and `sentry_changed_at` notes when we saw it."""
     fields: dict[str, Any] = {"sentry_status": issue.status[:40], "sentry_substatus": issue.substatus[:60]}
@@ -112,7 +66,7 @@ class _Pair:
     """Both sides' current state, read at most once per event, only when a decision needs them."""
 
     rt: Runtime
-    link: Link
+    link: LinkRecord
     known_ticket: JiraTicket | None = None
     known_issue: SentryIssue | None = None
     notes: list[str] = field(default_factory=list)
@@ -133,7 +87,7 @@ class _Pair:
     def issue_gone(self, cause: str) -> None:
         link = self.link
         why = f"Sentry has no issue {link.sentry_issue_id} any more (deleted)"
-        mark_broken(self.rt, link, cause=cause, why=why, issue_gone=True)
+        links.mark_broken(self.rt.engine, link, cause=cause, why=why, issue_gone=True)
         self.notes.append(f"{why}: link marked broken")
         self.changed = True
 
@@ -143,7 +97,7 @@ def on_jira_issue_updated(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
     if event.ticket is None:
         raise PayloadError("jira:issue_updated without an issue")
     ticket = event.ticket
-    link = active_link_for_ticket(rt, ticket.id)
+    link = links.active_for_ticket(rt.engine, ticket.id)
     if link is None:
         return Outcome.ignore(f"ticket {ticket.key or ticket.id} is not linked to a Sentry issue")
     status_item = event.status_change()
@@ -152,9 +106,8 @@ def on_jira_issue_updated(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
     if status_item is None and assignee_item is None and not moved:
         return Outcome.ignore("not a status, assignee or project change")
     own_echo = bool(event.user_id) and event.user_id == rt.jira.bot_account_id()
-    assert link.id is not None
     with link_lock(rt, link.id):
-        fresh = load_link(rt, link.id)
+        fresh = links.load(rt.engine, link.id)
         if fresh is None or fresh.state != LinkState.ACTIVE:
             return Outcome.ignore(f"the link of {ticket.key} is {fresh.state if fresh else 'gone'} now")
         pair = _Pair(rt, fresh)
@@ -172,15 +125,14 @@ def on_jira_issue_deleted(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
     if event.ticket is None:
         raise PayloadError("jira:issue_deleted without an issue")
     ticket = event.ticket
-    link = active_link_for_ticket(rt, ticket.id)
+    link = links.active_for_ticket(rt.engine, ticket.id)
     if link is None:
         return Outcome.ignore(f"ticket {ticket.key or ticket.id} is not linked to a Sentry issue")
-    assert link.id is not None
     with link_lock(rt, link.id):
-        fresh = load_link(rt, link.id)
+        fresh = links.load(rt.engine, link.id)
         if fresh is None or fresh.state != LinkState.ACTIVE:
             return Outcome.ignore(f"the link of {ticket.key} is {fresh.state if fresh else 'gone'} already")
-        mark_broken(rt, fresh, cause=cause, why=f"{ticket.key} was deleted in Jira")
+        links.mark_broken(rt.engine, fresh, cause=cause, why=f"{ticket.key} was deleted in Jira")
     return Outcome(f"{ticket.key} deleted in Jira: the link to sentry issue {fresh.sentry_issue_id} is "
                    "kept, marked broken")
 
@@ -190,14 +142,13 @@ def _follow_move(pair: _Pair, cause: str) -> bool:
     back (or a later one), so the key comes from a fresh read. False when the ticket is gone."""
     current = pair.ticket()
     link = pair.link
-    assert link.id is not None
     if current is None:
-        mark_broken(pair.rt, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
+        links.mark_broken(pair.rt.engine, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
         pair.notes.append(f"{link.jira_key} no longer exists: link marked broken")
         pair.changed = True
         return False
     if current.key and current.key != link.jira_key:
-        pair.link = save_link(pair.rt, link.id, cause=cause, jira_key=current.key,
+        pair.link = links.save(pair.rt.engine, link.id, cause=cause, jira_key=current.key,
                               changes=[("jira", "moved", f"{link.jira_key} is now {current.key}")])
         pair.notes.append(f"{link.jira_key} moved to {current.key}; the link follows it")
         pair.changed = True
@@ -207,19 +158,19 @@ def _follow_move(pair: _Pair, cause: str) -> bool:
 def _sync_status(pair: _Pair, event: JiraEvent, own_echo: bool, previous_status: str, cause: str) -> bool:
     """Apply a status change to the Sentry issue. False when the ticket turned out to be gone."""
     rt, link, seen = pair.rt, pair.link, event.ticket
-    assert link.id is not None
     assert seen is not None
     early = status.triage_inbound(known=link, status_changed=True, own_echo=own_echo,
                                   event_at=event.timestamp, status=seen.status)
     if early is not None:
         if early.record:
             # Our own change coming back: Jira's time of it is the watermark (and closed-since).
-            pair.link = save_link(rt, link.id, cause=cause, **jira_fields(seen, link, event.timestamp))
+            pair.link = links.save(rt.engine, link.id, cause=cause,
+                                   **jira_fields(seen, link, event.timestamp))
         pair.notes.append(early.reason)
         return True
     ticket = pair.ticket()
     if ticket is None:
-        mark_broken(rt, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
+        links.mark_broken(rt.engine, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
         pair.notes.append(f"{link.jira_key} no longer exists: link marked broken")
         pair.changed = True
         return False
@@ -232,7 +183,7 @@ def _sync_status(pair: _Pair, event: JiraEvent, own_echo: bool, previous_status:
                                      previous_status=previous_status)
     outcome = apply_inbound(rt, link, ticket, issue, decision, cause=cause, event_at=event.timestamp)
     pair.known_issue = None  # written, maybe: read it again if anything else needs it
-    pair.link = load_link(rt, link.id) or link
+    pair.link = links.load(rt.engine, link.id) or link
     pair.changed = pair.changed or not outcome.ignored
     pair.notes.append(outcome.note)
     return True
@@ -240,7 +191,6 @@ def _sync_status(pair: _Pair, event: JiraEvent, own_echo: bool, previous_status:
 
 def _sync_assignee(pair: _Pair, own_echo: bool, cause: str) -> None:
     rt, link = pair.rt, pair.link
-    assert link.id is not None
     policy = rt.policy.status
     if not policy.assignee_to_sentry or own_echo:
         why = "status.assignee_to_sentry is off" if not policy.assignee_to_sentry else \
@@ -267,7 +217,7 @@ def _sync_assignee(pair: _Pair, own_echo: bool, cause: str) -> None:
             raise
         pair.notes.append(f"Sentry knows no user {decision.email}: the Sentry assignee stays")
         return
-    save_link(rt, link.id, cause=cause, changes=[("sentry", "assigned", decision.reason)])
+    links.save(rt.engine, link.id, cause=cause, changes=[("sentry", "assigned", decision.reason)])
     pair.changed = True
     pair.notes.append(decision.reason)
 
@@ -276,15 +226,14 @@ def _sync_assignee(pair: _Pair, own_echo: bool, cause: str) -> None:
 
 
 def apply_inbound(
-    rt: Runtime, link: Link, ticket: JiraTicket, issue: SentryIssue, decision: status.InboundDecision, *,
-    cause: str, event_at: datetime | None = None,
+    rt: Runtime, link: LinkRecord, ticket: JiraTicket, issue: SentryIssue,
+    decision: status.InboundDecision, *, cause: str, event_at: datetime | None = None,
 ) -> Outcome:
     """Apply a decided Jira -> Sentry change to a pair whose current state the caller has read
     (a webhook's handler, or reconciliation, which reads both sides in batches): write only when
     the decision changes something, then store both sides' state, with `event_at` (a webhook's
     time; reconciliation: the ticket's `updated`) as the Jira watermark. The caller holds
     `link_lock` and passes the link as loaded under it."""
-    assert link.id is not None
     fields = jira_fields(ticket, link, event_at or ticket.updated) if decision.record else {}
     if ticket.key and ticket.key != link.jira_key:
         fields["jira_key"] = ticket.key  # moved since; its own webhook may still be on the way
@@ -295,5 +244,5 @@ def apply_inbound(
                                        status_details=decision.status_details)
         changes.append(("sentry", decision.action, decision.reason))
     fields.update(sentry_fields(issue, link))
-    save_link(rt, link.id, cause=cause, changes=changes, **fields)
+    links.save(rt.engine, link.id, cause=cause, changes=changes, **fields)
     return Outcome(decision.reason) if changes else Outcome.ignore(decision.reason)

@@ -15,8 +15,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
-
 from syncer.core import status
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import issue_url
@@ -26,17 +24,11 @@ from syncer.jira.client import Moved
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
-from syncer.store import audit
-from syncer.store.engine import session_scope
-from syncer.store.schema import Link, LinkState, utcnow
-from syncer.sync import assignees, claims, tickets
-from syncer.sync.inbound import (
-    AuditLine,
-    load_link,
-    mark_broken,
-    save_link,
-    sentry_fields,
-)
+from syncer.store import links
+from syncer.store.links import AuditLine, LinkRecord
+from syncer.store.schema import LinkState, utcnow
+from syncer.sync import assignees, tickets
+from syncer.sync.inbound import sentry_fields
 from syncer.sync.outcome import Outcome
 
 # A ticket is being created for the issue right now: look again once it is linked.
@@ -45,7 +37,7 @@ PENDING_RETRY_SECONDS = 5.0
 
 def on_sentry_unresolved(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     """`issue.unresolved`: reopen the linked ticket, or (no active link) make sure there is one."""
-    link = claims.live_link(rt.engine, _issue_id(event))
+    link = links.live(rt.engine, _issue_id(event))
     if link is None or link.state != LinkState.ACTIVE:
         outcome = tickets.on_sentry_issue(rt, event, cause)
         _tie_successor(rt, _issue_id(event), cause)
@@ -56,7 +48,7 @@ def on_sentry_unresolved(rt: Runtime, event: SentryEvent, cause: str) -> Outcome
 def on_sentry_assigned(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     """`issue.assigned`: follow the assignee when the policy says so; without an active link this
     is (also) the "make sure there is a ticket" event it always was."""
-    link = claims.live_link(rt.engine, _issue_id(event))
+    link = links.live(rt.engine, _issue_id(event))
     if link is None or link.state != LinkState.ACTIVE or not rt.policy.status.assignee_to_jira:
         return tickets.on_sentry_issue(rt, event, cause)
     decision = status.decide_assignee_outbound(
@@ -65,7 +57,6 @@ def on_sentry_assigned(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     )
     if not decision.assign:
         return Outcome.ignore(decision.reason)
-    assert link.id is not None
     with link_lock(rt, link.id):
         fresh = _active(rt, link)
         if fresh is None:
@@ -80,15 +71,14 @@ def on_sentry_assigned(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         if ticket.assignee_account_id == account.account_id:
             return Outcome.ignore(f"{ticket.key} is assigned to {decision.email} already")
         rt.jira.assign(ticket.key, account.account_id)
-        assert fresh.id is not None
-        save_link(rt, fresh.id, cause=cause, changes=[("jira", "assigned", decision.reason)])
+        links.save(rt.engine, fresh.id, cause=cause, changes=[("jira", "assigned", decision.reason)])
     return Outcome(decision.reason)
 
 
 def on_sentry_status(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     """`issue.resolved`, `issue.ignored`/`issue.archived`, and `issue.unresolved` of a linked issue."""
     issue_id = _issue_id(event)
-    link = claims.live_link(rt.engine, issue_id)
+    link = links.live(rt.engine, issue_id)
     if link is None:
         return Outcome.ignore(f"sentry issue {issue_id} has no ticket")
     if link.state == LinkState.PENDING:
@@ -98,7 +88,6 @@ def on_sentry_status(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     early = status.triage_outbound(event.action, known=link, own_echo=own_echo, event_at=None)
     if early is not None:
         return Outcome.ignore(early.reason)
-    assert link.id is not None
     with link_lock(rt, link.id):
         fresh = _active(rt, link)
         if fresh is None:
@@ -106,7 +95,7 @@ def on_sentry_status(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         issue = rt.sentry.find_issue(issue_id)
         if issue is None:  # deleted since its webhook was sent
             why = f"Sentry has no issue {issue_id} any more (deleted)"
-            mark_broken(rt, fresh, cause=cause, why=why, issue_gone=True)
+            links.mark_broken(rt.engine, fresh, cause=cause, why=why, issue_gone=True)
             return Outcome(f"{why}: link marked broken")
         ticket = _ticket_or_break(rt, fresh, cause)
         if ticket is not None:
@@ -129,10 +118,9 @@ def on_sentry_status(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
 
 
 def _apply(
-    rt: Runtime, link: Link, issue: SentryIssue, ticket: JiraTicket, decision: status.OutboundDecision, *,
-    installation_uuid: str, cause: str,
+    rt: Runtime, link: LinkRecord, issue: SentryIssue, ticket: JiraTicket,
+    decision: status.OutboundDecision, *, installation_uuid: str, cause: str,
 ) -> Outcome:
-    assert link.id is not None
     fields = sentry_fields(issue, link)  # re-read just now: current, whatever the event said
     if ticket.key != link.jira_key:
         fields["jira_key"] = ticket.key  # moved to another project since we last looked
@@ -174,12 +162,12 @@ def _apply(
         unlabelled = f"no longer archived in Sentry: label {decision.unlabel!r} removed"
         changes.append(("jira", "unlabelled", unlabelled))
     if fields or changes:
-        save_link(rt, link.id, cause=cause, changes=changes, **fields)
+        links.save(rt.engine, link.id, cause=cause, changes=changes, **fields)
     return Outcome(note) if changes else Outcome.ignore(note)
 
 
 def _comment_for(
-    rt: Runtime, link: Link, issue: SentryIssue, decision: status.OutboundDecision, *,
+    rt: Runtime, link: LinkRecord, issue: SentryIssue, decision: status.OutboundDecision, *,
     moved_to: str | None = None, stays_in: str | None = None,
 ) -> str | None:
     note = decision.note
@@ -229,19 +217,18 @@ def _after_transition(moved: Moved) -> dict[str, Any]:
 
 
 def _open_successor(
-    rt: Runtime, link: Link, issue: SentryIssue, ticket: JiraTicket, decision: status.OutboundDecision,
+    rt: Runtime, link: LinkRecord, issue: SentryIssue, ticket: JiraTicket, decision: status.OutboundDecision,
     installation_uuid: str, cause: str, fields: dict[str, Any],
 ) -> Outcome:
     """Supersede the old link and open (or adopt) a ticket for the issue through the usual path.
     Routing is asked first: an issue the policy now ignores keeps its old, closed ticket."""
-    assert link.id is not None
     route = decide(issue, rt.policy, lambda: tickets.tags_for(rt, issue.id))
     if route.action == "ignore" or route.target is None:
         if fields:
-            save_link(rt, link.id, cause=cause, **fields)
+            links.save(rt.engine, link.id, cause=cause, **fields)
         return Outcome.ignore(f"{decision.reason}, but route {route.route_name} now ignores the issue "
                               f"({route.reason}); {ticket.key} stays closed")
-    save_link(rt, link.id, cause=cause, changes=[("syncer", "superseded", decision.reason)],
+    links.save(rt.engine, link.id, cause=cause, changes=[("syncer", "superseded", decision.reason)],
               state=LinkState.SUPERSEDED, live_sentry_issue_id=None, **fields)
     created = tickets.create_or_link(rt, issue, route, installation_uuid=installation_uuid, cause=cause)
     return Outcome(f"{decision.reason}: {created.note}")
@@ -253,33 +240,17 @@ def _tie_successor(rt: Runtime, sentry_issue_id: str, cause: str) -> None:
     Separate from the creation so that it also completes after a retry: when the create failed
     after the old link was superseded, the retried delivery creates the ticket through the
     ordinary no-link path and finishes here."""
-    with Session(rt.engine, expire_on_commit=False) as session:
-        new = session.exec(select(Link).where(Link.live_sentry_issue_id == sentry_issue_id)).first()
-        if new is None or new.state != LinkState.ACTIVE or new.previous_link_id is not None:
-            return
-        taken = select(Link.previous_link_id).where(col(Link.previous_link_id).is_not(None))
-        old = session.exec(
-            select(Link)
-            .where(
-                Link.sentry_issue_id == sentry_issue_id,
-                Link.state == LinkState.SUPERSEDED,
-                col(Link.id) < new.id,
-                col(Link.id).not_in(taken),
-            )
-            .order_by(col(Link.id).desc())
-        ).first()
-    if old is None or not old.jira_key or not new.jira_key or old.jira_issue_id == new.jira_issue_id:
+    pair = links.untied_successor(rt.engine, sentry_issue_id)
+    if pair is None:
+        return
+    new, old = pair
+    if not old.jira_key or not new.jira_key or old.jira_issue_id == new.jira_issue_id:
         return
     closed_days = _days_since(old.jira_changed_at) if old.jira_status_category == status.DONE else None
     rt.jira.add_comment(old.jira_key, status.successor_comment(new_key=new.jira_key, closed_days=closed_days))
     rt.jira.add_comment(new.jira_key, status.predecessor_comment(old_key=old.jira_key))
-    with session_scope(rt.engine) as session:
-        row = session.get(Link, new.id)
-        assert row is not None
-        row.previous_link_id = old.id
-        row.updated_at = utcnow()
-        audit.record(session, link=row, side="jira", action="follows",
-                     detail=f"{new.jira_key} follows {old.jira_key}", cause=cause)
+    links.tie(rt.engine, new, old, cause=cause,
+              audit=[("jira", "follows", f"{new.jira_key} follows {old.jira_key}")])
 
 
 def _days_since(moment: datetime | None) -> int | None:
@@ -296,17 +267,16 @@ def _issue_id(event: SentryEvent) -> str:
     return issue_id
 
 
-def _active(rt: Runtime, link: Link) -> Link | None:
-    assert link.id is not None
-    fresh = load_link(rt, link.id)
+def _active(rt: Runtime, link: LinkRecord) -> LinkRecord | None:
+    fresh = links.load(rt.engine, link.id)
     return fresh if fresh is not None and fresh.state == LinkState.ACTIVE else None
 
 
-def _ticket_or_break(rt: Runtime, link: Link, cause: str) -> JiraTicket | None:
+def _ticket_or_break(rt: Runtime, link: LinkRecord, cause: str) -> JiraTicket | None:
     assert link.jira_issue_id is not None
     ticket = rt.jira.get_ticket(link.jira_issue_id)
     if ticket is None:
-        mark_broken(rt, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
+        links.mark_broken(rt.engine, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
     return ticket
 
 
@@ -314,8 +284,8 @@ def _ticket_or_break(rt: Runtime, link: Link, cause: str) -> JiraTicket | None:
 
 
 def apply_outbound(
-    rt: Runtime, link: Link, issue: SentryIssue, ticket: JiraTicket, decision: status.OutboundDecision, *,
-    cause: str, installation_uuid: str = "",
+    rt: Runtime, link: LinkRecord, issue: SentryIssue, ticket: JiraTicket,
+    decision: status.OutboundDecision, *, cause: str, installation_uuid: str = "",
 ) -> Outcome:
     """Apply a decided Sentry -> Jira change to a pair whose current state the caller has read
     (reconciliation reads both sides in batches), through `_apply` as `on_sentry_status` does for

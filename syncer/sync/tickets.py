@@ -2,7 +2,7 @@
 
 The order of operations is the design:
 1. decide (pure routing) — ignored issues cost nothing more;
-2. claim the issue in the database (see `claims`), so one worker of many proceeds;
+2. claim the issue in the database (see `syncer.store.links`), so one worker of many proceeds;
 3. look for a ticket that already carries the issue's label (made by hand, by an earlier install,
    or by a create whose answer we never saw) and link it instead of creating, or wait for Jira's
    search to catch up with an earlier create (`syncer.core.tickets.choose_ticket` decides);
@@ -19,19 +19,18 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, update
-
 from syncer import logs
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import remote_link_global_id, render_ticket, sentry_issue_url, sentry_label
 from syncer.core.routing import Decision, decide
 from syncer.core.tickets import choose_ticket
-from syncer.errors import AmbiguousError, Busy, PayloadError, PermanentError, TransientError
+from syncer.errors import AmbiguousError, Busy, HeldElsewhere, PayloadError, PermanentError, TransientError
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
-from syncer.store import audit
-from syncer.store.schema import AuditEntry, Link, LinkState, utcnow
-from syncer.sync import assignees, claims
+from syncer.store import links
+from syncer.store.links import ClaimRecord, LinkRecord
+from syncer.store.schema import LinkState, utcnow
+from syncer.sync import assignees
 from syncer.sync.outcome import Outcome
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     issue_id = event.issue.id if event.issue else event.issue_id
     if not issue_id:
         raise PayloadError(f"{event.resource}.{event.action} names no issue")
-    link = claims.live_link(rt.engine, issue_id)
+    link = links.live(rt.engine, issue_id)
     if link is not None and link.state == LinkState.ACTIVE:
         finish_backlinks(rt, link, event.installation_uuid, cause)
         return Outcome.ignore(f"already linked to {link.jira_key}")
@@ -90,13 +89,13 @@ def create_or_link(
 ) -> Outcome:
     assert decision.target is not None
     try:
-        claimed = claims.take(
+        claimed = links.take_claim(
             rt.engine, issue.id, project=issue.project_slug, route=decision.route_name, team=decision.team,
             ttl=timedelta(seconds=rt.settings.claim_ttl_seconds),
         )
-    except claims.HeldElsewhere as exc:
+    except HeldElsewhere as exc:
         raise Busy(str(exc), retry_after=HELD_RETRY_SECONDS) from None
-    if isinstance(claimed, Link):
+    if isinstance(claimed, LinkRecord):
         finish_backlinks(rt, claimed, installation_uuid, cause)
         return Outcome.ignore(f"already linked to {claimed.jira_key}")
     claim = claimed
@@ -107,7 +106,7 @@ def create_or_link(
         found = rt.jira.find_by_label(sentry_label(issue.id))
         choice = choose_ticket(
             found,
-            retired=claims.retired_ticket_ids(rt.engine, issue.id) if found else (),
+            retired=links.retired_ticket_ids(rt.engine, issue.id) if found else (),
             create_attempted_at=claim.create_attempted_at,
             now=utcnow(),
             search_lag=timedelta(seconds=rt.settings.jira_search_lag_seconds),
@@ -129,7 +128,7 @@ def create_or_link(
             assignee = assignees.resolve(rt, decision.target.assignee_email)
             if assignee.account_id:
                 fields["assignee"] = rt.jira.user_ref(assignee.account_id)
-            if not claims.refresh(rt.engine, claim, create_attempt=True):
+            if not links.refresh_claim(rt.engine, claim, create_attempt=True):
                 raise TransientError(
                     f"lost the claim on sentry issue {issue.id}", retry_after=HELD_RETRY_SECONDS
                 )
@@ -150,12 +149,12 @@ def create_or_link(
                 note += f"; unassigned: {assignee.reason}"
     except PermanentError:
         if created_nothing:
-            claims.abandon(rt.engine, claim)
+            links.abandon_claim(rt.engine, claim)
         else:
-            claims.release(rt.engine, claim, created_nothing=False)
+            links.release_claim(rt.engine, claim, created_nothing=False)
         raise
     except BaseException:
-        claims.release(rt.engine, claim, created_nothing=created_nothing)
+        links.release_claim(rt.engine, claim, created_nothing=created_nothing)
         raise
     finish_backlinks(rt, link, installation_uuid, cause)
     return Outcome(note)
@@ -163,7 +162,7 @@ def create_or_link(
 
 def _activate(
     rt: Runtime,
-    claim: claims.Claim,
+    claim: ClaimRecord,
     issue: SentryIssue,
     decision: Decision,
     ticket: JiraTicket,
@@ -171,7 +170,7 @@ def _activate(
     *,
     adopted: bool,
     assignee_note: str = "",
-) -> Link:
+) -> LinkRecord:
     now = utcnow()
     target = decision.target
     assert target is not None
@@ -199,77 +198,62 @@ def _activate(
     if assignee_note and target.assignee_email:
         detail += f" (left unassigned: {assignee_note})"
     logs.bind(jira_key=ticket.key)  # what the rest of this delivery's lines are about, too
-    link = Link(id=claim.link_id, sentry_issue_id=issue.id, live_sentry_issue_id=issue.id,
-                sentry_project=issue.project_slug[:200], route=decision.route_name[:200], team=decision.team,
-                create_attempted_at=claim.create_attempted_at, **values)
-    # One transaction for the link and its audit row, as prebuilt statements (every ticket passes here).
-    with rt.engine.begin() as connection:
-        connection.execute(_ACTIVATE, {"b_id": claim.link_id, **values})
-        action = "linked_existing" if adopted else "created"
-        connection.execute(_AUDIT, audit.row(link=link, side="jira", action=action, detail=detail,
-                                             cause=cause))
+    link = LinkRecord(id=claim.link_id, sentry_issue_id=issue.id, live_sentry_issue_id=issue.id,
+                      sentry_project=issue.project_slug[:200], route=decision.route_name[:200],
+                      team=decision.team, create_attempted_at=claim.create_attempted_at, **values)
+    action = "linked_existing" if adopted else "created"
+    # One transaction for the link and its audit row (every ticket passes here).
+    links.activate(rt.engine, claim.link_id, values,
+                   links.audit_row(link, side="jira", action=action, detail=detail, cause=cause))
     return link
 
 
-def finish_backlinks(rt: Runtime, link: Link, installation_uuid: str, cause: str) -> None:
+def finish_backlinks(rt: Runtime, link: LinkRecord, installation_uuid: str, cause: str) -> None:
     """Let a person find each side from the other. Both calls are idempotent upserts; what is done
     is recorded once at the end (one transaction), or, when the Sentry side fails, the Jira side
     alone, so the retry does not repeat it."""
     if link.remote_link_done and link.sentry_link_done:
         return
-    assert link.jira_key is not None
+    key = link.jira_key
+    assert key is not None
     org = rt.settings.sentry_org or ""
     remote_done_now = not link.remote_link_done
     if remote_done_now:
         rt.jira.upsert_remote_link(
-            link.jira_key,
+            key,
             global_id=remote_link_global_id(org, link.sentry_issue_id),
             url=sentry_issue_url(rt.settings.sentry_url, org, link.sentry_issue_id),
             title=f"Sentry issue {link.sentry_issue_id}",
         )
-        link.remote_link_done = True
     if link.sentry_link_done:
-        _mark(rt, link)
+        _mark(rt, link, sentry_link_done=True)
         return
     uuid = rt.settings.sentry_installation_uuid or installation_uuid
-    web_url = f"{rt.jira_browse_url}/{link.jira_key}"
+    web_url = f"{rt.jira_browse_url}/{key}"
     try:
         if uuid:
             rt.sentry.link_external_issue(
                 uuid,
                 link.sentry_issue_id,
                 web_url=web_url,
-                project=link.jira_key.split("-")[0],
-                identifier=link.jira_key,
+                project=key.split("-")[0],
+                identifier=key,
             )
             how = "external issue"
         else:
-            rt.sentry.add_note(link.sentry_issue_id, f"Jira ticket: {link.jira_key} {web_url}")
+            rt.sentry.add_note(link.sentry_issue_id, f"Jira ticket: {key} {web_url}")
             how = "note (no integration installation known)"
     except BaseException:
         if remote_done_now:
-            _mark(rt, link)
+            _mark(rt, link, sentry_link_done=False)
         raise
-    link.sentry_link_done = True
-    _mark(rt, link, audit.row(link=link, side="sentry", action="linked", detail=how, cause=cause))
+    _mark(rt, link, sentry_link_done=True,
+          audit_row=links.audit_row(link, side="sentry", action="linked", detail=how, cause=cause))
 
 
-def _mark(rt: Runtime, link: Link, audit_row: dict[str, Any] | None = None) -> None:
-    """Store the link's back-link flags (and the audit row of what was done) in one transaction."""
-    with rt.engine.begin() as connection:
-        connection.execute(_MARK, {"b_id": link.id, "remote_link_done": link.remote_link_done,
-                                   "sentry_link_done": link.sentry_link_done})
-        if audit_row is not None:
-            connection.execute(_AUDIT, audit_row)
-
-
-_links: Any = Link.__table__  # type: ignore[attr-defined]
-_ACTIVATE = update(_links).where(_links.c.id == bindparam("b_id"))
-# Flags only ever go from false to true: a stale snapshot must not undo another worker's mark.
-_MARK = (
-    update(_links)
-    .where(_links.c.id == bindparam("b_id"))
-    .values(remote_link_done=or_(_links.c.remote_link_done, bindparam("remote_link_done")),
-            sentry_link_done=or_(_links.c.sentry_link_done, bindparam("sentry_link_done")))
-)
-_AUDIT = insert(AuditEntry.__table__)  # type: ignore[attr-defined]
+def _mark(
+    rt: Runtime, link: LinkRecord, *, sentry_link_done: bool, audit_row: dict[str, Any] | None = None
+) -> None:
+    """The remote link is done by now; whether the Sentry side is, and the audit row of it."""
+    links.mark_backlinks(rt.engine, link.id, remote_link_done=True, sentry_link_done=sentry_link_done,
+                         audit=audit_row)

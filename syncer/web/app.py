@@ -21,29 +21,24 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from structlog.contextvars import bind_contextvars
 
 from syncer import logs, metrics
-from syncer.errors import PayloadError
+from syncer.errors import BodyTooLarge, PayloadError
 from syncer.jira import webhooks as jira_webhooks
 from syncer.payload import MAX_BODY_BYTES, Envelope
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.settings import Settings
-from syncer.store import deliveries
+from syncer.store import deliveries, health
 from syncer.web.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
 
 log = logs.get_logger(__name__)
 
 Enqueue = Callable[[int], None]
 BrokerCheck = Callable[[], None]
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 _SENTRY_HEADERS = frozenset(
@@ -69,13 +64,13 @@ def _text(value: bytes | None) -> str | None:
 async def _read_body(request: Request, declared_length: bytes | None, limit: int) -> bytes:
     declared = _text(declared_length)
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+        raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:  # a sender that lies about Content-Length or streams chunked
-            raise BodyTooLarge
+            raise BodyTooLarge(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -228,7 +223,7 @@ def create_app(
     async def readyz() -> Response:
         failed: dict[str, str] = {}
         try:
-            await run_in_threadpool(_ping_db, engine)
+            await run_in_threadpool(health.ping, engine)
         except Exception as exc:
             failed["database"] = type(exc).__name__
         try:
@@ -245,9 +240,4 @@ def create_app(
         return PlainTextResponse(body, media_type=metrics.CONTENT_TYPE)
 
     return app
-
-
-def _ping_db(engine: Engine) -> None:
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
 

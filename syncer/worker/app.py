@@ -16,12 +16,10 @@ from typing import Any
 from celery import Celery, Task, signals
 from celery.utils.nodenames import anon_nodename
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from syncer import logs
-from syncer.errors import Busy, ConfigError
-from syncer.retry import backoff_seconds
+from syncer.errors import Busy, ConfigError, TransientError, classify_failure
+from syncer.retry import delivery_policy
 from syncer.runtime import Runtime
 from syncer.settings import Settings
 from syncer.store import deliveries
@@ -119,10 +117,13 @@ def process_delivery(self: Task, delivery_id: int) -> str:
     rt = _runtime()
     try:
         step = process(rt, delivery_id)
-    except (OperationalError, PoolTimeout) as exc:
+    except Exception as exc:
+        if not _database_down(exc):
+            raise
         # The database is out of reach: the delivery is safe in it, untouched or postponed. Back off
-        # and try again (the sweeper would hand it out too, once the database answers).
-        wait = backoff_seconds(self.request.retries + 1, cap=rt.settings.retry_backoff_cap_seconds)
+        # and try again (the sweeper would hand it out too, once the database answers). No limit
+        # here: the delivery's own tries are counted in its row, where the policy's limit applies.
+        wait = delivery_policy(rt.settings).wait(self.request.retries + 1)
         log.warning("delivery %s: database unavailable (%s); retrying in %.1fs",
                     delivery_id, type(exc).__name__, wait)
         raise self.retry(countdown=wait, max_retries=None) from None
@@ -141,24 +142,33 @@ def process_deliveries(delivery_ids: list[int]) -> list[str]:
 
     A delivery that must wait (backoff, the database out of reach) goes back to the queue as a
     message of its own, so the rest do not wait with it; a redelivered batch skips what is done."""
-    from syncer.sync.deliveries import process
+    from syncer.sync.deliveries import StepState, process
 
     rt = _runtime()
-    states = []
+    states: list[str] = []
     for delivery_id in delivery_ids:
         try:
             step = process(rt, delivery_id)
-        except (OperationalError, PoolTimeout) as exc:
-            wait = backoff_seconds(1, cap=rt.settings.retry_backoff_cap_seconds)
+        except Exception as exc:
+            if not _database_down(exc):
+                raise
+            # Its first re-delivery: the message of its own counts its retries from here.
+            wait = delivery_policy(rt.settings).wait(1)
             log.warning("delivery %s: database unavailable (%s); retrying in %.1fs",
                         delivery_id, type(exc).__name__, wait)
             _later(delivery_id, wait)
-            states.append("retry")
+            states.append(StepState.RETRY)
             continue
         if step.retry_in is not None:
             _later(delivery_id, step.retry_in)
         states.append(step.state)
     return states
+
+
+def _database_down(exc: Exception) -> bool:
+    """What escapes `process` is the database's (it handles everything else): retried when the
+    database is out of reach (`errors.FAILURES`), left to fail the task otherwise."""
+    return isinstance(classify_failure(exc), TransientError)
 
 
 def _later(delivery_id: int, countdown: float) -> None:
@@ -220,9 +230,12 @@ def publish_batch(ids: Sequence[int], target: Celery | None = None) -> None:
     sweeper hands out the rest.
 
     The messages are Celery's task protocol v2, the format Celery documents for producers written
-    without Celery ("Message Protocol" in its internals guide), built here directly: `send_task`
-    spends ~100 us of CPU per message on options this task never uses, kombu's publish ~28 us, and
-    the web process is CPU-bound under load (docs/benchmarks.md)."""
+    without Celery ("Message Protocol" in its internals guide), built here directly rather than by
+    `send_task`/`apply_async` over the same producer: those spend several times kombu's own publish
+    on options this task never uses, and the web process is CPU-bound in a burst that must be
+    answered within Sentry's webhook deadline (docs/benchmarks.md). Real workers consume these
+    messages in the end-to-end tests (`syncer web` publishes through here; tests/test_tickets.py
+    for a batch)."""
     own = target or app
     origin = anon_nodename()
     queue = own.conf.task_default_queue

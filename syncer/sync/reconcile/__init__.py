@@ -10,7 +10,7 @@ made by another tool may emit nothing). A run (`run.py`):
    pages (memory stays flat in the number of links), reads both sides of each page with one request
    each (`pages.py`: Jira `id in (...)`, Sentry by `group=` ids), asks `syncer.core.drift` what
    drifted, and repairs (`repair.py`) through the functions the webhook handlers use
-   (`inbound.apply_inbound`, `outbound.apply_outbound`, `mark_broken`, `save_link`), under the
+   (`inbound.apply_inbound`, `outbound.apply_outbound`, `store.links.mark_broken`, `save`), under the
    link's lock, after checking that no webhook moved the link meanwhile;
 3. backfills (`backfill.py`): unresolved Sentry issues first seen within `reconcile.lookback_hours`
    that match a route and have no link get their ticket through `tickets.create_or_link` (exactly

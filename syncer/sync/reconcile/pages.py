@@ -1,14 +1,13 @@
 """Pages of links, and both sides' current state for a page: one request to each side, at once.
 
-A read that fails transiently is tried again a few times, waiting as the project's retry policy
-says (`syncer.retry.backoff_seconds`, never sooner than the server asked); one that keeps failing
-is the caller's to report, and the run goes on with the next page.
+A read that fails transiently is tried again a few times (`READS`, a `syncer.retry.RetryPolicy`:
+never sooner than the server asked); one that keeps failing is the caller's to report, and the run
+goes on with the next page.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -19,16 +18,15 @@ from sqlalchemy.engine import Engine
 
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.errors import TransientError
-from syncer.retry import backoff_seconds
+from syncer.retry import RetryPolicy
 from syncer.runtime import Runtime
 from syncer.store import links
-from syncer.store.schema import Link
+from syncer.store.links import LinkRecord
 
 log = logging.getLogger(__name__)
 
-READ_ATTEMPTS = 4
-READ_BACKOFF_BASE_SECONDS = 1.0
-READ_BACKOFF_CAP_SECONDS = 30.0
+# A page's reads, within one run that other pages wait on: a few quick tries, then the next page.
+READS = RetryPolicy(attempts=4, base=1.0, cap=30.0)
 
 T = TypeVar("T")
 
@@ -41,16 +39,15 @@ class Sides:
     tickets: dict[str, JiraTicket]
 
 
-def link_pages(engine: Engine, size: int) -> Iterator[list[Link]]:
+def link_pages(engine: Engine, size: int) -> Iterator[list[LinkRecord]]:
     """Active links in id order, `size` at a time (keyset pages: no page holds more than `size`)."""
     after = 0
     while batch := links.active_page(engine, after=after, size=size):
         yield batch
-        assert batch[-1].id is not None
         after = batch[-1].id
 
 
-def read_sides(rt: Runtime, batch: Sequence[Link], pool: ThreadPoolExecutor) -> Sides:
+def read_sides(rt: Runtime, batch: Sequence[LinkRecord], pool: ThreadPoolExecutor) -> Sides:
     """Both sides of a page of links: Jira's search runs in `pool` while Sentry's runs here."""
     ticket_ids = [link.jira_issue_id for link in batch if link.jira_issue_id and link.jira_issue_id.isdigit()]
     gone: set[str] = set()  # ids Jira's search named as nonexistent: deleted, no direct read needed
@@ -81,17 +78,9 @@ def read_sides(rt: Runtime, batch: Sequence[Link], pool: ThreadPoolExecutor) -> 
 
 
 def _retrying(what: str, read: Callable[[], T]) -> T:
-    """A read, tried again on transient failures, `READ_ATTEMPTS` times in all."""
-    for attempt in range(1, READ_ATTEMPTS):
-        try:
-            return read()
-        except TransientError as exc:
-            pause = backoff_seconds(
-                attempt,
-                retry_after=exc.retry_after,
-                base=READ_BACKOFF_BASE_SECONDS,
-                cap=READ_BACKOFF_CAP_SECONDS,
-            )
-            log.warning("reconcile: %s: %s; trying again in %.1fs", what, exc, pause)
-            time.sleep(pause)
-    return read()  # the last attempt: its failure is the caller's
+    """A read, tried again on transient failures as `READS` says."""
+
+    def retrying(exc: TransientError, pause: float) -> None:
+        log.warning("reconcile: %s: %s; trying again in %.1fs", what, exc, pause)
+
+    return READS.call(read, on_retry=retrying)

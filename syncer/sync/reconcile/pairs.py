@@ -14,7 +14,7 @@ from syncer.errors import SyncerError
 from syncer.locks import Renew
 from syncer.runtime import Runtime
 from syncer.store import links
-from syncer.store.schema import Link
+from syncer.store.links import LinkRecord
 from syncer.sync.reconcile.pages import link_pages, read_sides
 from syncer.sync.reconcile.repair import repair
 from syncer.sync.reconcile.report import Progress, RepairResult, Report, Row
@@ -61,7 +61,7 @@ def check_links(
 def _check(
     rt: Runtime,
     report: Report,
-    link: Link,
+    link: LinkRecord,
     issue: SentryIssue | None,
     ticket: JiraTicket | None,
     *,
@@ -97,14 +97,13 @@ def _check(
 
 
 def _row(
-    link: Link,
+    link: LinkRecord,
     issue: SentryIssue | None,
     ticket: JiraTicket | None,
     plan: drift.Plan | None,
     result: RepairResult,
     detail: str = "",
 ) -> Row:
-    assert link.id is not None
     return Row(
         link_id=link.id,
         sentry_issue_id=link.sentry_issue_id,

@@ -13,7 +13,9 @@ from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.errors import Busy, SyncerError, TransientError
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
-from syncer.store.schema import Link, LinkState
+from syncer.store import links
+from syncer.store.links import LinkRecord
+from syncer.store.schema import LinkState
 from syncer.sync import inbound, outbound
 from syncer.sync.outcome import Outcome
 from syncer.sync.reconcile.report import RepairResult
@@ -30,7 +32,7 @@ class Repair(NamedTuple):
 
 def repair(
     rt: Runtime,
-    seen: Link,
+    seen: LinkRecord,
     plan: drift.Plan,
     issue: SentryIssue | None,
     ticket: JiraTicket | None,
@@ -41,7 +43,6 @@ def repair(
     """Apply a plan to one link, under its lock. The plan was made from the link as `seen` when its
     page was read: if a webhook has changed the link since, the plan is stale and the link is
     skipped (the next run looks again)."""
-    assert seen.id is not None
     with ExitStack() as held:
         try:
             held.enter_context(link_lock(rt, seen.id, wait=REPAIR_LOCK_WAIT_SECONDS))
@@ -51,7 +52,7 @@ def repair(
             return Repair(RepairResult.SKIPPED, f"{exc}; the next run looks again")
         except TransientError as exc:  # Redis is away
             return Repair(RepairResult.FAILED, f"could not take the link's lock: {exc}")
-        fresh = inbound.load_link(rt, seen.id)
+        fresh = links.load(rt.engine, seen.id)
         if fresh is None or fresh.state != LinkState.ACTIVE:
             return Repair(RepairResult.SKIPPED, f"the link is {fresh.state if fresh else 'gone'} now")
         if _stored(fresh) != _stored(seen):
@@ -83,7 +84,7 @@ def repair(
 
 def _apply(
     rt: Runtime,
-    link: Link,
+    link: LinkRecord,
     plan: drift.Plan,
     issue: SentryIssue | None,
     ticket: JiraTicket | None,
@@ -91,17 +92,16 @@ def _apply(
     cause: str,
     installation_uuid: str,
 ) -> Outcome:
-    assert link.id is not None
     if plan.action == "break":
         issue_gone = "issue_missing" in plan.kinds
-        inbound.mark_broken(rt, link, cause=cause, why=plan.reason, issue_gone=issue_gone)
+        links.mark_broken(rt.engine, link, cause=cause, why=plan.reason, issue_gone=issue_gone)
         gone = f"sentry issue {link.sentry_issue_id}" if issue_gone else link.jira_key
         return Outcome(f"{gone} no longer exists: link marked broken")
     assert issue is not None and ticket is not None
     link_id = link.id
     if plan.moved_to:
-        link = inbound.save_link(
-            rt,
+        link = links.save(
+            rt.engine,
             link_id,
             cause=cause,
             jira_key=plan.moved_to,
@@ -121,8 +121,8 @@ def _apply(
             cause=cause,
             installation_uuid=installation_uuid,
         )
-    inbound.save_link(
-        rt,
+    links.save(
+        rt.engine,
         link_id,
         cause=cause,
         **inbound.jira_fields(ticket, link, ticket.updated),
@@ -131,7 +131,7 @@ def _apply(
     return Outcome.ignore(plan.reason)
 
 
-def _stored(link: Link) -> tuple[Any, ...]:
+def _stored(link: LinkRecord) -> tuple[Any, ...]:
     """What a plan was made from: any webhook applied to the link since changes one of these."""
     return (
         link.state,

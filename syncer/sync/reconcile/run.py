@@ -11,8 +11,9 @@ import time
 from syncer import logs
 from syncer.errors import Busy, LockLost
 from syncer.locks import run_lock
+from syncer.metrics import Metric
 from syncer.runtime import Runtime
-from syncer.store import deliveries
+from syncer.store import deliveries, installations
 from syncer.store.schema import utcnow
 from syncer.sync.reconcile.backfill import backfill
 from syncer.sync.reconcile.pairs import check_links
@@ -59,7 +60,7 @@ def run(
                     log.error("reconcile: %s", exc)
         except Busy:
             if not dry_run:
-                rt.counters.incr("syncer_reconcile_runs_total", result="busy")
+                rt.counters.incr(Metric.RECONCILE_RUNS, result="busy")
             raise
         finally:
             report.api_calls = {"sentry": own.sentry.requests_made, "jira": own.jira.requests_made}
@@ -72,10 +73,13 @@ def run(
 
 
 def installation_uuid(rt: Runtime) -> str:
-    """The installation for external-issue links: configured, or the one Sentry's latest webhooks
-    name (none once the inbox's retention has pruned them)."""
+    """The installation for external-issue links: configured, or the one Sentry's webhooks named
+    last (recorded as they are processed; before any was, the latest webhooks in the inbox)."""
     if rt.settings.sentry_installation_uuid:
         return rt.settings.sentry_installation_uuid
+    recorded = installations.latest(rt.engine)
+    if recorded:
+        return recorded
     for payload in deliveries.latest_payloads(rt.engine, source="sentry", limit=20):
         try:
             installation = json.loads(payload).get("installation")
@@ -89,19 +93,19 @@ def installation_uuid(rt: Runtime) -> str:
 
 def _record_metrics(rt: Runtime, report: Report) -> None:
     counters = rt.counters
-    counters.incr("syncer_reconcile_runs_total", result="ok" if report.ok else "failed")
-    counters.incr("syncer_reconcile_links_checked_total", report.links_checked)
+    counters.incr(Metric.RECONCILE_RUNS, result="ok" if report.ok else "failed")
+    counters.incr(Metric.RECONCILE_LINKS_CHECKED, report.links_checked)
     for kind, n in report.drift.items():
-        counters.incr("syncer_reconcile_drift_total", n, kind=kind)
-    counters.incr("syncer_reconcile_repairs_total", report.repaired, result="applied")
-    counters.incr("syncer_reconcile_repairs_total", report.failed, result="failed")
-    counters.incr("syncer_reconcile_backfilled_total", report.backfilled)
-    counters.incr("syncer_reconcile_requeued_total", report.sweep.requeued + report.sweep.retried)
+        counters.incr(Metric.RECONCILE_DRIFT, n, kind=kind)
+    counters.incr(Metric.RECONCILE_REPAIRS, report.repaired, result="applied")
+    counters.incr(Metric.RECONCILE_REPAIRS, report.failed, result="failed")
+    counters.incr(Metric.RECONCILE_BACKFILLED, report.backfilled)
+    counters.incr(Metric.RECONCILE_REQUEUED, report.sweep.requeued + report.sweep.retried)
     for side, n in report.api_calls.items():
-        counters.incr("syncer_reconcile_api_calls_total", n, side=side)
-    counters.set_gauge("syncer_reconcile_last_duration_seconds", round(report.duration_seconds, 3))
-    counters.set_gauge("syncer_reconcile_last_run_timestamp_seconds", time.time())
-    counters.set_gauge("syncer_reconcile_last_links_checked", report.links_checked)
-    counters.set_gauge("syncer_reconcile_last_drift", report.drifted)
+        counters.incr(Metric.RECONCILE_API_CALLS, n, side=side)
+    counters.set_gauge(Metric.RECONCILE_LAST_DURATION, round(report.duration_seconds, 3))
+    counters.set_gauge(Metric.RECONCILE_LAST_RUN, time.time())
+    counters.set_gauge(Metric.RECONCILE_LAST_LINKS_CHECKED, report.links_checked)
+    counters.set_gauge(Metric.RECONCILE_LAST_DRIFT, report.drifted)
     if report.ok:
-        counters.set_gauge("syncer_reconcile_last_success_timestamp_seconds", time.time())
+        counters.set_gauge(Metric.RECONCILE_LAST_SUCCESS, time.time())

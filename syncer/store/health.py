@@ -1,0 +1,44 @@
+"""What the web process asks the database about its own health: whether it answers (`/readyz`),
+and how many rows are in each state (`/metrics`' gauges, true across every process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Mapped
+from sqlmodel import col
+
+from syncer.store.schema import DeadLetter, Delivery, Link
+
+_PING = text("SELECT 1")
+
+
+def ping(engine: Engine) -> None:
+    """Raise unless the database answers a query."""
+    with engine.connect() as connection:
+        connection.execute(_PING)
+
+
+@dataclass(frozen=True)
+class StateCounts:
+    """Rows by state: {state: count}, only the states that have rows."""
+
+    deliveries: dict[str, int]
+    links: dict[str, int]
+    dead_letters: dict[str, int]
+
+
+def state_counts(engine: Engine) -> StateCounts:
+    with engine.connect() as connection:
+        return StateCounts(
+            deliveries=_by_state(connection, col(Delivery.state)),
+            links=_by_state(connection, col(Link.state)),
+            dead_letters=_by_state(connection, col(DeadLetter.state)),
+        )
+
+
+def _by_state(connection: Connection, state: Mapped[str]) -> dict[str, int]:
+    rows = connection.execute(select(state, func.count()).group_by(state)).all()
+    return {str(row[0]): int(row[1]) for row in rows}
