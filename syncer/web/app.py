@@ -128,12 +128,15 @@ def create_app(
 
     # A line per stored delivery at DEBUG only: at INFO it would cost intake CPU on every webhook.
     trace = logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
+    retried_within = {"sentry": sentry_webhooks.RETRIED_WITHIN, "jira": jira_webhooks.RETRIED_WITHIN}
 
     async def accept(source: str, key: str, envelope: Envelope, body: bytes) -> Response:
         started = time.perf_counter()
         try:
             stored = await writer.store(deliveries.Incoming(
-                source, key, envelope.resource, envelope.action, body, envelope.ignored))
+                source, key, envelope.resource, envelope.action, body, envelope.ignored,
+                retried_within[source],
+            ))
         except SQLAlchemyError as exc:
             count(source, "db_unavailable")
             log.error("cannot store %s delivery: %s", source, type(exc).__name__, source=source,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,6 +33,15 @@ def backfill(rt: Runtime, report: Report, *, now: datetime, renew: Renew, instal
     since = drift.lookback_start(now, hours)
     if since is None:
         return
+    done = _window(rt, report, since=since, renew=renew, installation_uuid=installation_uuid)
+    _idle_claims(rt, report, now=now, done=done, renew=renew, installation_uuid=installation_uuid)
+
+
+def _window(
+    rt: Runtime, report: Report, *, since: datetime, renew: Renew, installation_uuid: str
+) -> set[str]:
+    """Unlinked issues first seen in the window; the ids it looked at."""
+    done: set[str] = set()
     try:
         for page in _chunks(
             rt.sentry.iter_issues(drift.backfill_query(since)), rt.policy.reconcile.batch_size
@@ -43,6 +52,7 @@ def backfill(rt: Runtime, report: Report, *, now: datetime, renew: Renew, instal
             # that the backfill must not undo.
             known = links.issues_with_links(rt.engine, [issue.id for issue in in_window])
             for issue in in_window:
+                done.add(issue.id)
                 if issue.id not in known:
                     with logs.bound(cause=report.cause, sentry_issue_id=issue.id):
                         _backfill_one(rt, report, issue, installation_uuid)
@@ -51,6 +61,33 @@ def backfill(rt: Runtime, report: Report, *, now: datetime, renew: Renew, instal
         raise
     except SyncerError as exc:
         report.errors.append(f"backfill: could not list Sentry's issues: {exc}")
+        log.error("reconcile: %s", report.errors[-1])
+    return done
+
+
+def _idle_claims(
+    rt: Runtime, report: Report, *, now: datetime, done: set[str], renew: Renew, installation_uuid: str
+) -> None:
+    """Issues whose ticket was claimed and never made, however old: the claim's delivery is a dead
+    letter, or waits for its next retry. Its issue has no ticket, which the window alone would miss
+    once the issue is older than it. The backfill's claim takes the idle one over."""
+    before = now - timedelta(seconds=rt.settings.claim_ttl_seconds)
+    after = 0
+    try:
+        while page := links.idle_claims_page(
+            rt.engine, claimed_before=before, after=after, size=rt.policy.reconcile.batch_size
+        ):
+            after = page[-1].id
+            wanted = [claim.sentry_issue_id for claim in page if claim.sentry_issue_id not in done]
+            for issue in rt.sentry.issues_by_ids(wanted):
+                done.add(issue.id)
+                if issue.status in ("", "unresolved"):
+                    _backfill_one(rt, report, issue, installation_uuid)
+            renew()
+    except LockLost:
+        raise
+    except SyncerError as exc:
+        report.errors.append(f"backfill: could not read the issues of idle claims: {exc}")
         log.error("reconcile: %s", report.errors[-1])
 
 
