@@ -117,11 +117,12 @@ def store_many(engine: Engine, deliveries: Sequence[Incoming]) -> list[Stored]:
         try:
             for d in deliveries:
                 statement = raw.insert
-                cursor.execute(statement, raw.insert_params((
+                row = raw.insert_params((
                     d.source, d.key, storable(d.resource, 100), storable(d.action, 100),
                     d.payload.decode("utf-8"), now, ignored if d.ignored else received,
                     storable(d.ignored, 500), now if d.ignored else None, 0,
-                )))
+                ))
+                cursor.execute(statement, row)
                 found = cursor.fetchone()
                 if found is not None:
                     stored.append(Stored(int(found[0]), duplicate=False))
@@ -135,11 +136,7 @@ def store_many(engine: Engine, deliveries: Sequence[Incoming]) -> list[Stored]:
                     received_at = connection.execute(_RECEIVED_AT, {"b_id": int(found[0])}).scalar_one()
                     if _repeats(connection, int(found[0]), received_at, d.key, d.retried_within):
                         statement = raw.insert
-                        cursor.execute(statement, raw.insert_params((
-                            d.source, d.key, storable(d.resource, 100), storable(d.action, 100),
-                            d.payload.decode("utf-8"), now, ignored if d.ignored else received,
-                            storable(d.ignored, 500), now if d.ignored else None, 0,
-                        )))
+                        cursor.execute(statement, row)
                         inserted = cursor.fetchone()
                         assert inserted is not None, "the key was given up in this transaction"
                         stored.append(Stored(int(inserted[0]), duplicate=False))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -41,7 +42,7 @@ def _window(
 ) -> set[str]:
     """Unlinked issues first seen in the window; the ids it looked at."""
     done: set[str] = set()
-    try:
+    with _reading(report, "list Sentry's issues"):
         for page in _chunks(
             rt.sentry.iter_issues(drift.backfill_query(since)), rt.policy.reconcile.batch_size
         ):
@@ -55,11 +56,6 @@ def _window(
                 if issue.id not in known:
                     _backfill_one(rt, report, issue, installation_uuid)
             renew()
-    except LockLost:
-        raise
-    except SyncerError as exc:
-        report.errors.append(f"backfill: could not list Sentry's issues: {exc}")
-        log.error("reconcile: %s", report.errors[-1])
     return done
 
 
@@ -71,7 +67,7 @@ def _idle_claims(
     once the issue is older than it. The backfill's claim takes the idle one over."""
     before = now - timedelta(seconds=rt.settings.claim_ttl_seconds)
     after = 0
-    try:
+    with _reading(report, "read the issues of idle claims"):
         while page := links.idle_claims_page(
             rt.engine, claimed_before=before, after=after, size=rt.policy.reconcile.batch_size
         ):
@@ -82,10 +78,17 @@ def _idle_claims(
                 if issue.status in ("", "unresolved"):
                     _backfill_one(rt, report, issue, installation_uuid)
             renew()
+
+
+@contextmanager
+def _reading(report: Report, what: str) -> Iterator[None]:
+    """A failed read of Sentry ends this part of the backfill, reported; a lost run lock ends the run."""
+    try:
+        yield
     except LockLost:
         raise
     except SyncerError as exc:
-        report.errors.append(f"backfill: could not read the issues of idle claims: {exc}")
+        report.errors.append(f"backfill: could not {what}: {exc}")
         log.error("reconcile: %s", report.errors[-1])
 
 
