@@ -116,11 +116,12 @@ def store_many(engine: Engine, deliveries: Sequence[Incoming]) -> list[Stored]:
         try:
             for d in deliveries:
                 statement = raw.insert
-                cursor.execute(statement, raw.insert_params((
+                row = raw.insert_params((
                     d.source, d.key, storable(d.resource, 100), storable(d.action, 100),
                     d.payload.decode("utf-8"), now, ignored if d.ignored else received,
                     storable(d.ignored, 500), now if d.ignored else None, 0,
-                )))
+                ))
+                cursor.execute(statement, row)
                 found = cursor.fetchone()
                 if found is not None:
                     stored.append(Stored(int(found[0]), duplicate=False))
@@ -134,11 +135,7 @@ def store_many(engine: Engine, deliveries: Sequence[Incoming]) -> list[Stored]:
                     received_at = connection.execute(_RECEIVED_AT, {"b_id": int(found[0])}).scalar_one()
                     if _repeats(connection, int(found[0]), received_at, d.key, d.retried_within):
                         statement = raw.insert
-                        cursor.execute(statement, raw.insert_params((
-                            d.source, d.key, storable(d.resource, 100), storable(d.action, 100),
-                            d.payload.decode("utf-8"), now, ignored if d.ignored else received,
-                            storable(d.ignored, 500), now if d.ignored else None, 0,
-                        )))
+                        cursor.execute(statement, row)
                         inserted = cursor.fetchone()
                         assert inserted is not None, "the key was given up in this transaction"
                         stored.append(Stored(int(inserted[0]), duplicate=False))
@@ -306,6 +303,7 @@ class Taken:
     action: str
     payload: str
     attempts: int  # this attempt included
+    received_at: datetime  # when it was stored: its retry window runs from here
 
 
 def take(engine: Engine, delivery_id: int, *, lease: timedelta, now: datetime | None = None) -> Taken | None:
@@ -318,12 +316,12 @@ def take(engine: Engine, delivery_id: int, *, lease: timedelta, now: datetime | 
     if row is None:
         return None
     return Taken(id=row.id, source=row.source, resource=row.resource, action=row.action,
-                 payload=row.payload, attempts=row.attempts)
+                 payload=row.payload, attempts=row.attempts, received_at=row.received_at)
 
 
 _TAKE = _CLAIM.returning(
     col(Delivery.id), col(Delivery.source), col(Delivery.resource), col(Delivery.action),
-    col(Delivery.payload), col(Delivery.attempts),
+    col(Delivery.payload), col(Delivery.attempts), col(Delivery.received_at),
 )
 
 
@@ -376,16 +374,15 @@ def finish(engine: Engine, delivery_id: int, *, ignored: bool, outcome: str) -> 
         })
 
 
-def postpone(engine: Engine, delivery_id: int, *, until: datetime, error: str) -> None:
-    """A transient failure: back to the queue, due again at `until` (the sweeper respects that)."""
+def postpone(engine: Engine, delivery_id: int, *, until: datetime, error: str, counted: bool = True) -> None:
+    """A transient failure: back to the queue, due again at `until` (the sweeper respects that).
+    Not `counted` (a wait for our own rate limit's turn): the attempt `take` counted is given back."""
+    values: dict[str, Any] = {"state": DeliveryState.QUEUED, "due_at": until, "started_at": None,
+                              "last_error": storable(error, 2000)}
+    if not counted:
+        values["attempts"] = col(Delivery.attempts) - 1
     with session_scope(engine) as session:
-        session.execute(
-            update(Delivery)
-            .where(col(Delivery.id) == delivery_id)
-            .values(
-                state=DeliveryState.QUEUED, due_at=until, last_error=storable(error, 2000), started_at=None
-            )
-        )
+        session.execute(update(Delivery).where(col(Delivery.id) == delivery_id).values(**values))
 
 
 def bury(engine: Engine, delivery_id: int, *, error: str, subject: str = "") -> int:

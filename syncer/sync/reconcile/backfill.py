@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -42,7 +43,7 @@ def _window(
 ) -> set[str]:
     """Unlinked issues first seen in the window; the ids it looked at."""
     done: set[str] = set()
-    try:
+    with _reading(report, "list Sentry's issues"):
         for page in _chunks(
             rt.sentry.iter_issues(drift.backfill_query(since)), rt.policy.reconcile.batch_size
         ):
@@ -57,11 +58,6 @@ def _window(
                     with logs.bound(cause=report.cause, sentry_issue_id=issue.id):
                         _backfill_one(rt, report, issue, installation_uuid)
             renew()
-    except LockLost:
-        raise
-    except SyncerError as exc:
-        report.errors.append(f"backfill: could not list Sentry's issues: {exc}")
-        log.error("reconcile: %s", report.errors[-1])
     return done
 
 
@@ -73,7 +69,7 @@ def _idle_claims(
     once the issue is older than it. The backfill's claim takes the idle one over."""
     before = now - timedelta(seconds=rt.settings.claim_ttl_seconds)
     after = 0
-    try:
+    with _reading(report, "read the issues of idle claims"):
         while page := links.idle_claims_page(
             rt.engine, claimed_before=before, after=after, size=rt.policy.reconcile.batch_size
         ):
@@ -84,10 +80,17 @@ def _idle_claims(
                 if issue.status in ("", "unresolved"):
                     _backfill_one(rt, report, issue, installation_uuid)
             renew()
+
+
+@contextmanager
+def _reading(report: Report, what: str) -> Iterator[None]:
+    """A failed read of Sentry ends this part of the backfill, reported; a lost run lock ends the run."""
+    try:
+        yield
     except LockLost:
         raise
     except SyncerError as exc:
-        report.errors.append(f"backfill: could not read the issues of idle claims: {exc}")
+        report.errors.append(f"backfill: could not {what}: {exc}")
         log.error("reconcile: %s", report.errors[-1])
 
 

@@ -61,6 +61,9 @@ def check_links(
                 progress(report)
 
 
+Sides = tuple[SentryIssue | None, JiraTicket | None]
+
+
 def _check(
     rt: Runtime,
     report: Report,
@@ -75,25 +78,18 @@ def _check(
         detail = f"the link's Jira id {link.jira_issue_id!r} is not a Jira issue id"
         report.add(_row(link, issue, ticket, None, RepairResult.FAILED, detail))
         return
-    _repair_drift(rt, report, link, issue, ticket, now=now, installation_uuid=installation_uuid)
+    plan = drift.plan(link, issue, ticket, rt.policy, now)
+    if plan is not None:
+        _repair_drift(rt, report, link, (issue, ticket), plan, installation_uuid)
     # After the repair: it checks the link is as its page saw it, and this may mark it.
     if issue is not None and ticket is not None and not (link.remote_link_done and link.sentry_link_done):
         _finish_backlinks(rt, report, link, issue, ticket, installation_uuid)
 
 
 def _repair_drift(
-    rt: Runtime,
-    report: Report,
-    link: LinkRecord,
-    issue: SentryIssue | None,
-    ticket: JiraTicket | None,
-    *,
-    now: datetime,
-    installation_uuid: str,
+    rt: Runtime, report: Report, link: LinkRecord, sides: Sides, plan: drift.Plan, installation_uuid: str
 ) -> None:
-    plan = drift.plan(link, issue, ticket, rt.policy, now)
-    if plan is None:
-        return
+    issue, ticket = sides
     if not plan.kinds:  # not drift: something the link never knew, recorded without a row
         if not report.dry_run:
             learnt, detail = repair(rt, link, plan, issue, ticket, cause=report.cause)
