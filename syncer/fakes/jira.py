@@ -456,8 +456,13 @@ class JiraState:
         """An issue as the API (the bot) may see it. One the bot may not browse (an issue security level
         it is not in, a permission change) answers exactly as a deleted one does: Jira does not tell
         "no permission" from "does not exist" (Cloud REST v2, Get issue: "404 Returned if the issue is
-        not found or the user does not have permission to view it", and the 404 body is
-        "Issue does not exist or you do not have permission to see it.")."""
+        not found or the user does not have permission to view it",
+        https://developer.atlassian.com/cloud/jira/platform/rest/v2/api-group-issues/#api-rest-api-2-issue-issueidorkey-get;
+        issue security levels: https://support.atlassian.com/jira-cloud-administration/docs/configure-issue-security-schemes/;
+        the 404 body is
+        "Issue does not exist or you do not have permission to see it."; old Server versions worded the
+        two apart, https://gist.github.com/delphinus/fd68dde6e7c780a6dacb, which syncer does not rely on).
+        A webhook is still sent for a person's change: a site's admin-registered webhook sees it."""
         issue = self.find_issue(key_or_id)
         if issue is None or issue.id in self.hidden:
             raise _not_found()

@@ -116,7 +116,9 @@ class FieldsRefused(PermanentError):
     is inactive or lacks the project's Assignable User permission. Jira's create and edit answers put
     field-level validation failures in `errors`, keyed by field id (REST v2 "Create issue", 400:
     "Returned if the request: is missing required fields, contains invalid field values ...";
-    https://developer.atlassian.com/cloud/jira/platform/rest/v2/api-group-issues/#api-rest-api-2-issue-post)."""
+    https://developer.atlassian.com/cloud/jira/platform/rest/v2/api-group-issues/#api-rest-api-2-issue-post),
+    as sites answer it: `{"errorMessages": [], "errors": {"assignee": "..."}}`
+    (https://github.com/fourplusone/terraform-provider-jira/issues/33)."""
 
     def __init__(self, message: str, fields: Mapping[str, str]) -> None:
         super().__init__(message, status=400)

@@ -49,6 +49,8 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         raise PayloadError(f"{event.resource}.{event.action} names no issue")
     link = links.live(rt.engine, issue_id)
     if link is not None and link.state == LinkState.ACTIVE:
+        if link.unreachable_since is not None:  # its back-links would answer 404 too: wait for it
+            return Outcome.ignore(f"ticket unreachable: {link.jira_key} answers 404; nothing done")
         finish_backlinks(rt, link, event.installation_uuid, cause)
         return Outcome.ignore(f"already linked to {link.jira_key}")
     # The webhook's issue is current as of the event; event alerts carry none, so read it.
