@@ -6,11 +6,13 @@
     ├── TransientError       worth retrying later (429, 5xx, timeouts, dropped connections)
     │   ├── AmbiguousError   the request may have taken effect (sent, then no clear answer):
     │   │                    look before repeating a non-idempotent write
-    │   └── Busy             a lock is held by another holder (a link's by another worker, the
-    │       │                reconcile run lock by another run): try again shortly (`syncer.locks`)
-    │       └── HeldElsewhere
-    │                        an issue's claim, held by the worker creating its ticket
-    │                        (`syncer.store.links`): look again once it is linked or has expired
+    │   ├── Busy             a lock is held by another holder (a link's by another worker, the
+    │   │   │                reconcile run lock by another run): try again shortly (`syncer.locks`)
+    │   │   └── HeldElsewhere
+    │   │                    an issue's claim, held by the worker creating its ticket
+    │   │                    (`syncer.store.links`): look again once it is linked or has expired
+    │   └── Throttled        our own rate limit's next turn is too far off (`syncer.ratelimit`):
+    │                        nothing was sent; queue again for that turn, no attempt counted
     ├── LockLost             a lock expired under its holder, who stalled: stop, another may hold it
     └── PermanentError       retrying cannot help (400, 401, 403, 404, validation): dead letter
         └── PayloadError     a webhook body or API answer that is not the shape we need
@@ -69,6 +71,12 @@ class Busy(TransientError):
 
 class HeldElsewhere(Busy):
     """Another worker holds the issue's claim (`syncer.store.links.take_claim`) right now."""
+
+
+class Throttled(TransientError):
+    """syncer's own client-side rate limit refused the call (`syncer.ratelimit`): nothing was sent,
+    and `retry_after` is when the next turn comes. Waiting for a turn is queueing, not failing: a
+    delivery refused this way is due again then, without an attempt counted against it."""
 
 
 class LockLost(SyncerError):

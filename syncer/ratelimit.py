@@ -8,8 +8,9 @@ because Jira Cloud also limits writes per issue.
 The algorithm is GCRA (a token bucket kept as one timestamp, the "theoretical arrival time") in a Lua
 script, so that taking a turn is one atomic round trip and the clock is Redis's own, the same for
 every host. Each call reserves the next free turn and sleeps until it comes; a turn further away than
-`SYNCER_RATE_LIMIT_MAX_WAIT_SECONDS` is not taken: the call raises TransientError with that wait, and
-the delivery is retried later instead of holding a worker thread. A 429 moves the host's (or, for
+`SYNCER_RATE_LIMIT_MAX_WAIT_SECONDS` is not taken: the call raises `Throttled` with that wait, and
+the delivery is queued again for then instead of holding a worker thread (no attempt counted: a
+throttled backlog drains, however long it is). A 429 moves the host's (or, for
 Jira's per-issue limit, the ticket's) next turn to when the server said to come back, so the other
 workers wait too instead of earning 429s of their own.
 
@@ -32,7 +33,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from syncer.errors import WRITES, TransientError, retry_after_seconds
+from syncer.errors import WRITES, Throttled, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Throttle(Protocol):
     """What an API client calls around each HTTP request it sends."""
 
     def before(self, method: str, url: str) -> None:
-        """Wait for this request's turn; TransientError when the wait would be too long."""
+        """Wait for this request's turn; Throttled when the wait would be too long."""
 
     def after(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
         """Learn from the answer (a 429 holds everyone back until the server's retry time)."""
@@ -147,7 +148,7 @@ class RateLimiter:
             return
         wait = int(wait_ms) / 1000.0
         if not int(granted):
-            raise TransientError(
+            raise Throttled(
                 f"{self.service}: client-side rate limit for {what}: next turn in {wait:.1f}s",
                 retry_after=wait,
             )

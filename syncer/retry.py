@@ -4,6 +4,10 @@ Exponential backoff with jitter, capped, and never sooner than the server asked 
 rate-limit reset). Each retrying place holds a `RetryPolicy`: deliveries (`delivery_policy`: the
 inbox's postponements, the worker's re-deliveries when the database is out of reach) and
 reconcile's page reads (`syncer.sync.reconcile.pages.READS`).
+
+Deliveries stop by time, not by count: Jira Cloud incidents last from minutes to hours, and any
+count of capped retries adds up to minutes. A delivery keeps retrying until `window` seconds after
+it was stored; a count (`attempts`) is only an optional further cap.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TypeVar
 
 from syncer.errors import TransientError
@@ -39,14 +44,23 @@ def backoff_seconds(
     return wait
 
 
+class GiveUp(StrEnum):
+    """Why a policy allows no further try (the dead letter's reason, as counted in metrics)."""
+
+    WINDOW = "retry_window"  # past the window since the work arrived
+    COUNT = "retries_exhausted"  # the optional cap on counted tries
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """`attempts` tries in all (None: no limit), waiting `backoff_seconds(n, base, cap)` after the
-    n-th failure, or longer when the server asked."""
+    """`attempts` tries in all (None: no limit), and none after `window` seconds from the work's
+    arrival (None: no limit), waiting `backoff_seconds(n, base, cap)` after the n-th failure, or
+    longer when the server asked."""
 
     attempts: int | None
     base: float = 2.0
     cap: float = 600.0
+    window: float | None = None
 
     def wait(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed try number `attempt` (1 = the first try)."""
@@ -55,6 +69,33 @@ class RetryPolicy:
     def exhausted(self, attempt: int) -> bool:
         """Whether failed try number `attempt` was the last this policy allows."""
         return self.attempts is not None and attempt >= self.attempts
+
+    def give_up(self, attempt: int, elapsed: float) -> GiveUp | None:
+        """Why failed try number `attempt`, `elapsed` seconds after the work arrived, is the last;
+        None while tries remain."""
+        if self.window is not None and elapsed >= self.window:
+            return GiveUp.WINDOW
+        if self.exhausted(attempt):
+            return GiveUp.COUNT
+        return None
+
+    def wait_within(self, attempt: int, elapsed: float, retry_after: float | None = None) -> float:
+        """`wait`, shortened so that the next try still falls inside the window (a last try at its
+        very end, rather than a failure buried early); never sooner than the server asked."""
+        wait = self.wait(attempt, retry_after)
+        if self.window is None:
+            return wait
+        return max(min(wait, self.window - elapsed), retry_after or 0.0, 0.0)
+
+    def queued(self, turn_in: float, elapsed: float, rng: random.Random | None = None) -> float:
+        """When to try again after our own rate limit said its next turn is `turn_in` s away: then,
+        plus up to half as long again, so that a throttled backlog does not come back all at once
+        for the same turn. Not a failure: the attempt number does not move."""
+        rng = rng or random.Random()
+        wait = turn_in + rng.uniform(0, max(turn_in, 1.0) / 2)
+        if self.window is not None:
+            wait = max(min(wait, self.window - elapsed), turn_in, 0.0)
+        return wait
 
     def call(
         self,
@@ -79,6 +120,12 @@ class RetryPolicy:
 
 
 def delivery_policy(settings: Settings) -> RetryPolicy:
-    """Processing an inbox delivery: `task_max_retries` retries after the first try, then it is a
-    dead letter; waits capped at `retry_backoff_cap_seconds`."""
-    return RetryPolicy(attempts=settings.task_max_retries + 1, cap=settings.retry_backoff_cap_seconds)
+    """Processing an inbox delivery: retried until `retry_window_seconds` after it was stored (and,
+    when set, for at most `task_max_retries` counted retries), then it is a dead letter; waits
+    capped at `retry_backoff_cap_seconds`."""
+    retries = settings.task_max_retries
+    return RetryPolicy(
+        attempts=None if retries is None else retries + 1,
+        cap=settings.retry_backoff_cap_seconds,
+        window=settings.retry_window_seconds,
+    )

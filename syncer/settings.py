@@ -57,7 +57,12 @@ class Settings(BaseSettings):
     http_read_timeout: float = Field(default=20.0, gt=0)
     # Inbox rows stored but not finished within this many seconds are handed out again.
     sweep_after_seconds: int = Field(default=60, ge=5)
-    task_max_retries: int = Field(default=8, ge=0)
+    # A delivery failing transiently (outages, 429s, our own rate limit) is retried until this long
+    # after it was stored; Jira Cloud incidents last hours, so the default is a day.
+    retry_window_seconds: float = Field(default=86400.0, gt=0)
+    # An optional further cap on counted tries (our own rate limit's waits are not counted); unset:
+    # only the window ends the retries.
+    task_max_retries: int | None = Field(default=None, ge=0)
     retry_backoff_cap_seconds: int = Field(default=600, ge=1)
     delivery_retention_days: int = Field(default=14, ge=1)
     log_level: str = "INFO"

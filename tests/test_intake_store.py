@@ -4,6 +4,7 @@ raised as SQLAlchemy's errors (the web tier answers 503 on those)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -83,6 +84,50 @@ def test_a_batch_is_stored_with_duplicates_recognised(db: Engine) -> None:
     assert row.received_at.tzinfo is not None and before <= row.received_at <= utcnow()
     assert row.due_at == row.received_at
     assert deliveries.overdue(db, grace=timedelta(0), now=utcnow() + timedelta(seconds=1)) != []
+
+
+def backdate(engine: Engine, delivery_id: int, by: timedelta) -> None:
+    """As if the delivery had been stored `by` ago."""
+    with Session(engine) as session:
+        row = session.get(Delivery, delivery_id)
+        assert row is not None
+        row.received_at = row.received_at - by
+        session.add(row)
+        session.commit()
+
+
+@pytest.mark.parametrize("how", ["store_many", "store"])
+def test_a_look_alike_after_the_senders_retries_end_is_a_new_delivery(db: Engine, how: str) -> None:
+    span = timedelta(minutes=20)
+
+    def put(key: str) -> deliveries.Stored:
+        if how == "store":
+            return deliveries.store(db, source="sentry", key=key, resource="issue", action="resolved",
+                                    payload=b'{"action":"resolved"}', retried_within=span)
+        [stored] = deliveries.store_many(db, [dataclasses.replace(incoming(key), retried_within=span)])
+        return stored
+
+    first = put("same-bytes")
+    retry = put("same-bytes")  # Sentry's retry, minutes later: the same key, recognised
+    assert (retry.delivery_id, retry.duplicate) == (first.delivery_id, True)
+
+    backdate(db, first.delivery_id, span + timedelta(seconds=5))  # Sentry stopped retrying long ago
+    repeat = put("same-bytes")  # a genuine repeat: the same issue resolved again, byte for byte
+    again = put("same-bytes")  # and that one's own retry
+
+    assert repeat.duplicate is False and repeat.delivery_id != first.delivery_id
+    assert (again.delivery_id, again.duplicate) == (repeat.delivery_id, True)
+    stored = rows(db)
+    assert stored[first.delivery_id].delivery_key == f"same-bytes@{first.delivery_id}"  # kept, key given up
+    assert stored[repeat.delivery_id].delivery_key == "same-bytes"
+    assert stored[repeat.delivery_id].state == DeliveryState.RECEIVED
+
+
+def test_without_a_retry_span_the_key_decides_for_ever(db: Engine) -> None:
+    [first] = deliveries.store_many(db, [incoming("jira-identifier")])
+    backdate(db, first.delivery_id, timedelta(days=3))
+    [later] = deliveries.store_many(db, [incoming("jira-identifier")])
+    assert (later.delivery_id, later.duplicate) == (first.delivery_id, True)
 
 
 def test_ignored_event_is_stored_finished(db: Engine) -> None:

@@ -609,6 +609,59 @@ def test_backfill_reads_an_ignored_issues_tags_again_only_after_a_new_event(
     assert rt.policy.reconcile.lookback_hours * 3600 > 10 * tickets.TAGS_TTL_SECONDS
 
 
+def test_a_ticket_left_without_back_links_gets_them(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    [pair, fine] = seed_pairs(engine, fake_sentry, fake_jira, 2)
+    with session_scope(engine) as session:  # made, then its delivery died before the back-links
+        row = session.exec(select(Link).where(Link.sentry_issue_id == pair.sentry_id)).one()
+        row.remote_link_done = row.sentry_link_done = False
+
+    report = reconcile.run(rt)
+    again = reconcile.run(rt)
+
+    assert report.drift == {"backlinks_missing": 1} and report.ok
+    [row] = report.rows
+    assert (row.sentry_issue_id, row.result) == (pair.sentry_id, "repaired")
+    ticket = fake_jira.issue(pair.key)
+    assert ticket is not None and ticket["remote_links"] == 1
+    link = link_of(engine, pair.sentry_id)
+    assert (link.remote_link_done, link.sentry_link_done) == (True, True)
+    found = fake_sentry.external_issues(pair.sentry_id) + fake_sentry.notes(pair.sentry_id)
+    assert len(found) == 1 and pair.key in str(found[0])
+    assert again.drifted == 0
+    assert fake_jira.issue(fine.key)["remote_links"] == 0  # type: ignore[index]
+
+
+def test_an_old_issue_whose_claim_died_gets_its_ticket_though_outside_the_window(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    [old] = fake_sentry.seed_issues(1, project="billing-api", first_seen=LONG_AGO)  # before the window
+    [gone] = fake_sentry.seed_issues(1, project="billing-api", first_seen=LONG_AGO, status="resolved")
+    with session_scope(engine) as session:  # claimed, then the delivery died: a dead letter by now
+        for issue_id, claimed in ((old, utcnow() - timedelta(hours=30)), (gone, None)):
+            session.add(
+                Link(
+                    sentry_issue_id=issue_id,
+                    live_sentry_issue_id=issue_id,
+                    sentry_project="billing-api",
+                    state=LinkState.PENDING,
+                    claimed_at=claimed,
+                    route="billing",
+                    team="payments",
+                )
+            )
+
+    report = reconcile.run(rt)
+    again = reconcile.run(rt)
+
+    assert [(b.sentry_issue_id, b.result) for b in report.backfill] == [(old, "created")]
+    [ticket] = fake_jira.issues()
+    assert f"sentry-{old}" in ticket["labels"]
+    assert (link_of(engine, old).state, link_of(engine, gone).state) == (LinkState.ACTIVE, LinkState.PENDING)
+    assert report.ok and again.backfill == [] and len(fake_jira.issues()) == 1
+
+
 def test_backfill_does_not_undo_a_persons_unlink(
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:

@@ -443,6 +443,33 @@ def test_a_persons_reopen_just_after_our_close_counts_though_jiras_clock_is_behi
     assert not any("stale" in d.outcome for d in deliveries(engine) if d.source == "jira")
 
 
+def test_a_repeat_resolve_byte_identical_to_the_first_is_not_swallowed(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    fake_sentry.person_resolve(issue_id)
+    wait_jira(fake_jira, key, "Done")
+    settle(engine, fake_sentry, fake_jira)
+    [first] = [d for d in deliveries(engine) if d.source == "sentry" and d.action == "resolved"]
+    fake_jira.person_transition(key, "To Do")  # a person disagrees: syncer unresolves the issue
+    wait_sentry(fake_sentry, issue_id, "unresolved")
+    settle(engine, fake_sentry, fake_jira)
+    # Sentry's retries of the first resolve are long over (20 minutes compressed into the row).
+    with session_scope(engine) as session:
+        row = session.get(Delivery, first.id)
+        assert row is not None
+        row.received_at = row.received_at - timedelta(minutes=21)
+
+    fake_sentry.person_resolve(issue_id)  # the same person resolves again
+    wait_jira(fake_jira, key, "Done")
+    settle(engine, fake_sentry, fake_jira)
+
+    resolves = [d for d in deliveries(engine) if d.source == "sentry" and d.action == "resolved"]
+    assert len(resolves) == 2 and resolves[0].payload == resolves[1].payload  # byte for byte
+    assert resolves[1].delivery_key == first.delivery_key and resolves[0].delivery_key != first.delivery_key
+    assert [a.action for a in audit_of(engine, issue_id) if a.side == "jira"].count("close") == 2
+
+
 def test_a_regression_reopens_the_ticket_with_a_comment(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:

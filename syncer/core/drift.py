@@ -58,6 +58,7 @@ KINDS = (
     "ticket_moved",  # same ticket id, new key (moved to another project): the link follows
     "issue_missing",  # Sentry no longer has the issue (deleted): the link is marked broken
     "stale_state",  # nothing to apply, but the stored state is behind (it is brought up to date)
+    "backlinks_missing",  # made, but a side cannot find the other yet (its delivery died midway)
 )
 Kind = Literal[
     "jira_changed",
@@ -68,6 +69,7 @@ Kind = Literal[
     "ticket_moved",
     "issue_missing",
     "stale_state",
+    "backlinks_missing",
 ]
 
 # break: mark the link broken; flag: mark it unreachable (kept active); inbound: apply the Jira

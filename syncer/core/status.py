@@ -301,14 +301,8 @@ def decide_outbound(
     return decision
 
 
-def _decide_outbound(
-    action: str,
-    issue: SentryIssue,
-    ticket: JiraTicket,
-    known: KnownState,
-    policy: StatusPolicy,
-    now: datetime,
-) -> OutboundDecision:
+def _decide_outbound(action: str, issue: SentryIssue, ticket: JiraTicket, known: KnownState,
+                     policy: StatusPolicy, now: datetime) -> OutboundDecision:
     where = f"ticket {ticket.key} is {ticket.status!r}"
     if action == "resolved":
         if issue.status != "resolved":

@@ -17,7 +17,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -89,6 +89,10 @@ def verify_token(secret: str, token: str | None) -> bool:
     if not secret or not token:
         return False
     return hmac.compare_digest(secret.encode(), token.encode())
+
+
+# Jira Cloud retries a delivery for up to about 30 minutes (wire-formats.md).
+RETRIED_WITHIN = timedelta(minutes=35)
 
 
 def delivery_key(identifier_header: str | None, body: bytes) -> str:

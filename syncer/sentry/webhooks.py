@@ -16,6 +16,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -98,14 +99,21 @@ def verify_signature(secret: str, body: bytes, signature: str | None) -> bool:
     return hmac.compare_digest(expected, bytes.fromhex(signature))
 
 
+# Sentry retries a delivery up to 3 times, 5 minutes apart (wire-formats.md, "Delivery"). A look-alike
+# body stored longer ago than this is a new event, not a retry.
+RETRIED_WITHIN = timedelta(minutes=20)
+
+
 def delivery_key(resource: str, body: bytes) -> str:
     """The identity of one delivery, for deduplication: sha256 over the resource and the raw body.
 
     Sentry's `Request-ID` is new on every attempt (its retried task rebuilds the request), so it cannot
     tell a retry from a new event; the body of a retry is the same bytes, so its hash can. Two genuinely
     different events with byte-identical bodies (the same issue resolved twice with nothing else
-    changed) share a key too: keep keys for a bounded time (Sentry retries for ~15 minutes) and let
-    handlers re-read current state rather than trust the event, so a dropped look-alike costs nothing."""
+    changed) share a key too: the key counts only within `RETRIED_WITHIN` of the first (later, the
+    inbox stores the look-alike as new), and handlers re-read current state rather than trust the
+    event, so a retry let through costs nothing; a repeat within that time is what reconciliation
+    catches."""
     digest = hashlib.sha256()
     digest.update(resource.encode("utf-8", "replace"))
     digest.update(b"\x00")

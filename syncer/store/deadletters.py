@@ -38,7 +38,10 @@ def retry(engine: Engine, letter_id: int, enqueue: Callable[[int], None]) -> int
             update(Delivery)
             .where(col(Delivery.id) == letter.delivery_id)
             .values(
-                state=DeliveryState.RECEIVED, attempts=0, due_at=utcnow(), finished_at=None, started_at=None
+                state=DeliveryState.RECEIVED, attempts=0, due_at=utcnow(), finished_at=None, started_at=None,
+                # As new, with a retry window of its own: one that died past its window must not
+                # die again of the first transient failure after a person (or reconcile) retried it.
+                received_at=utcnow(),
             )
         )
         letter.state = DeadLetterState.RETRIED.value

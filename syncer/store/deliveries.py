@@ -36,24 +36,46 @@ def storable(text: str, limit: int) -> str:
     return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
-def store(engine: Engine, *, source: str, key: str, resource: str, action: str, payload: bytes) -> Stored:
-    """Record a delivery durably; a second delivery with the same key is recognised, not stored."""
-    text = payload.decode("utf-8")
+def store(
+    engine: Engine,
+    *,
+    source: str,
+    key: str,
+    resource: str,
+    action: str,
+    payload: bytes,
+    retried_within: timedelta | None = None,
+) -> Stored:
+    """Record a delivery durably; a second delivery with the same key is recognised, not stored,
+    unless the first was stored longer than `retried_within` ago (see `Incoming`)."""
+    values = {
+        "source": source, "delivery_key": key, "resource": storable(resource, 100),
+        "action": storable(action, 100), "payload": payload.decode("utf-8"),
+    }
     try:
         with engine.begin() as connection:
-            new_id = connection.execute(_INSERT, {
-                "source": source, "delivery_key": key, "resource": storable(resource, 100),
-                "action": storable(action, 100), "payload": text,
-            }).scalar_one()
-            return Stored(int(new_id), duplicate=False)
+            return Stored(int(connection.execute(_INSERT, values).scalar_one()), duplicate=False)
     except IntegrityError:
-        with Session(engine) as session:
-            existing = session.exec(
-                select(Delivery.id).where(Delivery.source == source, Delivery.delivery_key == key)
-            ).first()
+        pass
+    with engine.begin() as connection:
+        existing = connection.execute(_FIND_STORED, {"source": source, "key": key}).first()
         if existing is None:  # the unique violation was something else
-            raise
-        return Stored(existing, duplicate=True)
+            raise RuntimeError(f"delivery {source}/{key} conflicted but cannot be found")
+        if not _repeats(connection, existing.id, existing.received_at, key, retried_within):
+            return Stored(existing.id, duplicate=True)
+        return Stored(int(connection.execute(_INSERT, values).scalar_one()), duplicate=False)
+
+
+def _repeats(
+    connection: Any, existing_id: int, received_at: datetime, key: str, retried_within: timedelta | None
+) -> bool:
+    """Whether a delivery with the key of `existing_id` is a new event rather than a retry of it:
+    the look-alike was stored longer ago than the sender ever retries. Then the old row gives the key
+    up (it keeps its history under `<key>@<id>`), so the new one can take it."""
+    if retried_within is None or received_at >= utcnow() - retried_within:
+        return False
+    connection.execute(_RETIRE_KEY, {"b_id": existing_id, "b_key": f"{key}@{existing_id}"[:200]})
+    return True
 
 
 @dataclass(frozen=True)
@@ -65,6 +87,10 @@ class Incoming:
     payload: bytes
     # Non-empty: nothing will be done with it (no handler); stored as ignored with this outcome.
     ignored: str = ""
+    # How long the sender goes on retrying one delivery. A look-alike (the same key) stored longer
+    # ago than this is not a retry: it is a new event whose body happens to be the same bytes (Sentry's
+    # carry no time of change). None: the key alone decides, for ever.
+    retried_within: timedelta | None = None
 
 
 def store_many(engine: Engine, deliveries: Sequence[Incoming]) -> list[Stored]:
@@ -91,11 +117,12 @@ def store_many(engine: Engine, deliveries: Sequence[Incoming]) -> list[Stored]:
         try:
             for d in deliveries:
                 statement = raw.insert
-                cursor.execute(statement, raw.insert_params((
+                row = raw.insert_params((
                     d.source, d.key, storable(d.resource, 100), storable(d.action, 100),
                     d.payload.decode("utf-8"), now, ignored if d.ignored else received,
                     storable(d.ignored, 500), now if d.ignored else None, 0,
-                )))
+                ))
+                cursor.execute(statement, row)
                 found = cursor.fetchone()
                 if found is not None:
                     stored.append(Stored(int(found[0]), duplicate=False))
@@ -105,6 +132,15 @@ def store_many(engine: Engine, deliveries: Sequence[Incoming]) -> list[Stored]:
                 found = cursor.fetchone()
                 if found is None:  # pragma: no cover - the conflict target is the only unique key
                     raise RuntimeError(f"delivery {d.source}/{d.key} conflicted but cannot be found")
+                if d.retried_within is not None:  # rare: a look-alike; is it a retry, or a new event?
+                    received_at = connection.execute(_RECEIVED_AT, {"b_id": int(found[0])}).scalar_one()
+                    if _repeats(connection, int(found[0]), received_at, d.key, d.retried_within):
+                        statement = raw.insert
+                        cursor.execute(statement, row)
+                        inserted = cursor.fetchone()
+                        assert inserted is not None, "the key was given up in this transaction"
+                        stored.append(Stored(int(inserted[0]), duplicate=False))
+                        continue
                 stored.append(Stored(int(found[0]), duplicate=True))
         except raw.dbapi_error as exc:
             # What SQLAlchemy raises for a failed statement (the web tier answers 503 on it), without
@@ -209,6 +245,14 @@ def _upserts() -> dict[str, tuple[Any, Any]]:
 
 
 _UPSERTS = _upserts()
+_deliveries: Any = Delivery.__table__  # type: ignore[attr-defined]
+_FIND_STORED = select(_deliveries.c.id, _deliveries.c.received_at).where(
+    _deliveries.c.source == bindparam("source"), _deliveries.c.delivery_key == bindparam("key")
+)
+_RECEIVED_AT = select(_deliveries.c.received_at).where(_deliveries.c.id == bindparam("b_id"))
+_RETIRE_KEY = (
+    update(_deliveries).where(_deliveries.c.id == bindparam("b_id")).values(delivery_key=bindparam("b_key"))
+)
 
 
 def claim(engine: Engine, delivery_id: int, *, lease: timedelta, now: datetime | None = None) -> bool:
@@ -260,6 +304,7 @@ class Taken:
     action: str
     payload: str
     attempts: int  # this attempt included
+    received_at: datetime  # when it was stored: its retry window runs from here
 
 
 def take(engine: Engine, delivery_id: int, *, lease: timedelta, now: datetime | None = None) -> Taken | None:
@@ -272,12 +317,12 @@ def take(engine: Engine, delivery_id: int, *, lease: timedelta, now: datetime | 
     if row is None:
         return None
     return Taken(id=row.id, source=row.source, resource=row.resource, action=row.action,
-                 payload=row.payload, attempts=row.attempts)
+                 payload=row.payload, attempts=row.attempts, received_at=row.received_at)
 
 
 _TAKE = _CLAIM.returning(
     col(Delivery.id), col(Delivery.source), col(Delivery.resource), col(Delivery.action),
-    col(Delivery.payload), col(Delivery.attempts),
+    col(Delivery.payload), col(Delivery.attempts), col(Delivery.received_at),
 )
 
 
@@ -330,16 +375,15 @@ def finish(engine: Engine, delivery_id: int, *, ignored: bool, outcome: str) -> 
         })
 
 
-def postpone(engine: Engine, delivery_id: int, *, until: datetime, error: str) -> None:
-    """A transient failure: back to the queue, due again at `until` (the sweeper respects that)."""
+def postpone(engine: Engine, delivery_id: int, *, until: datetime, error: str, counted: bool = True) -> None:
+    """A transient failure: back to the queue, due again at `until` (the sweeper respects that).
+    Not `counted` (a wait for our own rate limit's turn): the attempt `take` counted is given back."""
+    values: dict[str, Any] = {"state": DeliveryState.QUEUED, "due_at": until, "started_at": None,
+                              "last_error": storable(error, 2000)}
+    if not counted:
+        values["attempts"] = col(Delivery.attempts) - 1
     with session_scope(engine) as session:
-        session.execute(
-            update(Delivery)
-            .where(col(Delivery.id) == delivery_id)
-            .values(
-                state=DeliveryState.QUEUED, due_at=until, last_error=storable(error, 2000), started_at=None
-            )
-        )
+        session.execute(update(Delivery).where(col(Delivery.id) == delivery_id).values(**values))
 
 
 def bury(engine: Engine, delivery_id: int, *, error: str, subject: str = "") -> int:

@@ -203,6 +203,16 @@ def active_page(engine: Engine, *, after: int, size: int) -> list[LinkRecord]:
                 .mappings()]
 
 
+def idle_claims_page(engine: Engine, *, claimed_before: datetime, after: int, size: int) -> list[LinkRecord]:
+    """Pending claims nobody works on: released after a failure, or taken before `claimed_before`
+    (their holder died, or its delivery did). A keyset page by id, as `active_page`."""
+    with reading(engine) as connection:
+        rows = connection.execute(
+            _IDLE_CLAIMS, {"b_before": claimed_before, "b_after": after, "b_size": size}
+        ).mappings()
+        return [_link(row) for row in rows]
+
+
 def issues_with_links(engine: Engine, issue_ids: Sequence[str]) -> set[str]:
     """Those of `issue_ids` that have a link row past its claim: linked, or deliberately not any
     more (a deleted ticket, `links unlink`). A pending claim is not one: its delivery may have
@@ -415,6 +425,16 @@ _COUNT_ACTIVE = select(func.count()).select_from(_links).where(_links.c.state ==
 _ACTIVE_PAGE = (
     select(_links)
     .where(_links.c.state == LinkState.ACTIVE, _links.c.id > bindparam("b_after"))
+    .order_by(_links.c.id)
+    .limit(bindparam("b_size"))
+)
+_IDLE_CLAIMS = (
+    select(_links)
+    .where(
+        _links.c.state == LinkState.PENDING,
+        or_(_links.c.claimed_at.is_(None), _links.c.claimed_at < bindparam("b_before")),
+        _links.c.id > bindparam("b_after"),
+    )
     .order_by(_links.c.id)
     .limit(bindparam("b_size"))
 )

@@ -1,7 +1,9 @@
 """Processing one inbox delivery: claim it, handle it, and record what came of it.
 
-Transient failures come back later (backoff, jitter, cap, Retry-After honoured); permanent ones
-and exhausted retries become dead letters. Nothing is dropped silently.
+Transient failures come back later (backoff, jitter, cap, Retry-After honoured) until the retry
+window since the delivery was stored has passed; a wait for our own rate limit's turn comes back
+then without counting as an attempt. Permanent failures and deliveries past the window become dead
+letters. Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from syncer.errors import PermanentError, SyncerError, TransientError, classify_failure
+from syncer.errors import PermanentError, SyncerError, Throttled, TransientError, classify_failure
 from syncer.metrics import Metric
-from syncer.retry import delivery_policy
+from syncer.retry import GiveUp, delivery_policy
 from syncer.runtime import Runtime
 from syncer.store import deliveries
 from syncer.store.schema import utcnow
@@ -52,6 +54,8 @@ def process(rt: Runtime, delivery_id: int) -> Step:
     except Exception as exc:
         # Ours as raised; the database or Redis out of reach as `errors.FAILURES` maps them.
         failure = exc if isinstance(exc, SyncerError) else classify_failure(exc)
+        if isinstance(failure, Throttled):
+            return _queued(rt, delivery, _describe(exc), failure.retry_after or 0.0)
         if isinstance(failure, TransientError):
             return _later(rt, delivery, _describe(exc), failure.retry_after)
         if not isinstance(failure, PermanentError):
@@ -73,16 +77,47 @@ def process(rt: Runtime, delivery_id: int) -> Step:
 def _later(rt: Runtime, delivery: deliveries.Taken, error: str, retry_after: float | None) -> Step:
     """A failure worth another try: back off (never sooner than the server asked), or give up."""
     policy = delivery_policy(rt.settings)
-    if policy.exhausted(delivery.attempts):
-        deliveries.bury(rt.engine, delivery.id, error=f"gave up after {delivery.attempts} attempts: {error}")
-        rt.counters.incr(Metric.DEAD_LETTERS_TOTAL, source=delivery.source, reason="retries_exhausted")
-        log.error("delivery %s dead after %s attempts: %s", delivery.id, delivery.attempts, error)
-        return Step(StepState.DEAD, note=error)
-    wait = policy.wait(delivery.attempts, retry_after)
+    elapsed = _elapsed(delivery)
+    reason = policy.give_up(delivery.attempts, elapsed)
+    if reason is not None:
+        return _give_up(rt, delivery, error, reason, elapsed)
+    wait = policy.wait_within(delivery.attempts, elapsed, retry_after)
     deliveries.postpone(rt.engine, delivery.id, until=utcnow() + timedelta(seconds=wait), error=error)
     rt.counters.incr(Metric.DELIVERY_RETRIES, source=delivery.source)
     log.warning("delivery %s: %s; retrying in %.1fs", delivery.id, error, wait)
     return Step(StepState.RETRY, retry_in=wait, note=error)
+
+
+def _queued(rt: Runtime, delivery: deliveries.Taken, error: str, turn_in: float) -> Step:
+    """Our own rate limit's next turn is too far off to wait for in this thread: due again then, the
+    attempt given back (a throttled backlog is a queue, not a failure), unless past the window."""
+    policy = delivery_policy(rt.settings)
+    elapsed = _elapsed(delivery)
+    attempts = delivery.attempts - 1  # this one does not count
+    if policy.window is not None and elapsed >= policy.window:
+        return _give_up(rt, delivery, error, GiveUp.WINDOW, elapsed, attempts=attempts)
+    wait = policy.queued(turn_in, elapsed)
+    deliveries.postpone(rt.engine, delivery.id, until=utcnow() + timedelta(seconds=wait), error=error,
+                        counted=False)
+    log.info("delivery %s: %s; queued for %.1fs", delivery.id, error, wait)
+    return Step(StepState.RETRY, retry_in=wait, note=error)
+
+
+def _give_up(rt: Runtime, delivery: deliveries.Taken, error: str, reason: GiveUp, elapsed: float,
+             *, attempts: int | None = None) -> Step:
+    attempts = delivery.attempts if attempts is None else attempts
+    limit = (f"SYNCER_RETRY_WINDOW_SECONDS={rt.settings.retry_window_seconds:g}" if reason is GiveUp.WINDOW
+             else f"SYNCER_TASK_MAX_RETRIES={rt.settings.task_max_retries}")
+    why = f"gave up after {attempts} attempts over {elapsed / 3600:.3g} hours ({limit})"
+    deliveries.bury(rt.engine, delivery.id, error=f"{why}: {error}")
+    rt.counters.incr(Metric.DEAD_LETTERS_TOTAL, source=delivery.source, reason=reason.value)
+    log.error("delivery %s dead, %s: %s", delivery.id, why, error)
+    return Step(StepState.DEAD, note=error)
+
+
+def _elapsed(delivery: deliveries.Taken) -> float:
+    """Seconds since the delivery was stored: how much of its retry window is gone."""
+    return max(0.0, (utcnow() - delivery.received_at).total_seconds())
 
 
 def _describe(exc: BaseException) -> str:

@@ -125,11 +125,15 @@ def create_app(
 
     store_seconds = {source: metrics.INTAKE_SECONDS.labels(source) for source in ("sentry", "jira")}
 
+    retried_within = {"sentry": sentry_webhooks.RETRIED_WITHIN, "jira": jira_webhooks.RETRIED_WITHIN}
+
     async def accept(source: str, key: str, envelope: Envelope, body: bytes) -> Response:
         started = time.perf_counter()
         try:
             stored = await writer.store(deliveries.Incoming(
-                source, key, envelope.resource, envelope.action, body, envelope.ignored))
+                source, key, envelope.resource, envelope.action, body, envelope.ignored,
+                retried_within[source],
+            ))
         except SQLAlchemyError as exc:
             count(source, "db_unavailable")
             log.error("cannot store %s delivery: %s", source, type(exc).__name__)

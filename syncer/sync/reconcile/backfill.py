@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import datetime
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,7 +33,16 @@ def backfill(rt: Runtime, report: Report, *, now: datetime, renew: Renew, instal
     since = drift.lookback_start(now, hours)
     if since is None:
         return
-    try:
+    done = _window(rt, report, since=since, renew=renew, installation_uuid=installation_uuid)
+    _idle_claims(rt, report, now=now, done=done, renew=renew, installation_uuid=installation_uuid)
+
+
+def _window(
+    rt: Runtime, report: Report, *, since: datetime, renew: Renew, installation_uuid: str
+) -> set[str]:
+    """Unlinked issues first seen in the window; the ids it looked at."""
+    done: set[str] = set()
+    with _reading(report, "list Sentry's issues"):
         for page in _chunks(
             rt.sentry.iter_issues(drift.backfill_query(since)), rt.policy.reconcile.batch_size
         ):
@@ -42,13 +52,43 @@ def backfill(rt: Runtime, report: Report, *, now: datetime, renew: Renew, instal
             # that the backfill must not undo.
             known = links.issues_with_links(rt.engine, [issue.id for issue in in_window])
             for issue in in_window:
+                done.add(issue.id)
                 if issue.id not in known:
                     _backfill_one(rt, report, issue, installation_uuid)
             renew()
+    return done
+
+
+def _idle_claims(
+    rt: Runtime, report: Report, *, now: datetime, done: set[str], renew: Renew, installation_uuid: str
+) -> None:
+    """Issues whose ticket was claimed and never made, however old: the claim's delivery is a dead
+    letter, or waits for its next retry. Its issue has no ticket, which the window alone would miss
+    once the issue is older than it. The backfill's claim takes the idle one over."""
+    before = now - timedelta(seconds=rt.settings.claim_ttl_seconds)
+    after = 0
+    with _reading(report, "read the issues of idle claims"):
+        while page := links.idle_claims_page(
+            rt.engine, claimed_before=before, after=after, size=rt.policy.reconcile.batch_size
+        ):
+            after = page[-1].id
+            wanted = [claim.sentry_issue_id for claim in page if claim.sentry_issue_id not in done]
+            for issue in rt.sentry.issues_by_ids(wanted):
+                done.add(issue.id)
+                if issue.status in ("", "unresolved"):
+                    _backfill_one(rt, report, issue, installation_uuid)
+            renew()
+
+
+@contextmanager
+def _reading(report: Report, what: str) -> Iterator[None]:
+    """A failed read of Sentry ends this part of the backfill, reported; a lost run lock ends the run."""
+    try:
+        yield
     except LockLost:
         raise
     except SyncerError as exc:
-        report.errors.append(f"backfill: could not list Sentry's issues: {exc}")
+        report.errors.append(f"backfill: could not {what}: {exc}")
         log.error("reconcile: %s", report.errors[-1])
 
 

@@ -7,6 +7,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from syncer.core import drift
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.errors import SyncerError
@@ -14,6 +16,7 @@ from syncer.locks import Renew
 from syncer.runtime import Runtime
 from syncer.store import links
 from syncer.store.links import LinkRecord
+from syncer.sync import tickets
 from syncer.sync.reconcile.pages import link_pages, read_sides
 from syncer.sync.reconcile.repair import repair
 from syncer.sync.reconcile.report import Progress, RepairResult, Report, Row
@@ -57,6 +60,9 @@ def check_links(
                 progress(report)
 
 
+Sides = tuple[SentryIssue | None, JiraTicket | None]
+
+
 def _check(
     rt: Runtime,
     report: Report,
@@ -76,8 +82,17 @@ def _check(
         # made from, so that its repair does not take the change for a webhook's.
         link = links.mark_reachable(rt.engine, link, cause=report.cause)
     plan = drift.plan(link, issue, ticket, rt.policy, now)
-    if plan is None:
-        return
+    if plan is not None:
+        _repair_drift(rt, report, link, (issue, ticket), plan, installation_uuid)
+    # After the repair: it checks the link is as its page saw it, and this may mark it.
+    if issue is not None and ticket is not None and not (link.remote_link_done and link.sentry_link_done):
+        _finish_backlinks(rt, report, link, issue, ticket, installation_uuid)
+
+
+def _repair_drift(
+    rt: Runtime, report: Report, link: LinkRecord, sides: Sides, plan: drift.Plan, installation_uuid: str
+) -> None:
+    issue, ticket = sides
     if not plan.kinds:  # not drift: something the link never knew, recorded without a row
         if not report.dry_run:
             learnt, detail = repair(rt, link, plan, issue, ticket, cause=report.cause)
@@ -95,6 +110,43 @@ def _check(
     report.add(_row(link, issue, ticket, plan, result, detail))
     if result == RepairResult.FAILED:
         log.warning("reconcile: sentry issue %s / %s: %s", link.sentry_issue_id, link.jira_key, detail)
+
+
+def _finish_backlinks(
+    rt: Runtime,
+    report: Report,
+    link: LinkRecord,
+    issue: SentryIssue,
+    ticket: JiraTicket,
+    installation_uuid: str,
+) -> None:
+    """A ticket made before its delivery died may lack its remote link or its Sentry link: the same
+    idempotent upserts as the ticket path, which records each as done."""
+    plan = drift.Plan(("backlinks_missing",), "record", _missing_backlinks(link))
+    report.drift["backlinks_missing"] += 1
+    if report.dry_run:
+        report.add(_row(link, issue, ticket, plan, RepairResult.WOULD))
+        return
+    try:
+        tickets.finish_backlinks(rt, link, installation_uuid, report.cause)
+    except (SyncerError, SQLAlchemyError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        report.add(_row(link, issue, ticket, plan, RepairResult.FAILED, detail))
+        log.warning(
+            "reconcile: sentry issue %s / %s: back-links: %s", link.sentry_issue_id, link.jira_key, detail
+        )
+        return
+    report.add(_row(link, issue, ticket, plan, RepairResult.REPAIRED, plan.reason + ": added"))
+
+
+def _missing_backlinks(link: LinkRecord) -> str:
+    missing = [
+        what
+        for what, done in (("the ticket's link to the issue", link.remote_link_done),
+                           ("the issue's link to the ticket", link.sentry_link_done))
+        if not done
+    ]
+    return " and ".join(missing) + " missing"
 
 
 def _row(
