@@ -37,6 +37,7 @@ class Metric(StrEnum):
     # Read from the database at scrape time (`DatabaseStates`).
     DELIVERIES = "syncer_deliveries"
     LINKS = "syncer_links"
+    LINKS_UNREACHABLE = "syncer_links_unreachable"
     DEAD_LETTERS = "syncer_dead_letters"
     DATABASE_UP = "syncer_database_up"
     # Added to by workers and reconcile runs, in Redis (`WorkerCounters`, `SharedCounters`).
@@ -64,6 +65,7 @@ HELP: dict[Metric, str] = {
     Metric.ENQUEUE_FAILURES: "Deliveries stored but not handed to the broker (left to the sweeper)",
     Metric.DELIVERIES: "Inbox deliveries, by state",
     Metric.LINKS: "Links between Sentry issues and Jira tickets, by state",
+    Metric.LINKS_UNREACHABLE: "Active links whose ticket Jira answers 404 for without having sent a deletion",
     Metric.DEAD_LETTERS: "Dead letters, by state",
     Metric.DATABASE_UP: "0 when the database did not answer this scrape",
     Metric.DEAD_LETTERS_TOTAL: "Deliveries that became dead letters, by source and reason",
@@ -180,6 +182,8 @@ class DatabaseStates(Collector):
             for state, n in sorted(by_state.items()):
                 family.add_metric([state], n)
             yield family
+        yield GaugeMetricFamily(Metric.LINKS_UNREACHABLE, HELP[Metric.LINKS_UNREACHABLE],
+                                value=counts.unreachable_links)
 
 
 class SharedCounters(Collector):

@@ -80,7 +80,7 @@ def test_processes_refuse_a_schema_that_is_behind(process_env: dict[str, str], t
         assert done.returncode == 2, (command, done.stderr)
         assert "syncer db upgrade" in done.stderr
     upgraded = run(env, "db", "upgrade")
-    assert upgraded.returncode == 0 and "schema at 0002" in upgraded.stdout  # 0002: installations
+    assert upgraded.returncode == 0 and "schema at 0003" in upgraded.stdout  # 0003: links.unreachable_since
 
 
 def test_backoff_grows_is_capped_jittered_and_honours_retry_after() -> None:

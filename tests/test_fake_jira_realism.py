@@ -418,6 +418,39 @@ def test_creating_or_assigning_someone_jira_will_not_take_is_refused(team: FakeJ
     assert created_key(team, assignee={"accountId": "acc-quinn"})  # reset reactivates
 
 
+def test_a_ticket_hidden_from_the_bot_answers_as_a_deleted_one_until_reset(cloud_jira: FakeJira) -> None:
+    key = created_key(cloud_jira, labels=["secret"])
+    other = created_key(cloud_jira, labels=["secret"])
+    ticket_id = cloud_jira.issue(key)["id"]  # type: ignore[index]
+    cloud_jira.hide_from_bot(key)
+    with http(cloud_jira) as client:
+        for answer in (client.get(f"issue/{key}"), client.get(f"issue/{ticket_id}"),
+                       client.put(f"issue/{key}", json={"fields": {"summary": "x"}}),
+                       client.post(f"issue/{key}/comment", json={"body": "x"}),
+                       client.get(f"issue/{key}/transitions"),
+                       client.post(f"issue/{key}/remotelink",
+                                   json={"globalId": "g", "object": {"url": "u", "title": "t"}})):
+            assert answer.status_code == 404, answer.text
+            assert answer.json()["errorMessages"] == ["Issue does not exist or you do not have permission to "
+                                                      "see it."]
+        by_label = client.get("search/jql", params={"jql": "labels = secret", "fields": "key"}).json()
+        by_id = client.get("search/jql", params={"jql": f"id in ({ticket_id})"})
+    assert [i["key"] for i in by_label["issues"]] == [other]
+    assert by_id.status_code == 400  # as for an id that does not exist: JQL leaks nothing
+    assert f"An issue with key '{ticket_id}' does not exist for field 'id'." in by_id.json()["errorMessages"]
+    cloud_jira.person_transition(key, "Done")  # people still work on it, and no deletion is sent
+    assert status_of(cloud_jira, key) == "Done"
+    cloud_jira.webhooks.drain(5)
+    assert cloud_jira.webhooks.sent
+    assert all(b'"jira:issue_deleted"' not in body for _, body, _ in cloud_jira.webhooks.sent)
+    cloud_jira.show_to_bot(key)
+    with http(cloud_jira) as client:
+        assert client.get(f"issue/{key}").status_code == 200
+    cloud_jira.hide_from_bot(key)
+    cloud_jira.reset()  # the issues go, and the switch with them
+    assert cloud_jira._state.hidden == set()
+
+
 def test_data_center_assignable_search_takes_a_username(dc_jira: FakeJira) -> None:
     dc_jira.add_user("ann", "Ann Active", "ann@example.com")
     dc_jira.add_user("olly", "Olly Outsider", "olly@example.com")

@@ -219,18 +219,21 @@ def test_a_missed_sentry_resolve_closes_the_ticket(
     assert ticket is not None and ticket["status"] == "Done" and ticket["resolution"] == "Done"
 
 
-def test_a_deleted_ticket_marks_the_link_broken_and_a_moved_one_is_followed(
+def test_a_ticket_gone_without_its_webhook_is_flagged_unreachable_and_a_moved_one_is_followed(
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:
     deleted, moved, fine = seed_pairs(engine, fake_sentry, fake_jira, 3)
-    fake_jira.person_delete(deleted.key)
+    fake_jira.person_delete(deleted.key)  # its jira:issue_deleted is never delivered
     new_key = fake_jira.person_move(moved.key, "OPS")
 
     report = reconcile.run(rt)
 
-    assert report.drift == {"ticket_deleted": 1, "ticket_moved": 1} and report.repaired == 2
-    gone = links_of(engine, deleted.sentry_id)[0]
-    assert (gone.state, gone.live_sentry_issue_id) == (LinkState.BROKEN, None)
+    # Jira answers a deleted ticket and one the bot may not see alike: no deletion webhook, no
+    # deletion. The link is kept (no second ticket for the issue), flagged, and reported.
+    assert report.drift == {"ticket_unreachable": 1, "ticket_moved": 1} and report.repaired == 1
+    kept = links_of(engine, deleted.sentry_id)[0]
+    assert (kept.state, kept.live_sentry_issue_id) == (LinkState.ACTIVE, deleted.sentry_id)
+    assert kept.unreachable_since is not None
     followed = links_of(engine, moved.sentry_id)[0]
     assert (followed.state, followed.jira_key, followed.jira_issue_id) == (
         LinkState.ACTIVE,
@@ -238,14 +241,58 @@ def test_a_deleted_ticket_marks_the_link_broken_and_a_moved_one_is_followed(
         moved.jira_id,
     )
     assert {(a.sentry_issue_id, a.action) for a in audit_of(engine)} == {
-        (deleted.sentry_id, "ticket_deleted"),
+        (deleted.sentry_id, "ticket_unreachable"),
         (moved.sentry_id, "moved"),
     }
     assert links_of(engine, fine.sentry_id)[0].state == LinkState.ACTIVE
-    assert report.ok
-    # The deleted ticket cost one search that Jira refused, naming it: that is the deletion signal,
-    # no direct read (that one is kept for ids the search leaves out without naming them: its lag).
+    assert not report.ok and report.unreachable == 1  # a person must act: grant access, or unlink
+    assert "1 tickets unreachable" in report.summary()
+    # The deleted ticket cost one search that Jira refused, naming it: no direct read (that one is
+    # kept for ids the search leaves out without naming them: its lag).
     assert fake_jira.calls.count("GET", rf"/issue/{deleted.jira_id}$") == 0
+
+    again = reconcile.run(rt)  # reported on every run, audited once
+    assert again.drift == {"ticket_unreachable": 1} and not again.ok
+    flagged = [a.action for a in audit_of(engine) if a.sentry_issue_id == deleted.sentry_id]
+    assert flagged == ["ticket_unreachable"]
+
+
+def test_a_ticket_hidden_from_the_bot_is_reported_until_it_answers_again(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira, process_env: dict[str, str]
+) -> None:
+    hidden, _fine = seed_pairs(
+        engine, fake_sentry, fake_jira, 2, sentry_status="resolved", jira_status="Done"
+    )
+    fake_jira.hide_from_bot(hidden.key)  # an issue security level the bot is not in
+    fake_sentry.regress(hidden.sentry_id)  # a regression reconcile would otherwise act on
+
+    report = reconcile.run(rt)
+    done = run_cli(process_env)
+
+    assert report.drift == {"ticket_unreachable": 1} and not report.ok
+    assert done.returncode == 1 and "ticket_unreachable" in done.stdout, done.stdout + done.stderr
+    flagged = links_of(engine, hidden.sentry_id)[0]
+    assert (flagged.state, flagged.unreachable_since is not None) == (LinkState.ACTIVE, True)
+    assert len(fake_jira.issues()) == 2  # no second ticket
+    assert metrics_value(rt, "syncer_links_unreachable") == 1
+
+    fake_jira.show_to_bot(hidden.key)  # access granted back
+    report = reconcile.run(rt)
+
+    assert report.ok and "ticket_unreachable" not in report.drift, report.rows
+    answered = links_of(engine, hidden.sentry_id)[0]
+    assert (answered.state, answered.unreachable_since) == (LinkState.ACTIVE, None)
+    assert "ticket_reachable" in [a.action for a in audit_of(engine) if a.sentry_issue_id == hidden.sentry_id]
+    assert fake_jira.issue(hidden.key)["status"] != "Done"  # the regression reopened it, once answered
+    assert len(fake_jira.issues()) == 2
+    assert metrics_value(rt, "syncer_links_unreachable") == 0
+
+
+def metrics_value(rt: Runtime, name: str) -> float:
+    for line in metrics.render(rt.engine).decode().splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not served")
 
 
 def test_an_issue_deleted_in_sentry_breaks_its_link_once(
@@ -653,23 +700,24 @@ def test_a_dry_run_reports_every_kind_of_drift_and_changes_nothing(
     assert {row.sentry_issue_id: (row.kind, row.result) for row in report.rows} == {
         closed.sentry_id: ("jira_changed", "would"),
         resolved.sentry_id: ("sentry_changed", "would"),
-        deleted.sentry_id: ("ticket_deleted", "would"),
+        deleted.sentry_id: ("ticket_unreachable", "would"),
     }
     assert [b.sentry_issue_id for b in report.backfill] == [unlinked["id"]]
     assert report.sweep.overdue == 1 and report.sweep.requeued == 0
     assert (capped.drifted, len(capped.rows), capped.rows_omitted, capped.would) == (3, 1, 2, 3)
 
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # an unreachable ticket needs a person, dry run or not
     header = done.stdout.splitlines()[0]
     for column in ("LINK", "JIRA NOW", "SENTRY NOW", "STORED", "ACTION"):
         assert column in header
     assert f"{closed.sentry_id} <-> {closed.key}" in done.stdout
     assert "resolve the Sentry issue" in done.stdout and "close the ticket (to Done)" in done.stdout
-    assert "mark the link broken" in done.stdout and "dry run: nothing was changed" in done.stdout
-    assert as_json.returncode == 0, as_json.stderr
+    assert "flag the link unreachable" in done.stdout and "dry run: nothing was changed" in done.stdout
+    assert as_json.returncode == 1, as_json.stderr
     parsed = json.loads(as_json.stdout)
     assert parsed["dry_run"] is True and parsed["links"]["drifted"] == 3
-    assert parsed["drift_by_kind"] == {"jira_changed": 1, "sentry_changed": 1, "ticket_deleted": 1}
+    assert parsed["drift_by_kind"] == {"jira_changed": 1, "sentry_changed": 1, "ticket_unreachable": 1}
+    assert parsed["links"]["unreachable"] == 1 and parsed["ok"] is False
     assert writes(fake_sentry, fake_jira) == 0 and links(engine) == before
 
 
@@ -946,7 +994,9 @@ def plan(known: Stored, issue: SentryIssue | None, ticket: JiraTicket | None, **
 
 def test_plan_in_sync_is_none_and_each_kind_is_named() -> None:
     assert plan(Stored(), sentry(), jira()) is None
-    assert plan(Stored(), sentry(), None).kinds == ("ticket_deleted",)
+    unreachable = plan(Stored(), sentry(), None)
+    assert (unreachable.kinds, unreachable.action) == (("ticket_unreachable",), "flag")
+    assert "flag the link unreachable" in unreachable.describe()
     assert plan(Stored(), None, jira()).action == "break"
     closed = plan(Stored(), sentry(), jira("Done", "done"))
     assert (closed.kinds, closed.action, closed.inbound.action) == (("jira_changed",), "inbound", "resolve")

@@ -293,6 +293,40 @@ def test_a_deleted_ticket_breaks_its_link_and_the_issue_may_get_a_new_one(
     assert new.jira_key != key
 
 
+@pytest.mark.parametrize("closed_long_ago", [False, True])
+def test_a_ticket_hidden_from_the_bot_is_unreachable_not_deleted(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, closed_long_ago: bool
+) -> None:
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    fake_jira.person_transition(key, "Done")
+    wait_sentry(fake_sentry, issue_id, "resolved")
+    settle(engine, fake_sentry, fake_jira)
+    if closed_long_ago:  # a visible ticket would get a successor for this regression
+        seed_link(engine, issue_id, jira_changed_at=utcnow() - timedelta(days=40))
+    fake_jira.hide_from_bot(key)  # an issue security level the bot is not in: 404, and no deletion
+
+    fake_sentry.regress(issue_id)
+    settle(engine, fake_sentry, fake_jira)
+
+    assert [t["key"] for t in fake_jira.issues() if f"sentry-{issue_id}" in t["labels"]] == [key]
+    link = link_of(engine, issue_id)
+    assert link is not None and link.state == LinkState.ACTIVE and link.jira_key == key
+    assert link.unreachable_since is not None
+    last = [d for d in deliveries(engine) if d.source == "sentry"][-1]
+    assert last.state == DeliveryState.IGNORED and last.outcome.startswith("ticket unreachable"), last.outcome
+    assert letters(engine) == []
+    assert [a.action for a in audit_of(engine, issue_id)].count("ticket_unreachable") == 1
+
+    fake_jira.show_to_bot(key)  # access granted back: the next event that reads it clears the flag
+    fake_jira.person_transition(key, "To Do")
+    wait_for(lambda: (found := link_of(engine, issue_id)) is not None and found.unreachable_since is None,
+             30, what="the unreachable flag to clear")
+    settle(engine, fake_sentry, fake_jira)
+    assert "ticket_reachable" in [a.action for a in audit_of(engine, issue_id)]
+    assert [t["key"] for t in fake_jira.issues() if f"sentry-{issue_id}" in t["labels"]] == [key]
+    assert links_of(engine, issue_id)[-1].state == LinkState.ACTIVE
+
+
 def test_a_ticket_moved_to_another_project_keeps_its_link(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:

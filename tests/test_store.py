@@ -320,12 +320,26 @@ def test_migration_0002_adds_the_installations_table(url: str) -> None:
     assert "installations" not in inspect(engine).get_table_names()
     with pytest.raises(ConfigError, match="syncer db upgrade"):  # the schema is behind: processes refuse
         migrate.require_current(engine)
-    migrate.upgrade(engine)
-    migrate.require_current(engine)
-    assert migrate.current_revision(engine) == migrate.head_revision() == "0002"
+    migrate.upgrade(engine, "0002")
+    assert migrate.current_revision(engine) == "0002"
     assert "installations" in inspect(engine).get_table_names()
     assert installations.seen(engine, "u")
     migrate.downgrade(engine, "0001")
     assert "installations" not in inspect(engine).get_table_names()
     assert "links" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_migration_0003_adds_the_unreachable_flag_to_links(url: str) -> None:
+    engine = make_engine(url)
+    migrate.upgrade(engine, "0002")
+    assert "unreachable_since" not in {c["name"] for c in inspect(engine).get_columns("links")}
+    with pytest.raises(ConfigError, match="syncer db upgrade"):
+        migrate.require_current(engine)
+    migrate.upgrade(engine)
+    migrate.require_current(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision() == "0003"
+    assert "unreachable_since" in {c["name"] for c in inspect(engine).get_columns("links")}
+    migrate.downgrade(engine, "0002")
+    assert "unreachable_since" not in {c["name"] for c in inspect(engine).get_columns("links")}
     engine.dispose()

@@ -18,7 +18,7 @@ from syncer.core.render import escape_wiki
 from syncer.fakes.base import Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
-from syncer.store.schema import AuditEntry, Delivery, DeliveryState, LinkState
+from syncer.store.schema import AccountCache, AuditEntry, DeadLetter, Delivery, DeliveryState, LinkState
 from tests.conftest import FIXTURES, INSTALLATION_UUID, ORG, post_sentry
 from tests.harness import Background, SyncerProcess, link_of, start_worker, wait_for
 
@@ -141,6 +141,39 @@ def test_assignee_prefix_match_is_never_taken(
     with Session(engine) as session:
         details = [a.detail for a in session.exec(select(AuditEntry).where(AuditEntry.action == "created"))]
     assert any("left unassigned" in d and "nobody@example.com" in d for d in details)
+
+
+@pytest.mark.parametrize("refusal", ["deactivated", "not assignable"])
+def test_an_assignee_jira_refuses_leaves_one_unassigned_ticket_and_no_dead_letter(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, refusal: str
+) -> None:
+    warm = fake_sentry.file_issue(project="billing-api", title="first: the account is cached")
+    assert wait_ticket(fake_jira, engine, warm["id"])["assignee"] == "acc-driver"
+    with Session(engine) as session:
+        assert session.get(AccountCache, "driver@example.com") is not None
+    if refusal == "deactivated":  # since the cache learnt the account: it keeps it for a week
+        fake_jira.deactivate_user("acc-driver")
+    else:
+        fake_jira.make_unassignable("acc-driver", "PAY")
+    fake_jira.calls.reset()
+
+    issue = fake_sentry.file_issue(project="billing-api", title="second: the assignee is refused")
+    ticket = wait_ticket(fake_jira, engine, issue["id"])
+
+    assert ticket["assignee"] is None
+    assert len(tickets_for(fake_jira, issue["id"])) == 1
+    assert fake_jira.calls.count("POST", JIRA_CREATE) == 2  # refused, then made unassigned at once
+    rows = wait_delivery_done(engine)
+    assert all(r.state == DeliveryState.DONE for r in rows if r.resource == "issue"), rows
+    with Session(engine) as session:
+        assert session.exec(select(DeadLetter)).all() == []
+        assert session.get(AccountCache, "driver@example.com") is None  # looked up afresh next time
+        details = [a.detail for a in session.exec(select(AuditEntry).where(AuditEntry.action == "created"))]
+    assert any(
+        "assignee driver@example.com refused by Jira: User 'acc-driver' cannot be assigned issues.; "
+        "left unassigned" in d
+        for d in details
+    ), details
 
 
 def test_markup_in_a_title_cannot_reach_jira(

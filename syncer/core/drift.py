@@ -20,8 +20,13 @@ Rules that are easy to get wrong, and why they are as they are:
   problem outlived it. Without both times, Jira wins (its clock is the one we have).
 - A Sentry substatus change is drift only into a regression (`regressed`, `escalating`): Sentry moves
   `new` to `ongoing` by itself after a few days, which asks nothing of the ticket.
-- A ticket the batch read did not return is deleted only once a direct read confirms it (Jira
+- A ticket the batch read did not return is missing only once a direct read confirms it (Jira
   Cloud's search lags behind a just-created ticket); the caller does that before asking here.
+- A missing ticket is `ticket_unreachable`, not deleted: Jira answers a deleted ticket and one the
+  bot may no longer see (issue security, a permission change) alike, and a deletion comes as
+  `jira:issue_deleted`, which breaks the link at once (`ticket_deleted`, audited there). Breaking it
+  here would free the issue for a second ticket while the first may well exist; the link is flagged
+  and kept, and the run reports it for a person to fix (grant the bot access, or unlink).
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ KINDS = (
     "jira_changed",  # the ticket's status changed since the last sync (a lost Jira webhook)
     "sentry_changed",  # the issue's status changed since (a lost Sentry webhook)
     "both_changed",  # both did: the policy's precedence decides when they conflict
-    "ticket_deleted",  # Jira no longer has the ticket: the link is marked broken
+    "ticket_deleted",  # Jira said it deleted the ticket (its webhook): the link is marked broken
+    "ticket_unreachable",  # Jira answers 404 without having sent a deletion: flagged, kept active
     "ticket_moved",  # same ticket id, new key (moved to another project): the link follows
     "issue_missing",  # Sentry no longer has the issue (deleted): the link is marked broken
     "stale_state",  # nothing to apply, but the stored state is behind (it is brought up to date)
@@ -59,15 +65,17 @@ Kind = Literal[
     "sentry_changed",
     "both_changed",
     "ticket_deleted",
+    "ticket_unreachable",
     "ticket_moved",
     "issue_missing",
     "stale_state",
     "backlinks_missing",
 ]
 
-# break: mark the link broken; inbound: apply the Jira change to Sentry; outbound: the Sentry change
-# to Jira; record: store both sides' current state (and a new key).
-Action = Literal["break", "inbound", "outbound", "record"]
+# break: mark the link broken; flag: mark it unreachable (kept active); inbound: apply the Jira
+# change to Sentry; outbound: the Sentry change to Jira; record: store both sides' current state
+# (and a new key).
+Action = Literal["break", "flag", "inbound", "outbound", "record"]
 
 # The issue statuses Sentry's API reports, as the webhook action that would have announced them.
 _SENTRY_ACTIONS = {"resolved": "resolved", "unresolved": "unresolved", "ignored": "ignored"}
@@ -116,6 +124,8 @@ class Plan:
         parts = [f"follow the move to {self.moved_to}"] if self.moved_to else []
         if self.action == "break":
             parts.append("mark the link broken")
+        elif self.action == "flag":
+            parts.append("flag the link unreachable (kept; a person must act)")
         elif self.action == "inbound" and self.inbound is not None:
             parts.append(_inbound_words(self.inbound))
         elif self.action == "outbound" and self.outbound is not None:
@@ -132,7 +142,12 @@ def plan(
 
     `issue` and `ticket` are both sides' current state (None: that side does not have it)."""
     if ticket is None:
-        return Plan(("ticket_deleted",), "break", f"{known.jira_key} no longer exists in Jira")
+        return Plan(
+            ("ticket_unreachable",),
+            "flag",
+            f"Jira answers 404 for {known.jira_key} and sent no deletion: the bot may not see it "
+            "(issue security, permissions), or it was deleted unseen",
+        )
     if issue is None:
         # Sentry sends no webhook for a deletion: this is where syncer learns of it. Broken, the link
         # stops every later close or reopen from failing on it, and the next run from reporting it.

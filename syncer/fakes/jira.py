@@ -16,7 +16,8 @@ What a company-managed site adds, each behind a switch (see `FakeJira`): per-pro
 (`set_workflow`, jira_workflow.py) and transition screens with required fields (`add_transition_field`),
 custom fields and required fields on create with create-meta (`add_custom_field`, `add_create_field`,
 jira_fields.py), users who are inactive or not assignable in a project (`deactivate_user`,
-`make_unassignable`), hidden e-mail addresses (`hide_emails`), Cloud's per-issue write limit
+`make_unassignable`), tickets the bot may no longer see (`hide_from_bot`: issue security), hidden e-mail
+addresses (`hide_emails`), Cloud's per-issue write limit
 (`issue_write_limits`, jira_limits.py), team-managed projects (`add_project(team_managed=True)`), and bulk
 create (`POST /issue/bulk`).
 
@@ -310,6 +311,7 @@ class JiraState:
         self.projects: dict[str, Project] = {}
         self.users: dict[str, User] = {}
         self.deactivated: set[str] = set()  # by deactivate_user(), active again after a reset
+        self.hidden: set[str] = set()  # issue ids the bot may not see (hide_from_bot), until a reset
         self.statuses = StatusRegistry()
         self.custom_fields: dict[str, CustomField] = {}
         self._ids = itertools.count(10001)
@@ -424,6 +426,7 @@ class JiraState:
         self.issues.clear()
         self.keys.clear()
         self.by_label.clear()
+        self.hidden.clear()
         for ids in self.by_project.values():
             ids.clear()
 
@@ -446,6 +449,22 @@ class JiraState:
     def get_issue(self, key_or_id: str) -> Issue:
         issue = self.find_issue(key_or_id)
         if issue is None:
+            raise _not_found()
+        return issue
+
+    def bot_issue(self, key_or_id: str) -> Issue:
+        """An issue as the API (the bot) may see it. One the bot may not browse (an issue security level
+        it is not in, a permission change) answers exactly as a deleted one does: Jira does not tell
+        "no permission" from "does not exist" (Cloud REST v2, Get issue: "404 Returned if the issue is
+        not found or the user does not have permission to view it",
+        https://developer.atlassian.com/cloud/jira/platform/rest/v2/api-group-issues/#api-rest-api-2-issue-issueidorkey-get;
+        issue security levels: https://support.atlassian.com/jira-cloud-administration/docs/configure-issue-security-schemes/;
+        the 404 body is
+        "Issue does not exist or you do not have permission to see it."; old Server versions worded the
+        two apart, https://gist.github.com/delphinus/fd68dde6e7c780a6dacb, which syncer does not rely on).
+        A webhook is still sent for a person's change: a site's admin-registered webhook sees it."""
+        issue = self.find_issue(key_or_id)
+        if issue is None or issue.id in self.hidden:
             raise _not_found()
         return issue
 
@@ -1221,7 +1240,7 @@ class JiraState:
         missing = []
         for value in values:
             issue = self.find_issue(value)
-            if issue is None:
+            if issue is None or issue.id in self.hidden:  # JQL does not leak what the bot may not see
                 missing.append(f"An issue with key '{value}' does not exist for field '{field_name}'.")
             else:
                 ids.add(issue.id)
@@ -1342,7 +1361,8 @@ class JiraState:
             else (self.issues[i] for i in candidates if i in self.issues)
         )
         hits = [issue for issue in pool
-                if (issue.searchable_at <= visible_from or issue.id in known)
+                if issue.id not in self.hidden
+                and (issue.searchable_at <= visible_from or issue.id in known)
                 and (where is None or where.match(issue))]
         hits.sort(key=lambda i: int(i.id))
         for name, descending in reversed(query.order):
@@ -1633,7 +1653,7 @@ class JiraApp:
         return self._create_meta_page(request, metas, "fields")
 
     def issue(self, request: Request, body: Any) -> Any:
-        issue = self.state.get_issue(request.path_params["key"])
+        issue = self.state.bot_issue(request.path_params["key"])
         if request.method == "GET":
             wanted = request.query_params.getlist("fields") or None
             fields = _wanted_fields(wanted, "*all", self.state.field_ids())
@@ -1646,13 +1666,13 @@ class JiraApp:
         return Response(status_code=204)
 
     def assignee(self, request: Request, body: Any) -> Any:
-        issue = self.state.get_issue(request.path_params["key"])
+        issue = self.state.bot_issue(request.path_params["key"])
         self.state.count_write(issue)
         self.state.assign(issue, self.state.assignee_ref(body, issue.project), self.state.bot)
         return Response(status_code=204)
 
     def transitions(self, request: Request, body: Any) -> Any:
-        issue = self.state.get_issue(request.path_params["key"])
+        issue = self.state.bot_issue(request.path_params["key"])
         if request.method == "GET":
             expand = request.query_params.get("expand", "")
             found = self.state.transitions_json(issue, "transitions.fields" in expand)
@@ -1664,7 +1684,7 @@ class JiraApp:
         return Response(status_code=204)
 
     def comments(self, request: Request, body: Any) -> Any:
-        issue = self.state.get_issue(request.path_params["key"])
+        issue = self.state.bot_issue(request.path_params["key"])
         if request.method == "POST":
             self.state.count_write(issue)
             text = body.get("body") if isinstance(body, Mapping) else None
@@ -1677,7 +1697,7 @@ class JiraApp:
                 "comments": [self.state.comment_json(issue, c) for c in page]}
 
     def remote_links(self, request: Request, body: Any) -> Any:
-        issue = self.state.get_issue(request.path_params["key"])
+        issue = self.state.bot_issue(request.path_params["key"])
         global_id = request.query_params.get("globalId")
         if request.method != "GET":
             self.state.count_write(issue)
@@ -1697,7 +1717,7 @@ class JiraApp:
                 if global_id is None or link.global_id == global_id]
 
     def remote_link(self, request: Request, body: Any) -> Any:
-        issue = self.state.get_issue(request.path_params["key"])
+        issue = self.state.bot_issue(request.path_params["key"])
         link = next((link for link in issue.links if str(link.id) == request.path_params["link_id"]), None)
         if link is None:
             raise _not_found("No remote link with that id.")
@@ -1793,7 +1813,7 @@ class JiraApp:
             if project is None:
                 raise _not_found(f"No project could be found with key '{params['project']}'.")
         elif "issueKey" in params or "issueId" in params:
-            project = self.state.get_issue(params.get("issueKey") or params["issueId"]).project
+            project = self.state.bot_issue(params.get("issueKey") or params["issueId"]).project
         else:
             raise JiraHTTPError(400, ["One of 'issueKey', 'issueId' or 'project' must be specified."])
         if self.state.cloud:
@@ -1928,10 +1948,10 @@ class FakeJira:
     def reset(self) -> None:
         """Back to no issues, calls or faults, with the switches (latency, search_lag, clock_skew,
         require_resolution, hide_emails, issue_write_limits, user_search_max, webhooks.enabled) as
-        started, every project's workflow, screens and assignability as it was created, and users
-        deactivated by `deactivate_user` active again. Users, projects, versions, custom fields and the
-        webhook URL and secret stay; ids and keys keep counting up, so nothing from before can be
-        mistaken for new."""
+        started, every project's workflow, screens and assignability as it was created, users
+        deactivated by `deactivate_user` active again and no ticket hidden (`hide_from_bot`). Users,
+        projects, versions, custom fields and the webhook URL and secret stay; ids and keys keep
+        counting up, so nothing from before can be mistaken for new."""
         with self._state.lock:
             self._state.clear_issues()
             self.faults.clear()
@@ -2050,6 +2070,18 @@ class FakeJira:
         and creating or assigning with them there is a 400."""
         with self._state.lock:
             self._state.projects[project].unassignable.add(self._state.users[account_id].account_id)
+
+    def hide_from_bot(self, key_or_id: str) -> None:
+        """The bot loses sight of the ticket (an issue security level set on it, a permission change):
+        its reads and writes answer 404 as for a deleted ticket and searches leave it out, while people
+        (`person_*`) still work on it and Jira sends no `jira:issue_deleted`. `show_to_bot` or `reset()`
+        undoes it."""
+        with self._state.lock:
+            self._state.hidden.add(self._state.get_issue(key_or_id).id)
+
+    def show_to_bot(self, key_or_id: str) -> None:
+        with self._state.lock:
+            self._state.hidden.discard(self._state.get_issue(key_or_id).id)
 
     def seed_tickets(
         self, project: str, n: int, *, status: str = "To Do",

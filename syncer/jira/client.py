@@ -111,6 +111,20 @@ class _UnknownIssues(PermanentError):
         self.refs = refs
 
 
+class FieldsRefused(PermanentError):
+    """A 400 naming the fields Jira refused (`errors`: field id -> Jira's words), e.g. an assignee who
+    is inactive or lacks the project's Assignable User permission. Jira's create and edit answers put
+    field-level validation failures in `errors`, keyed by field id (REST v2 "Create issue", 400:
+    "Returned if the request: is missing required fields, contains invalid field values ...";
+    https://developer.atlassian.com/cloud/jira/platform/rest/v2/api-group-issues/#api-rest-api-2-issue-post),
+    as sites answer it: `{"errorMessages": [], "errors": {"assignee": "..."}}`
+    (https://github.com/fourplusone/terraform-provider-jira/issues/33)."""
+
+    def __init__(self, message: str, fields: Mapping[str, str]) -> None:
+        super().__init__(message, status=400)
+        self.fields = dict(fields)
+
+
 def jql_quote(value: str) -> str:
     """A JQL string literal: double quotes, with backslash and double quote escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -134,6 +148,17 @@ def _jira_messages(response: requests.Response | None) -> list[str]:
     except ValueError:
         return []  # an HTML error page from a proxy: its text is not worth echoing
     return _messages_in(data)
+
+
+def _field_errors(response: requests.Response | None) -> dict[str, str]:
+    try:
+        data = response.json() if response is not None else None
+    except ValueError:
+        return {}
+    errors = data.get("errors") if isinstance(data, Mapping) else None
+    if not isinstance(errors, Mapping):
+        return {}
+    return {str(name): message for name, message in errors.items() if isinstance(message, str)}
 
 
 def _messages_in(data: Any) -> list[str]:
@@ -274,6 +299,9 @@ class JiraClient:
             refs = {m.group(1) for m in map(_UNKNOWN_ISSUE.search, messages) if m}
             if refs:
                 return _UnknownIssues(f"Jira {method} answered 400: {detail}", refs)
+            fields = {name: self._scrub(words) for name, words in _field_errors(response).items()}
+            if fields:
+                return FieldsRefused(f"Jira {method} answered 400: {detail}", fields)
         headers = dict(response.headers) if response is not None else {}
         return classify_http("Jira", method, status, headers, detail)
 

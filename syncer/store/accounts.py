@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -36,8 +36,16 @@ def remember(engine: Engine, email: str, *, account_id: str | None, reason: str,
         connection.execute(_UPSERTS[engine.dialect.name], values)
 
 
+def forget(engine: Engine, email: str) -> None:
+    """Drop what the cache holds for `email`: Jira refused the account it named (deactivated since,
+    or no longer assignable), so the next ticket looks it up afresh."""
+    with engine.begin() as connection:
+        connection.execute(_FORGET, {"b_email": email})
+
+
 _account_cache: Any = AccountCache.__table__  # type: ignore[attr-defined]
 _CACHED = select(_account_cache).where(_account_cache.c.email == bindparam("b_email"))
+_FORGET = delete(_account_cache).where(_account_cache.c.email == bindparam("b_email"))
 
 
 def _upsert(insert: Any) -> Any:

@@ -10,9 +10,12 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
-from syncer.store.schema import DeadLetter, Delivery, Link
+from syncer.store.schema import DeadLetter, Delivery, Link, LinkState
 
 _PING = text("SELECT 1")
+_UNREACHABLE = select(func.count()).select_from(Link).where(
+    col(Link.state) == LinkState.ACTIVE, col(Link.unreachable_since).is_not(None)
+)
 
 
 def ping(engine: Engine) -> None:
@@ -28,6 +31,7 @@ class StateCounts:
     deliveries: dict[str, int]
     links: dict[str, int]
     dead_letters: dict[str, int]
+    unreachable_links: int = 0  # active links whose ticket answers 404 (`links.unreachable_since`)
 
 
 def state_counts(engine: Engine) -> StateCounts:
@@ -36,6 +40,7 @@ def state_counts(engine: Engine) -> StateCounts:
             deliveries=_by_state(connection, col(Delivery.state)),
             links=_by_state(connection, col(Link.state)),
             dead_letters=_by_state(connection, col(DeadLetter.state)),
+            unreachable_links=int(connection.execute(_UNREACHABLE).scalar_one()),
         )
 
 

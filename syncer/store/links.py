@@ -62,6 +62,7 @@ class LinkRecord:
     reopen_commented_at: datetime | None = None
     reopens_since_comment: int = 0
     previous_link_id: int | None = None
+    unreachable_since: datetime | None = None
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
 
@@ -327,6 +328,24 @@ def mark_broken(engine: Engine, link: LinkRecord, *, cause: str, why: str, issue
     audit, free the issue for a new ticket."""
     change = ("sentry", "issue_deleted", why) if issue_gone else ("jira", "ticket_deleted", why)
     save(engine, link.id, cause=cause, changes=[change], state=LinkState.BROKEN, live_sentry_issue_id=None)
+
+
+def mark_unreachable(engine: Engine, link: LinkRecord, *, cause: str, why: str) -> LinkRecord:
+    """Jira answered 404 for the ticket, with no deletion webhook: keep the link active (a second
+    ticket must not be made while the first may still exist), note since when, audit it once."""
+    if link.unreachable_since is not None:
+        return link
+    return save(engine, link.id, cause=cause, changes=[("jira", "ticket_unreachable", why)],
+                unreachable_since=utcnow())
+
+
+def mark_reachable(engine: Engine, link: LinkRecord, *, cause: str) -> LinkRecord:
+    """The ticket answered again: clear the flag (a no-op for a link that never lost it)."""
+    if link.unreachable_since is None:
+        return link
+    why = f"{link.jira_key} answers again (unreachable since {link.unreachable_since:%Y-%m-%d %H:%M:%S})"
+    return save(engine, link.id, cause=cause, changes=[("jira", "ticket_reachable", why)],
+                unreachable_since=None)
 
 
 def _save(names: tuple[str, ...]) -> Any:

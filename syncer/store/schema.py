@@ -96,6 +96,10 @@ class Link(SQLModel, table=True):
     reopen_commented_at: datetime | None = When(default=None)
     reopens_since_comment: int = 0
     previous_link_id: int | None = Field(default=None, foreign_key="links.id")
+    # Since when Jira answers 404 for the ticket without having sent `jira:issue_deleted` (issue
+    # security, a permission change: Jira tells neither from a deletion). The link stays active, so
+    # no second ticket is made for the issue, until the ticket answers again or a person unlinks it.
+    unreachable_since: datetime | None = When(default=None)
     created_at: datetime = When(default_factory=utcnow)
     updated_at: datetime = When(default_factory=utcnow)
 

@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+from syncer.errors import PermanentError
+from syncer.jira.client import FieldsRefused
 from syncer.metrics import Metric
 from syncer.runtime import Runtime
 from syncer.store import accounts
@@ -46,6 +48,21 @@ def resolve(rt: Runtime, email: str | None) -> Assignee:
     if match.account_id is None:
         rt.counters.incr(Metric.ASSIGNEE_UNRESOLVED)
     return Assignee(match.account_id, "" if match.account_id else match.reason)
+
+
+def refused(exc: PermanentError) -> str | None:
+    """Jira's words when a create or assign was refused for its assignee alone (the user was
+    deactivated, or lost the project's Assignable User permission, after the cache learnt the
+    account): a 400 whose only field error is `assignee`. None for any other failure."""
+    if not isinstance(exc, FieldsRefused) or set(exc.fields) != {"assignee"}:
+        return None
+    return exc.fields["assignee"]
+
+
+def forget(rt: Runtime, email: str) -> None:
+    """Jira refused the cached account: the next ticket of the team looks the e-mail up afresh
+    instead of being refused for the rest of the cache entry's week."""
+    accounts.forget(rt.engine, email.strip().lower())
 
 
 def _cached(rt: Runtime, key: str) -> Assignee | None:

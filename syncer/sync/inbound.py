@@ -72,10 +72,13 @@ class _Pair:
     notes: list[str] = field(default_factory=list)
     changed: bool = False
 
-    def ticket(self) -> JiraTicket | None:
+    def ticket(self, cause: str) -> JiraTicket | None:
         if self.known_ticket is None:
             assert self.link.jira_issue_id is not None
             self.known_ticket = self.rt.jira.get_ticket(self.link.jira_issue_id)
+            self.link = flag_reach(self.rt, self.link, self.known_ticket, cause)
+            if self.known_ticket is None:
+                self.notes.append(unreachable_note(self.link))
         return self.known_ticket
 
     def issue(self) -> SentryIssue | None:
@@ -140,12 +143,9 @@ def on_jira_issue_deleted(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
 def _follow_move(pair: _Pair, cause: str) -> bool:
     """A new key for the same id: a move to another project. The event may be older than the move
     back (or a later one), so the key comes from a fresh read. False when the ticket is gone."""
-    current = pair.ticket()
+    current = pair.ticket(cause)
     link = pair.link
     if current is None:
-        links.mark_broken(pair.rt.engine, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
-        pair.notes.append(f"{link.jira_key} no longer exists: link marked broken")
-        pair.changed = True
         return False
     if current.key and current.key != link.jira_key:
         pair.link = links.save(pair.rt.engine, link.id, cause=cause, jira_key=current.key,
@@ -168,11 +168,8 @@ def _sync_status(pair: _Pair, event: JiraEvent, own_echo: bool, previous_status:
                                    **jira_fields(seen, link, event.timestamp))
         pair.notes.append(early.reason)
         return True
-    ticket = pair.ticket()
+    ticket = pair.ticket(cause)
     if ticket is None:
-        links.mark_broken(rt.engine, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
-        pair.notes.append(f"{link.jira_key} no longer exists: link marked broken")
-        pair.changed = True
         return False
     issue = pair.issue()
     if issue is None:
@@ -197,7 +194,7 @@ def _sync_assignee(pair: _Pair, own_echo: bool, cause: str) -> None:
             "our own assignment, echoed back by Jira"
         pair.notes.append(why)
         return
-    ticket = pair.ticket()
+    ticket = pair.ticket(cause)
     if ticket is None:
         return
     issue = pair.issue()
@@ -220,6 +217,25 @@ def _sync_assignee(pair: _Pair, own_echo: bool, cause: str) -> None:
     links.save(rt.engine, link.id, cause=cause, changes=[("sentry", "assigned", decision.reason)])
     pair.changed = True
     pair.notes.append(decision.reason)
+
+
+def flag_reach(rt: Runtime, link: LinkRecord, ticket: JiraTicket | None, cause: str) -> LinkRecord:
+    """Record what a read of the linked ticket showed: a 404 flags the link unreachable (kept
+    active: Jira answers a deleted ticket and one the bot may no longer browse alike, "Issue does
+    not exist or you do not have permission to see it", and a deletion comes as its own webhook); an
+    answer clears the flag."""
+    if ticket is None:
+        return links.mark_unreachable(rt.engine, link, cause=cause, why=unreachable_why(link))
+    return links.mark_reachable(rt.engine, link, cause=cause)
+
+
+def unreachable_why(link: LinkRecord) -> str:
+    return (f"Jira answers 404 for {link.jira_key} and sent no deletion: hidden from the bot (issue "
+            "security, permissions) or deleted unseen; the link is kept until it answers or is unlinked")
+
+
+def unreachable_note(link: LinkRecord) -> str:
+    return f"ticket unreachable: {link.jira_key} answers 404 (no deletion webhook); nothing done"
 
 
 # --- reconciliation: the same write, from state read in batches -----------------------------------

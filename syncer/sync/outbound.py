@@ -19,7 +19,7 @@ from syncer.core import status
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import issue_url
 from syncer.core.routing import decide
-from syncer.errors import PayloadError, TransientError
+from syncer.errors import PayloadError, PermanentError, TransientError
 from syncer.jira.client import Moved
 from syncer.locks import link_lock
 from syncer.runtime import Runtime
@@ -28,7 +28,7 @@ from syncer.store import links
 from syncer.store.links import AuditLine, LinkRecord
 from syncer.store.schema import LinkState, utcnow
 from syncer.sync import assignees, tickets
-from syncer.sync.inbound import sentry_fields
+from syncer.sync.inbound import flag_reach, sentry_fields, unreachable_note
 from syncer.sync.outcome import Outcome
 
 # A ticket is being created for the issue right now: look again once it is linked.
@@ -61,16 +61,25 @@ def on_sentry_assigned(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         fresh = _active(rt, link)
         if fresh is None:
             return Outcome.ignore("the link is no longer active")
-        ticket = _ticket_or_break(rt, fresh, cause)
+        ticket = _ticket_or_flag(rt, fresh, cause)
         if ticket is None:
-            return Outcome(f"{fresh.jira_key} no longer exists: link marked broken")
+            return Outcome.ignore(unreachable_note(fresh))
         account = assignees.resolve(rt, decision.email)
         if account.account_id is None:
             return Outcome.ignore(f"assigned to {decision.email} in Sentry, who has no Jira account: "
                                   f"{account.reason}")
         if ticket.assignee_account_id == account.account_id:
             return Outcome.ignore(f"{ticket.key} is assigned to {decision.email} already")
-        rt.jira.assign(ticket.key, account.account_id)
+        try:
+            rt.jira.assign(ticket.key, account.account_id)
+        except PermanentError as exc:
+            words = assignees.refused(exc)
+            if words is None:
+                raise
+            assignees.forget(rt, decision.email)
+            why = f"assignee {decision.email} refused by Jira: {words}; {ticket.key} keeps its assignee"
+            links.save(rt.engine, fresh.id, cause=cause, changes=[("jira", "assign_refused", why)])
+            return Outcome.ignore(why)
         links.save(rt.engine, fresh.id, cause=cause, changes=[("jira", "assigned", decision.reason)])
     return Outcome(decision.reason)
 
@@ -97,18 +106,16 @@ def on_sentry_status(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
             why = f"Sentry has no issue {issue_id} any more (deleted)"
             links.mark_broken(rt.engine, fresh, cause=cause, why=why, issue_gone=True)
             return Outcome(f"{why}: link marked broken")
-        ticket = _ticket_or_break(rt, fresh, cause)
-        if ticket is not None:
-            decision = status.decide_outbound(event.action, issue=issue, ticket=ticket, known=fresh,
-                                              policy=rt.policy.status, now=utcnow())
-            outcome = _apply(rt, fresh, issue, ticket, decision, installation_uuid=event.installation_uuid,
-                             cause=cause)
+        ticket = _ticket_or_flag(rt, fresh, cause)
+        if ticket is None:
+            # Not a deletion (that comes as `jira:issue_deleted`, and breaks the link): a second
+            # ticket for a regression would be a duplicate once the first is visible again.
+            return Outcome.ignore(unreachable_note(fresh))
+        decision = status.decide_outbound(event.action, issue=issue, ticket=ticket, known=fresh,
+                                          policy=rt.policy.status, now=utcnow())
+        outcome = _apply(rt, fresh, issue, ticket, decision, installation_uuid=event.installation_uuid,
+                         cause=cause)
     # Outside the lock: what follows works on the issue's new link, not on this one.
-    if ticket is None:
-        note = f"{fresh.jira_key} no longer exists in Jira: link marked broken"
-        if event.action == "unresolved":  # it came back: it deserves a ticket again
-            return Outcome(f"{note}; {tickets.on_sentry_issue(rt, event, cause).note}")
-        return Outcome(note)
     if decision.action == "new_ticket" and not outcome.ignored:
         _tie_successor(rt, issue_id, cause)
     return outcome
@@ -272,11 +279,12 @@ def _active(rt: Runtime, link: LinkRecord) -> LinkRecord | None:
     return fresh if fresh is not None and fresh.state == LinkState.ACTIVE else None
 
 
-def _ticket_or_break(rt: Runtime, link: LinkRecord, cause: str) -> JiraTicket | None:
+def _ticket_or_flag(rt: Runtime, link: LinkRecord, cause: str) -> JiraTicket | None:
+    """The linked ticket as Jira shows it now; None when Jira answers 404, which without a
+    `jira:issue_deleted` webhook means only that the bot may not see it (see `flag_reach`)."""
     assert link.jira_issue_id is not None
     ticket = rt.jira.get_ticket(link.jira_issue_id)
-    if ticket is None:
-        links.mark_broken(rt.engine, link, cause=cause, why=f"{link.jira_key} no longer exists in Jira")
+    flag_reach(rt, link, ticket, cause)
     return ticket
 
 

@@ -50,6 +50,8 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         raise PayloadError(f"{event.resource}.{event.action} names no issue")
     link = links.live(rt.engine, issue_id)
     if link is not None and link.state == LinkState.ACTIVE:
+        if link.unreachable_since is not None:  # its back-links would answer 404 too: wait for it
+            return Outcome.ignore(f"ticket unreachable: {link.jira_key} answers 404; nothing done")
         finish_backlinks(rt, link, event.installation_uuid, cause)
         return Outcome.ignore(f"already linked to {link.jira_key}")
     # The webhook's issue is current as of the event; event alerts carry none, so read it.
@@ -133,8 +135,21 @@ def create_or_link(
                     f"lost the claim on sentry issue {issue.id}", retry_after=HELD_RETRY_SECONDS
                 )
             created_nothing = False
+            assignee_note = f"left unassigned: {assignee.reason}" if assignee.reason else ""
             try:
-                jira_id, jira_key = rt.jira.create_issue(fields)
+                try:
+                    jira_id, jira_key = rt.jira.create_issue(fields)
+                except PermanentError as exc:
+                    # The cached account was deactivated, or lost the project's Assignable User
+                    # permission: a ticket without an assignee beats none, in the same attempt.
+                    words = assignees.refused(exc) if "assignee" in fields else None
+                    if words is None:
+                        raise
+                    email = decision.target.assignee_email or ""
+                    assignees.forget(rt, email)
+                    del fields["assignee"]
+                    jira_id, jira_key = rt.jira.create_issue(fields)
+                    assignee_note = f"assignee {email} refused by Jira: {words}; left unassigned"
             except AmbiguousError:
                 raise
             except (TransientError, PermanentError):
@@ -142,11 +157,11 @@ def create_or_link(
                 raise
             ticket = JiraTicket(id=jira_id, key=jira_key, project_key=decision.target.jira_project)
             link = _activate(
-                rt, claim, issue, decision, ticket, cause, adopted=False, assignee_note=assignee.reason
+                rt, claim, issue, decision, ticket, cause, adopted=False, assignee_note=assignee_note
             )
             note = f"created {jira_key} for team {decision.team or '-'} via {decision.route_name}"
-            if assignee.reason and decision.target.assignee_email:
-                note += f"; unassigned: {assignee.reason}"
+            if assignee_note and decision.target.assignee_email:
+                note += f"; {assignee_note.removeprefix('left ')}"
     except PermanentError:
         if created_nothing:
             links.abandon_claim(rt.engine, claim)
@@ -196,7 +211,7 @@ def _activate(
         f", components {list(target.components)}, assignee {target.assignee_email or '-'}"
     )
     if assignee_note and target.assignee_email:
-        detail += f" (left unassigned: {assignee_note})"
+        detail += f" ({assignee_note})"
     logs.bind(jira_key=ticket.key)  # what the rest of this delivery's lines are about, too
     link = LinkRecord(id=claim.link_id, sentry_issue_id=issue.id, live_sentry_issue_id=issue.id,
                       sentry_project=issue.project_slug[:200], route=decision.route_name[:200],

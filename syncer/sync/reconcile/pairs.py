@@ -78,6 +78,10 @@ def _check(
         detail = f"the link's Jira id {link.jira_issue_id!r} is not a Jira issue id"
         report.add(_row(link, issue, ticket, None, RepairResult.FAILED, detail))
         return
+    if ticket is not None and link.unreachable_since is not None and not report.dry_run:
+        # It answers again (access granted back): the flag goes, and the link is what a plan is
+        # made from, so that its repair does not take the change for a webhook's.
+        link = links.mark_reachable(rt.engine, link, cause=report.cause)
     plan = drift.plan(link, issue, ticket, rt.policy, now)
     if plan is not None:
         _repair_drift(rt, report, link, (issue, ticket), plan, installation_uuid)
@@ -160,7 +164,7 @@ def _row(
         link_id=link.id,
         sentry_issue_id=link.sentry_issue_id,
         jira_key=link.jira_key or "",
-        jira_state=_jira_state(ticket.status, ticket.status_category) if ticket else "(deleted)",
+        jira_state=_jira_state(ticket.status, ticket.status_category) if ticket else "(unreachable)",
         sentry_state=_sentry_state(issue.status, issue.substatus) if issue else "(missing)",
         stored_state=f"{_jira_state(link.jira_status, link.jira_status_category)} | "
         f"{_sentry_state(link.sentry_status, link.sentry_substatus)}",

@@ -92,6 +92,9 @@ def _apply(
     cause: str,
     installation_uuid: str,
 ) -> Outcome:
+    if plan.action == "flag":
+        links.mark_unreachable(rt.engine, link, cause=cause, why=plan.reason)
+        return Outcome.ignore(f"{link.jira_key} unreachable: link kept, flagged")
     if plan.action == "break":
         issue_gone = "issue_missing" in plan.kinds
         links.mark_broken(rt.engine, link, cause=cause, why=plan.reason, issue_gone=issue_gone)

@@ -137,9 +137,15 @@ class Report:
         )
 
     @property
+    def unreachable(self) -> int:
+        """Links whose ticket Jira answers 404 for without having sent a deletion."""
+        return self.drift["ticket_unreachable"]
+
+    @property
     def ok(self) -> bool:
-        """In sync, or repaired: nothing failed and every link was read."""
-        return not (self.failed or self.backfill_failed or self.unchecked or self.errors)
+        """In sync, or repaired: nothing failed, every link was read, and no ticket is unreachable
+        (no run can repair that: a person grants the bot access again, or unlinks the issue)."""
+        return not (self.failed or self.backfill_failed or self.unchecked or self.errors or self.unreachable)
 
     def summary(self) -> str:
         """One line: the run's log line, and the last line of its terminal report."""
@@ -157,6 +163,8 @@ class Report:
             )
         if self.unchecked:
             parts.append(f"{self.unchecked:,} unchecked")
+        if self.unreachable:
+            parts.append(f"{self.unreachable:,} tickets unreachable (a person must act)")
         return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
@@ -176,6 +184,7 @@ class Report:
                 "recorded": self.recorded,
                 "skipped": self.skipped,
                 "failed": self.failed,
+                "unreachable": self.unreachable,
             },
             "drift_by_kind": dict(sorted(self.drift.items())),
             "drift": [vars(row) for row in self.rows],
