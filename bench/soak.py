@@ -98,9 +98,9 @@ def linked_issues(s: e2e.Stack) -> tuple[dict[str, str], int]:
     engine = make_engine(s.database.url, pool_size=1)
     try:
         with engine.connect() as connection:
-            links = dict(connection.execute(text(
-                "SELECT sentry_issue_id, jira_key FROM links WHERE state = 'active'")).tuples().all())
-        return {str(k): str(v) for k, v in links.items()}, s.database.count(
+            rows = connection.execute(text(
+                "SELECT sentry_issue_id, jira_key FROM links WHERE state = 'active'")).all()
+        return {str(row[0]): str(row[1]) for row in rows}, s.database.count(
             "SELECT count(*) FROM deliveries WHERE state NOT IN ('done', 'ignored', 'dead')")
     finally:
         engine.dispose()
