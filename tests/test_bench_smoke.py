@@ -90,3 +90,20 @@ def test_message_cost_benchmark_runs_in_smoke_mode() -> None:
     assert done.returncode == 0, done.stderr[-4000:]
     lines = [line for line in done.stdout.splitlines() if "us per delivery" in line]
     assert len(lines) == 2 and "one per message" in lines[0] and "per message" in lines[1], done.stdout
+
+
+@pytest.mark.slow
+def test_soak_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--smoke", "--json", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    result = json.loads(out.read_text())
+    assert result["during_outage"]["tickets"] == 0  # Jira really was down
+    assert result["issues"] == result["exactly_one_linked"] == result["tickets"] == 30
+    assert result["duplicates"] == 0 and result["dead_letters"] == 0
+    assert result["attempts_max"] > 1  # the outage made every delivery retry
+    assert result["reconcile"]["exit_code"] == 0 and result["reconcile"]["backfilled"] == 0
