@@ -105,6 +105,23 @@ def seed_pairs(
     return [Pair(s, j, k) for s, (j, k) in zip(ids, made, strict=True)]
 
 
+def seed_claim(engine: Engine, sentry_id: str, *, claimed_at: datetime | None) -> None:
+    """A ticket claim as a delivery leaves it: pending, claimed at `claimed_at` (None: released)."""
+    with session_scope(engine) as session:
+        session.add(
+            Link(
+                sentry_issue_id=sentry_id,
+                live_sentry_issue_id=sentry_id,
+                sentry_project="billing-api",
+                state=LinkState.PENDING,
+                claim_token=None if claimed_at is None else "a-worker",
+                claimed_at=claimed_at,
+                route="billing",
+                team="payments",
+            )
+        )
+
+
 def links(engine: Engine) -> list[dict[str, Any]]:
     with Session(engine) as session:
         return [row.model_dump() for row in session.exec(select(Link).order_by(col(Link.id)))]
@@ -397,20 +414,7 @@ def test_an_issue_another_worker_is_filing_is_skipped_by_the_backfill_not_failed
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:
     issue = fake_sentry.file_issue(project="billing-api", level="error")
-    now = utcnow()
-    with session_scope(engine) as session:  # its delivery's fresh claim, taken a moment ago
-        session.add(
-            Link(
-                sentry_issue_id=issue["id"],
-                live_sentry_issue_id=issue["id"],
-                sentry_project="billing-api",
-                state=LinkState.PENDING,
-                claim_token="another-worker",
-                claimed_at=now,
-                route="billing",
-                team="payments",
-            )
-        )
+    seed_claim(engine, issue["id"], claimed_at=utcnow())  # its delivery's fresh claim, a moment ago
 
     report = reconcile.run(rt)
 
@@ -425,19 +429,7 @@ def test_a_claim_whose_delivery_died_is_backfilled_with_exactly_one_ticket(
 ) -> None:
     issue = fake_sentry.file_issue(project="billing-api", level="error")
     long_ago = utcnow() - timedelta(seconds=rt.settings.claim_ttl_seconds + 60)
-    with session_scope(engine) as session:  # its delivery claimed it, then died (a dead letter)
-        session.add(
-            Link(
-                sentry_issue_id=issue["id"],
-                live_sentry_issue_id=issue["id"],
-                sentry_project="billing-api",
-                state=LinkState.PENDING,
-                claim_token="a-worker-long-gone",
-                claimed_at=long_ago,
-                route="billing",
-                team="payments",
-            )
-        )
+    seed_claim(engine, issue["id"], claimed_at=long_ago)  # its delivery claimed it, then died
 
     report = reconcile.run(rt)
 
@@ -626,19 +618,9 @@ def test_an_old_issue_whose_claim_died_gets_its_ticket_though_outside_the_window
 ) -> None:
     [old] = fake_sentry.seed_issues(1, project="billing-api", first_seen=LONG_AGO)  # before the window
     [gone] = fake_sentry.seed_issues(1, project="billing-api", first_seen=LONG_AGO, status="resolved")
-    with session_scope(engine) as session:  # claimed, then the delivery died: a dead letter by now
-        for issue_id, claimed in ((old, utcnow() - timedelta(hours=30)), (gone, None)):
-            session.add(
-                Link(
-                    sentry_issue_id=issue_id,
-                    live_sentry_issue_id=issue_id,
-                    sentry_project="billing-api",
-                    state=LinkState.PENDING,
-                    claimed_at=claimed,
-                    route="billing",
-                    team="payments",
-                )
-            )
+    # Claimed, then the delivery died (a dead letter by now), or released after a failure.
+    seed_claim(engine, old, claimed_at=utcnow() - timedelta(hours=30))
+    seed_claim(engine, gone, claimed_at=None)
 
     report = reconcile.run(rt)
     again = reconcile.run(rt)
