@@ -14,14 +14,24 @@ import json
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from syncer.core.issue import SentryIssue
 from syncer.core.patterns import OwnerPattern, Pattern
 from syncer.errors import ConfigError
-from syncer.policy import Conditions, Policy, Route
+from syncer.policy import Conditions, Policy, Route, toml_key
 
 Tags = Mapping[str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class FieldSetting:
+    """One `fields` entry as the policy gives it: the field's name or id, the value as written, and
+    the table it came from (`defaults`, `teams.payments`, `routes[2]`), which messages name."""
+
+    key: str
+    value: Any
+    source: str
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,10 @@ class TicketTarget:
     # An e-mail on Jira Cloud; on Server/DC it may be a username (see policy.Team.assignee).
     assignee_email: str | None = None
     team: str | None = None
+    # Every `fields` entry that applies, defaults first, then the team's, then the route's: a later one
+    # for the same field wins. Which keys name the same field (a name and an id) only create-meta
+    # tells, so the merge by field finishes in `syncer.core.fields`.
+    fields: tuple[FieldSetting, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,20 @@ def ticket_target(policy: Policy, team_name: str | None, route: Route | None, le
         priority=priority or None,  # "" in the policy means: let Jira choose
         assignee_email=(team.assignee if team else None) or defaults.assignee,
         team=team_name,
+        fields=field_settings(policy, team_name, route),
+    )
+
+
+def field_settings(policy: Policy, team_name: str | None, route: Route | None) -> tuple[FieldSetting, ...]:
+    """The `fields` of defaults, team and route, in that order (the last one for a field wins)."""
+    layers: list[tuple[str, Mapping[str, Any]]] = [("defaults", policy.defaults.fields)]
+    if team_name is not None:
+        layers.append((f"teams.{toml_key(team_name)}", policy.teams[team_name].fields))
+    if route is not None:
+        index = next((i for i, r in enumerate(policy.routes) if r is route), None)
+        layers.append((f"routes[{index}]" if index is not None else "route", route.fields))
+    return tuple(
+        FieldSetting(key, value, source) for source, fields in layers for key, value in fields.items()
     )
 
 

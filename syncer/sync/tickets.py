@@ -22,15 +22,18 @@ from typing import Any
 from syncer import logs
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import remote_link_global_id, render_ticket, sentry_issue_url, sentry_label
-from syncer.core.routing import Decision, decide
+from syncer.core.routing import Decision, decide, route_label
 from syncer.core.tickets import choose_ticket
 from syncer.errors import AmbiguousError, Busy, HeldElsewhere, PayloadError, PermanentError, TransientError
+from syncer.jira.client import FieldsRefused
+from syncer.policy import toml_key
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
 from syncer.store import links
 from syncer.store.links import ClaimRecord, LinkRecord
 from syncer.store.schema import LinkState, utcnow
 from syncer.sync import assignees
+from syncer.sync import fields as ticket_fields
 from syncer.sync.outcome import Outcome
 
 log = logging.getLogger(__name__)
@@ -127,6 +130,7 @@ def create_or_link(
             fields = render_ticket(
                 issue, decision.target, sentry_url=rt.settings.sentry_url, org=rt.settings.sentry_org or ""
             )
+            prepared = ticket_fields.prepare(rt, decision.target, fields)
             assignee = assignees.resolve(rt, decision.target.assignee_email)
             if assignee.account_id:
                 fields["assignee"] = rt.jira.user_ref(assignee.account_id)
@@ -152,12 +156,21 @@ def create_or_link(
                     assignee_note = f"assignee {email} refused by Jira: {words}; left unassigned"
             except AmbiguousError:
                 raise
+            except FieldsRefused as exc:
+                # Retrying cannot help until someone changes the policy or the screen: a dead letter
+                # that says which fields, in Jira's words, and where to set them. The screen may
+                # have changed since it was read: the next ticket reads it afresh.
+                created_nothing = True
+                rt.jira.forget_create_meta(decision.target.jira_project, decision.target.issue_type)
+                where = _fields_tables(decision)
+                raise ticket_fields.refused(exc, decision.target, prepared, where) from None
             except (TransientError, PermanentError):
                 created_nothing = True  # refused before acting: 4xx or 429
                 raise
             ticket = JiraTicket(id=jira_id, key=jira_key, project_key=decision.target.jira_project)
             link = _activate(
-                rt, claim, issue, decision, ticket, cause, adopted=False, assignee_note=assignee_note
+                rt, claim, issue, decision, ticket, cause, adopted=False, assignee_note=assignee_note,
+                field_notes=prepared.notes,
             )
             note = f"created {jira_key} for team {decision.team or '-'} via {decision.route_name}"
             if assignee_note and decision.target.assignee_email:
@@ -185,6 +198,7 @@ def _activate(
     *,
     adopted: bool,
     assignee_note: str = "",
+    field_notes: list[str] | None = None,
 ) -> LinkRecord:
     now = utcnow()
     target = decision.target
@@ -212,6 +226,8 @@ def _activate(
     )
     if assignee_note and target.assignee_email:
         detail += f" ({assignee_note})"
+    for note in field_notes or ():
+        detail += f"; {note}"
     logs.bind(jira_key=ticket.key)  # what the rest of this delivery's lines are about, too
     link = LinkRecord(id=claim.link_id, sentry_issue_id=issue.id, live_sentry_issue_id=issue.id,
                       sentry_project=issue.project_slug[:200], route=decision.route_name[:200],
@@ -221,6 +237,17 @@ def _activate(
     links.activate(rt.engine, claim.link_id, values,
                    links.audit_row(link, side="jira", action=action, detail=detail, cause=cause))
     return link
+
+
+def _fields_tables(decision: Decision) -> str:
+    """Where a field for this ticket may be set in the policy, most specific first."""
+    places = []
+    if decision.route_index is not None:
+        places.append(route_label(decision.route_index, decision.route_name))
+    if decision.team is not None:
+        places.append(f"[teams.{toml_key(decision.team)}]")
+    places.append("[defaults]")
+    return " or ".join(places)
 
 
 def finish_backlinks(rt: Runtime, link: LinkRecord, installation_uuid: str, cause: str) -> None:
