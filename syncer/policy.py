@@ -394,8 +394,18 @@ class Priorities(_Table):
         return getattr(self, name) if name in LEVELS else None
 
 
+class MergePolicy(_Table):
+    """`[merges]`: what happens to a ticket when its Sentry issue is merged into another."""
+
+    # "move": the issue merged into keeps its own ticket, or gains this one when it has none;
+    # "close": this ticket's link ends either way (commented, kept), and the issue merged into is
+    # left to routing like any other issue.
+    on_merge: Literal["move", "close"] = "move"
+
+
 class Policy(_Table):
-    """The whole file: `[defaults]`, `[teams.*]`, `[[routes]]`, `[priorities]`, `[status]`, `[reconcile]`."""
+    """The whole file: `[defaults]`, `[teams.*]`, `[[routes]]`, `[priorities]`, `[status]`, `[reconcile]`,
+    `[merges]`."""
 
     defaults: Defaults = Field(default_factory=Defaults)
     teams: dict[str, Team] = Field(default_factory=dict)
@@ -403,6 +413,7 @@ class Policy(_Table):
     priorities: Priorities = Field(default_factory=Priorities)
     status: StatusPolicy = Field(default_factory=StatusPolicy)
     reconcile: ReconcilePolicy = Field(default_factory=ReconcilePolicy)
+    merges: MergePolicy = Field(default_factory=MergePolicy)
 
     @model_validator(mode="after")
     def _references(self) -> Self:

@@ -330,6 +330,27 @@ def mark_broken(engine: Engine, link: LinkRecord, *, cause: str, why: str, issue
     save(engine, link.id, cause=cause, changes=[change], state=LinkState.BROKEN, live_sentry_issue_id=None)
 
 
+def move_to_issue(
+    engine: Engine, link: LinkRecord, issue_id: str, *, cause: str, why: str, **fields: Any
+) -> LinkRecord | None:
+    """The link's ticket now follows `issue_id` (its issue was merged into that one), its back-links
+    to be made again for it; None when `issue_id` has a live link of its own (the unique claim)."""
+    try:
+        return save(
+            engine, link.id, cause=cause, changes=[("sentry", "issue_merged", why)],
+            sentry_issue_id=issue_id, live_sentry_issue_id=issue_id, remote_link_done=False,
+            sentry_link_done=False, **fields,
+        )
+    except IntegrityError:
+        return None
+
+
+def mark_merged(engine: Engine, link: LinkRecord, *, cause: str, why: str) -> None:
+    """The link's issue was merged into one with a ticket of its own: this link ends, kept for audit."""
+    save(engine, link.id, cause=cause, changes=[("sentry", "issue_merged", why)], state=LinkState.MERGED,
+         live_sentry_issue_id=None)
+
+
 def mark_unreachable(engine: Engine, link: LinkRecord, *, cause: str, why: str) -> LinkRecord:
     """Jira answered 404 for the ticket, with no deletion webhook: keep the link active (a second
     ticket must not be made while the first may still exist), note since when, audit it once."""

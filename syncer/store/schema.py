@@ -55,6 +55,7 @@ class LinkState:
     BROKEN = "broken"  # the ticket was deleted; kept for audit
     UNLINKED = "unlinked"  # undone by a person (`syncer links unlink`)
     SUPERSEDED = "superseded"  # a regression long after closing opened a newer ticket
+    MERGED = "merged"  # its issue was merged into one that has its own ticket; kept for audit
 
     LIVE = (PENDING, ACTIVE)
 
