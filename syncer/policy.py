@@ -44,6 +44,9 @@ from syncer.core.patterns import NameGlob, OwnerPattern, Pattern, PatternError, 
 from syncer.errors import ConfigError
 
 LEVELS = ("fatal", "error", "warning", "info", "debug")
+# getsentry/sentry src/sentry/api/utils.py MAX_STATS_PERIOD: an issue search covers 90 days at most
+# (and exactly that when it names no range), so a longer backfill window would silently be cut.
+MAX_LOOKBACK_HOURS = 90 * 24
 
 
 def _invalid(message: str) -> PydanticCustomError:
@@ -355,7 +358,7 @@ class ReconcilePolicy(_Table):
     """`[reconcile]`: the periodic repair of drift and backfill of missed issues."""
 
     interval_minutes: Annotated[StrictInt, Field(ge=1)] = 10
-    lookback_hours: Count = 24  # 0: no backfill of unlinked issues
+    lookback_hours: Count = 24  # 0: no backfill of unlinked issues; at most MAX_LOOKBACK_HOURS
     # Which side wins when both changed since the last sync: "jira", "sentry", or "newest"
     # (the side whose last change is later).
     precedence: Literal["jira", "sentry", "newest"] = "newest"
@@ -365,6 +368,16 @@ class ReconcilePolicy(_Table):
     # of them (0 hours: reconciliation leaves dead letters to people).
     dead_letter_retry_after_hours: Count = 6
     dead_letter_retry_cap: Count = 20
+
+    @field_validator("lookback_hours")
+    @classmethod
+    def _within_sentrys_search(cls, hours: int) -> int:
+        if hours > MAX_LOOKBACK_HOURS:
+            raise _invalid(
+                f"at most {MAX_LOOKBACK_HOURS} (90 days), got {hours}: Sentry's issue search reaches "
+                "no further back (its default and longest window, MAX_STATS_PERIOD)"
+            )
+        return hours
 
 
 class Priorities(_Table):
