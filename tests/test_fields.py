@@ -145,7 +145,7 @@ def test_a_team_managed_project_gets_its_ticket_without_components(
     assert (ticket["project"], ticket["components"]) == ("SQD", [])
     created = [a for a in audit_of(engine, issue["id"]) if a.action == "created"]
     assert len(created) == 1
-    assert "components ['Backend'] left out: the create screen of SQD/Bug has no Components field" \
+    assert 'components ["Backend"] left out: the create screen of SQD/Bug has no Components field' \
         in created[0].detail
     assert screens.calls.count("POST", CREATE) == 1  # not refused first and tried again
 
