@@ -20,6 +20,7 @@ import re
 import tomllib
 import types
 from collections.abc import Callable, Mapping
+from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
@@ -45,6 +46,9 @@ from syncer.core.people import People, Person
 from syncer.errors import ConfigError
 
 LEVELS = ("fatal", "error", "warning", "info", "debug")
+# getsentry/sentry src/sentry/api/utils.py MAX_STATS_PERIOD: an issue search covers 90 days at most
+# (and exactly that when it names no range), so a longer backfill window would silently be cut.
+MAX_LOOKBACK_HOURS = 90 * 24
 
 
 def _invalid(message: str) -> PydanticCustomError:
@@ -129,6 +133,66 @@ PriorityName = Annotated[str, Field(strict=True)]
 Level = Annotated[Literal["fatal", "error", "warning", "info", "debug"], BeforeValidator(_lower)]
 Count = Annotated[StrictInt, Field(ge=0)]
 
+# Fields syncer fills itself, or through a key of its own: `fields` may not set them.
+OWN_FIELDS = {
+    "project": "the project comes from jira_project",
+    "issuetype": "the issue type comes from issue_type",
+    "issue type": "the issue type comes from issue_type",
+    "summary": "syncer writes the summary from the Sentry issue",
+    "description": "syncer writes the description from the Sentry issue",
+    "assignee": "use the assignee key",
+}
+
+
+def _field_value(value: Any) -> Any:
+    """A value for `fields`, as TOML gives it; converted to Jira's shape later, from the field's schema
+    in create-meta (`syncer.core.fields`). Dates become "YYYY-MM-DD", arrays tuples; a table is a
+    cascading select's `{ value = "A", child = "B" }`."""
+    if isinstance(value, bool):
+        raise _invalid("true/false is no Jira field's value (a checkbox field takes an array of options)")
+    if isinstance(value, str | int | float):
+        if isinstance(value, str) and not value.strip():
+            raise _invalid("must not be empty; leave the field out instead")
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list):
+        if not value:
+            raise _invalid("an empty array sets nothing; leave the field out instead")
+        items = []
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, str | int | float) or (
+                    isinstance(item, str) and not item.strip()):
+                raise _invalid(f"an array of strings or numbers, not one holding {_show(item)}")
+            items.append(item)
+        return tuple(items)
+    if isinstance(value, dict):
+        unknown = set(value) - {"value", "child"}
+        if unknown or not isinstance(value.get("value"), str) or not isinstance(value.get("child", ""), str):
+            raise _invalid('a table is a cascading select: { value = "parent", child = "child" } '
+                           "(child may be left out)")
+        return {"value": value["value"], **({"child": value["child"]} if "child" in value else {})}
+    raise _invalid(f"expected a string, number, date, array or table, got {toml_type(value)}")
+
+
+def _fields(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value  # pydantic says "expected a table"
+    for key in value:
+        reason = OWN_FIELDS.get(key.strip().casefold())
+        if not key.strip():
+            raise _invalid("a field name must not be empty")
+        if reason:
+            raise _invalid(f"{json.dumps(key)} cannot be set here: {reason}")
+    return value
+
+
+FieldValue = Annotated[Any, BeforeValidator(_field_value)]
+# Any Jira field by name ("Root cause", matched without regard to case) or id (customfield_10050).
+Fields = Annotated[dict[str, FieldValue], BeforeValidator(_fields)]
+
 
 
 def _compiled(
@@ -186,6 +250,7 @@ class Defaults(_Table):
     assignee: Assignee | None = None
     priority: PriorityName | None = None  # None: from [priorities] by the issue's level
     action: Literal["create", "ignore"] = "create"  # for issues no route matches
+    fields: Fields = Field(default_factory=dict)  # any Jira field by name or id; teams and routes add
 
 
 class Team(_Table):
@@ -199,6 +264,7 @@ class Team(_Table):
     labels: tuple[Label, ...] = ()  # added to the defaults' labels
     priority: PriorityName | None = None
     issue_type: Name | None = None
+    fields: Fields = Field(default_factory=dict)  # over the defaults' fields, field by field
 
 
 class Conditions(_Table):
@@ -237,6 +303,7 @@ class Route(_Table):
     action: Literal["create", "ignore"] | None = None  # "create" is implied by `team`
     labels: tuple[Label, ...] = ()  # added to the team's labels
     priority: PriorityName | None = None  # beats the team's and the defaults'
+    fields: Fields = Field(default_factory=dict)  # over the team's and the defaults', field by field
 
     @model_validator(mode="after")
     def _one_outcome(self) -> Self:
@@ -247,6 +314,8 @@ class Route(_Table):
                 raise _invalid_key("labels", 'has no effect on a route with action = "ignore"')
             if self.priority is not None:
                 raise _invalid_key("priority", 'has no effect on a route with action = "ignore"')
+            if self.fields:
+                raise _invalid_key("fields", 'has no effect on a route with action = "ignore"')
         elif self.team is None:
             raise _invalid_key("team", 'missing: a route needs team = "<name>" or action = "ignore"')
         return self
@@ -291,7 +360,7 @@ class ReconcilePolicy(_Table):
     """`[reconcile]`: the periodic repair of drift and backfill of missed issues."""
 
     interval_minutes: Annotated[StrictInt, Field(ge=1)] = 10
-    lookback_hours: Count = 24  # 0: no backfill of unlinked issues
+    lookback_hours: Count = 24  # 0: no backfill of unlinked issues; at most MAX_LOOKBACK_HOURS
     # Which side wins when both changed since the last sync: "jira", "sentry", or "newest"
     # (the side whose last change is later).
     precedence: Literal["jira", "sentry", "newest"] = "newest"
@@ -301,6 +370,16 @@ class ReconcilePolicy(_Table):
     # of them (0 hours: reconciliation leaves dead letters to people).
     dead_letter_retry_after_hours: Count = 6
     dead_letter_retry_cap: Count = 20
+
+    @field_validator("lookback_hours")
+    @classmethod
+    def _within_sentrys_search(cls, hours: int) -> int:
+        if hours > MAX_LOOKBACK_HOURS:
+            raise _invalid(
+                f"at most {MAX_LOOKBACK_HOURS} (90 days), got {hours}: Sentry's issue search reaches "
+                "no further back (its default and longest window, MAX_STATS_PERIOD)"
+            )
+        return hours
 
 
 class Priorities(_Table):

@@ -51,6 +51,8 @@ from syncer.errors import (
     classify_failure,
     classify_http,
 )
+from syncer.jira import createmeta
+from syncer.jira.createmeta import CreateMeta, NoSuchIssueType
 from syncer.jira.deployment import PAGE_SIZE, TICKET_FIELDS, Deployment, from_server_info
 from syncer.jira.parse import parse_ticket
 from syncer.ratelimit import Throttle
@@ -73,6 +75,10 @@ HEADERS = {"Cache-Control": "no-cache", "Content-Type": "application/json", "X-A
 IDS_PER_QUERY = 100  # Jira's page cap for search: one query, one page
 MAX_PAGES = 1000  # a runaway paging guard: 100,000 tickets
 TRANSITIONS_TTL_SECONDS = 600.0  # how long a workflow's transitions from one status are trusted
+# How long a create screen (create-meta) is trusted: a field an admin adds or makes required shows
+# within this, and sooner after Jira refuses a create for its fields (the entry is dropped then).
+CREATE_META_TTL_SECONDS = 900.0
+CREATE_META_MAX_PAGES = 50  # a runaway paging guard: 2,500 fields or issue types
 _REF = re.compile(r"^(?:\d+|[A-Za-z][A-Za-z0-9_]*-\d+)$")
 _UNKNOWN_ISSUE = re.compile(
     r"An issue with key '([^']+)' does not exist for field '(?:id|key|issue|issuekey)'", re.IGNORECASE
@@ -235,6 +241,10 @@ class JiraClient:
         # dropped when Jira refuses a transition chosen from it.
         self._transitions_seen: dict[tuple[str, str, str], tuple[float, list[Transition]]] = {}
         self._transitions_lock = threading.Lock()
+        # Create screens per (project key, issue type name folded): read once per TTL, not per ticket.
+        self._create_meta_seen: dict[tuple[str, str], tuple[float, CreateMeta]] = {}
+        self._create_meta_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._create_meta_lock = threading.Lock()
 
     @property
     def requests_made(self) -> int:
@@ -398,6 +408,75 @@ class JiraClient:
             # A success without the new ticket's key: as uncertain as a lost answer.
             raise self._no_usable_answer("POST", "create issue", _messages_in(answer))
         return _str(answer.get("id")), _str(answer.get("key"))
+
+    # -- create screens ------------------------------------------------------------------------------
+
+    def create_meta(self, project: str, issue_type: str) -> CreateMeta:
+        """The create screen of `issue_type` (a name, matched without regard to case) in `project`:
+        its fields, their schemas and allowed values (`syncer.jira.createmeta`). Cached for
+        CREATE_META_TTL_SECONDS; one thread reads it while the others wait. NoSuchIssueType when the
+        project offers no such type."""
+        key = (project, issue_type.casefold())
+        cached = self._cached_create_meta(key)
+        if cached is not None:
+            return cached
+        with self._create_meta_lock:
+            lock = self._create_meta_locks.setdefault(key, threading.Lock())
+        with lock:
+            cached = self._cached_create_meta(key)
+            if cached is not None:
+                return cached
+            meta = self._read_create_meta(project, issue_type)
+            with self._create_meta_lock:
+                self._create_meta_seen[key] = (time.monotonic() + CREATE_META_TTL_SECONDS, meta)
+            return meta
+
+    def forget_create_meta(self, project: str, issue_type: str) -> None:
+        """Jira refused a create for its fields: the screen may have changed, read it afresh next time."""
+        with self._create_meta_lock:
+            self._create_meta_seen.pop((project, issue_type.casefold()), None)
+
+    def _cached_create_meta(self, key: tuple[str, str]) -> CreateMeta | None:
+        with self._create_meta_lock:
+            seen = self._create_meta_seen.get(key)
+            if seen is None or seen[0] <= time.monotonic():
+                return None
+            return seen[1]
+
+    def _read_create_meta(self, project: str, issue_type: str) -> CreateMeta:
+        ref = quote(project, safe="")
+        pages = self._create_meta_pages(createmeta.ISSUE_TYPES.format(project=ref), "issueTypes")
+        types = [t for raw in pages if (t := createmeta.parse_issue_type(raw)) is not None]
+        wanted = issue_type.casefold()
+        chosen = next((t for t in types if t[1].casefold() == wanted), None)
+        if chosen is None:
+            raise NoSuchIssueType(project, issue_type, [name for _, name in types])
+        type_id, type_name = chosen
+        path = createmeta.FIELDS.format(project=ref, type_id=quote(type_id, safe=""))
+        fields = [f for raw in self._create_meta_pages(path, "fields")
+                  if (f := createmeta.parse_field(raw)) is not None]
+        return CreateMeta(project=project, issue_type=type_name, issue_type_id=type_id, fields=tuple(fields))
+
+    def _create_meta_pages(self, path: str, cloud_key: str) -> list[Mapping[str, Any]]:
+        found: list[Mapping[str, Any]] = []
+        for _ in range(CREATE_META_MAX_PAGES):
+            start = len(found)
+            answer = self._request("GET", path, what="create-meta",
+                                   params={"startAt": start, "maxResults": createmeta.PAGE_SIZE})
+            page = createmeta.page_items(answer, cloud_key)
+            found += page
+            if createmeta.is_last_page(answer, start, len(page)):
+                break
+        return found
+
+    def project_is_team_managed(self, project: str) -> bool:
+        """Whether the project is team-managed ("next-gen"): Project's `style` is "next-gen" and
+        `simplified` true (Atlassian's Jira OpenAPI description, Project: "style: The type of the
+        project", one of classic, next-gen; "simplified: Whether the project is simplified")."""
+        answer = self._request("GET", f"project/{quote(project, safe='')}", what="project")
+        if not isinstance(answer, Mapping):
+            return False
+        return answer.get("style") == "next-gen" or answer.get("simplified") is True
 
     def get_ticket(self, id_or_key: str) -> JiraTicket | None:
         """The ticket, or None when Jira says it does not exist (deleted, or no permission)."""

@@ -32,12 +32,20 @@ class Assignee:
     problem: str = ""  # syncer.jira.client.PROBLEMS when there is no account
 
 
-def resolve(rt: Runtime, email: str | None, project: str) -> Assignee:
-    """The account to assign `email` in Jira project `project`, or why there is none."""
+ANYWHERE = "*"  # the cache's project for a person looked up site-wide (user fields, not assignees)
+
+
+def resolve(rt: Runtime, email: str | None, project: str | None) -> Assignee:
+    """The account to assign `email` in Jira project `project`, or why there is none. `project`
+    None: the person's account anywhere on the site, for a user field that needs no assignability;
+    a [people] entry is then taken as it is."""
     if not email:
         return Assignee(None, "no assignee configured")
     key = email.strip().lower()
     person = rt.policy.directory.by_email(key)
+    if project is None and person is not None:
+        return Assignee(person.jira, "")
+    project = project or ANYWHERE
     expected = person.jira if person is not None else None
     cached = _cached(rt, project, key, expected)
     if cached is not None:
@@ -49,7 +57,9 @@ def resolve(rt: Runtime, email: str | None, project: str) -> Assignee:
         if cached is not None:
             return cached
         now = utcnow()
-        if person is not None:
+        if project == ANYWHERE:
+            match = rt.jira.find_account(email)
+        elif person is not None:
             match = rt.jira.check_assignable(project, person.jira)
         else:
             match = rt.jira.find_assignable(project, email)
