@@ -111,10 +111,10 @@ def test_a_misconfigured_route_is_named_with_each_problem_and_exit_1(
     assert f"PAY/Bug requires {root_cause}, and no fields entry sets it" in billing
     assert "[teams.payments]" in billing and '(allowed: "Unknown", "Code", "Config")' in billing
     # A component the project does not have, and a priority it does not offer.
-    assert "teams.payments.components: PAY has no component 'Refunds'" in billing
-    assert "routes[0].priority: PAY/Bug has no priority 'Urgent'" in billing
+    assert 'teams.payments.components: PAY has no component "Refunds"' in billing
+    assert 'routes[0].priority: PAY/Bug has no priority "Urgent"' in billing
     # Components on a team-managed project: named, and said to be left off.
-    assert "teams.squad.components = ['Backend']: SQD is a team-managed project" in squad
+    assert 'teams.squad.components = ["Backend"]: SQD is a team-managed project' in squad
     assert "its tickets are created without them" in squad
     assert "[defaults]:" not in out  # OPS/Bug is fine
     assert "found online" in done.stderr

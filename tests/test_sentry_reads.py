@@ -4,6 +4,7 @@ tags beyond the top values."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -19,9 +20,9 @@ from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.runtime import Runtime
 from syncer.store.engine import session_scope
-from syncer.store.schema import Link, LinkState, utcnow
+from syncer.store.schema import DeliveryState, Link, LinkState, utcnow
 from syncer.worker import app as worker
-from tests.harness import REPO, link_of, wait_for
+from tests.harness import REPO, deliveries, link_of, wait_for
 
 ISSUE_LIST = r"/organizations/[^/]+/issues/$"
 LONG_AGO = datetime.now(UTC) - timedelta(days=3)
@@ -139,3 +140,33 @@ def test_a_lookback_beyond_sentrys_90_days_is_a_configuration_error(
         env={**process_env, "SYNCER_CONFIG": str(policy)},
         capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
     ).returncode == 0
+
+
+# --- tags beyond the top values -------------------------------------------------------------------
+
+
+def test_a_route_on_a_rarer_tag_value_than_the_tags_list_shows_still_matches(
+    stack: dict[str, Any], engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    # `client-errors` ignores api-* issues with a 4xx status code; Sentry's tags list shows ten values.
+    often = {f"5{n:02d}": 100 - n for n in range(10)}
+    rare = fake_sentry.file_issue(project="api-gateway", title="mostly 5xx, once a 404",
+                                  tags={"http.status_code": {**often, "404": 1}})
+    plain = fake_sentry.file_issue(project="api-gateway", title="two values, both listed",
+                                   tags={"http.status_code": {"500": 5, "503": 2}})
+
+    rows = wait_for(lambda: (got := deliveries(engine, "sentry")) and len(got) == 2
+                    and all(r.state not in DeliveryState.UNFINISHED for r in got) and got,
+                    60, what="both deliveries processed")
+
+    by_issue = {json.loads(row.payload)["data"]["issue"]["id"]: row for row in rows}
+    assert by_issue[rare["id"]].state == DeliveryState.IGNORED
+    assert "client-errors" in by_issue[rare["id"]].outcome
+    assert link_of(engine, rare["id"]) is None
+    made = link_of(engine, plain["id"])
+    assert made is not None and made.state in LinkState.LIVE
+    # One more request, for the key whose top values did not match and that has more; none for
+    # the issue whose every value was listed.
+    assert fake_sentry.calls.count("GET", rf"/issues/{rare['id']}/tags/http.status_code/values/") == 1
+    assert fake_sentry.calls.count("GET", r"/tags/[^/]+/values/") == 1
+    assert fake_sentry.calls.count("GET", r"/tags/$") == 2

@@ -24,6 +24,37 @@ from syncer.policy import Conditions, Policy, Route, toml_key
 Tags = Mapping[str, Sequence[str]]
 
 
+class IssueTags(Mapping[str, Sequence[str]]):
+    """Tags as Sentry's tags list shows them: only the most frequent values of each key. A key in
+    `more` has rarer values too, which `rarer(key)` reads (a request): routing asks for them only
+    when a route needs that key and none of its top values matched."""
+
+    def __init__(
+        self,
+        top: Tags,
+        more: Iterable[str] = (),
+        rarer: Callable[[str], Sequence[str]] | None = None,
+    ) -> None:
+        self._top = dict(top)
+        self.more = frozenset(more) if rarer is not None else frozenset()
+        self._rarer = rarer
+
+    def __getitem__(self, key: str) -> Sequence[str]:
+        return self._top[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._top)
+
+    def __len__(self) -> int:
+        return len(self._top)
+
+    def every_value(self, key: str) -> Sequence[str] | None:
+        """All of `key`'s values, or None when the top values were all of them."""
+        if key not in self.more or self._rarer is None:
+            return None
+        return self._rarer(key)
+
+
 @dataclass(frozen=True)
 class FieldSetting:
     """One `fields` entry as the policy gives it: the field's name or id, the value as written, and
@@ -159,11 +190,21 @@ class _OnceTags:
     def __init__(self, fetch: Callable[[], Tags]) -> None:
         self._fetch = fetch
         self._tags: Tags | None = None
+        self._every: dict[str, Sequence[str] | None] = {}
 
     def get(self) -> Tags:
         if self._tags is None:
             self._tags = self._fetch()
         return self._tags
+
+    def every_value(self, key: str) -> Sequence[str] | None:
+        """`key`'s values beyond the top ones, when Sentry has more (see `IssueTags`)."""
+        tags = self.get()
+        if not isinstance(tags, IssueTags):
+            return None
+        if key not in self._every:
+            self._every[key] = tags.every_value(key)
+        return self._every[key]
 
 
 # --- conditions -----------------------------------------------------------------------------------
@@ -200,7 +241,10 @@ def _problems(when: Conditions, issue: SentryIssue, tags: _OnceTags) -> Iterator
     if when.title is not None:
         yield "title", _globs(issue.title, when.title)
     for tag_key, patterns in (when.tags or {}).items():
-        yield f"tags.{tag_key}", _tag(tags.get().get(tag_key, ()), patterns)
+        problem = _tag(tags.get().get(tag_key, ()), patterns)
+        if problem is not None and (every := tags.every_value(tag_key)) is not None:
+            problem = _tag(every, patterns)  # a rarer value than the tags list shows may match
+        yield f"tags.{tag_key}", problem
 
 
 def _globs(text: str, patterns: Sequence[Pattern]) -> str | None:

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -65,6 +66,18 @@ def _issue_id(value: str | int) -> str:
     return text
 
 
+def _has_rarer_values(entry: Mapping[str, Any], top: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a key of the tags list has values beyond the `top` ones shown."""
+    unique = entry.get("uniqueValues")
+    if isinstance(unique, int) and not isinstance(unique, bool):
+        return unique > len(top)
+    total = entry.get("totalValues")
+    counts = [v.get("count") for v in top]
+    if not isinstance(total, int) or not all(isinstance(c, int) for c in counts):
+        return False
+    return sum(c for c in counts if isinstance(c, int)) < total
+
+
 def _iso(moment: datetime) -> str:
     """An absolute time as Sentry's `start`/`end` take it (api/utils.py get_date_range_from_params)."""
     aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -87,6 +100,7 @@ class SentryClient:
     ISSUES = "organizations/{org}/issues/"
     PROJECTS = "organizations/{org}/projects/"
     ISSUE_TAGS = "organizations/{org}/issues/{issue_id}/tags/"
+    ISSUE_TAG_VALUES = "organizations/{org}/issues/{issue_id}/tags/{key}/values/"
     ISSUE_NOTES = "organizations/{org}/issues/{issue_id}/notes/"
     EXTERNAL_ISSUES = "sentry-app-installations/{installation_uuid}/external-issues/"
 
@@ -228,19 +242,42 @@ class SentryClient:
 
     def issue_tags(self, issue_id: str | int) -> dict[str, list[str]]:
         """Tag key -> its most frequent values (Sentry's `topValues`, most frequent first)."""
+        return self.issue_tag_listing(issue_id)[0]
+
+    def issue_tag_listing(self, issue_id: str | int) -> tuple[dict[str, list[str]], set[str]]:
+        """(tag key -> its most frequent values, the keys that have rarer values besides). The tags
+        list shows only the top values of each key (issues/endpoints/group_tags.py: 10, or 9 when
+        keys are named); TagKeySerializer (api/serializers/models/tag.py) gives `uniqueValues` (the
+        number of distinct values) where known, and `totalValues` (events with the key) always."""
         raw = self._json("GET", self.ISSUE_TAGS.format(org=self.org, issue_id=_issue_id(issue_id)))
         if not isinstance(raw, list):
             raise PermanentError(f"{SERVICE} GET tags: answer is not a list")
         tags: dict[str, list[str]] = {}
+        more: set[str] = set()
         for entry in raw:
             if not isinstance(entry, Mapping) or not isinstance(entry.get("key"), str):
                 continue
             top = entry.get("topValues")
-            values = top if isinstance(top, list) else []
-            tags[entry["key"]] = [
-                v["value"] for v in values if isinstance(v, Mapping) and isinstance(v.get("value"), str)
-            ]
-        return tags
+            values = [v for v in (top if isinstance(top, list) else []) if isinstance(v, Mapping)]
+            key = entry["key"]
+            tags[key] = [v["value"] for v in values if isinstance(v.get("value"), str)]
+            if _has_rarer_values(entry, values):
+                more.add(key)
+        return tags, more
+
+    def issue_tag_values(self, issue_id: str | int, key: str) -> list[str]:
+        """Every value of one tag key on the issue (`.../tags/{key}/values/`, 100 a page; Sentry
+        stops at 1,000), most frequent first."""
+        if not key or len(key) > 200:
+            raise PermanentError(f"{SERVICE}: {key[:40]!r} is not a tag key")
+        path = self.ISSUE_TAG_VALUES.format(
+            org=self.org, issue_id=_issue_id(issue_id), key=quote(key, safe="")
+        )
+        return [
+            item["value"]
+            for item in self._list_pages(path, [("sort", "count"), ("per_page", str(BATCH_SIZE))])
+            if isinstance(item, Mapping) and isinstance(item.get("value"), str)
+        ]
 
     def add_note(self, issue_id: str | int, text: str) -> None:
         """Post a note (a comment) on the issue. Repeating a note already posted within the hour is

@@ -5,6 +5,7 @@ issue type per `CREATE_META_TTL_SECONDS` in each process (the client caches it).
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,8 +38,8 @@ def prepare(rt: Runtime, target: TicketTarget, fields: dict[str, Any]) -> Prepar
         # Team-managed projects have no components; the create would be refused for naming them.
         del fields["components"]
         prepared.notes.append(
-            f"components {list(target.components)} left out: the create screen of {meta.where} has no "
-            "Components field (a team-managed project has none)"
+            f"components {json.dumps(list(target.components))} left out: the create screen of "
+            f"{meta.where} has no Components field (a team-managed project has none)"
         )
     converted = convert(target.fields, meta, person=lambda v: _person(rt, v), user_ref=rt.jira.user_ref)
     for field_id, value in converted.values.items():

@@ -22,7 +22,7 @@ from typing import Any
 from syncer import logs
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import remote_link_global_id, render_ticket, sentry_issue_url, sentry_label
-from syncer.core.routing import Decision, decide, route_label
+from syncer.core.routing import Decision, IssueTags, decide, route_label
 from syncer.core.tickets import choose_ticket
 from syncer.errors import AmbiguousError, Busy, HeldElsewhere, PayloadError, PermanentError, TransientError
 from syncer.jira.client import FieldsRefused
@@ -69,24 +69,38 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
 
 def tags_for(
     rt: Runtime, issue_id: str, *, as_of: datetime | None = None, ttl: float = TAGS_TTL_SECONDS
-) -> dict[str, list[str]]:
+) -> IssueTags:
     """Tags are not in webhooks; fetched only when a route needs them, cached briefly. `as_of`: the
     issue's last event (`last_seen`), when the caller has it: tags change only with a new event, so
-    tags keyed by it stay right for as long as the caller keeps them (`ttl`)."""
+    tags keyed by it stay right for as long as the caller keeps them (`ttl`). Sentry's tags list has
+    only the top values of each key: a key's other values are read (and cached alike) only when a
+    route on that key matched none of its top ones."""
     key = f"syncer:tags:{issue_id}"
     if as_of is None:
         ttl = TAGS_TTL_SECONDS
     else:
         key = f"{key}:{as_of.timestamp():.3f}"
+    ttl = max(1, int(ttl))
+
+    def rarer(tag_key: str) -> list[str]:
+        values_key = f"syncer:tag-values:{key.removeprefix('syncer:tags:')}:{tag_key}"
+        if rt.redis is not None and (cached := rt.redis.get(values_key)):
+            every: list[str] = json.loads(cached)
+            return every
+        every = rt.sentry.issue_tag_values(issue_id, tag_key)
+        if rt.redis is not None:
+            rt.redis.setex(values_key, ttl, json.dumps(every))
+        return every
+
+    if rt.redis is not None and (cached := rt.redis.get(key)):
+        loaded = json.loads(cached)
+        if isinstance(loaded, dict) and isinstance(loaded.get("top"), dict):
+            return IssueTags(loaded["top"], loaded.get("more", ()), rarer)
+        return IssueTags(loaded)  # written before rarer values were known of: the top ones only
+    top, more = rt.sentry.issue_tag_listing(issue_id)
     if rt.redis is not None:
-        cached = rt.redis.get(key)
-        if cached:
-            loaded: dict[str, list[str]] = json.loads(cached)
-            return loaded
-    tags = rt.sentry.issue_tags(issue_id)
-    if rt.redis is not None:
-        rt.redis.setex(key, max(1, int(ttl)), json.dumps(tags))
-    return tags
+        rt.redis.setex(key, ttl, json.dumps({"top": top, "more": sorted(more)}))
+    return IssueTags(top, more, rarer)
 
 
 def create_or_link(
