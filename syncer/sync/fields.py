@@ -75,8 +75,9 @@ def refused(exc: FieldsRefused, target: TicketTarget, prepared: Prepared, where:
 
 
 def _person(rt: Runtime, value: str) -> Person:
-    """A user field's value: an e-mail (looked up like an assignee, cached) or an account as written."""
+    """A user field's value: an e-mail (its [people] entry, else looked up site-wide, exactly, cached)
+    or an account as written."""
     if "@" not in value:
         return Person(value)
-    found = assignees.resolve(rt, value)
+    found = assignees.resolve(rt, value, None)
     return Person(found.account_id, found.reason)

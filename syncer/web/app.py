@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from structlog.contextvars import bind_contextvars
 
 from syncer import logs, metrics
-from syncer.errors import BodyTooLarge, PayloadError
+from syncer.errors import BodyTooLarge, PayloadError, WrongFormat
 from syncer.jira import webhooks as jira_webhooks
 from syncer.payload import MAX_BODY_BYTES, Envelope
 from syncer.sentry import webhooks as sentry_webhooks
@@ -183,6 +183,9 @@ def create_app(
         resource = _text(wanted.get(b"sentry-hook-resource")) or ""
         try:
             envelope = sentry_webhooks.receive(resource, body)
+        except WrongFormat as wrong:
+            count("sentry", "wrong_format")
+            return _problem(422, str(wrong))
         except PayloadError:
             count("sentry", "bad_json")
             return _problem(400, "body is not a JSON object in UTF-8")
@@ -209,6 +212,9 @@ def create_app(
             return _problem(401, "missing or invalid X-Hub-Signature (or ?token=)")
         try:
             envelope = jira_webhooks.receive(body)
+        except WrongFormat as wrong:
+            count("jira", "wrong_format")
+            return _problem(422, str(wrong))
         except PayloadError:
             count("jira", "bad_json")
             return _problem(400, "body is not a JSON object in UTF-8")
