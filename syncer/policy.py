@@ -21,6 +21,7 @@ import tomllib
 import types
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 
@@ -41,6 +42,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError, core_schema
 
 from syncer.core.patterns import NameGlob, OwnerPattern, Pattern, PatternError, TextGlob, TextPattern
+from syncer.core.people import People, Person
 from syncer.errors import ConfigError
 
 LEVELS = ("fatal", "error", "warning", "info", "debug")
@@ -403,9 +405,30 @@ class MergePolicy(_Table):
     on_merge: Literal["move", "close"] = "move"
 
 
+def _jira_account(value: str) -> str:
+    if not value or any(char.isspace() for char in value):
+        raise _invalid(f"{json.dumps(value)} is not a Jira account: give the accountId (Cloud) or "
+                       "username (Data Center), without spaces")
+    return value
+
+
+def _sentry_user_id(value: str) -> str:
+    if not value.isdigit():
+        raise _invalid(f"{json.dumps(value)} is not a Sentry user id (digits, as in "
+                       "/api/0/organizations/<org>/members/)")
+    return value
+
+
+class PersonEntry(_Table):
+    """One `[people]` entry: `"alice@example.com" = { jira = "<accountId or username>", sentry = "42" }`."""
+
+    jira: Annotated[str, Field(strict=True), AfterValidator(_jira_account)]
+    sentry: Annotated[str, Field(strict=True), AfterValidator(_sentry_user_id)] | None = None
+
+
 class Policy(_Table):
     """The whole file: `[defaults]`, `[teams.*]`, `[[routes]]`, `[priorities]`, `[status]`, `[reconcile]`,
-    `[merges]`."""
+    `[merges]`, `[people]`."""
 
     defaults: Defaults = Field(default_factory=Defaults)
     teams: dict[str, Team] = Field(default_factory=dict)
@@ -414,6 +437,35 @@ class Policy(_Table):
     status: StatusPolicy = Field(default_factory=StatusPolicy)
     reconcile: ReconcilePolicy = Field(default_factory=ReconcilePolicy)
     merges: MergePolicy = Field(default_factory=MergePolicy)
+    # E-mail -> the person's Jira account and Sentry id, tried before any e-mail search.
+    people: dict[str, PersonEntry] = Field(default_factory=dict)
+
+    @field_validator("people")
+    @classmethod
+    def _people_unique(cls, people: dict[str, PersonEntry]) -> dict[str, PersonEntry]:
+        emails: dict[str, str] = {}
+        jira_ids: dict[str, str] = {}
+        sentry_ids: dict[str, str] = {}
+        for email, entry in people.items():
+            key = toml_key(email)
+            if not _EMAIL.fullmatch(email):
+                raise _invalid_key(key, "is not an e-mail address: [people] is keyed by each person's e-mail")
+            for seen, value, what in ((emails, email.casefold(), "e-mail"),
+                                      (jira_ids, entry.jira.casefold(), "jira account"),
+                                      (sentry_ids, entry.sentry, "sentry id")):
+                if value is None:
+                    continue
+                if value in seen:
+                    raise _invalid_key(key, f"the same {what} as {toml_key(seen[value])}: one person, "
+                                       "one entry")
+                seen[value] = email
+        return people
+
+    @cached_property
+    def directory(self) -> People:
+        """`[people]`, indexed by e-mail, Jira account and Sentry id."""
+        return People(Person(email.lower(), entry.jira, entry.sentry or "")
+                      for email, entry in self.people.items())
 
     @model_validator(mode="after")
     def _references(self) -> Self:

@@ -5,6 +5,7 @@ issue type per `CREATE_META_TTL_SECONDS` in each process (the client caches it).
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ from syncer.core.fields import Person, convert, describe_allowed
 from syncer.core.routing import TicketTarget
 from syncer.jira.client import FieldsRefused
 from syncer.jira.createmeta import CreateMeta
+from syncer.metrics import Metric
 from syncer.runtime import Runtime
 from syncer.sync import assignees
 
@@ -36,9 +38,10 @@ def prepare(rt: Runtime, target: TicketTarget, fields: dict[str, Any]) -> Prepar
     if "components" in fields and not meta.has("components"):
         # Team-managed projects have no components; the create would be refused for naming them.
         del fields["components"]
+        rt.counters.incr(Metric.TICKET_FIELDS_LEFT_OUT, problem="no_components")
         prepared.notes.append(
-            f"components {list(target.components)} left out: the create screen of {meta.where} has no "
-            "Components field (a team-managed project has none)"
+            f"components {json.dumps(list(target.components))} left out: the create screen of "
+            f"{meta.where} has no Components field (a team-managed project has none)"
         )
     converted = convert(target.fields, meta, person=lambda v: _person(rt, v), user_ref=rt.jira.user_ref)
     for field_id, value in converted.values.items():
@@ -48,6 +51,7 @@ def prepare(rt: Runtime, target: TicketTarget, fields: dict[str, Any]) -> Prepar
             fields[field_id] = value
     for problem in converted.problems:
         prepared.notes.append(f"left out {problem}")
+        rt.counters.incr(Metric.TICKET_FIELDS_LEFT_OUT, problem=problem.kind)
     if prepared.notes:
         log.warning("ticket fields for %s: %s", meta.where, "; ".join(prepared.notes))
     return prepared
@@ -74,8 +78,9 @@ def refused(exc: FieldsRefused, target: TicketTarget, prepared: Prepared, where:
 
 
 def _person(rt: Runtime, value: str) -> Person:
-    """A user field's value: an e-mail (looked up like an assignee, cached) or an account as written."""
+    """A user field's value: an e-mail (its [people] entry, else looked up site-wide, exactly, cached)
+    or an account as written."""
     if "@" not in value:
         return Person(value)
-    found = assignees.resolve(rt, value)
+    found = assignees.resolve(rt, value, None)
     return Person(found.account_id, found.reason)

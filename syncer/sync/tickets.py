@@ -145,7 +145,8 @@ def create_or_link(
                 issue, decision.target, sentry_url=rt.settings.sentry_url, org=rt.settings.sentry_org or ""
             )
             prepared = ticket_fields.prepare(rt, decision.target, fields)
-            assignee = assignees.resolve(rt, decision.target.assignee_email)
+            project = decision.target.jira_project
+            assignee = assignees.resolve(rt, decision.target.assignee_email, project)
             if assignee.account_id:
                 fields["assignee"] = rt.jira.user_ref(assignee.account_id)
             if not links.refresh_claim(rt.engine, claim, create_attempt=True):
@@ -154,6 +155,7 @@ def create_or_link(
                 )
             created_nothing = False
             assignee_note = f"left unassigned: {assignee.reason}" if assignee.reason else ""
+            problem = assignee.problem
             try:
                 try:
                     jira_id, jira_key = rt.jira.create_issue(fields)
@@ -164,10 +166,11 @@ def create_or_link(
                     if words is None:
                         raise
                     email = decision.target.assignee_email or ""
-                    assignees.forget(rt, email)
+                    assignees.forget(rt, email, project)
                     del fields["assignee"]
                     jira_id, jira_key = rt.jira.create_issue(fields)
                     assignee_note = f"assignee {email} refused by Jira: {words}; left unassigned"
+                    problem = assignees.REFUSED
             except AmbiguousError:
                 raise
             except FieldsRefused as exc:
@@ -181,7 +184,9 @@ def create_or_link(
             except (TransientError, PermanentError):
                 created_nothing = True  # refused before acting: 4xx or 429
                 raise
-            ticket = JiraTicket(id=jira_id, key=jira_key, project_key=decision.target.jira_project)
+            if assignee_note and decision.target.assignee_email:
+                assignees.left_unassigned(rt, problem)
+            ticket = JiraTicket(id=jira_id, key=jira_key, project_key=project)
             link = _activate(
                 rt, claim, issue, decision, ticket, cause, adopted=False, assignee_note=assignee_note,
                 field_notes=prepared.notes,

@@ -4,6 +4,7 @@ required fields it does not, components, and priorities. Each problem names the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator
 
 from syncer.cli.online.context import Online, Problem, Target
@@ -32,6 +33,9 @@ def _screens(online: Online, *, wanted: Callable[[Target], bool] = lambda _: Tru
 def _person(online: Online, value: str) -> Person:
     if "@" not in value:
         return Person(value)  # an accountId (Cloud) or username (Data Center), taken as written
+    known = online.policy.directory.by_email(value)
+    if known is not None:  # as the worker takes it: [people] first
+        return Person(known.jira)
     match = online.jira.find_account(value)
     return Person(match.account_id, match.reason)
 
@@ -87,14 +91,15 @@ def check_components(online: Online) -> Iterable[Problem]:
                 why = f"{project} is a team-managed project, which has no components"
             else:
                 why = f"the create screen of {meta.where} has no Components field"
-            yield Problem(target.where, f"{source}.components = {list(components)}: {why}; its tickets are "
+            yield Problem(target.where, f"{source}.components = {_list(components)}: {why}; its tickets are "
                           f"created without them (remove components from {source})")
             continue
         known = {n.casefold() for n in allowed_names(field)} if field.allowed is not None else None
         for name in components:
             if known is not None and name.casefold() not in known:
-                yield Problem(target.where, f"{source}.components: {project} has no component {name!r} "
-                              f"(it has: {describe_allowed(field) or 'none'})")
+                has = describe_allowed(field) or "none"
+                yield Problem(target.where, f"{source}.components: {project} has no component "
+                              f"{json.dumps(name)} (it has: {has})")
 
 
 def check_priorities(online: Online) -> Iterable[Problem]:
@@ -110,7 +115,7 @@ def check_priorities(online: Online) -> Iterable[Problem]:
         offered = {name.casefold() for name in allowed_names(field)}
         for where, name in _priorities(online, target):
             if name and name.casefold() not in offered:
-                yield Problem(target.where, f"{where}: {meta.where} has no priority {name!r} "
+                yield Problem(target.where, f"{where}: {meta.where} has no priority {json.dumps(name)} "
                               f"(it offers: {describe_allowed(field)})")
 
 
@@ -126,6 +131,10 @@ def _priorities(online: Online, target: Target) -> list[tuple[str, str]]:
             return [(where, name)]  # the first one set decides, for every level
     return [(f"priorities.{level}", getattr(policy.priorities, level))
             for level in ("fatal", "error", "warning", "info", "debug")]
+
+
+def _list(names: Iterable[str]) -> str:
+    return "[" + ", ".join(json.dumps(n, ensure_ascii=False) for n in names) + "]"
 
 
 def _components_source(online: Online, target: Target) -> str:
