@@ -29,7 +29,7 @@ from syncer.jira.client import FieldsRefused
 from syncer.policy import toml_key
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
-from syncer.store import links
+from syncer.store import installations, links
 from syncer.store.links import ClaimRecord, LinkRecord
 from syncer.store.schema import LinkState, utcnow
 from syncer.sync import assignees
@@ -291,8 +291,11 @@ def finish_backlinks(rt: Runtime, link: LinkRecord, installation_uuid: str, caus
         return
     uuid = rt.settings.sentry_installation_uuid or installation_uuid
     web_url = f"{rt.jira_browse_url}/{key}"
+    # An installation Sentry said it deleted answers 404 on its external-issue endpoints: the
+    # contract's fallback, a note, still names the ticket on the issue.
+    recorded = installations.state(rt.engine, uuid) if uuid else None
     try:
-        if uuid:
+        if uuid and (recorded is None or recorded.deleted_at is None):
             rt.sentry.link_external_issue(
                 uuid,
                 link.sentry_issue_id,
@@ -303,7 +306,7 @@ def finish_backlinks(rt: Runtime, link: LinkRecord, installation_uuid: str, caus
             how = "external issue"
         else:
             rt.sentry.add_note(link.sentry_issue_id, f"Jira ticket: {key} {web_url}")
-            how = "note (no integration installation known)"
+            how = f"note ({recorded.describe()})" if recorded else "note (no integration installation known)"
     except BaseException:
         if remote_done_now:
             _mark(rt, link, sentry_link_done=False)
