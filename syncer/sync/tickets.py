@@ -178,9 +178,8 @@ def create_or_link(
                 # that says which fields, in Jira's words, and where to set them. The screen may
                 # have changed since it was read: the next ticket reads it afresh.
                 created_nothing = True
-                rt.jira.forget_create_meta(decision.target.jira_project, decision.target.issue_type)
                 where = _fields_tables(decision)
-                raise ticket_fields.refused(exc, decision.target, prepared, where) from None
+                raise ticket_fields.refused(rt, exc, decision.target, prepared, where) from None
             except (TransientError, PermanentError):
                 created_nothing = True  # refused before acting: 4xx or 429
                 raise
