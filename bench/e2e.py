@@ -256,7 +256,8 @@ def measure(settings: Settings, workdir: Path) -> dict[str, Any]:
         per_issue = Counter(label for t in tickets for label in t["labels"] if label.startswith("sentry-"))
         jira_calls = s.jira.calls.count()
         # Once per worker process (serverInfo) or per assignee (the account cache): not per ticket.
-        jira_one_off = sum(s.jira.calls.count("GET", p) for p in (r"/serverInfo$", r"/user/search$"))
+        jira_one_off = sum(s.jira.calls.count("GET", p) for p in (r"/serverInfo$", r"/user/search$",
+                                                                  r"/user/assignable/search$"))
         sentry_calls = s.sentry.calls.count()
         jira_by_kind = _by_path(s.jira.calls)
         sentry_by_kind = _by_path(s.sentry.calls)
