@@ -261,3 +261,23 @@ def test_fields_the_policy_cannot_set_are_refused_at_load(fields: str, message: 
     with pytest.raises(ConfigError, match=r"defaults\.fields") as refused:
         parse_policy(f'[defaults]\njira_project = "OPS"\nfields = {fields}\n', "t.toml")
     assert message in str(refused.value)
+
+
+@pytest.mark.parametrize(("meta_field", "value", "sent"), [
+    (_field("f", "When", "datetime"), "2026-03-01T09:30:00Z", "2026-03-01T09:30:00.000+0000"),
+    (_field("f", "When", "datetime"), "2026-03-01T09:30:00", "2026-03-01T09:30:00.000+0000"),
+    (_field("f", "Watchers", "array", items="user"), ("a@example.com", "acc-2"),
+     [{"accountId": "acc-a@example.com"}, {"accountId": "acc-2"}]),
+    (_field("f", "Affects", "array", items="version", allowed=[{"name": "1.0"}, {"name": "2.0"}]), "2.0",
+     [{"name": "2.0"}]),
+    (_field("f", "Team group", "group"), "jira-devs", {"name": "jira-devs"}),
+    (_field("f", "Estimate", "number"), "2.5", 2.5),
+    (_field("f", "Level", "option-with-child", allowed=[{"value": "A / B"}]), "A / B", {"value": "A / B"}),
+])
+def test_more_shapes(meta_field: FieldMeta, value: Any, sent: Any) -> None:
+    from syncer.core.fields import shape
+
+    def person(who: str) -> Person:
+        return Person(f"acc-{who}" if "@" in who else who)
+
+    assert shape(meta_field, value, person=person, user_ref=lambda a: {"accountId": a}) == sent
