@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -19,6 +20,7 @@ from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.jira.client import JiraClient
 from syncer.jira.createmeta import CreateMeta, FieldMeta
+from syncer.metrics import Metric
 from syncer.policy import parse_policy
 from syncer.store.schema import Delivery, DeliveryState, LinkState
 from tests.harness import (
@@ -137,8 +139,15 @@ def test_a_required_field_left_unset_is_a_dead_letter_in_jiras_words(
     assert not [t for t in screens.issues() if f"sentry-{issue['id']}" in t["labels"]]
 
 
+def scraped(stack: dict[str, Any], name: str) -> dict[str, float]:
+    """The web app's `/metrics`: the samples of `name`, by their `problem` label."""
+    body = httpx.get(f"{stack['web'].url}/metrics", timeout=10).text
+    return {line.split('problem="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines() if line.startswith(name + "{")}
+
+
 def test_a_team_managed_project_gets_its_ticket_without_components(
-    screens: FakeJira, fake_sentry: FakeSentry, engine: Engine
+    screens: FakeJira, fake_sentry: FakeSentry, engine: Engine, stack: dict[str, Any]
 ) -> None:
     issue = fake_sentry.file_issue(project="squad-app", title="RuntimeError: squad")
     ticket = ticket_of(screens, engine, issue["id"])
@@ -148,6 +157,7 @@ def test_a_team_managed_project_gets_its_ticket_without_components(
     assert 'components ["Backend"] left out: the create screen of SQD/Bug has no Components field' \
         in created[0].detail
     assert screens.calls.count("POST", CREATE) == 1  # not refused first and tried again
+    assert scraped(stack, Metric.TICKET_FIELDS_LEFT_OUT) == {"no_components": 1.0}
 
 
 # --- the client's create-meta, on Cloud and Data Center ----------------------------------------------

@@ -14,6 +14,7 @@ from syncer.core.fields import Person, convert, describe_allowed
 from syncer.core.routing import TicketTarget
 from syncer.jira.client import FieldsRefused
 from syncer.jira.createmeta import CreateMeta
+from syncer.metrics import Metric
 from syncer.runtime import Runtime
 from syncer.sync import assignees
 
@@ -37,6 +38,7 @@ def prepare(rt: Runtime, target: TicketTarget, fields: dict[str, Any]) -> Prepar
     if "components" in fields and not meta.has("components"):
         # Team-managed projects have no components; the create would be refused for naming them.
         del fields["components"]
+        rt.counters.incr(Metric.TICKET_FIELDS_LEFT_OUT, problem="no_components")
         prepared.notes.append(
             f"components {json.dumps(list(target.components))} left out: the create screen of "
             f"{meta.where} has no Components field (a team-managed project has none)"
@@ -49,6 +51,7 @@ def prepare(rt: Runtime, target: TicketTarget, fields: dict[str, Any]) -> Prepar
             fields[field_id] = value
     for problem in converted.problems:
         prepared.notes.append(f"left out {problem}")
+        rt.counters.incr(Metric.TICKET_FIELDS_LEFT_OUT, problem=problem.kind)
     if prepared.notes:
         log.warning("ticket fields for %s: %s", meta.where, "; ".join(prepared.notes))
     return prepared
