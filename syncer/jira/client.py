@@ -754,15 +754,22 @@ class JiraClient:
         users = self._users(ASSIGNABLE_SEARCH, {"project": project, style.user_id_param: account_id})
         if any(_str(u.get(style.user_id_field)).casefold() == account_id.casefold() for u in users):
             return AccountMatch(account_id, "named in [people]")
-        try:
-            user = self._request("GET", USER, params={style.user_id_param: account_id}, what="user")
-        except PermanentError as error:
-            if error.status == 404:
-                return AccountMatch(None, f"Jira has no account {account_id} (named in [people])", UNKNOWN)
-            raise
-        if isinstance(user, Mapping) and user.get("active") is False:
+        user = self.user(account_id)
+        if user is None:
+            return AccountMatch(None, f"Jira has no account {account_id} (named in [people])", UNKNOWN)
+        if user.get("active") is False:
             return AccountMatch(None, f"the Jira account {account_id} is deactivated", DEACTIVATED)
         return self._not_assignable(project)
+
+    def user(self, account_id: str) -> Mapping[str, Any] | None:
+        """The user with this accountId (Cloud) or username (Server/DC); None when Jira has none."""
+        try:
+            user = self._request("GET", USER, params={self._style.user_id_param: account_id}, what="user")
+        except PermanentError as error:
+            if error.status == 404:
+                return None
+            raise
+        return user if isinstance(user, Mapping) else {}
 
     @staticmethod
     def _not_assignable(project: str) -> AccountMatch:

@@ -233,17 +233,28 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    checks: dict[str, Callable[[], object]] = {
+        "database": lambda: health.ping(engine),
+        "broker": broker_check,
+    }
+
     @app.get("/readyz")
-    async def readyz() -> Response:
+    async def readyz(request: Request) -> Response:
+        # `?exclude=broker` leaves a check out, as kube-apiserver's own `/readyz?exclude=etcd` does:
+        # intake answers 202 without the broker (the sweeper publishes later), so a readiness probe
+        # that took every replica out of its Service while Redis is down would refuse what could be
+        # kept (deploy/kubernetes/web.yaml).
+        excluded = set(request.query_params.getlist("exclude"))
+        if excluded - checks.keys():
+            return _problem(400, f"exclude names a check: one of {', '.join(checks)}")
         failed: dict[str, str] = {}
-        try:
-            await run_in_threadpool(health.ping, engine)
-        except Exception as exc:
-            failed["database"] = type(exc).__name__
-        try:
-            await run_in_threadpool(broker_check)
-        except Exception as exc:
-            failed["broker"] = type(exc).__name__
+        for name, check in checks.items():
+            if name in excluded:
+                continue
+            try:
+                await run_in_threadpool(check)
+            except Exception as exc:
+                failed[name] = type(exc).__name__
         if failed:
             return JSONResponse({"status": "unavailable", "failed": failed}, status_code=503)
         body: dict[str, Any] = {"status": "ready"}
