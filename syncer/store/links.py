@@ -51,6 +51,7 @@ class LinkRecord:
     team: str | None = None
     sentry_status: str = ""
     sentry_substatus: str = ""
+    sentry_priority: str = ""
     sentry_changed_at: datetime | None = None
     jira_status: str = ""
     jira_status_category: str = ""
