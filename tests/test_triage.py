@@ -151,9 +151,9 @@ def test_an_empty_database_gives_an_empty_report(engine: Engine) -> None:
     assert (only.team, only.made, only.open) == ("payments", 0, 0)
 
 
-def test_migration_0005_derives_the_moments_of_old_links(url: str) -> None:
+def test_migration_0006_derives_the_moments_of_old_links(url: str) -> None:
     engine = make_engine(url)
-    migrate.upgrade(engine, "0004")
+    migrate.upgrade(engine, "0005")
     with engine.begin() as connection:
         for n, (category, key) in enumerate((("done", "PAY-1"), ("new", "PAY-2"), ("", None)), start=1):
             connection.execute(text(
@@ -165,7 +165,7 @@ def test_migration_0005_derives_the_moments_of_old_links(url: str) -> None:
             ), {"issue": str(n), "jid": f"1{n}" if key else None, "key": key, "category": category,
                 "state": "active" if key else "pending", "changed": datetime(2026, 11, 3, tzinfo=UTC),
                 "created": datetime(2026, 11, 1, tzinfo=UTC)})
-    migrate.upgrade(engine, "0005")
+    migrate.upgrade(engine, "0006")
     rows = {link.sentry_issue_id: link for link in links.listed(engine)}
     assert rows["1"].ticketed_at == datetime(2026, 11, 1, tzinfo=UTC)
     assert rows["1"].resolved_at == datetime(2026, 11, 3, tzinfo=UTC)
@@ -173,7 +173,7 @@ def test_migration_0005_derives_the_moments_of_old_links(url: str) -> None:
     assert (rows["3"].ticketed_at, rows["1"].sentry_first_seen) == (None, None)
     counts = stored.route_counts(engine, [datetime(2026, 10, 1, tzinfo=UTC)])
     assert [(c.route, c.matched, c.tickets) for c in counts] == [("billing", (3,), (2,))]
-    migrate.downgrade(engine, "0004")
+    migrate.downgrade(engine, "0005")
     assert "routed_issues" not in inspect(engine).get_table_names()
     assert "ticketed_at" not in {c["name"] for c in inspect(engine).get_columns("links")}
     engine.dispose()

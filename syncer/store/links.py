@@ -51,6 +51,7 @@ class LinkRecord:
     team: str | None = None
     sentry_status: str = ""
     sentry_substatus: str = ""
+    sentry_priority: str = ""
     sentry_changed_at: datetime | None = None
     jira_status: str = ""
     jira_status_category: str = ""
@@ -331,6 +332,27 @@ def mark_broken(engine: Engine, link: LinkRecord, *, cause: str, why: str, issue
     audit, free the issue for a new ticket."""
     change = ("sentry", "issue_deleted", why) if issue_gone else ("jira", "ticket_deleted", why)
     save(engine, link.id, cause=cause, changes=[change], state=LinkState.BROKEN, live_sentry_issue_id=None)
+
+
+def move_to_issue(
+    engine: Engine, link: LinkRecord, issue_id: str, *, cause: str, why: str, **fields: Any
+) -> LinkRecord | None:
+    """The link's ticket now follows `issue_id` (its issue was merged into that one), its back-links
+    to be made again for it; None when `issue_id` has a live link of its own (the unique claim)."""
+    try:
+        return save(
+            engine, link.id, cause=cause, changes=[("sentry", "issue_merged", why)],
+            sentry_issue_id=issue_id, live_sentry_issue_id=issue_id, remote_link_done=False,
+            sentry_link_done=False, **fields,
+        )
+    except IntegrityError:
+        return None
+
+
+def mark_merged(engine: Engine, link: LinkRecord, *, cause: str, why: str) -> None:
+    """The link's issue was merged into one with a ticket of its own: this link ends, kept for audit."""
+    save(engine, link.id, cause=cause, changes=[("sentry", "issue_merged", why)], state=LinkState.MERGED,
+         live_sentry_issue_id=None)
 
 
 def mark_unreachable(engine: Engine, link: LinkRecord, *, cause: str, why: str) -> LinkRecord:

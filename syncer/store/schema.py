@@ -55,6 +55,7 @@ class LinkState:
     BROKEN = "broken"  # the ticket was deleted; kept for audit
     UNLINKED = "unlinked"  # undone by a person (`syncer links unlink`)
     SUPERSEDED = "superseded"  # a regression long after closing opened a newer ticket
+    MERGED = "merged"  # its issue was merged into one that has its own ticket; kept for audit
 
     LIVE = (PENDING, ACTIVE)
 
@@ -83,6 +84,9 @@ class Link(SQLModel, table=True):
     # watermark that makes late or out-of-order deliveries harmless.
     sentry_status: str = Field(default="", max_length=40)
     sentry_substatus: str = Field(default="", max_length=60)
+    # Sentry's issue priority (high/medium/low) the ticket's priority last followed, so a change
+    # is noticed (`[priorities] follow_sentry`); "" before Sentry had priorities.
+    sentry_priority: str = Field(default="", max_length=20)
     sentry_changed_at: datetime | None = When(default=None)
     jira_status: str = Field(default="", max_length=200)
     jira_status_category: str = Field(default="", max_length=40)
@@ -224,3 +228,5 @@ class Installation(SQLModel, table=True):
 
     uuid: str = Field(primary_key=True, max_length=100)
     seen_at: datetime = When(default_factory=utcnow)  # refreshed now and then while webhooks name it
+    # When Sentry said `installation.deleted`; cleared by `installation.created` for the same uuid.
+    deleted_at: datetime | None = When(default=None)

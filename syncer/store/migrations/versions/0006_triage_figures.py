@@ -4,8 +4,8 @@ Old rows get what can be derived: a ticket's time is its link's creation, a done
 its last Jira change, a route's decision its link's creation; Sentry's first-seen time is unknown
 for them (NULL: left out of the first-seen figures).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-06 01:30:00.000000
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
