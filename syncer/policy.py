@@ -414,6 +414,15 @@ class Priorities(_Table):
         return getattr(self, name) if name in LEVELS else None
 
 
+class MergePolicy(_Table):
+    """`[merges]`: what happens to a ticket when its Sentry issue is merged into another."""
+
+    # "move": the issue merged into keeps its own ticket, or gains this one when it has none;
+    # "close": this ticket's link ends either way (commented, kept), and the issue merged into is
+    # left to routing like any other issue.
+    on_merge: Literal["move", "close"] = "move"
+
+
 def _jira_account(value: str) -> str:
     if not value or any(char.isspace() for char in value):
         raise _invalid(f"{json.dumps(value)} is not a Jira account: give the accountId (Cloud) or "
@@ -437,7 +446,7 @@ class PersonEntry(_Table):
 
 class Policy(_Table):
     """The whole file: `[defaults]`, `[teams.*]`, `[[routes]]`, `[priorities]`, `[status]`, `[reconcile]`,
-    `[people]`."""
+    `[merges]`, `[people]`."""
 
     defaults: Defaults = Field(default_factory=Defaults)
     teams: dict[str, Team] = Field(default_factory=dict)
@@ -445,6 +454,7 @@ class Policy(_Table):
     priorities: Priorities = Field(default_factory=Priorities)
     status: StatusPolicy = Field(default_factory=StatusPolicy)
     reconcile: ReconcilePolicy = Field(default_factory=ReconcilePolicy)
+    merges: MergePolicy = Field(default_factory=MergePolicy)
     # E-mail -> the person's Jira account and Sentry id, tried before any e-mail search.
     people: dict[str, PersonEntry] = Field(default_factory=dict)
 
