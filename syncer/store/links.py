@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -66,6 +66,9 @@ class LinkRecord:
     unreachable_since: datetime | None = None
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    sentry_first_seen: datetime | None = None
+    ticketed_at: datetime | None = None
+    resolved_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -374,15 +377,24 @@ def _save(names: tuple[str, ...]) -> Any:
     """The UPDATE of these columns, built once per set of names (the callers use a handful)."""
     statement = _SAVES.get(names)
     if statement is None:
+        values: dict[str, Any] = {name: bindparam(name) for name in names}
+        if "jira_status_category" in names:
+            values["resolved_at"] = _RESOLVED_AT
         statement = _SAVES[names] = (
-            update(_links).where(_links.c.id == bindparam("b_id"))
-            .values({name: bindparam(name) for name in names})
-            .returning(*_links.c)
+            update(_links).where(_links.c.id == bindparam("b_id")).values(values).returning(*_links.c)
         )
     return statement
 
 
 _SAVES: dict[tuple[str, ...], Any] = {}
+
+
+def resolved_since(category: str, previously: datetime | None, now: datetime) -> datetime | None:
+    """Since when a ticket in `category` is done (the triage figures' resolution time): kept while it
+    stays done, cleared when it leaves (a reopen), and now when it arrives."""
+    if category != "done":
+        return None
+    return previously or now
 
 
 def create_active(
@@ -516,3 +528,10 @@ _TIE = (
     .values(previous_link_id=bindparam("previous_link_id"), updated_at=bindparam("updated_at"))
 )
 _AUDIT = insert(_audit)
+# `resolved_since` in SQL, for every save that stores the Jira side's status category: the SET's
+# right-hand side reads the row's old value, so a done ticket keeps its first resolution time.
+_RESOLVED_AT = case(
+    (bindparam("jira_status_category") == "done",
+     func.coalesce(_links.c.resolved_at, bindparam("updated_at", type_=_links.c.updated_at.type))),
+    else_=None,
+)

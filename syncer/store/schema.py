@@ -106,6 +106,12 @@ class Link(SQLModel, table=True):
     unreachable_since: datetime | None = When(default=None)
     created_at: datetime = When(default_factory=utcnow)
     updated_at: datetime = When(default_factory=utcnow)
+    # The triage figures' moments (`syncer report`): Sentry's first-seen time of the issue, when its
+    # ticket was made or adopted (not when it was claimed: a Jira outage may lie between), and since
+    # when the ticket is in Jira's done category (cleared when it leaves it).
+    sentry_first_seen: datetime | None = When(default=None)
+    ticketed_at: datetime | None = When(default=None, index=True)
+    resolved_at: datetime | None = When(default=None, index=True)
 
 
 class DeliveryState:
@@ -185,6 +191,19 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=100)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
     cause: str = Field(default="", max_length=200)  # delivery:<id> | reconcile:<run> | cli
+
+
+class RoutedIssue(SQLModel, table=True):
+    """A route's first decision for an issue, ignored ones included (a link records only those that
+    got a ticket): what the per-route figures count, and the share that fell to [defaults]."""
+
+    __tablename__ = "routed_issues"
+
+    sentry_issue_id: str = Field(primary_key=True, max_length=40)
+    route: str = Field(primary_key=True, max_length=200)  # "defaults" when no route matched
+    team: str | None = Field(default=None, max_length=200)
+    action: str = Field(max_length=20)  # create | ignore
+    decided_at: datetime = When(default_factory=utcnow, index=True)
 
 
 class AccountCache(SQLModel, table=True):

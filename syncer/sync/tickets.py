@@ -35,7 +35,7 @@ from syncer.jira.client import FieldsRefused
 from syncer.policy import toml_key
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
-from syncer.store import installations, links
+from syncer.store import installations, links, triage
 from syncer.store.links import ClaimRecord, LinkRecord
 from syncer.store.schema import LinkState, utcnow
 from syncer.sync import assignees
@@ -69,6 +69,7 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         return Outcome.ignore(f"issue is {issue.status}; tickets are opened for unresolved issues only")
     decision = decide(issue, rt.policy, lambda: tags_for(rt, issue.id))
     if decision.action == "ignore" or decision.target is None:
+        triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=None, action="ignore")
         return Outcome.ignore(f"route {decision.route_name}: ignore ({decision.reason})")
     return create_or_link(rt, issue, decision, installation_uuid=event.installation_uuid, cause=cause)
 
@@ -113,6 +114,7 @@ def create_or_link(
     rt: Runtime, issue: SentryIssue, decision: Decision, *, installation_uuid: str, cause: str
 ) -> Outcome:
     assert decision.target is not None
+    triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=decision.team, action="create")
     try:
         claimed = links.take_claim(
             rt.engine, issue.id, project=issue.project_slug, route=decision.route_name, team=decision.team,
@@ -246,7 +248,10 @@ def _activate(
         "synced_at": now,
         "changed_by": cause,
         "updated_at": now,
+        "sentry_first_seen": issue.first_seen,
+        "ticketed_at": now,
     }
+    values["resolved_at"] = links.resolved_since(values["jira_status_category"], None, now)
     detail = (
         f"route {decision.route_name}, team {decision.team or '-'}, "
         f"project {ticket.project_key or target.jira_project}"
