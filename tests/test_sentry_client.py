@@ -106,6 +106,25 @@ def test_link_external_issue_replaces_the_link(fake: FakeSentry, client: SentryC
     assert wrong.value.status == 404
 
 
+def test_link_external_issue_replaces_the_link_on_versions_before_the_upsert(
+    fake: FakeSentry, client: SentryClient
+) -> None:
+    fake.external_issue_upsert = False  # before getsentry/sentry#79844: a second post is a 500
+    filed = fake.file_issue()
+    for key in ("PAY-1", "PAY-1", "PAY-2"):  # a repeat of the same link, then a successor ticket
+        client.link_external_issue(INSTALLATION, filed["id"], web_url=f"https://jira.example.com/browse/{key}",
+                                   project="PAY", identifier=key)
+    (link,) = fake.external_issues(filed["id"])
+    assert (link["displayName"], link["webUrl"]) == ("PAY#PAY-2", "https://jira.example.com/browse/PAY-2")
+    assert len(fake.calls.calls("DELETE", r"/external-issues/\d+/$")) == 1  # only PAY-1's, once
+    # A 500 that is not the constraint (no link of ours there) is still a failure to retry.
+    other = fake.file_issue()
+    fake.faults.append(Fault("POST", r"/external-issues/$", status=500))
+    with pytest.raises(TransientError):
+        client.link_external_issue(INSTALLATION, other["id"], web_url="https://jira.example.com/browse/PAY-3",
+                                   project="PAY", identifier="PAY-3")
+
+
 def test_base_url_may_already_name_the_api(fake: FakeSentry) -> None:
     filed = fake.file_issue()
     with SentryClient(f"{fake.url}/api/0/", "acme", TOKEN) as sentry:
