@@ -31,6 +31,8 @@ from syncer.store.schema import (
     Installation,
     Link,
     RoutedIssue,
+    SlackMessage,
+    SlackRelease,
 )
 from tests.harness import (
     FAKE_JIRA_EMAIL,
@@ -48,6 +50,7 @@ from tests.harness import (
 if TYPE_CHECKING:
     from syncer.fakes.jira import FakeJira
     from syncer.fakes.sentry import FakeSentry
+    from syncer.fakes.slack import FakeSlack
     from syncer.runtime import Runtime
 
 # Property-based tests: quick by default; SYNCER_HYPOTHESIS_PROFILE=thorough digs deeper (by hand, or
@@ -73,6 +76,8 @@ JIRA_TOKEN = "test-jira-token"
 JIRA_WEBHOOK_SECRET = "test-jira-webhook-secret"
 SENTRY_APP_ID = "5c1e5a00-0000-4000-8000-00000000a11e"
 INSTALLATION_UUID = "1f7e2b00-0000-4000-8000-0000000005ca"
+SLACK_TOKEN = "xoxb-test-slack-bot-token"
+SLACK_SECRET = "test-slack-signing-secret"
 ORG = "acme"
 
 
@@ -155,6 +160,16 @@ def fake_jira() -> Iterator[FakeJira]:
     fake.stop()
 
 
+@pytest.fixture(scope="session")
+def fake_slack() -> Iterator[FakeSlack]:
+    """The session's Slack workspace: its events go to the web app (set by `web`)."""
+    from syncer.fakes.slack import start_fake_slack
+
+    fake = start_fake_slack(bot_token=SLACK_TOKEN, signing_secret=SLACK_SECRET)
+    yield fake
+    fake.stop()
+
+
 # Fake Jira sites of a test module's own, for the tests of the fake itself: a Cloud site whose webhooks
 # reach `jira_webhooks`, and a Data Center 9 site; each test starts them from `reset()`.
 
@@ -205,7 +220,8 @@ def policy_path() -> Path:
 
 @pytest.fixture(scope="session")
 def syncer_env(
-    database_url: str, redis_url: str, fake_sentry: FakeSentry, fake_jira: FakeJira, policy_path: Path
+    database_url: str, redis_url: str, fake_sentry: FakeSentry, fake_jira: FakeJira, fake_slack: FakeSlack,
+    policy_path: Path,
 ) -> dict[str, str]:
     """The environment every syncer process of the session runs with."""
     return {
@@ -224,6 +240,10 @@ def syncer_env(
         "SYNCER_JIRA_SEARCH_LAG_SECONDS": "3",
         "SYNCER_SWEEP_AFTER_SECONDS": "5",
         "SYNCER_LOG_LEVEL": "INFO",
+        "SYNCER_SLACK_BOT_TOKEN": SLACK_TOKEN,
+        "SYNCER_SLACK_SIGNING_SECRET": SLACK_SECRET,
+        "SYNCER_SLACK_URL": fake_slack.url,
+        "SYNCER_SLACK_MAX_RPS": "50",
     }
 
 
@@ -261,7 +281,8 @@ def runtime(environment: None) -> Iterator[Runtime]:
 
 @pytest.fixture(scope="session")
 def web(
-    environment: None, runtime: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+    environment: None, runtime: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira,
+    fake_slack: FakeSlack,
 ) -> Iterator[FakeServer]:
     """The real web app on a real socket, enqueueing to the session's Redis."""
     from syncer import metrics
@@ -277,6 +298,7 @@ def web(
     server = FakeServer(app).start()
     fake_sentry.webhooks.url = f"{server.url}/webhooks/sentry"
     fake_jira.webhooks.url = f"{server.url}/webhooks/jira"
+    fake_slack.events.url = f"{server.url}/webhooks/slack"
     yield server
     server.stop()
 
@@ -290,7 +312,8 @@ def worker_process(web: FakeServer, process_env: dict[str, str], workdir: Path) 
 
 def clean_tables(engine: Engine) -> None:
     with session_scope(engine) as session:
-        for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache, Installation, RoutedIssue):
+        for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache, Installation, RoutedIssue,
+                      SlackMessage, SlackRelease):
             session.execute(delete(model))
 
 
@@ -301,13 +324,18 @@ def clean_redis(client: redis.Redis) -> None:
 
 
 @pytest.fixture
-def clean(engine: Engine, redis_client: redis.Redis, fake_sentry: FakeSentry, fake_jira: FakeJira) -> None:
+def clean(
+    engine: Engine, redis_client: redis.Redis, fake_sentry: FakeSentry, fake_jira: FakeJira,
+    fake_slack: FakeSlack,
+) -> None:
     """Start from nothing: the previous test's webhooks and in-flight work must not leak into this one."""
     fake_sentry.reset()
     fake_jira.reset()
+    fake_slack.reset()
     wait_for(lambda: not in_flight(engine), timeout=15, what="the previous test's deliveries to settle")
     fake_sentry.reset()
     fake_jira.reset()
+    fake_slack.reset()
     clean_tables(engine)
     clean_redis(redis_client)
 

@@ -50,6 +50,10 @@ class SentryIssue:
     web_url: str = ""  # only `created` webhooks are sure to carry one
     status_details: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # The versions of the releases its first and latest events named: in the issue's details only
+    # (`GET .../issues/{id}/`), not in webhooks or lists; "" when unknown.
+    first_release: str = ""
+    last_release: str = ""
 
 
 @dataclass(frozen=True)

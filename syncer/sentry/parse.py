@@ -59,4 +59,6 @@ def parse_issue(raw: Any) -> SentryIssue:
         web_url=as_text(raw.get("web_url"), 2000),
         status_details=dict(details) if isinstance(details, Mapping) else {},
         metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
+        first_release=as_text(as_mapping(raw.get("firstRelease")).get("version"), 200),
+        last_release=as_text(as_mapping(raw.get("lastRelease")).get("version"), 200),
     )
