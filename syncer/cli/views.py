@@ -231,7 +231,10 @@ def _describe_outcome(policy: Policy, route: Route | None) -> str:
                      policy.defaults.priority) if p is not None),
         None,
     )
-    priority = {None: "by level", "": "left to Jira"}.get(configured, configured)
+    by_priority = any(p is not None for p in (policy.priorities.high, policy.priorities.medium,
+                                              policy.priorities.low))
+    by_issue = "by Sentry priority, else level" if by_priority else "by level"
+    priority = {None: by_issue, "": "left to Jira"}.get(configured, configured)
     details = [
         target.jira_project,
         target.issue_type,
