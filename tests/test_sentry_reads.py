@@ -242,3 +242,20 @@ def test_a_jira_close_on_a_merged_away_issue_follows_the_merge_as_reconciliation
     assert fake_sentry.issue(keeps)["status"] == "unresolved"
     assert keeps_key in fake_jira.comments(ending_key)[0]["body"]
     assert fake_jira.issue(keeps_key)["status"] == "To Do"  # type: ignore[index]
+
+
+def test_route_explain_reads_rarer_tag_values_as_the_worker_does(
+    clean: None, process_env: dict[str, str], fake_sentry: FakeSentry
+) -> None:
+    often = {f"5{n:02d}": 100 - n for n in range(10)}
+    rare = fake_sentry.file_issue(project="api-gateway", title="mostly 5xx, once a 404",
+                                  tags={"http.status_code": {**often, "404": 1}})
+
+    done = subprocess.run(
+        [sys.executable, "-m", "syncer", "route", "explain", rare["id"]],
+        env=process_env, capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Result: ignored (routes[1] \"client-errors\")" in done.stdout, done.stdout
+    assert fake_sentry.calls.count("GET", r"/tags/http.status_code/values/") == 1

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
+from syncer.fakes.base import Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.store import installations
@@ -158,3 +159,23 @@ def test_a_deleted_installation_stops_external_issue_links_until_installed_again
     wait_ticket(fake_jira, engine, after["id"], timeout=60)
     assert len(sentry.external_issues(after["id"])) == 1
     assert run(process_env, "check-config").returncode == 0
+
+
+# --- external issues before late 2024 -----------------------------------------------------------------
+
+
+def test_an_ambiguous_external_issue_post_on_a_version_before_the_upsert_ends_linked(
+    sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    sentry.external_issue_upsert = False  # before getsentry/sentry#79844: posting twice is a 500
+    # The first post is made, then the connection drops: the worker cannot know it went through.
+    sentry.faults.append(Fault("POST", r"/external-issues/$", status=201, after=True, drop=True))
+    issue = sentry.file_issue(project="billing-api", title="RuntimeError: linked over a flaky network")
+
+    ticket = wait_ticket(fake_jira, engine, issue["id"], timeout=90)
+
+    (external,) = sentry.external_issues(issue["id"])
+    assert external["displayName"].endswith(ticket["key"])
+    posts = sentry.calls.calls("POST", r"/external-issues/$")
+    assert len(posts) == 2  # the ambiguous one, and the retry Sentry refused with its 500
+    assert letters(engine) == []

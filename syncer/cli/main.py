@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -214,7 +214,7 @@ def _check_online(settings: Settings, policy: Policy) -> list[str]:
 
 def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.cli.views import format_explanation
-    from syncer.core.routing import decide
+    from syncer.core.routing import IssueTags, decide
     from syncer.errors import PayloadError
     from syncer.policy import load_policy
     from syncer.sentry.parse import parse_issue
@@ -249,7 +249,7 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {source} is neither a file nor a Sentry issue id", file=sys.stderr)
         return 2
 
-    def fetch_tags() -> dict[str, list[str]]:
+    def fetch_tags() -> Mapping[str, Sequence[str]]:
         if tags is not None:
             return tags
         if sentry_client is None:
@@ -257,7 +257,10 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
                 'note: routes use tags; the file has no "tags" object, so none were assumed', file=sys.stderr
             )
             return {}
-        return sentry_client.issue_tags(issue.id)
+        # As the worker routes: a key's rarer values are read when its top ones match nothing.
+        client = sentry_client
+        top, more = client.issue_tag_listing(issue.id)
+        return IssueTags(top, more, lambda key: client.issue_tag_values(issue.id, key))
 
     print(format_explanation(decide(issue, policy, fetch_tags), issue))
     return 0
