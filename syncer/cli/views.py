@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from syncer.cli.online import Report as OnlineReport
     from syncer.core.issue import SentryIssue
     from syncer.core.routing import Decision
+    from syncer.core.triage import Report as TriageReport
     from syncer.policy import Conditions, Policy, Route
     from syncer.sync.reconcile.report import Report
 
@@ -103,6 +104,18 @@ def online_report(report: OnlineReport, *, jira_url: str) -> str:
         lines.append(f"  {where}:")
         lines += [f"    - {message}" for message in messages]
     return "\n".join(lines)
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def triage_report(report: TriageReport, format: str) -> str:
+    """`syncer report`: Markdown (readable at a terminal, pasteable into a digest) or JSON."""
+    from syncer.core.triage import as_dict, markdown
+
+    if format == "json":
+        return json.dumps(as_dict(report), indent=2) + "\n"
+    return markdown(report)
 
 
 # --- tables ---------------------------------------------------------------------------------------
