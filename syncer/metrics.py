@@ -46,6 +46,7 @@ class Metric(StrEnum):
     DELIVERY_RETRIES = "syncer_delivery_retries_total"
     ASSIGNEE_UNRESOLVED = "syncer_assignee_unresolved_total"
     TICKETS_UNASSIGNED = "syncer_tickets_unassigned_total"
+    TICKET_FIELDS_LEFT_OUT = "syncer_ticket_fields_left_out_total"
     RECONCILE_RUNS = "syncer_reconcile_runs_total"
     RECONCILE_LINKS_CHECKED = "syncer_reconcile_links_checked_total"
     RECONCILE_DRIFT = "syncer_reconcile_drift_total"
@@ -74,6 +75,7 @@ HELP: dict[Metric, str] = {
     Metric.DELIVERY_RETRIES: "Deliveries postponed for another try, by source",
     Metric.ASSIGNEE_UNRESOLVED: "Look-ups that found no account Jira would accept as assignee, by problem",
     Metric.TICKETS_UNASSIGNED: "Tickets filed or kept without the assignee asked for, by problem",
+    Metric.TICKET_FIELDS_LEFT_OUT: "Policy fields or components left off new tickets, by problem",
     Metric.RECONCILE_RUNS: "Reconcile runs, by result",
     Metric.RECONCILE_LINKS_CHECKED: "Links checked by reconcile runs",
     Metric.RECONCILE_DRIFT: "Drift found by reconcile runs, by kind",

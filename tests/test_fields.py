@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -19,6 +20,7 @@ from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.jira.client import JiraClient
 from syncer.jira.createmeta import CreateMeta, FieldMeta
+from syncer.metrics import Metric
 from syncer.policy import parse_policy
 from syncer.store.schema import Delivery, DeliveryState, LinkState
 from tests.harness import (
@@ -137,8 +139,26 @@ def test_a_required_field_left_unset_is_a_dead_letter_in_jiras_words(
     assert not [t for t in screens.issues() if f"sentry-{issue['id']}" in t["labels"]]
 
 
-def test_a_team_managed_project_gets_its_ticket_without_components(
+def scraped(stack: dict[str, Any], name: str) -> dict[str, float]:
+    """The web app's `/metrics`: the samples of `name`, by their `problem` label."""
+    body = httpx.get(f"{stack['web'].url}/metrics", timeout=10).text
+    return {line.split('problem="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines() if line.startswith(name + "{")}
+
+
+def test_a_dead_letter_names_the_fields_even_for_a_team_that_sets_none(
     screens: FakeJira, fake_sentry: FakeSentry, engine: Engine
+) -> None:
+    screens.add_create_field("OPS", ID["root_cause"], required=True)
+    fake_sentry.file_issue(project="ghost-api", title="ValueError: nobody's")  # team ghosts: no fields
+    letter = wait_for(lambda: next(iter(letters(engine)), None), 30, what="a dead letter")
+    assert f'"Root cause" ({ID["root_cause"]}): Root cause is required. (allowed: "Unknown", "Code", ' \
+        in letter.error
+    assert 'routes[5] "unowned" or [teams.ghosts] or [defaults]' in letter.error
+
+
+def test_a_team_managed_project_gets_its_ticket_without_components(
+    screens: FakeJira, fake_sentry: FakeSentry, engine: Engine, stack: dict[str, Any]
 ) -> None:
     issue = fake_sentry.file_issue(project="squad-app", title="RuntimeError: squad")
     ticket = ticket_of(screens, engine, issue["id"])
@@ -148,6 +168,7 @@ def test_a_team_managed_project_gets_its_ticket_without_components(
     assert 'components ["Backend"] left out: the create screen of SQD/Bug has no Components field' \
         in created[0].detail
     assert screens.calls.count("POST", CREATE) == 1  # not refused first and tried again
+    assert scraped(stack, Metric.TICKET_FIELDS_LEFT_OUT) == {"no_components": 1.0}
 
 
 # --- the client's create-meta, on Cloud and Data Center ----------------------------------------------
