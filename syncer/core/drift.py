@@ -88,6 +88,8 @@ class StoredLink(KnownState, Protocol):
     def jira_key(self) -> str | None: ...
     @property
     def sentry_issue_id(self) -> str: ...
+    @property
+    def team(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,8 @@ def plan(
             return Plan((), "record", learnt)
         return None
 
+    # The ticket's project (and the link's team) may have status settings of their own.
+    status_policy = policy.status.for_ticket(ticket.project_key, known.team)
     inbound = None
     if jira_changed:
         # No event time: reconciliation reads current state, which cannot be stale.
@@ -183,7 +187,7 @@ def plan(
             ticket=ticket,
             known=known,
             issue=issue,
-            policy=policy.status,
+            policy=status_policy,
             status_changed=True,
             previous_status=known.jira_status,
         )
@@ -191,7 +195,7 @@ def plan(
     outbound = None
     if sentry_changed and sentry_action:
         outbound = decide_outbound(
-            sentry_action, issue=issue, ticket=ticket, known=known, policy=policy.status, now=now
+            sentry_action, issue=issue, ticket=ticket, known=known, policy=status_policy, now=now
         )
 
     kinds: list[Kind] = ["ticket_moved"] if moved_to else []
