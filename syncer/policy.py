@@ -20,6 +20,8 @@ import re
 import tomllib
 import types
 from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 
@@ -40,9 +42,13 @@ from pydantic import (
 from pydantic_core import PydanticCustomError, core_schema
 
 from syncer.core.patterns import NameGlob, OwnerPattern, Pattern, PatternError, TextGlob, TextPattern
+from syncer.core.people import People, Person
 from syncer.errors import ConfigError
 
 LEVELS = ("fatal", "error", "warning", "info", "debug")
+# getsentry/sentry src/sentry/api/utils.py MAX_STATS_PERIOD: an issue search covers 90 days at most
+# (and exactly that when it names no range), so a longer backfill window would silently be cut.
+MAX_LOOKBACK_HOURS = 90 * 24
 
 
 def _invalid(message: str) -> PydanticCustomError:
@@ -127,6 +133,66 @@ PriorityName = Annotated[str, Field(strict=True)]
 Level = Annotated[Literal["fatal", "error", "warning", "info", "debug"], BeforeValidator(_lower)]
 Count = Annotated[StrictInt, Field(ge=0)]
 
+# Fields syncer fills itself, or through a key of its own: `fields` may not set them.
+OWN_FIELDS = {
+    "project": "the project comes from jira_project",
+    "issuetype": "the issue type comes from issue_type",
+    "issue type": "the issue type comes from issue_type",
+    "summary": "syncer writes the summary from the Sentry issue",
+    "description": "syncer writes the description from the Sentry issue",
+    "assignee": "use the assignee key",
+}
+
+
+def _field_value(value: Any) -> Any:
+    """A value for `fields`, as TOML gives it; converted to Jira's shape later, from the field's schema
+    in create-meta (`syncer.core.fields`). Dates become "YYYY-MM-DD", arrays tuples; a table is a
+    cascading select's `{ value = "A", child = "B" }`."""
+    if isinstance(value, bool):
+        raise _invalid("true/false is no Jira field's value (a checkbox field takes an array of options)")
+    if isinstance(value, str | int | float):
+        if isinstance(value, str) and not value.strip():
+            raise _invalid("must not be empty; leave the field out instead")
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list):
+        if not value:
+            raise _invalid("an empty array sets nothing; leave the field out instead")
+        items = []
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, str | int | float) or (
+                    isinstance(item, str) and not item.strip()):
+                raise _invalid(f"an array of strings or numbers, not one holding {_show(item)}")
+            items.append(item)
+        return tuple(items)
+    if isinstance(value, dict):
+        unknown = set(value) - {"value", "child"}
+        if unknown or not isinstance(value.get("value"), str) or not isinstance(value.get("child", ""), str):
+            raise _invalid('a table is a cascading select: { value = "parent", child = "child" } '
+                           "(child may be left out)")
+        return {"value": value["value"], **({"child": value["child"]} if "child" in value else {})}
+    raise _invalid(f"expected a string, number, date, array or table, got {toml_type(value)}")
+
+
+def _fields(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value  # pydantic says "expected a table"
+    for key in value:
+        reason = OWN_FIELDS.get(key.strip().casefold())
+        if not key.strip():
+            raise _invalid("a field name must not be empty")
+        if reason:
+            raise _invalid(f"{json.dumps(key)} cannot be set here: {reason}")
+    return value
+
+
+FieldValue = Annotated[Any, BeforeValidator(_field_value)]
+# Any Jira field by name ("Root cause", matched without regard to case) or id (customfield_10050).
+Fields = Annotated[dict[str, FieldValue], BeforeValidator(_fields)]
+
 
 
 def _compiled(
@@ -184,6 +250,7 @@ class Defaults(_Table):
     assignee: Assignee | None = None
     priority: PriorityName | None = None  # None: from [priorities] by the issue's level
     action: Literal["create", "ignore"] = "create"  # for issues no route matches
+    fields: Fields = Field(default_factory=dict)  # any Jira field by name or id; teams and routes add
 
 
 class Team(_Table):
@@ -197,6 +264,7 @@ class Team(_Table):
     labels: tuple[Label, ...] = ()  # added to the defaults' labels
     priority: PriorityName | None = None
     issue_type: Name | None = None
+    fields: Fields = Field(default_factory=dict)  # over the defaults' fields, field by field
 
 
 class Conditions(_Table):
@@ -235,6 +303,7 @@ class Route(_Table):
     action: Literal["create", "ignore"] | None = None  # "create" is implied by `team`
     labels: tuple[Label, ...] = ()  # added to the team's labels
     priority: PriorityName | None = None  # beats the team's and the defaults'
+    fields: Fields = Field(default_factory=dict)  # over the team's and the defaults', field by field
 
     @model_validator(mode="after")
     def _one_outcome(self) -> Self:
@@ -245,6 +314,8 @@ class Route(_Table):
                 raise _invalid_key("labels", 'has no effect on a route with action = "ignore"')
             if self.priority is not None:
                 raise _invalid_key("priority", 'has no effect on a route with action = "ignore"')
+            if self.fields:
+                raise _invalid_key("fields", 'has no effect on a route with action = "ignore"')
         elif self.team is None:
             raise _invalid_key("team", 'missing: a route needs team = "<name>" or action = "ignore"')
         return self
@@ -257,32 +328,8 @@ class Route(_Table):
         return self.name or f"routes[{index}]"
 
 
-def _transition_value(value: Any) -> Any:
-    """A value for a transition screen's field, as TOML gives it: text, a number, an array of them (a
-    multi-select, versions, components), or a cascading select's `{ value = "A", child = "B" }`. Its
-    shape for Jira comes later, from the field's schema on the screen (`syncer.jira.screens`)."""
-    if isinstance(value, bool):
-        raise _invalid("true/false is no Jira field's value (a checkbox field takes an array of options)")
-    if isinstance(value, str):
-        if not value.strip():
-            raise _invalid("must not be empty; leave the field out instead")
-        return value
-    if isinstance(value, int | float):
-        return value
-    if isinstance(value, list):
-        if not value or not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in value):
-            raise _invalid("an array must hold strings or numbers, and at least one")
-        return tuple(value)
-    if isinstance(value, dict):
-        if set(value) - {"value", "child"} or not all(isinstance(v, str) for v in value.values()) \
-                or "value" not in value:
-            raise _invalid('a table is a cascading select: { value = "parent", child = "child" }')
-        return dict(value)
-    raise _invalid(f"expected a string, number, array or table, got {toml_type(value)}")
-
-
 # By field name (as Jira shows it, any case) or id (customfield_10050, fixVersions, resolution).
-TransitionFields = dict[Name, Annotated[Any, BeforeValidator(_transition_value)]]
+TransitionFields = dict[Name, FieldValue]  # shaped from the screen's schema: syncer.jira.screens
 # What a project or team may set differently: what follows a workflow's status names and screens.
 OVERRIDABLE = ("wont_fix", "close_to", "reopen_to", "close_resolution", "on_archive", "archive_to")
 
@@ -368,7 +415,7 @@ class ReconcilePolicy(_Table):
     """`[reconcile]`: the periodic repair of drift and backfill of missed issues."""
 
     interval_minutes: Annotated[StrictInt, Field(ge=1)] = 10
-    lookback_hours: Count = 24  # 0: no backfill of unlinked issues
+    lookback_hours: Count = 24  # 0: no backfill of unlinked issues; at most MAX_LOOKBACK_HOURS
     # Which side wins when both changed since the last sync: "jira", "sentry", or "newest"
     # (the side whose last change is later).
     precedence: Literal["jira", "sentry", "newest"] = "newest"
@@ -378,6 +425,16 @@ class ReconcilePolicy(_Table):
     # of them (0 hours: reconciliation leaves dead letters to people).
     dead_letter_retry_after_hours: Count = 6
     dead_letter_retry_cap: Count = 20
+
+    @field_validator("lookback_hours")
+    @classmethod
+    def _within_sentrys_search(cls, hours: int) -> int:
+        if hours > MAX_LOOKBACK_HOURS:
+            raise _invalid(
+                f"at most {MAX_LOOKBACK_HOURS} (90 days), got {hours}: Sentry's issue search reaches "
+                "no further back (its default and longest window, MAX_STATS_PERIOD)"
+            )
+        return hours
 
 
 class Priorities(_Table):
@@ -394,8 +451,30 @@ class Priorities(_Table):
         return getattr(self, name) if name in LEVELS else None
 
 
+def _jira_account(value: str) -> str:
+    if not value or any(char.isspace() for char in value):
+        raise _invalid(f"{json.dumps(value)} is not a Jira account: give the accountId (Cloud) or "
+                       "username (Data Center), without spaces")
+    return value
+
+
+def _sentry_user_id(value: str) -> str:
+    if not value.isdigit():
+        raise _invalid(f"{json.dumps(value)} is not a Sentry user id (digits, as in "
+                       "/api/0/organizations/<org>/members/)")
+    return value
+
+
+class PersonEntry(_Table):
+    """One `[people]` entry: `"alice@example.com" = { jira = "<accountId or username>", sentry = "42" }`."""
+
+    jira: Annotated[str, Field(strict=True), AfterValidator(_jira_account)]
+    sentry: Annotated[str, Field(strict=True), AfterValidator(_sentry_user_id)] | None = None
+
+
 class Policy(_Table):
-    """The whole file: `[defaults]`, `[teams.*]`, `[[routes]]`, `[priorities]`, `[status]`, `[reconcile]`."""
+    """The whole file: `[defaults]`, `[teams.*]`, `[[routes]]`, `[priorities]`, `[status]`, `[reconcile]`,
+    `[people]`."""
 
     defaults: Defaults = Field(default_factory=Defaults)
     teams: dict[str, Team] = Field(default_factory=dict)
@@ -403,6 +482,35 @@ class Policy(_Table):
     priorities: Priorities = Field(default_factory=Priorities)
     status: StatusPolicy = Field(default_factory=StatusPolicy)
     reconcile: ReconcilePolicy = Field(default_factory=ReconcilePolicy)
+    # E-mail -> the person's Jira account and Sentry id, tried before any e-mail search.
+    people: dict[str, PersonEntry] = Field(default_factory=dict)
+
+    @field_validator("people")
+    @classmethod
+    def _people_unique(cls, people: dict[str, PersonEntry]) -> dict[str, PersonEntry]:
+        emails: dict[str, str] = {}
+        jira_ids: dict[str, str] = {}
+        sentry_ids: dict[str, str] = {}
+        for email, entry in people.items():
+            key = toml_key(email)
+            if not _EMAIL.fullmatch(email):
+                raise _invalid_key(key, "is not an e-mail address: [people] is keyed by each person's e-mail")
+            for seen, value, what in ((emails, email.casefold(), "e-mail"),
+                                      (jira_ids, entry.jira.casefold(), "jira account"),
+                                      (sentry_ids, entry.sentry, "sentry id")):
+                if value is None:
+                    continue
+                if value in seen:
+                    raise _invalid_key(key, f"the same {what} as {toml_key(seen[value])}: one person, "
+                                       "one entry")
+                seen[value] = email
+        return people
+
+    @cached_property
+    def directory(self) -> People:
+        """`[people]`, indexed by e-mail, Jira account and Sentry id."""
+        return People(Person(email.lower(), entry.jira, entry.sentry or "")
+                      for email, entry in self.people.items())
 
     @model_validator(mode="after")
     def _references(self) -> Self:

@@ -36,10 +36,10 @@ from tests.harness import (
     FAKE_JIRA_PAT,
     FAKE_JIRA_SECRET,
     FAKE_JIRA_TOKEN,
-    RedisServer,
     SyncerProcess,
     environ_with,
     redis_answers,
+    redis_database,
     start_worker,
     wait_for,
 )
@@ -79,26 +79,13 @@ ORG = "acme"
 def redis_url() -> Iterator[str]:
     """A Redis database of this test session's own on 127.0.0.1:6379 (CI starts one), or a private
     server when none answers. Sessions running side by side never share a broker queue."""
-    if redis_answers("127.0.0.1", 6379):
-        admin = redis.Redis(host="127.0.0.1", port=6379)
-        for db in range(1, 16):
-            if admin.set(f"syncer-test:db:{db}", os.getpid(), nx=True, ex=3 * 3600):
-                break
-        else:
-            pytest.fail("all Redis databases 1-15 are claimed by other test sessions")
-        redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
-        try:
-            yield f"redis://127.0.0.1:6379/{db}"
-        finally:
-            admin.delete(f"syncer-test:db:{db}")
-        return
-    if shutil.which("redis-server") is None:
+    if not redis_answers("127.0.0.1", 6379) and shutil.which("redis-server") is None:
         pytest.fail("no Redis answers on 127.0.0.1:6379 and redis-server is not installed")
-    server = RedisServer().start()
     try:
-        yield server.url
-    finally:
-        server.stop()
+        with redis_database() as url:
+            yield url
+    except RuntimeError as exc:  # every database claimed
+        pytest.fail(str(exc))
 
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"

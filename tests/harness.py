@@ -3,6 +3,7 @@ the web app on a real socket. Nothing of syncer's own code is mocked."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -11,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -101,6 +102,32 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+
+@contextlib.contextmanager
+def redis_database() -> Iterator[str]:
+    """The URL of an empty Redis database of the caller's own: one of 1-15 on 127.0.0.1:6379, claimed
+    (so that test sessions, and fixtures within one, running side by side never share a broker
+    queue), or a private redis-server when none answers there."""
+    if redis_answers("127.0.0.1", 6379):
+        admin = redis.Redis(host="127.0.0.1", port=6379)
+        for db in range(1, 16):
+            if admin.set(f"syncer-test:db:{db}", os.getpid(), nx=True, ex=3 * 3600):
+                break
+        else:
+            raise RuntimeError("all Redis databases 1-15 are claimed by other test sessions")
+        redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+        try:
+            yield f"redis://127.0.0.1:6379/{db}"
+        finally:
+            redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+            admin.delete(f"syncer-test:db:{db}")
+        return
+    server = RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 class SyncerProcess:

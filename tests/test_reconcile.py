@@ -51,11 +51,22 @@ class Pair:
     key: str
 
 
-@pytest.fixture
-def rt(clean: None, runtime: Runtime, fake_sentry: FakeSentry, fake_jira: FakeJira) -> Runtime:
-    """Empty tables and fakes, and no webhooks: every change a test makes is one syncer never hears of."""
+@pytest.fixture(params=["global-views", "one-project-per-read"])
+def rt(
+    request: pytest.FixtureRequest,
+    clean: None,
+    runtime: Runtime,
+    fake_sentry: FakeSentry,
+    fake_jira: FakeJira,
+) -> Runtime:
+    """Empty tables and fakes, and no webhooks: every change a test makes is one syncer never hears of.
+    Each test runs twice: against an organisation with multi-project reads (Business plans), and
+    against one without (Team and Developer plans: a read spanning its two or more projects is a 400)."""
     fake_sentry.webhooks.enabled = False
     fake_jira.webhooks.enabled = False
+    if request.param == "one-project-per-read":
+        fake_sentry.global_views = False
+        fake_sentry.add_project("an-idle-project")  # two projects at least, so that the gate bites
     return runtime
 
 
@@ -819,7 +830,13 @@ def test_calls_are_two_per_hundred_links_and_the_clients_count_them(
     pages = math.ceil(n / 100)
     assert report.links_checked == n and report.drifted == 0
     assert report.api_calls == {"sentry": fake_sentry.calls.count(), "jira": fake_jira.calls.count()}
-    assert fake_sentry.calls.count("GET", r"/issues/$") == pages + 1  # + the backfill's one search
+    if fake_sentry.global_views:
+        assert fake_sentry.calls.count("GET", r"/issues/$") == pages + 1  # + the backfill's one search
+    else:
+        # The first read spanning projects is refused, once a run; then one read per project with
+        # links in the page (all in one here), and the backfill searches each of the two projects.
+        assert fake_sentry.calls.count("GET", r"/issues/$") == 1 + pages + 2
+        assert fake_sentry.calls.count("GET", r"/projects/$") == 1
     assert fake_jira.calls.count("POST", r"/search/jql$") == pages
     assert fake_jira.calls.count() == pages + 1  # + serverInfo, once per run
 
@@ -1048,4 +1065,4 @@ def test_the_fake_sentry_understands_the_backfill_query(rt: Runtime, fake_sentry
     fake_sentry.file_issue(first_seen=datetime.now(UTC) - timedelta(hours=25))
     since = drift.lookback_start(datetime.now(UTC), 24)
     assert since is not None
-    assert [i.id for i in rt.sentry.iter_issues(drift.backfill_query(since))] == [inside["id"]]
+    assert [i.id for i in rt.sentry.iter_issues(drift.backfill_query(since), since=since)] == [inside["id"]]

@@ -12,12 +12,16 @@ import pytest
 
 from syncer.core.issue import SentryIssue
 from syncer.core.render import (
+    DESCRIPTION_CUT,
+    DESCRIPTION_LIMIT,
+    LABEL_LIMIT,
     escape_wiki,
     remote_link_global_id,
     render_ticket,
     safe_url,
     sentry_label,
     summary,
+    within_description_limit,
 )
 from syncer.core.routing import TicketTarget
 from syncer.sentry.parse import parse_issue
@@ -100,6 +104,49 @@ def test_labels_lose_their_spaces_and_empties() -> None:
     target = dataclasses.replace(TARGET, labels=("sentry", "two words", "  ", "sentry-4506"))
 
     assert render(sentry_issue(), target)["labels"] == ["sentry", "two-words", "sentry-4506"]
+
+
+def test_a_label_is_cut_to_jiras_limit_in_utf16_units_and_loses_invisible_characters() -> None:
+    target = dataclasses.replace(TARGET, labels=("\U0001f525" * 200, "zero\u200bwidth"))
+
+    fire, zero, _ = render(sentry_issue(), target)["labels"]
+
+    assert len(fire.encode("utf-16-le")) // 2 <= LABEL_LIMIT and fire.startswith("\U0001f525")
+    assert zero == "zerowidth"
+
+
+def utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def test_a_description_over_jiras_limit_is_cut_at_a_line_and_says_so() -> None:
+    # Every backslash is escaped as five characters: four fields of 2,000 make 40,000.
+    issue = sentry_issue(title="\\" * 5000, culprit="\\" * 5000, level="\\" * 5000,
+                         project_slug="\\" * 5000)
+
+    text = render(issue, TARGET)["description"]
+
+    assert utf16(text) <= DESCRIPTION_LIMIT
+    assert text.endswith(DESCRIPTION_CUT)
+    kept = text.removesuffix(DESCRIPTION_CUT)
+    assert kept.startswith("Sentry issue [") and all(line.endswith("|") for line in kept.splitlines()[2:])
+
+
+def test_one_enormous_line_is_cut_before_a_half_written_escape() -> None:
+    text = within_description_limit("a" + "&#92;" * 8000)
+
+    assert utf16(text) <= DESCRIPTION_LIMIT and text.endswith(DESCRIPTION_CUT)
+    assert text.removesuffix(DESCRIPTION_CUT).endswith("&#92;")
+
+
+def test_a_description_within_the_limit_is_left_alone() -> None:
+    assert within_description_limit("x" * DESCRIPTION_LIMIT) == "x" * DESCRIPTION_LIMIT
+
+
+def test_a_long_field_in_the_description_is_marked_cut() -> None:
+    text = render(sentry_issue(culprit="c" * 3000), TARGET)["description"]
+
+    assert "|" + "c" * 1999 + "\u2026|" in text
 
 
 def test_the_markers_that_tie_ticket_and_issue() -> None:

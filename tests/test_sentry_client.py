@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
 import httpx
@@ -20,6 +21,7 @@ from syncer.sentry.client import SentryClient
 TOKEN = "client-test-token-c0ffee"
 INSTALLATION = "3e1f6a2b-1234-4abc-9def-0123456789ab"
 LIST_PATH = r"/organizations/acme/issues/$"
+SINCE = datetime.now(UTC) - timedelta(days=30)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +117,7 @@ def test_base_url_may_already_name_the_api(fake: FakeSentry) -> None:
 
 def test_iter_issues_follows_next_while_results_true(fake: FakeSentry, client: SentryClient) -> None:
     ids = fake.seed_issues(250)
-    got = [issue.id for issue in client.iter_issues("is:unresolved")]
+    got = [issue.id for issue in client.iter_issues("is:unresolved", since=SINCE)]
     assert got == ids[::-1]  # newest first, each once
     calls = list_calls(fake)
     assert len(calls) == 3
@@ -128,18 +130,18 @@ def test_iter_issues_stops_on_results_false_at_an_exact_multiple(
     fake: FakeSentry, client: SentryClient
 ) -> None:
     fake.seed_issues(200)
-    assert len(list(client.iter_issues(""))) == 200
+    assert len(list(client.iter_issues("", since=SINCE))) == 200
     assert len(list_calls(fake)) == 2
     fake.calls.reset()
-    assert list(client.iter_issues("is:resolved")) == []
+    assert list(client.iter_issues("is:resolved", since=SINCE)) == []
     assert len(list_calls(fake)) == 1
 
 
 def test_iter_issues_page_size_is_capped(fake: FakeSentry, client: SentryClient) -> None:
     fake.seed_issues(30)
-    assert len(list(client.iter_issues("", page_size=10))) == 30
+    assert len(list(client.iter_issues("", page_size=10, since=SINCE))) == 30
     assert len(list_calls(fake)) == 3
-    list(client.iter_issues("", page_size=1000))
+    list(client.iter_issues("", page_size=1000, since=SINCE))
     assert list_calls(fake)[-1]["limit"] == ["100"]
 
 

@@ -147,7 +147,7 @@ def test_a_required_screen_field_without_a_value_is_a_dead_letter_naming_it_and_
     settle(engine, fake_sentry, fake_jira)
 
     assert key in letter.error and "'Done' ('In Progress' -> 'Done')" in letter.error
-    assert 'requires "Fix versions" (fixVersions)' in letter.error and "2.4, 3.0" in letter.error
+    assert 'requires "Fix versions" (fixVersions)' in letter.error and '"2.4", "3.0"' in letter.error
     assert "[status.projects.PAY.transition_fields]" in letter.error
     [dead] = [d for d in deliveries(engine, "sentry") if d.state == DeliveryState.DEAD]
     assert dead.attempts == 1  # said once, not retried in a loop

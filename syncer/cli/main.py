@@ -20,6 +20,7 @@ from syncer.errors import Busy, ConfigError, SyncerError
 from syncer.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from syncer.policy import Policy
     from syncer.runtime import Runtime
 
 log = logging.getLogger("syncer")
@@ -153,9 +154,25 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     if policy is not None:
         print(f"\nRouting ({settings.config}):")
         print(format_routing_table(policy))
+    if args.online and policy is not None and not problems:
+        problems += _check_online(settings, policy)
+    elif args.online:
+        problems.append("online checks skipped: fix the problems above first")
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _check_online(settings: Settings, policy: Policy) -> list[str]:
+    """`check-config --online`: the policy against the live sites (syncer.cli.online)."""
+    from syncer.cli import online, views
+    from syncer.runtime import Runtime
+
+    report = online.run(online.Online(Runtime(settings), policy))
+    print()
+    print(views.online_report(report, jira_url=settings.jira_url or ""))
+    count = len(report.problems)
+    return [] if report.ok else [f"{count} problem{'s' if count != 1 else ''} found online (listed above)"]
 
 
 def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
@@ -376,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("check-config", help="validate the configuration and print the routing table")
+    p.add_argument(
+        "--online", action="store_true",
+        help="also check the policy against Jira and Sentry: create screens (required and unknown fields, "
+        "values not allowed, components), assignees, workflows",
+    )
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("route", help="routing tools")

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from syncer.cli.online import Report as OnlineReport
     from syncer.core.issue import SentryIssue
     from syncer.core.routing import Decision
     from syncer.policy import Conditions, Policy, Route
@@ -81,6 +82,26 @@ def reconcile_report(report: Report) -> str:
     calls = ", ".join(f"{side} {n:,}" for side, n in report.api_calls.items())
     lines.append(f"API calls: {calls}")
     lines.append(report.summary() + (" (dry run: nothing was changed)" if report.dry_run else ""))
+    return "\n".join(lines)
+
+
+# --- check-config --online -----------------------------------------------------------------------
+
+
+def online_report(report: OnlineReport, *, jira_url: str) -> str:
+    """What the checks looked at, then each problem under the place in the policy it names."""
+    lines = [f"Online checks (Jira {jira_url}):"]
+    lines += [f"  checked  {name}" for name in report.checked]
+    if report.ok:
+        lines.append("No problems found online.")
+        return "\n".join(lines)
+    lines += ["", f"Problems found online ({len(report.problems)}):"]
+    by_place: dict[str, list[str]] = {}
+    for problem in report.problems:
+        by_place.setdefault(problem.where, []).append(problem.message)
+    for where, messages in by_place.items():
+        lines.append(f"  {where}:")
+        lines += [f"    - {message}" for message in messages]
     return "\n".join(lines)
 
 

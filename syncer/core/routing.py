@@ -14,14 +14,55 @@ import json
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from syncer.core.issue import SentryIssue
 from syncer.core.patterns import OwnerPattern, Pattern
 from syncer.errors import ConfigError
-from syncer.policy import Conditions, Policy, Route
+from syncer.policy import Conditions, Policy, Route, toml_key
 
 Tags = Mapping[str, Sequence[str]]
+
+
+class IssueTags(Mapping[str, Sequence[str]]):
+    """Tags as Sentry's tags list shows them: only the most frequent values of each key. A key in
+    `more` has rarer values too, which `rarer(key)` reads (a request): routing asks for them only
+    when a route needs that key and none of its top values matched."""
+
+    def __init__(
+        self,
+        top: Tags,
+        more: Iterable[str] = (),
+        rarer: Callable[[str], Sequence[str]] | None = None,
+    ) -> None:
+        self._top = dict(top)
+        self.more = frozenset(more) if rarer is not None else frozenset()
+        self._rarer = rarer
+
+    def __getitem__(self, key: str) -> Sequence[str]:
+        return self._top[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._top)
+
+    def __len__(self) -> int:
+        return len(self._top)
+
+    def every_value(self, key: str) -> Sequence[str] | None:
+        """All of `key`'s values, or None when the top values were all of them."""
+        if key not in self.more or self._rarer is None:
+            return None
+        return self._rarer(key)
+
+
+@dataclass(frozen=True)
+class FieldSetting:
+    """One `fields` entry as the policy gives it: the field's name or id, the value as written, and
+    the table it came from (`defaults`, `teams.payments`, `routes[2]`), which messages name."""
+
+    key: str
+    value: Any
+    source: str
 
 
 @dataclass(frozen=True)
@@ -36,6 +77,10 @@ class TicketTarget:
     # An e-mail on Jira Cloud; on Server/DC it may be a username (see policy.Team.assignee).
     assignee_email: str | None = None
     team: str | None = None
+    # Every `fields` entry that applies, defaults first, then the team's, then the route's: a later one
+    # for the same field wins. Which keys name the same field (a name and an id) only create-meta
+    # tells, so the merge by field finishes in `syncer.core.fields`.
+    fields: tuple[FieldSetting, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +159,20 @@ def ticket_target(policy: Policy, team_name: str | None, route: Route | None, le
         priority=priority or None,  # "" in the policy means: let Jira choose
         assignee_email=(team.assignee if team else None) or defaults.assignee,
         team=team_name,
+        fields=field_settings(policy, team_name, route),
+    )
+
+
+def field_settings(policy: Policy, team_name: str | None, route: Route | None) -> tuple[FieldSetting, ...]:
+    """The `fields` of defaults, team and route, in that order (the last one for a field wins)."""
+    layers: list[tuple[str, Mapping[str, Any]]] = [("defaults", policy.defaults.fields)]
+    if team_name is not None:
+        layers.append((f"teams.{toml_key(team_name)}", policy.teams[team_name].fields))
+    if route is not None:
+        index = next((i for i, r in enumerate(policy.routes) if r is route), None)
+        layers.append((f"routes[{index}]" if index is not None else "route", route.fields))
+    return tuple(
+        FieldSetting(key, value, source) for source, fields in layers for key, value in fields.items()
     )
 
 
@@ -131,11 +190,21 @@ class _OnceTags:
     def __init__(self, fetch: Callable[[], Tags]) -> None:
         self._fetch = fetch
         self._tags: Tags | None = None
+        self._every: dict[str, Sequence[str] | None] = {}
 
     def get(self) -> Tags:
         if self._tags is None:
             self._tags = self._fetch()
         return self._tags
+
+    def every_value(self, key: str) -> Sequence[str] | None:
+        """`key`'s values beyond the top ones, when Sentry has more (see `IssueTags`)."""
+        tags = self.get()
+        if not isinstance(tags, IssueTags):
+            return None
+        if key not in self._every:
+            self._every[key] = tags.every_value(key)
+        return self._every[key]
 
 
 # --- conditions -----------------------------------------------------------------------------------
@@ -172,7 +241,10 @@ def _problems(when: Conditions, issue: SentryIssue, tags: _OnceTags) -> Iterator
     if when.title is not None:
         yield "title", _globs(issue.title, when.title)
     for tag_key, patterns in (when.tags or {}).items():
-        yield f"tags.{tag_key}", _tag(tags.get().get(tag_key, ()), patterns)
+        problem = _tag(tags.get().get(tag_key, ()), patterns)
+        if problem is not None and (every := tags.every_value(tag_key)) is not None:
+            problem = _tag(every, patterns)  # a rarer value than the tags list shows may match
+        yield f"tags.{tag_key}", problem
 
 
 def _globs(text: str, patterns: Sequence[Pattern]) -> str | None:

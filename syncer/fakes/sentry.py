@@ -682,6 +682,11 @@ class FakeSentry:
             wanted = self._redirects[wanted]
         return self._issues[wanted]
 
+    def add_project(self, slug: str, platform: str = "python") -> None:
+        """A project with no issues yet (an organisation's other projects, for multi-project gates)."""
+        with self._lock:
+            self._project(slug, platform)
+
     def _project(self, slug: str, platform: str) -> Project:
         project = self._projects.get(slug)
         if project is None:
@@ -1073,6 +1078,7 @@ class FakeSentry:
         table: list[tuple[str, str, Callable[[Request], Any]]] = [
             ("GET", "organizations/{org}/", self._get_organization),
             ("GET", "organizations/{org}/issues/", self._list_issues),
+            ("GET", "organizations/{org}/projects/", self._list_projects),
             ("PUT", "organizations/{org}/issues/", self._bulk_update),
             ("POST", "sentry-app-installations/{uuid}/external-issues/", self._post_external_issue),
             ("DELETE", "sentry-app-installations/{uuid}/external-issues/{external_id}/",
@@ -1138,6 +1144,14 @@ class FakeSentry:
         if request.query_params.get("include_feature_flags", "0") not in ("0", ""):
             body["features"] = ["global-views"] if self.global_views else []
         return JSONResponse(body)
+
+    async def _list_projects(self, request: Request) -> Response:
+        # OrganizationProjectsEndpoint: the projects the caller can see (the integration's proxy user
+        # sees all), paginated by 100; a fake organisation fits in one page.
+        with self._lock:
+            body = [{"id": str(p.id), "slug": p.slug, "name": p.name, "platform": p.platform,
+                     "hasAccess": True, "isMember": True} for p in self._projects.values()]
+        return JSONResponse(body, headers={"Link": self._last_page_link(request)})
 
     async def _get_issue(self, request: Request) -> Response:
         with self._lock:

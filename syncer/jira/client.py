@@ -52,9 +52,11 @@ from syncer.errors import (
     classify_failure,
     classify_http,
 )
+from syncer.jira import createmeta
+from syncer.jira.createmeta import CreateMeta, NoSuchIssueType
 from syncer.jira.deployment import PAGE_SIZE, TICKET_FIELDS, Deployment, from_server_info
 from syncer.jira.parse import parse_ticket
-from syncer.jira.screens import ScreenField, ScreenRefused, fill, lookup, parse_screen
+from syncer.jira.screens import ScreenField, ScreenRefused, fill, parse_screen
 from syncer.jira.workflow import MAX_STEPS, Edge, Goal, NoTarget, Status, Targets, choose_targets, next_step
 from syncer.ratelimit import Throttle
 
@@ -69,12 +71,18 @@ COMMENTS = "issue/{key}/comment"
 ASSIGNEE = "issue/{key}/assignee"
 REMOTE_LINKS = "issue/{key}/remotelink"
 USER_SEARCH = "user/search"
+ASSIGNABLE_SEARCH = "user/assignable/search"
+USER = "user"
 # What the library's `JIRA` sends with every request (its DEFAULT_OPTIONS headers).
 HEADERS = {"Cache-Control": "no-cache", "Content-Type": "application/json", "X-Atlassian-Token": "no-check"}
 
 IDS_PER_QUERY = 100  # Jira's page cap for search: one query, one page
 MAX_PAGES = 1000  # a runaway paging guard: 100,000 tickets
 WORKFLOW_CACHE_SECONDS = 600.0  # how long what was seen of a workflow is trusted, by default
+# How long a create screen (create-meta) is trusted: a field an admin adds or makes required shows
+# within this, and sooner after Jira refuses a create for its fields (the entry is dropped then).
+CREATE_META_TTL_SECONDS = 900.0
+CREATE_META_MAX_PAGES = 50  # a runaway paging guard: 2,500 fields or issue types
 _REF = re.compile(r"^(?:\d+|[A-Za-z][A-Za-z0-9_]*-\d+)$")
 _UNKNOWN_ISSUE = re.compile(
     r"An issue with key '([^']+)' does not exist for field '(?:id|key|issue|issuekey)'", re.IGNORECASE
@@ -120,10 +128,21 @@ class NoWay(PermanentError):
         self.walked = walked  # the steps taken before the way ran out, if any
 
 
+# Why no account was taken for a person (AccountMatch.problem): the audit trail says it in words, the
+# metrics by these names.
+UNKNOWN = "unknown"
+AMBIGUOUS = "ambiguous"
+NOT_ASSIGNABLE = "not_assignable"
+DEACTIVATED = "deactivated"
+EMAIL_HIDDEN = "email_hidden"
+PROBLEMS = (UNKNOWN, AMBIGUOUS, NOT_ASSIGNABLE, DEACTIVATED, EMAIL_HIDDEN)
+
+
 @dataclass(frozen=True)
 class AccountMatch:
     account_id: str | None  # accountId on Cloud, name on Server/DC; None when no single exact match
     reason: str
+    problem: str = ""  # one of PROBLEMS when account_id is None
 
 
 class _UnknownIssues(PermanentError):
@@ -250,6 +269,10 @@ class JiraClient:
         self._statuses_seen: dict[str, tuple[float, dict[str, list[Status]]]] = {}
         self._transitions_lock = threading.Lock()
         self._workflow_ttl = workflow_cache_seconds
+        # Create screens per (project key, issue type name folded): read once per TTL, not per ticket.
+        self._create_meta_seen: dict[tuple[str, str], tuple[float, CreateMeta]] = {}
+        self._create_meta_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._create_meta_lock = threading.Lock()
 
     @property
     def requests_made(self) -> int:
@@ -413,6 +436,75 @@ class JiraClient:
             # A success without the new ticket's key: as uncertain as a lost answer.
             raise self._no_usable_answer("POST", "create issue", _messages_in(answer))
         return _str(answer.get("id")), _str(answer.get("key"))
+
+    # -- create screens ------------------------------------------------------------------------------
+
+    def create_meta(self, project: str, issue_type: str) -> CreateMeta:
+        """The create screen of `issue_type` (a name, matched without regard to case) in `project`:
+        its fields, their schemas and allowed values (`syncer.jira.createmeta`). Cached for
+        CREATE_META_TTL_SECONDS; one thread reads it while the others wait. NoSuchIssueType when the
+        project offers no such type."""
+        key = (project, issue_type.casefold())
+        cached = self._cached_create_meta(key)
+        if cached is not None:
+            return cached
+        with self._create_meta_lock:
+            lock = self._create_meta_locks.setdefault(key, threading.Lock())
+        with lock:
+            cached = self._cached_create_meta(key)
+            if cached is not None:
+                return cached
+            meta = self._read_create_meta(project, issue_type)
+            with self._create_meta_lock:
+                self._create_meta_seen[key] = (time.monotonic() + CREATE_META_TTL_SECONDS, meta)
+            return meta
+
+    def forget_create_meta(self, project: str, issue_type: str) -> None:
+        """Jira refused a create for its fields: the screen may have changed, read it afresh next time."""
+        with self._create_meta_lock:
+            self._create_meta_seen.pop((project, issue_type.casefold()), None)
+
+    def _cached_create_meta(self, key: tuple[str, str]) -> CreateMeta | None:
+        with self._create_meta_lock:
+            seen = self._create_meta_seen.get(key)
+            if seen is None or seen[0] <= time.monotonic():
+                return None
+            return seen[1]
+
+    def _read_create_meta(self, project: str, issue_type: str) -> CreateMeta:
+        ref = quote(project, safe="")
+        pages = self._create_meta_pages(createmeta.ISSUE_TYPES.format(project=ref), "issueTypes")
+        types = [t for raw in pages if (t := createmeta.parse_issue_type(raw)) is not None]
+        wanted = issue_type.casefold()
+        chosen = next((t for t in types if t[1].casefold() == wanted), None)
+        if chosen is None:
+            raise NoSuchIssueType(project, issue_type, [name for _, name in types])
+        type_id, type_name = chosen
+        path = createmeta.FIELDS.format(project=ref, type_id=quote(type_id, safe=""))
+        fields = [f for raw in self._create_meta_pages(path, "fields")
+                  if (f := createmeta.parse_field(raw)) is not None]
+        return CreateMeta(project=project, issue_type=type_name, issue_type_id=type_id, fields=tuple(fields))
+
+    def _create_meta_pages(self, path: str, cloud_key: str) -> list[Mapping[str, Any]]:
+        found: list[Mapping[str, Any]] = []
+        for _ in range(CREATE_META_MAX_PAGES):
+            start = len(found)
+            answer = self._request("GET", path, what="create-meta",
+                                   params={"startAt": start, "maxResults": createmeta.PAGE_SIZE})
+            page = createmeta.page_items(answer, cloud_key)
+            found += page
+            if createmeta.is_last_page(answer, start, len(page)):
+                break
+        return found
+
+    def project_is_team_managed(self, project: str) -> bool:
+        """Whether the project is team-managed ("next-gen"): Project's `style` is "next-gen" and
+        `simplified` true (Atlassian's Jira OpenAPI description, Project: "style: The type of the
+        project", one of classic, next-gen; "simplified: Whether the project is simplified")."""
+        answer = self._request("GET", f"project/{quote(project, safe='')}", what="project")
+        if not isinstance(answer, Mapping):
+            return False
+        return answer.get("style") == "next-gen" or answer.get("simplified") is True
 
     def get_ticket(self, id_or_key: str) -> JiraTicket | None:
         """The ticket, or None when Jira says it does not exist (deleted, or no permission)."""
@@ -602,7 +694,7 @@ class JiraClient:
             # The first step of a way leaves from the ticket's status: one of `available`.
             chosen = next(t for t in available if t.id == edge.transition_id and t.to_id == edge.to.id)
             try:
-                fields = fill(chosen.screen, lambda f: lookup(values, f), resolution=resolution,
+                fields = fill(chosen.screen, values, resolution=resolution,
                               into_done=chosen.to_category == "done", user_ref=self._style.user_ref,
                               where=f"{key}: the transition {chosen.name!r} ({ticket.status!r} -> "
                                     f"{chosen.to_name!r})",
@@ -766,13 +858,80 @@ class JiraClient:
     # -- people --------------------------------------------------------------------------------------
 
     def find_account(self, email_or_name: str) -> AccountMatch:
-        """The one active Jira account with exactly this e-mail (Cloud) or username/e-mail (Server/DC).
-        User search is a prefix match (`alice@x` also finds `alice.smith@x`): only exact hits count."""
+        """The one active Jira account with exactly this e-mail (Cloud) or username/e-mail (Server/DC),
+        anywhere on the site. User search is a prefix match (`alice@x` also finds `alice.smith@x`):
+        only exact hits count."""
         wanted = email_or_name.strip()
         if not wanted:
-            return AccountMatch(None, "no e-mail or name given")
+            return AccountMatch(None, "no e-mail or name given", UNKNOWN)
+        return self._one_exact(wanted, self._users(USER_SEARCH, {self._style.user_search_param: wanted}))
+
+    def find_assignable(self, project: str, email_or_name: str) -> AccountMatch:
+        """The one account with exactly this e-mail (or, on Server/DC, username) that may be assigned
+        issues in `project`. When there is none, a second look (the site-wide user search) tells
+        whether the person is unknown, deactivated or lacks the project's Assignable User permission.
+
+        Atlassian's "Find users assignable to issues" (`GET /rest/api/2/user/assignable/search`,
+        https://developer.atlassian.com/cloud/jira/platform/rest/v2/api-group-user-search/): given
+        `project`, it lists the users who can be assigned "a new issue" there, `query` "matched
+        against ... displayName, and emailAddress ... can match the prefix" (Cloud; `username` on Data
+        Center), and "Privacy controls are applied to the response ... the user's email address is
+        hidden". So a user whose address Jira hides cannot be confirmed by e-mail: [people] names them.
+        It takes a range of users and only then drops those who are not assignable, so a short page is
+        not proof of the last; an e-mail's prefix matches are far fewer than one page."""
+        wanted = email_or_name.strip()
+        if not wanted:
+            return AccountMatch(None, "no e-mail or name given", UNKNOWN)
         style = self._style
-        users = self._users({style.user_search_param: wanted})
+        users = self._users(ASSIGNABLE_SEARCH, {"project": project, style.user_search_param: wanted})
+        match = self._one_exact(wanted, users)
+        if match.account_id is not None or match.problem == AMBIGUOUS:
+            return match
+        everyone = self._users(USER_SEARCH, {style.user_search_param: wanted})
+        anywhere = self._one_exact(wanted, everyone)
+        if anywhere.account_id is not None:
+            return self._not_assignable(project)
+        hidden = [u for u in users or everyone if not _str(u.get("emailAddress"))]
+        if anywhere.problem == UNKNOWN and hidden and "@" in wanted:
+            return AccountMatch(None, f"Jira hides the e-mail address of the {len(hidden)} user(s) its "
+                                f"search found for {wanted}: name the person's Jira account in [people]",
+                                EMAIL_HIDDEN)
+        return anywhere
+
+    def check_assignable(self, project: str, account_id: str) -> AccountMatch:
+        """Whether the account (accountId on Cloud, username on Server/DC) may be assigned issues in
+        `project`: the assignable search given the account ("you can pass an account ID to determine
+        if a user can be assigned ... The user is returned in the response if they can be assigned",
+        Atlassian's description of `user/assignable/search`); when not, `GET /user` tells unknown from
+        deactivated from not assignable."""
+        style = self._style
+        users = self._users(ASSIGNABLE_SEARCH, {"project": project, style.user_id_param: account_id})
+        if any(_str(u.get(style.user_id_field)).casefold() == account_id.casefold() for u in users):
+            return AccountMatch(account_id, "named in [people]")
+        user = self.user(account_id)
+        if user is None:
+            return AccountMatch(None, f"Jira has no account {account_id} (named in [people])", UNKNOWN)
+        if user.get("active") is False:
+            return AccountMatch(None, f"the Jira account {account_id} is deactivated", DEACTIVATED)
+        return self._not_assignable(project)
+
+    def user(self, account_id: str) -> Mapping[str, Any] | None:
+        """The user with this accountId (Cloud) or username (Server/DC); None when Jira has none."""
+        try:
+            user = self._request("GET", USER, params={self._style.user_id_param: account_id}, what="user")
+        except PermanentError as error:
+            if error.status == 404:
+                return None
+            raise
+        return user if isinstance(user, Mapping) else {}
+
+    @staticmethod
+    def _not_assignable(project: str) -> AccountMatch:
+        return AccountMatch(None, f"not assignable in {project} (the project's Assignable User permission)",
+                            NOT_ASSIGNABLE)
+
+    def _one_exact(self, wanted: str, users: list[Mapping[str, Any]]) -> AccountMatch:
+        style = self._style
         exact: list[Mapping[str, Any]] = []
         for match_field in style.user_match_fields:
             exact = [u for u in users if _str(u.get(match_field)).casefold() == wanted.casefold()]
@@ -780,21 +939,21 @@ class JiraClient:
                 break
         id_field = style.user_id_field
         if not exact:
-            return AccountMatch(None, style.no_user_found)
+            return AccountMatch(None, style.no_user_found, UNKNOWN)
         if len(exact) > 1:
-            return AccountMatch(None, f"ambiguous: {len(exact)} Jira users match exactly")
+            return AccountMatch(None, f"ambiguous: {len(exact)} Jira users match exactly", AMBIGUOUS)
         user = exact[0]
         if user.get("active") is False:
-            return AccountMatch(None, "the matching Jira user is deactivated")
+            return AccountMatch(None, "the matching Jira user is deactivated", DEACTIVATED)
         account_id = _str(user.get(id_field))
         if not account_id:
-            return AccountMatch(None, f"the matching Jira user has no {id_field}")
+            return AccountMatch(None, f"the matching Jira user has no {id_field}", UNKNOWN)
         return AccountMatch(account_id, "exact match")
 
-    def _users(self, params: Mapping[str, str]) -> list[Mapping[str, Any]]:
+    def _users(self, path: str, params: Mapping[str, str]) -> list[Mapping[str, Any]]:
         found: list[Mapping[str, Any]] = []
         for page in range(10):
-            answer = self._request("GET", USER_SEARCH,
+            answer = self._request("GET", path,
                                    params={**params, "startAt": page * PAGE_SIZE, "maxResults": PAGE_SIZE})
             batch = [u for u in answer if isinstance(u, Mapping)] if isinstance(answer, list) else []
             found += batch

@@ -19,7 +19,9 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -42,6 +44,11 @@ DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 # retry meeting this answer means the first attempt went through.
 DUPLICATE_NOTE = "You have already posted that comment."
 
+# getsentry/sentry src/sentry/issues/endpoints/organization_group_index.py (`get`; `put` likewise):
+# without the `organizations:global-views` feature (Team and Developer plans) a list or `group=`
+# lookup spanning more than one project answers 400 with this detail. One project per read works.
+MULTI_PROJECT_REFUSED = "You do not have the multi project stream feature enabled"
+
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 
@@ -59,6 +66,24 @@ def _issue_id(value: str | int) -> str:
     return text
 
 
+def _has_rarer_values(entry: Mapping[str, Any], top: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a key of the tags list has values beyond the `top` ones shown."""
+    unique = entry.get("uniqueValues")
+    if isinstance(unique, int) and not isinstance(unique, bool):
+        return unique > len(top)
+    total = entry.get("totalValues")
+    counts = [v.get("count") for v in top]
+    if not isinstance(total, int) or not all(isinstance(c, int) for c in counts):
+        return False
+    return sum(c for c in counts if isinstance(c, int)) < total
+
+
+def _iso(moment: datetime) -> str:
+    """An absolute time as Sentry's `start`/`end` take it (api/utils.py get_date_range_from_params)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return f"{aware.astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z"
+
+
 def _throttle_hooks(throttle: Throttle) -> dict[str, list[Callable[..., Any]]]:
     def before(request: httpx.Request) -> None:
         throttle.before(request.method, str(request.url))
@@ -73,7 +98,9 @@ def _throttle_hooks(throttle: Throttle) -> dict[str, list[Callable[..., Any]]]:
 class SentryClient:
     ISSUE = "organizations/{org}/issues/{issue_id}/"
     ISSUES = "organizations/{org}/issues/"
+    PROJECTS = "organizations/{org}/projects/"
     ISSUE_TAGS = "organizations/{org}/issues/{issue_id}/tags/"
+    ISSUE_TAG_VALUES = "organizations/{org}/issues/{issue_id}/tags/{key}/values/"
     ISSUE_NOTES = "organizations/{org}/issues/{issue_id}/notes/"
     EXTERNAL_ISSUES = "sentry-app-installations/{installation_uuid}/external-issues/"
 
@@ -106,6 +133,10 @@ class SentryClient:
         )
         self._requests = 0
         self._requests_lock = threading.Lock()
+        # Learnt at the first read spanning projects: None until then, False on Team/Developer
+        # plans (reads go one project at a time from then on). A run's own client learns once.
+        self._multi_project: bool | None = None
+        self._project_ids: dict[str, str] | None = None  # slug -> id, read once when needed
 
     def __repr__(self) -> str:
         return f"SentryClient({self.base_url!r}, org={self.org!r})"
@@ -161,40 +192,92 @@ class SentryClient:
         path = self.ISSUE.format(org=self.org, issue_id=_issue_id(issue_id))
         return self._issue(self._json("PUT", path, json=body))
 
-    def issues_by_ids(self, ids: Sequence[str | int]) -> list[SentryIssue]:
+    @property
+    def multi_project(self) -> bool | None:
+        """Whether the organisation answers reads spanning projects; None before the first one."""
+        return self._multi_project
+
+    def issues_by_ids(
+        self, ids: Sequence[str | int], *, projects: Mapping[str, str] | None = None
+    ) -> list[SentryIssue]:
         """The issues that exist among `ids`, in the order asked. Sentry's `group=` lookup ignores the
         search query (so resolved and archived issues come back too); ids that are not numeric
-        cannot exist and are skipped."""
+        cannot exist and are skipped. `projects` (issue id -> project slug, as links store it) is
+        what lets an organisation without multi-project reads be asked one project at a time:
+        one request per project among the ids; an id whose project is not known there is left
+        out (a direct read, `find_issue`, needs no project)."""
         wanted = list(dict.fromkeys(str(i) for i in ids if str(i).isdigit() and len(str(i)) <= 20))
         found: dict[str, SentryIssue] = {}
         for start in range(0, len(wanted), BATCH_SIZE):
-            chunk = wanted[start : start + BATCH_SIZE]
-            params = [("group", issue_id) for issue_id in chunk] + [("project", "-1")]
-            for issue in self._pages(self.ISSUES.format(org=self.org), params):
+            for issue in self._lookup(wanted[start : start + BATCH_SIZE], projects or {}):
                 found[issue.id] = issue
         return [found[i] for i in wanted if i in found]
 
-    def iter_issues(self, query: str, *, page_size: int = 100) -> Iterator[SentryIssue]:
-        """Every issue matching the search `query` (`""` for all), newest first, page by page."""
+    def iter_issues(
+        self, query: str, *, since: datetime, until: datetime | None = None, page_size: int = 100
+    ) -> Iterator[SentryIssue]:
+        """Every issue matching the search `query` (`""` for all) with events between `since` and
+        `until` (now when None), newest first within a project, page by page. The range is always
+        sent: a search naming none covers the last 90 days only (MAX_STATS_PERIOD)."""
         limit = max(1, min(page_size, BATCH_SIZE))
-        params = [("query", query), ("limit", str(limit)), ("project", "-1")]
-        yield from self._pages(self.ISSUES.format(org=self.org), params)
+        # Whole seconds: the start rounded down and the end up, so the range never cuts its edges.
+        end = (until or datetime.now(UTC)) + timedelta(seconds=1)
+        params = [("query", query), ("limit", str(limit)), ("start", _iso(since)), ("end", _iso(end))]
+        path = self.ISSUES.format(org=self.org)
+        if self._multi_project is not False:
+            pages = self._pages(path, [*params, ("project", "-1")])
+            try:
+                first = next(pages, None)
+            except PermanentError as exc:
+                if not self._refused_multi_project(exc):
+                    raise
+            else:
+                self._multi_project = True
+                if first is not None:
+                    yield first
+                yield from pages
+                return
+        for project_id in self._projects().values():
+            yield from self._pages(path, [*params, ("project", project_id)])
 
     def issue_tags(self, issue_id: str | int) -> dict[str, list[str]]:
         """Tag key -> its most frequent values (Sentry's `topValues`, most frequent first)."""
+        return self.issue_tag_listing(issue_id)[0]
+
+    def issue_tag_listing(self, issue_id: str | int) -> tuple[dict[str, list[str]], set[str]]:
+        """(tag key -> its most frequent values, the keys that have rarer values besides). The tags
+        list shows only the top values of each key (issues/endpoints/group_tags.py: 10, or 9 when
+        keys are named); TagKeySerializer (api/serializers/models/tag.py) gives `uniqueValues` (the
+        number of distinct values) where known, and `totalValues` (events with the key) always."""
         raw = self._json("GET", self.ISSUE_TAGS.format(org=self.org, issue_id=_issue_id(issue_id)))
         if not isinstance(raw, list):
             raise PermanentError(f"{SERVICE} GET tags: answer is not a list")
         tags: dict[str, list[str]] = {}
+        more: set[str] = set()
         for entry in raw:
             if not isinstance(entry, Mapping) or not isinstance(entry.get("key"), str):
                 continue
             top = entry.get("topValues")
-            values = top if isinstance(top, list) else []
-            tags[entry["key"]] = [
-                v["value"] for v in values if isinstance(v, Mapping) and isinstance(v.get("value"), str)
-            ]
-        return tags
+            values = [v for v in (top if isinstance(top, list) else []) if isinstance(v, Mapping)]
+            key = entry["key"]
+            tags[key] = [v["value"] for v in values if isinstance(v.get("value"), str)]
+            if _has_rarer_values(entry, values):
+                more.add(key)
+        return tags, more
+
+    def issue_tag_values(self, issue_id: str | int, key: str) -> list[str]:
+        """Every value of one tag key on the issue (`.../tags/{key}/values/`, 100 a page; Sentry
+        stops at 1,000), most frequent first."""
+        if not key or len(key) > 200:
+            raise PermanentError(f"{SERVICE}: {key[:40]!r} is not a tag key")
+        path = self.ISSUE_TAG_VALUES.format(
+            org=self.org, issue_id=_issue_id(issue_id), key=quote(key, safe="")
+        )
+        return [
+            item["value"]
+            for item in self._list_pages(path, [("sort", "count"), ("per_page", str(BATCH_SIZE))])
+            if isinstance(item, Mapping) and isinstance(item.get("value"), str)
+        ]
 
     def add_note(self, issue_id: str | int, text: str) -> None:
         """Post a note (a comment) on the issue. Repeating a note already posted within the hour is
@@ -218,9 +301,67 @@ class SentryClient:
                 "identifier": identifier}
         self._request("POST", path, json=body)
 
+    # ------------------------------------------------------------------ projects, one at a time
+
+    def _lookup(self, ids: Sequence[str], projects: Mapping[str, str]) -> list[SentryIssue]:
+        """One `group=` lookup across every project, or, where the organisation refuses that, one
+        per project among `ids`."""
+        if self._multi_project is not False:
+            try:
+                issues = self._group_read(ids, "-1")
+            except PermanentError as exc:
+                if not self._refused_multi_project(exc):
+                    raise
+            else:
+                self._multi_project = True
+                return issues
+        return [
+            issue
+            for project_id, in_project in self._groups(ids, projects).items()
+            for issue in self._group_read(in_project, project_id)
+        ]
+
+    def _group_read(self, ids: Sequence[str], project: str) -> list[SentryIssue]:
+        params = [("group", issue_id) for issue_id in ids] + [("project", project)]
+        return list(self._pages(self.ISSUES.format(org=self.org), params))
+
+    def _refused_multi_project(self, exc: PermanentError) -> bool:
+        if exc.status != 400 or MULTI_PROJECT_REFUSED not in str(exc):
+            return False
+        if self._multi_project is None:
+            log.info("sentry: organization %s has no multi-project reads (Team or Developer plan): "
+                     "reading one project at a time", self.org)
+        self._multi_project = False
+        return True
+
+    def _groups(self, ids: Sequence[str], projects: Mapping[str, str]) -> dict[str, list[str]]:
+        """Project id -> the ids among `ids` in it, by the slugs `projects` gives them."""
+        project_ids = self._projects()
+        grouped: dict[str, list[str]] = {}
+        for issue_id in ids:
+            project_id = project_ids.get(projects.get(issue_id, ""))
+            if project_id is not None:
+                grouped.setdefault(project_id, []).append(issue_id)
+        return grouped
+
+    def _projects(self) -> dict[str, str]:
+        """The organisation's projects, slug -> id: read once per client (every page of them)."""
+        if self._project_ids is None:
+            found: dict[str, str] = {}
+            for raw in self._list_pages(self.PROJECTS.format(org=self.org), []):
+                slug = raw.get("slug") if isinstance(raw, Mapping) else None
+                if isinstance(slug, str) and str(raw.get("id", "")).isdigit():
+                    found[slug] = str(raw["id"])
+            self._project_ids = found
+        return self._project_ids
+
     # ------------------------------------------------------------------ plumbing
 
     def _pages(self, path: str, params: list[tuple[str, str]]) -> Iterator[SentryIssue]:
+        for item in self._list_pages(path, params):
+            yield self._issue(item)
+
+    def _list_pages(self, path: str, params: list[tuple[str, str]]) -> Iterator[Any]:
         cursor: str | None = None
         seen: set[str] = set()
         while True:
@@ -229,8 +370,7 @@ class SentryClient:
             raw = self._decode(response, "GET", path)
             if not isinstance(raw, list):
                 raise PermanentError(f"{SERVICE} GET {path}: answer is not a list")
-            for item in raw:
-                yield self._issue(item)
+            yield from raw
             # Sentry's `Link: <url>; rel="next"; results="true"; cursor="..."`. Follow only the
             # cursor, on our own URL: a Link pointing elsewhere must not get our token.
             following = response.links.get("next", {})

@@ -184,12 +184,15 @@ class AuditEntry(SQLModel, table=True):
 
 
 class AccountCache(SQLModel, table=True):
-    """E-mail → Jira account, resolved exactly once and remembered (misses too, for a while)."""
+    """A person (e-mail) → the Jira account that may be assigned issues in one project, resolved once
+    and remembered (misses too, for a while, with why)."""
 
     __tablename__ = "account_cache"
 
+    project: str = Field(primary_key=True, max_length=100)
     email: str = Field(primary_key=True, max_length=320)
     account_id: str | None = Field(default=None, max_length=200)
+    problem: str = Field(default="", max_length=40)  # syncer.jira.client.PROBLEMS, or ""
     reason: str = Field(default="", max_length=500)
     resolved_at: datetime = When(default_factory=utcnow)
 

@@ -202,18 +202,18 @@ def _sync_assignee(pair: _Pair, own_echo: bool, cause: str) -> None:
     if issue is None:
         pair.issue_gone(cause)
         return
-    decision = status.decide_assignee_inbound(policy, ticket, issue)
+    decision = status.decide_assignee_inbound(policy, ticket, issue, people=rt.policy.directory)
     if not decision.assign:
         pair.notes.append(decision.reason)
         return
     try:
         # Sentry's assignedTo takes "user:<id>", "team:<id>" or a username; Sentry usernames are
         # e-mail addresses unless changed, and Sentry answers 400 when none matches.
-        pair.known_issue = rt.sentry.update_issue(link.sentry_issue_id, assigned_to=decision.email)
+        pair.known_issue = rt.sentry.update_issue(link.sentry_issue_id, assigned_to=decision.sentry_ref)
     except PermanentError as exc:
         if exc.status != 400:
             raise
-        pair.notes.append(f"Sentry knows no user {decision.email}: the Sentry assignee stays")
+        pair.notes.append(f"Sentry knows no user {decision.sentry_ref}: the Sentry assignee stays")
         return
     links.save(rt.engine, link.id, cause=cause, changes=[("sentry", "assigned", decision.reason)])
     pair.changed = True

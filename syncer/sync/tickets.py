@@ -22,15 +22,18 @@ from typing import Any
 from syncer import logs
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import remote_link_global_id, render_ticket, sentry_issue_url, sentry_label
-from syncer.core.routing import Decision, decide
+from syncer.core.routing import Decision, IssueTags, decide, route_label
 from syncer.core.tickets import choose_ticket
 from syncer.errors import AmbiguousError, Busy, HeldElsewhere, PayloadError, PermanentError, TransientError
+from syncer.jira.client import FieldsRefused
+from syncer.policy import toml_key
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
 from syncer.store import links
 from syncer.store.links import ClaimRecord, LinkRecord
 from syncer.store.schema import LinkState, utcnow
 from syncer.sync import assignees
+from syncer.sync import fields as ticket_fields
 from syncer.sync.outcome import Outcome
 
 log = logging.getLogger(__name__)
@@ -66,24 +69,38 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
 
 def tags_for(
     rt: Runtime, issue_id: str, *, as_of: datetime | None = None, ttl: float = TAGS_TTL_SECONDS
-) -> dict[str, list[str]]:
+) -> IssueTags:
     """Tags are not in webhooks; fetched only when a route needs them, cached briefly. `as_of`: the
     issue's last event (`last_seen`), when the caller has it: tags change only with a new event, so
-    tags keyed by it stay right for as long as the caller keeps them (`ttl`)."""
+    tags keyed by it stay right for as long as the caller keeps them (`ttl`). Sentry's tags list has
+    only the top values of each key: a key's other values are read (and cached alike) only when a
+    route on that key matched none of its top ones."""
     key = f"syncer:tags:{issue_id}"
     if as_of is None:
         ttl = TAGS_TTL_SECONDS
     else:
         key = f"{key}:{as_of.timestamp():.3f}"
+    ttl = max(1, int(ttl))
+
+    def rarer(tag_key: str) -> list[str]:
+        values_key = f"syncer:tag-values:{key.removeprefix('syncer:tags:')}:{tag_key}"
+        if rt.redis is not None and (cached := rt.redis.get(values_key)):
+            every: list[str] = json.loads(cached)
+            return every
+        every = rt.sentry.issue_tag_values(issue_id, tag_key)
+        if rt.redis is not None:
+            rt.redis.setex(values_key, ttl, json.dumps(every))
+        return every
+
+    if rt.redis is not None and (cached := rt.redis.get(key)):
+        loaded = json.loads(cached)
+        if isinstance(loaded, dict) and isinstance(loaded.get("top"), dict):
+            return IssueTags(loaded["top"], loaded.get("more", ()), rarer)
+        return IssueTags(loaded)  # written before rarer values were known of: the top ones only
+    top, more = rt.sentry.issue_tag_listing(issue_id)
     if rt.redis is not None:
-        cached = rt.redis.get(key)
-        if cached:
-            loaded: dict[str, list[str]] = json.loads(cached)
-            return loaded
-    tags = rt.sentry.issue_tags(issue_id)
-    if rt.redis is not None:
-        rt.redis.setex(key, max(1, int(ttl)), json.dumps(tags))
-    return tags
+        rt.redis.setex(key, ttl, json.dumps({"top": top, "more": sorted(more)}))
+    return IssueTags(top, more, rarer)
 
 
 def create_or_link(
@@ -127,7 +144,9 @@ def create_or_link(
             fields = render_ticket(
                 issue, decision.target, sentry_url=rt.settings.sentry_url, org=rt.settings.sentry_org or ""
             )
-            assignee = assignees.resolve(rt, decision.target.assignee_email)
+            prepared = ticket_fields.prepare(rt, decision.target, fields)
+            project = decision.target.jira_project
+            assignee = assignees.resolve(rt, decision.target.assignee_email, project)
             if assignee.account_id:
                 fields["assignee"] = rt.jira.user_ref(assignee.account_id)
             if not links.refresh_claim(rt.engine, claim, create_attempt=True):
@@ -136,6 +155,7 @@ def create_or_link(
                 )
             created_nothing = False
             assignee_note = f"left unassigned: {assignee.reason}" if assignee.reason else ""
+            problem = assignee.problem
             try:
                 try:
                     jira_id, jira_key = rt.jira.create_issue(fields)
@@ -146,18 +166,30 @@ def create_or_link(
                     if words is None:
                         raise
                     email = decision.target.assignee_email or ""
-                    assignees.forget(rt, email)
+                    assignees.forget(rt, email, project)
                     del fields["assignee"]
                     jira_id, jira_key = rt.jira.create_issue(fields)
                     assignee_note = f"assignee {email} refused by Jira: {words}; left unassigned"
+                    problem = assignees.REFUSED
             except AmbiguousError:
                 raise
+            except FieldsRefused as exc:
+                # Retrying cannot help until someone changes the policy or the screen: a dead letter
+                # that says which fields, in Jira's words, and where to set them. The screen may
+                # have changed since it was read: the next ticket reads it afresh.
+                created_nothing = True
+                rt.jira.forget_create_meta(decision.target.jira_project, decision.target.issue_type)
+                where = _fields_tables(decision)
+                raise ticket_fields.refused(exc, decision.target, prepared, where) from None
             except (TransientError, PermanentError):
                 created_nothing = True  # refused before acting: 4xx or 429
                 raise
-            ticket = JiraTicket(id=jira_id, key=jira_key, project_key=decision.target.jira_project)
+            if assignee_note and decision.target.assignee_email:
+                assignees.left_unassigned(rt, problem)
+            ticket = JiraTicket(id=jira_id, key=jira_key, project_key=project)
             link = _activate(
-                rt, claim, issue, decision, ticket, cause, adopted=False, assignee_note=assignee_note
+                rt, claim, issue, decision, ticket, cause, adopted=False, assignee_note=assignee_note,
+                field_notes=prepared.notes,
             )
             note = f"created {jira_key} for team {decision.team or '-'} via {decision.route_name}"
             if assignee_note and decision.target.assignee_email:
@@ -185,6 +217,7 @@ def _activate(
     *,
     adopted: bool,
     assignee_note: str = "",
+    field_notes: list[str] | None = None,
 ) -> LinkRecord:
     now = utcnow()
     target = decision.target
@@ -212,6 +245,8 @@ def _activate(
     )
     if assignee_note and target.assignee_email:
         detail += f" ({assignee_note})"
+    for note in field_notes or ():
+        detail += f"; {note}"
     logs.bind(jira_key=ticket.key)  # what the rest of this delivery's lines are about, too
     link = LinkRecord(id=claim.link_id, sentry_issue_id=issue.id, live_sentry_issue_id=issue.id,
                       sentry_project=issue.project_slug[:200], route=decision.route_name[:200],
@@ -221,6 +256,17 @@ def _activate(
     links.activate(rt.engine, claim.link_id, values,
                    links.audit_row(link, side="jira", action=action, detail=detail, cause=cause))
     return link
+
+
+def _fields_tables(decision: Decision) -> str:
+    """Where a field for this ticket may be set in the policy, most specific first."""
+    places = []
+    if decision.route_index is not None:
+        places.append(route_label(decision.route_index, decision.route_name))
+    if decision.team is not None:
+        places.append(f"[teams.{toml_key(decision.team)}]")
+    places.append("[defaults]")
+    return " or ".join(places)
 
 
 def finish_backlinks(rt: Runtime, link: LinkRecord, installation_uuid: str, cause: str) -> None:

@@ -45,7 +45,10 @@ def _window(
     done: set[str] = set()
     with _reading(report, "list Sentry's issues"):
         for page in _chunks(
-            rt.sentry.iter_issues(drift.backfill_query(since)), rt.policy.reconcile.batch_size
+            # The search's own range is the window (up to the moment it is sent), never Sentry's
+            # 90-day default: the policy keeps the window within those 90 days.
+            rt.sentry.iter_issues(drift.backfill_query(since), since=since),
+            rt.policy.reconcile.batch_size,
         ):
             in_window = [issue for issue in page if drift.in_lookback(issue.first_seen, since)]
             report.backfill_seen += len(in_window)
@@ -74,8 +77,8 @@ def _idle_claims(
             rt.engine, claimed_before=before, after=after, size=rt.policy.reconcile.batch_size
         ):
             after = page[-1].id
-            wanted = [claim.sentry_issue_id for claim in page if claim.sentry_issue_id not in done]
-            for issue in rt.sentry.issues_by_ids(wanted):
+            wanted = {c.sentry_issue_id: c.sentry_project for c in page if c.sentry_issue_id not in done}
+            for issue in rt.sentry.issues_by_ids(list(wanted), projects=wanted):
                 done.add(issue.id)
                 if issue.status in ("", "unresolved"):
                     _backfill_one(rt, report, issue, installation_uuid)

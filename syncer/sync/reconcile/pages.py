@@ -53,8 +53,11 @@ def read_sides(rt: Runtime, batch: Sequence[LinkRecord], pool: ThreadPoolExecuto
     gone: set[str] = set()  # ids Jira's search named as nonexistent: deleted, no direct read needed
     pending = pool.submit(_retrying, "Jira search", lambda: rt.jira.tickets_by_ids(ticket_ids, missing=gone))
     try:
+        # Each link knows its issue's project: an organisation without multi-project reads is asked
+        # one project at a time (one request per project in the page).
+        projects = {link.sentry_issue_id: link.sentry_project for link in batch}
         issues = _retrying(
-            "Sentry issues", lambda: rt.sentry.issues_by_ids([link.sentry_issue_id for link in batch])
+            "Sentry issues", lambda: rt.sentry.issues_by_ids(list(projects), projects=projects)
         )
     finally:
         wait([pending])  # never leave a read running into the next page
