@@ -105,6 +105,22 @@ def _label(value: str) -> str:
     return value
 
 
+# What a ticket's label may take from its Sentry issue, written `{project}`, `{tags.environment}`.
+LABEL_VALUES = ("project", "project_name", "level", "platform")
+_LABEL_VALUE = re.compile(r"\{([^{}]*)\}")
+
+
+def _ticket_label(value: str) -> str:
+    _label(value)
+    for name in _LABEL_VALUE.findall(value):
+        if name not in LABEL_VALUES and not (name.startswith("tags.") and name[5:]):
+            raise _invalid(f"{json.dumps(value)}: {{{name}}} is not a value a label can take from Sentry "
+                           f"({', '.join('{' + v + '}' for v in LABEL_VALUES)} or {{tags.<key>}})")
+    if "{" in _LABEL_VALUE.sub("", value) or "}" in _LABEL_VALUE.sub("", value):
+        raise _invalid(f"{json.dumps(value)}: a brace without its pair (values are written {{project}})")
+    return value
+
+
 def _project_key(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", value):
         raise _invalid(f"{json.dumps(value)} is not a Jira project key, like OPS")
@@ -126,6 +142,8 @@ def _assignee(value: str) -> str:
 
 Name = Annotated[str, Field(strict=True), AfterValidator(_name)]
 Label = Annotated[str, Field(strict=True), AfterValidator(_label)]
+# A label of new tickets: may take values from the Sentry issue (`env-{tags.environment}`).
+TicketLabel = Annotated[str, Field(strict=True), AfterValidator(_ticket_label)]
 ProjectKey = Annotated[str, Field(strict=True), AfterValidator(_project_key)]
 Assignee = Annotated[str, Field(strict=True), AfterValidator(_assignee)]
 # A Jira priority name; "" means "leave it to Jira" (some create screens have no priority field).
@@ -245,7 +263,7 @@ class Defaults(_Table):
 
     jira_project: ProjectKey | None = None
     issue_type: Name = "Bug"
-    labels: tuple[Label, ...] = ("sentry",)
+    labels: tuple[TicketLabel, ...] = ("sentry",)
     components: tuple[Name, ...] = ()
     assignee: Assignee | None = None
     priority: PriorityName | None = None  # None: from [priorities] by the issue's level
@@ -261,7 +279,7 @@ class Team(_Table):
     # since components belong to a Jira project and another project would reject them.
     components: tuple[Name, ...] | None = None
     assignee: Assignee | None = None
-    labels: tuple[Label, ...] = ()  # added to the defaults' labels
+    labels: tuple[TicketLabel, ...] = ()  # added to the defaults' labels
     priority: PriorityName | None = None
     issue_type: Name | None = None
     fields: Fields = Field(default_factory=dict)  # over the defaults' fields, field by field
@@ -301,7 +319,7 @@ class Route(_Table):
     when: Conditions
     team: Name | None = None
     action: Literal["create", "ignore"] | None = None  # "create" is implied by `team`
-    labels: tuple[Label, ...] = ()  # added to the team's labels
+    labels: tuple[TicketLabel, ...] = ()  # added to the team's labels
     priority: PriorityName | None = None  # beats the team's and the defaults'
     fields: Fields = Field(default_factory=dict)  # over the team's and the defaults', field by field
 
@@ -451,6 +469,15 @@ class Priorities(_Table):
         return getattr(self, name) if name in LEVELS else None
 
 
+class MergePolicy(_Table):
+    """`[merges]`: what happens to a ticket when its Sentry issue is merged into another."""
+
+    # "move": the issue merged into keeps its own ticket, or gains this one when it has none;
+    # "close": this ticket's link ends either way (commented, kept), and the issue merged into is
+    # left to routing like any other issue.
+    on_merge: Literal["move", "close"] = "move"
+
+
 def _jira_account(value: str) -> str:
     if not value or any(char.isspace() for char in value):
         raise _invalid(f"{json.dumps(value)} is not a Jira account: give the accountId (Cloud) or "
@@ -474,7 +501,7 @@ class PersonEntry(_Table):
 
 class Policy(_Table):
     """The whole file: `[defaults]`, `[teams.*]`, `[[routes]]`, `[priorities]`, `[status]`, `[reconcile]`,
-    `[people]`."""
+    `[merges]`, `[people]`."""
 
     defaults: Defaults = Field(default_factory=Defaults)
     teams: dict[str, Team] = Field(default_factory=dict)
@@ -482,6 +509,7 @@ class Policy(_Table):
     priorities: Priorities = Field(default_factory=Priorities)
     status: StatusPolicy = Field(default_factory=StatusPolicy)
     reconcile: ReconcilePolicy = Field(default_factory=ReconcilePolicy)
+    merges: MergePolicy = Field(default_factory=MergePolicy)
     # E-mail -> the person's Jira account and Sentry id, tried before any e-mail search.
     people: dict[str, PersonEntry] = Field(default_factory=dict)
 

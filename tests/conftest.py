@@ -30,6 +30,7 @@ from syncer.store.schema import (
     DeliveryState,
     Installation,
     Link,
+    RoutedIssue,
 )
 from tests.harness import (
     FAKE_JIRA_EMAIL,
@@ -291,7 +292,7 @@ def worker_process(web: FakeServer, process_env: dict[str, str], workdir: Path) 
 
 def clean_tables(engine: Engine) -> None:
     with session_scope(engine) as session:
-        for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache, Installation):
+        for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache, Installation, RoutedIssue):
             session.execute(delete(model))
 
 

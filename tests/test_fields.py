@@ -146,6 +146,17 @@ def scraped(stack: dict[str, Any], name: str) -> dict[str, float]:
             for line in body.splitlines() if line.startswith(name + "{")}
 
 
+def test_a_dead_letter_names_the_fields_even_for_a_team_that_sets_none(
+    screens: FakeJira, fake_sentry: FakeSentry, engine: Engine
+) -> None:
+    screens.add_create_field("OPS", ID["root_cause"], required=True)
+    fake_sentry.file_issue(project="ghost-api", title="ValueError: nobody's")  # team ghosts: no fields
+    letter = wait_for(lambda: next(iter(letters(engine)), None), 30, what="a dead letter")
+    assert f'"Root cause" ({ID["root_cause"]}): Root cause is required. (allowed: "Unknown", "Code", ' \
+        in letter.error
+    assert 'routes[5] "unowned" or [teams.ghosts] or [defaults]' in letter.error
+
+
 def test_a_team_managed_project_gets_its_ticket_without_components(
     screens: FakeJira, fake_sentry: FakeSentry, engine: Engine, stack: dict[str, Any]
 ) -> None:

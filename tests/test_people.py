@@ -1,4 +1,5 @@
-"""Assignees Jira will accept, and `[people]`, through a real worker against the fakes.
+"""Assignees Jira will accept, `[people]`, and labels taken from the issue, through a real worker
+against the fakes.
 
 This module runs a stack of its own (web app, broker, worker) with a policy that files tickets to
 people the fake Jira refuses or cannot tell apart, maps one person in `[people]`, and follows
@@ -53,6 +54,13 @@ assignee = "twin@example.com"
 [teams.bobs]                   # Jira hides Bob's address: [people] names his account
 jira_project = "WEB"
 assignee = "bob@example.com"
+
+[teams.labelled]               # labels taken from the issue: Sentry's tag values have spaces
+labels = ["env-{{tags.environment}}", "{{project}}", "release-{{tags.release}}"]
+
+[[routes]]
+when = {{ project = "labelled-*" }}
+team = "labelled"
 
 [[routes]]
 when = {{ project = "payer-*" }}
@@ -256,3 +264,17 @@ def test_a_people_account_that_is_not_assignable_leaves_the_ticket_unassigned(
     created = [a.detail for a in audit_of(engine, issue["id"]) if a.action == "created"]
     assert "bob@example.com (left unassigned: not assignable in WEB" in created[0], created
     assert fake_jira.calls.count("POST", r"^/rest/api/2/issue/?$") == 1
+
+
+def test_labels_take_the_issues_tag_values_without_their_spaces(
+    stack: Stack, fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue = fake_sentry.file_issue(project="labelled-api", title="labelled",
+                                   tags={"environment": ["staging eu", "prod"]})
+
+    ticket = linked_ticket(fake_jira, engine, issue["id"])
+
+    # Each value a label, its spaces a dash; no release tag: no release- label. Jira took them all.
+    assert set(ticket["labels"]) == {"sentry", "env-staging-eu", "env-prod", "labelled-api",
+                                     f"sentry-{issue['id']}"}, ticket["labels"]
+    assert fake_sentry.calls.count("GET", r"/tags/") == 1

@@ -377,6 +377,22 @@ def test_text_patterns(pattern: str, text: str, matches: bool) -> None:
             id="unknown key in a person",
         ),
         pytest.param(
+            '[teams.web]\nlabels = ["env-{tags.}"]\n',
+            'syncer.toml: teams.web.labels[0]: "env-{tags.}": {tags.} is not a value a label can take',
+            id="label value without a tag key",
+        ),
+        pytest.param(
+            '[teams.web]\nlabels = ["{culprit}"]\n',
+            "syncer.toml: teams.web.labels[0]: \"{culprit}\": {culprit} is not a value a label can take from "
+            "Sentry ({project}, {project_name}, {level}, {platform} or {tags.<key>})",
+            id="label value sentry does not give",
+        ),
+        pytest.param(
+            '[teams.web]\nlabels = ["env-{tags.environment"]\n',
+            "a brace without its pair",
+            id="label value unclosed",
+        ),
+        pytest.param(
             "[priorities]\nfatl = 'Highest'\n",
             "syncer.toml: priorities.fatl: unknown key (did you mean 'fatal'?)",
             id="unknown level in priorities",

@@ -16,6 +16,7 @@ from syncer.core.render import (
     DESCRIPTION_LIMIT,
     LABEL_LIMIT,
     escape_wiki,
+    label_tags,
     remote_link_global_id,
     render_ticket,
     safe_url,
@@ -44,8 +45,9 @@ def sentry_issue(fixture: str = "issue_created.json", **changes: Any) -> SentryI
     return dataclasses.replace(parse_issue(body["data"]["issue"]), **changes)
 
 
-def render(issue: SentryIssue, target: TicketTarget = TARGET) -> dict[str, Any]:
-    return render_ticket(issue, target, sentry_url=SENTRY, org="acme")
+def render(issue: SentryIssue, target: TicketTarget = TARGET,
+           tags: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    return render_ticket(issue, target, sentry_url=SENTRY, org="acme", tags=tags)
 
 
 def unescaped(markup: str) -> str:
@@ -104,6 +106,27 @@ def test_labels_lose_their_spaces_and_empties() -> None:
     target = dataclasses.replace(TARGET, labels=("sentry", "two words", "  ", "sentry-4506"))
 
     assert render(sentry_issue(), target)["labels"] == ["sentry", "two-words", "sentry-4506"]
+
+
+def test_labels_take_the_issues_values_each_without_spaces() -> None:
+    target = dataclasses.replace(TARGET, labels=("env-{tags.environment}", "{project}-{level}",
+                                                 "browser-{tags.browser}"))
+    issue = sentry_issue(project_slug="billing-api", level="error")
+    tags = {"environment": ["staging eu", "prod", "  "], "browser": []}
+
+    assert render(issue, target, tags=tags)["labels"] == [
+        "env-staging-eu", "env-prod", "billing-api-error", "sentry-4506"]
+    assert label_tags(target) == {"environment", "browser"}
+    assert label_tags(TARGET) == set()
+
+
+def test_a_tag_of_many_values_makes_ten_labels_at_most() -> None:
+    target = dataclasses.replace(TARGET, labels=("v-{tags.version}-{tags.os}",))
+    tags = {"version": [str(n) for n in range(20)], "os": ["linux", "mac"]}
+
+    labels = render(sentry_issue(), target, tags=tags)["labels"]
+
+    assert labels[:-1] == [f"v-{n}-{os}" for n in range(5) for os in ("linux", "mac")]
 
 
 def test_a_label_is_cut_to_jiras_limit_in_utf16_units_and_loses_invisible_characters() -> None:

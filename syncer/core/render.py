@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -76,14 +77,16 @@ def _on_sentry(url: str, sentry_url: str) -> bool:
     )
 
 
-def render_ticket(issue: SentryIssue, target: TicketTarget, *, sentry_url: str, org: str) -> dict[str, Any]:
-    """The `fields` for `create_issue(fields=...)`. The caller adds the assignee, which needs a lookup."""
+def render_ticket(issue: SentryIssue, target: TicketTarget, *, sentry_url: str, org: str,
+                  tags: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """The `fields` for `create_issue(fields=...)`. The caller adds the assignee, which needs a lookup.
+    `tags`: the issue's tags, when a label takes a value from them (`label_tags`)."""
     fields: dict[str, Any] = {
         "project": {"key": target.jira_project},
         "issuetype": {"name": target.issue_type},
         "summary": summary(issue),
         "description": description(issue, sentry_url=sentry_url, org=org),
-        "labels": ticket_labels(issue, target),
+        "labels": ticket_labels(issue, target, tags),
     }
     if target.components:
         fields["components"] = [{"name": name} for name in target.components]
@@ -106,12 +109,46 @@ def _shows_anything(text: str) -> bool:
     return any(not char.isspace() and unicodedata.category(char) != "Cf" for char in text)
 
 
-def ticket_labels(issue: SentryIssue, target: TicketTarget) -> list[str]:
+def ticket_labels(
+    issue: SentryIssue, target: TicketTarget, tags: Mapping[str, Sequence[str]] | None = None
+) -> list[str]:
+    """The target's labels with the issue's values filled in (a project's name, a tag's values: text
+    Sentry reports, so spaces are likely), each made a label Jira takes, and the issue's own label."""
     labels = []
-    for label in (*target.labels, sentry_label(issue.id)):
-        cleaned = jira_label(label)
-        if cleaned and cleaned not in labels:
-            labels.append(cleaned)
+    for template in (*target.labels, sentry_label(issue.id)):
+        for label in _filled(template, issue, tags or {}):
+            cleaned = jira_label(label)
+            if cleaned and cleaned not in labels:
+                labels.append(cleaned)
+    return labels
+
+
+LABEL_VALUES_EACH = 10  # a tag's values each make a label, up to this many per label of the policy
+_LABEL_VALUE = re.compile(r"\{([^{}]*)\}")
+
+
+def label_tags(target: TicketTarget) -> set[str]:
+    """The tags whose values the target's labels take (`{tags.environment}`): fetched only then."""
+    return {name[5:] for label in target.labels for name in _LABEL_VALUE.findall(label)
+            if name.startswith("tags.")}
+
+
+def _filled(template: str, issue: SentryIssue, tags: Mapping[str, Sequence[str]]) -> list[str]:
+    """Every label a template makes: one per combination of its values; none when a value it names
+    is empty (an issue without the tag gets no `env-` label)."""
+    names = _LABEL_VALUE.findall(template)
+    if not names:
+        return [template]
+    fixed = {"project": issue.project_slug, "project_name": issue.project_name, "level": issue.level,
+             "platform": issue.platform}
+    labels = [""]
+    for literal, name in zip(_LABEL_VALUE.split(template)[::2], [*names, None], strict=True):
+        if name is None:
+            labels = [label + literal for label in labels]
+            continue
+        values = list(tags.get(name[5:], ())) if name.startswith("tags.") else [fixed.get(name, "")]
+        values = [v for v in values if isinstance(v, str) and v.strip()][:LABEL_VALUES_EACH]
+        labels = [label + literal + value for label in labels for value in values][:LABEL_VALUES_EACH]
     return labels
 
 

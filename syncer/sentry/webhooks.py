@@ -36,6 +36,7 @@ class Job(StrEnum):
     UNRESOLVED = "unresolved"  # linked: reopen, or open a successor; not yet: ensure a ticket
     ASSIGNED = "assigned"  # linked: follow the assignee; not yet: ensure a ticket
     STATUS = "status"  # resolved or archived: close or mark the ticket
+    INSTALLATION = "installation"  # installed or uninstalled: external-issue links go on or stop
 
 
 # (resource, action) -> the job. Each handler re-reads what it needs; the payload is a hint.
@@ -47,12 +48,12 @@ HANDLED_EVENTS: Mapping[tuple[str, str], Job] = {
     ("issue", "ignored"): Job.STATUS,  # older installations' word for archived
     ("issue", "archived"): Job.STATUS,
     ("event_alert", "triggered"): Job.ENSURE_TICKET,  # an alert rule with syncer as its action
+    ("installation", "created"): Job.INSTALLATION,
+    ("installation", "deleted"): Job.INSTALLATION,
 }
 # Events Sentry sends an integration that syncer does nothing with, and why. Anything in neither
 # table is ignored too, as an event syncer has no handler for.
 IGNORED_EVENTS: Mapping[tuple[str, str], str] = {
-    ("installation", "created"): "installations are learned from each event's installation.uuid",
-    ("installation", "deleted"): "installations are learned from each event's installation.uuid",
     ("comment", "created"): "Sentry comments are not synced",
     ("comment", "updated"): "Sentry comments are not synced",
     ("comment", "deleted"): "Sentry comments are not synced",
@@ -217,6 +218,14 @@ def parse_event(resource: str, payload: Any) -> SentryEvent:
             raise PayloadError("event_alert names no issue (no data.event.issue_id, issue_url or web_url)")
         rule = data.get("triggered_rule")
         return replace(base, issue_id=issue_id, rule=rule[:500] if isinstance(rule, str) else "")
+    if resource == "installation":
+        # data.installation is the whole installation (SentryAppInstallationSerializer); its uuid is
+        # the one the top-level `installation` names too.
+        inner = data.get("installation")
+        uuid = inner.get("uuid") if isinstance(inner, Mapping) else None
+        if isinstance(uuid, str) and uuid:
+            return replace(base, installation_uuid=uuid[:100])
+        return base
     if resource == "comment":
         issue_id = _numeric_id(data.get("issue_id"))
         if action in COMMENT_ACTIONS and issue_id is None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from syncer.core.fields import Person, convert, describe_allowed
 from syncer.core.routing import TicketTarget
+from syncer.errors import SyncerError
 from syncer.jira.client import FieldsRefused
 from syncer.jira.createmeta import CreateMeta
 from syncer.metrics import Metric
@@ -57,10 +58,18 @@ def prepare(rt: Runtime, target: TicketTarget, fields: dict[str, Any]) -> Prepar
     return prepared
 
 
-def refused(exc: FieldsRefused, target: TicketTarget, prepared: Prepared, where: str) -> FieldsRefused:
+def refused(rt: Runtime, exc: FieldsRefused, target: TicketTarget, prepared: Prepared,
+            where: str) -> FieldsRefused:
     """Jira's refusal of a create for its fields, as a dead letter says it: each field by name with
-    Jira's own words, its allowed values when the screen lists them, and where to set it."""
-    meta = prepared.meta
+    Jira's own words, its allowed values when the screen lists them, and where to set it. The screen
+    is read afresh (the cached one may be what is out of date), also for a ticket that did not need
+    it before: one read, on the way to a dead letter."""
+    rt.jira.forget_create_meta(target.jira_project, target.issue_type)
+    try:
+        meta: CreateMeta | None = rt.jira.create_meta(target.jira_project, target.issue_type)
+    except SyncerError as error:
+        log.warning("create screen of %s/%s unreadable: %s", target.jira_project, target.issue_type, error)
+        meta = prepared.meta
     parts = []
     for field_id, words in exc.fields.items():
         found = meta.find(field_id) if meta is not None else None

@@ -32,7 +32,7 @@ from syncer.jira import webhooks as jira_webhooks
 from syncer.payload import MAX_BODY_BYTES, Envelope
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.settings import Settings
-from syncer.store import deliveries, health
+from syncer.store import deliveries, health, installations
 from syncer.web.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
 
 log = logs.get_logger(__name__)
@@ -85,6 +85,11 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     yield
+
+
+def _installation(settings: Settings, engine: Engine) -> installations.State | None:
+    """The installation external-issue links go through: the configured one, else the latest."""
+    return installations.state(engine, settings.sentry_installation_uuid)
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
@@ -252,7 +257,14 @@ def create_app(
                 failed[name] = type(exc).__name__
         if failed:
             return JSONResponse({"status": "unavailable", "failed": failed}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        body: dict[str, Any] = {"status": "ready"}
+        # Still ready (webhooks are taken), but an operator must hear that Sentry removed the
+        # installation: its external-issue links have stopped.
+        with contextlib.suppress(SQLAlchemyError):
+            installation = await run_in_threadpool(_installation, settings, engine)
+            if installation is not None and installation.deleted_at is not None:
+                body["detail"] = {"sentry_installation": installation.describe()}
+        return JSONResponse(body)
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
