@@ -46,6 +46,7 @@ from syncer.core.people import People, Person
 from syncer.errors import ConfigError
 
 LEVELS = ("fatal", "error", "warning", "info", "debug")
+SENTRY_PRIORITIES = ("high", "medium", "low")  # Sentry's issue priority (PriorityLevel)
 # getsentry/sentry src/sentry/api/utils.py MAX_STATS_PERIOD: an issue search covers 90 days at most
 # (and exactly that when it names no range), so a longer backfill window would silently be cut.
 MAX_LOOKBACK_HOURS = 90 * 24
@@ -456,17 +457,35 @@ class ReconcilePolicy(_Table):
 
 
 class Priorities(_Table):
-    """`[priorities]`: Sentry level -> Jira priority name. "" leaves the priority to Jira."""
+    """`[priorities]`: Sentry's issue priority (high/medium/low), else its level -> Jira priority
+    name. "" leaves the priority to Jira. The Sentry priority keys are unset by default: a ticket's
+    priority then follows the level, as before Sentry had priorities."""
 
     fatal: PriorityName = "Highest"
     error: PriorityName = "High"
     warning: PriorityName = "Medium"
     info: PriorityName = "Low"
     debug: PriorityName = "Lowest"
+    high: PriorityName | None = None
+    medium: PriorityName | None = None
+    low: PriorityName | None = None
+    # When Sentry's priority of a linked issue changes (it rises when an issue escalates), set the
+    # ticket's priority to the new one's mapping. Sentry sends no webhook for the change itself,
+    # so it is noticed with the next issue webhook (getsentry/sentry#105591 asks for one).
+    follow_sentry: StrictBool = False
 
     def for_level(self, level: str) -> str | None:
         name = level.lower()
         return getattr(self, name) if name in LEVELS else None
+
+    def for_sentry_priority(self, priority: str) -> str | None:
+        name = priority.lower()
+        return getattr(self, name) if name in SENTRY_PRIORITIES else None
+
+    def for_issue(self, level: str, sentry_priority: str) -> str | None:
+        """Sentry's priority when it has one and it is mapped, else the level."""
+        by_priority = self.for_sentry_priority(sentry_priority) if sentry_priority else None
+        return by_priority if by_priority is not None else self.for_level(level)
 
 
 class MergePolicy(_Table):

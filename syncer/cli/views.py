@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from syncer.cli.online import Report as OnlineReport
     from syncer.core.issue import SentryIssue
     from syncer.core.routing import Decision
+    from syncer.core.triage import Report as TriageReport
     from syncer.policy import Conditions, Policy, Route
     from syncer.sync.reconcile.report import Report
 
@@ -103,6 +104,18 @@ def online_report(report: OnlineReport, *, jira_url: str) -> str:
         lines.append(f"  {where}:")
         lines += [f"    - {message}" for message in messages]
     return "\n".join(lines)
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def triage_report(report: TriageReport, format: str) -> str:
+    """`syncer report`: Markdown (readable at a terminal, pasteable into a digest) or JSON."""
+    from syncer.core.triage import as_dict, markdown
+
+    if format == "json":
+        return json.dumps(as_dict(report), indent=2) + "\n"
+    return markdown(report)
 
 
 # --- tables ---------------------------------------------------------------------------------------
@@ -231,7 +244,10 @@ def _describe_outcome(policy: Policy, route: Route | None) -> str:
                      policy.defaults.priority) if p is not None),
         None,
     )
-    priority = {None: "by level", "": "left to Jira"}.get(configured, configured)
+    by_priority = any(p is not None for p in (policy.priorities.high, policy.priorities.medium,
+                                              policy.priorities.low))
+    by_issue = "by Sentry priority, else level" if by_priority else "by level"
+    priority = {None: by_issue, "": "left to Jira"}.get(configured, configured)
     details = [
         target.jira_project,
         target.issue_type,

@@ -843,6 +843,9 @@ class JiraClient:
         """Assign to an account (accountId on Cloud, name on Server/DC); None unassigns."""
         self._request("PUT", ASSIGNEE.format(key=self._ref(key)), body=self._style.user_ref(account_id))
 
+    def set_priority(self, key: str, name: str) -> None:
+        self._request("PUT", ISSUE.format(key=self._ref(key)), body={"fields": {"priority": {"name": name}}})
+
     def add_labels(self, key: str, labels: Sequence[str]) -> None:
         if not labels:
             return

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from syncer.core import status
+from syncer.core import priority, status
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import issue_url
 from syncer.core.routing import decide
@@ -173,6 +173,10 @@ def _apply(
         changes.append(("jira", "labelled", decision.reason))
     elif decision.action == "new_ticket":
         return _open_successor(rt, link, issue, ticket, decision, installation_uuid, cause, fields)
+    followed = _follow_priority(rt, link, issue, ticket, fields)
+    if followed:
+        changes += followed
+        note += "; " + "; ".join(detail for _, _, detail in followed)
     if decision.unlabel is not None:
         rt.jira.remove_labels(ticket.key, [decision.unlabel])
         unlabelled = f"no longer archived in Sentry: label {decision.unlabel!r} removed"
@@ -195,6 +199,23 @@ def _walked(reason: str, moved: Moved) -> str:
     """The reason, with where the ticket ended and the statuses it passed through, if any."""
     where = f"{reason}; it is {moved.transition.to_name!r} now"
     return f"{where}, by way of {', '.join(repr(s) for s in moved.via)}" if moved.via else where
+
+
+def _follow_priority(
+    rt: Runtime, link: LinkRecord, issue: SentryIssue, ticket: JiraTicket, fields: dict[str, Any]
+) -> list[AuditLine]:
+    """`[priorities] follow_sentry`: Sentry's priority of the issue changed since the ticket last
+    followed it (an escalation raises it; a person may set it): the ticket takes the new one's
+    Jira priority. A link that never knew a priority (made before syncer stored it, or by a
+    Sentry without priorities) only starts knowing it."""
+    decision = priority.decide_follow(rt.policy.priorities, issue.priority, link.sentry_priority,
+                                      ticket.priority)
+    if decision.record:
+        fields["sentry_priority"] = issue.priority
+    if decision.jira_priority is None:
+        return []
+    rt.jira.set_priority(ticket.key, decision.jira_priority)
+    return [("jira", "prioritised", decision.reason)]
 
 
 def _comment_for(
