@@ -89,6 +89,16 @@ class Settings(BaseSettings):
     # is held to one core by its GIL). `syncer worker --processes` overrides it.
     worker_processes: str = "auto"
 
+    # The console (`GET /console`, syncer.web.console): off unless a token or a trusted header is set.
+    # The operator token signs a person in as an operator, the viewer token as a viewer.
+    console_token: SecretStr | None = None
+    console_viewer_token: SecretStr | None = None
+    # A header an authenticating proxy sets to the signed-in person (oauth2-proxy: X-Forwarded-Email),
+    # matched against the allow-lists below: comma-separated e-mails or globs (`*@example.com`).
+    console_trusted_header: str | None = None
+    console_operators: str = ""
+    console_viewers: str = ""
+
     @field_validator("worker_processes")
     @classmethod
     def _auto_or_count(cls, value: str) -> str:

@@ -66,7 +66,7 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     worker.configure(settings)
     app = create_app(
         settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis),
-        enqueue_many=worker.publish_batch,
+        enqueue_many=worker.publish_batch, start_reconcile=worker.start_reconcile,
     )
     how = "choose another with --port, $PORT or SYNCER_PORT"
     port = require_free(args.host, args.port or settings.port, how=how)
