@@ -55,6 +55,7 @@ class Runtime:
             token=s.jira_token.get_secret_value() if s.jira_token else None,
             pat=s.jira_pat.get_secret_value() if s.jira_pat else None,
             timeout=(s.http_connect_timeout, s.http_read_timeout),
+            workflow_cache_seconds=s.jira_workflow_cache_seconds,
             throttle=self._throttle("jira", s.jira_url, s.jira_max_rps, s.jira_issue_write_interval_seconds),
         )
 

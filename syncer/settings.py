@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Jira Cloud search may miss an issue created this recently; after an ambiguous create we wait
     # this long for the label search to show it before creating again.
     jira_search_lag_seconds: float = Field(default=30.0, ge=0)
+    # How long what a worker saw of a Jira workflow (a status's transitions and screens, a project's
+    # statuses) is trusted before it is read again; 0 reads them on every move.
+    jira_workflow_cache_seconds: float = Field(default=600.0, ge=0)
 
     # `$PORT` first: the contract, the Procfile and platforms (Heroku, Cloud Run, ...) set it.
     port: int = Field(default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "SYNCER_PORT"))
