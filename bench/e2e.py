@@ -255,8 +255,11 @@ def measure(settings: Settings, workdir: Path) -> dict[str, Any]:
         tickets = s.jira.issues()
         per_issue = Counter(label for t in tickets for label in t["labels"] if label.startswith("sentry-"))
         jira_calls = s.jira.calls.count()
-        # Once per worker process (serverInfo) or per assignee (the account cache): not per ticket.
-        jira_one_off = sum(s.jira.calls.count("GET", p) for p in (r"/serverInfo$", r"/user/search$"))
+        # Once per worker process (serverInfo), per assignee and project (the account cache) or per
+        # project and issue type in each worker process (create-meta, for tickets with components):
+        # not per ticket.
+        one_off = (r"/serverInfo$", r"/user/search$", r"/user/assignable/search$", r"/issue/createmeta/")
+        jira_one_off = sum(s.jira.calls.count("GET", p) for p in one_off)
         sentry_calls = s.sentry.calls.count()
         jira_by_kind = _by_path(s.jira.calls)
         sentry_by_kind = _by_path(s.sentry.calls)

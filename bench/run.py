@@ -132,7 +132,7 @@ def table(results: dict[str, Any]) -> str:
                      f"(everything linked both ways: {m['all_done_s']:.1f} s)",
                      ">= 100 tickets/s", _mark(m["tickets_per_s"] >= 100)))
         rows.append(("end to end", "Jira calls per ticket (search, create, remote link) + once per process "
-                     "or assignee (serverInfo, user search)",
+                     "or assignee (serverInfo, user search), or project and issue type (create-meta)",
                      f"{m['jira_calls_per_ticket_steady']:.2f} + {m['jira_one_off_calls']:.0f} once "
                      f"(all calls / tickets: {m['jira_calls_per_ticket']:.3f})",
                      "<= 3", _mark(m["jira_calls_per_ticket_steady"] <= 3.0)))

@@ -16,7 +16,9 @@
     ├── LockLost             a lock expired under its holder, who stalled: stop, another may hold it
     └── PermanentError       retrying cannot help (400, 401, 403, 404, validation): dead letter
         └── PayloadError     a webhook body or API answer that is not the shape we need
-            └── BodyTooLarge a webhook body over the size intake accepts
+            ├── BodyTooLarge a webhook body over the size intake accepts
+            └── WrongFormat  a signed webhook body of another generation (Sentry's legacy
+                             plugin, Jira 5's post-function body): refused at intake, 422
 
 Failures of other libraries are mapped to these in exactly one place: HTTP answers by
 `classify_http`, and transport, database and Redis exceptions by `classify_failure` (its table,
@@ -102,6 +104,15 @@ class BodyTooLarge(PayloadError):
     def __init__(self, limit: int):
         super().__init__(f"body over {limit} bytes", status=413)
         self.limit = limit
+
+
+class WrongFormat(PayloadError):
+    """A webhook body that is authentic but of a format syncer does not take; `format` names it for
+    the sender's operator, who set up the wrong kind of webhook."""
+
+    def __init__(self, format_name: str, hint: str):
+        super().__init__(f"{format_name}: {hint}", status=422)
+        self.format = format_name
 
 
 # HTTP methods that change something: after one of these, no clear answer means "may have happened".

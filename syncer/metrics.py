@@ -44,6 +44,8 @@ class Metric(StrEnum):
     DEAD_LETTERS_TOTAL = "syncer_dead_letters_total"
     DELIVERY_RETRIES = "syncer_delivery_retries_total"
     ASSIGNEE_UNRESOLVED = "syncer_assignee_unresolved_total"
+    TICKETS_UNASSIGNED = "syncer_tickets_unassigned_total"
+    TICKET_FIELDS_LEFT_OUT = "syncer_ticket_fields_left_out_total"
     RECONCILE_RUNS = "syncer_reconcile_runs_total"
     RECONCILE_LINKS_CHECKED = "syncer_reconcile_links_checked_total"
     RECONCILE_DRIFT = "syncer_reconcile_drift_total"
@@ -70,7 +72,9 @@ HELP: dict[Metric, str] = {
     Metric.DATABASE_UP: "0 when the database did not answer this scrape",
     Metric.DEAD_LETTERS_TOTAL: "Deliveries that became dead letters, by source and reason",
     Metric.DELIVERY_RETRIES: "Deliveries postponed for another try, by source",
-    Metric.ASSIGNEE_UNRESOLVED: "Assignees with no Jira account found",
+    Metric.ASSIGNEE_UNRESOLVED: "Look-ups that found no account Jira would accept as assignee, by problem",
+    Metric.TICKETS_UNASSIGNED: "Tickets filed or kept without the assignee asked for, by problem",
+    Metric.TICKET_FIELDS_LEFT_OUT: "Policy fields or components left off new tickets, by problem",
     Metric.RECONCILE_RUNS: "Reconcile runs, by result",
     Metric.RECONCILE_LINKS_CHECKED: "Links checked by reconcile runs",
     Metric.RECONCILE_DRIFT: "Drift found by reconcile runs, by kind",

@@ -21,6 +21,7 @@ import tomllib
 import types
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 
@@ -41,6 +42,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError, core_schema
 
 from syncer.core.patterns import NameGlob, OwnerPattern, Pattern, PatternError, TextGlob, TextPattern
+from syncer.core.people import People, Person
 from syncer.errors import ConfigError
 
 LEVELS = ("fatal", "error", "warning", "info", "debug")
@@ -103,6 +105,22 @@ def _label(value: str) -> str:
     return value
 
 
+# What a ticket's label may take from its Sentry issue, written `{project}`, `{tags.environment}`.
+LABEL_VALUES = ("project", "project_name", "level", "platform")
+_LABEL_VALUE = re.compile(r"\{([^{}]*)\}")
+
+
+def _ticket_label(value: str) -> str:
+    _label(value)
+    for name in _LABEL_VALUE.findall(value):
+        if name not in LABEL_VALUES and not (name.startswith("tags.") and name[5:]):
+            raise _invalid(f"{json.dumps(value)}: {{{name}}} is not a value a label can take from Sentry "
+                           f"({', '.join('{' + v + '}' for v in LABEL_VALUES)} or {{tags.<key>}})")
+    if "{" in _LABEL_VALUE.sub("", value) or "}" in _LABEL_VALUE.sub("", value):
+        raise _invalid(f"{json.dumps(value)}: a brace without its pair (values are written {{project}})")
+    return value
+
+
 def _project_key(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", value):
         raise _invalid(f"{json.dumps(value)} is not a Jira project key, like OPS")
@@ -124,6 +142,8 @@ def _assignee(value: str) -> str:
 
 Name = Annotated[str, Field(strict=True), AfterValidator(_name)]
 Label = Annotated[str, Field(strict=True), AfterValidator(_label)]
+# A label of new tickets: may take values from the Sentry issue (`env-{tags.environment}`).
+TicketLabel = Annotated[str, Field(strict=True), AfterValidator(_ticket_label)]
 ProjectKey = Annotated[str, Field(strict=True), AfterValidator(_project_key)]
 Assignee = Annotated[str, Field(strict=True), AfterValidator(_assignee)]
 # A Jira priority name; "" means "leave it to Jira" (some create screens have no priority field).
@@ -243,7 +263,7 @@ class Defaults(_Table):
 
     jira_project: ProjectKey | None = None
     issue_type: Name = "Bug"
-    labels: tuple[Label, ...] = ("sentry",)
+    labels: tuple[TicketLabel, ...] = ("sentry",)
     components: tuple[Name, ...] = ()
     assignee: Assignee | None = None
     priority: PriorityName | None = None  # None: from [priorities] by the issue's level
@@ -259,7 +279,7 @@ class Team(_Table):
     # since components belong to a Jira project and another project would reject them.
     components: tuple[Name, ...] | None = None
     assignee: Assignee | None = None
-    labels: tuple[Label, ...] = ()  # added to the defaults' labels
+    labels: tuple[TicketLabel, ...] = ()  # added to the defaults' labels
     priority: PriorityName | None = None
     issue_type: Name | None = None
     fields: Fields = Field(default_factory=dict)  # over the defaults' fields, field by field
@@ -299,7 +319,7 @@ class Route(_Table):
     when: Conditions
     team: Name | None = None
     action: Literal["create", "ignore"] | None = None  # "create" is implied by `team`
-    labels: tuple[Label, ...] = ()  # added to the team's labels
+    labels: tuple[TicketLabel, ...] = ()  # added to the team's labels
     priority: PriorityName | None = None  # beats the team's and the defaults'
     fields: Fields = Field(default_factory=dict)  # over the team's and the defaults', field by field
 
@@ -394,8 +414,39 @@ class Priorities(_Table):
         return getattr(self, name) if name in LEVELS else None
 
 
+class MergePolicy(_Table):
+    """`[merges]`: what happens to a ticket when its Sentry issue is merged into another."""
+
+    # "move": the issue merged into keeps its own ticket, or gains this one when it has none;
+    # "close": this ticket's link ends either way (commented, kept), and the issue merged into is
+    # left to routing like any other issue.
+    on_merge: Literal["move", "close"] = "move"
+
+
+def _jira_account(value: str) -> str:
+    if not value or any(char.isspace() for char in value):
+        raise _invalid(f"{json.dumps(value)} is not a Jira account: give the accountId (Cloud) or "
+                       "username (Data Center), without spaces")
+    return value
+
+
+def _sentry_user_id(value: str) -> str:
+    if not value.isdigit():
+        raise _invalid(f"{json.dumps(value)} is not a Sentry user id (digits, as in "
+                       "/api/0/organizations/<org>/members/)")
+    return value
+
+
+class PersonEntry(_Table):
+    """One `[people]` entry: `"alice@example.com" = { jira = "<accountId or username>", sentry = "42" }`."""
+
+    jira: Annotated[str, Field(strict=True), AfterValidator(_jira_account)]
+    sentry: Annotated[str, Field(strict=True), AfterValidator(_sentry_user_id)] | None = None
+
+
 class Policy(_Table):
-    """The whole file: `[defaults]`, `[teams.*]`, `[[routes]]`, `[priorities]`, `[status]`, `[reconcile]`."""
+    """The whole file: `[defaults]`, `[teams.*]`, `[[routes]]`, `[priorities]`, `[status]`, `[reconcile]`,
+    `[merges]`, `[people]`."""
 
     defaults: Defaults = Field(default_factory=Defaults)
     teams: dict[str, Team] = Field(default_factory=dict)
@@ -403,6 +454,36 @@ class Policy(_Table):
     priorities: Priorities = Field(default_factory=Priorities)
     status: StatusPolicy = Field(default_factory=StatusPolicy)
     reconcile: ReconcilePolicy = Field(default_factory=ReconcilePolicy)
+    merges: MergePolicy = Field(default_factory=MergePolicy)
+    # E-mail -> the person's Jira account and Sentry id, tried before any e-mail search.
+    people: dict[str, PersonEntry] = Field(default_factory=dict)
+
+    @field_validator("people")
+    @classmethod
+    def _people_unique(cls, people: dict[str, PersonEntry]) -> dict[str, PersonEntry]:
+        emails: dict[str, str] = {}
+        jira_ids: dict[str, str] = {}
+        sentry_ids: dict[str, str] = {}
+        for email, entry in people.items():
+            key = toml_key(email)
+            if not _EMAIL.fullmatch(email):
+                raise _invalid_key(key, "is not an e-mail address: [people] is keyed by each person's e-mail")
+            for seen, value, what in ((emails, email.casefold(), "e-mail"),
+                                      (jira_ids, entry.jira.casefold(), "jira account"),
+                                      (sentry_ids, entry.sentry, "sentry id")):
+                if value is None:
+                    continue
+                if value in seen:
+                    raise _invalid_key(key, f"the same {what} as {toml_key(seen[value])}: one person, "
+                                       "one entry")
+                seen[value] = email
+        return people
+
+    @cached_property
+    def directory(self) -> People:
+        """`[people]`, indexed by e-mail, Jira account and Sentry id."""
+        return People(Person(email.lower(), entry.jira, entry.sentry or "")
+                      for email, entry in self.people.items())
 
     @model_validator(mode="after")
     def _references(self) -> Self:

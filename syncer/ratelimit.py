@@ -12,7 +12,8 @@ every host. Each call reserves the next free turn and sleeps until it comes; a t
 the delivery is queued again for then instead of holding a worker thread (no attempt counted: a
 throttled backlog drains, however long it is). A 429 moves the host's (or, for
 Jira's per-issue limit, the ticket's) next turn to when the server said to come back, so the other
-workers wait too instead of earning 429s of their own.
+workers wait too instead of earning 429s of their own; a ticket Jira holds back is not waited for
+at all (Throttled at once), so one busy ticket never delays the deliveries queued behind it.
 
 If Redis cannot be reached, the limiter steps aside for a while (fails open): a missing rate limit
 costs at worst a 429, which the retry path handles; a stalled worker costs more.
@@ -44,9 +45,14 @@ REDIS_RETRY_SECONDS = 30.0  # after a Redis failure, how long the limiter stays 
 
 _ISSUE_REF = re.compile(r"/rest/api/(?:\d+|latest)/issue/([^/?#]+)")
 
-# KEYS[1]: the bucket. ARGV[1]: the emission interval in ms. ARGV[2]: the longest acceptable wait in ms.
-# Returns {1, wait_ms} with the turn reserved, or {0, wait_ms} when that wait is too long (nothing taken).
+# KEYS[1]: the bucket; KEYS[2], optional: its hold, set by the server's 429. ARGV[1]: the emission
+# interval in ms. ARGV[2]: the longest acceptable wait in ms. Returns {1, wait_ms} with the turn
+# reserved, {0, wait_ms} when that wait is too long (nothing taken), {0, wait_ms, 1} while held.
 _TAKE = """
+if KEYS[2] then
+  local held = redis.call('PTTL', KEYS[2])
+  if held > 0 then return {0, held, 1} end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
@@ -58,8 +64,10 @@ redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.floor(nex
 return {1, wait}
 """
 
-# KEYS[1]: the bucket. ARGV[1]: ms from now before which no turn is given (the server's Retry-After).
+# KEYS[1]: the bucket; KEYS[2], optional: its hold. ARGV[1]: ms from now before which no turn is given
+# (the server's Retry-After).
 _HOLD = """
+if KEYS[2] then redis.call('SET', KEYS[2], '1', 'PX', ARGV[1]) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local hold = now + tonumber(ARGV[1])
@@ -115,10 +123,14 @@ class RateLimiter:
     def before(self, method: str, url: str) -> None:
         # The ticket's turn first, then the host's: a host turn taken and then left waiting behind the
         # ticket's would let later requests' turns crowd in ahead of it, over the rate.
-        if self._issue_interval_ms and method.upper() in WRITES:
+        if method.upper() in WRITES:
             ref = issue_ref(url)
             if ref is not None:
-                self._wait_turn(f"{self.bucket}:issue:{ref}", self._issue_interval_ms, f"writes to {ref}")
+                # A ticket Jira holds back (its per-issue 429) is never waited for in the thread:
+                # the delivery goes back to the queue for then, and the deliveries after it in the
+                # same worker message (and every other ticket) go on now.
+                bucket = f"{self.bucket}:issue:{ref}"
+                self._wait_turn(bucket, self._issue_interval_ms, f"writes to {ref}", held=f"{bucket}:held")
         if self._interval_ms:
             self._wait_turn(self.bucket, self._interval_ms, "requests")
 
@@ -130,23 +142,31 @@ class RateLimiter:
             return
         reason = {k.lower(): v for k, v in headers.items()}.get("ratelimit-reason", "")
         ref = issue_ref(url)
-        bucket = f"{self.bucket}:issue:{ref}" if PER_ISSUE_REASON in reason and ref else self.bucket
+        # Jira's per-issue write limit holds that ticket only, not the host: other tickets go on.
+        per_issue = PER_ISSUE_REASON in reason and ref is not None
+        bucket = f"{self.bucket}:issue:{ref}" if per_issue else self.bucket
+        keys = [bucket, f"{bucket}:held"] if per_issue else [bucket]
         hold_ms = round(min(wait, MAX_PENALTY_SECONDS) * 1000.0)
         if self._available():
             try:
-                self._hold(keys=[bucket], args=[hold_ms])
+                self._hold(keys=keys, args=[hold_ms])
             except redis.RedisError as exc:
                 self._step_aside(exc)
 
-    def _wait_turn(self, bucket: str, interval_ms: int, what: str) -> None:
+    def _wait_turn(self, bucket: str, interval_ms: int, what: str, *, held: str | None = None) -> None:
         if not self._available():
             return
         try:
-            granted, wait_ms = self._take(keys=[bucket], args=[interval_ms, self._max_wait_ms])
+            answer = self._take(keys=[bucket] if held is None else [bucket, held],
+                                args=[interval_ms, self._max_wait_ms])
         except redis.RedisError as exc:
             self._step_aside(exc)
             return
+        granted, wait_ms = answer[0], answer[1]
         wait = int(wait_ms) / 1000.0
+        if len(answer) > 2:
+            raise Throttled(f"{self.service}: {what} held back by the server's 429 for {wait:.1f}s more",
+                            retry_after=wait)
         if not int(granted):
             raise Throttled(
                 f"{self.service}: client-side rate limit for {what}: next turn in {wait:.1f}s",

@@ -30,6 +30,7 @@ from syncer.store.schema import (
     DeliveryState,
     Installation,
     Link,
+    RoutedIssue,
 )
 from tests.harness import (
     DATA_CENTER,
@@ -309,7 +310,7 @@ def worker_process(
 
 def clean_tables(engine: Engine) -> None:
     with session_scope(engine) as session:
-        for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache, Installation):
+        for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache, Installation, RoutedIssue):
             session.execute(delete(model))
 
 

@@ -142,3 +142,56 @@ def test_a_project_that_does_not_exist_is_a_problem_of_its_route(
     assert '  routes[1] "squad":' in done.stdout
     assert "cannot read the create screen of NOPE/Bug" in done.stdout
     assert "No project could be found with key 'NOPE'" in done.stdout
+
+
+PEOPLE = """
+[defaults]
+jira_project = "OPS"
+assignee = "oncall@example.com"
+
+[teams.payments]
+jira_project = "PAY"
+assignee = "payer@example.com"
+
+[teams.web]
+jira_project = "WEB"
+assignee = "nobody@example.com"
+
+[teams.bobs]
+jira_project = "WEB"
+assignee = "bob@example.com"
+
+[teams.ops]
+
+[[routes]]
+when = { project = "billing-*" }
+team = "payments"
+
+[people]
+"bob@example.com" = { jira = "acc-bob" }
+"gone@example.com" = { jira = "acc-typo" }
+"""
+
+
+def test_assignees_not_assignable_in_their_project_and_people_without_an_account_are_named(
+    process_env: dict[str, str], jira: FakeJira, tmp_path: Path
+) -> None:
+    jira.add_user("acc-oncall", "On Call", "oncall@example.com")
+    jira.add_user("acc-payer", "Pay Er", "payer@example.com")
+    jira.add_user("acc-bob", "Bob Example", "bob@example.com", email_visible=False)
+    jira.make_unassignable("acc-payer", "PAY")
+    policy = tmp_path / "policy.toml"
+    policy.write_text(PEOPLE)
+
+    done = check_online(process_env, jira, policy)
+
+    assert done.returncode == 1, done.stderr
+    out = done.stdout[done.stdout.index("Online checks"):]  # past the routing table, which names them all
+    assert "  [teams.payments]:" in out
+    assert "assignee payer@example.com is not one Jira takes in PAY: not assignable in PAY" in out
+    assert "  [teams.web]:" in out and "assignee nobody@example.com is not one Jira takes in WEB" in out
+    assert '  people."gone@example.com":' in out and "Jira has no account 'acc-typo'" in out
+    # Bob's address is hidden, but [people] names his account, assignable in WEB; the defaults'
+    # assignee (for [defaults] and team ops) is assignable in OPS.
+    assert "bob@example.com" not in out and "oncall@example.com" not in out
+    assert "[teams.ops]" not in out

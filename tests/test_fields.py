@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -19,6 +20,7 @@ from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.jira.client import JiraClient
 from syncer.jira.createmeta import CreateMeta, FieldMeta
+from syncer.metrics import Metric
 from syncer.policy import parse_policy
 from syncer.store.schema import Delivery, DeliveryState, LinkState
 from tests.harness import (
@@ -137,8 +139,26 @@ def test_a_required_field_left_unset_is_a_dead_letter_in_jiras_words(
     assert not [t for t in screens.issues() if f"sentry-{issue['id']}" in t["labels"]]
 
 
-def test_a_team_managed_project_gets_its_ticket_without_components(
+def scraped(stack: dict[str, Any], name: str) -> dict[str, float]:
+    """The web app's `/metrics`: the samples of `name`, by their `problem` label."""
+    body = httpx.get(f"{stack['web'].url}/metrics", timeout=10).text
+    return {line.split('problem="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines() if line.startswith(name + "{")}
+
+
+def test_a_dead_letter_names_the_fields_even_for_a_team_that_sets_none(
     screens: FakeJira, fake_sentry: FakeSentry, engine: Engine
+) -> None:
+    screens.add_create_field("OPS", ID["root_cause"], required=True)
+    fake_sentry.file_issue(project="ghost-api", title="ValueError: nobody's")  # team ghosts: no fields
+    letter = wait_for(lambda: next(iter(letters(engine)), None), 30, what="a dead letter")
+    assert f'"Root cause" ({ID["root_cause"]}): Root cause is required. (allowed: "Unknown", "Code", ' \
+        in letter.error
+    assert 'routes[5] "unowned" or [teams.ghosts] or [defaults]' in letter.error
+
+
+def test_a_team_managed_project_gets_its_ticket_without_components(
+    screens: FakeJira, fake_sentry: FakeSentry, engine: Engine, stack: dict[str, Any]
 ) -> None:
     issue = fake_sentry.file_issue(project="squad-app", title="RuntimeError: squad")
     ticket = ticket_of(screens, engine, issue["id"])
@@ -148,6 +168,7 @@ def test_a_team_managed_project_gets_its_ticket_without_components(
     assert 'components ["Backend"] left out: the create screen of SQD/Bug has no Components field' \
         in created[0].detail
     assert screens.calls.count("POST", CREATE) == 1  # not refused first and tried again
+    assert scraped(stack, Metric.TICKET_FIELDS_LEFT_OUT) == {"no_components": 1.0}
 
 
 # --- the client's create-meta, on Cloud and Data Center ----------------------------------------------
@@ -261,3 +282,23 @@ def test_fields_the_policy_cannot_set_are_refused_at_load(fields: str, message: 
     with pytest.raises(ConfigError, match=r"defaults\.fields") as refused:
         parse_policy(f'[defaults]\njira_project = "OPS"\nfields = {fields}\n', "t.toml")
     assert message in str(refused.value)
+
+
+@pytest.mark.parametrize(("meta_field", "value", "sent"), [
+    (_field("f", "When", "datetime"), "2026-03-01T09:30:00Z", "2026-03-01T09:30:00.000+0000"),
+    (_field("f", "When", "datetime"), "2026-03-01T09:30:00", "2026-03-01T09:30:00.000+0000"),
+    (_field("f", "Watchers", "array", items="user"), ("a@example.com", "acc-2"),
+     [{"accountId": "acc-a@example.com"}, {"accountId": "acc-2"}]),
+    (_field("f", "Affects", "array", items="version", allowed=[{"name": "1.0"}, {"name": "2.0"}]), "2.0",
+     [{"name": "2.0"}]),
+    (_field("f", "Team group", "group"), "jira-devs", {"name": "jira-devs"}),
+    (_field("f", "Estimate", "number"), "2.5", 2.5),
+    (_field("f", "Level", "option-with-child", allowed=[{"value": "A / B"}]), "A / B", {"value": "A / B"}),
+])
+def test_more_shapes(meta_field: FieldMeta, value: Any, sent: Any) -> None:
+    from syncer.core.fields import shape
+
+    def person(who: str) -> Person:
+        return Person(f"acc-{who}" if "@" in who else who)
+
+    assert shape(meta_field, value, person=person, user_ref=lambda a: {"accountId": a}) == sent

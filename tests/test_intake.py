@@ -237,8 +237,39 @@ def test_database_down_answers_503(environment: None) -> None:
         ready = httpx.get(f"{server.url}/readyz")
         assert ready.status_code == 503
         assert "database" in ready.json()["failed"]
+        # Leaving the broker out does not leave the database out.
+        assert httpx.get(f"{server.url}/readyz?exclude=broker").status_code == 503
     finally:
         server.stop()
+
+
+def test_readyz_can_leave_the_broker_out_for_a_probe_that_intake_needs_only_the_database(
+    clean: None, environment: None, engine: Engine
+) -> None:
+    """Redis really stopped: `/readyz` says broker; `/readyz?exclude=broker` (what the Kubernetes
+    readiness probe asks) stays 200, since intake still stores and answers 202 without it."""
+    import redis
+
+    from syncer.settings import Settings, current_settings
+    from syncer.web.app import create_app
+    from syncer.worker import app as worker
+
+    broker = RedisServer().start()
+    settings = Settings(**{**current_settings().model_dump(), "broker_url": broker.url})
+    ping = redis.Redis.from_url(broker.url, socket_connect_timeout=1).ping
+    server = FakeServer(create_app(settings, engine, worker.publisher(settings), ping)).start()
+    try:
+        assert httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+        broker.stop()
+        ready = httpx.get(f"{server.url}/readyz", timeout=10)
+        assert (ready.status_code, set(ready.json()["failed"])) == (503, {"broker"})
+        assert httpx.get(f"{server.url}/readyz?exclude=broker", timeout=10).json() == {"status": "ready"}
+        assert post_sentry(server.url, load_fixture("sentry/issue_created.json")).status_code == 202
+        unknown = httpx.get(f"{server.url}/readyz?exclude=jira", timeout=10)
+        assert unknown.status_code == 400 and "database, broker" in unknown.json()["detail"]
+    finally:
+        server.stop()
+        broker.stop()
 
 
 @pytest.mark.slow

@@ -276,6 +276,72 @@ def test_find_account_on_server_matches_the_username(server: FakeJira, server_cl
     assert server_client.find_account("ali").account_id is None
 
 
+@pytest.mark.parametrize(
+    ("wanted", "account", "problem"),
+    [
+        ("alice@example.com", "acc-alice", ""),
+        ("alice@", None, "unknown"),  # a prefix of both Alices, exact for none
+        ("nobody@example.com", None, "unknown"),
+        ("twin@example.com", None, "ambiguous"),
+        ("gone@example.com", None, "deactivated"),  # left out of the assignable search, not of user search
+        ("alice.smith@example.com", None, "not_assignable"),  # a user, but not assignable in OPS
+        ("hidden@example.com", None, "email_hidden"),  # found, but Jira will not show whose address
+    ],
+)
+def test_find_assignable_demands_one_exact_email_assignable_in_the_project(
+    people: FakeJira, client: JiraClient, wanted: str, account: str | None, problem: str
+) -> None:
+    people.make_unassignable("acc-alice-smith", "OPS")
+    people.calls.reset()
+
+    match = client.find_assignable("OPS", wanted)
+
+    assert (match.account_id, match.problem) == (account, problem), match.reason
+    searches = people.calls.calls("GET", r"/user/assignable/search$")
+    assert searches and all("project=OPS" in c.query for c in searches)
+    if problem == "not_assignable":
+        assert "not assignable in OPS" in match.reason
+    if problem == "email_hidden":
+        assert "[people]" in match.reason
+
+
+def test_find_assignable_is_per_project(people: FakeJira, client: JiraClient) -> None:
+    people.make_unassignable("acc-alice", "PAY")
+    assert client.find_assignable("OPS", "alice@example.com").account_id == "acc-alice"
+    assert client.find_assignable("PAY", "alice@example.com").problem == "not_assignable"
+
+
+def test_a_deactivated_user_is_not_assignable(people: FakeJira, client: JiraClient) -> None:
+    people.deactivate_user("acc-alice")
+    assert client.check_assignable("OPS", "acc-alice").problem == "deactivated"
+    assert client.find_assignable("OPS", "alice@example.com").account_id is None
+
+
+def test_check_assignable_takes_an_account_id_as_it_is(people: FakeJira, client: JiraClient) -> None:
+    people.hide_emails = True
+    people.make_unassignable("acc-alice-smith", "OPS")
+    people.calls.reset()
+    assert client.check_assignable("OPS", "acc-hidden").account_id == "acc-hidden"
+    assert people.calls.count() == 1  # one question: the assignable search given the accountId
+    assert client.check_assignable("OPS", "acc-alice-smith").problem == "not_assignable"
+    unknown = client.check_assignable("OPS", "acc-nobody")
+    assert unknown.problem == "unknown" and "acc-nobody" in unknown.reason
+
+
+def test_assignable_on_data_center_goes_by_username(server: FakeJira, server_client: JiraClient) -> None:
+    server.add_user("alice", "Alice Example", "alice@example.com")
+    server.add_user("alice2", "Alice Other", "alice.other@example.com")
+    server.make_unassignable("alice2", "PAY")
+    assert server_client.find_assignable("OPS", "alice").account_id == "alice"
+    assert server_client.find_assignable("OPS", "alice.other@example.com").account_id == "alice2"
+    assert server_client.find_assignable("PAY", "alice.other@example.com").problem == "not_assignable"
+    assert server_client.check_assignable("PAY", "alice").account_id == "alice"  # not alice2: exact only
+    assert server_client.check_assignable("PAY", "alice2").problem == "not_assignable"
+    assert server_client.check_assignable("PAY", "al").problem == "unknown"
+    searches = server.calls.calls("GET", r"/user/assignable/search$")
+    assert searches and all("username=" in c.query and "query=" not in c.query for c in searches)
+
+
 @pytest.mark.parametrize("deployment", ["Cloud", "Server"])
 def test_assign_and_unassign(deployment: str, fake: FakeJira, client: JiraClient, server: FakeJira,
                              server_client: JiraClient) -> None:

@@ -196,6 +196,8 @@ def test_two_webs_and_two_workers_race_the_same_deliveries_one_ticket_each_nothi
         return True
 
     wait_for(all_linked, 180, interval=0.25, what=f"all {ISSUES} issues linked both ways")
+    # Jira's webhooks about the tickets are deliveries too: all of them sent before "all processed".
+    assert fake_jira.webhooks.drain(timeout=60)
     wait_for(all_finished, 120, interval=0.25, what="every delivery processed")
 
     sentry_rows = deliveries(engine, "sentry")

@@ -94,6 +94,25 @@ def test_the_contract_example_loads() -> None:
     assert policy.uses_tags
 
 
+def test_people_are_found_by_email_jira_account_and_sentry_id() -> None:
+    policy = parse(
+        """
+        [people]
+        "Alice@Example.com" = { jira = "5b10ac8d82e05b22cc7d4ef5", sentry = "42" }
+        "bob@example.com" = { jira = "bob" }
+        """
+    )
+
+    alice = policy.directory.by_email("alice@example.com")
+    assert alice is not None and (alice.email, alice.jira, alice.sentry) == (
+        "alice@example.com", "5b10ac8d82e05b22cc7d4ef5", "42")
+    assert policy.directory.by_jira("5B10AC8D82E05B22CC7D4EF5") == alice
+    assert policy.directory.by_sentry("42") == alice
+    assert policy.directory.by_jira("BOB").sentry_ref == "bob@example.com"  # type: ignore[union-attr]
+    assert alice.sentry_ref == "user:42"
+    assert policy.directory.by_email("carol@example.com") is None
+
+
 def test_a_single_value_and_a_list_mean_the_same() -> None:
     policy = parse(
         """
@@ -309,6 +328,68 @@ def test_text_patterns(pattern: str, text: str, matches: bool) -> None:
             '[teams.web]\njira_project = "Web Team"\n',
             'syncer.toml: teams.web.jira_project: "Web Team" is not a Jira project key',
             id="project name instead of key",
+        ),
+        pytest.param(
+            '[people]\n"alice@example.com" = { jira = "acc-1" }\n"bob@example.com" = { jira = "ACC-1" }\n',
+            'syncer.toml: people."bob@example.com": the same jira account as "alice@example.com"',
+            id="two people, one jira account",
+        ),
+        pytest.param(
+            '[people]\n"a@example.com" = { jira = "a", sentry = "7" }\n"b@example.com" = { jira = "b", '
+            'sentry = "7" }\n',
+            'syncer.toml: people."b@example.com": the same sentry id as "a@example.com"',
+            id="two people, one sentry id",
+        ),
+        pytest.param(
+            '[people]\n"alice@example.com" = { jira = "a" }\n"Alice@Example.com" = { jira = "b" }\n',
+            'syncer.toml: people."Alice@Example.com": the same e-mail as "alice@example.com"',
+            id="one person twice",
+        ),
+        pytest.param(
+            '[people]\nalice = { jira = "a" }\n',
+            "syncer.toml: people.alice: is not an e-mail address",
+            id="people keyed by a name",
+        ),
+        pytest.param(
+            '[people]\n"alice@example.com" = "acc-1"\n',
+            'syncer.toml: people."alice@example.com": expected a table, got a string',
+            id="a person as a bare id",
+        ),
+        pytest.param(
+            '[people]\n"alice@example.com" = { sentry = "7" }\n',
+            'syncer.toml: people."alice@example.com".jira: missing',
+            id="a person without a jira account",
+        ),
+        pytest.param(
+            '[people]\n"alice@example.com" = { jira = "Alice Example" }\n',
+            'syncer.toml: people."alice@example.com".jira: "Alice Example" is not a Jira account',
+            id="a display name for the jira account",
+        ),
+        pytest.param(
+            '[people]\n"alice@example.com" = { jira = "a", sentry = "alice" }\n',
+            'syncer.toml: people."alice@example.com".sentry: "alice" is not a Sentry user id',
+            id="a sentry username for the id",
+        ),
+        pytest.param(
+            '[people]\n"alice@example.com" = { jira = "a", slack = "U1" }\n',
+            'syncer.toml: people."alice@example.com".slack: unknown key',
+            id="unknown key in a person",
+        ),
+        pytest.param(
+            '[teams.web]\nlabels = ["env-{tags.}"]\n',
+            'syncer.toml: teams.web.labels[0]: "env-{tags.}": {tags.} is not a value a label can take',
+            id="label value without a tag key",
+        ),
+        pytest.param(
+            '[teams.web]\nlabels = ["{culprit}"]\n',
+            "syncer.toml: teams.web.labels[0]: \"{culprit}\": {culprit} is not a value a label can take from "
+            "Sentry ({project}, {project_name}, {level}, {platform} or {tags.<key>})",
+            id="label value sentry does not give",
+        ),
+        pytest.param(
+            '[teams.web]\nlabels = ["env-{tags.environment"]\n',
+            "a brace without its pair",
+            id="label value unclosed",
         ),
         pytest.param(
             "[priorities]\nfatl = 'Highest'\n",

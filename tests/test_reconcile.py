@@ -354,12 +354,40 @@ def test_an_issue_merged_into_another_is_followed_not_called_missing(
     [pair] = seed_pairs(engine, fake_sentry, fake_jira)
     [target] = fake_sentry.seed_issues(1, project="billing-api", first_seen=LONG_AGO)
     fake_sentry.merge([pair.sentry_id], target)
-    before = links(engine)
 
     report = reconcile.run(rt)
+    again = reconcile.run(rt)
 
-    assert (report.drifted, report.ok) == (0, True)
-    assert links(engine) == before and writes(fake_sentry, fake_jira) == 0
+    assert report.drift == {"issue_merged": 1} and report.ok
+    # The ticket follows the issue it was merged into (which had none): not missing, not broken.
+    [moved] = links_of(engine, target)
+    assert (moved.state, moved.jira_key, moved.live_sentry_issue_id) == (LinkState.ACTIVE, pair.key, target)
+    assert links_of(engine, pair.sentry_id) == []
+    assert (again.drifted, again.ok) == (0, True)
+
+
+def test_with_merges_closing_the_merged_away_issues_link_ends_and_its_ticket_is_commented(
+    rt: Runtime,
+    engine: Engine,
+    fake_sentry: FakeSentry,
+    fake_jira: FakeJira,
+    policy_path: Path,
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "policy.toml"
+    path.write_text(policy_path.read_text() + '\n[merges]\non_merge = "close"\n')
+    closing = Runtime(rt.settings.model_copy(update={"config": path}))
+    [pair] = seed_pairs(engine, fake_sentry, fake_jira)
+    [target] = fake_sentry.seed_issues(1, project="billing-api", first_seen=LONG_AGO)
+    fake_sentry.merge([pair.sentry_id], target)
+
+    report = reconcile.run(closing)
+
+    assert report.drift == {"issue_merged": 1} and report.ok
+    assert [link.state for link in links_of(engine, pair.sentry_id)] == [LinkState.MERGED]
+    assert links_of(engine, target) == []  # left to routing, like any issue without a ticket
+    [comment] = fake_jira.comments(pair.key)
+    assert f"{pair.sentry_id} was merged into" in comment["body"] and "no longer synced" in comment["body"]
 
 
 def test_a_ticket_just_missing_from_search_is_not_called_deleted(

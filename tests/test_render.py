@@ -12,12 +12,17 @@ import pytest
 
 from syncer.core.issue import SentryIssue
 from syncer.core.render import (
+    DESCRIPTION_CUT,
+    DESCRIPTION_LIMIT,
+    LABEL_LIMIT,
     escape_wiki,
+    label_tags,
     remote_link_global_id,
     render_ticket,
     safe_url,
     sentry_label,
     summary,
+    within_description_limit,
 )
 from syncer.core.routing import TicketTarget
 from syncer.sentry.parse import parse_issue
@@ -40,8 +45,9 @@ def sentry_issue(fixture: str = "issue_created.json", **changes: Any) -> SentryI
     return dataclasses.replace(parse_issue(body["data"]["issue"]), **changes)
 
 
-def render(issue: SentryIssue, target: TicketTarget = TARGET) -> dict[str, Any]:
-    return render_ticket(issue, target, sentry_url=SENTRY, org="acme")
+def render(issue: SentryIssue, target: TicketTarget = TARGET,
+           tags: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    return render_ticket(issue, target, sentry_url=SENTRY, org="acme", tags=tags)
 
 
 def unescaped(markup: str) -> str:
@@ -100,6 +106,70 @@ def test_labels_lose_their_spaces_and_empties() -> None:
     target = dataclasses.replace(TARGET, labels=("sentry", "two words", "  ", "sentry-4506"))
 
     assert render(sentry_issue(), target)["labels"] == ["sentry", "two-words", "sentry-4506"]
+
+
+def test_labels_take_the_issues_values_each_without_spaces() -> None:
+    target = dataclasses.replace(TARGET, labels=("env-{tags.environment}", "{project}-{level}",
+                                                 "browser-{tags.browser}"))
+    issue = sentry_issue(project_slug="billing-api", level="error")
+    tags = {"environment": ["staging eu", "prod", "  "], "browser": []}
+
+    assert render(issue, target, tags=tags)["labels"] == [
+        "env-staging-eu", "env-prod", "billing-api-error", "sentry-4506"]
+    assert label_tags(target) == {"environment", "browser"}
+    assert label_tags(TARGET) == set()
+
+
+def test_a_tag_of_many_values_makes_ten_labels_at_most() -> None:
+    target = dataclasses.replace(TARGET, labels=("v-{tags.version}-{tags.os}",))
+    tags = {"version": [str(n) for n in range(20)], "os": ["linux", "mac"]}
+
+    labels = render(sentry_issue(), target, tags=tags)["labels"]
+
+    assert labels[:-1] == [f"v-{n}-{os}" for n in range(5) for os in ("linux", "mac")]
+
+
+def test_a_label_is_cut_to_jiras_limit_in_utf16_units_and_loses_invisible_characters() -> None:
+    target = dataclasses.replace(TARGET, labels=("\U0001f525" * 200, "zero\u200bwidth"))
+
+    fire, zero, _ = render(sentry_issue(), target)["labels"]
+
+    assert len(fire.encode("utf-16-le")) // 2 <= LABEL_LIMIT and fire.startswith("\U0001f525")
+    assert zero == "zerowidth"
+
+
+def utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def test_a_description_over_jiras_limit_is_cut_at_a_line_and_says_so() -> None:
+    # Every backslash is escaped as five characters: four fields of 2,000 make 40,000.
+    issue = sentry_issue(title="\\" * 5000, culprit="\\" * 5000, level="\\" * 5000,
+                         project_slug="\\" * 5000)
+
+    text = render(issue, TARGET)["description"]
+
+    assert utf16(text) <= DESCRIPTION_LIMIT
+    assert text.endswith(DESCRIPTION_CUT)
+    kept = text.removesuffix(DESCRIPTION_CUT)
+    assert kept.startswith("Sentry issue [") and all(line.endswith("|") for line in kept.splitlines()[2:])
+
+
+def test_one_enormous_line_is_cut_before_a_half_written_escape() -> None:
+    text = within_description_limit("a" + "&#92;" * 8000)
+
+    assert utf16(text) <= DESCRIPTION_LIMIT and text.endswith(DESCRIPTION_CUT)
+    assert text.removesuffix(DESCRIPTION_CUT).endswith("&#92;")
+
+
+def test_a_description_within_the_limit_is_left_alone() -> None:
+    assert within_description_limit("x" * DESCRIPTION_LIMIT) == "x" * DESCRIPTION_LIMIT
+
+
+def test_a_long_field_in_the_description_is_marked_cut() -> None:
+    text = render(sentry_issue(culprit="c" * 3000), TARGET)["description"]
+
+    assert "|" + "c" * 1999 + "\u2026|" in text
 
 
 def test_the_markers_that_tie_ticket_and_issue() -> None:

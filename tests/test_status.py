@@ -13,6 +13,7 @@ import pytest
 from freezegun import freeze_time
 
 from syncer.core.issue import JiraTicket, SentryActor, SentryIssue
+from syncer.core.people import People, Person
 from syncer.core.status import (
     AssigneeDecision,
     OutboundDecision,
@@ -653,7 +654,8 @@ TO_SENTRY = policy(assignee_to_sentry=True)
         (TO_JIRA, None, TODO, False,
          AssigneeDecision(False, "assigned to nobody in Sentry; only people map to Jira accounts")),
         (TO_JIRA, dataclasses.replace(ALICE, email=""), TODO, False,
-         AssigneeDecision(False, "Sentry did not send the assignee's e-mail (enhanced privacy)")),
+         AssigneeDecision(False, "Sentry did not send the assignee's e-mail (enhanced privacy) and "
+                                 "[people] names no Sentry user 7")),
         (TO_JIRA, ALICE, dataclasses.replace(TODO, assignee_email="Alice@Example.com"), False,
          AssigneeDecision(False, "OPS-12 is assigned to alice@example.com already")),
         (TO_JIRA, ALICE, TODO, False,
@@ -669,6 +671,29 @@ def test_sentry_assignee_to_jira(
     expected: AssigneeDecision,
 ) -> None:
     assert decide_assignee_outbound(pol, assignee, tkt, own_echo=own_echo) == expected
+
+
+PEOPLE = People([Person("alice@example.com", "acc-alice", "7"), Person("bob@example.com", "acc-1")])
+
+
+@pytest.mark.parametrize(
+    ("assignee", "tkt", "assign", "email"),
+    [
+        # Enhanced privacy: no e-mail from Sentry, but [people] knows Sentry user 7.
+        (dataclasses.replace(ALICE, email=""), TODO, True, "alice@example.com"),
+        (SentryActor(type="user", id="8", email="Bob@example.com"), TODO, True, "bob@example.com"),
+        # Jira hides the assignee's e-mail; the account [people] names for the person says it all.
+        (dataclasses.replace(ALICE, email=""), dataclasses.replace(TODO, assignee_account_id="ACC-alice"),
+         False, ""),
+        (SentryActor(type="user", id="99"), TODO, False, ""),
+    ],
+)
+def test_sentry_assignee_to_jira_by_people(
+    assignee: SentryActor, tkt: JiraTicket, assign: bool, email: str
+) -> None:
+    decision = decide_assignee_outbound(TO_JIRA, assignee, tkt, people=PEOPLE)
+
+    assert (decision.assign, decision.email) == (assign, email), decision
 
 
 ASSIGNED = dataclasses.replace(TODO, assignee_account_id="acc-1", assignee_email="bob@example.com")
@@ -696,6 +721,32 @@ def test_jira_assignee_to_sentry(
     assert decision.assign is assign
     assert why in decision.reason
     assert decision.email == ("bob@example.com" if assign else "")
+    assert decision.sentry_ref == decision.email  # no [people]: Sentry takes the e-mail as username
+
+
+HIDDEN_ALICE = dataclasses.replace(TODO, assignee_account_id="acc-alice", assignee_email="")
+
+
+@pytest.mark.parametrize(
+    ("tkt", "sentry", "assign", "ref", "why"),
+    [
+        (HIDDEN_ALICE, issue(), True, "user:7", "assign the Sentry issue to alice@example.com"),
+        # Bob has no Sentry id in [people]: his e-mail (the table's key) names him to Sentry.
+        (dataclasses.replace(HIDDEN, assignee_account_id="ACC-1"), issue(), True, "bob@example.com",
+         "to bob@example.com"),
+        (HIDDEN_ALICE, issue(assigned_to=SentryActor("user", "7", "Alice")), False, "",
+         "assigned to alice@example.com already"),
+        (dataclasses.replace(HIDDEN, assignee_account_id="acc-stranger"), issue(), False, "",
+         "[people] does not name acc-stranger"),
+    ],
+)
+def test_jira_assignee_to_sentry_by_people(
+    tkt: JiraTicket, sentry: SentryIssue, assign: bool, ref: str, why: str
+) -> None:
+    decision = decide_assignee_inbound(TO_SENTRY, tkt, sentry, people=PEOPLE)
+
+    assert (decision.assign, decision.sentry_ref) == (assign, ref)
+    assert why in decision.reason
 
 
 # --- the texts ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 from syncer.errors import Busy, ConfigError, HeldElsewhere, TransientError
@@ -272,17 +272,22 @@ def test_ignored_deliveries_of_an_action_are_listed_oldest_first(engine: Engine)
     assert [(d.id, d.outcome) for d in deliveries.ignored(engine, action="created")] == [
         (ids[0], f"nothing for {ids[0]}"), (ids[3], f"nothing for {ids[3]}")]
 
-def test_the_account_cache_replaces_what_it_held(engine: Engine) -> None:
-    assert accounts.cached(engine, "alice@example.com") is None
+def test_the_account_cache_replaces_what_it_held_per_project(engine: Engine) -> None:
+    assert accounts.cached(engine, "PAY", "alice@example.com") is None
     first = utcnow()
-    accounts.remember(engine, "alice@example.com", account_id=None, reason="no exact match " * 60, at=first)
-    miss = accounts.cached(engine, "alice@example.com")
+    accounts.remember(engine, "PAY", "alice@example.com", account_id=None, problem="not_assignable",
+                      reason="no exact match " * 60, at=first)
+    miss = accounts.cached(engine, "PAY", "alice@example.com")
     assert miss is not None and miss.account_id is None and len(miss.reason) == 500
-    assert miss.resolved_at == first
+    assert miss.resolved_at == first and miss.problem == "not_assignable"
+    assert accounts.cached(engine, "OPS", "alice@example.com") is None  # another project: not known
     later = first + timedelta(hours=2)
-    accounts.remember(engine, "alice@example.com", account_id="acc-alice", reason="", at=later)
-    assert accounts.cached(engine, "alice@example.com") == accounts.AccountRecord(
-        "alice@example.com", "acc-alice", "", later)
+    accounts.remember(engine, "PAY", "alice@example.com", account_id="acc-alice", problem="", reason="",
+                      at=later)
+    assert accounts.cached(engine, "PAY", "alice@example.com") == accounts.AccountRecord(
+        "PAY", "alice@example.com", "acc-alice", "", "", later)
+    accounts.forget(engine, "PAY", "alice@example.com")
+    assert accounts.cached(engine, "PAY", "alice@example.com") is None
 
 
 # --- installations --------------------------------------------------------------------------------
@@ -338,8 +343,24 @@ def test_migration_0003_adds_the_unreachable_flag_to_links(url: str) -> None:
         migrate.require_current(engine)
     migrate.upgrade(engine)
     migrate.require_current(engine)
-    assert migrate.current_revision(engine) == migrate.head_revision() == "0003"
+    assert migrate.current_revision(engine) == migrate.head_revision()
     assert "unreachable_since" in {c["name"] for c in inspect(engine).get_columns("links")}
     migrate.downgrade(engine, "0002")
     assert "unreachable_since" not in {c["name"] for c in inspect(engine).get_columns("links")}
+    engine.dispose()
+
+
+def test_migration_0004_keeps_the_account_cache_per_project(url: str) -> None:
+    engine = make_engine(url)
+    migrate.upgrade(engine, "0003")
+    with engine.begin() as connection:  # a site-wide answer of before: dropped, looked up again per project
+        connection.execute(text("INSERT INTO account_cache (email, account_id, reason, resolved_at) "
+                                "VALUES ('a@example.com', 'acc-a', '', CURRENT_TIMESTAMP)"))
+    migrate.upgrade(engine, "0004")
+    assert accounts.cached(engine, "OPS", "a@example.com") is None
+    accounts.remember(engine, "OPS", "a@example.com", account_id="acc-a", problem="", reason="", at=utcnow())
+    assert accounts.cached(engine, "OPS", "a@example.com") is not None
+    assert {c["name"] for c in inspect(engine).get_columns("account_cache")} >= {"project", "problem"}
+    migrate.downgrade(engine, "0003")
+    assert "project" not in {c["name"] for c in inspect(engine).get_columns("account_cache")}
     engine.dispose()

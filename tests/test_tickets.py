@@ -152,7 +152,7 @@ def test_an_assignee_jira_refuses_leaves_one_unassigned_ticket_and_no_dead_lette
     warm = fake_sentry.file_issue(project="billing-api", title="first: the account is cached")
     assert wait_ticket(fake_jira, engine, warm["id"])["assignee"] == "acc-driver"
     with Session(engine) as session:
-        assert session.get(AccountCache, "driver@example.com") is not None
+        assert session.get(AccountCache, ("PAY", "driver@example.com")) is not None
     if refusal == "deactivated":  # since the cache learnt the account: it keeps it for a week
         fake_jira.deactivate_user("acc-driver")
     else:
@@ -169,7 +169,7 @@ def test_an_assignee_jira_refuses_leaves_one_unassigned_ticket_and_no_dead_lette
     assert all(r.state == DeliveryState.DONE for r in rows if r.resource == "issue"), rows
     with Session(engine) as session:
         assert session.exec(select(DeadLetter)).all() == []
-        assert session.get(AccountCache, "driver@example.com") is None  # looked up afresh next time
+        assert session.get(AccountCache, ("PAY", "driver@example.com")) is None  # looked up afresh next time
         details = [a.detail for a in session.exec(select(AuditEntry).where(AuditEntry.action == "created"))]
     assert any(
         "assignee driver@example.com refused by Jira: User 'acc-driver' cannot be assigned issues.; "
@@ -299,8 +299,8 @@ def test_one_account_look_up_per_email_however_many_tickets_need_it_at_once(
     engine: Engine,
 ) -> None:
     """Eight new issues for one team at once, an empty account cache, two worker processes of eight
-    threads: the threads of a process that miss the cache together make one `user/search` for the
-    team's e-mail, so at most one per process, not one per ticket."""
+    threads: the threads of a process that miss the cache together make one assignable-users search
+    for the team's e-mail, so at most one per process, not one per ticket."""
     fake_jira.latency = 0.05  # the look-up takes a while: the others arrive meanwhile
     try:
         issues = [fake_sentry.file_issue(project="billing-api", title=f"burst {n}") for n in range(8)]
@@ -308,7 +308,7 @@ def test_one_account_look_up_per_email_however_many_tickets_need_it_at_once(
     finally:
         fake_jira.latency = 0.0
     assert {t["assignee"] for t in tickets} == {"acc-driver"}
-    assert 1 <= fake_jira.calls.count("GET", r"/user/search$") <= 2
+    assert 1 <= fake_jira.calls.count("GET", r"/user/assignable/search$") <= 2
 
 
 @BOTH_DEPLOYMENTS

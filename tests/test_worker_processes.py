@@ -240,6 +240,54 @@ def test_sigterm_lets_running_tasks_finish_then_every_process_exits_0(
 
 
 @pytest.mark.slow
+def test_a_stopping_worker_hands_back_the_deliveries_of_a_message_it_has_not_started(
+    pstack: Stack, fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, tmp_path: Path
+) -> None:
+    """A message of 8 deliveries (what the web tier publishes under load) takes 8 attempts in turn;
+    a warm shutdown waits only for the one running, so that a platform's shutdown period covers
+    one delivery attempt (deploy/kubernetes/worker.yaml). The other worker does the rest, once each."""
+    from syncer.fakes.base import compact_json
+    from syncer.store import deliveries as inbox
+    from syncer.worker import app as worker
+
+    fake_sentry.webhooks.enabled = False  # the test publishes them, in one message
+    issues = [fake_sentry.file_issue(title=f"handed back {n}") for n in range(worker.MESSAGE_BATCH)]
+    created = [p for _, p in fake_sentry.emitted() if p["action"] == "created"][-len(issues):]
+    stored = inbox.store_many(engine, [
+        inbox.Incoming(source="sentry", key=f"handed-back-{n}", resource="issue", action="created",
+                       payload=compact_json(payload))
+        for n, payload in enumerate(created)
+    ])
+    fake_jira.latency = 0.5  # every delivery several calls long: the message far longer than one
+    first = start_worker("stopping", pstack.env, tmp_path, concurrency=1)
+    publisher = worker.configure(pstack.settings, Celery("syncer-test-batch"))
+    try:
+        worker.publish_batch([s.delivery_id for s in stored], target=publisher)
+        wait_for(lambda: fake_jira.calls.calls(), 30, what="the first delivery under way")
+        assert first.proc is not None
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.proc.wait(90) == 0
+        done = [d for d in deliveries(engine, "sentry") if d.state == DeliveryState.DONE]
+        assert 1 <= len(done) <= 2, [d.state for d in deliveries(engine, "sentry")]
+        assert f"handing back {len(issues) - len(done)} deliveries not started" in first.output()
+
+        second = start_worker("remaining", pstack.env, tmp_path, concurrency=4)
+        try:
+            wait_tickets(fake_jira, issues, timeout=120)
+            wait_for(
+                lambda: all(d.state == DeliveryState.DONE for d in deliveries(engine, "sentry")),
+                60,
+                what="every delivery done",
+            )
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+        publisher.close()
+        fake_jira.latency = 0.0
+
+
+@pytest.mark.slow
 def test_a_second_signal_is_a_cold_shutdown_and_a_third_kills(
     pstack: Stack, fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, tmp_path: Path
 ) -> None:

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -154,6 +154,7 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     if policy is not None:
         print(f"\nRouting ({settings.config}):")
         print(format_routing_table(policy))
+    problems += _check_installation(settings)
     if args.online and policy is not None and not problems:
         problems += _check_online(settings, policy)
     elif args.online:
@@ -161,6 +162,41 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _check_installation(settings: Settings) -> list[str]:
+    """What the database knows of the Sentry installation: a deletion Sentry announced is a problem
+    (external-issue links have stopped); a database not reachable or not migrated yet is not
+    check-config's to judge."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from syncer.store import installations
+    from syncer.store.engine import make_engine
+
+    try:
+        url = make_url(settings.database_url)
+    except ArgumentError:
+        return []  # the environment check above names it
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        print("\nSentry installation: none recorded yet (no database yet)")
+        return []  # reading would create the file
+    try:
+        engine = make_engine(settings.database_url)
+        try:
+            found = installations.state(engine, settings.sentry_installation_uuid)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        print(f"\nSentry installation: not known (database not readable: {type(exc).__name__})")
+        return []
+    if found is None:
+        print("\nSentry installation: none recorded yet (learned from the first webhook)")
+        return []
+    print(f"\nSentry installation: {found.describe()}")
+    if found.deleted_at is not None:
+        return [f"Sentry {found.describe()}"]
+    return []
 
 
 def _check_online(settings: Settings, policy: Policy) -> list[str]:
@@ -177,7 +213,7 @@ def _check_online(settings: Settings, policy: Policy) -> list[str]:
 
 def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.cli.views import format_explanation
-    from syncer.core.routing import decide
+    from syncer.core.routing import IssueTags, decide
     from syncer.errors import PayloadError
     from syncer.policy import load_policy
     from syncer.sentry.parse import parse_issue
@@ -212,7 +248,7 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {source} is neither a file nor a Sentry issue id", file=sys.stderr)
         return 2
 
-    def fetch_tags() -> dict[str, list[str]]:
+    def fetch_tags() -> Mapping[str, Sequence[str]]:
         if tags is not None:
             return tags
         if sentry_client is None:
@@ -220,7 +256,10 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
                 'note: routes use tags; the file has no "tags" object, so none were assumed', file=sys.stderr
             )
             return {}
-        return sentry_client.issue_tags(issue.id)
+        # As the worker routes: a key's rarer values are read when its top ones match nothing.
+        client = sentry_client
+        top, more = client.issue_tag_listing(issue.id)
+        return IssueTags(top, more, lambda key: client.issue_tag_values(issue.id, key))
 
     print(format_explanation(decide(issue, policy, fetch_tags), issue))
     return 0

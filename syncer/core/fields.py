@@ -55,6 +55,7 @@ class FieldProblem:
     source: str
     key: str
     message: str
+    kind: str = "value_refused"  # or "unknown_field": the screen has no field by that name or id
 
     def __str__(self) -> str:
         return f"{self.source}.fields: {self.message}"
@@ -91,7 +92,8 @@ def convert(
     for setting in settings:
         found = meta.find(setting.key)
         if found is None:
-            result.problems.append(FieldProblem(setting.source, setting.key, _unknown(setting.key, meta)))
+            result.problems.append(FieldProblem(setting.source, setting.key, _unknown(setting.key, meta),
+                                                "unknown_field"))
             continue
         # A later table's entry for this field replaces an earlier one, whatever became of the earlier.
         result.values.pop(found.id, None)

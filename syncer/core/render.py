@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -17,10 +18,17 @@ from syncer.core.issue import SentryIssue
 from syncer.core.moments import utc_text
 from syncer.core.routing import TicketTarget
 
-SUMMARY_LIMIT = 255  # Jira rejects a longer summary
+# Jira's limits, counted as Jira (Java) counts a string's length: in UTF-16 code units, so a
+# character outside the BMP (an emoji) counts twice. "Summary must be less than 255 characters", a
+# text field's 32,767 (jira.text.field.character.limit), a label's 255 and no spaces in it.
+SUMMARY_LIMIT = 255
+DESCRIPTION_LIMIT = 32_767
 GLOBAL_ID_LIMIT = 255  # Jira's limit on a remote link's globalId
 LABEL_LIMIT = 255
 DESCRIPTION_TEXT_LIMIT = 2_000  # per field; a ticket is a pointer to Sentry, not a copy of it
+# What a cut description ends with: wiki markup of our own, never escaped text.
+DESCRIPTION_CUT = "\n\n_(cut by syncer to fit Jira's limit of 32,767 characters; the whole issue is in " \
+    "Sentry)_"
 
 
 def sentry_label(issue_id: str) -> str:
@@ -69,14 +77,16 @@ def _on_sentry(url: str, sentry_url: str) -> bool:
     )
 
 
-def render_ticket(issue: SentryIssue, target: TicketTarget, *, sentry_url: str, org: str) -> dict[str, Any]:
-    """The `fields` for `create_issue(fields=...)`. The caller adds the assignee, which needs a lookup."""
+def render_ticket(issue: SentryIssue, target: TicketTarget, *, sentry_url: str, org: str,
+                  tags: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """The `fields` for `create_issue(fields=...)`. The caller adds the assignee, which needs a lookup.
+    `tags`: the issue's tags, when a label takes a value from them (`label_tags`)."""
     fields: dict[str, Any] = {
         "project": {"key": target.jira_project},
         "issuetype": {"name": target.issue_type},
         "summary": summary(issue),
         "description": description(issue, sentry_url=sentry_url, org=org),
-        "labels": ticket_labels(issue, target),
+        "labels": ticket_labels(issue, target, tags),
     }
     if target.components:
         fields["components"] = [{"name": name} for name in target.components]
@@ -99,14 +109,59 @@ def _shows_anything(text: str) -> bool:
     return any(not char.isspace() and unicodedata.category(char) != "Cf" for char in text)
 
 
-def ticket_labels(issue: SentryIssue, target: TicketTarget) -> list[str]:
+def ticket_labels(
+    issue: SentryIssue, target: TicketTarget, tags: Mapping[str, Sequence[str]] | None = None
+) -> list[str]:
+    """The target's labels with the issue's values filled in (a project's name, a tag's values: text
+    Sentry reports, so spaces are likely), each made a label Jira takes, and the issue's own label."""
     labels = []
-    for label in (*target.labels, sentry_label(issue.id)):
-        # Jira refuses labels containing spaces.
-        cleaned = "-".join(strip_control(label).split())[:LABEL_LIMIT]
-        if cleaned and cleaned not in labels:
-            labels.append(cleaned)
+    for template in (*target.labels, sentry_label(issue.id)):
+        for label in _filled(template, issue, tags or {}):
+            cleaned = jira_label(label)
+            if cleaned and cleaned not in labels:
+                labels.append(cleaned)
     return labels
+
+
+LABEL_VALUES_EACH = 10  # a tag's values each make a label, up to this many per label of the policy
+_LABEL_VALUE = re.compile(r"\{([^{}]*)\}")
+
+
+def label_tags(target: TicketTarget) -> set[str]:
+    """The tags whose values the target's labels take (`{tags.environment}`): fetched only then."""
+    return {name[5:] for label in target.labels for name in _LABEL_VALUE.findall(label)
+            if name.startswith("tags.")}
+
+
+def _filled(template: str, issue: SentryIssue, tags: Mapping[str, Sequence[str]]) -> list[str]:
+    """Every label a template makes: one per combination of its values; none when a value it names
+    is empty (an issue without the tag gets no `env-` label)."""
+    names = _LABEL_VALUE.findall(template)
+    if not names:
+        return [template]
+    fixed = {"project": issue.project_slug, "project_name": issue.project_name, "level": issue.level,
+             "platform": issue.platform}
+    labels = [""]
+    for literal, name in zip(_LABEL_VALUE.split(template)[::2], [*names, None], strict=True):
+        if name is None:
+            labels = [label + literal for label in labels]
+            continue
+        values = list(tags.get(name[5:], ())) if name.startswith("tags.") else [fixed.get(name, "")]
+        values = [v for v in values if isinstance(v, str) and v.strip()][:LABEL_VALUES_EACH]
+        labels = [label + literal + value for label in labels for value in values][:LABEL_VALUES_EACH]
+    return labels
+
+
+def jira_label(text: str) -> str:
+    """Text as a label Jira takes: runs of whitespace become one dash (Jira refuses a label with a
+    space), cut to Jira's length; "" when nothing is left."""
+    return _cut(_label_chars("-".join(strip_control(text).split())), LABEL_LIMIT)
+
+
+def _label_chars(text: str) -> str:
+    # Format characters (zero-width space and kin) are invisible in a label and split words in
+    # Jira's search like spaces do.
+    return "".join(char for char in text if unicodedata.category(char) != "Cf")
 
 
 def description(issue: SentryIssue, *, sentry_url: str, org: str) -> str:
@@ -128,12 +183,28 @@ def description(issue: SentryIssue, *, sentry_url: str, org: str) -> str:
         f"_Created by syncer. The label {sentry_label(issue.id)} ties this ticket to the Sentry issue; "
         "status changes flow both ways._"
     )
-    return f"{opening}\n\n{table}\n\n{footer}"
+    return within_description_limit(f"{opening}\n\n{table}\n\n{footer}")
+
+
+def within_description_limit(text: str) -> str:
+    """A description Jira will take: a longer one is cut at the last whole line that fits, and
+    says so (DESCRIPTION_CUT), so that no escape or entity is left half-way."""
+    if _utf16_length(text) <= DESCRIPTION_LIMIT:
+        return text
+    room = DESCRIPTION_LIMIT - _utf16_length(DESCRIPTION_CUT)
+    kept = _cut(text, room)
+    # At a line's end; in one enormous line, before any half-written escape or entity.
+    kept = kept[:kept.rindex("\n")] if "\n" in kept else re.sub(r"(\\|&#?\w*)$", "", kept)
+    return kept.rstrip() + DESCRIPTION_CUT
 
 
 def _field(text: str) -> str:
-    # A table cell must stay on one line; an empty cell would collapse the row.
-    return escape_wiki(_one_line(text)[:DESCRIPTION_TEXT_LIMIT]) or "(none)"
+    # A table cell must stay on one line; an empty cell would collapse the row. A cut cell ends in
+    # an ellipsis, so nobody takes it for the whole text.
+    line = _one_line(text)
+    if len(line) > DESCRIPTION_TEXT_LIMIT:
+        line = line[:DESCRIPTION_TEXT_LIMIT - 1].rstrip() + "\u2026"
+    return escape_wiki(line) or "(none)"
 
 
 def _one_line(text: str) -> str:
@@ -143,17 +214,22 @@ def _one_line(text: str) -> str:
 
 
 def _truncate(text: str, limit: int) -> str:
-    # Jira counts a string's length in UTF-16 code units (Java), so an emoji counts twice.
+    """`text` within `limit` UTF-16 code units, its cut marked with an ellipsis."""
     if _utf16_length(text) <= limit:
         return text
+    return _cut(text, limit - 1).rstrip() + "\u2026"
+
+
+def _cut(text: str, limit: int) -> str:
+    """The longest start of `text` within `limit` UTF-16 code units (never half a surrogate pair)."""
     out = []
-    used = 1  # room for the ellipsis
+    used = 0
     for char in text:
         used += _utf16_length(char)
         if used > limit:
             break
         out.append(char)
-    return "".join(out).rstrip() + "\u2026"
+    return "".join(out)
 
 
 def _utf16_length(text: str) -> int:

@@ -33,10 +33,12 @@ from typing import Any, Literal, Protocol
 
 from syncer.core.issue import JiraTicket, SentryActor, SentryIssue
 from syncer.core.moments import aware, utc_text
+from syncer.core.people import People
 from syncer.core.render import escape_wiki, safe_url, strip_control
 from syncer.policy import StatusPolicy
 
 DONE = "done"
+NOBODY = People()  # no [people] table
 # Sentry's substatuses of `unresolved` that mean "it came back" (not a person's unresolve).
 REGRESSION_SUBSTATUSES = ("regressed", "escalating")
 # Sentry actions for an archive; older installations send `ignored`, newer `archived`.
@@ -402,18 +404,22 @@ def past_new_ticket_window(
 
 @dataclass(frozen=True)
 class AssigneeDecision:
-    """`email`: who to assign on the target side, when `assign`."""
+    """`email`: who to assign on the target side, when `assign`; `sentry_ref`: inbound, how Sentry's
+    `assignedTo` names them (`user:<id>` from [people], else the e-mail)."""
 
     assign: bool
     reason: str
     email: str = ""
+    sentry_ref: str = ""
 
 
 def decide_assignee_outbound(
-    policy: StatusPolicy, assignee: SentryActor | None, ticket: JiraTicket, *, own_echo: bool = False
+    policy: StatusPolicy, assignee: SentryActor | None, ticket: JiraTicket, *, own_echo: bool = False,
+    people: People = NOBODY,
 ) -> AssigneeDecision:
-    """Sentry `issue.assigned` -> the ticket's assignee, by exact e-mail. The account lookup and
-    the final "already assigned to that account" check are the caller's (they need Jira)."""
+    """Sentry `issue.assigned` -> the ticket's assignee: the person [people] names by Sentry id or
+    e-mail, else by exact e-mail. The account lookup and the final "already assigned to that
+    account" check are the caller's (they need Jira)."""
     if not policy.assignee_to_jira:
         return AssigneeDecision(False, "status.assignee_to_jira is off")
     if own_echo:
@@ -421,32 +427,43 @@ def decide_assignee_outbound(
     if assignee is None or assignee.type != "user":
         kind = assignee.type if assignee else "nobody"
         return AssigneeDecision(False, f"assigned to {kind} in Sentry; only people map to Jira accounts")
-    if not assignee.email:
-        return AssigneeDecision(False, "Sentry did not send the assignee's e-mail (enhanced privacy)")
-    if ticket.assignee_email and ticket.assignee_email.casefold() == assignee.email.casefold():
-        return AssigneeDecision(False, f"{ticket.key} is assigned to {assignee.email} already")
-    return AssigneeDecision(True, f"assigned in Sentry: assign {ticket.key} to {assignee.email}",
-                            email=assignee.email)
+    person = people.by_sentry(assignee.id) or people.by_email(assignee.email)
+    email = person.email if person else assignee.email
+    if not email:
+        return AssigneeDecision(False, "Sentry did not send the assignee's e-mail (enhanced privacy) and "
+                                f"[people] names no Sentry user {assignee.id or '(no id)'}")
+    same_account = person is not None and ticket.assignee_account_id.casefold() == person.jira.casefold()
+    if same_account or (ticket.assignee_email and ticket.assignee_email.casefold() == email.casefold()):
+        return AssigneeDecision(False, f"{ticket.key} is assigned to {email} already")
+    return AssigneeDecision(True, f"assigned in Sentry: assign {ticket.key} to {email}", email=email)
 
 
 def decide_assignee_inbound(
-    policy: StatusPolicy, ticket: JiraTicket, issue: SentryIssue, *, own_echo: bool = False
+    policy: StatusPolicy, ticket: JiraTicket, issue: SentryIssue, *, own_echo: bool = False,
+    people: People = NOBODY,
 ) -> AssigneeDecision:
-    """A Jira assignee change -> the Sentry issue's assignee, by e-mail. A ticket made unassigned
-    leaves Sentry's assignee alone: it is often a team, from Sentry's own ownership rules."""
+    """A Jira assignee change -> the Sentry issue's assignee: the person [people] names by Jira
+    account, else by the e-mail Jira shows (often none: hidden). A ticket made unassigned leaves
+    Sentry's assignee alone: it is often a team, from Sentry's own ownership rules."""
     if not policy.assignee_to_sentry:
         return AssigneeDecision(False, "status.assignee_to_sentry is off")
     if own_echo:
         return AssigneeDecision(False, "our own assignment, echoed back by Jira")
     if not ticket.assignee_account_id:
         return AssigneeDecision(False, f"{ticket.key} was unassigned; Sentry keeps its assignee")
-    if not ticket.assignee_email:
-        return AssigneeDecision(False, f"Jira hides the e-mail of {ticket.key}'s assignee")
+    person = people.by_jira(ticket.assignee_account_id)
+    email = person.email if person else ticket.assignee_email
+    if not email:
+        return AssigneeDecision(False, f"Jira hides the e-mail of {ticket.key}'s assignee and [people] "
+                                f"does not name {ticket.assignee_account_id}")
     current = issue.assigned_to
-    if current is not None and current.email and current.email.casefold() == ticket.assignee_email.casefold():
-        return AssigneeDecision(False, f"the Sentry issue is assigned to {current.email} already")
-    return AssigneeDecision(True, f"assigned in Jira: assign the Sentry issue to {ticket.assignee_email}",
-                            email=ticket.assignee_email)
+    if current is not None and current.type == "user" and (
+        (current.email and current.email.casefold() == email.casefold())
+        or (person is not None and person.sentry and current.id == person.sentry)
+    ):
+        return AssigneeDecision(False, f"the Sentry issue is assigned to {current.email or email} already")
+    return AssigneeDecision(True, f"assigned in Jira: assign the Sentry issue to {email}", email=email,
+                            sentry_ref=person.sentry_ref if person else email)
 
 
 # --- the texts ------------------------------------------------------------------------------------

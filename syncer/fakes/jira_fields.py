@@ -170,7 +170,7 @@ def check_labels(labels: Any) -> list[str]:
     for label in labels:
         if not label or any(c.isspace() for c in label):
             raise FieldError(f"The label '{label}' contains spaces which is invalid.")
-        if len(label) > 255:
+        if text_length(label) > 255:
             raise FieldError(f"The label '{label}' exceeds the maximum length for a single label of 255 "
                              "characters.")
     return list(dict.fromkeys(labels))

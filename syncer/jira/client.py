@@ -67,6 +67,8 @@ COMMENTS = "issue/{key}/comment"
 ASSIGNEE = "issue/{key}/assignee"
 REMOTE_LINKS = "issue/{key}/remotelink"
 USER_SEARCH = "user/search"
+ASSIGNABLE_SEARCH = "user/assignable/search"
+USER = "user"
 # What the library's `JIRA` sends with every request (its DEFAULT_OPTIONS headers).
 HEADERS = {"Cache-Control": "no-cache", "Content-Type": "application/json", "X-Atlassian-Token": "no-check"}
 
@@ -103,10 +105,21 @@ class Moved:
     at: datetime | None
 
 
+# Why no account was taken for a person (AccountMatch.problem): the audit trail says it in words, the
+# metrics by these names.
+UNKNOWN = "unknown"
+AMBIGUOUS = "ambiguous"
+NOT_ASSIGNABLE = "not_assignable"
+DEACTIVATED = "deactivated"
+EMAIL_HIDDEN = "email_hidden"
+PROBLEMS = (UNKNOWN, AMBIGUOUS, NOT_ASSIGNABLE, DEACTIVATED, EMAIL_HIDDEN)
+
+
 @dataclass(frozen=True)
 class AccountMatch:
     account_id: str | None  # accountId on Cloud, name on Server/DC; None when no single exact match
     reason: str
+    problem: str = ""  # one of PROBLEMS when account_id is None
 
 
 class _UnknownIssues(PermanentError):
@@ -714,13 +727,80 @@ class JiraClient:
     # -- people --------------------------------------------------------------------------------------
 
     def find_account(self, email_or_name: str) -> AccountMatch:
-        """The one active Jira account with exactly this e-mail (Cloud) or username/e-mail (Server/DC).
-        User search is a prefix match (`alice@x` also finds `alice.smith@x`): only exact hits count."""
+        """The one active Jira account with exactly this e-mail (Cloud) or username/e-mail (Server/DC),
+        anywhere on the site. User search is a prefix match (`alice@x` also finds `alice.smith@x`):
+        only exact hits count."""
         wanted = email_or_name.strip()
         if not wanted:
-            return AccountMatch(None, "no e-mail or name given")
+            return AccountMatch(None, "no e-mail or name given", UNKNOWN)
+        return self._one_exact(wanted, self._users(USER_SEARCH, {self._style.user_search_param: wanted}))
+
+    def find_assignable(self, project: str, email_or_name: str) -> AccountMatch:
+        """The one account with exactly this e-mail (or, on Server/DC, username) that may be assigned
+        issues in `project`. When there is none, a second look (the site-wide user search) tells
+        whether the person is unknown, deactivated or lacks the project's Assignable User permission.
+
+        Atlassian's "Find users assignable to issues" (`GET /rest/api/2/user/assignable/search`,
+        https://developer.atlassian.com/cloud/jira/platform/rest/v2/api-group-user-search/): given
+        `project`, it lists the users who can be assigned "a new issue" there, `query` "matched
+        against ... displayName, and emailAddress ... can match the prefix" (Cloud; `username` on Data
+        Center), and "Privacy controls are applied to the response ... the user's email address is
+        hidden". So a user whose address Jira hides cannot be confirmed by e-mail: [people] names them.
+        It takes a range of users and only then drops those who are not assignable, so a short page is
+        not proof of the last; an e-mail's prefix matches are far fewer than one page."""
+        wanted = email_or_name.strip()
+        if not wanted:
+            return AccountMatch(None, "no e-mail or name given", UNKNOWN)
         style = self._style
-        users = self._users({style.user_search_param: wanted})
+        users = self._users(ASSIGNABLE_SEARCH, {"project": project, style.user_search_param: wanted})
+        match = self._one_exact(wanted, users)
+        if match.account_id is not None or match.problem == AMBIGUOUS:
+            return match
+        everyone = self._users(USER_SEARCH, {style.user_search_param: wanted})
+        anywhere = self._one_exact(wanted, everyone)
+        if anywhere.account_id is not None:
+            return self._not_assignable(project)
+        hidden = [u for u in users or everyone if not _str(u.get("emailAddress"))]
+        if anywhere.problem == UNKNOWN and hidden and "@" in wanted:
+            return AccountMatch(None, f"Jira hides the e-mail address of the {len(hidden)} user(s) its "
+                                f"search found for {wanted}: name the person's Jira account in [people]",
+                                EMAIL_HIDDEN)
+        return anywhere
+
+    def check_assignable(self, project: str, account_id: str) -> AccountMatch:
+        """Whether the account (accountId on Cloud, username on Server/DC) may be assigned issues in
+        `project`: the assignable search given the account ("you can pass an account ID to determine
+        if a user can be assigned ... The user is returned in the response if they can be assigned",
+        Atlassian's description of `user/assignable/search`); when not, `GET /user` tells unknown from
+        deactivated from not assignable."""
+        style = self._style
+        users = self._users(ASSIGNABLE_SEARCH, {"project": project, style.user_id_param: account_id})
+        if any(_str(u.get(style.user_id_field)).casefold() == account_id.casefold() for u in users):
+            return AccountMatch(account_id, "named in [people]")
+        user = self.user(account_id)
+        if user is None:
+            return AccountMatch(None, f"Jira has no account {account_id} (named in [people])", UNKNOWN)
+        if user.get("active") is False:
+            return AccountMatch(None, f"the Jira account {account_id} is deactivated", DEACTIVATED)
+        return self._not_assignable(project)
+
+    def user(self, account_id: str) -> Mapping[str, Any] | None:
+        """The user with this accountId (Cloud) or username (Server/DC); None when Jira has none."""
+        try:
+            user = self._request("GET", USER, params={self._style.user_id_param: account_id}, what="user")
+        except PermanentError as error:
+            if error.status == 404:
+                return None
+            raise
+        return user if isinstance(user, Mapping) else {}
+
+    @staticmethod
+    def _not_assignable(project: str) -> AccountMatch:
+        return AccountMatch(None, f"not assignable in {project} (the project's Assignable User permission)",
+                            NOT_ASSIGNABLE)
+
+    def _one_exact(self, wanted: str, users: list[Mapping[str, Any]]) -> AccountMatch:
+        style = self._style
         exact: list[Mapping[str, Any]] = []
         for match_field in style.user_match_fields:
             exact = [u for u in users if _str(u.get(match_field)).casefold() == wanted.casefold()]
@@ -728,21 +808,21 @@ class JiraClient:
                 break
         id_field = style.user_id_field
         if not exact:
-            return AccountMatch(None, style.no_user_found)
+            return AccountMatch(None, style.no_user_found, UNKNOWN)
         if len(exact) > 1:
-            return AccountMatch(None, f"ambiguous: {len(exact)} Jira users match exactly")
+            return AccountMatch(None, f"ambiguous: {len(exact)} Jira users match exactly", AMBIGUOUS)
         user = exact[0]
         if user.get("active") is False:
-            return AccountMatch(None, "the matching Jira user is deactivated")
+            return AccountMatch(None, "the matching Jira user is deactivated", DEACTIVATED)
         account_id = _str(user.get(id_field))
         if not account_id:
-            return AccountMatch(None, f"the matching Jira user has no {id_field}")
+            return AccountMatch(None, f"the matching Jira user has no {id_field}", UNKNOWN)
         return AccountMatch(account_id, "exact match")
 
-    def _users(self, params: Mapping[str, str]) -> list[Mapping[str, Any]]:
+    def _users(self, path: str, params: Mapping[str, str]) -> list[Mapping[str, Any]]:
         found: list[Mapping[str, Any]] = []
         for page in range(10):
-            answer = self._request("GET", USER_SEARCH,
+            answer = self._request("GET", path,
                                    params={**params, "startAt": page * PAGE_SIZE, "maxResults": PAGE_SIZE})
             batch = [u for u in answer if isinstance(u, Mapping)] if isinstance(answer, list) else []
             found += batch

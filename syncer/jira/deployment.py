@@ -25,6 +25,9 @@ class Deployment(ABC):
     search_path: str
     user_id_field: str  # what names a person in assignee, myself and user search answers
     user_search_param: str
+    # How `user/assignable/search` and `GET /user` take one account by its id: Cloud `accountId`
+    # (matched exactly), Data Center `username` (a prefix match there: exact hits are picked).
+    user_id_param: str
     # Fields an exact match of a wanted e-mail (or name) is looked for in, in order: the first field
     # that gives any match decides.
     user_match_fields: tuple[str, ...]
@@ -75,6 +78,7 @@ CLOUD: Deployment = _Cloud(
     search_path="search/jql",
     user_id_field="accountId",
     user_search_param="query",
+    user_id_param="accountId",
     user_match_fields=("emailAddress",),
     no_user_found="no Jira user with that e-mail",
 )
@@ -83,6 +87,7 @@ DATA_CENTER: Deployment = _DataCenter(
     search_path="search",
     user_id_field="name",
     user_search_param="username",
+    user_id_param="username",
     user_match_fields=("name", "emailAddress"),
     no_user_found="no Jira user with that name or e-mail",
 )

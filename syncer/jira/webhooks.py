@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from syncer.core.issue import JiraTicket
-from syncer.errors import PayloadError
+from syncer.errors import PayloadError, WrongFormat
 from syncer.jira.parse import parse_ticket
 from syncer.payload import Envelope, as_mapping, as_time, decode_object, well_formed
 
@@ -65,10 +65,19 @@ def unhandled(webhook_event: str) -> str | None:
 def receive(body: bytes) -> Envelope:
     """What intake stores about a delivery: its `webhookEvent` (as the resource), its
     `issue_event_type_name` (as the action), and whether it will be ignored. PayloadError when the
-    body is not a JSON object. An event that is missing or not text is left for the worker, whose
-    parse makes it a dead letter."""
+    body is not a JSON object, WrongFormat when it is Jira 5's post-function body. An event that is
+    missing or not text is left for the worker, whose parse makes it a dead letter."""
     payload = decode_object(body)
     event, kind = payload.get("webhookEvent"), payload.get("issue_event_type_name")
+    if event is None and isinstance(payload.get("transition"), Mapping):
+        # Jira 5's webhook, still what a workflow post function's "trigger a webhook" sends: a
+        # `transition` object (workflowName, transitionName, from_status, to_status) beside the
+        # issue, and no `webhookEvent`. Top-level keys only: intake is benchmarked.
+        raise WrongFormat(
+            "Jira 5's post-function (transition) webhook format",
+            "syncer takes Jira's system webhooks (jira:issue_updated, with a changelog): register "
+            "one as the README says and take the URL out of the workflow's post function",
+        )
     event = event if isinstance(event, str) else ""
     return Envelope(event, kind if isinstance(kind, str) else "", (unhandled(event) or "") if event else "")
 

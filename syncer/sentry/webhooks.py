@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from syncer.core.issue import SentryActor, SentryIssue
-from syncer.errors import PayloadError
+from syncer.errors import PayloadError, WrongFormat
 from syncer.payload import Envelope, decode_object
 from syncer.sentry.parse import parse_actor, parse_issue
 
@@ -36,6 +36,7 @@ class Job(StrEnum):
     UNRESOLVED = "unresolved"  # linked: reopen, or open a successor; not yet: ensure a ticket
     ASSIGNED = "assigned"  # linked: follow the assignee; not yet: ensure a ticket
     STATUS = "status"  # resolved or archived: close or mark the ticket
+    INSTALLATION = "installation"  # installed or uninstalled: external-issue links go on or stop
 
 
 # (resource, action) -> the job. Each handler re-reads what it needs; the payload is a hint.
@@ -47,12 +48,12 @@ HANDLED_EVENTS: Mapping[tuple[str, str], Job] = {
     ("issue", "ignored"): Job.STATUS,  # older installations' word for archived
     ("issue", "archived"): Job.STATUS,
     ("event_alert", "triggered"): Job.ENSURE_TICKET,  # an alert rule with syncer as its action
+    ("installation", "created"): Job.INSTALLATION,
+    ("installation", "deleted"): Job.INSTALLATION,
 }
 # Events Sentry sends an integration that syncer does nothing with, and why. Anything in neither
 # table is ignored too, as an event syncer has no handler for.
 IGNORED_EVENTS: Mapping[tuple[str, str], str] = {
-    ("installation", "created"): "installations are learned from each event's installation.uuid",
-    ("installation", "deleted"): "installations are learned from each event's installation.uuid",
     ("comment", "created"): "Sentry comments are not synced",
     ("comment", "updated"): "Sentry comments are not synced",
     ("comment", "deleted"): "Sentry comments are not synced",
@@ -73,12 +74,27 @@ def unhandled(resource: str, action: str) -> str | None:
     return f"{name}: {reason}" if reason else f"no handler for {name}"
 
 
+# The body of Sentry's legacy "WebHooks" plugin (per project, before the integration platform):
+# the issue's fields at the top level, no `action`/`data` (getsentry/sentry `sentry_plugins/webhooks`
+# WebHooksPlugin.get_group_data, kept as `build_legacy_webhook_payload` by the workflow engine).
+_LEGACY_PLUGIN_KEYS = frozenset({"project_slug", "triggering_rules", "project_name"})
+
+
 def receive(resource: str, body: bytes) -> Envelope:
     """What intake stores about a delivery (`resource` is the `Sentry-Hook-Resource` header): its
-    action. PayloadError when the body is not a JSON object. Unlike Jira's, Sentry's unhandled
-    events are rare (the integration subscribes to issues), so all of them go to the worker, which
-    records the ignored ones with `unhandled`'s reason."""
-    action = decode_object(body).get("action")
+    action. PayloadError when the body is not a JSON object, WrongFormat when it is the legacy
+    plugin's. Unlike Jira's, Sentry's unhandled events are rare (the integration subscribes to
+    issues), so all of them go to the worker, which records the ignored ones with `unhandled`'s
+    reason."""
+    payload = decode_object(body)
+    action = payload.get("action")
+    if action is None and "data" not in payload and not _LEGACY_PLUGIN_KEYS.isdisjoint(payload):
+        # Top-level keys only: intake is benchmarked, and these never occur in the platform's body.
+        raise WrongFormat(
+            "Sentry's legacy WebHooks plugin format",
+            "syncer takes the integration platform's webhooks (an internal integration, see the "
+            "README's Sentry set-up); turn the plugin off for this URL",
+        )
     return Envelope(resource, action if isinstance(action, str) else "")
 
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
@@ -197,11 +213,19 @@ def parse_event(resource: str, payload: Any) -> SentryEvent:
         return _issue_event(base, action, data)
     if resource == "event_alert":
         event = data.get("event")
-        issue_id = _numeric_id(event.get("issue_id")) if isinstance(event, Mapping) else None
+        issue_id = _alert_issue_id(event) if isinstance(event, Mapping) else None
         if action == "triggered" and issue_id is None:
-            raise PayloadError("event_alert without data.event.issue_id")
+            raise PayloadError("event_alert names no issue (no data.event.issue_id, issue_url or web_url)")
         rule = data.get("triggered_rule")
         return replace(base, issue_id=issue_id, rule=rule[:500] if isinstance(rule, str) else "")
+    if resource == "installation":
+        # data.installation is the whole installation (SentryAppInstallationSerializer); its uuid is
+        # the one the top-level `installation` names too.
+        inner = data.get("installation")
+        uuid = inner.get("uuid") if isinstance(inner, Mapping) else None
+        if isinstance(uuid, str) and uuid:
+            return replace(base, installation_uuid=uuid[:100])
+        return base
     if resource == "comment":
         issue_id = _numeric_id(data.get("issue_id"))
         if action in COMMENT_ACTIONS and issue_id is None:
@@ -212,6 +236,26 @@ def parse_event(resource: str, payload: Any) -> SentryEvent:
         issue_id = _numeric_id(error.get("issue_id")) if isinstance(error, Mapping) else None
         return replace(base, issue_id=issue_id)
     return base
+
+
+# Sentry before January 2022 sent alerts without `data.event.issue_id` (getsentry/sentry#31222 added
+# it to `_webhook_event_data`); the issue is then named only in `issue_url` (.../api/0/issues/<id>/)
+# and `web_url` (.../issues/<id>/events/<event id>/, on an organisation's own host or under
+# /organizations/<slug>/). Anchored on /api/0/ and /issues/ so a self-hosted path prefix is no matter.
+_ISSUE_URL_ID = re.compile(r"/api/0/issues/([0-9]{1,20})/")
+_WEB_URL_ID = re.compile(r"/issues/([0-9]{1,20})(?:/|$|\?)")
+
+
+def _alert_issue_id(event: Mapping[str, Any]) -> str | None:
+    issue_id = _numeric_id(event.get("issue_id"))
+    if issue_id is not None:
+        return issue_id
+    for key, pattern in (("issue_url", _ISSUE_URL_ID), ("web_url", _WEB_URL_ID)):
+        url = event.get(key)
+        found = pattern.search(url[:2000]) if isinstance(url, str) else None
+        if found:
+            return _numeric_id(found.group(1))
+    return None
 
 
 def _issue_event(base: SentryEvent, action: str, data: Mapping[str, Any]) -> SentryEvent:

@@ -1,8 +1,10 @@
-"""Team e-mail → Jira account, exactly (never by prefix), cached in the database.
+"""A person (an e-mail from the policy or from Sentry) → the Jira account Jira will accept as assignee
+in one project, cached in the database per project.
 
-Jira Cloud's user search is a prefix match (`alice@x` also finds `alice.smith@x`); the client
-accepts only a single exact e-mail match. Misses are cached too, for a shorter time, so a typo in
-the config does not cost a lookup per ticket; both are visible in the audit trail and metrics.
+The person's `[people]` entry is tried first (its account is checked, not searched for); without
+one, the project's assignable-users search, exactly (never by prefix). Misses are cached too, for a
+shorter time, so a typo in the config does not cost a lookup per ticket. A miss never stops a
+ticket: it is filed unassigned, and why is in the audit trail and in the metrics.
 """
 
 from __future__ import annotations
@@ -20,34 +22,53 @@ from syncer.store.schema import utcnow
 
 HIT_TTL = timedelta(days=7)
 MISS_TTL = timedelta(hours=1)
+REFUSED = "refused"  # the problem of an account Jira refused on create or assign
 
 
 @dataclass(frozen=True)
 class Assignee:
     account_id: str | None
     reason: str  # why there is no account, or "" when there is one
+    problem: str = ""  # syncer.jira.client.PROBLEMS when there is no account
 
 
-def resolve(rt: Runtime, email: str | None) -> Assignee:
+ANYWHERE = "*"  # the cache's project for a person looked up site-wide (user fields, not assignees)
+
+
+def resolve(rt: Runtime, email: str | None, project: str | None) -> Assignee:
+    """The account to assign `email` in Jira project `project`, or why there is none. `project`
+    None: the person's account anywhere on the site, for a user field that needs no assignability;
+    a [people] entry is then taken as it is."""
     if not email:
         return Assignee(None, "no assignee configured")
     key = email.strip().lower()
-    cached = _cached(rt, key)
+    person = rt.policy.directory.by_email(key)
+    if project is None and person is not None:
+        return Assignee(person.jira, "")
+    project = project or ANYWHERE
+    expected = person.jira if person is not None else None
+    cached = _cached(rt, project, key, expected)
     if cached is not None:
         return cached
-    # One look-up per e-mail at a time in this process: a burst of new issues for one team would
-    # otherwise send a `user/search` from every thread that missed the cache together.
-    with _lock_for(key):
-        cached = _cached(rt, key)
+    # One look-up per person and project at a time in this process: a burst of new issues for one
+    # team would otherwise send a search from every thread that missed the cache together.
+    with _lock_for(project, key):
+        cached = _cached(rt, project, key, expected)
         if cached is not None:
             return cached
         now = utcnow()
-        match = rt.jira.find_account(email)
-        accounts.remember(rt.engine, key, account_id=match.account_id,
-                          reason="" if match.account_id else match.reason, at=now)
-    if match.account_id is None:
-        rt.counters.incr(Metric.ASSIGNEE_UNRESOLVED)
-    return Assignee(match.account_id, "" if match.account_id else match.reason)
+        if project == ANYWHERE:
+            match = rt.jira.find_account(email)
+        elif person is not None:
+            match = rt.jira.check_assignable(project, person.jira)
+        else:
+            match = rt.jira.find_assignable(project, email)
+        found = match.account_id is not None
+        accounts.remember(rt.engine, project, key, account_id=match.account_id, at=now,
+                          problem="" if found else match.problem, reason="" if found else match.reason)
+    if not found:
+        rt.counters.incr(Metric.ASSIGNEE_UNRESOLVED, problem=match.problem)
+    return Assignee(match.account_id, "" if found else match.reason, "" if found else match.problem)
 
 
 def refused(exc: PermanentError) -> str | None:
@@ -59,26 +80,32 @@ def refused(exc: PermanentError) -> str | None:
     return exc.fields["assignee"]
 
 
-def forget(rt: Runtime, email: str) -> None:
-    """Jira refused the cached account: the next ticket of the team looks the e-mail up afresh
+def forget(rt: Runtime, email: str, project: str) -> None:
+    """Jira refused the cached account: the next ticket of the team looks the person up afresh
     instead of being refused for the rest of the cache entry's week."""
-    accounts.forget(rt.engine, email.strip().lower())
+    accounts.forget(rt.engine, project, email.strip().lower())
 
 
-def _cached(rt: Runtime, key: str) -> Assignee | None:
-    row = accounts.cached(rt.engine, key)
-    if row is None:
+def left_unassigned(rt: Runtime, problem: str) -> None:
+    """Count a ticket filed (or kept) without the assignee the policy or Sentry asked for."""
+    rt.counters.incr(Metric.TICKETS_UNASSIGNED, problem=problem or "unknown")
+
+
+def _cached(rt: Runtime, project: str, key: str, expected: str | None) -> Assignee | None:
+    """The cached answer, unless it is too old or names another account than [people] does now."""
+    row = accounts.cached(rt.engine, project, key)
+    if row is None or (expected is not None and row.account_id not in (None, expected)):
         return None
     ttl = HIT_TTL if row.account_id else MISS_TTL
     if utcnow() - row.resolved_at >= ttl:
         return None
-    return Assignee(row.account_id, row.reason)
+    return Assignee(row.account_id, row.reason, row.problem)
 
 
-def _lock_for(key: str) -> threading.Lock:
+def _lock_for(project: str, key: str) -> threading.Lock:
     with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
+        return _locks.setdefault((project, key), threading.Lock())
 
 
-_locks: dict[str, threading.Lock] = {}  # one per e-mail in the policy: a handful
+_locks: dict[tuple[str, str], threading.Lock] = {}  # one per person and project in the policy: a handful
 _locks_guard = threading.Lock()

@@ -12,8 +12,10 @@ from typing import Any
 
 from syncer.core.fields import Person, convert, describe_allowed
 from syncer.core.routing import TicketTarget
+from syncer.errors import SyncerError
 from syncer.jira.client import FieldsRefused
 from syncer.jira.createmeta import CreateMeta
+from syncer.metrics import Metric
 from syncer.runtime import Runtime
 from syncer.sync import assignees
 
@@ -37,6 +39,7 @@ def prepare(rt: Runtime, target: TicketTarget, fields: dict[str, Any]) -> Prepar
     if "components" in fields and not meta.has("components"):
         # Team-managed projects have no components; the create would be refused for naming them.
         del fields["components"]
+        rt.counters.incr(Metric.TICKET_FIELDS_LEFT_OUT, problem="no_components")
         prepared.notes.append(
             f"components {json.dumps(list(target.components))} left out: the create screen of "
             f"{meta.where} has no Components field (a team-managed project has none)"
@@ -49,15 +52,24 @@ def prepare(rt: Runtime, target: TicketTarget, fields: dict[str, Any]) -> Prepar
             fields[field_id] = value
     for problem in converted.problems:
         prepared.notes.append(f"left out {problem}")
+        rt.counters.incr(Metric.TICKET_FIELDS_LEFT_OUT, problem=problem.kind)
     if prepared.notes:
         log.warning("ticket fields for %s: %s", meta.where, "; ".join(prepared.notes))
     return prepared
 
 
-def refused(exc: FieldsRefused, target: TicketTarget, prepared: Prepared, where: str) -> FieldsRefused:
+def refused(rt: Runtime, exc: FieldsRefused, target: TicketTarget, prepared: Prepared,
+            where: str) -> FieldsRefused:
     """Jira's refusal of a create for its fields, as a dead letter says it: each field by name with
-    Jira's own words, its allowed values when the screen lists them, and where to set it."""
-    meta = prepared.meta
+    Jira's own words, its allowed values when the screen lists them, and where to set it. The screen
+    is read afresh (the cached one may be what is out of date), also for a ticket that did not need
+    it before: one read, on the way to a dead letter."""
+    rt.jira.forget_create_meta(target.jira_project, target.issue_type)
+    try:
+        meta: CreateMeta | None = rt.jira.create_meta(target.jira_project, target.issue_type)
+    except SyncerError as error:
+        log.warning("create screen of %s/%s unreadable: %s", target.jira_project, target.issue_type, error)
+        meta = prepared.meta
     parts = []
     for field_id, words in exc.fields.items():
         found = meta.find(field_id) if meta is not None else None
@@ -75,8 +87,9 @@ def refused(exc: FieldsRefused, target: TicketTarget, prepared: Prepared, where:
 
 
 def _person(rt: Runtime, value: str) -> Person:
-    """A user field's value: an e-mail (looked up like an assignee, cached) or an account as written."""
+    """A user field's value: an e-mail (its [people] entry, else looked up site-wide, exactly, cached)
+    or an account as written."""
     if "@" not in value:
         return Person(value)
-    found = assignees.resolve(rt, value)
+    found = assignees.resolve(rt, value, None)
     return Person(found.account_id, found.reason)

@@ -53,7 +53,7 @@ def on_sentry_assigned(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         return tickets.on_sentry_issue(rt, event, cause)
     decision = status.decide_assignee_outbound(
         rt.policy.status, event.assignee, JiraTicket(id=link.jira_issue_id or "", key=link.jira_key or ""),
-        own_echo=event.is_own_echo(rt.settings.sentry_app_id),
+        own_echo=event.is_own_echo(rt.settings.sentry_app_id), people=rt.policy.directory,
     )
     if not decision.assign:
         return Outcome.ignore(decision.reason)
@@ -64,10 +64,14 @@ def on_sentry_assigned(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         ticket = _ticket_or_flag(rt, fresh, cause)
         if ticket is None:
             return Outcome.ignore(unreachable_note(fresh))
-        account = assignees.resolve(rt, decision.email)
+        project = ticket.project_key or (ticket.key.split("-")[0] if ticket.key else "")
+        account = assignees.resolve(rt, decision.email, project)
         if account.account_id is None:
-            return Outcome.ignore(f"assigned to {decision.email} in Sentry, who has no Jira account: "
-                                  f"{account.reason}")
+            why = f"assigned to {decision.email} in Sentry, who has no Jira account Jira would accept: " \
+                  f"{account.reason}; {ticket.key} keeps its assignee"
+            assignees.left_unassigned(rt, account.problem)
+            links.save(rt.engine, fresh.id, cause=cause, changes=[("jira", "assign_skipped", why)])
+            return Outcome.ignore(why)
         if ticket.assignee_account_id == account.account_id:
             return Outcome.ignore(f"{ticket.key} is assigned to {decision.email} already")
         try:
@@ -76,7 +80,8 @@ def on_sentry_assigned(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
             words = assignees.refused(exc)
             if words is None:
                 raise
-            assignees.forget(rt, decision.email)
+            assignees.forget(rt, decision.email, project)
+            assignees.left_unassigned(rt, assignees.REFUSED)
             why = f"assignee {decision.email} refused by Jira: {words}; {ticket.key} keeps its assignee"
             links.save(rt.engine, fresh.id, cause=cause, changes=[("jira", "assign_refused", why)])
             return Outcome.ignore(why)

@@ -21,7 +21,13 @@ from typing import Any
 
 from syncer import logs
 from syncer.core.issue import JiraTicket, SentryIssue
-from syncer.core.render import remote_link_global_id, render_ticket, sentry_issue_url, sentry_label
+from syncer.core.render import (
+    label_tags,
+    remote_link_global_id,
+    render_ticket,
+    sentry_issue_url,
+    sentry_label,
+)
 from syncer.core.routing import Decision, IssueTags, decide, route_label
 from syncer.core.tickets import choose_ticket
 from syncer.errors import AmbiguousError, Busy, HeldElsewhere, PayloadError, PermanentError, TransientError
@@ -29,7 +35,7 @@ from syncer.jira.client import FieldsRefused
 from syncer.policy import toml_key
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
-from syncer.store import links
+from syncer.store import installations, links, triage
 from syncer.store.links import ClaimRecord, LinkRecord
 from syncer.store.schema import LinkState, utcnow
 from syncer.sync import assignees
@@ -63,6 +69,7 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         return Outcome.ignore(f"issue is {issue.status}; tickets are opened for unresolved issues only")
     decision = decide(issue, rt.policy, lambda: tags_for(rt, issue.id))
     if decision.action == "ignore" or decision.target is None:
+        triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=None, action="ignore")
         return Outcome.ignore(f"route {decision.route_name}: ignore ({decision.reason})")
     return create_or_link(rt, issue, decision, installation_uuid=event.installation_uuid, cause=cause)
 
@@ -107,6 +114,7 @@ def create_or_link(
     rt: Runtime, issue: SentryIssue, decision: Decision, *, installation_uuid: str, cause: str
 ) -> Outcome:
     assert decision.target is not None
+    triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=decision.team, action="create")
     try:
         claimed = links.take_claim(
             rt.engine, issue.id, project=issue.project_slug, route=decision.route_name, team=decision.team,
@@ -141,11 +149,16 @@ def create_or_link(
             link = _activate(rt, claim, issue, decision, choice.ticket, cause, adopted=True)
             note = f"linked existing ticket {choice.ticket.key} ({decision.route_name})"
         else:
+            # Tags cost a Sentry call: read (or taken from the cache routing filled) only when a
+            # label takes a value from them.
+            tags = tags_for(rt, issue.id) if label_tags(decision.target) else None
             fields = render_ticket(
-                issue, decision.target, sentry_url=rt.settings.sentry_url, org=rt.settings.sentry_org or ""
+                issue, decision.target, sentry_url=rt.settings.sentry_url, org=rt.settings.sentry_org or "",
+                tags=tags,
             )
             prepared = ticket_fields.prepare(rt, decision.target, fields)
-            assignee = assignees.resolve(rt, decision.target.assignee_email)
+            project = decision.target.jira_project
+            assignee = assignees.resolve(rt, decision.target.assignee_email, project)
             if assignee.account_id:
                 fields["assignee"] = rt.jira.user_ref(assignee.account_id)
             if not links.refresh_claim(rt.engine, claim, create_attempt=True):
@@ -154,6 +167,7 @@ def create_or_link(
                 )
             created_nothing = False
             assignee_note = f"left unassigned: {assignee.reason}" if assignee.reason else ""
+            problem = assignee.problem
             try:
                 try:
                     jira_id, jira_key = rt.jira.create_issue(fields)
@@ -164,10 +178,11 @@ def create_or_link(
                     if words is None:
                         raise
                     email = decision.target.assignee_email or ""
-                    assignees.forget(rt, email)
+                    assignees.forget(rt, email, project)
                     del fields["assignee"]
                     jira_id, jira_key = rt.jira.create_issue(fields)
                     assignee_note = f"assignee {email} refused by Jira: {words}; left unassigned"
+                    problem = assignees.REFUSED
             except AmbiguousError:
                 raise
             except FieldsRefused as exc:
@@ -175,13 +190,14 @@ def create_or_link(
                 # that says which fields, in Jira's words, and where to set them. The screen may
                 # have changed since it was read: the next ticket reads it afresh.
                 created_nothing = True
-                rt.jira.forget_create_meta(decision.target.jira_project, decision.target.issue_type)
                 where = _fields_tables(decision)
-                raise ticket_fields.refused(exc, decision.target, prepared, where) from None
+                raise ticket_fields.refused(rt, exc, decision.target, prepared, where) from None
             except (TransientError, PermanentError):
                 created_nothing = True  # refused before acting: 4xx or 429
                 raise
-            ticket = JiraTicket(id=jira_id, key=jira_key, project_key=decision.target.jira_project)
+            if assignee_note and decision.target.assignee_email:
+                assignees.left_unassigned(rt, problem)
+            ticket = JiraTicket(id=jira_id, key=jira_key, project_key=project)
             link = _activate(
                 rt, claim, issue, decision, ticket, cause, adopted=False, assignee_note=assignee_note,
                 field_notes=prepared.notes,
@@ -232,7 +248,10 @@ def _activate(
         "synced_at": now,
         "changed_by": cause,
         "updated_at": now,
+        "sentry_first_seen": issue.first_seen,
+        "ticketed_at": now,
     }
+    values["resolved_at"] = links.resolved_since(values["jira_status_category"], None, now)
     detail = (
         f"route {decision.route_name}, team {decision.team or '-'}, "
         f"project {ticket.project_key or target.jira_project}"
@@ -286,8 +305,11 @@ def finish_backlinks(rt: Runtime, link: LinkRecord, installation_uuid: str, caus
         return
     uuid = rt.settings.sentry_installation_uuid or installation_uuid
     web_url = f"{rt.jira_browse_url}/{key}"
+    # An installation Sentry said it deleted answers 404 on its external-issue endpoints: the
+    # contract's fallback, a note, still names the ticket on the issue.
+    recorded = installations.state(rt.engine, uuid) if uuid else None
     try:
-        if uuid:
+        if uuid and (recorded is None or recorded.deleted_at is None):
             rt.sentry.link_external_issue(
                 uuid,
                 link.sentry_issue_id,
@@ -298,7 +320,7 @@ def finish_backlinks(rt: Runtime, link: LinkRecord, installation_uuid: str, caus
             how = "external issue"
         else:
             rt.sentry.add_note(link.sentry_issue_id, f"Jira ticket: {key} {web_url}")
-            how = "note (no integration installation known)"
+            how = f"note ({recorded.describe()})" if recorded else "note (no integration installation known)"
     except BaseException:
         if remote_done_now:
             _mark(rt, link, sentry_link_done=False)

@@ -27,12 +27,12 @@ from starlette.concurrency import run_in_threadpool
 from structlog.contextvars import bind_contextvars
 
 from syncer import logs, metrics
-from syncer.errors import BodyTooLarge, PayloadError
+from syncer.errors import BodyTooLarge, PayloadError, WrongFormat
 from syncer.jira import webhooks as jira_webhooks
 from syncer.payload import MAX_BODY_BYTES, Envelope
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.settings import Settings
-from syncer.store import deliveries, health
+from syncer.store import deliveries, health, installations
 from syncer.web.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
 
 log = logs.get_logger(__name__)
@@ -85,6 +85,11 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     yield
+
+
+def _installation(settings: Settings, engine: Engine) -> installations.State | None:
+    """The installation external-issue links go through: the configured one, else the latest."""
+    return installations.state(engine, settings.sentry_installation_uuid)
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
@@ -183,6 +188,9 @@ def create_app(
         resource = _text(wanted.get(b"sentry-hook-resource")) or ""
         try:
             envelope = sentry_webhooks.receive(resource, body)
+        except WrongFormat as wrong:
+            count("sentry", "wrong_format")
+            return _problem(422, str(wrong))
         except PayloadError:
             count("sentry", "bad_json")
             return _problem(400, "body is not a JSON object in UTF-8")
@@ -209,6 +217,9 @@ def create_app(
             return _problem(401, "missing or invalid X-Hub-Signature (or ?token=)")
         try:
             envelope = jira_webhooks.receive(body)
+        except WrongFormat as wrong:
+            count("jira", "wrong_format")
+            return _problem(422, str(wrong))
         except PayloadError:
             count("jira", "bad_json")
             return _problem(400, "body is not a JSON object in UTF-8")
@@ -222,20 +233,38 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    checks: dict[str, Callable[[], object]] = {
+        "database": lambda: health.ping(engine),
+        "broker": broker_check,
+    }
+
     @app.get("/readyz")
-    async def readyz() -> Response:
+    async def readyz(request: Request) -> Response:
+        # `?exclude=broker` leaves a check out, as kube-apiserver's own `/readyz?exclude=etcd` does:
+        # intake answers 202 without the broker (the sweeper publishes later), so a readiness probe
+        # that took every replica out of its Service while Redis is down would refuse what could be
+        # kept (deploy/kubernetes/web.yaml).
+        excluded = set(request.query_params.getlist("exclude"))
+        if excluded - checks.keys():
+            return _problem(400, f"exclude names a check: one of {', '.join(checks)}")
         failed: dict[str, str] = {}
-        try:
-            await run_in_threadpool(health.ping, engine)
-        except Exception as exc:
-            failed["database"] = type(exc).__name__
-        try:
-            await run_in_threadpool(broker_check)
-        except Exception as exc:
-            failed["broker"] = type(exc).__name__
+        for name, check in checks.items():
+            if name in excluded:
+                continue
+            try:
+                await run_in_threadpool(check)
+            except Exception as exc:
+                failed[name] = type(exc).__name__
         if failed:
             return JSONResponse({"status": "unavailable", "failed": failed}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        body: dict[str, Any] = {"status": "ready"}
+        # Still ready (webhooks are taken), but an operator must hear that Sentry removed the
+        # installation: its external-issue links have stopped.
+        with contextlib.suppress(SQLAlchemyError):
+            installation = await run_in_threadpool(_installation, settings, engine)
+            if installation is not None and installation.deleted_at is not None:
+                body["detail"] = {"sentry_installation": installation.describe()}
+        return JSONResponse(body)
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:

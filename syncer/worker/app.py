@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -50,6 +51,18 @@ def _runtime() -> Runtime:
 @signals.worker_ready.connect  # type: ignore[untyped-decorator]
 def _worker_ready(sender: Any = None, **_: Any) -> None:
     log.info("syncer worker ready", hostname=getattr(sender, "hostname", None), pid=os.getpid())
+
+
+# Set when this worker begins its warm shutdown (SIGTERM): running tasks finish, but a message of
+# several deliveries hands back those it has not started (`process_deliveries`), so that stopping
+# takes one delivery attempt at most, the bound a platform's shutdown period is set by
+# (deploy/kubernetes/worker.yaml), not eight of them.
+_shutting_down = threading.Event()
+
+
+@signals.worker_shutting_down.connect  # type: ignore[untyped-decorator]
+def _worker_shutting_down(**_: Any) -> None:
+    _shutting_down.set()
 
 
 @signals.beat_init.connect  # type: ignore[untyped-decorator]
@@ -146,7 +159,11 @@ def process_deliveries(delivery_ids: list[int]) -> list[str]:
 
     rt = _runtime()
     states: list[str] = []
-    for delivery_id in delivery_ids:
+    for n, delivery_id in enumerate(delivery_ids):
+        if _shutting_down.is_set():
+            _hand_back(delivery_ids[n:])
+            states += [StepState.RETRY] * (len(delivery_ids) - n)
+            break
         try:
             step = process(rt, delivery_id)
         except Exception as exc:
@@ -163,6 +180,16 @@ def process_deliveries(delivery_ids: list[int]) -> list[str]:
             _later(delivery_id, step.retry_in)
         states.append(step.state)
     return states
+
+
+def _hand_back(delivery_ids: Sequence[int]) -> None:
+    """Deliveries this worker will not start, because it is stopping: each as a message of its
+    own for the other workers (the broker still takes them during a warm shutdown; if it does not,
+    the sweeper hands them out)."""
+    log.info("worker stopping: handing back %s deliveries not started", len(delivery_ids),
+             deliveries=list(delivery_ids))
+    for delivery_id in delivery_ids:
+        _later(delivery_id, 0)
 
 
 def _database_down(exc: Exception) -> bool:

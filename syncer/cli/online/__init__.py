@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from syncer.cli.online import create_screens
+from syncer.cli.online import create_screens, people
 from syncer.cli.online.context import Check, Online, Problem, Target
 from syncer.errors import SyncerError
 
@@ -19,6 +19,8 @@ CHECKS: list[tuple[str, Check]] = [
     ("create screens: required and custom fields", create_screens.check_fields),
     ("create screens: components", create_screens.check_components),
     ("create screens: priorities", create_screens.check_priorities),
+    ("assignees: assignable in their projects", people.check_assignees),
+    ("people: Jira accounts exist", people.check_people),
 ]
 
 

@@ -33,6 +33,9 @@ def _screens(online: Online, *, wanted: Callable[[Target], bool] = lambda _: Tru
 def _person(online: Online, value: str) -> Person:
     if "@" not in value:
         return Person(value)  # an accountId (Cloud) or username (Data Center), taken as written
+    known = online.policy.directory.by_email(value)
+    if known is not None:  # as the worker takes it: [people] first
+        return Person(known.jira)
     match = online.jira.find_account(value)
     return Person(match.account_id, match.reason)
 
