@@ -1009,6 +1009,7 @@ class Stored:
     jira_changed_at: datetime | None = T0
     reopen_commented_at: datetime | None = None
     reopens_since_comment: int = 0
+    team: str | None = None
 
 
 def sentry(status: str = "unresolved", substatus: str = "ongoing", seen: datetime = T0) -> SentryIssue:

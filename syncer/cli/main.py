@@ -12,6 +12,7 @@ import logging
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,7 +66,7 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     worker.configure(settings)
     app = create_app(
         settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis),
-        enqueue_many=worker.publish_batch,
+        enqueue_many=worker.publish_batch, start_reconcile=worker.start_reconcile,
     )
     how = "choose another with --port, $PORT or SYNCER_PORT"
     port = require_free(args.host, args.port or settings.port, how=how)
@@ -347,6 +348,33 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.cli.views import triage_report
+    from syncer.policy import load_policy
+    from syncer.store import migrate
+    from syncer.store.engine import make_engine
+    from syncer.sync.triage import figures
+
+    if args.team is not None:
+        teams = load_policy(settings.config).teams
+        if args.team not in teams:
+            known = ", ".join(sorted(teams)) or "none"
+            raise ConfigError(f"--team: no team {args.team!r} in {settings.config} (its teams: {known})")
+    engine = make_engine(settings.database_url)
+    migrate.require_current(engine)
+    print(triage_report(figures(engine, since=args.since, team=args.team), args.format), end="")
+    return 0
+
+
+def _since(value: str) -> timedelta:
+    from syncer.core.triage import parse_since
+
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.local.dev import run_dev
 
@@ -472,6 +500,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the drift and the repairs; change nothing")
     p.add_argument("--json", action="store_true", help="the report as JSON, for machines")
     p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("report", help="triage figures per team and route, for a weekly digest")
+    p.add_argument("--team", default=None, help="one team of the policy (default: every team)")
+    p.add_argument("--since", type=_since, default=timedelta(days=7), metavar="DURATION",
+                   help="the window the team figures cover: 24h, 7d, 4w... (default 7d)")
+    p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("db", help="database schema")
     db_sub = p.add_subparsers(dest="db_command", required=True)

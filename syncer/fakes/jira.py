@@ -371,7 +371,7 @@ class JiraState:
                 project.components[component.lower()] = Component(str(next(self._component_ids)), component)
         return project
 
-    def set_workflow(self, project_key: str, style: str, **names: str) -> None:
+    def set_workflow(self, project_key: str, style: str, **names: Any) -> None:
         project = self.projects[project_key]
         if project.team_managed:
             raise ValueError(f"{project_key} is team-managed: its workflow is its own")
@@ -1467,6 +1467,7 @@ class JiraApp:
             Route(f"{api}/project", self._wrap(self.projects), methods=["GET"]),
             Route(f"{api}/project/{{key}}", self._wrap(self.project), methods=["GET"]),
             Route(f"{api}/project/{{key}}/components", self._wrap(self.project_components), methods=["GET"]),
+            Route(f"{api}/project/{{key}}/statuses", self._wrap(self.project_statuses), methods=["GET"]),
             Route(f"{api}/issuetype", self._wrap(self.issue_types), methods=["GET"]),
             Route(f"{api}/priority", self._wrap(self.priorities), methods=["GET"]),
             Route(f"{api}/resolution", self._wrap(self.resolutions), methods=["GET"]),
@@ -1576,6 +1577,15 @@ class JiraApp:
 
     def project_components(self, request: Request, body: Any) -> Any:
         return [self.state.component_json(c) for c in self._project(request).components.values()]
+
+    def project_statuses(self, request: Request, body: Any) -> Any:
+        """Get all statuses for project: "the valid statuses for a project ... grouped by issue type"
+        (IssueTypeWithStatus in Atlassian's REST v2 description); every type shares the fake's one
+        workflow per project."""
+        project = self._project(request)
+        return [{**self.state.issuetype_json(name), "statuses": [self.state.status_json(status)
+                                                               for status in project.workflow.statuses]}
+                for name in ISSUE_TYPES]
 
     def issue_types(self, request: Request, body: Any) -> Any:
         return [self.state.issuetype_json(name) for name in ISSUE_TYPES]
@@ -2021,12 +2031,14 @@ class FakeJira:
     # -- company-managed configuration (reset() undoes it) -------------------------------------------
 
     def set_workflow(self, project: str, style: str, *, todo: str = "To Do", doing: str = "In Progress",
-                     done: str = "Done") -> None:
+                     done: str = "Done", rejected: str | None = None) -> None:
         """"strict": `todo` -> `doing` -> `done` only, and "Reopen" from `done` back to `todo`; the
-        statuses may be named otherwise (e.g. todo="Open", done="Closed"). "simple": any to any.
+        statuses may be named otherwise (e.g. todo="Open", done="Closed"); `rejected` adds a second
+        done status ("Won't Do") reached from `doing` by "Reject". "simple": any to any.
         GET transitions lists only what the status offers now; POSTing another is a 400."""
         with self._state.lock:
-            names = {} if style == "simple" else {"todo": todo, "doing": doing, "done": done}
+            names: dict[str, Any] = {} if style == "simple" else {
+                "todo": todo, "doing": doing, "done": done, "rejected": rejected}
             self._state.set_workflow(project, style, **names)
 
     def workflow_transitions(self, project: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-TICKET_FIELDS = ["status", "resolution", "assignee", "labels", "project", "updated", "issuetype"]
+TICKET_FIELDS = ["status", "resolution", "assignee", "labels", "project", "updated", "issuetype", "priority"]
 PAGE_SIZE = 100
 
 
