@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from syncer import ratelimit
 from syncer.jira.client import JiraClient
-from syncer.metrics import WorkerCounters
+from syncer.metrics import CountedCalls, WorkerCounters
 from syncer.policy import Policy, load_policy
 from syncer.sentry.client import SentryClient
 from syncer.settings import Settings
@@ -67,16 +67,16 @@ class Runtime:
 
     def _throttle(
         self, service: str, base_url: str, max_rps: float, issue_write_interval: float = 0.0
-    ) -> ratelimit.RateLimiter | None:
-        """The API's shared rate limit (in Redis), or None when none is configured."""
-        return ratelimit.limiter(
+    ) -> CountedCalls:
+        """Every call counted, through the API's shared rate limit (in Redis) when one is configured."""
+        return CountedCalls(service, self.counters, ratelimit.limiter(
             self.redis,
             service=service,
             base_url=base_url,
             max_rps=max_rps,
             issue_write_interval=issue_write_interval,
             max_wait=self.settings.rate_limit_max_wait_seconds,
-        )
+        ))
 
     @property
     def jira_browse_url(self) -> str:

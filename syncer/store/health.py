@@ -4,15 +4,20 @@ and how many rows are in each state (`/metrics`' gauges, true across every proce
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapped
 from sqlmodel import col
 
-from syncer.store.schema import DeadLetter, Delivery, Link, LinkState
+from syncer.store.schema import DeadLetter, Delivery, DeliveryState, Link, LinkState
 
 _PING = text("SELECT 1")
+# The state index narrows this to the unfinished rows, which are few unless syncer is falling behind.
+_OLDEST_UNFINISHED = select(func.min(col(Delivery.received_at))).where(
+    col(Delivery.state).in_(DeliveryState.UNFINISHED)
+)
 _UNREACHABLE = select(func.count()).select_from(Link).where(
     col(Link.state) == LinkState.ACTIVE, col(Link.unreachable_since).is_not(None)
 )
@@ -32,6 +37,7 @@ class StateCounts:
     links: dict[str, int]
     dead_letters: dict[str, int]
     unreachable_links: int = 0  # active links whose ticket answers 404 (`links.unreachable_since`)
+    oldest_unfinished: datetime | None = None  # when the oldest delivery not yet finished arrived
 
 
 def state_counts(engine: Engine) -> StateCounts:
@@ -41,7 +47,16 @@ def state_counts(engine: Engine) -> StateCounts:
             links=_by_state(connection, col(Link.state)),
             dead_letters=_by_state(connection, col(DeadLetter.state)),
             unreachable_links=int(connection.execute(_UNREACHABLE).scalar_one()),
+            oldest_unfinished=_aware(connection.execute(_OLDEST_UNFINISHED).scalar_one()),
         )
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """An aggregate's value skips the column's type: SQLite hands back text, naive in UTC."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _by_state(connection: Connection, state: Mapped[str]) -> dict[str, int]:
