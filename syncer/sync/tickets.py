@@ -242,6 +242,7 @@ def _activate(
         "claimed_at": None,
         "sentry_status": issue.status or "unresolved",
         "sentry_substatus": issue.substatus,
+        "sentry_priority": issue.priority,
         "sentry_changed_at": issue.last_seen or now,
         "jira_status": ticket.status,
         "jira_status_category": ticket.status_category or ("new" if not adopted else ""),
