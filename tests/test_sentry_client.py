@@ -106,6 +106,25 @@ def test_link_external_issue_replaces_the_link(fake: FakeSentry, client: SentryC
     assert wrong.value.status == 404
 
 
+def test_link_external_issue_replaces_the_link_on_versions_before_the_upsert(
+    fake: FakeSentry, client: SentryClient
+) -> None:
+    fake.external_issue_upsert = False  # before getsentry/sentry#79844: a second post is a 500
+    filed = fake.file_issue()
+    for key in ("PAY-1", "PAY-1", "PAY-2"):  # a repeat of the same link, then a successor ticket
+        client.link_external_issue(INSTALLATION, filed["id"], web_url=f"https://jira.example.com/browse/{key}",
+                                   project="PAY", identifier=key)
+    (link,) = fake.external_issues(filed["id"])
+    assert (link["displayName"], link["webUrl"]) == ("PAY#PAY-2", "https://jira.example.com/browse/PAY-2")
+    assert len(fake.calls.calls("DELETE", r"/external-issues/\d+/$")) == 1  # only PAY-1's, once
+    # A 500 that is not the constraint (no link of ours there) is still a failure to retry.
+    other = fake.file_issue()
+    fake.faults.append(Fault("POST", r"/external-issues/$", status=500))
+    with pytest.raises(TransientError):
+        client.link_external_issue(INSTALLATION, other["id"], web_url="https://jira.example.com/browse/PAY-3",
+                                   project="PAY", identifier="PAY-3")
+
+
 def test_base_url_may_already_name_the_api(fake: FakeSentry) -> None:
     filed = fake.file_issue()
     with SentryClient(f"{fake.url}/api/0/", "acme", TOKEN) as sentry:
@@ -286,3 +305,34 @@ def test_answers_that_are_not_json_or_not_issues_are_permanent() -> None:
             sentry.get_issue("2")
         with pytest.raises(PermanentError):
             sentry.issue_tags("3")
+
+
+# ------------------------------------------------------------------ plans and partial answers
+
+
+def test_without_multi_project_reads_it_asks_per_project_and_learns_that_once(fake: FakeSentry) -> None:
+    fake.global_views = False
+    billing = fake.seed_issues(2, project="billing-api")
+    web = fake.seed_issues(1, project="web-app")
+    projects = {**dict.fromkeys(billing, "billing-api"), **dict.fromkeys(web, "web-app"), "77": "gone"}
+    with SentryClient(fake.url, "acme", TOKEN) as fresh:
+        found = fresh.issues_by_ids([*billing, *web, "77"], projects=projects)
+        assert [i.id for i in found] == [*billing, *web]
+        assert fresh.multi_project is False
+        assert fake.calls.count("GET", r"/projects/$") == 1
+        fake.calls.reset()
+        assert len(fresh.issues_by_ids(billing, projects=projects)) == 2
+        assert [c.get("project") for c in list_calls(fake)] == [["1"]]  # no refused read the second time
+        assert sorted(i.id for i in fresh.iter_issues("", since=SINCE)) == sorted([*billing, *web])
+    assert fake.calls.count("GET", r"/projects/$") == 0  # read once for the client's life
+
+
+def test_the_tags_list_names_the_keys_with_rarer_values_and_those_page_through(
+    fake: FakeSentry, client: SentryClient
+) -> None:
+    issue = fake.file_issue(tags={"url": {f"/page/{n}": 500 - n for n in range(150)}, "env": "prod"})
+    top, more = client.issue_tag_listing(issue["id"])
+    assert (len(top["url"]), top["env"], more) == (10, ["prod"], {"url"})
+    every = client.issue_tag_values(issue["id"], "url")
+    assert len(every) == 150 and every[:2] == ["/page/0", "/page/1"]  # most seen first
+    assert fake.calls.count("GET", r"/tags/url/values/") == 2  # 100 a page

@@ -22,7 +22,8 @@ from syncer.runtime import Runtime
 from syncer.store.engine import session_scope
 from syncer.store.schema import DeliveryState, Link, LinkState, utcnow
 from syncer.worker import app as worker
-from tests.harness import REPO, deliveries, link_of, wait_for
+from tests.conftest import post_sentry
+from tests.harness import REPO, audit_of, deliveries, link_of, links_of, wait_for
 
 ISSUE_LIST = r"/organizations/[^/]+/issues/$"
 LONG_AGO = datetime.now(UTC) - timedelta(days=3)
@@ -170,3 +171,112 @@ def test_a_route_on_a_rarer_tag_value_than_the_tags_list_shows_still_matches(
     assert fake_sentry.calls.count("GET", rf"/issues/{rare['id']}/tags/http.status_code/values/") == 1
     assert fake_sentry.calls.count("GET", r"/tags/[^/]+/values/") == 1
     assert fake_sentry.calls.count("GET", r"/tags/$") == 2
+
+
+# --- merged issues --------------------------------------------------------------------------------
+
+
+def test_a_ticket_follows_its_issue_into_the_one_it_was_merged_into(
+    quiet: None, runtime: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    old, key = seed_pair(engine, fake_sentry, fake_jira, "billing-api")
+    [target] = fake_sentry.seed_issues(1, project="billing-api", first_seen=LONG_AGO)
+    fake_sentry.merge([old], target)  # Sentry sends no webhook for it
+
+    reconcile_by_the_worker(runtime, engine)
+
+    moved = link_of(engine, target)
+    assert moved is not None and (moved.state, moved.jira_key) == (LinkState.ACTIVE, key)
+    assert moved.remote_link_done and moved.sentry_link_done
+    assert [entry.action for entry in audit_of(engine, target)] == ["issue_merged", "linked"]
+    assert f"{old} was merged into {target}" in audit_of(engine, target)[0].detail
+    assert any(target in link["object"]["url"] for link in fake_jira.remote_links(key))
+    # No installation known here (no webhook has named one): the issue gets a note with the key.
+    assert [key in note["data"]["text"] for note in fake_sentry.notes(target)] == [True]
+    assert fake_jira.issue(key) is not None and fake_jira.comments(key) == []
+
+
+def test_a_second_ticket_of_a_merged_issue_is_commented_and_its_link_ends(
+    quiet: None, runtime: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    old, old_key = seed_pair(engine, fake_sentry, fake_jira, "billing-api")
+    target, target_key = seed_pair(engine, fake_sentry, fake_jira, "billing-api")
+    fake_sentry.merge([old], target)
+
+    reconcile_by_the_worker(runtime, engine)
+
+    ended = [link for link in links_of(engine, old) if link.jira_key == old_key]
+    assert [(link.state, link.live_sentry_issue_id) for link in ended] == [(LinkState.MERGED, None)]
+    kept = link_of(engine, target)
+    assert kept is not None and (kept.state, kept.jira_key) == (LinkState.ACTIVE, target_key)
+    [comment] = fake_jira.comments(old_key)
+    assert f"merged into [{fake_sentry.issue(target)['shortId']}" in comment["body"]
+    assert target_key in comment["body"]
+    assert fake_jira.issue(old_key) is not None  # kept, never deleted
+    assert fake_jira.comments(target_key) == []
+    [entry] = [a for a in audit_of(engine, old) if a.action == "issue_merged"]
+    assert target_key in entry.detail
+
+
+def test_a_jira_close_on_a_merged_away_issue_follows_the_merge_as_reconciliation_does(
+    stack: dict[str, Any], engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    fake_sentry.webhooks.enabled = False
+    moving, moving_key = seed_pair(engine, fake_sentry, fake_jira, "billing-api")
+    [gains] = fake_sentry.seed_issues(1, project="billing-api", first_seen=LONG_AGO)
+    ending, ending_key = seed_pair(engine, fake_sentry, fake_jira, "billing-api")
+    keeps, keeps_key = seed_pair(engine, fake_sentry, fake_jira, "billing-api")
+    fake_sentry.merge([moving], gains)
+    fake_sentry.merge([ending], keeps)
+
+    fake_jira.person_transition(moving_key, "Done")  # its webhook reaches the worker
+    fake_jira.person_transition(ending_key, "Done")
+
+    wait_for(lambda: fake_sentry.issue(gains)["status"] == "resolved", 60, what="the close, followed")
+    wait_for(lambda: fake_jira.comments(ending_key), 60, what="the ended ticket's comment")
+    moved = link_of(engine, gains)
+    assert moved is not None and (moved.state, moved.jira_key) == (LinkState.ACTIVE, moving_key)
+    assert [a.action for a in audit_of(engine, gains)][:1] == ["issue_merged"]
+    # The issue merged into has its own, open ticket: closing the other one does not resolve it.
+    wait_for(lambda: any(link.state == LinkState.MERGED for link in links_of(engine, ending)), 60,
+             what="the ended link")
+    assert fake_sentry.issue(keeps)["status"] == "unresolved"
+    assert keeps_key in fake_jira.comments(ending_key)[0]["body"]
+    assert fake_jira.issue(keeps_key)["status"] == "To Do"  # type: ignore[index]
+
+
+def test_route_explain_reads_rarer_tag_values_as_the_worker_does(
+    clean: None, process_env: dict[str, str], fake_sentry: FakeSentry
+) -> None:
+    fake_sentry.webhooks.enabled = False  # a worker of the session must not route it meanwhile
+    often = {f"5{n:02d}": 100 - n for n in range(10)}
+    rare = fake_sentry.file_issue(project="api-gateway", title="mostly 5xx, once a 404",
+                                  tags={"http.status_code": {**often, "404": 1}})
+
+    done = subprocess.run(
+        [sys.executable, "-m", "syncer", "route", "explain", rare["id"]],
+        env=process_env, capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Result: ignored (routes[1] \"client-errors\")" in done.stdout, done.stdout
+    assert fake_sentry.calls.count("GET", r"/tags/http.status_code/values/") == 1
+
+
+def test_a_late_sentry_webhook_for_a_merged_away_issue_follows_the_merge(
+    stack: dict[str, Any], engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    fake_sentry.webhooks.enabled = False
+    old, key = seed_pair(engine, fake_sentry, fake_jira, "billing-api")
+    [target] = fake_sentry.seed_issues(1, project="billing-api", first_seen=LONG_AGO)
+    fake_sentry.person_resolve(old)
+    [(resource, resolved)] = [(r, p) for r, p in fake_sentry.emitted() if p.get("action") == "resolved"]
+    fake_sentry.merge([old], target)  # before the resolve's delivery reaches syncer
+
+    assert post_sentry(stack["web"].url, resolved, resource=resource).status_code < 300
+
+    wait_for(lambda: link_of(engine, target) is not None, 60, what="the link to follow the merge")
+    moved = link_of(engine, target)
+    assert moved is not None and (moved.state, moved.jira_key) == (LinkState.ACTIVE, key)
+    # The resolve was of the issue merged away; the one merged into is unresolved: the ticket stays open.
+    assert fake_jira.issue(key)["status"] == "To Do"  # type: ignore[index]

@@ -6,14 +6,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
+from syncer.fakes.base import Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
+from syncer.store import installations
 from syncer.store.schema import DeliveryState
 from tests.conftest import post_sentry
 from tests.harness import deliveries, letters, link_of, wait_for
+from tests.test_cli import run
 from tests.test_intake import post_jira
 from tests.test_tickets import wait_delivery_done, wait_ticket
 
@@ -23,6 +27,12 @@ def sentry(stack: dict[str, Any], fake_sentry: FakeSentry) -> Iterator[FakeSentr
     """The session's fake Sentry; whatever version switch a test flips is put back afterwards."""
     yield fake_sentry
     fake_sentry.reset()
+
+
+def _web_url(fake: FakeSentry) -> str:
+    """The web app the fake delivers its webhooks to."""
+    assert fake.webhooks.url is not None
+    return fake.webhooks.url.removesuffix("/webhooks/sentry")
 
 
 # --- event_alert before 2022 ------------------------------------------------------------------------
@@ -97,3 +107,97 @@ def test_signed_bodies_of_another_generation_are_refused_at_intake_naming_the_fo
     wait_for(lambda: [d.state for d in deliveries(engine)] == [DeliveryState.IGNORED], 30,
              what="the platform body to be recorded as ignored")
 
+
+
+# --- installations ------------------------------------------------------------------------------------
+
+
+def _installation_webhook(fake: FakeSentry, action: str, status: str) -> dict[str, Any]:
+    """`installation.<action>` as Sentry sends it (SentryAppInstallationSerializer in data), by hand:
+    the fake itself stops serving once uninstalled, and here the token outlives the installation."""
+    installation = {"app": {"uuid": fake.app_id, "slug": fake.app_slug, "sentryAppId": 1},
+                    "organization": {"slug": fake.org, "id": 1}, "uuid": fake.installation_uuid,
+                    "status": status}
+    return {"action": action, "installation": {"uuid": fake.installation_uuid},
+            "data": {"installation": installation},
+            "actor": {"type": "user", "id": 2, "name": "Bob Example"}}
+
+
+def test_a_deleted_installation_stops_external_issue_links_until_installed_again(
+    sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, process_env: dict[str, str]
+) -> None:
+    web = _web_url(sentry)
+    before = sentry.file_issue(project="billing-api", title="RuntimeError: before the uninstall")
+    wait_ticket(fake_jira, engine, before["id"], timeout=60)
+    assert len(sentry.external_issues(before["id"])) == 1
+
+    answer = post_sentry(web, _installation_webhook(sentry, "deleted", "pending_deletion"),
+                         resource="installation")
+    assert answer.status_code == 202
+    wait_for(lambda: (found := installations.state(engine, sentry.installation_uuid)) is not None
+             and found.deleted_at is not None, 30, what="the deletion to be recorded")
+
+    ready = httpx.get(f"{web}/readyz", timeout=10)
+    assert ready.status_code == 200
+    assert "deleted" in ready.json()["detail"]["sentry_installation"]
+    checked = run(process_env, "check-config")
+    assert checked.returncode == 1
+    assert f"installation {sentry.installation_uuid} deleted" in checked.stderr
+
+    during = sentry.file_issue(project="billing-api", title="RuntimeError: while uninstalled")
+    ticket = wait_ticket(fake_jira, engine, during["id"], timeout=60)
+    assert sentry.external_issues(during["id"]) == []  # no call that needs the installation
+    (note,) = sentry.notes(during["id"])
+    assert ticket["key"] in note["data"]["text"]
+    assert letters(engine) == []
+
+    sentry.install()  # installation.created, signed by the fake
+    wait_for(lambda: (found := installations.state(engine, sentry.installation_uuid)) is not None
+             and found.deleted_at is None, 30, what="the new installation to be recorded")
+    assert "detail" not in httpx.get(f"{web}/readyz", timeout=10).json()
+    after = sentry.file_issue(project="billing-api", title="RuntimeError: installed again")
+    wait_ticket(fake_jira, engine, after["id"], timeout=60)
+    assert len(sentry.external_issues(after["id"])) == 1
+    assert run(process_env, "check-config").returncode == 0
+
+
+# --- external issues before late 2024 -----------------------------------------------------------------
+
+
+def test_an_ambiguous_external_issue_post_on_a_version_before_the_upsert_ends_linked(
+    sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    sentry.external_issue_upsert = False  # before getsentry/sentry#79844: posting twice is a 500
+    # The first post is made, then the connection drops: the worker cannot know it went through.
+    sentry.faults.append(Fault("POST", r"/external-issues/$", status=201, after=True, drop=True))
+    issue = sentry.file_issue(project="billing-api", title="RuntimeError: linked over a flaky network")
+
+    ticket = wait_ticket(fake_jira, engine, issue["id"], timeout=90)
+
+    (external,) = sentry.external_issues(issue["id"])
+    assert external["displayName"].endswith(ticket["key"])
+    posts = sentry.calls.calls("POST", r"/external-issues/$")
+    assert len(posts) == 2  # the ambiguous one, and the retry Sentry refused with its 500
+    assert letters(engine) == []
+
+
+# --- Sentry's issue priority ----------------------------------------------------------------------
+
+
+def test_sentry_priority_sets_the_ticket_priority_and_an_escalation_raises_it(
+    sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    # An error (by level "High") that Sentry rates low: [priorities] low = "Low" wins over the level.
+    issue = sentry.file_issue(project="billing-api", title="RuntimeError: rare and harmless", priority="low")
+    ticket = wait_ticket(fake_jira, engine, issue["id"], timeout=60)
+    assert fake_jira.issue(ticket["key"])["priority"] == "Low"
+
+    sentry.person_archive(issue["id"], "archived_until_escalating")
+    sentry.escalate(issue["id"])  # Sentry raises the priority a level: low -> medium (issues/priority.py)
+    assert sentry.issue(issue["id"])["priority"] == "medium"
+
+    wait_for(lambda: fake_jira.issue(ticket["key"])["priority"] == "Medium", 60,
+             what="the ticket's priority to follow Sentry's")
+    wait_for(lambda: (link := link_of(engine, issue["id"])) is not None and link.sentry_priority == "medium",
+             30, what="the link to record the priority followed")
+    assert letters(engine) == []

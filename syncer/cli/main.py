@@ -11,7 +11,8 @@ import json
 import logging
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,7 +66,7 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     worker.configure(settings)
     app = create_app(
         settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis),
-        enqueue_many=worker.publish_batch,
+        enqueue_many=worker.publish_batch, start_reconcile=worker.start_reconcile,
     )
     how = "choose another with --port, $PORT or SYNCER_PORT"
     port = require_free(args.host, args.port or settings.port, how=how)
@@ -156,6 +157,7 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
         print(format_routing_table(policy))
     if policy is not None and settings.public_url:
         problems += _check_sentry_app(settings, policy)
+    problems += _check_installation(settings)
     if args.online and policy is not None and not problems:
         problems += _check_online(settings, policy)
     elif args.online:
@@ -200,6 +202,39 @@ def cmd_sentry_app(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     return 0
+def _check_installation(settings: Settings) -> list[str]:
+    """What the database knows of the Sentry installation: a deletion Sentry announced is a problem
+    (external-issue links have stopped); a database not reachable or not migrated yet is not
+    check-config's to judge."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from syncer.store import installations
+    from syncer.store.engine import make_engine
+
+    try:
+        url = make_url(settings.database_url)
+    except ArgumentError:
+        return []  # the environment check above names it
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        print("\nSentry installation: none recorded yet (no database yet)")
+        return []  # reading would create the file
+    try:
+        engine = make_engine(settings.database_url)
+        try:
+            found = installations.state(engine, settings.sentry_installation_uuid)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        print(f"\nSentry installation: not known (database not readable: {type(exc).__name__})")
+        return []
+    if found is None:
+        print("\nSentry installation: none recorded yet (learned from the first webhook)")
+        return []
+    print(f"\nSentry installation: {found.describe()}")
+    if found.deleted_at is not None:
+        return [f"Sentry {found.describe()}"]
+    return []
 
 
 def _check_online(settings: Settings, policy: Policy) -> list[str]:
@@ -217,7 +252,7 @@ def _check_online(settings: Settings, policy: Policy) -> list[str]:
 def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.cli.views import format_explanation
     from syncer.core import choices
-    from syncer.core.routing import decide
+    from syncer.core.routing import IssueTags, decide
     from syncer.errors import PayloadError
     from syncer.policy import load_policy
     from syncer.sentry.parse import parse_issue
@@ -263,7 +298,7 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {source} is neither a file nor a Sentry issue id", file=sys.stderr)
         return 2
 
-    def fetch_tags() -> dict[str, list[str]]:
+    def fetch_tags() -> Mapping[str, Sequence[str]]:
         if tags is not None:
             return tags
         if sentry_client is None:
@@ -271,7 +306,10 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
                 'note: routes use tags; the file has no "tags" object, so none were assumed', file=sys.stderr
             )
             return {}
-        return sentry_client.issue_tags(issue.id)
+        # As the worker routes: a key's rarer values are read when its top ones match nothing.
+        client = sentry_client
+        top, more = client.issue_tag_listing(issue.id)
+        return IssueTags(top, more, lambda key: client.issue_tag_values(issue.id, key))
 
     decision = decide(issue, policy, fetch_tags)
     chosen_text = ""
@@ -282,7 +320,7 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
         except choices.ChoiceError as exc:
             print(f"error: {where}: {exc}", file=sys.stderr)
             return 1
-        decision = choices.apply(decision, policy, issue.level, chosen)
+        decision = choices.apply(decision, policy, issue, chosen)
         chosen_text = chosen.describe()
     print(format_explanation(decision, issue, chosen_text))
     return 0
@@ -368,6 +406,33 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write("\n")
     print(json.dumps(report.as_dict(), indent=2) if args.json else views.reconcile_report(report))
     return 0 if report.ok else 1
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.cli.views import triage_report
+    from syncer.policy import load_policy
+    from syncer.store import migrate
+    from syncer.store.engine import make_engine
+    from syncer.sync.triage import figures
+
+    if args.team is not None:
+        teams = load_policy(settings.config).teams
+        if args.team not in teams:
+            known = ", ".join(sorted(teams)) or "none"
+            raise ConfigError(f"--team: no team {args.team!r} in {settings.config} (its teams: {known})")
+    engine = make_engine(settings.database_url)
+    migrate.require_current(engine)
+    print(triage_report(figures(engine, since=args.since, team=args.team), args.format), end="")
+    return 0
+
+
+def _since(value: str) -> timedelta:
+    from syncer.core.triage import parse_since
+
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
@@ -500,6 +565,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the drift and the repairs; change nothing")
     p.add_argument("--json", action="store_true", help="the report as JSON, for machines")
     p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("report", help="triage figures per team and route, for a weekly digest")
+    p.add_argument("--team", default=None, help="one team of the policy (default: every team)")
+    p.add_argument("--since", type=_since, default=timedelta(days=7), metavar="DURATION",
+                   help="the window the team figures cover: 24h, 7d, 4w... (default 7d)")
+    p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("db", help="database schema")
     db_sub = p.add_subparsers(dest="db_command", required=True)

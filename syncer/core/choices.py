@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from syncer.core.issue import SentryIssue
 from syncer.core.routing import Decision, ticket_target
 from syncer.policy import Policy
 
@@ -106,7 +107,7 @@ def parse_choices(values: Mapping[str, str], policy: Policy, *, where: str = "al
                    mode == "notify", where)
 
 
-def apply(decision: Decision, policy: Policy, level: str, choices: Choices) -> Decision:
+def apply(decision: Decision, policy: Policy, issue: SentryIssue, choices: Choices) -> Decision:
     """The decision with the choices laid over it. A team chosen anew takes that team's target (the
     matched route's labels and fields were for the route's team, so they are left out); priority,
     labels and assignee then replace or add to the target; "notify only" files nothing."""
@@ -121,7 +122,7 @@ def apply(decision: Decision, policy: Policy, level: str, choices: Choices) -> D
         team = choices.team
         route = policy.routes[decision.route_index] if decision.route_index is not None else None
         keep_route = route is not None and route.team == team
-        target = ticket_target(policy, team, route if keep_route else None, level)
+        target = ticket_target(policy, team, route if keep_route else None, issue.level, issue.priority)
     if target is None:  # the routes ignore the issue and no team was chosen: still nothing to file
         return replace(decision, reason=f"{decision.reason}; {said} (no team chosen, so nothing filed)")
     target = replace(

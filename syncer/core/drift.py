@@ -57,6 +57,7 @@ KINDS = (
     "ticket_unreachable",  # Jira answers 404 without having sent a deletion: flagged, kept active
     "ticket_moved",  # same ticket id, new key (moved to another project): the link follows
     "issue_missing",  # Sentry no longer has the issue (deleted): the link is marked broken
+    "issue_merged",  # a read of the issue answers another (merged into it): `[merges]` decides
     "stale_state",  # nothing to apply, but the stored state is behind (it is brought up to date)
     "backlinks_missing",  # made, but a side cannot find the other yet (its delivery died midway)
 )
@@ -68,6 +69,7 @@ Kind = Literal[
     "ticket_unreachable",
     "ticket_moved",
     "issue_missing",
+    "issue_merged",
     "stale_state",
     "backlinks_missing",
 ]
@@ -75,7 +77,7 @@ Kind = Literal[
 # break: mark the link broken; flag: mark it unreachable (kept active); inbound: apply the Jira
 # change to Sentry; outbound: the Sentry change to Jira; record: store both sides' current state
 # (and a new key).
-Action = Literal["break", "flag", "inbound", "outbound", "record"]
+Action = Literal["break", "flag", "inbound", "outbound", "record", "merge"]
 
 # The issue statuses Sentry's API reports, as the webhook action that would have announced them.
 _SENTRY_ACTIONS = {"resolved": "resolved", "unresolved": "unresolved", "ignored": "ignored"}
@@ -88,6 +90,8 @@ class StoredLink(KnownState, Protocol):
     def jira_key(self) -> str | None: ...
     @property
     def sentry_issue_id(self) -> str: ...
+    @property
+    def team(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,7 @@ class Plan:
     @property
     def repairs(self) -> bool:
         """Whether applying it changes either side or the link's identity (not just stored state)."""
-        if self.action == "break" or self.moved_to:
+        if self.action in ("break", "merge") or self.moved_to:
             return True
         decision = (
             self.inbound if self.action == "inbound" else self.outbound if self.action == "outbound" else None
@@ -132,6 +136,8 @@ class Plan:
             parts.append(_outbound_words(self.outbound))
         elif self.action == "record":
             parts.append("record the current state")
+        elif self.action == "merge":
+            parts.append("follow the merge ([merges] on_merge)")
         return "; ".join(parts)
 
 
@@ -156,6 +162,14 @@ def plan(
             "break",
             f"Sentry has no issue {known.sentry_issue_id} any more (deleted)",
         )
+    if issue.id and issue.id != known.sentry_issue_id:
+        # A merged-away id reads as the issue it was merged into (GroupRedirect): the answer's id
+        # is the only sign of a merge, for which Sentry sends no webhook.
+        return Plan(
+            ("issue_merged",),
+            "merge",
+            f"Sentry issue {known.sentry_issue_id} was merged into {issue.id}",
+        )
     moved_to = ticket.key if ticket.key and ticket.key != known.jira_key else ""
     # A link made by creating its ticket knows the category ("new") but not yet the status's name.
     jira_changed = ticket.status_category != known.jira_status_category or (
@@ -176,6 +190,8 @@ def plan(
             return Plan((), "record", learnt)
         return None
 
+    # The ticket's project (and the link's team) may have status settings of their own.
+    status_policy = policy.status.for_ticket(ticket.project_key, known.team)
     inbound = None
     if jira_changed:
         # No event time: reconciliation reads current state, which cannot be stale.
@@ -183,7 +199,7 @@ def plan(
             ticket=ticket,
             known=known,
             issue=issue,
-            policy=policy.status,
+            policy=status_policy,
             status_changed=True,
             previous_status=known.jira_status,
         )
@@ -191,7 +207,7 @@ def plan(
     outbound = None
     if sentry_changed and sentry_action:
         outbound = decide_outbound(
-            sentry_action, issue=issue, ticket=ticket, known=known, policy=policy.status, now=now
+            sentry_action, issue=issue, ticket=ticket, known=known, policy=status_policy, now=now
         )
 
     kinds: list[Kind] = ["ticket_moved"] if moved_to else []

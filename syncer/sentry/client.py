@@ -29,6 +29,7 @@ from syncer.core.issue import SentryIssue
 from syncer.errors import (
     PayloadError,
     PermanentError,
+    TransientError,
     classify_failure,
     classify_http,
 )
@@ -103,6 +104,10 @@ class SentryClient:
     ISSUE_TAG_VALUES = "organizations/{org}/issues/{issue_id}/tags/{key}/values/"
     ISSUE_NOTES = "organizations/{org}/issues/{issue_id}/notes/"
     EXTERNAL_ISSUES = "sentry-app-installations/{installation_uuid}/external-issues/"
+    EXTERNAL_ISSUE = "sentry-app-installations/{installation_uuid}/external-issues/{external_id}/"
+    # Organisation-less: the only form self-hosted versions older than the organisation-scoped
+    # issue routes answer (GroupExternalIssuesEndpoint, api/endpoints/group_external_issues.py).
+    ISSUE_EXTERNAL_ISSUES = "issues/{issue_id}/external-issues/"
 
     def __init__(
         self,
@@ -295,11 +300,48 @@ class SentryClient:
         self, installation_uuid: str, issue_id: str | int, *, web_url: str, project: str, identifier: str
     ) -> None:
         """Show the Jira ticket on the Sentry issue. Sentry keeps one link per issue and integration:
-        posting again replaces it, so this is safe to repeat."""
-        path = self.EXTERNAL_ISSUES.format(installation_uuid=_segment(installation_uuid, "installation"))
+        posting again replaces it since late 2024 (getsentry/sentry#79844 made the create an
+        update_or_create). Before, a second post for the same issue breaks the unique constraint on
+        PlatformExternalIssue (group, service_type) and answers 500; what the link then is decides:
+        the same ticket (our earlier, ambiguous post went through) is done, another ticket of ours
+        (a successor) is deleted and posted again. So this is safe to repeat on every version."""
+        uuid = _segment(installation_uuid, "installation")
+        path = self.EXTERNAL_ISSUES.format(installation_uuid=uuid)
         body = {"issueId": int(_issue_id(issue_id)), "webUrl": web_url, "project": project,
                 "identifier": identifier}
-        self._request("POST", path, json=body)
+        try:
+            self._request("POST", path, json=body)
+        except TransientError as refused:
+            if refused.status != 500:
+                raise
+            found = self._existing_link(uuid, issue_id, web_url)
+            if found == "this ticket":
+                log.info("sentry external issue on issue %s was linked already", issue_id)
+                return
+            if found == "none":
+                raise  # a 500 of another cause: retried as any 5xx
+            self._request("POST", path, json=body)  # the successor's, now that the old one is gone
+
+    def _existing_link(self, installation_uuid: str, issue_id: str | int, web_url: str) -> str:
+        """After a 500 on the external-issue post, the issue's link of ours: "this ticket" (an earlier,
+        ambiguous post went through), "deleted" (it named another ticket of ours, and is gone now),
+        or "none". Ours: its webUrl is on the ticket's Jira (another integration's links are on
+        other hosts, and Sentry answers 404 to deleting them anyway)."""
+        raw = self._json("GET", self.ISSUE_EXTERNAL_ISSUES.format(issue_id=_issue_id(issue_id)))
+        links = [item for item in raw if isinstance(item, Mapping)] if isinstance(raw, list) else []
+        if any(link.get("webUrl") == web_url for link in links):
+            return "this ticket"
+        jira = web_url.rsplit("/", 1)[0] + "/"
+        ours = [link for link in links if str(link.get("webUrl", "")).startswith(jira)]
+        for link in ours:
+            external_id = _segment(str(link.get("id", "")), "external issue")
+            try:
+                self._request("DELETE", self.EXTERNAL_ISSUE.format(installation_uuid=installation_uuid,
+                                                                   external_id=external_id))
+            except PermanentError as exc:
+                if exc.status != 404:  # a 404: gone meanwhile, or not ours after all
+                    raise
+        return "deleted" if ours else "none"
 
     # ------------------------------------------------------------------ projects, one at a time
 

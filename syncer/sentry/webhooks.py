@@ -40,6 +40,7 @@ class Job(StrEnum):
     STATUS = "status"  # resolved or archived: close or mark the ticket
     FORM_CREATE = "form_create"  # the issue-link create form in Sentry's issue page
     FORM_LINK = "form_link"  # the issue-link link form: an existing ticket named by a person
+    INSTALLATION = "installation"  # installed or uninstalled: external-issue links go on or stop
 
 
 # (resource, action) -> the job. Each handler re-reads what it needs; the payload is a hint.
@@ -55,12 +56,12 @@ HANDLED_EVENTS: Mapping[tuple[str, str], Job] = {
     # screen endpoints (syncer.web.sentry_ui) so that the worker files them like any event.
     (RESOURCE, "create"): Job.FORM_CREATE,
     (RESOURCE, "link"): Job.FORM_LINK,
+    ("installation", "created"): Job.INSTALLATION,
+    ("installation", "deleted"): Job.INSTALLATION,
 }
 # Events Sentry sends an integration that syncer does nothing with, and why. Anything in neither
 # table is ignored too, as an event syncer has no handler for.
 IGNORED_EVENTS: Mapping[tuple[str, str], str] = {
-    ("installation", "created"): "installations are learned from each event's installation.uuid",
-    ("installation", "deleted"): "installations are learned from each event's installation.uuid",
     ("comment", "created"): "Sentry comments are not synced",
     ("comment", "updated"): "Sentry comments are not synced",
     ("comment", "deleted"): "Sentry comments are not synced",
@@ -235,6 +236,14 @@ def parse_event(resource: str, payload: Any) -> SentryEvent:
         form = parse_form(action, data)  # the web stores {"action", "data": <the form body>}
         return replace(base, issue_id=form.issue_id, form=form, actor=form.actor,
                        installation_uuid=form.installation_uuid)
+    if resource == "installation":
+        # data.installation is the whole installation (SentryAppInstallationSerializer); its uuid is
+        # the one the top-level `installation` names too.
+        inner = data.get("installation")
+        uuid = inner.get("uuid") if isinstance(inner, Mapping) else None
+        if isinstance(uuid, str) and uuid:
+            return replace(base, installation_uuid=uuid[:100])
+        return base
     if resource == "comment":
         issue_id = _numeric_id(data.get("issue_id"))
         if action in COMMENT_ACTIONS and issue_id is None:

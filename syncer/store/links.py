@@ -16,17 +16,19 @@ SQLite); a change and its audit lines are one transaction.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from syncer.errors import HeldElsewhere, TransientError
+from syncer.store import deliveries
 from syncer.store.engine import reading
 from syncer.store.schema import AuditEntry, Link, LinkState, utcnow
 
@@ -51,6 +53,7 @@ class LinkRecord:
     team: str | None = None
     sentry_status: str = ""
     sentry_substatus: str = ""
+    sentry_priority: str = ""
     sentry_changed_at: datetime | None = None
     jira_status: str = ""
     jira_status_category: str = ""
@@ -65,6 +68,9 @@ class LinkRecord:
     unreachable_since: datetime | None = None
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    sentry_first_seen: datetime | None = None
+    ticketed_at: datetime | None = None
+    resolved_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -330,6 +336,27 @@ def mark_broken(engine: Engine, link: LinkRecord, *, cause: str, why: str, issue
     save(engine, link.id, cause=cause, changes=[change], state=LinkState.BROKEN, live_sentry_issue_id=None)
 
 
+def move_to_issue(
+    engine: Engine, link: LinkRecord, issue_id: str, *, cause: str, why: str, **fields: Any
+) -> LinkRecord | None:
+    """The link's ticket now follows `issue_id` (its issue was merged into that one), its back-links
+    to be made again for it; None when `issue_id` has a live link of its own (the unique claim)."""
+    try:
+        return save(
+            engine, link.id, cause=cause, changes=[("sentry", "issue_merged", why)],
+            sentry_issue_id=issue_id, live_sentry_issue_id=issue_id, remote_link_done=False,
+            sentry_link_done=False, **fields,
+        )
+    except IntegrityError:
+        return None
+
+
+def mark_merged(engine: Engine, link: LinkRecord, *, cause: str, why: str) -> None:
+    """The link's issue was merged into one with a ticket of its own: this link ends, kept for audit."""
+    save(engine, link.id, cause=cause, changes=[("sentry", "issue_merged", why)], state=LinkState.MERGED,
+         live_sentry_issue_id=None)
+
+
 def mark_unreachable(engine: Engine, link: LinkRecord, *, cause: str, why: str) -> LinkRecord:
     """Jira answered 404 for the ticket, with no deletion webhook: keep the link active (a second
     ticket must not be made while the first may still exist), note since when, audit it once."""
@@ -352,15 +379,24 @@ def _save(names: tuple[str, ...]) -> Any:
     """The UPDATE of these columns, built once per set of names (the callers use a handful)."""
     statement = _SAVES.get(names)
     if statement is None:
+        values: dict[str, Any] = {name: bindparam(name) for name in names}
+        if "jira_status_category" in names:
+            values["resolved_at"] = _RESOLVED_AT
         statement = _SAVES[names] = (
-            update(_links).where(_links.c.id == bindparam("b_id"))
-            .values({name: bindparam(name) for name in names})
-            .returning(*_links.c)
+            update(_links).where(_links.c.id == bindparam("b_id")).values(values).returning(*_links.c)
         )
     return statement
 
 
 _SAVES: dict[tuple[str, ...], Any] = {}
+
+
+def resolved_since(category: str, previously: datetime | None, now: datetime) -> datetime | None:
+    """Since when a ticket in `category` is done (the triage figures' resolution time): kept while it
+    stays done, cleared when it leaves (a reopen), and now when it arrives."""
+    if category != "done":
+        return None
+    return previously or now
 
 
 def create_active(
@@ -494,3 +530,35 @@ _TIE = (
     .values(previous_link_id=bindparam("previous_link_id"), updated_at=bindparam("updated_at"))
 )
 _AUDIT = insert(_audit)
+# `resolved_since` in SQL, for every save that stores the Jira side's status category: the SET's
+# right-hand side reads the row's old value, so a done ticket keeps its first resolution time.
+_RESOLVED_AT = case(
+    (bindparam("jira_status_category") == "done",
+     func.coalesce(_links.c.resolved_at, bindparam("updated_at", type_=_links.c.updated_at.type))),
+    else_=None,
+)
+
+
+# --- the console's look-ups -----------------------------------------------------------------------
+
+_JIRA_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*-\d+")
+
+
+def search(engine: Engine, query: str, *, limit: int = 50) -> list[LinkRecord]:
+    """Links by Sentry issue id, Jira key, or (any other text) the title Sentry gave the issue in
+    a webhook still in the inbox (kept for the retention period), newest first."""
+    text = query.strip()
+    if not text:
+        return listed(engine, limit=limit)
+    if text.isdigit():
+        where = _links.c.sentry_issue_id == text
+    elif _JIRA_KEY.fullmatch(text):
+        where = func.upper(_links.c.jira_key) == text.upper()
+    else:
+        ids = list(deliveries.issues_titled(engine, text, limit=limit))
+        if not ids:
+            return []
+        where = _links.c.sentry_issue_id.in_(ids)
+    with reading(engine) as connection:
+        rows = connection.execute(select(_links).where(where).order_by(_links.c.id.desc()).limit(limit))
+        return [_link(row) for row in rows.mappings()]

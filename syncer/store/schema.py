@@ -55,6 +55,7 @@ class LinkState:
     BROKEN = "broken"  # the ticket was deleted; kept for audit
     UNLINKED = "unlinked"  # undone by a person (`syncer links unlink`)
     SUPERSEDED = "superseded"  # a regression long after closing opened a newer ticket
+    MERGED = "merged"  # its issue was merged into one that has its own ticket; kept for audit
 
     LIVE = (PENDING, ACTIVE)
 
@@ -83,6 +84,9 @@ class Link(SQLModel, table=True):
     # watermark that makes late or out-of-order deliveries harmless.
     sentry_status: str = Field(default="", max_length=40)
     sentry_substatus: str = Field(default="", max_length=60)
+    # Sentry's issue priority (high/medium/low) the ticket's priority last followed, so a change
+    # is noticed (`[priorities] follow_sentry`); "" before Sentry had priorities.
+    sentry_priority: str = Field(default="", max_length=20)
     sentry_changed_at: datetime | None = When(default=None)
     jira_status: str = Field(default="", max_length=200)
     jira_status_category: str = Field(default="", max_length=40)
@@ -102,6 +106,12 @@ class Link(SQLModel, table=True):
     unreachable_since: datetime | None = When(default=None)
     created_at: datetime = When(default_factory=utcnow)
     updated_at: datetime = When(default_factory=utcnow)
+    # The triage figures' moments (`syncer report`): Sentry's first-seen time of the issue, when its
+    # ticket was made or adopted (not when it was claimed: a Jira outage may lie between), and since
+    # when the ticket is in Jira's done category (cleared when it leaves it).
+    sentry_first_seen: datetime | None = When(default=None)
+    ticketed_at: datetime | None = When(default=None, index=True)
+    resolved_at: datetime | None = When(default=None, index=True)
 
 
 class DeliveryState:
@@ -183,6 +193,19 @@ class AuditEntry(SQLModel, table=True):
     cause: str = Field(default="", max_length=200)  # delivery:<id> | reconcile:<run> | cli
 
 
+class RoutedIssue(SQLModel, table=True):
+    """A route's first decision for an issue, ignored ones included (a link records only those that
+    got a ticket): what the per-route figures count, and the share that fell to [defaults]."""
+
+    __tablename__ = "routed_issues"
+
+    sentry_issue_id: str = Field(primary_key=True, max_length=40)
+    route: str = Field(primary_key=True, max_length=200)  # "defaults" when no route matched
+    team: str | None = Field(default=None, max_length=200)
+    action: str = Field(max_length=20)  # create | ignore
+    decided_at: datetime = When(default_factory=utcnow, index=True)
+
+
 class AccountCache(SQLModel, table=True):
     """A person (e-mail) → the Jira account that may be assigned issues in one project, resolved once
     and remembered (misses too, for a while, with why)."""
@@ -205,3 +228,5 @@ class Installation(SQLModel, table=True):
 
     uuid: str = Field(primary_key=True, max_length=100)
     seen_at: datetime = When(default_factory=utcnow)  # refreshed now and then while webhooks name it
+    # When Sentry said `installation.deleted`; cleared by `installation.created` for the same uuid.
+    deleted_at: datetime | None = When(default=None)

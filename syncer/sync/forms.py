@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from syncer.core import choices
+from syncer.core.issue import SentryIssue
 from syncer.core.routing import Decision, decide, ticket_target
 from syncer.errors import PayloadError, PermanentError
 from syncer.runtime import Runtime
@@ -40,16 +41,16 @@ def on_form_create(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     if title:
         issue = replace(issue, title=title)
     decision = choices.apply(decide(issue, rt.policy, lambda: tickets.tags_for(rt, issue.id)),
-                             rt.policy, issue.level, chosen)
+                             rt.policy, issue, chosen)
     if decision.target is None:  # the routes ignore it, yet a person asked for a ticket
-        decision = _defaults(rt, decision, issue.level, chosen)
+        decision = _defaults(rt, decision, issue, chosen)
     description = form.fields.get("description", "").strip()
     return tickets.create_or_link(rt, issue, decision, installation_uuid=form.installation_uuid,
                                   cause=f"{cause} by {who}"[:200], description=description or None)
 
 
-def _defaults(rt: Runtime, decision: Decision, level: str, chosen: choices.Choices) -> Decision:
-    target = ticket_target(rt.policy, None, None, level)
+def _defaults(rt: Runtime, decision: Decision, issue: SentryIssue, chosen: choices.Choices) -> Decision:
+    target = ticket_target(rt.policy, None, None, issue.level, issue.priority)
     target = replace(target, priority=chosen.priority or target.priority,
                      assignee_email=chosen.assignee or target.assignee_email)
     return replace(decision, action="create", target=target,

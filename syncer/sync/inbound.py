@@ -31,6 +31,7 @@ from syncer.runtime import Runtime
 from syncer.store import links
 from syncer.store.links import AuditLine, LinkRecord
 from syncer.store.schema import LinkState, utcnow
+from syncer.sync import merges
 from syncer.sync.outcome import Outcome
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class _Pair:
     known_issue: SentryIssue | None = None
     notes: list[str] = field(default_factory=list)
     changed: bool = False
+    merged_away: bool = False
 
     def ticket(self, cause: str) -> JiraTicket | None:
         if self.known_ticket is None:
@@ -81,13 +83,26 @@ class _Pair:
                 self.notes.append(unreachable_note(self.link))
         return self.known_ticket
 
-    def issue(self) -> SentryIssue | None:
-        """None when Sentry has no such issue any more: deleted, and Sentry sends no webhook for that."""
+    def issue(self, cause: str) -> SentryIssue | None:
+        """None when Sentry has no such issue any more: deleted, and Sentry sends no webhook for that;
+        or merged into one with a ticket of its own, which ended this link (`merges.follow`, as
+        reconciliation does). A link moved to the issue merged into carries on with it."""
         if self.known_issue is None:
-            self.known_issue = self.rt.sentry.find_issue(self.link.sentry_issue_id)
+            found = self.rt.sentry.find_issue(self.link.sentry_issue_id)
+            if found is not None and found.id != self.link.sentry_issue_id:
+                outcome, carrying_on = merges.follow(self.rt, self.link, found, cause=cause)
+                self.notes.append(outcome.note)
+                self.changed = True
+                if carrying_on is None:
+                    self.merged_away = True
+                    return None
+                self.link = carrying_on
+            self.known_issue = found
         return self.known_issue
 
     def issue_gone(self, cause: str) -> None:
+        if self.merged_away:  # not gone: its link ended with the merge, said so already
+            return
         link = self.link
         why = f"Sentry has no issue {link.sentry_issue_id} any more (deleted)"
         links.mark_broken(self.rt.engine, link, cause=cause, why=why, issue_gone=True)
@@ -171,11 +186,13 @@ def _sync_status(pair: _Pair, event: JiraEvent, own_echo: bool, previous_status:
     ticket = pair.ticket(cause)
     if ticket is None:
         return False
-    issue = pair.issue()
+    issue = pair.issue(cause)
     if issue is None:
         pair.issue_gone(cause)
         return False
-    decision = status.decide_inbound(ticket=ticket, known=link, issue=issue, policy=rt.policy.status,
+    link = pair.link  # a merge may have moved it to the issue merged into
+    policy = rt.policy.status.for_ticket(ticket.project_key, link.team)
+    decision = status.decide_inbound(ticket=ticket, known=link, issue=issue, policy=policy,
                                      status_changed=True, event_at=event.timestamp,
                                      previous_status=previous_status)
     outcome = apply_inbound(rt, link, ticket, issue, decision, cause=cause, event_at=event.timestamp)
@@ -197,10 +214,11 @@ def _sync_assignee(pair: _Pair, own_echo: bool, cause: str) -> None:
     ticket = pair.ticket(cause)
     if ticket is None:
         return
-    issue = pair.issue()
+    issue = pair.issue(cause)
     if issue is None:
         pair.issue_gone(cause)
         return
+    link = pair.link
     decision = status.decide_assignee_inbound(policy, ticket, issue, people=rt.policy.directory)
     if not decision.assign:
         pair.notes.append(decision.reason)

@@ -36,7 +36,7 @@ from syncer.jira.client import FieldsRefused
 from syncer.policy import toml_key
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
-from syncer.store import links
+from syncer.store import installations, links, triage
 from syncer.store.links import ClaimRecord, LinkRecord
 from syncer.store.schema import LinkState, utcnow
 from syncer.sync import assignees
@@ -72,6 +72,7 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     if event.alert_settings:
         decision = _alert_choices(rt, event, issue, decision)
     if decision.action == "ignore" or decision.target is None:
+        triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=None, action="ignore")
         return Outcome.ignore(f"route {decision.route_name}: ignore ({decision.reason})")
     return create_or_link(rt, issue, decision, installation_uuid=event.installation_uuid, cause=cause)
 
@@ -84,7 +85,7 @@ def _alert_choices(rt: Runtime, event: SentryEvent, issue: SentryIssue, decision
         chosen = choices.parse_choices(event.alert_settings, rt.policy, where=where)
     except choices.ChoiceError as exc:
         raise PermanentError(f"{where}: {exc}; change the rule's syncer settings in Sentry") from None
-    return choices.apply(decision, rt.policy, issue.level, chosen)
+    return choices.apply(decision, rt.policy, issue, chosen)
 
 
 def tags_for(
@@ -129,6 +130,7 @@ def create_or_link(
 ) -> Outcome:
     """`description`: a person's own words (Sentry's create form), put above the rendered one."""
     assert decision.target is not None
+    triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=decision.team, action="create")
     try:
         claimed = links.take_claim(
             rt.engine, issue.id, project=issue.project_slug, route=decision.route_name, team=decision.team,
@@ -257,6 +259,7 @@ def _activate(
         "claimed_at": None,
         "sentry_status": issue.status or "unresolved",
         "sentry_substatus": issue.substatus,
+        "sentry_priority": issue.priority,
         "sentry_changed_at": issue.last_seen or now,
         "jira_status": ticket.status,
         "jira_status_category": ticket.status_category or ("new" if not adopted else ""),
@@ -264,7 +267,10 @@ def _activate(
         "synced_at": now,
         "changed_by": cause,
         "updated_at": now,
+        "sentry_first_seen": issue.first_seen,
+        "ticketed_at": now,
     }
+    values["resolved_at"] = links.resolved_since(values["jira_status_category"], None, now)
     detail = (
         f"route {decision.route_name}, team {decision.team or '-'}, "
         f"project {ticket.project_key or target.jira_project}"
@@ -318,8 +324,11 @@ def finish_backlinks(rt: Runtime, link: LinkRecord, installation_uuid: str, caus
         return
     uuid = rt.settings.sentry_installation_uuid or installation_uuid
     web_url = f"{rt.jira_browse_url}/{key}"
+    # An installation Sentry said it deleted answers 404 on its external-issue endpoints: the
+    # contract's fallback, a note, still names the ticket on the issue.
+    recorded = installations.state(rt.engine, uuid) if uuid else None
     try:
-        if uuid:
+        if uuid and (recorded is None or recorded.deleted_at is None):
             rt.sentry.link_external_issue(
                 uuid,
                 link.sentry_issue_id,
@@ -330,7 +339,7 @@ def finish_backlinks(rt: Runtime, link: LinkRecord, installation_uuid: str, caus
             how = "external issue"
         else:
             rt.sentry.add_note(link.sentry_issue_id, f"Jira ticket: {key} {web_url}")
-            how = "note (no integration installation known)"
+            how = f"note ({recorded.describe()})" if recorded else "note (no integration installation known)"
     except BaseException:
         if remote_done_now:
             _mark(rt, link, sentry_link_done=False)

@@ -32,8 +32,8 @@ from syncer.jira import webhooks as jira_webhooks
 from syncer.payload import MAX_BODY_BYTES, Envelope
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.settings import Settings
-from syncer.store import deliveries, health
-from syncer.web import sentry_ui
+from syncer.store import deliveries, health, installations
+from syncer.web import console, sentry_ui
 from syncer.web.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
 
 log = logs.get_logger(__name__)
@@ -88,6 +88,11 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     yield
 
 
+def _installation(settings: Settings, engine: Engine) -> installations.State | None:
+    """The installation external-issue links go through: the configured one, else the latest."""
+    return installations.state(engine, settings.sentry_installation_uuid)
+
+
 def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
@@ -105,9 +110,11 @@ def create_app(
     broker_check: BrokerCheck,
     counters: metrics.WorkerCounters | None = None,
     enqueue_many: PublishMany | None = None,
+    start_reconcile: Callable[[], None] | None = None,
 ) -> FastAPI:
     """`enqueue` publishes one delivery id; `enqueue_many`, when given, publishes a batch of them
-    (worker.publish_batch) and is what the publisher thread uses."""
+    (worker.publish_batch) and is what the publisher thread uses. `start_reconcile` queues a
+    reconcile run (the console's button)."""
     app = FastAPI(title="syncer", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan)
     sentry_secret = (
         settings.sentry_client_secret.get_secret_value() if settings.sentry_client_secret else None
@@ -255,12 +262,21 @@ def create_app(
                 failed[name] = type(exc).__name__
         if failed:
             return JSONResponse({"status": "unavailable", "failed": failed}, status_code=503)
-        return JSONResponse({"status": "ready"})
+        body: dict[str, Any] = {"status": "ready"}
+        # Still ready (webhooks are taken), but an operator must hear that Sentry removed the
+        # installation: its external-issue links have stopped.
+        with contextlib.suppress(SQLAlchemyError):
+            installation = await run_in_threadpool(_installation, settings, engine)
+            if installation is not None and installation.deleted_at is not None:
+                body["detail"] = {"sentry_installation": installation.describe()}
+        return JSONResponse(body)
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
         body = await run_in_threadpool(metrics.render, engine, counters)
         return PlainTextResponse(body, media_type=metrics.CONTENT_TYPE)
 
+    console.mount(app, settings, engine,
+                  console.Actions(enqueue, start_reconcile=start_reconcile, broker_check=broker_check),
+                  counters.client if counters is not None else None)
     return app
-

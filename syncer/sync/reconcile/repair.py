@@ -16,7 +16,7 @@ from syncer.runtime import Runtime
 from syncer.store import links
 from syncer.store.links import LinkRecord
 from syncer.store.schema import LinkState
-from syncer.sync import inbound, outbound
+from syncer.sync import inbound, merges, outbound
 from syncer.sync.outcome import Outcome
 from syncer.sync.reconcile.report import RepairResult
 
@@ -78,7 +78,7 @@ def repair(
                 RepairResult.FAILED,
                 f"{outcome.note}; linking the tickets failed: {type(exc).__name__}: {exc}",
             )
-    repaired = plan.action == "break" or bool(plan.moved_to) or not outcome.ignored
+    repaired = plan.action in ("break", "merge") or bool(plan.moved_to) or not outcome.ignored
     return Repair(RepairResult.REPAIRED if repaired else RepairResult.RECORDED, outcome.note)
 
 
@@ -101,6 +101,8 @@ def _apply(
         gone = f"sentry issue {link.sentry_issue_id}" if issue_gone else link.jira_key
         return Outcome(f"{gone} no longer exists: link marked broken")
     assert issue is not None and ticket is not None
+    if plan.action == "merge":
+        return merges.follow(rt, link, issue, cause=cause, installation_uuid=installation_uuid)[0]
     link_id = link.id
     if plan.moved_to:
         link = links.save(
