@@ -86,6 +86,21 @@ def test_who_and_where(client: JiraClient, server_client: JiraClient) -> None:
     assert (server_client.deployment, server_client.bot_account_id()) == ("Server", "syncer-bot")
 
 
+def test_refused_credentials_name_what_to_set_for_the_site(fake: FakeJira, server: FakeJira) -> None:
+    """A PAT is a Data Center credential and Cloud's API token is not: each 401 says what to set."""
+    basic_on_dc = JiraClient(server.url, email=EMAIL, token=TOKEN, timeout=(2.0, 2.0))
+    pat_on_cloud = JiraClient(fake.url, pat=PAT, timeout=(2.0, 2.0))
+    with pytest.raises(PermanentError) as on_dc:
+        basic_on_dc.get_ticket("OPS-1")
+    with pytest.raises(PermanentError) as on_cloud:
+        pat_on_cloud.get_ticket("OPS-1")
+    assert on_dc.value.status == on_cloud.value.status == 401
+    assert "set SYNCER_JIRA_PAT" in str(on_dc.value)
+    assert "SYNCER_JIRA_EMAIL and SYNCER_JIRA_TOKEN" in str(on_cloud.value)
+    no_secrets(on_dc.value)
+    no_secrets(on_cloud.value)
+
+
 @pytest.mark.parametrize("deployment", ["Cloud", "Server"])
 def test_create_then_read(deployment: str, fake: FakeJira, client: JiraClient, server: FakeJira,
                           server_client: JiraClient) -> None:

@@ -34,7 +34,16 @@ from syncer.store.engine import session_scope
 from syncer.store.schema import Delivery, DeliveryState, Link, LinkState, utcnow
 from tests.conftest import INSTALLATION_UUID, post_sentry
 from tests.conftest import JIRA_WEBHOOK_SECRET as JIRA_SECRET
-from tests.harness import audit_of, deliveries, free_port, letters, link_of, links_of, wait_for
+from tests.harness import (
+    BOTH_DEPLOYMENTS,
+    audit_of,
+    deliveries,
+    free_port,
+    letters,
+    link_of,
+    links_of,
+    wait_for,
+)
 
 SENTRY_PUT = r"^/api/0/organizations/[^/]+/issues/\d+/?$"
 JIRA_TRANSITION = r"/transitions$"
@@ -173,6 +182,7 @@ def closing_way(stack: dict[str, Any], done: str = "Done") -> list[str]:
 # --- Jira -> Sentry -------------------------------------------------------------------------------
 
 
+@BOTH_DEPLOYMENTS
 def test_done_in_jira_resolves_the_sentry_issue_once(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -201,6 +211,7 @@ def test_done_in_jira_resolves_the_sentry_issue_once(
     assert link.jira_changed_at is not None
 
 
+@BOTH_DEPLOYMENTS
 def test_wont_do_in_jira_archives_the_sentry_issue(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -217,6 +228,7 @@ def test_wont_do_in_jira_archives_the_sentry_issue(
     ]
 
 
+@BOTH_DEPLOYMENTS
 def test_reopened_in_jira_unresolves_the_sentry_issue(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -332,6 +344,7 @@ def test_out_of_order_jira_updates_end_in_the_newest_state(
     assert (link.jira_status, link.jira_status_category) == ("To Do", "new")
 
 
+@BOTH_DEPLOYMENTS
 def test_a_deleted_ticket_breaks_its_link_and_the_issue_may_get_a_new_one(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -388,6 +401,7 @@ def test_a_ticket_hidden_from_the_bot_is_unreachable_not_deleted(
     assert links_of(engine, issue_id)[-1].state == LinkState.ACTIVE
 
 
+@BOTH_DEPLOYMENTS
 def test_a_ticket_moved_to_another_project_keeps_its_link(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -442,6 +456,7 @@ def test_an_echo_we_do_not_recognise_is_still_a_no_op(
 # --- Sentry -> Jira -------------------------------------------------------------------------------
 
 
+@BOTH_DEPLOYMENTS
 def test_resolved_in_sentry_closes_the_ticket_once(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -511,6 +526,7 @@ def test_a_repeat_resolve_byte_identical_to_the_first_is_not_swallowed(
     assert [a.action for a in audit_of(engine, issue_id) if a.side == "jira"].count("close") == 2
 
 
+@BOTH_DEPLOYMENTS
 def test_a_regression_reopens_the_ticket_with_a_comment(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:

@@ -353,8 +353,23 @@ class JiraClient:
             fields = {name: self._scrub(words) for name, words in _field_errors(response).items()}
             if fields:
                 return FieldsRefused(f"Jira {method} answered 400: {detail}", fields)
+        if status == 401:
+            detail = f"{detail} ({self._credentials_hint()})"
         headers = dict(response.headers) if response is not None else {}
         return classify_http("Jira", method, status, headers, detail)
+
+    def _credentials_hint(self) -> str:
+        """What to set when Jira refuses our credentials: Cloud takes an e-mail and API token as Basic
+        auth and has no personal access tokens; Data Center takes a PAT as `Authorization: Bearer`
+        ("Using Personal Access Tokens", confluence.atlassian.com/enterprise/using-personal-access-
+        tokens-1026032365.html), and many sites turn basic auth off. The first call (serverInfo) is the
+        one refused, so which deployment it is is not known yet: the hint names both."""
+        if self._pat:
+            return ("a personal access token works on Jira Data Center only: check that SYNCER_JIRA_PAT "
+                    "is the bot's and has not expired; on Jira Cloud set SYNCER_JIRA_EMAIL and "
+                    "SYNCER_JIRA_TOKEN")
+        return ("check SYNCER_JIRA_EMAIL and SYNCER_JIRA_TOKEN (an API token of that account); on Jira Data "
+                "Center set SYNCER_JIRA_PAT instead")
 
     def _no_usable_answer(self, method: str, what: str, messages: list[str]) -> TransientError:
         """An empty or malformed success: as uncertain as a lost connection."""
@@ -548,7 +563,7 @@ class JiraClient:
         remaining = ids
         while remaining:
             try:
-                return self._search(f"id in ({', '.join(remaining)})")
+                return self._search(f"id in ({', '.join(remaining)})", missing)
             except _UnknownIssues as error:
                 left = [i for i in remaining if i not in error.refs]
                 if len(left) == len(remaining):
@@ -558,7 +573,11 @@ class JiraClient:
                 remaining = left
         return []
 
-    def _search(self, jql: str) -> list[JiraTicket]:
+    def _search(self, jql: str, missing: set[str] | None = None) -> list[JiraTicket]:
+        """The tickets `jql` finds. `missing`, when given, receives the issues Jira's warnings name as
+        nonexistent: Data Center's search (validateQuery false) answers 200 and says so in
+        `warningMessages` ("Any warnings related to the JQL query", SearchResults in Atlassian's REST v2
+        description) where Cloud's answers the 400 `_tickets_in` reads."""
         style = self._style
         body = style.first_page(jql)
         tickets: list[JiraTicket] = []
@@ -568,6 +587,10 @@ class JiraClient:
                 raise TransientError(
                     f"Jira POST {style.search_path} answered something that is not a search result"
                 )
+            warnings = answer.get("warningMessages")
+            if missing is not None and isinstance(warnings, list):
+                found = (_UNKNOWN_ISSUE.search(w) for w in warnings if isinstance(w, str))
+                missing.update(m.group(1) for m in found if m)
             issues = answer.get("issues")
             page = [raw for raw in issues if isinstance(raw, Mapping)] if isinstance(issues, list) else []
             tickets += [self._ticket(raw) for raw in page]

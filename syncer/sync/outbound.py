@@ -29,7 +29,7 @@ from syncer.sentry.webhooks import SentryEvent
 from syncer.store import links
 from syncer.store.links import AuditLine, LinkRecord
 from syncer.store.schema import LinkState, utcnow
-from syncer.sync import assignees, tickets
+from syncer.sync import assignees, merges, tickets
 from syncer.sync.inbound import flag_reach, sentry_fields, unreachable_note
 from syncer.sync.outcome import Outcome
 
@@ -113,6 +113,10 @@ def on_sentry_status(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
             why = f"Sentry has no issue {issue_id} any more (deleted)"
             links.mark_broken(rt.engine, fresh, cause=cause, why=why, issue_gone=True)
             return Outcome(f"{why}: link marked broken")
+        if issue.id != issue_id:
+            # Merged since its webhook was sent: the state read is the other issue's. The merge
+            # decides what becomes of the link, as when reconciliation meets it.
+            return merges.follow(rt, fresh, issue, cause=cause, installation_uuid=event.installation_uuid)[0]
         ticket = _ticket_or_flag(rt, fresh, cause)
         if ticket is None:
             # Not a deletion (that comes as `jira:issue_deleted`, and breaks the link): a second
