@@ -651,9 +651,10 @@ class JiraClient:
                                params={"expand": "transitions.fields"}, what="transitions")
         return self._parse_transitions(answer.get("transitions") if isinstance(answer, Mapping) else None)
 
-    def project_statuses(self, project: str, issue_type_id: str) -> list[Status] | None:
-        """The statuses the project's workflow has for an issue type (`GET /project/{key}/statuses`,
-        Browse permission), cached like transitions; None when Jira does not say."""
+    def project_statuses(self, project: str, issue_type: str) -> list[Status] | None:
+        """The statuses the project's workflow has for an issue type, by its id or name (`GET
+        /project/{key}/statuses`, Browse permission; "the valid statuses for a project ... grouped by
+        issue type"), cached like transitions; None when Jira does not say."""
         now = time.monotonic()
         with self._transitions_lock:
             seen = self._statuses_seen.get(project)
@@ -665,12 +666,16 @@ class JiraClient:
                 if error.status in (403, 404):
                     return None  # the names decide, as they did before statuses were read
                 raise
-            by_type = {_str(t.get("id")): _statuses(t.get("statuses"))
-                       for t in answer if isinstance(t, Mapping)} if isinstance(answer, list) else {}
+            by_type: dict[str, list[Status]] = {}
+            for entry in answer if isinstance(answer, list) else []:
+                if isinstance(entry, Mapping):
+                    statuses = _statuses(entry.get("statuses"))
+                    by_type[_str(entry.get("id"))] = statuses
+                    by_type.setdefault(f"name:{_str(entry.get('name')).casefold()}", statuses)
             seen = (now + self._workflow_ttl, by_type)
             with self._transitions_lock:
                 self._statuses_seen[project] = seen
-        return seen[1].get(issue_type_id)
+        return seen[1].get(issue_type) or seen[1].get(f"name:{issue_type.casefold()}")
 
     def transition_to(self, key: str, status_name: str, *, resolution: str | None = None,
                       comment: str | None = None, current: JiraTicket | None = None) -> bool:
