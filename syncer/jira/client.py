@@ -167,6 +167,11 @@ class FieldsRefused(PermanentError):
         self.fields = dict(fields)
 
 
+TICKET_KEY = re.compile(r"[A-Z][A-Z0-9_]*-[1-9][0-9]{0,17}")
+# Lucene's reserved characters in Jira's text search ("Search syntax for text fields").
+_LUCENE_RESERVED = re.compile(r'[+\-&|!(){}\[\]^~*?\\:/"]')
+
+
 def jql_quote(value: str) -> str:
     """A JQL string literal: double quotes, with backslash and double quote escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -543,6 +548,30 @@ class JiraClient:
     def find_by_label(self, label: str) -> list[JiraTicket]:
         """Tickets carrying `label`. On Cloud a ticket created seconds ago may not be found yet."""
         return self._search(f"labels = {jql_quote(label)}")
+
+    def search_text(self, query: str, *, limit: int = 20) -> list[tuple[str, str]]:
+        """(key, summary) of up to `limit` tickets whose key is `query`, or whose text has its words,
+        newest first: what a person types to find a ticket. Lucene's reserved characters become
+        spaces (Jira refuses them unescaped in `text ~`), and the rest is quoted for JQL."""
+        query = query.strip()[:200]
+        if TICKET_KEY.fullmatch(query.upper()):
+            ticket = self.get_ticket(query.upper())
+            return [(ticket.key, "")] if ticket is not None else []
+        words = _LUCENE_RESERVED.sub(" ", query).strip()
+        if not words:
+            return []
+        style = self._style
+        body = style.first_page(f"text ~ {jql_quote(words)} ORDER BY updated DESC")
+        body.update(fields=["summary"], maxResults=limit)
+        answer = self._request("POST", style.search_path, body=body)
+        issues = answer.get("issues") if isinstance(answer, Mapping) else None
+        found: list[tuple[str, str]] = []
+        for raw in issues if isinstance(issues, list) else []:
+            if isinstance(raw, Mapping) and _str(raw.get("key")):
+                fields = raw.get("fields")
+                summary = fields.get("summary") if isinstance(fields, Mapping) else None
+                found.append((_str(raw.get("key")), summary if isinstance(summary, str) else ""))
+        return found[:limit]
 
     def tickets_by_ids(self, ids: Sequence[str], *, missing: set[str] | None = None) -> list[JiraTicket]:
         """Current state of many tickets by id (ids survive moves between projects; keys do not).
