@@ -13,7 +13,6 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
-from syncer import metrics
 from syncer.fakes.base import FakeServer, Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
@@ -21,30 +20,15 @@ from syncer.runtime import Runtime
 from syncer.store.schema import DeadLetterState, LinkState
 from syncer.web.console.access import SESSION_COOKIE, Access, Role
 from tests.conftest import JIRA_TOKEN, SENTRY_SECRET, SENTRY_TOKEN
+from tests.console_app import HEADER, OPERATOR_TOKEN, VIEWER_TOKEN, start_console
 from tests.harness import letters, link_of, wait_for
 
-OPERATOR_TOKEN = "operator-token-0123456789abcdef"
-VIEWER_TOKEN = "viewer-token-0123456789abcdef"
-HEADER = "X-Forwarded-Email"
 JIRA_CREATE = r"^/rest/api/2/issue/?$"
 
 
 @pytest.fixture(scope="module")
 def console(environment: None, runtime: Runtime, engine: Engine) -> Iterator[str]:
-    """A web app with the console on (both tokens and a proxy header), on a real socket."""
-    from syncer.settings import current_settings
-    from syncer.web.app import create_app
-    from syncer.worker import app as worker
-
-    settings = current_settings().model_copy(update={
-        "console_token": SecretStr(OPERATOR_TOKEN), "console_viewer_token": SecretStr(VIEWER_TOKEN),
-        "console_trusted_header": HEADER, "console_operators": "*@ops.example.com",
-        "console_viewers": "dee@example.com",
-    })
-    worker.configure(settings)
-    app = create_app(settings, engine, worker.enqueue, worker.broker_check,
-                     metrics.WorkerCounters(runtime.redis), start_reconcile=worker.start_reconcile)
-    server = FakeServer(app).start()
+    server = start_console(runtime, engine)
     yield server.url
     server.stop()
 
@@ -284,12 +268,48 @@ def test_an_operator_unlinks_and_the_timeline_names_them(
     assert "unlinked" in timeline and "ann@ops.example.com, in the console" in timeline
 
 
-def test_the_routes_page_is_the_check_config_table(console: str, runtime: Runtime) -> None:
+def test_the_routes_page_is_the_check_config_table_with_each_routes_figures(
+    stack: dict[str, Any], console: str, fake_sentry: FakeSentry, engine: Engine, runtime: Runtime
+) -> None:
     from syncer.cli.views import routing_rows
 
+    issue = fake_sentry.file_issue(project="billing-api", title="Counted on the routes page")
+    wait_for(lambda: (link := link_of(engine, issue["id"])) and link.state == LinkState.ACTIVE, 30,
+             what="the ticket")
     page = httpx.get(f"{console}/console/routes", headers={"Authorization": f"Bearer {VIEWER_TOKEN}"},
                      timeout=10).text
     rows = routing_rows(runtime.policy)
     assert rows[-1][0] == "[defaults]"
     for route, _when, _outcome in rows:
         assert f"<th scope=\"row\">{route}</th>" in page
+    billing = re.search(r'<th scope="row">\[\d+\] billing</th>(.*?)</tr>', page, re.S)
+    assert billing, page
+    assert re.findall(r'<td class="num">(\d+)</td>', billing.group(1)) == ["1", "1", "1", "1", "0"]
+    assert "No owner (reached [defaults]): 0% in 24h" in page
+
+
+def test_the_triage_page_draws_each_teams_weeks_and_offers_the_markdown(
+    stack: dict[str, Any], console: str, fake_sentry: FakeSentry, engine: Engine
+) -> None:
+    issue = fake_sentry.file_issue(project="billing-api", title="Counted in the figures")
+    wait_for(lambda: (link := link_of(engine, issue["id"])) and link.state == LinkState.ACTIVE, 30,
+             what="the ticket")
+    viewer = httpx.Client(base_url=console, timeout=10, headers={"Authorization": f"Bearer {VIEWER_TOKEN}"})
+    page = viewer.get("/console/teams", params={"since": "14d"}).text
+    card = re.search(r'<section class="card team" id="team-payments">(.*?)</section>', page, re.S)
+    assert card, page
+    assert re.search(r'tickets made</th><td class="num">1</td>', card.group(1))
+    assert card.group(1).count('<rect class="made"') == card.group(1).count('<rect class="resolved"') >= 2
+    assert re.search(r'<rect class="made" [^>]*height="(?!0\.0")[\d.]+"', card.group(1))  # this week's bar
+    assert "# Triage report" in page and 'data-copy="markdown"' in page
+    assert viewer.get("/console/teams", params={"since": "soon"}).status_code == 400
+
+
+def test_the_chart_scales_its_bars_and_escapes_its_labels() -> None:
+    from syncer.core.triage import Week
+    from syncer.web.console.charts import weekly_bars
+
+    svg = str(weekly_bars([Week("2026-W01", 4, 0), Week("2026-W02", 2, 1)], title="<team> & co"))
+    heights = [float(h) for h in re.findall(r'<rect class="\w+" [^>]*height="([\d.]+)"', svg)]
+    assert heights[0] == 2 * heights[2] > 0 and heights[1] == 0
+    assert "&lt;team&gt; &amp; co" in svg and "<team>" not in svg

@@ -288,6 +288,35 @@ _SORT_KEYS: dict[str, Callable[[Issue], Any]] = {
     "project": lambda i: i.project.key,
     "summary": lambda i: i.summary,
 }
+# Jira's text search (`text ~ "..."`, `summary ~ "..."`) is Lucene's: the value's words must all be
+# found, as words or word prefixes, and Lucene's reserved characters are refused unless escaped
+# ("Search syntax for text fields", Atlassian's JQL documentation).
+_LUCENE_RESERVED = re.compile(r"[+\-&|!(){}\[\]^~*?\\:/]")
+_WORDS = re.compile(r"\w+")
+
+
+def _text_match(field_name: str, op: str, values: list[str]) -> Matcher:
+    if op not in ("~", "!~"):
+        raise JqlError(f"The operator '{op}' is not supported by the '{field_name}' field.")
+    query = values[0] if values else ""
+    reserved = _LUCENE_RESERVED.search(query)
+    if reserved:
+        raise JqlError(f"Error in the JQL Query: The character '{reserved.group(0)}' "
+                       "is a reserved JQL character. You must enclose it in a string or use the escape "
+                       "'\\u0022' instead.")
+    words = [w.lower() for w in _WORDS.findall(query)]
+    name = field_name.lower()
+
+    def found(issue: Issue) -> bool:
+        parts = [issue.summary] if name == "summary" else [issue.description or ""] if name == "description" \
+            else [issue.summary, issue.description or ""]
+        text = [w.lower() for w in _WORDS.findall(" ".join(parts))]
+        hit = all(any(t.startswith(w) for t in text) for w in words)
+        return hit if op == "~" else not hit
+
+    return Matcher(found)
+
+
 # --------------------------------------------------------------------------------------------------
 # The Jira model: state, REST rendering, and the changes (each one emits its webhook).
 
@@ -1334,6 +1363,8 @@ class JiraState:
                 return equality(field_name, op, people,
                                 lambda i: i.assignee.account_id if i.assignee else None,
                                 empty=lambda i: i.assignee is None)
+            if name in ("text", "summary", "description"):
+                return _text_match(field_name, op, values)
             if name in ("updated", "created", "updateddate", "createddate"):
                 attr = "updated" if name.startswith("updated") else "created"
                 if op not in ("=", ">", ">=", "<", "<="):

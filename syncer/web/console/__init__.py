@@ -9,6 +9,6 @@ another site, and every page works without JavaScript (only "copy as markdown" n
 
 from __future__ import annotations
 
-from syncer.web.console.pages import Actions, mount
+from syncer.web.console.pages import Actions, Figures, mount
 
-__all__ = ["Actions", "mount"]
+__all__ = ["Actions", "Figures", "mount"]

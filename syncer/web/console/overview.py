@@ -12,6 +12,7 @@ import redis
 from sqlalchemy.engine import Engine
 
 from syncer import apicalls, ratelimit
+from syncer.core import triage
 from syncer.metrics import WorkerCounters
 from syncer.policy import Policy
 from syncer.settings import Settings
@@ -97,7 +98,20 @@ class RouteRow:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-def routes(engine: Engine, policy: Policy) -> list[RouteRow]:
+def routes(policy: Policy, report: triage.Report | None) -> list[RouteRow]:
+    """The table's rows, each with its route's figures from `report` (by the name a decision
+    records: a route's display name, or "defaults")."""
     from syncer.cli.views import routing_rows
 
-    return [RouteRow(route, when, outcome) for route, when, outcome in routing_rows(policy)]
+    names = [route.display_name(index) for index, route in enumerate(policy.routes)] + [triage.DEFAULTS_ROUTE]
+    windows = [label for label, _ in triage.ROUTE_WINDOWS]
+    by_name = {figures.route: figures for figures in report.routes} if report else {}
+    rows = []
+    for name, (route, when, outcome) in zip(names, routing_rows(policy), strict=True):
+        found = by_name.get(name)
+        figures: dict[str, Any] = {}
+        if found is not None:
+            figures = {kind: dict(zip(windows, getattr(found, kind), strict=True))
+                       for kind in ("matched", "tickets", "ignored")}
+        rows.append(RouteRow(route, when, outcome, figures))
+    return rows

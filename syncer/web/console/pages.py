@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,11 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from syncer import logs
+from syncer.core import triage
 from syncer.policy import Policy, load_policy
 from syncer.settings import Settings
 from syncer.store import deadletters, links
-from syncer.web.console import overview
+from syncer.web.console import charts, overview
 from syncer.web.console.access import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -70,14 +71,20 @@ HEADERS = {
 }
 
 
+Figures = Callable[[Engine, timedelta, "str | None"], triage.Report]
+
+
 @dataclass(frozen=True)
 class Actions:
-    """What the console's operators can set going beyond the database: hand a delivery to the
-    broker (a retried dead letter), start a reconcile run on a worker."""
+    """What the console reaches beyond the store, handed in by its entry point (`syncer web`): hand
+    a delivery to the broker (a retried dead letter), start a reconcile run on a worker, ask the
+    broker whether it answers, and work out the triage figures (`syncer report`'s own function,
+    which lives with the orchestration this tier does not import)."""
 
     enqueue: Callable[[int], None]
     start_reconcile: Callable[[], None] | None = None
     broker_check: Callable[[], None] | None = None
+    figures: Figures | None = None
 
 
 @dataclass
@@ -248,8 +255,43 @@ def mount(app: FastAPI, settings: Settings, engine: Engine, actions: Actions,
         return render(request, "overview.html", page(request, visitor, "overview", o=seen))
 
     async def routes_page(request: Request, visitor: Visitor) -> Response:
-        table = await run_in_threadpool(overview.routes, engine, policy())
-        return render(request, "routes.html", page(request, visitor, "routes", table=table))
+        report = None
+        if actions.figures is not None:
+            report = await run_in_threadpool(actions.figures, engine, timedelta(days=7), None)
+        table = overview.routes(policy(), report)
+        windows = [label for label, _ in triage.ROUTE_WINDOWS] if report else []
+        share = ""
+        if report is not None:
+            shares = ", ".join(f"{'-' if v is None else f'{v:.0%}'} in {w}"
+                               for v, w in zip(report.no_owner_share, windows, strict=True))
+            share = f"No owner (reached [defaults]): {shares}."
+        return render(request, "routes.html", page(request, visitor, "routes", table=table,
+                                                   windows=windows, share=share))
+
+    async def teams_page(request: Request, visitor: Visitor) -> Response:
+        if actions.figures is None:
+            return render(request, "teams.html", page(request, visitor, "teams", report=None))
+        raw_since = request.query_params.get("since", "28d")
+        try:
+            since = triage.parse_since(raw_since)
+        except ValueError as exc:
+            return render(request, "teams.html", page(request, visitor, "teams", report=None,
+                                                     error=str(exc), since=raw_since[:20]), status=400)
+        team = request.query_params.get("team") or None
+        if team is not None and team not in policy().teams:
+            team = None
+        report = await run_in_threadpool(actions.figures, engine, since, team)
+        charts_by_team = {
+            figures.team: charts.weekly_bars(figures.weeks, title=f"{triage.team_name(figures.team)}: "
+                                             "tickets made and resolved per week")
+            for figures in report.teams
+        }
+        return render(request, "teams.html", page(
+            request, visitor, "teams", report=report, charts=charts_by_team, since=raw_since,
+            team=team, teams=sorted(policy().teams), markdown=triage.markdown(report),
+            duration=triage.duration_text, team_name=triage.team_name,
+            buckets=[label for label, _ in triage.AGE_BUCKETS],
+        ))
 
     async def links_page(request: Request, visitor: Visitor) -> Response:
         query = request.query_params.get("q", "")[:200]
@@ -333,6 +375,7 @@ def mount(app: FastAPI, settings: Settings, engine: Engine, actions: Actions,
     add("/console/login", login, methods=["POST"], include_in_schema=False)
     add("/console/logout", logout, methods=["POST"], include_in_schema=False)
     add("/console/routes", viewing(routes_page), methods=["GET"], include_in_schema=False)
+    add("/console/teams", viewing(teams_page), methods=["GET"], include_in_schema=False)
     add("/console/links", viewing(links_page), methods=["GET"], include_in_schema=False)
     add("/console/links/{link_id}", viewing(link_page), methods=["GET"], include_in_schema=False)
     add("/console/links/{link_id}/unlink", acting(unlink), methods=["POST"], include_in_schema=False)
