@@ -168,7 +168,7 @@ def bot_moves(fake_jira: FakeJira, key: str, since: int = 0) -> list[str]:
     for _headers, body, _status in fake_jira.webhooks.sent[since:]:
         event = json.loads(body)
         user = event.get("user") or {}
-        by_bot = fake_jira.bot_account_id in (user.get("accountId"), user.get("name"))  # Cloud, Data Center
+        by_bot = (user.get("accountId") or user.get("name")) == fake_jira.bot_account_id  # Cloud | DC
         if event.get("issue", {}).get("key") == key and by_bot:
             items = (event.get("changelog") or {}).get("items", [])
             moves += [item["toString"] for item in items if item["field"] == "status"]
