@@ -8,6 +8,7 @@ counters that workers add to a Redis hash (shared by all worker processes). The 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
@@ -102,6 +103,8 @@ ENQUEUE_FAILURES = Counter(Metric.ENQUEUE_FAILURES, HELP[Metric.ENQUEUE_FAILURES
 
 COUNTERS_KEY = "syncer:counters"
 GAUGES_KEY = "syncer:gauges"
+# The last reconcile run's summary (JSON), replaced by each run: what the console's overview shows.
+LAST_RECONCILE_KEY = "syncer:reconcile:last"
 
 
 def _field(name: Metric, labels: dict[str, str]) -> str:
@@ -116,6 +119,7 @@ class WorkerCounters:
         self.client = client
         self.local: dict[str, int] = {}
         self.local_gauges: dict[str, float] = {}
+        self.local_last_reconcile: dict[str, object] | None = None
 
     def incr(self, name: Metric, amount: int = 1, **labels: str) -> None:
         field = _field(name, labels)
@@ -150,6 +154,31 @@ class WorkerCounters:
             self.client.hset(GAUGES_KEY, field, repr(float(value)))
         except redis.RedisError:
             pass  # kept locally: a metric is never worth failing a sync over
+
+    def set_last_reconcile(self, summary: dict[str, object]) -> None:
+        """The last run's summary (when, drift by kind, repairs), replacing the one before."""
+        self.local_last_reconcile = summary
+        if self.client is None:
+            return
+        try:
+            self.client.set(LAST_RECONCILE_KEY, json.dumps(summary, default=str))
+        except redis.RedisError:
+            pass  # kept locally: a metric is never worth failing a sync over
+
+    def last_reconcile(self) -> dict[str, object] | None:
+        if self.client is not None:
+            try:
+                raw = self.client.get(LAST_RECONCILE_KEY)
+            except redis.RedisError:
+                raw = None
+            if raw:
+                try:
+                    found = json.loads(raw)
+                except ValueError:
+                    found = None
+                if isinstance(found, dict):
+                    return found
+        return self.local_last_reconcile
 
     def read_gauges(self) -> dict[str, float]:
         values = dict(self.local_gauges)

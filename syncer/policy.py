@@ -347,6 +347,31 @@ class Route(_Table):
         return self.name or f"routes[{index}]"
 
 
+# By field name (as Jira shows it, any case) or id (customfield_10050, fixVersions, resolution).
+TransitionFields = dict[Name, FieldValue]  # shaped from the screen's schema: syncer.jira.screens
+# What a project or team may set differently: what follows a workflow's status names and screens.
+OVERRIDABLE = ("wont_fix", "close_to", "reopen_to", "close_resolution", "on_archive", "archive_to",
+               "on_archive_forever", "archive_forever_to")
+
+
+class StatusOverride(_Table):
+    """`[status.projects.<KEY>]` or `[status.teams.<name>]`: the settings that depend on a workflow,
+    for one Jira project (its tickets) or one team (the tickets it files). Unset keys inherit."""
+
+    wont_fix: tuple[Name, ...] | None = None
+    close_to: Name | None = None
+    reopen_to: Name | None = None
+    close_resolution: Name | None = None
+    on_archive: Literal["nothing", "label", "transition"] | None = None
+    archive_to: Name | None = None
+    on_archive_forever: Literal["nothing", "label", "transition"] | None = None
+    archive_forever_to: Name | None = None
+    transition_fields: TransitionFields = Field(default_factory=dict)
+
+    def given(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in OVERRIDABLE if getattr(self, name) is not None}
+
+
 class StatusPolicy(_Table):
     """`[status]`: how a status change on one side moves the other."""
 
@@ -368,6 +393,12 @@ class StatusPolicy(_Table):
     unarchive_from_jira: StrictBool = False
     assignee_to_sentry: StrictBool = False
     assignee_to_jira: StrictBool = False
+    # Values for the fields a transition's screen requires (or offers), by field name or id.
+    transition_fields: TransitionFields = Field(default_factory=dict)
+    # Precedence, least to most specific: [status], then the team's, then the Jira project's (the
+    # project's workflow is what the status names and screens belong to).
+    teams: dict[str, StatusOverride] = Field(default_factory=dict)
+    projects: dict[ProjectKey, StatusOverride] = Field(default_factory=dict)
 
     def archive_action(self, substatus: str) -> tuple[str, str | None]:
         """What an archive of this Sentry substatus does to the ticket: (mode, status to move to)."""
@@ -388,14 +419,42 @@ class StatusPolicy(_Table):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.on_archive == "transition" and self.archive_to is None:
-            raise _invalid_key("archive_to", 'required when on_archive = "transition"')
-        if self.on_archive_forever == "transition" and self.archive_forever_to is None:
-            raise _invalid_key("archive_forever_to", 'required when on_archive_forever = "transition"')
-        if self.close_to in self.wont_fix:
-            # Resolving in Sentry would move the ticket to a status that archives the issue again.
-            raise _invalid_key("close_to", f"{json.dumps(self.close_to)} is also listed in wont_fix")
+        self._check("")
+        for kind, table in (("teams", self.teams), ("projects", self.projects)):
+            for name, override in table.items():
+                self._merged((override,))._check(f"{kind}.{toml_key(name)}.")
         return self
+
+    def _check(self, where: str) -> None:
+        if self.on_archive == "transition" and self.archive_to is None:
+            raise _invalid_key(f"{where}archive_to", 'required when on_archive = "transition"')
+        if self.on_archive_forever == "transition" and self.archive_forever_to is None:
+            raise _invalid_key(f"{where}archive_forever_to",
+                               'required when on_archive_forever = "transition"')
+        if self.close_to.casefold() in {name.casefold() for name in self.wont_fix}:
+            # Resolving in Sentry would move the ticket to a status that archives the issue again.
+            raise _invalid_key(f"{where}close_to", f"{json.dumps(self.close_to)} is also listed in wont_fix")
+
+    def for_ticket(self, project: str | None, team: str | None = None) -> StatusPolicy:
+        """The settings for one ticket: [status], overridden by its team's, then by its project's."""
+        layers = tuple(o for o in (self.teams.get(team or ""), self._project(project)) if o is not None)
+        return self._merged(layers) if layers else self
+
+    def _project(self, key: str | None) -> StatusOverride | None:
+        # Jira's project keys are upper case; the file may write them otherwise.
+        wanted = (key or "").upper()
+        return next((o for k, o in self.projects.items() if k.upper() == wanted), None) if wanted else None
+
+    def _merged(self, layers: tuple[StatusOverride, ...]) -> StatusPolicy:
+        update: dict[str, Any] = {"teams": {}, "projects": {}}
+        fields = dict(self.transition_fields)
+        for layer in layers:
+            update.update(layer.given())
+            for key, value in layer.transition_fields.items():
+                fields.pop(key, None)  # re-added last: the more specific entry is found first
+                fields[key] = value
+        update["transition_fields"] = fields
+        return self.model_copy(update=update)
 
 
 class ReconcilePolicy(_Table):
@@ -544,6 +603,11 @@ class Policy(_Table):
                         f"{route.name!r} is already the name of routes[{names[route.name]}]",
                     )
                 names[route.name] = index
+        for team_name in self.status.teams:
+            if team_name not in self.teams:
+                hint = _did_you_mean(team_name, self.teams)
+                raise _invalid_key(f"status.teams.{toml_key(team_name)}",
+                                   f"names a team that no [teams.*] entry defines{hint}")
         for team_name, team in self.teams.items():
             if team.jira_project is None and self.defaults.jira_project is None:
                 raise _invalid_key(

@@ -12,7 +12,7 @@ from functools import cached_property
 import redis
 from sqlalchemy.engine import Engine
 
-from syncer import ratelimit
+from syncer import apicalls, ratelimit
 from syncer.jira.client import JiraClient
 from syncer.metrics import WorkerCounters
 from syncer.policy import Policy, load_policy
@@ -55,6 +55,7 @@ class Runtime:
             token=s.jira_token.get_secret_value() if s.jira_token else None,
             pat=s.jira_pat.get_secret_value() if s.jira_pat else None,
             timeout=(s.http_connect_timeout, s.http_read_timeout),
+            workflow_cache_seconds=s.jira_workflow_cache_seconds,
             throttle=self._throttle("jira", s.jira_url, s.jira_max_rps, s.jira_issue_write_interval_seconds),
         )
 
@@ -67,9 +68,10 @@ class Runtime:
 
     def _throttle(
         self, service: str, base_url: str, max_rps: float, issue_write_interval: float = 0.0
-    ) -> ratelimit.RateLimiter | None:
-        """The API's shared rate limit (in Redis), or None when none is configured."""
-        return ratelimit.limiter(
+    ) -> ratelimit.Throttle | None:
+        """The API's shared rate limit (in Redis; none when none is configured), with its answers
+        recorded for the console (`syncer.apicalls`)."""
+        limiter = ratelimit.limiter(
             self.redis,
             service=service,
             base_url=base_url,
@@ -77,6 +79,7 @@ class Runtime:
             issue_write_interval=issue_write_interval,
             max_wait=self.settings.rate_limit_max_wait_seconds,
         )
+        return apicalls.recording(self.redis, service, limiter)
 
     @property
     def jira_browse_url(self) -> str:

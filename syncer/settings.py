@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Jira Cloud search may miss an issue created this recently; after an ambiguous create we wait
     # this long for the label search to show it before creating again.
     jira_search_lag_seconds: float = Field(default=30.0, ge=0)
+    # How long what a worker saw of a Jira workflow (a status's transitions and screens, a project's
+    # statuses) is trusted before it is read again; 0 reads them on every move.
+    jira_workflow_cache_seconds: float = Field(default=600.0, ge=0)
 
     # `$PORT` first: the contract, the Procfile and platforms (Heroku, Cloud Run, ...) set it.
     port: int = Field(default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "SYNCER_PORT"))
@@ -85,6 +88,16 @@ class Settings(BaseSettings):
     # `syncer worker` processes, each a Celery worker of threads; "auto": one per CPU (one process
     # is held to one core by its GIL). `syncer worker --processes` overrides it.
     worker_processes: str = "auto"
+
+    # The console (`GET /console`, syncer.web.console): off unless a token or a trusted header is set.
+    # The operator token signs a person in as an operator, the viewer token as a viewer.
+    console_token: SecretStr | None = None
+    console_viewer_token: SecretStr | None = None
+    # A header an authenticating proxy sets to the signed-in person (oauth2-proxy: X-Forwarded-Email),
+    # matched against the allow-lists below: comma-separated e-mails or globs (`*@example.com`).
+    console_trusted_header: str | None = None
+    console_operators: str = ""
+    console_viewers: str = ""
 
     @field_validator("worker_processes")
     @classmethod

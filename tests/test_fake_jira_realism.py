@@ -585,7 +585,7 @@ def test_data_center_webhooks_name_users_and_carry_the_url_token_or_a_signature(
     target = FakeServer(Starlette(routes=[Route("/hook", hook, methods=["POST"])])).start()
     unsigned = start_fake_jira(deployment="DataCenter", pat=PAT, webhook_url=f"{target.url}/hook?token=t0k")
     signed = start_fake_jira(deployment="DataCenter", pat=PAT, webhook_url=f"{target.url}/hook",
-                             webhook_secret=SECRET)
+                             webhook_secret=SECRET, version="10.3.1")
     try:
         unsigned.person_create("OPS", "from DC")
         assert unsigned.webhooks.drain(5)
@@ -598,6 +598,9 @@ def test_data_center_webhooks_name_users_and_carry_the_url_token_or_a_signature(
     (query, headers, body), (signed_query, signed_headers, signed_body) = received
     assert (query, "x-hub-signature" in headers) == ("token=t0k", False)
     assert signed_query == "" and verify_signature(SECRET, signed_body, signed_headers["x-hub-signature"])
+    assert "x-atlassian-webhook-identifier" not in headers | signed_headers  # Cloud's header only
+    with pytest.raises(ValueError, match="cannot sign webhooks"):  # a secret came with Data Center 10
+        start_fake_jira(deployment="DataCenter", pat=PAT, webhook_secret=SECRET, version="9.12.15")
     user = httpx.Response(200, content=body).json()["user"]
     assert (user["name"], user["key"].startswith("JIRAUSER"), user["emailAddress"]) == (
         "pat.person", True, "pat.person@example.com")

@@ -22,6 +22,7 @@ from syncer.runtime import Runtime
 from syncer.store.engine import session_scope
 from syncer.store.schema import DeliveryState, Link, LinkState, utcnow
 from syncer.worker import app as worker
+from tests.conftest import post_sentry
 from tests.harness import REPO, audit_of, deliveries, link_of, links_of, wait_for
 
 ISSUE_LIST = r"/organizations/[^/]+/issues/$"
@@ -260,3 +261,22 @@ def test_route_explain_reads_rarer_tag_values_as_the_worker_does(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Result: ignored (routes[1] \"client-errors\")" in done.stdout, done.stdout
     assert fake_sentry.calls.count("GET", r"/tags/http.status_code/values/") == 1
+
+
+def test_a_late_sentry_webhook_for_a_merged_away_issue_follows_the_merge(
+    stack: dict[str, Any], engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+) -> None:
+    fake_sentry.webhooks.enabled = False
+    old, key = seed_pair(engine, fake_sentry, fake_jira, "billing-api")
+    [target] = fake_sentry.seed_issues(1, project="billing-api", first_seen=LONG_AGO)
+    fake_sentry.person_resolve(old)
+    [(resource, resolved)] = [(r, p) for r, p in fake_sentry.emitted() if p.get("action") == "resolved"]
+    fake_sentry.merge([old], target)  # before the resolve's delivery reaches syncer
+
+    assert post_sentry(stack["web"].url, resolved, resource=resource).status_code < 300
+
+    wait_for(lambda: link_of(engine, target) is not None, 60, what="the link to follow the merge")
+    moved = link_of(engine, target)
+    assert moved is not None and (moved.state, moved.jira_key) == (LinkState.ACTIVE, key)
+    # The resolve was of the issue merged away; the one merged into is unresolved: the ticket stays open.
+    assert fake_jira.issue(key)["status"] == "To Do"  # type: ignore[index]

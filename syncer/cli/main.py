@@ -21,6 +21,9 @@ from syncer.errors import Busy, ConfigError, SyncerError
 from syncer.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from syncer.core.triage import Report as TriageReport
     from syncer.policy import Policy
     from syncer.runtime import Runtime
 
@@ -66,13 +69,21 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     worker.configure(settings)
     app = create_app(
         settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis),
-        enqueue_many=worker.publish_batch,
+        enqueue_many=worker.publish_batch, start_reconcile=worker.start_reconcile,
+        triage_figures=console_figures,
     )
     how = "choose another with --port, $PORT or SYNCER_PORT"
     port = require_free(args.host, args.port or settings.port, how=how)
     # log_config=None: uvicorn's lines go through syncer's handler (syncer.logs), not its own.
     uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False, log_config=None)
     return 0
+
+
+def console_figures(engine: Engine, since: timedelta, team: str | None) -> TriageReport:
+    """`syncer report`'s figures, for the console (which does not import the sync layer)."""
+    from syncer.sync.triage import figures
+
+    return figures(engine, since=since, team=team)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

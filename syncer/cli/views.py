@@ -184,8 +184,9 @@ def _issue_facts(issue: SentryIssue) -> str:
     return ", ".join(facts)
 
 
-def format_routing_table(policy: Policy) -> str:
-    """What `syncer check-config` prints: each route's conditions and outcome, then the defaults."""
+def routing_rows(policy: Policy) -> list[tuple[str, str, str]]:
+    """The routing table's rows, (route, conditions, outcome), `[defaults]` last: what `syncer
+    check-config` prints and the console's routes page shows."""
     rows = [
         (
             f"[{index}] {route.display_name(index)}",
@@ -195,6 +196,12 @@ def format_routing_table(policy: Policy) -> str:
         for index, route in enumerate(policy.routes)
     ]
     rows.append(("[defaults]", "no route matched", _describe_outcome(policy, None)))
+    return rows
+
+
+def format_routing_table(policy: Policy) -> str:
+    """What `syncer check-config` prints: each route's conditions and outcome, then the defaults."""
+    rows = routing_rows(policy)
     head_width = max(len(head) for head, _, _ in rows)
     # Align the arrows unless one long condition would push every line far to the right.
     when_width = min(max(len(when) for _, when, _ in rows), 60)

@@ -38,6 +38,7 @@ from syncer.core.render import escape_wiki, safe_url, strip_control
 from syncer.policy import StatusPolicy
 
 DONE = "done"
+NEW = "new"
 NOBODY = People()  # no [people] table
 # Sentry's substatuses of `unresolved` that mean "it came back" (not a person's unresolve).
 REGRESSION_SUBSTATUSES = ("regressed", "escalating")
@@ -146,6 +147,12 @@ def triage_inbound(
     # Our own echo first: it is also older than the watermark our transition set, but "our own
     # change" is the explanation an operator needs.
     if own_echo and status_changed:
+        if status and known.jira_status and not same_status(status, known.jira_status):
+            # A step of a walk through the workflow (To Do -> In Progress -> Done): the link holds
+            # where the walk ended (or, cut short, where it began), and Jira's order of delivery is
+            # not the order of the steps, so an earlier step's echo must not overwrite it.
+            return InboundDecision("nothing", f"our own change to {status!r}, echoed back by Jira: a step "
+                                   f"on a way of ours; the link holds {known.jira_status!r}", record=False)
         return InboundDecision("nothing", f"our own change to {status!r}, echoed back by Jira",
                                record=not is_stale(event_at, known.jira_changed_at))
     if is_stale(event_at, known.jira_changed_at):
@@ -235,7 +242,9 @@ class OutboundDecision:
     """What to do to the Jira ticket.
 
     close / reopen / transition: move it to `transition_to` (with `resolution` when the screen
-    asks for one); reopen and comment carry a `note` (post the reopen comment, or count one);
+    asks for one), or, when the ticket's workflow has no status of that name, to one in
+    `fallback_category` (done for a close, new for a reopen; an archive's status is a choice a
+    fallback must not guess); reopen and comment carry a `note` (post the reopen comment, or count one);
     new_ticket: open a new ticket linked to this one; label: add `label`. `note` is None when no
     regression comment is involved (a person's unresolve, a resolve, an archive).
     `unlabel`: remove the archive label as well (the issue is no longer archived).
@@ -246,6 +255,7 @@ class OutboundDecision:
     reason: str
     transition_to: str | None = None
     resolution: str | None = None
+    fallback_category: str | None = None
     note: ReopenNote | None = None
     label: str | None = None
     record: bool = True
@@ -313,7 +323,8 @@ def _decide_outbound(action: str, issue: SentryIssue, ticket: JiraTicket, known:
         if ticket.status_category == DONE:
             return OutboundDecision("nothing", f"resolved in Sentry{how}; {where}, closed already")
         return OutboundDecision("close", f"resolved in Sentry{how}: move {ticket.key} to {policy.close_to!r}",
-                                transition_to=policy.close_to, resolution=policy.close_resolution)
+                                transition_to=policy.close_to, resolution=policy.close_resolution,
+                                fallback_category=DONE)
     if action == "unresolved":
         if issue.status != "unresolved":
             return _moved_on(action, issue)
@@ -337,7 +348,7 @@ def _decide_outbound(action: str, issue: SentryIssue, ticket: JiraTicket, known:
         if ticket.status_category != DONE:
             return OutboundDecision("nothing", f"unresolved in Sentry; {where}, open already")
         return OutboundDecision("reopen", f"unresolved in Sentry: move {ticket.key} to {policy.reopen_to!r}",
-                                transition_to=policy.reopen_to)
+                                transition_to=policy.reopen_to, fallback_category=NEW)
     if action in ARCHIVE_ACTIONS:
         if issue.status != "ignored":
             return _moved_on(action, issue)
@@ -420,7 +431,8 @@ def _regression(
         return OutboundDecision("new_ticket", f"{what} in Sentry; {ticket.key} {how_long}, longer than "
                                 f"{policy.new_ticket_after_days} days: open a new linked ticket")
     return OutboundDecision("reopen", f"{what} in Sentry: move {ticket.key} to {policy.reopen_to!r}",
-                            transition_to=policy.reopen_to, note=reopen_note(known, policy, now))
+                            transition_to=policy.reopen_to, fallback_category=NEW,
+                            note=reopen_note(known, policy, now))
 
 
 def reopen_note(known: KnownState, policy: StatusPolicy, now: datetime) -> ReopenNote:

@@ -1,7 +1,12 @@
 """A fake Jira that the real `jira` library (3.10) and our client talk to over real HTTP.
 
-Jira Cloud by default; `deployment="Server"` switches to Server/Data Center behaviour (bearer PAT, users by
-`name`, `/rest/api/2/search` with `startAt`/`total`). It keeps issues, comments and remote links in memory,
+Jira Cloud by default; `deployment="Server"` (or "DataCenter") is a Data Center site of `version` (9.12 by
+default): `serverInfo` says `deploymentType: Server`; only `Authorization: Bearer <PAT>` is accepted (basic
+auth answers 401, as on a site whose admin disabled it); `/rest/api/2/search` pages by `startAt`/`total`
+and `/search/jql` does not exist (404); users are named by `name` and `key`, never `accountId`; user
+search takes `username=` and reaches the first 1,000 matches (100 from 10.0); webhook bodies name users
+the same way, carry no `X-Atlassian-Webhook-Identifier`, and are signed only from 10.0 (9.x puts a
+`?token=` in the webhook URL instead). It keeps issues, comments and remote links in memory,
 answers the REST v2 endpoints the library and syncer use with Jira's shapes and error bodies, and sends
 the webhooks Jira would send (signed when a secret is set) for every change, whether made through the API
 (as the bot account) or by "a person in the Jira UI" (the `person_*` methods).
@@ -366,7 +371,7 @@ class JiraState:
                 project.components[component.lower()] = Component(str(next(self._component_ids)), component)
         return project
 
-    def set_workflow(self, project_key: str, style: str, **names: str) -> None:
+    def set_workflow(self, project_key: str, style: str, **names: Any) -> None:
         project = self.projects[project_key]
         if project.team_managed:
             raise ValueError(f"{project_key} is team-managed: its workflow is its own")
@@ -744,8 +749,12 @@ class JiraState:
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": "Atlassian Webhook HTTP Client",
-            "X-Atlassian-Webhook-Identifier": str(uuid.uuid4()),
         }
+        if self.cloud:
+            # Cloud's delivery identifier, stable across its retries (developer.atlassian.com/cloud/jira/
+            # platform/webhooks, "Retry policy"); Data Center's "Managing webhooks" names no such header,
+            # only X-Hub-Signature, so a receiver of DC webhooks must dedup without it.
+            headers["X-Atlassian-Webhook-Identifier"] = str(uuid.uuid4())
         if self.webhook_secret:
             headers["X-Hub-Signature"] = f"sha256={hmac_sha256_hex(self.webhook_secret, body)}"
         retries = itertools.count(1)
@@ -1458,6 +1467,7 @@ class JiraApp:
             Route(f"{api}/project", self._wrap(self.projects), methods=["GET"]),
             Route(f"{api}/project/{{key}}", self._wrap(self.project), methods=["GET"]),
             Route(f"{api}/project/{{key}}/components", self._wrap(self.project_components), methods=["GET"]),
+            Route(f"{api}/project/{{key}}/statuses", self._wrap(self.project_statuses), methods=["GET"]),
             Route(f"{api}/issuetype", self._wrap(self.issue_types), methods=["GET"]),
             Route(f"{api}/priority", self._wrap(self.priorities), methods=["GET"]),
             Route(f"{api}/resolution", self._wrap(self.resolutions), methods=["GET"]),
@@ -1567,6 +1577,15 @@ class JiraApp:
 
     def project_components(self, request: Request, body: Any) -> Any:
         return [self.state.component_json(c) for c in self._project(request).components.values()]
+
+    def project_statuses(self, request: Request, body: Any) -> Any:
+        """Get all statuses for project: "the valid statuses for a project ... grouped by issue type"
+        (IssueTypeWithStatus in Atlassian's REST v2 description); every type shares the fake's one
+        workflow per project."""
+        project = self._project(request)
+        return [{**self.state.issuetype_json(name), "statuses": [self.state.status_json(status)
+                                                               for status in project.workflow.statuses]}
+                for name in ISSUE_TYPES]
 
     def issue_types(self, request: Request, body: Any) -> Any:
         return [self.state.issuetype_json(name) for name in ISSUE_TYPES]
@@ -2012,12 +2031,14 @@ class FakeJira:
     # -- company-managed configuration (reset() undoes it) -------------------------------------------
 
     def set_workflow(self, project: str, style: str, *, todo: str = "To Do", doing: str = "In Progress",
-                     done: str = "Done") -> None:
+                     done: str = "Done", rejected: str | None = None) -> None:
         """"strict": `todo` -> `doing` -> `done` only, and "Reopen" from `done` back to `todo`; the
-        statuses may be named otherwise (e.g. todo="Open", done="Closed"). "simple": any to any.
+        statuses may be named otherwise (e.g. todo="Open", done="Closed"); `rejected` adds a second
+        done status ("Won't Do") reached from `doing` by "Reject". "simple": any to any.
         GET transitions lists only what the status offers now; POSTing another is a 400."""
         with self._state.lock:
-            names = {} if style == "simple" else {"todo": todo, "doing": doing, "done": done}
+            names: dict[str, Any] = {} if style == "simple" else {
+                "todo": todo, "doing": doing, "done": done, "rejected": rejected}
             self._state.set_workflow(project, style, **names)
 
     def workflow_transitions(self, project: str) -> list[dict[str, Any]]:
@@ -2177,14 +2198,21 @@ def start_fake_jira(
     """Start a fake Jira on 127.0.0.1 (`port=0`: any free port). `deployment`: "Cloud", or "Server"
     (also "DataCenter"), which authenticates `Authorization: Bearer <pat>` (default "jira-pat") and
     reports `version` (Data Center's; "10.x" caps user searches at 100). `hide_emails` and
-    `issue_write_limits`: see FakeJira. A webhook URL may carry `?token=...` (Data Center setups that do
-    not sign); with `webhook_secret` every delivery is signed (`X-Hub-Signature`)."""
+    `issue_write_limits`: see FakeJira. A webhook URL may carry `?token=...` (Data Center 9 cannot sign);
+    with `webhook_secret` (Cloud, or Data Center 10 and later) every delivery is signed
+    (`X-Hub-Signature`)."""
     if deployment not in ("Cloud", "Server", "DataCenter"):
         raise ValueError(f"deployment must be Cloud, Server or DataCenter, not {deployment!r}")
     cloud = deployment == "Cloud"
     numbers = tuple(int(part) for part in version.split("."))
     if len(numbers) != 3:
         raise ValueError(f"version must be major.minor.patch, not {version!r}")
+    if not cloud and webhook_secret and numbers < (10, 0, 0):
+        # A webhook secret, and with it `X-Hub-Signature: sha256=...`, is in Data Center's "Managing
+        # webhooks" from 10.0 on (confluence.atlassian.com/adminjiraserver/managing-webhooks-938846912.html,
+        # "Securing your webhook"); a 9.x site's webhook form has no secret to set.
+        raise ValueError(f"Jira Data Center {version} cannot sign webhooks: put ?token=... in webhook_url "
+                         "(a secret needs 10.0 or later)")
     webhooks = WebhookSender("fake-jira")
     webhooks.url = webhook_url
     state = JiraState(cloud=cloud, bot_email=email, require_resolution=require_resolution,

@@ -16,6 +16,7 @@ SQLite); a change and its audit lines are one transaction.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from syncer.errors import HeldElsewhere, TransientError
+from syncer.store import deliveries
 from syncer.store.engine import reading
 from syncer.store.schema import AuditEntry, Link, LinkState, utcnow
 
@@ -535,3 +537,28 @@ _RESOLVED_AT = case(
      func.coalesce(_links.c.resolved_at, bindparam("updated_at", type_=_links.c.updated_at.type))),
     else_=None,
 )
+
+
+# --- the console's look-ups -----------------------------------------------------------------------
+
+_JIRA_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*-\d+")
+
+
+def search(engine: Engine, query: str, *, limit: int = 50) -> list[LinkRecord]:
+    """Links by Sentry issue id, Jira key, or (any other text) the title Sentry gave the issue in
+    a webhook still in the inbox (kept for the retention period), newest first."""
+    text = query.strip()
+    if not text:
+        return listed(engine, limit=limit)
+    if text.isdigit():
+        where = _links.c.sentry_issue_id == text
+    elif _JIRA_KEY.fullmatch(text):
+        where = func.upper(_links.c.jira_key) == text.upper()
+    else:
+        ids = list(deliveries.issues_titled(engine, text, limit=limit))
+        if not ids:
+            return []
+        where = _links.c.sentry_issue_id.in_(ids)
+    with reading(engine) as connection:
+        rows = connection.execute(select(_links).where(where).order_by(_links.c.id.desc()).limit(limit))
+        return [_link(row) for row in rows.mappings()]

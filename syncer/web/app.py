@@ -33,6 +33,7 @@ from syncer.payload import MAX_BODY_BYTES, Envelope
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.settings import Settings
 from syncer.store import deliveries, health, installations
+from syncer.web import console
 from syncer.web.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
 
 log = logs.get_logger(__name__)
@@ -109,9 +110,13 @@ def create_app(
     broker_check: BrokerCheck,
     counters: metrics.WorkerCounters | None = None,
     enqueue_many: PublishMany | None = None,
+    start_reconcile: Callable[[], None] | None = None,
+    triage_figures: console.Figures | None = None,
 ) -> FastAPI:
     """`enqueue` publishes one delivery id; `enqueue_many`, when given, publishes a batch of them
-    (worker.publish_batch) and is what the publisher thread uses."""
+    (worker.publish_batch) and is what the publisher thread uses. `start_reconcile` queues a
+    reconcile run (the console's button); `triage_figures` works out `syncer report`'s figures
+    (the console's routes and triage pages)."""
     app = FastAPI(title="syncer", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan)
     sentry_secret = (
         settings.sentry_client_secret.get_secret_value() if settings.sentry_client_secret else None
@@ -271,5 +276,8 @@ def create_app(
         body = await run_in_threadpool(metrics.render, engine, counters)
         return PlainTextResponse(body, media_type=metrics.CONTENT_TYPE)
 
+    console.mount(app, settings, engine,
+                  console.Actions(enqueue, start_reconcile=start_reconcile, broker_check=broker_check,
+                                  figures=triage_figures),
+                  counters.client if counters is not None else None)
     return app
-
