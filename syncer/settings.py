@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     # Sentry-Hook-Timestamp is not signed, so this only narrows replays of captured deliveries.
     sentry_timestamp_window_seconds: int = Field(default=900, ge=0)
 
+    # The base URL Sentry (its screens) and Slack reach `syncer web` at: an origin, no path.
+    public_url: str | None = None
+    # How long a create or link submitted in Sentry's issue screen is waited for before the answer
+    # (Sentry's own wait for it is `safe_urlopen`'s default of 30 s).
+    ui_wait_seconds: float = Field(default=15.0, gt=0, le=25)
+    # The link form's ticket search reaches Jira while Sentry waits about a second for options.
+    ui_search_timeout_seconds: float = Field(default=0.8, gt=0, le=5)
+
     jira_url: str | None = None
     jira_email: str | None = None
     jira_token: SecretStr | None = None
@@ -118,7 +126,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be longer than connect + read timeout + rate-limit wait ({longest:g}s)")
         return value
 
-    @field_validator("sentry_url", "jira_url")
+    @field_validator("sentry_url", "jira_url", "public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:

@@ -13,7 +13,6 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
-from syncer import metrics
 from syncer.fakes.base import FakeServer, Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
@@ -21,32 +20,15 @@ from syncer.runtime import Runtime
 from syncer.store.schema import DeadLetterState, LinkState
 from syncer.web.console.access import SESSION_COOKIE, Access, Role
 from tests.conftest import JIRA_TOKEN, SENTRY_SECRET, SENTRY_TOKEN
+from tests.console_app import HEADER, OPERATOR_TOKEN, VIEWER_TOKEN, start_console
 from tests.harness import letters, link_of, wait_for
 
-OPERATOR_TOKEN = "operator-token-0123456789abcdef"
-VIEWER_TOKEN = "viewer-token-0123456789abcdef"
-HEADER = "X-Forwarded-Email"
 JIRA_CREATE = r"^/rest/api/2/issue/?$"
 
 
 @pytest.fixture(scope="module")
 def console(environment: None, runtime: Runtime, engine: Engine) -> Iterator[str]:
-    """A web app with the console on (both tokens and a proxy header), on a real socket."""
-    from syncer.cli.main import console_figures
-    from syncer.settings import current_settings
-    from syncer.web.app import create_app
-    from syncer.worker import app as worker
-
-    settings = current_settings().model_copy(update={
-        "console_token": SecretStr(OPERATOR_TOKEN), "console_viewer_token": SecretStr(VIEWER_TOKEN),
-        "console_trusted_header": HEADER, "console_operators": "*@ops.example.com",
-        "console_viewers": "dee@example.com",
-    })
-    worker.configure(settings)
-    app = create_app(settings, engine, worker.enqueue, worker.broker_check,
-                     metrics.WorkerCounters(runtime.redis), start_reconcile=worker.start_reconcile,
-                     triage_figures=console_figures)
-    server = FakeServer(app).start()
+    server = start_console(runtime, engine)
     yield server.url
     server.stop()
 

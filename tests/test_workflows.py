@@ -17,7 +17,9 @@ from sqlalchemy.engine import Engine
 from syncer.fakes.base import Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
+from syncer.runtime import Runtime
 from syncer.store.schema import DeliveryState
+from syncer.sync import reconcile
 from tests.harness import audit_of, deliveries, letters, link_of, wait_for
 from tests.test_status_sync import (
     SENTRY_PUT,
@@ -113,6 +115,29 @@ def test_a_status_the_workflow_lacks_is_a_dead_letter_that_says_what_to_set(
     assert [d.attempts for d in dead] == [1, 1]  # permanent: no retries
 
 
+def test_a_status_no_way_reaches_is_a_dead_letter_naming_the_way_walked(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    fake_jira.set_workflow("PAY", "strict")
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    fake_sentry.person_resolve(issue_id)
+    wait_jira(fake_jira, key, "Done")
+    settle(engine, fake_sentry, fake_jira)
+    fake_jira.remove_transition("PAY", "Reopen")  # Done is now a dead end
+    fake_jira.calls.reset()
+
+    fake_sentry.regress(issue_id)
+    [letter] = wait_for(lambda: letters(engine), 30, what="a dead letter")
+    settle(engine, fake_sentry, fake_jira)
+
+    assert letter.error.endswith(
+        f"{key}: no way to 'To Do' in PAY's workflow (walked: 'Done'; statuses its transitions reach, as far "
+        "as seen: none); set status.projects.PAY.reopen_to to a status the workflow reaches, or add the "
+        "transition in Jira"), letter.error
+    assert fake_jira.calls.count("POST", r"/transitions$") == 0
+    assert jira_status(fake_jira, key) == "Done"
+
+
 def test_a_required_screen_field_is_filled_from_the_projects_policy(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -172,4 +197,24 @@ def test_a_walk_cut_short_between_its_steps_goes_on_and_repeats_nothing(
     [resolved] = [d for d in deliveries(engine, "sentry") if d.action == "resolved"]
     assert resolved.state == DeliveryState.DONE and resolved.attempts >= 2
     assert [a.action for a in audit_of(engine, issue_id)].count("close") == 1
+    assert letters(engine) == []
+
+
+def test_reconcile_repairs_a_lost_archive_by_the_teams_settings_and_walks_there(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, runtime: Runtime
+) -> None:
+    fake_jira.set_workflow("OPS", "strict", rejected="Won't Do")
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine, project=FLOW)
+    fake_sentry.webhooks.enabled = False  # the archive's webhooks are lost
+    fake_sentry.person_archive(issue_id)
+    fake_sentry.webhooks.enabled = True
+
+    report = reconcile.run(runtime)
+    settle(engine, fake_sentry, fake_jira)
+
+    # [status.teams.flow] on_archive = "transition": the [status] default would leave the ticket alone.
+    assert jira_status(fake_jira, key) == "Won't Do", report
+    assert bot_moves(fake_jira, key) == ["In Progress", "Won't Do"]
+    link = link_of(engine, issue_id)
+    assert link is not None and (link.sentry_status, link.jira_status) == ("ignored", "Won't Do")
     assert letters(engine) == []

@@ -166,6 +166,8 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     if policy is not None:
         print(f"\nRouting ({settings.config}):")
         print(format_routing_table(policy))
+    if policy is not None and settings.public_url:
+        problems += _check_sentry_app(settings, policy)
     problems += _check_installation(settings)
     if args.online and policy is not None and not problems:
         problems += _check_online(settings, policy)
@@ -176,6 +178,41 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if problems else 0
 
 
+def _check_sentry_app(settings: Settings, policy: Policy) -> list[str]:
+    """The schema `syncer sentry-app schema` prints, checked as Sentry's validator would."""
+    from syncer.sentry import ui
+
+    assert settings.public_url
+    try:
+        built = ui.schema(policy, settings.public_url)
+    except ConfigError as exc:
+        return [str(exc)]
+    found = ui.problems(settings.public_url, built)
+    if not found:
+        print(f"\nSentry screens: schema valid, served at {settings.public_url}")
+    return found
+
+
+def cmd_sentry_app(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.policy import load_policy
+    from syncer.sentry import ui
+
+    if not settings.public_url:
+        raise ConfigError(
+            "SYNCER_PUBLIC_URL is not set: the schema's screens are served by `syncer web` at that URL"
+        )
+    policy = load_policy(settings.config)
+    built = ui.schema(policy, settings.public_url)
+    found = ui.problems(settings.public_url, built)
+    if found:
+        raise ConfigError("; ".join(found))
+    print(json.dumps(built, indent=2))
+    print(
+        f"paste this into the integration's Schema field; its Webhook URL must be on the same host: "
+        f"{settings.public_url.rstrip('/')}/webhooks/sentry",
+        file=sys.stderr,
+    )
+    return 0
 def _check_installation(settings: Settings) -> list[str]:
     """What the database knows of the Sentry installation: a deletion Sentry announced is a problem
     (external-issue links have stopped); a database not reachable or not migrated yet is not
@@ -225,20 +262,32 @@ def _check_online(settings: Settings, policy: Policy) -> list[str]:
 
 def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.cli.views import format_explanation
+    from syncer.core import choices
     from syncer.core.routing import IssueTags, decide
     from syncer.errors import PayloadError
     from syncer.policy import load_policy
     from syncer.sentry.parse import parse_issue
+    from syncer.sentry.webhooks import SentryEvent, parse_event
 
     policy = load_policy(settings.config)
     source = args.issue
     tags: dict[str, list[str]] | None = None
     sentry_client = None
+    alert: SentryEvent | None = None
     if Path(source).exists():
         try:
             raw = json.loads(Path(source).read_text())
         except ValueError as exc:
             raise ConfigError(f"{source}: not JSON: {exc}") from None
+        if isinstance(raw, dict) and isinstance(raw.get("data"), dict) and "event" in raw["data"]:
+            # An event_alert body: its issue is read from Sentry, as the worker does, and the rule's
+            # syncer settings (data.issue_alert.settings) are laid over the routes' decision.
+            try:
+                alert = parse_event("event_alert", raw)
+            except PayloadError as exc:
+                raise ConfigError(f"{source}: {exc}") from None
+            source = alert.issue_id or ""
+    if alert is None and Path(source).exists():
         # A whole webhook body, or just the issue object.
         if isinstance(raw, dict) and isinstance(raw.get("data"), dict) and "issue" in raw["data"]:
             raw = raw["data"]["issue"]
@@ -273,7 +322,18 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
         top, more = client.issue_tag_listing(issue.id)
         return IssueTags(top, more, lambda key: client.issue_tag_values(issue.id, key))
 
-    print(format_explanation(decide(issue, policy, fetch_tags), issue))
+    decision = decide(issue, policy, fetch_tags)
+    chosen_text = ""
+    if alert is not None and alert.alert_settings:
+        where = f"alert rule {alert.rule!r}" if alert.rule else "alert rule"
+        try:
+            chosen = choices.parse_choices(alert.alert_settings, policy, where=where)
+        except choices.ChoiceError as exc:
+            print(f"error: {where}: {exc}", file=sys.stderr)
+            return 1
+        decision = choices.apply(decision, policy, issue, chosen)
+        chosen_text = chosen.describe()
+    print(format_explanation(decision, issue, chosen_text))
     return 0
 
 
@@ -477,6 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
         "values not allowed, components), assignees, workflows",
     )
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("sentry-app", help="the Sentry integration's UI components")
+    app_sub = p.add_subparsers(dest="app_command", required=True)
+    app_sub.add_parser("schema", help="print the UI-component schema (JSON) for the integration's settings")
+    p.set_defaults(func=cmd_sentry_app)
 
     p = sub.add_parser("route", help="routing tools")
     route_sub = p.add_subparsers(dest="route_command", required=True)

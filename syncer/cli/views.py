@@ -135,8 +135,9 @@ def _fit(cell: str, limit: int) -> str:
 # --- routing: `syncer check-config` and `syncer route explain` ------------------------------------
 
 
-def format_explanation(decision: Decision, issue: SentryIssue) -> str:
-    """What `syncer route explain` prints: the issue, each route tried and why it failed, the result."""
+def format_explanation(decision: Decision, issue: SentryIssue, chosen: str = "") -> str:
+    """What `syncer route explain` prints: the issue, each route tried and why it failed, the result.
+    `chosen`: what an alert rule's settings laid over the routes (syncer.core.choices)."""
     from syncer.core.routing import quoted, route_label
 
     heading = f"Sentry issue {issue.id}" + (f" ({quoted(issue.short_id)})" if issue.short_id else "")
@@ -148,9 +149,13 @@ def format_explanation(decision: Decision, issue: SentryIssue) -> str:
         lines.append(f"  {label}: matches" if check.matched else f"  {label}: no match, {check.reason}")
     if decision.route_index is None:
         lines.append("  no route matched, so [defaults] apply")
+    if chosen:
+        lines.append(f"  then the {chosen}")
     lines.append("")
     if decision.target is None:
-        if decision.route_index is None:
+        if chosen and "notify only" in chosen:
+            lines.append(f"Result: no ticket ({chosen})")
+        elif decision.route_index is None:
             lines.append('Result: ignored ([defaults] has action = "ignore")')
         else:
             lines.append(f"Result: ignored ({route_label(decision.route_index, decision.route_name)})")

@@ -133,6 +133,19 @@ def decide(issue: SentryIssue, policy: Policy, tags: Callable[[], Tags]) -> Deci
     return Decision("create", None, "defaults", None, target, tuple(checks), reason)
 
 
+def likely_team(policy: Policy, project_slug: str) -> str | None:
+    """The team the routes send a project's issues to when only the project is known (Sentry's
+    select requests name the project, not the issue): the first route that holds on the project
+    alone. Routes with other conditions may or may not hold, so they are passed over."""
+    for route in policy.routes:
+        if set(route.when.given) - {"project"}:
+            continue
+        if route.when.project is not None and _globs(project_slug, route.when.project) is not None:
+            continue
+        return None if route.ignores else route.team
+    return None
+
+
 def ticket_target(
     policy: Policy, team_name: str | None, route: Route | None, level: str, sentry_priority: str = ""
 ) -> TicketTarget:

@@ -18,7 +18,8 @@ Cloud is a prefix match; setting a field a transition has no screen for is a 400
 a description over 32,767 characters is a 400.
 
 What a company-managed site adds, each behind a switch (see `FakeJira`): per-project workflows
-(`set_workflow`, jira_workflow.py) and transition screens with required fields (`add_transition_field`),
+(`set_workflow`, `remove_transition`, jira_workflow.py; `GET /project/{key}/statuses` lists each
+project's statuses) and transition screens with required fields (`add_transition_field`),
 custom fields and required fields on create with create-meta (`add_custom_field`, `add_create_field`,
 jira_fields.py), users who are inactive or not assignable in a project (`deactivate_user`,
 `make_unassignable`), tickets the bot may no longer see (`hide_from_bot`: issue security), hidden e-mail
@@ -288,6 +289,35 @@ _SORT_KEYS: dict[str, Callable[[Issue], Any]] = {
     "project": lambda i: i.project.key,
     "summary": lambda i: i.summary,
 }
+# Jira's text search (`text ~ "..."`, `summary ~ "..."`) is Lucene's: the value's words must all be
+# found, as words or word prefixes, and Lucene's reserved characters are refused unless escaped
+# ("Search syntax for text fields", Atlassian's JQL documentation).
+_LUCENE_RESERVED = re.compile(r"[+\-&|!(){}\[\]^~*?\\:/]")
+_WORDS = re.compile(r"\w+")
+
+
+def _text_match(field_name: str, op: str, values: list[str]) -> Matcher:
+    if op not in ("~", "!~"):
+        raise JqlError(f"The operator '{op}' is not supported by the '{field_name}' field.")
+    query = values[0] if values else ""
+    reserved = _LUCENE_RESERVED.search(query)
+    if reserved:
+        raise JqlError(f"Error in the JQL Query: The character '{reserved.group(0)}' "
+                       "is a reserved JQL character. You must enclose it in a string or use the escape "
+                       "'\\u0022' instead.")
+    words = [w.lower() for w in _WORDS.findall(query)]
+    name = field_name.lower()
+
+    def found(issue: Issue) -> bool:
+        parts = [issue.summary] if name == "summary" else [issue.description or ""] if name == "description" \
+            else [issue.summary, issue.description or ""]
+        text = [w.lower() for w in _WORDS.findall(" ".join(parts))]
+        hit = all(any(t.startswith(w) for t in text) for w in words)
+        return hit if op == "~" else not hit
+
+    return Matcher(found)
+
+
 # --------------------------------------------------------------------------------------------------
 # The Jira model: state, REST rendering, and the changes (each one emits its webhook).
 
@@ -416,6 +446,13 @@ class JiraState:
         if issue_type is not None and issue_type not in ISSUE_TYPES:
             raise ValueError(f"no issue type {issue_type!r}; the fake knows {list(ISSUE_TYPES)}")
         project.screen_fields.setdefault(issue_type, {})[field_id] = required
+
+    def remove_transition(self, project_key: str, transition: str) -> None:
+        workflow = self.projects[project_key].workflow
+        found = workflow.find(transition)
+        if found is None:
+            raise ValueError(f"no transition {transition!r} in {project_key}'s workflow")
+        workflow.transitions.remove(found)
 
     def add_transition_field(self, project_key: str, transition: str, field_id: str, *,
                              required: bool) -> None:
@@ -1334,6 +1371,8 @@ class JiraState:
                 return equality(field_name, op, people,
                                 lambda i: i.assignee.account_id if i.assignee else None,
                                 empty=lambda i: i.assignee is None)
+            if name in ("text", "summary", "description"):
+                return _text_match(field_name, op, values)
             if name in ("updated", "created", "updateddate", "createddate"):
                 attr = "updated" if name.startswith("updated") else "created"
                 if op not in ("=", ">", ">=", "<", "<="):
@@ -2074,6 +2113,12 @@ class FakeJira:
         taking the transition without a required one is a 400 naming it."""
         with self._state.lock:
             self._state.add_transition_field(project, transition, field_id, required=required)
+
+    def remove_transition(self, project: str, transition: str) -> None:
+        """Take a transition (by id, name or target status) out of the project's workflow, as an admin
+        may: a status it led to may then be reached from nowhere."""
+        with self._state.lock:
+            self._state.remove_transition(project, transition)
 
     def add_version(self, project: str, name: str, *, released: bool = False) -> str:
         """A version (for fixVersions); its id."""

@@ -167,6 +167,11 @@ class FieldsRefused(PermanentError):
         self.fields = dict(fields)
 
 
+TICKET_KEY = re.compile(r"[A-Z][A-Z0-9_]*-[1-9][0-9]{0,17}")
+# Lucene's reserved characters in Jira's text search ("Search syntax for text fields").
+_LUCENE_RESERVED = re.compile(r'[+\-&|!(){}\[\]^~*?\\:/"]')
+
+
 def jql_quote(value: str) -> str:
     """A JQL string literal: double quotes, with backslash and double quote escaped."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -544,6 +549,30 @@ class JiraClient:
         """Tickets carrying `label`. On Cloud a ticket created seconds ago may not be found yet."""
         return self._search(f"labels = {jql_quote(label)}")
 
+    def search_text(self, query: str, *, limit: int = 20) -> list[tuple[str, str]]:
+        """(key, summary) of up to `limit` tickets whose key is `query`, or whose text has its words,
+        newest first: what a person types to find a ticket. Lucene's reserved characters become
+        spaces (Jira refuses them unescaped in `text ~`), and the rest is quoted for JQL."""
+        query = query.strip()[:200]
+        if TICKET_KEY.fullmatch(query.upper()):
+            ticket = self.get_ticket(query.upper())
+            return [(ticket.key, "")] if ticket is not None else []
+        words = _LUCENE_RESERVED.sub(" ", query).strip()
+        if not words:
+            return []
+        style = self._style
+        body = style.first_page(f"text ~ {jql_quote(words)} ORDER BY updated DESC")
+        body.update(fields=["summary"], maxResults=limit)
+        answer = self._request("POST", style.search_path, body=body)
+        issues = answer.get("issues") if isinstance(answer, Mapping) else None
+        found: list[tuple[str, str]] = []
+        for raw in issues if isinstance(issues, list) else []:
+            if isinstance(raw, Mapping) and _str(raw.get("key")):
+                fields = raw.get("fields")
+                summary = fields.get("summary") if isinstance(fields, Mapping) else None
+                found.append((_str(raw.get("key")), summary if isinstance(summary, str) else ""))
+        return found[:limit]
+
     def tickets_by_ids(self, ids: Sequence[str], *, missing: set[str] | None = None) -> list[JiraTicket]:
         """Current state of many tickets by id (ids survive moves between projects; keys do not).
         Ids of deleted tickets are left out of the answer. `missing`, when given, receives the ids Jira
@@ -622,9 +651,10 @@ class JiraClient:
                                params={"expand": "transitions.fields"}, what="transitions")
         return self._parse_transitions(answer.get("transitions") if isinstance(answer, Mapping) else None)
 
-    def project_statuses(self, project: str, issue_type_id: str) -> list[Status] | None:
-        """The statuses the project's workflow has for an issue type (`GET /project/{key}/statuses`,
-        Browse permission), cached like transitions; None when Jira does not say."""
+    def project_statuses(self, project: str, issue_type: str) -> list[Status] | None:
+        """The statuses the project's workflow has for an issue type, by its id or name (`GET
+        /project/{key}/statuses`, Browse permission; "the valid statuses for a project ... grouped by
+        issue type"), cached like transitions; None when Jira does not say."""
         now = time.monotonic()
         with self._transitions_lock:
             seen = self._statuses_seen.get(project)
@@ -636,12 +666,16 @@ class JiraClient:
                 if error.status in (403, 404):
                     return None  # the names decide, as they did before statuses were read
                 raise
-            by_type = {_str(t.get("id")): _statuses(t.get("statuses"))
-                       for t in answer if isinstance(t, Mapping)} if isinstance(answer, list) else {}
+            by_type: dict[str, list[Status]] = {}
+            for entry in answer if isinstance(answer, list) else []:
+                if isinstance(entry, Mapping):
+                    statuses = _statuses(entry.get("statuses"))
+                    by_type[_str(entry.get("id"))] = statuses
+                    by_type.setdefault(f"name:{_str(entry.get('name')).casefold()}", statuses)
             seen = (now + self._workflow_ttl, by_type)
             with self._transitions_lock:
                 self._statuses_seen[project] = seen
-        return seen[1].get(issue_type_id)
+        return seen[1].get(issue_type) or seen[1].get(f"name:{issue_type.casefold()}")
 
     def transition_to(self, key: str, status_name: str, *, resolution: str | None = None,
                       comment: str | None = None, current: JiraTicket | None = None) -> bool:
@@ -703,12 +737,15 @@ class JiraClient:
         steps: list[Transition] = []
         last_at: datetime | None = None
         origin = ticket.status
+        learnt: dict[str, list[Transition]] = {}  # this walk's reads, however short the cache
+        graph: dict[str, list[Edge]] = {}
         while len(steps) < MAX_STEPS:
-            step = next_step(ticket.status_id, self._map(ticket, available), targets)
+            learnt[ticket.status_id] = available
+            graph = self._map(ticket, learnt)
+            step = next_step(ticket.status_id, graph, targets)
             if step is None or (not step[1] and not fresh and not steps):
                 if fresh:
-                    raise NoWay(self._no_way(key, origin, ticket, goal, targets, steps), ticket.project_key,
-                                Moved(steps[-1], last_at, tuple(steps)) if steps else None)
+                    raise self._no_way(key, origin, ticket, goal, targets, steps, graph, last_at)
                 # A known way of several steps, or none: the cache may be behind the workflow.
                 ticket, available = self._read_for_move(ref)
                 fresh = True
@@ -745,8 +782,7 @@ class JiraClient:
             available = self.transitions(ref) if cached is None else cached
             if fresh:
                 self._remember_transitions(ticket, available)
-        raise NoWay(self._no_way(key, origin, ticket, goal, targets, steps), ticket.project_key,
-                    Moved(steps[-1], last_at, tuple(steps)) if steps else None)
+        raise self._no_way(key, origin, ticket, goal, targets, steps, graph, last_at)
 
     def _read_for_move(self, ref: str) -> tuple[JiraTicket, list[Transition]]:
         # One read gives both the current status and the transitions available from it.
@@ -757,8 +793,9 @@ class JiraClient:
         self._remember_transitions(ticket, available)
         return ticket, available
 
-    def _map(self, ticket: JiraTicket, available: list[Transition]) -> dict[str, list[Edge]]:
-        """What is known of the ticket's workflow: the transitions out of every status seen."""
+    def _map(self, ticket: JiraTicket, learnt: Mapping[str, list[Transition]]) -> dict[str, list[Edge]]:
+        """What is known of the ticket's workflow: the transitions out of every status seen, cached or
+        read on this walk (`learnt`, which wins)."""
         graph: dict[str, list[Edge]] = {}
         prefix = (ticket.project_key, ticket.issue_type_id)
         now = time.monotonic()
@@ -766,7 +803,7 @@ class JiraClient:
             for (project, type_id, status_id), (expires, seen) in self._transitions_seen.items():
                 if (project, type_id) == prefix and expires > now:
                     graph[status_id] = [t.edge(status_id) for t in seen]
-        graph[ticket.status_id] = [t.edge(ticket.status_id) for t in available]
+        graph.update({status_id: [t.edge(status_id) for t in seen] for status_id, seen in learnt.items()})
         return graph
 
     def _no_target(self, key: str, ticket: JiraTicket, goal: Goal, statuses: Sequence[Status]) -> str:
@@ -776,15 +813,17 @@ class JiraClient:
                 f"status{fallback} (its statuses: {names}); set status.projects."
                 f"{ticket.project_key}.{goal.setting or 'close_to'} to one of them")
 
-    def _no_way(self, key: str, origin: str, ticket: JiraTicket, goal: Goal, targets: Targets,
-                steps: Sequence[Transition]) -> str:
+    @staticmethod
+    def _no_way(key: str, origin: str, ticket: JiraTicket, goal: Goal, targets: Targets,
+                steps: Sequence[Transition], graph: Mapping[str, list[Edge]],
+                last_at: datetime | None) -> NoWay:
         walked = " -> ".join(repr(name) for name in [origin, *(t.to_name for t in steps)])
-        reachable = ", ".join(sorted({repr(e.to.name) for edges in self._map(ticket, []).values()
-                                      for e in edges})) or "none"
-        return (f"{key}: no way to {targets.how} in {ticket.project_key}'s workflow (walked: {walked}; "
+        reachable = ", ".join(sorted({repr(e.to.name) for edges in graph.values() for e in edges})) or "none"
+        text = (f"{key}: no way to {targets.how} in {ticket.project_key}'s workflow (walked: {walked}; "
                 f"statuses its transitions reach, as far as seen: {reachable}); set status.projects."
                 f"{ticket.project_key}.{goal.setting or 'close_to'} to a status the workflow reaches, or "
                 "add the transition in Jira")
+        return NoWay(text, ticket.project_key, Moved(steps[-1], last_at, tuple(steps)) if steps else None)
 
     def _refused(self, key: str, origin: str, ticket: JiraTicket, chosen: Transition,
                  steps: Sequence[Transition], error: PermanentError) -> PermanentError:

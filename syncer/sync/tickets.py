@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from syncer import logs
+from syncer.core import choices
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import (
     label_tags,
@@ -32,6 +33,7 @@ from syncer.core.routing import Decision, IssueTags, decide, route_label
 from syncer.core.tickets import choose_ticket
 from syncer.errors import AmbiguousError, Busy, HeldElsewhere, PayloadError, PermanentError, TransientError
 from syncer.jira.client import FieldsRefused
+from syncer.metrics import Metric
 from syncer.policy import toml_key
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
@@ -68,10 +70,23 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     if issue.status not in ("", "unresolved"):
         return Outcome.ignore(f"issue is {issue.status}; tickets are opened for unresolved issues only")
     decision = decide(issue, rt.policy, lambda: tags_for(rt, issue.id))
+    if event.alert_settings:
+        decision = _alert_choices(rt, event, issue, decision)
     if decision.action == "ignore" or decision.target is None:
         triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=None, action="ignore")
         return Outcome.ignore(f"route {decision.route_name}: ignore ({decision.reason})")
     return create_or_link(rt, issue, decision, installation_uuid=event.installation_uuid, cause=cause)
+
+
+def _alert_choices(rt: Runtime, event: SentryEvent, issue: SentryIssue, decision: Decision) -> Decision:
+    """The alert rule's saved settings over the routes' decision. Settings the policy no longer
+    accepts (a team since removed) are refused: a dead letter naming the setting, not a guess."""
+    where = f"alert rule {event.rule!r}" if event.rule else "alert rule"
+    try:
+        chosen = choices.parse_choices(event.alert_settings, rt.policy, where=where)
+    except choices.ChoiceError as exc:
+        raise PermanentError(f"{where}: {exc}; change the rule's syncer settings in Sentry") from None
+    return choices.apply(decision, rt.policy, issue, chosen)
 
 
 def tags_for(
@@ -111,8 +126,10 @@ def tags_for(
 
 
 def create_or_link(
-    rt: Runtime, issue: SentryIssue, decision: Decision, *, installation_uuid: str, cause: str
+    rt: Runtime, issue: SentryIssue, decision: Decision, *, installation_uuid: str, cause: str,
+    description: str | None = None,
 ) -> Outcome:
+    """`description`: a person's own words (Sentry's create form), put above the rendered one."""
     assert decision.target is not None
     triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=decision.team, action="create")
     try:
@@ -156,6 +173,8 @@ def create_or_link(
                 issue, decision.target, sentry_url=rt.settings.sentry_url, org=rt.settings.sentry_org or "",
                 tags=tags,
             )
+            if description:  # Jira caps a text field at 32,767 characters (wire-formats.md)
+                fields["description"] = f"{description}\n\n----\n{fields.get('description', '')}"[:32767]
             prepared = ticket_fields.prepare(rt, decision.target, fields)
             project = decision.target.jira_project
             assignee = assignees.resolve(rt, decision.target.assignee_email, project)
@@ -270,6 +289,8 @@ def _activate(
     # One transaction for the link and its audit row (every ticket passes here).
     links.activate(rt.engine, claim.link_id, values,
                    links.audit_row(link, side="jira", action=action, detail=detail, cause=cause))
+    rt.counters.incr(Metric.TICKETS_MADE, team=decision.team or "none",
+                     how="adopted" if adopted else "created")
     return link
 
 

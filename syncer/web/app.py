@@ -33,7 +33,7 @@ from syncer.payload import MAX_BODY_BYTES, Envelope
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.settings import Settings
 from syncer.store import deliveries, health, installations
-from syncer.web import console
+from syncer.web import console, sentry_ui
 from syncer.web.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
 
 log = logs.get_logger(__name__)
@@ -232,6 +232,8 @@ def create_app(
         return await accept("jira", key, envelope, body)
 
     app.add_route("/webhooks/sentry", sentry_webhook, methods=["POST"], include_in_schema=False)
+    for path, endpoint, methods in sentry_ui.routes(settings, engine, writer.store):
+        app.add_route(path, endpoint, methods=methods, include_in_schema=False)
     app.add_route("/webhooks/jira", jira_webhook, methods=["POST"], include_in_schema=False)
 
     @app.get("/healthz")
