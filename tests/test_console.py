@@ -4,8 +4,14 @@ showing what a real delivery left behind."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +27,7 @@ from syncer.store.schema import DeadLetterState, LinkState
 from syncer.web.console.access import SESSION_COOKIE, Access, Role
 from tests.conftest import JIRA_TOKEN, SENTRY_SECRET, SENTRY_TOKEN
 from tests.console_app import HEADER, OPERATOR_TOKEN, VIEWER_TOKEN, start_console
-from tests.harness import letters, link_of, wait_for
+from tests.harness import RedisServer, free_port, letters, link_of, wait_for
 
 JIRA_CREATE = r"^/rest/api/2/issue/?$"
 
@@ -313,3 +319,36 @@ def test_the_chart_scales_its_bars_and_escapes_its_labels() -> None:
     heights = [float(h) for h in re.findall(r'<rect class="\w+" [^>]*height="([\d.]+)"', svg)]
     assert heights[0] == 2 * heights[2] > 0 and heights[1] == 0
     assert "&lt;team&gt; &amp; co" in svg and "<team>" not in svg
+
+
+@pytest.mark.slow
+def test_the_sandbox_prints_the_console_and_a_login_that_works(tmp_path: Path) -> None:
+    broker = RedisServer().start()  # its own: the session's worker would take the sandbox's tasks
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")}
+    env["SYNCER_BROKER_URL"] = broker.url
+    port = free_port()
+    sandbox = subprocess.Popen([sys.executable, "-m", "syncer", "sandbox", "--port", str(port)], env=env,
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(sandbox.stdout.readline, "")),  # type: ignore[union-attr]
+                              daemon=True)
+    reader.start()
+    try:
+        said = wait_for(lambda: next((m for line in list(lines) if (m := re.search(
+            r"console on (http://127\.0\.0\.1:\d+/console), sign in with the token (\w+)", line))), None),
+            120, interval=0.2, what="the sandbox's console line")
+        url, token = said.group(1), said.group(2)
+        assert url == f"http://127.0.0.1:{port}/console"
+        assert httpx.get(url, timeout=10).status_code == 303  # anonymous: to the login page
+        signed = {"Authorization": f"Bearer {token}"}
+        assert "Overview" in httpx.get(url, headers=signed, timeout=10).text
+        wait_for(lambda: re.search(r"PAY-\d+", httpx.get(f"{url}/links", headers=signed, timeout=10).text),
+                 120, interval=0.5, what="the story's ticket on the console's links page")
+    finally:
+        sandbox.send_signal(signal.SIGINT)
+        try:
+            sandbox.wait(30)
+        except subprocess.TimeoutExpired:
+            sandbox.kill()
+            sandbox.wait()
+        broker.stop()
