@@ -46,6 +46,7 @@ from syncer.core.people import People, Person
 from syncer.errors import ConfigError
 
 LEVELS = ("fatal", "error", "warning", "info", "debug")
+SENTRY_PRIORITIES = ("high", "medium", "low")  # Sentry's issue priority (PriorityLevel)
 # getsentry/sentry src/sentry/api/utils.py MAX_STATS_PERIOD: an issue search covers 90 days at most
 # (and exactly that when it names no range), so a longer backfill window would silently be cut.
 MAX_LOOKBACK_HOURS = 90 * 24
@@ -372,6 +373,31 @@ class Route(_Table):
         return self.name or f"routes[{index}]"
 
 
+# By field name (as Jira shows it, any case) or id (customfield_10050, fixVersions, resolution).
+TransitionFields = dict[Name, FieldValue]  # shaped from the screen's schema: syncer.jira.screens
+# What a project or team may set differently: what follows a workflow's status names and screens.
+OVERRIDABLE = ("wont_fix", "close_to", "reopen_to", "close_resolution", "on_archive", "archive_to",
+               "on_archive_forever", "archive_forever_to")
+
+
+class StatusOverride(_Table):
+    """`[status.projects.<KEY>]` or `[status.teams.<name>]`: the settings that depend on a workflow,
+    for one Jira project (its tickets) or one team (the tickets it files). Unset keys inherit."""
+
+    wont_fix: tuple[Name, ...] | None = None
+    close_to: Name | None = None
+    reopen_to: Name | None = None
+    close_resolution: Name | None = None
+    on_archive: Literal["nothing", "label", "transition"] | None = None
+    archive_to: Name | None = None
+    on_archive_forever: Literal["nothing", "label", "transition"] | None = None
+    archive_forever_to: Name | None = None
+    transition_fields: TransitionFields = Field(default_factory=dict)
+
+    def given(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in OVERRIDABLE if getattr(self, name) is not None}
+
+
 class StatusPolicy(_Table):
     """`[status]`: how a status change on one side moves the other."""
 
@@ -386,18 +412,75 @@ class StatusPolicy(_Table):
     on_archive: Literal["nothing", "label", "transition"] = "nothing"
     archive_label: Label = "sentry-archived"
     archive_to: Name | None = None  # required when on_archive = "transition"
+    # Sentry's `archived_forever` ("stop telling me") apart from its snoozes (archived until it
+    # escalates, or until a count or time is reached); None: as on_archive.
+    on_archive_forever: Literal["nothing", "label", "transition"] | None = None
+    archive_forever_to: Name | None = None  # required when on_archive_forever = "transition"
     unarchive_from_jira: StrictBool = False
     assignee_to_sentry: StrictBool = False
     assignee_to_jira: StrictBool = False
+    # Values for the fields a transition's screen requires (or offers), by field name or id.
+    transition_fields: TransitionFields = Field(default_factory=dict)
+    # Precedence, least to most specific: [status], then the team's, then the Jira project's (the
+    # project's workflow is what the status names and screens belong to).
+    teams: dict[str, StatusOverride] = Field(default_factory=dict)
+    projects: dict[ProjectKey, StatusOverride] = Field(default_factory=dict)
+
+    def archive_action(self, substatus: str) -> tuple[str, str | None]:
+        """What an archive of this Sentry substatus does to the ticket: (mode, status to move to)."""
+        if substatus == "archived_forever" and self.on_archive_forever is not None:
+            return self.on_archive_forever, self.archive_forever_to
+        return self.on_archive, self.archive_to
+
+    @property
+    def archive_statuses(self) -> tuple[str, ...]:
+        """The Jira statuses an archive moves tickets to: a ticket there is parked by syncer."""
+        return tuple(to for mode, to in ((self.on_archive, self.archive_to),
+                                         (self.on_archive_forever, self.archive_forever_to))
+                     if mode == "transition" and to)
+
+    @property
+    def labels_archives(self) -> bool:
+        return "label" in (self.on_archive, self.on_archive_forever)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.on_archive == "transition" and self.archive_to is None:
-            raise _invalid_key("archive_to", 'required when on_archive = "transition"')
-        if self.close_to in self.wont_fix:
-            # Resolving in Sentry would move the ticket to a status that archives the issue again.
-            raise _invalid_key("close_to", f"{json.dumps(self.close_to)} is also listed in wont_fix")
+        self._check("")
+        for kind, table in (("teams", self.teams), ("projects", self.projects)):
+            for name, override in table.items():
+                self._merged((override,))._check(f"{kind}.{toml_key(name)}.")
         return self
+
+    def _check(self, where: str) -> None:
+        if self.on_archive == "transition" and self.archive_to is None:
+            raise _invalid_key(f"{where}archive_to", 'required when on_archive = "transition"')
+        if self.on_archive_forever == "transition" and self.archive_forever_to is None:
+            raise _invalid_key(f"{where}archive_forever_to",
+                               'required when on_archive_forever = "transition"')
+        if self.close_to.casefold() in {name.casefold() for name in self.wont_fix}:
+            # Resolving in Sentry would move the ticket to a status that archives the issue again.
+            raise _invalid_key(f"{where}close_to", f"{json.dumps(self.close_to)} is also listed in wont_fix")
+
+    def for_ticket(self, project: str | None, team: str | None = None) -> StatusPolicy:
+        """The settings for one ticket: [status], overridden by its team's, then by its project's."""
+        layers = tuple(o for o in (self.teams.get(team or ""), self._project(project)) if o is not None)
+        return self._merged(layers) if layers else self
+
+    def _project(self, key: str | None) -> StatusOverride | None:
+        # Jira's project keys are upper case; the file may write them otherwise.
+        wanted = (key or "").upper()
+        return next((o for k, o in self.projects.items() if k.upper() == wanted), None) if wanted else None
+
+    def _merged(self, layers: tuple[StatusOverride, ...]) -> StatusPolicy:
+        update: dict[str, Any] = {"teams": {}, "projects": {}}
+        fields = dict(self.transition_fields)
+        for layer in layers:
+            update.update(layer.given())
+            for key, value in layer.transition_fields.items():
+                fields.pop(key, None)  # re-added last: the more specific entry is found first
+                fields[key] = value
+        update["transition_fields"] = fields
+        return self.model_copy(update=update)
 
 
 class ReconcilePolicy(_Table):
@@ -427,17 +510,35 @@ class ReconcilePolicy(_Table):
 
 
 class Priorities(_Table):
-    """`[priorities]`: Sentry level -> Jira priority name. "" leaves the priority to Jira."""
+    """`[priorities]`: Sentry's issue priority (high/medium/low), else its level -> Jira priority
+    name. "" leaves the priority to Jira. The Sentry priority keys are unset by default: a ticket's
+    priority then follows the level, as before Sentry had priorities."""
 
     fatal: PriorityName = "Highest"
     error: PriorityName = "High"
     warning: PriorityName = "Medium"
     info: PriorityName = "Low"
     debug: PriorityName = "Lowest"
+    high: PriorityName | None = None
+    medium: PriorityName | None = None
+    low: PriorityName | None = None
+    # When Sentry's priority of a linked issue changes (it rises when an issue escalates), set the
+    # ticket's priority to the new one's mapping. Sentry sends no webhook for the change itself,
+    # so it is noticed with the next issue webhook (getsentry/sentry#105591 asks for one).
+    follow_sentry: StrictBool = False
 
     def for_level(self, level: str) -> str | None:
         name = level.lower()
         return getattr(self, name) if name in LEVELS else None
+
+    def for_sentry_priority(self, priority: str) -> str | None:
+        name = priority.lower()
+        return getattr(self, name) if name in SENTRY_PRIORITIES else None
+
+    def for_issue(self, level: str, sentry_priority: str) -> str | None:
+        """Sentry's priority when it has one and it is mapped, else the level."""
+        by_priority = self.for_sentry_priority(sentry_priority) if sentry_priority else None
+        return by_priority if by_priority is not None else self.for_level(level)
 
 
 class MergePolicy(_Table):
@@ -565,6 +666,11 @@ class Policy(_Table):
                     f'"notify" posts to the team\'s Slack channel, and teams.{toml_key(route.team)} '
                     "has no slack_channel",
                 )
+        for team_name in self.status.teams:
+            if team_name not in self.teams:
+                hint = _did_you_mean(team_name, self.teams)
+                raise _invalid_key(f"status.teams.{toml_key(team_name)}",
+                                   f"names a team that no [teams.*] entry defines{hint}")
         for team_name, team in self.teams.items():
             if team.jira_project is None and self.defaults.jira_project is None:
                 raise _invalid_key(

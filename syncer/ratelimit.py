@@ -95,6 +95,11 @@ def issue_ref(url: str) -> str | None:
     return match.group(1) if match else None
 
 
+def bucket_name(service: str, base_url: str) -> str:
+    """The Redis key of one API host's budget."""
+    return f"syncer:rate:{service}:{urlsplit(base_url).netloc}"
+
+
 class RateLimiter:
     """One API host's shared budget, and (Jira) per-ticket write spacing."""
 
@@ -110,7 +115,7 @@ class RateLimiter:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.service = service
-        self.bucket = f"syncer:rate:{service}:{urlsplit(base_url).netloc}"
+        self.bucket = bucket_name(service, base_url)
         self._interval_ms = round(1000.0 / max_rps) if max_rps > 0 else 0
         self._issue_interval_ms = round(issue_write_interval * 1000.0)
         self._max_wait_ms = round(max_wait * 1000.0)
@@ -211,3 +216,15 @@ def limiter(
         issue_write_interval=issue_write_interval,
         max_wait=max_wait,
     )
+
+
+def booked_ahead(client: redis.Redis, *, service: str, base_url: str) -> float:
+    """How far ahead, in seconds, the API's shared budget is booked: 0 when a call would go at once;
+    near `SYNCER_RATE_LIMIT_MAX_WAIT_SECONDS`, calls are being turned away (`Throttled`). Raises
+    `redis.RedisError` when Redis cannot say."""
+    bucket = bucket_name(service, base_url)
+    tat, (seconds, micros) = client.get(bucket), client.time()
+    if tat is None:
+        return 0.0
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    return max(0.0, (float(tat) - now_ms) / 1000.0)

@@ -13,9 +13,9 @@ from functools import cached_property
 import redis
 from sqlalchemy.engine import Engine
 
-from syncer import ratelimit
+from syncer import apicalls, ratelimit
 from syncer.jira.client import JiraClient
-from syncer.metrics import WorkerCounters
+from syncer.metrics import CountedCalls, WorkerCounters
 from syncer.policy import Policy, load_policy
 from syncer.sentry.client import SentryClient
 from syncer.settings import Settings
@@ -60,6 +60,7 @@ class Runtime:
             token=s.jira_token.get_secret_value() if s.jira_token else None,
             pat=s.jira_pat.get_secret_value() if s.jira_pat else None,
             timeout=(s.http_connect_timeout, s.http_read_timeout),
+            workflow_cache_seconds=s.jira_workflow_cache_seconds,
             throttle=self._throttle("jira", s.jira_url, s.jira_max_rps, s.jira_issue_write_interval_seconds),
         )
 
@@ -81,9 +82,10 @@ class Runtime:
 
     def _throttle(
         self, service: str, base_url: str, max_rps: float, issue_write_interval: float = 0.0
-    ) -> ratelimit.RateLimiter | None:
-        """The API's shared rate limit (in Redis), or None when none is configured."""
-        return ratelimit.limiter(
+    ) -> CountedCalls:
+        """The API's shared rate limit (in Redis; none when none is configured), with its answers
+        recorded for the console (`syncer.apicalls`) and every answered call counted (`/metrics`)."""
+        limiter = ratelimit.limiter(
             self.redis,
             service=service,
             base_url=base_url,
@@ -91,6 +93,7 @@ class Runtime:
             issue_write_interval=issue_write_interval,
             max_wait=self.settings.rate_limit_max_wait_seconds,
         )
+        return CountedCalls(service, self.counters, apicalls.recording(self.redis, service, limiter))
 
     @property
     def jira_browse_url(self) -> str:

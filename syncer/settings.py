@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     # Sentry-Hook-Timestamp is not signed, so this only narrows replays of captured deliveries.
     sentry_timestamp_window_seconds: int = Field(default=900, ge=0)
 
+    # The base URL Sentry (its screens) and Slack reach `syncer web` at: an origin, no path.
+    public_url: str | None = None
+    # How long a create or link submitted in Sentry's issue screen is waited for before the answer
+    # (Sentry's own wait for it is `safe_urlopen`'s default of 30 s).
+    ui_wait_seconds: float = Field(default=15.0, gt=0, le=25)
+    # The link form's ticket search reaches Jira while Sentry waits about a second for options.
+    ui_search_timeout_seconds: float = Field(default=0.8, gt=0, le=5)
+
     jira_url: str | None = None
     jira_email: str | None = None
     jira_token: SecretStr | None = None
@@ -59,6 +67,9 @@ class Settings(BaseSettings):
     # Jira Cloud search may miss an issue created this recently; after an ambiguous create we wait
     # this long for the label search to show it before creating again.
     jira_search_lag_seconds: float = Field(default=30.0, ge=0)
+    # How long what a worker saw of a Jira workflow (a status's transitions and screens, a project's
+    # statuses) is trusted before it is read again; 0 reads them on every move.
+    jira_workflow_cache_seconds: float = Field(default=600.0, ge=0)
 
     # `$PORT` first: the contract, the Procfile and platforms (Heroku, Cloud Run, ...) set it.
     port: int = Field(default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "SYNCER_PORT"))
@@ -94,6 +105,16 @@ class Settings(BaseSettings):
     # is held to one core by its GIL). `syncer worker --processes` overrides it.
     worker_processes: str = "auto"
 
+    # The console (`GET /console`, syncer.web.console): off unless a token or a trusted header is set.
+    # The operator token signs a person in as an operator, the viewer token as a viewer.
+    console_token: SecretStr | None = None
+    console_viewer_token: SecretStr | None = None
+    # A header an authenticating proxy sets to the signed-in person (oauth2-proxy: X-Forwarded-Email),
+    # matched against the allow-lists below: comma-separated e-mails or globs (`*@example.com`).
+    console_trusted_header: str | None = None
+    console_operators: str = ""
+    console_viewers: str = ""
+
     @field_validator("worker_processes")
     @classmethod
     def _auto_or_count(cls, value: str) -> str:
@@ -113,7 +134,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be longer than connect + read timeout + rate-limit wait ({longest:g}s)")
         return value
 
-    @field_validator("sentry_url", "jira_url")
+    @field_validator("sentry_url", "jira_url", "public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:

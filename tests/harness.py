@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import pytest
 import redis
 from jira import JIRA
 from sqlalchemy.engine import Engine
@@ -30,6 +31,13 @@ REPO = Path(__file__).resolve().parent.parent
 # What the fake Jira sites of conftest.py (cloud_jira, dc_jira) accept and sign webhooks with.
 FAKE_JIRA_EMAIL, FAKE_JIRA_TOKEN, FAKE_JIRA_PAT = "bot@example.com", "jira-token", "jira-pat"
 FAKE_JIRA_SECRET = "hook-secret"
+# A test marked BOTH_DEPLOYMENTS runs twice: against the session's Jira Cloud site and against a Jira Data
+# Center 9 site (conftest.fake_jira), each with its own web app, worker and environment. Cloud's param is
+# None, the cache key of an unmarked test's `fake_jira`: its run shares their site instead of a new one.
+DATA_CENTER = "DataCenter"
+BOTH_DEPLOYMENTS = pytest.mark.parametrize(
+    "fake_jira", [pytest.param(None, id="cloud"), pytest.param(DATA_CENTER, id="datacenter")], indirect=True
+)
 # What syncer's worker and beat log once they serve (syncer.worker.app, on Celery's signals).
 WORKER_READY, BEAT_READY = "syncer worker ready", "syncer beat ready"
 

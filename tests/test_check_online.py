@@ -195,3 +195,57 @@ def test_assignees_not_assignable_in_their_project_and_people_without_an_account
     # assignee (for [defaults] and team ops) is assignable in OPS.
     assert "bob@example.com" not in out and "oncall@example.com" not in out
     assert "[teams.ops]" not in out
+
+
+WORKFLOWS = """
+[defaults]
+jira_project = "OPS"
+
+[teams.payments]
+jira_project = "PAY"
+
+[teams.web]
+jira_project = "WEB"
+
+[[routes]]
+name = "billing"
+when = { project = "billing-*" }
+team = "payments"
+
+[[routes]]
+name = "frontend"
+when = { platform = "javascript*" }
+team = "web"
+
+[status]
+close_to = "Resolved"
+on_archive = "transition"
+archive_to = "Won't Do"
+
+[status.projects.WEB]
+close_to = "Closed"
+"""
+
+
+def test_statuses_a_routes_workflow_lacks_are_named_with_what_to_set(
+    process_env: dict[str, str], jira: FakeJira, tmp_path: Path
+) -> None:
+    jira.set_workflow("PAY", "strict")  # no "Resolved" (Done stands in), no "Won't Do"
+    jira.set_workflow("WEB", "strict", todo="Open", done="Closed")  # no "To Do" (Open stands in)
+    policy = tmp_path / "policy.toml"
+    policy.write_text(WORKFLOWS)
+
+    done = check_online(process_env, jira, policy)
+
+    assert done.returncode == 1, done.stderr
+    out = done.stdout[done.stdout.index("Online checks"):]
+    print(out)  # what the README shows
+    assert "checked  workflows: statuses for close_to, reopen_to and archive_to" in out
+    billing = out[out.index('  routes[0] "billing":'):out.index('  routes[1] "frontend":')]
+    frontend = out[out.index('  routes[1] "frontend":'):]
+    assert ("status.archive_to = \"Won't Do\": PAY's workflow for Bug has no such status (it has: 'To Do', "
+            "'In Progress', 'Done'); set status.projects.PAY.archive_to") in billing
+    assert "close_to" not in billing  # Done stands in for Resolved
+    assert "WEB's workflow for Bug has no such status" in frontend and "archive_to" in frontend
+    assert "close_to" not in frontend and "reopen_to" not in frontend  # Closed, and Open for To Do
+    assert "[defaults]:" not in out  # OPS's simple workflow has Won't Do, and Done stands in for Resolved

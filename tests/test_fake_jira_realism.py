@@ -145,6 +145,29 @@ def test_a_person_takes_the_steps_a_strict_workflow_offers(cloud_jira: FakeJira,
                                                                 ("In Progress", "Done")]
 
 
+def test_a_projects_statuses_are_listed_per_issue_type(cloud_jira: FakeJira) -> None:
+    cloud_jira.set_workflow("WEB", "strict", todo="Open", done="Closed", rejected="Won't Do")
+    with http(cloud_jira) as client:
+        answer = client.get("project/WEB/statuses")
+    assert answer.status_code == 200, answer.text
+    by_type = {t["name"]: [(s["name"], s["statusCategory"]["key"]) for s in t["statuses"]]
+               for t in answer.json()}
+    assert by_type["Task"] == [("Open", "new"), ("In Progress", "indeterminate"), ("Closed", "done"),
+                               ("Won't Do", "done")]
+    assert {t["id"] for t in answer.json()} >= {"10002", "10004"}  # Task, Bug
+
+
+def test_a_second_done_status_and_a_removed_transition(cloud_jira: FakeJira) -> None:
+    cloud_jira.set_workflow("OPS", "strict", rejected="Won't Do")
+    key = created_key(cloud_jira)
+    assert take(cloud_jira, key, "21").status_code == 204
+    assert {t["to"]["name"] for t in transitions(cloud_jira, key)} == {"Done", "Won't Do"}
+    assert take(cloud_jira, key, "51").status_code == 204
+    assert [t["name"] for t in transitions(cloud_jira, key)] == ["Reopen"]  # from either done status
+    cloud_jira.remove_transition("OPS", "Reopen")
+    assert transitions(cloud_jira, key) == []  # a dead end, until reset()
+
+
 def test_reset_puts_the_simple_workflow_back(cloud_jira: FakeJira) -> None:
     cloud_jira.set_workflow("OPS", "strict")
     cloud_jira.reset()
@@ -585,7 +608,7 @@ def test_data_center_webhooks_name_users_and_carry_the_url_token_or_a_signature(
     target = FakeServer(Starlette(routes=[Route("/hook", hook, methods=["POST"])])).start()
     unsigned = start_fake_jira(deployment="DataCenter", pat=PAT, webhook_url=f"{target.url}/hook?token=t0k")
     signed = start_fake_jira(deployment="DataCenter", pat=PAT, webhook_url=f"{target.url}/hook",
-                             webhook_secret=SECRET)
+                             webhook_secret=SECRET, version="10.3.1")
     try:
         unsigned.person_create("OPS", "from DC")
         assert unsigned.webhooks.drain(5)
@@ -598,6 +621,9 @@ def test_data_center_webhooks_name_users_and_carry_the_url_token_or_a_signature(
     (query, headers, body), (signed_query, signed_headers, signed_body) = received
     assert (query, "x-hub-signature" in headers) == ("token=t0k", False)
     assert signed_query == "" and verify_signature(SECRET, signed_body, signed_headers["x-hub-signature"])
+    assert "x-atlassian-webhook-identifier" not in headers | signed_headers  # Cloud's header only
+    with pytest.raises(ValueError, match="cannot sign webhooks"):  # a secret came with Data Center 10
+        start_fake_jira(deployment="DataCenter", pat=PAT, webhook_secret=SECRET, version="9.12.15")
     user = httpx.Response(200, content=body).json()["user"]
     assert (user["name"], user["key"].startswith("JIRAUSER"), user["emailAddress"]) == (
         "pat.person", True, "pat.person@example.com")

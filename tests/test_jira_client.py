@@ -13,8 +13,10 @@ import pytest
 from syncer.errors import AmbiguousError, ConfigError, PermanentError, TransientError
 from syncer.fakes.base import Fault, WebhookInbox
 from syncer.fakes.jira import FakeJira, start_fake_jira
-from syncer.jira.client import JiraClient, jql_quote
+from syncer.jira.client import JiraClient, NoWay, jql_quote
+from syncer.jira.screens import ScreenRefused
 from syncer.jira.webhooks import parse_event, verify_signature
+from syncer.jira.workflow import Goal
 
 EMAIL, TOKEN, PAT, SECRET = "bot@example.com", "s3cr3t-api-token", "s3cr3t-pat", "hook-secret"
 FIELDS = {"project": {"key": "OPS"}, "issuetype": {"name": "Task"}, "summary": "ZeroDivisionError"}
@@ -82,6 +84,21 @@ def test_credentials_are_required() -> None:
 def test_who_and_where(client: JiraClient, server_client: JiraClient) -> None:
     assert (client.deployment, client.bot_account_id()) == ("Cloud", "bot-account-id")
     assert (server_client.deployment, server_client.bot_account_id()) == ("Server", "syncer-bot")
+
+
+def test_refused_credentials_name_what_to_set_for_the_site(fake: FakeJira, server: FakeJira) -> None:
+    """A PAT is a Data Center credential and Cloud's API token is not: each 401 says what to set."""
+    basic_on_dc = JiraClient(server.url, email=EMAIL, token=TOKEN, timeout=(2.0, 2.0))
+    pat_on_cloud = JiraClient(fake.url, pat=PAT, timeout=(2.0, 2.0))
+    with pytest.raises(PermanentError) as on_dc:
+        basic_on_dc.get_ticket("OPS-1")
+    with pytest.raises(PermanentError) as on_cloud:
+        pat_on_cloud.get_ticket("OPS-1")
+    assert on_dc.value.status == on_cloud.value.status == 401
+    assert "set SYNCER_JIRA_PAT" in str(on_dc.value)
+    assert "SYNCER_JIRA_EMAIL and SYNCER_JIRA_TOKEN" in str(on_cloud.value)
+    no_secrets(on_dc.value)
+    no_secrets(on_cloud.value)
 
 
 @pytest.mark.parametrize("deployment", ["Cloud", "Server"])
@@ -362,7 +379,7 @@ def test_transition_to_the_current_status_does_nothing(fake: FakeJira, client: J
 def test_transition_to_supplies_the_resolution_a_screen_asks_for(fake: FakeJira, client: JiraClient) -> None:
     fake.require_resolution = True
     _, key = client.create_issue(FIELDS)
-    with pytest.raises(PermanentError, match="Resolution is required"):
+    with pytest.raises(PermanentError, match=r'requires "Resolution".*Cannot Reproduce.*close_resolution'):
         client.transition_to(key, "Done")
     assert client.transition_to(key, "Done", resolution="Cannot Reproduce", comment="closed from Sentry")
     assert (fake.issue(key)["status"], fake.issue(key)["resolution"]) == ("Done", "Cannot Reproduce")  # type: ignore[index]
@@ -401,6 +418,131 @@ def test_transitions_list_targets(fake: FakeJira, client: JiraClient) -> None:
     by_target = {t.to_name: (t.name, t.to_category) for t in client.transitions(key)}
     assert by_target == {"In Progress": ("Start progress", "indeterminate"), "Done": ("Done", "done"),
                          "Won't Do": ("Won't do", "done")}
+
+
+# -- walking a workflow --------------------------------------------------------------------------------
+
+
+def status_moves(receiver: WebhookInbox, key: str, count: int) -> list[tuple[str, str]]:
+    """The status changes of `key` the fake's webhooks told, (from, to), once `count` have come."""
+    def moves() -> list[tuple[str, str]]:
+        found = []
+        for hook in receiver.received:
+            event = hook.json()
+            items = (event.get("changelog") or {}).get("items") or []
+            if event["issue"]["key"] == key:
+                found += [(i["fromString"], i["toString"]) for i in items if i["field"] == "status"]
+        return found
+    deadline = time.monotonic() + 10
+    while len(moves()) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return moves()
+
+
+def test_a_strict_workflow_is_walked_step_by_step_and_the_map_remembered(
+    fake: FakeJira, client: JiraClient, receiver: WebhookInbox
+) -> None:
+    fake.set_workflow("OPS", "strict")
+    _, key = client.create_issue(FIELDS)
+
+    moved = client.move_to(key, Goal("Done", setting="close_to"), resolution="Done", comment="closed")
+
+    assert moved is not None and [t.to_name for t in moved.steps] == ["In Progress", "Done"]
+    assert moved.via == ("In Progress",) and moved.transition.to_name == "Done"
+    assert status_moves(receiver, key, 2) == [("To Do", "In Progress"), ("In Progress", "Done")]
+    assert [c["body"] for c in fake.comments(key)] == ["closed"]  # once, with the last step
+    assert client.move_to(key, "To Do") is not None  # Reopen, the one way out of Done
+
+    # A second ticket walks the same way with what the first one showed: no transitions read.
+    _, second = client.create_issue(FIELDS)
+    ticket = client.get_ticket(second)
+    fake.calls.reset()
+    assert client.move_to(second, "Done", current=ticket) is not None
+    assert fake.issue(second)["status"] == "Done"  # type: ignore[index]
+    # One read of the start (a way of two steps begins from what Jira says now), then the POSTs.
+    assert (fake.calls.count("GET"), fake.calls.count("POST")) == (1, 2)
+
+
+def test_a_walk_cut_short_goes_on_from_where_the_ticket_is(fake: FakeJira, client: JiraClient,
+                                                           receiver: WebhookInbox) -> None:
+    fake.set_workflow("OPS", "strict")
+    _, key = client.create_issue(FIELDS)
+    # The first step is made, its answer lost: to us, the walk died between its steps.
+    fake.faults.append(Fault("POST", r"/transitions$", after=True, drop=True))
+    with pytest.raises(AmbiguousError):
+        client.move_to(key, "Done")
+    assert fake.issue(key)["status"] == "In Progress"  # type: ignore[index]
+
+    moved = client.move_to(key, "Done")
+
+    assert moved is not None and [t.to_name for t in moved.steps] == ["Done"]
+    assert status_moves(receiver, key, 2) == [("To Do", "In Progress"), ("In Progress", "Done")]
+
+
+def test_a_status_the_workflow_lacks_falls_back_to_its_category(fake: FakeJira, client: JiraClient) -> None:
+    fake.set_workflow("OPS", "strict", todo="Open", done="Closed")
+    _, key = client.create_issue(FIELDS)
+
+    closed = client.move_to(key, Goal("Done", fallback_category="done", avoid=frozenset({"Won't Do"})))
+    assert closed is not None and closed.transition.to_name == "Closed"
+    reopened = client.move_to(key, Goal("To Do", fallback_category="new"))
+    assert reopened is not None and reopened.transition.to_name == "Open"
+    assert fake.issue(key)["status"] == "Open"  # type: ignore[index]
+
+
+def test_a_status_the_workflow_lacks_without_a_fallback_names_what_to_set(fake: FakeJira,
+                                                                          client: JiraClient) -> None:
+    fake.set_workflow("OPS", "strict")
+    _, key = client.create_issue(FIELDS)
+    fake.calls.reset()
+
+    with pytest.raises(NoWay) as refused:
+        client.move_to(key, Goal("Won't Do", setting="archive_to"))
+
+    text = str(refused.value)
+    assert key in text and "Won't Do" in text
+    assert "its statuses: 'To Do', 'In Progress', 'Done'" in text
+    assert "status.projects.OPS.archive_to" in text
+    assert fake.calls.count("POST") == 0  # nothing moved on the way to nowhere
+
+
+def test_a_required_screen_field_is_filled_from_the_policy_in_its_shape(fake: FakeJira,
+                                                                        client: JiraClient) -> None:
+    fake.set_workflow("OPS", "strict")
+    cause = fake.add_custom_field("Root cause", "select", ["Code", "Config", "Sentry"])
+    fake.add_version("OPS", "2.4")
+    fake.add_transition_field("OPS", "Done", cause)
+    fake.add_transition_field("OPS", "Done", "fixVersions")
+    fake.add_transition_field("OPS", "Done", "resolution")
+    _, key = client.create_issue(FIELDS)
+
+    moved = client.move_to(key, "Done", resolution="Cannot Reproduce",
+                           field_values={"root cause": "sentry", "fixVersions": "2.4"})
+
+    assert moved is not None
+    ticket = fake.issue(key)
+    assert ticket is not None
+    assert (ticket["status"], ticket["resolution"], ticket["fix_versions"]) == (
+        "Done", "Cannot Reproduce", ["2.4"])
+    assert ticket["custom"][cause] == "Sentry"
+
+
+def test_a_required_screen_field_without_a_value_names_the_field_and_its_values(
+    fake: FakeJira, client: JiraClient
+) -> None:
+    fake.set_workflow("OPS", "strict")
+    cause = fake.add_custom_field("Root cause", "select", ["Code", "Config"])
+    fake.add_transition_field("OPS", "Done", cause)
+    _, key = client.create_issue(FIELDS)
+
+    with pytest.raises(ScreenRefused) as refused:
+        client.move_to(key, "Done")
+
+    text = str(refused.value)
+    assert f'requires "Root cause" ({cause})' in text and "it takes: \"Code\", \"Config\"" in text
+    assert "[status.projects.OPS.transition_fields]" in text
+    with pytest.raises(ScreenRefused, match='"Hardware" is not one of its values'):
+        client.move_to(key, "Done", field_values={"Root cause": "Hardware"})
 
 
 # -- search --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 
 from syncer.core.patterns import NameGlob, TextPattern
 from syncer.errors import ConfigError
+from syncer.jira.screens import ScreenField, lookup
 from syncer.policy import Policy, load_policy, parse_policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -444,3 +445,49 @@ def test_a_file_is_named_by_its_path(tmp_path: Path) -> None:
         load_policy(path)
 
     assert str(caught.value).startswith(f"{path}: routes[0].team: names team 'nobody'")
+
+
+# --- status settings per team and per Jira project --------------------------------------------------
+
+
+def test_a_tickets_status_settings_come_from_its_project_then_its_team_then_status() -> None:
+    policy = parse('''
+[status]
+close_to = "Done"
+transition_fields = { "Root cause" = "Sentry", fixVersions = "2.4" }
+
+[status.teams.payments]
+close_to = "Resolved"
+reopen_to = "Backlog"
+
+[status.projects.ops]
+close_to = "Closed"
+on_archive = "transition"
+archive_to = "Rejected"
+transition_fields = { "root cause" = ["Code"] }
+''')
+    both = policy.status.for_ticket("OPS", "payments")
+    team = policy.status.for_ticket("PAY", "payments")
+    assert (both.close_to, both.reopen_to, both.on_archive, both.archive_to) == (
+        "Closed", "Backlog", "transition", "Rejected")
+    # The most specific entry for a field is the one found, whatever case or key it was written with.
+    root_cause = ScreenField(id="customfield_10050", name="Root cause", required=True, has_default=False,
+                             type="option", items=None, custom=None, allowed=None)
+    assert lookup(both.transition_fields, root_cause) == ("root cause", ("Code",))
+    assert lookup(team.transition_fields, root_cause) == ("Root cause", "Sentry")
+    assert (team.close_to, team.reopen_to, team.on_archive) == ("Resolved", "Backlog", "nothing")
+    assert policy.status.for_ticket("PAY", None) is policy.status
+
+
+def test_a_project_or_team_override_is_checked_as_the_status_table_is() -> None:
+    assert problem('[status.projects.OPS]\nwont_fix = ["Done"]\n') == (
+        'syncer.toml: status.projects.OPS.close_to: "Done" is also listed in wont_fix')
+    assert problem('[status.projects.OPS]\non_archive = "transition"\n') == (
+        'syncer.toml: status.projects.OPS.archive_to: required when on_archive = "transition"')
+    assert problem('[status.teams.paymnts]\nclose_to = "Closed"\n') == (
+        "syncer.toml: status.teams.paymnts: names a team that no [teams.*] entry defines "
+        "(did you mean 'payments'?)")
+    assert problem('[status.projects.OPS]\nclosed_to = "Closed"\n') == (
+        "syncer.toml: status.projects.OPS.closed_to: unknown key (did you mean 'close_to'?)")
+    assert problem('[status.transition_fields]\n"Root cause" = true\n').startswith(
+        'syncer.toml: status.transition_fields."Root cause": true/false is no Jira field')

@@ -35,7 +35,7 @@ from syncer.store.engine import session_scope
 from syncer.store.schema import DeadLetter, Delivery, DeliveryState, Link, LinkState, utcnow
 from syncer.sync import reconcile, tickets
 from syncer.sync.reconcile.sweep import AUTO_RETRIES_PER_DELIVERY
-from tests.harness import REPO, Background, audit_of, links_of, wait_for
+from tests.harness import BOTH_DEPLOYMENTS, REPO, Background, audit_of, links_of, wait_for
 
 SENTRY_PUT = r"^/api/0/organizations/[^/]+/issues/\d+/?$"
 LONG_AGO = datetime.now(UTC) - timedelta(days=3)  # first seen before the lookback window
@@ -166,6 +166,7 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 # --- repairs of lost webhooks ---------------------------------------------------------------------
 
 
+@BOTH_DEPLOYMENTS
 def test_a_missed_jira_close_resolves_the_sentry_issue(
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:
@@ -189,6 +190,7 @@ def test_a_missed_jira_close_resolves_the_sentry_issue(
     assert again.drifted == 0 and fake_sentry.calls.count("PUT", SENTRY_PUT) == 1
 
 
+@BOTH_DEPLOYMENTS
 def test_a_missed_regression_reopens_the_ticket_with_a_comment(
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:
@@ -235,6 +237,7 @@ def test_the_archive_label_goes_when_the_issue_is_unarchived(
     assert [a.action for a in audit_of(engine) if a.side == "jira"] == ["unlabelled"]
 
 
+@BOTH_DEPLOYMENTS
 def test_a_missed_sentry_resolve_closes_the_ticket(
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:
@@ -247,6 +250,7 @@ def test_a_missed_sentry_resolve_closes_the_ticket(
     assert ticket is not None and ticket["status"] == "Done" and ticket["resolution"] == "Done"
 
 
+@BOTH_DEPLOYMENTS
 def test_a_ticket_gone_without_its_webhook_is_flagged_unreachable_and_a_moved_one_is_followed(
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:
@@ -556,6 +560,7 @@ def test_both_changed_without_conflict_both_are_kept(
 # --- backfill -------------------------------------------------------------------------------------
 
 
+@BOTH_DEPLOYMENTS
 def test_a_missed_created_webhook_is_backfilled_with_exactly_one_ticket(
     rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
 ) -> None:
@@ -1004,6 +1009,7 @@ class Stored:
     jira_changed_at: datetime | None = T0
     reopen_commented_at: datetime | None = None
     reopens_since_comment: int = 0
+    team: str | None = None
 
 
 def sentry(status: str = "unresolved", substatus: str = "ongoing", seen: datetime = T0) -> SentryIssue:

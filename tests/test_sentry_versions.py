@@ -179,3 +179,25 @@ def test_an_ambiguous_external_issue_post_on_a_version_before_the_upsert_ends_li
     posts = sentry.calls.calls("POST", r"/external-issues/$")
     assert len(posts) == 2  # the ambiguous one, and the retry Sentry refused with its 500
     assert letters(engine) == []
+
+
+# --- Sentry's issue priority ----------------------------------------------------------------------
+
+
+def test_sentry_priority_sets_the_ticket_priority_and_an_escalation_raises_it(
+    sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    # An error (by level "High") that Sentry rates low: [priorities] low = "Low" wins over the level.
+    issue = sentry.file_issue(project="billing-api", title="RuntimeError: rare and harmless", priority="low")
+    ticket = wait_ticket(fake_jira, engine, issue["id"], timeout=60)
+    assert fake_jira.issue(ticket["key"])["priority"] == "Low"
+
+    sentry.person_archive(issue["id"], "archived_until_escalating")
+    sentry.escalate(issue["id"])  # Sentry raises the priority a level: low -> medium (issues/priority.py)
+    assert sentry.issue(issue["id"])["priority"] == "medium"
+
+    wait_for(lambda: fake_jira.issue(ticket["key"])["priority"] == "Medium", 60,
+             what="the ticket's priority to follow Sentry's")
+    wait_for(lambda: (link := link_of(engine, issue["id"])) is not None and link.sentry_priority == "medium",
+             30, what="the link to record the priority followed")
+    assert letters(engine) == []

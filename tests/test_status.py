@@ -269,11 +269,24 @@ def test_an_update_without_a_status_change_changes_nothing() -> None:
 
 
 def test_our_own_jira_change_echoed_back_changes_nothing() -> None:
-    decision = inbound(DONE, issue(), own_echo=True)
+    # Our transition stored where it led before its echo could be handled (under the link's lock).
+    decision = inbound(DONE, issue(), Known(jira_status="Done", jira_status_category="done"), own_echo=True)
 
     assert decision.action == "nothing"
     assert decision.record  # but it tells when the ticket closed: the watermark moves
     assert "our own change" in decision.reason
+
+
+def test_the_echo_of_a_step_on_our_way_is_ours_and_not_recorded() -> None:
+    """To Do -> In Progress -> Done by us: the link holds Done; In Progress's echo, however late,
+    neither moves Sentry nor overwrites the link."""
+    closed = Known(sentry_status="resolved", jira_status="Done", jira_status_category="done")
+
+    decision = inbound(IN_PROGRESS, issue("resolved"), closed, own_echo=True, previous_status="To Do",
+                       event_at=T0 + timedelta(seconds=5))
+
+    assert (decision.action, decision.record) == ("nothing", False)
+    assert "a step on a way of ours" in decision.reason and "'Done'" in decision.reason
 
 
 def test_a_jira_event_older_than_the_watermark_is_dropped() -> None:
@@ -872,7 +885,9 @@ def test_a_stored_done_webhook_resolves() -> None:
 def test_a_stored_done_webhook_from_our_bot_is_an_echo() -> None:
     event = jira_event("issue_updated_done.json")
 
-    decision = inbound_from(event, Known(), issue(), bot=event.user_id)
+    closed = Known(jira_status="Done", jira_status_category="done")  # as our transition left it
+
+    decision = inbound_from(event, closed, issue(), bot=event.user_id)
 
     assert decision.action == "nothing"
     assert decision.record

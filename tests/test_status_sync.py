@@ -2,6 +2,10 @@
 fake sends its webhook to the real web app, a real worker process applies it to the other fake, and
 the other fake's webhook about that change comes back and must end there.
 
+Every test with the stack runs twice: against the fake's simple workflow (any status to any other) and its
+strict one (To Do -> In Progress -> Done or Won't Do, Reopen back to To Do), where a person takes one step
+at a time and syncer walks the way, each step's echo its own.
+
 The worker process cannot be time-travelled: tests of the new-ticket window seed the link's
 timestamps in the database instead (the pure tests in test_status.py run the clock with freezegun).
 """
@@ -30,7 +34,16 @@ from syncer.store.engine import session_scope
 from syncer.store.schema import Delivery, DeliveryState, Link, LinkState, utcnow
 from tests.conftest import INSTALLATION_UUID, post_sentry
 from tests.conftest import JIRA_WEBHOOK_SECRET as JIRA_SECRET
-from tests.harness import audit_of, deliveries, free_port, letters, link_of, links_of, wait_for
+from tests.harness import (
+    BOTH_DEPLOYMENTS,
+    audit_of,
+    deliveries,
+    free_port,
+    letters,
+    link_of,
+    links_of,
+    wait_for,
+)
 
 SENTRY_PUT = r"^/api/0/organizations/[^/]+/issues/\d+/?$"
 JIRA_TRANSITION = r"/transitions$"
@@ -116,16 +129,68 @@ def seed_link(engine: Engine, sentry_id: str, **fields: Any) -> None:
             setattr(link, name, value)
 
 
+# --- workflows ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["simple", "strict"])
+def stack(request: pytest.FixtureRequest, stack: dict[str, Any], fake_jira: FakeJira) -> dict[str, Any]:
+    """The shared stack, with PAY (where billing issues go) in the workflow under test; the fake's
+    reset() puts the simple one back."""
+    if request.param == "strict":
+        fake_jira.set_workflow("PAY", "strict", rejected="Won't Do")
+    return {**stack, "workflow": request.param}
+
+
+def person_walk(fake_jira: FakeJira, key: str, target: str) -> None:
+    """A person moves the ticket to `target` in the Jira UI: one transition at a time along the
+    shortest way its workflow offers (one step in the simple workflow)."""
+    ticket = fake_jira.issue(key)
+    assert ticket is not None, f"{key} is gone"
+    offered = fake_jira.workflow_transitions(ticket["project"])
+    way: dict[str, list[str]] = {ticket["status"]: []}
+    queue = [ticket["status"]]
+    while queue and target not in way:
+        here = queue.pop(0)
+        for transition in offered:
+            there = transition["to"]
+            leaves_here = transition["from"] is None or here in transition["from"]
+            if there not in way and there != here and leaves_here:
+                way[there] = [*way[here], there]
+                queue.append(there)
+    assert target in way, f"{ticket['project']}'s workflow has no way from {ticket['status']!r} to {target!r}"
+    for status in way[target]:
+        fake_jira.person_transition(key, status)
+
+
+def bot_moves(fake_jira: FakeJira, key: str, since: int = 0) -> list[str]:
+    """The statuses our bot moved `key` to, in order, as the fake's webhooks (from the `since`-th) told."""
+    moves = []
+    for _headers, body, _status in fake_jira.webhooks.sent[since:]:
+        event = json.loads(body)
+        user = event.get("user") or {}
+        by_bot = (user.get("accountId") or user.get("name")) == fake_jira.bot_account_id  # Cloud | DC
+        if event.get("issue", {}).get("key") == key and by_bot:
+            items = (event.get("changelog") or {}).get("items", [])
+            moves += [item["toString"] for item in items if item["field"] == "status"]
+    return moves
+
+
+def closing_way(stack: dict[str, Any], done: str = "Done") -> list[str]:
+    """The statuses syncer's close passes through from To Do, in the workflow under test."""
+    return ["In Progress", done] if stack["workflow"] == "strict" else [done]
+
+
 # --- Jira -> Sentry -------------------------------------------------------------------------------
 
 
+@BOTH_DEPLOYMENTS
 def test_done_in_jira_resolves_the_sentry_issue_once(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
     issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
     reset_counts(fake_sentry, fake_jira)
 
-    fake_jira.person_transition(key, "Done")
+    person_walk(fake_jira, key, "Done")
     wait_sentry(fake_sentry, issue_id, "resolved")
     settle(engine, fake_sentry, fake_jira)
 
@@ -147,12 +212,13 @@ def test_done_in_jira_resolves_the_sentry_issue_once(
     assert link.jira_changed_at is not None
 
 
+@BOTH_DEPLOYMENTS
 def test_wont_do_in_jira_archives_the_sentry_issue(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
     issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
 
-    fake_jira.person_transition(key, "Won't Do")
+    person_walk(fake_jira, key, "Won't Do")
     wait_sentry(fake_sentry, issue_id, "ignored")
     settle(engine, fake_sentry, fake_jira)
 
@@ -163,16 +229,17 @@ def test_wont_do_in_jira_archives_the_sentry_issue(
     ]
 
 
+@BOTH_DEPLOYMENTS
 def test_reopened_in_jira_unresolves_the_sentry_issue(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
     issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
-    fake_jira.person_transition(key, "Done")
+    person_walk(fake_jira, key, "Done")
     wait_sentry(fake_sentry, issue_id, "resolved")
     settle(engine, fake_sentry, fake_jira)
     reset_counts(fake_sentry, fake_jira)
 
-    fake_jira.person_transition(key, "In Progress")
+    person_walk(fake_jira, key, "In Progress")
     wait_sentry(fake_sentry, issue_id, "unresolved")
     settle(engine, fake_sentry, fake_jira)
 
@@ -191,12 +258,16 @@ def test_closing_a_ticket_whose_issue_sentry_deleted_breaks_the_link_and_buries_
     fake_sentry.person_delete_issue(issue_id)  # no webhook for a deletion
     reset_counts(fake_sentry, fake_jira)
 
-    fake_jira.person_transition(key, "Done")
+    person_walk(fake_jira, key, "Done")
     settle(engine, fake_sentry, fake_jira)
 
     [after] = links_of(engine, issue_id)
     assert (after.state, after.live_sentry_issue_id) == (LinkState.BROKEN, None)
-    assert [d.state for d in deliveries(engine) if d.source == "jira"][-1] == DeliveryState.DONE
+    # The step that found the issue gone broke the link (in the strict workflow, In Progress: the
+    # step to Done then finds the link broken and ends there).
+    jira_side = [(d.state, d.outcome) for d in deliveries(engine) if d.source == "jira"]
+    assert any(state == DeliveryState.DONE and "link marked broken" in note for state, note in jira_side)
+    assert DeliveryState.DEAD not in [state for state, _ in jira_side], jira_side
     assert letters(engine) == []
     [entry] = [a for a in audit_of(engine, issue_id) if a.action == "issue_deleted"]
     assert entry.side == "sentry" and entry.link_id == link.id
@@ -229,9 +300,9 @@ def test_jira_does_not_unarchive_an_archived_issue(
     settle(engine, fake_sentry, fake_jira)
     reset_counts(fake_sentry, fake_jira)
 
-    fake_jira.person_transition(key, "Done")
+    person_walk(fake_jira, key, "Done")
     settle(engine, fake_sentry, fake_jira)
-    fake_jira.person_transition(key, "To Do")
+    person_walk(fake_jira, key, "To Do")
     settle(engine, fake_sentry, fake_jira)
 
     assert sentry_status(fake_sentry, issue_id) == "ignored"
@@ -243,6 +314,9 @@ def test_out_of_order_jira_updates_end_in_the_newest_state(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, web: FakeServer
 ) -> None:
     issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    if stack["workflow"] == "strict":  # from here each of the two changes below is one step
+        person_walk(fake_jira, key, "In Progress")
+        settle(engine, fake_sentry, fake_jira)
     catcher = WebhookInbox().start()
     try:
         fake_jira.webhooks.url = catcher.url
@@ -271,6 +345,7 @@ def test_out_of_order_jira_updates_end_in_the_newest_state(
     assert (link.jira_status, link.jira_status_category) == ("To Do", "new")
 
 
+@BOTH_DEPLOYMENTS
 def test_a_deleted_ticket_breaks_its_link_and_the_issue_may_get_a_new_one(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -298,7 +373,7 @@ def test_a_ticket_hidden_from_the_bot_is_unreachable_not_deleted(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, closed_long_ago: bool
 ) -> None:
     issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
-    fake_jira.person_transition(key, "Done")
+    person_walk(fake_jira, key, "Done")
     wait_sentry(fake_sentry, issue_id, "resolved")
     settle(engine, fake_sentry, fake_jira)
     if closed_long_ago:  # a visible ticket would get a successor for this regression
@@ -318,7 +393,7 @@ def test_a_ticket_hidden_from_the_bot_is_unreachable_not_deleted(
     assert [a.action for a in audit_of(engine, issue_id)].count("ticket_unreachable") == 1
 
     fake_jira.show_to_bot(key)  # access granted back: the next event that reads it clears the flag
-    fake_jira.person_transition(key, "To Do")
+    person_walk(fake_jira, key, "To Do")
     wait_for(lambda: (found := link_of(engine, issue_id)) is not None and found.unreachable_since is None,
              30, what="the unreachable flag to clear")
     settle(engine, fake_sentry, fake_jira)
@@ -327,6 +402,7 @@ def test_a_ticket_hidden_from_the_bot_is_unreachable_not_deleted(
     assert links_of(engine, issue_id)[-1].state == LinkState.ACTIVE
 
 
+@BOTH_DEPLOYMENTS
 def test_a_ticket_moved_to_another_project_keeps_its_link(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -335,7 +411,7 @@ def test_a_ticket_moved_to_another_project_keeps_its_link(
     new_key = fake_jira.person_move(key, "OPS")
     wait_for(lambda: (link := link_of(engine, issue_id)) is not None and link.jira_key == new_key, 30,
              what="the link to follow the move")
-    fake_jira.person_transition(new_key, "Done")
+    person_walk(fake_jira, new_key, "Done")
     wait_sentry(fake_sentry, issue_id, "resolved")
 
     link = link_of(engine, issue_id)
@@ -350,7 +426,7 @@ def test_an_echo_we_do_not_recognise_is_still_a_no_op(
     """Echo recognition is the first guard; the second is that no handler writes to a side that is
     in the wanted state already. Replay both sides' echoes as if a person had made the change."""
     issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
-    fake_jira.person_transition(key, "Done")
+    person_walk(fake_jira, key, "Done")
     wait_sentry(fake_sentry, issue_id, "resolved")
     settle(engine, fake_sentry, fake_jira)
     reset_counts(fake_sentry, fake_jira)
@@ -381,6 +457,7 @@ def test_an_echo_we_do_not_recognise_is_still_a_no_op(
 # --- Sentry -> Jira -------------------------------------------------------------------------------
 
 
+@BOTH_DEPLOYMENTS
 def test_resolved_in_sentry_closes_the_ticket_once(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -391,7 +468,7 @@ def test_resolved_in_sentry_closes_the_ticket_once(
     wait_jira(fake_jira, key, "Done")
     settle(engine, fake_sentry, fake_jira)
 
-    assert fake_jira.calls.count("POST", JIRA_TRANSITION) == 1
+    assert bot_moves(fake_jira, key) == closing_way(stack)  # each step once, in the strict workflow too
     assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 0  # Jira's webhook about it was our own echo
     assert fake_jira.issue(key)["resolution"] == "Done"  # type: ignore[index]
     assert any(d.source == "jira" and "our own change" in d.outcome for d in deliveries(engine))
@@ -410,7 +487,7 @@ def test_a_persons_reopen_just_after_our_close_counts_though_jiras_clock_is_behi
     wait_jira(fake_jira, key, "Done")
     settle(engine, fake_sentry, fake_jira)
     watermark = link_of(engine, issue_id).jira_changed_at  # type: ignore[union-attr]
-    fake_jira.person_transition(key, "To Do")  # a person disagrees, moments later
+    person_walk(fake_jira, key, "To Do")  # a person disagrees, moments later
     wait_sentry(fake_sentry, issue_id, "unresolved")
     settle(engine, fake_sentry, fake_jira)
 
@@ -431,7 +508,7 @@ def test_a_repeat_resolve_byte_identical_to_the_first_is_not_swallowed(
     wait_jira(fake_jira, key, "Done")
     settle(engine, fake_sentry, fake_jira)
     [first] = [d for d in deliveries(engine) if d.source == "sentry" and d.action == "resolved"]
-    fake_jira.person_transition(key, "To Do")  # a person disagrees: syncer unresolves the issue
+    person_walk(fake_jira, key, "To Do")  # a person disagrees: syncer unresolves the issue
     wait_sentry(fake_sentry, issue_id, "unresolved")
     settle(engine, fake_sentry, fake_jira)
     # Sentry's retries of the first resolve are long over (20 minutes compressed into the row).
@@ -450,6 +527,7 @@ def test_a_repeat_resolve_byte_identical_to_the_first_is_not_swallowed(
     assert [a.action for a in audit_of(engine, issue_id) if a.side == "jira"].count("close") == 2
 
 
+@BOTH_DEPLOYMENTS
 def test_a_regression_reopens_the_ticket_with_a_comment(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -458,6 +536,7 @@ def test_a_regression_reopens_the_ticket_with_a_comment(
     wait_jira(fake_jira, key, "Done")
     settle(engine, fake_sentry, fake_jira)
     reset_counts(fake_sentry, fake_jira)
+    since = len(fake_jira.webhooks.sent)
 
     fake_sentry.regress(issue_id)
     wait_jira(fake_jira, key, "To Do")
@@ -468,7 +547,7 @@ def test_a_regression_reopens_the_ticket_with_a_comment(
     assert "last seen" in comment["body"]
     assert " event" in comment["body"]
     assert comment["author"] == fake_jira.bot_account_id
-    assert fake_jira.calls.count("POST", JIRA_TRANSITION) == 1
+    assert bot_moves(fake_jira, key, since) == ["To Do"]  # by Reopen, the strict workflow's one way back
     assert fake_sentry.calls.count("PUT", SENTRY_PUT) == 0
     link = link_of(engine, issue_id)
     assert link is not None
@@ -498,7 +577,7 @@ def test_a_regression_after_the_window_opens_a_new_linked_ticket(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
     issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
-    fake_jira.person_transition(key, "Done")
+    person_walk(fake_jira, key, "Done")
     wait_sentry(fake_sentry, issue_id, "resolved")
     settle(engine, fake_sentry, fake_jira)
     seed_link(engine, issue_id, jira_changed_at=utcnow() - timedelta(days=40))  # closed 40 days ago
@@ -525,7 +604,7 @@ def test_a_regression_of_a_wont_fix_ticket_comments_and_stays_closed(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
     issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
-    fake_jira.person_transition(key, "Won't Do")
+    person_walk(fake_jira, key, "Won't Do")
     wait_sentry(fake_sentry, issue_id, "ignored")
     settle(engine, fake_sentry, fake_jira)
     reset_counts(fake_sentry, fake_jira)
@@ -570,7 +649,7 @@ def test_events_for_a_link_wait_for_its_lock(
     lock = redis_client.lock(f"syncer:link:{link.id}", timeout=60)
     assert lock.acquire(blocking=False)
     try:
-        fake_jira.person_transition(key, "Done")
+        person_walk(fake_jira, key, "Done")
         wait_for(lambda: any(d.last_error and "busy" in d.last_error for d in deliveries(engine)), 30,
                  what="the delivery to find the link busy")
         assert sentry_status(fake_sentry, issue_id) == "unresolved"

@@ -20,7 +20,7 @@ from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.store.schema import AccountCache, AuditEntry, DeadLetter, Delivery, DeliveryState, LinkState
 from tests.conftest import FIXTURES, INSTALLATION_UUID, ORG, post_sentry
-from tests.harness import Background, SyncerProcess, link_of, start_worker, wait_for
+from tests.harness import BOTH_DEPLOYMENTS, Background, SyncerProcess, link_of, start_worker, wait_for
 
 JIRA_CREATE = r"^/rest/api/2/issue/?$"
 
@@ -63,6 +63,7 @@ def wait_delivery_done(engine: Engine, timeout: float = 30, source: str = "sentr
     return wait_for(finished, timeout, what="every delivery to be processed")  # type: ignore[no-any-return]
 
 
+@BOTH_DEPLOYMENTS
 def test_created_webhook_becomes_one_routed_ticket_linked_both_ways(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -88,6 +89,7 @@ def test_created_webhook_becomes_one_routed_ticket_linked_both_ways(
     assert "created" in actions
 
 
+@BOTH_DEPLOYMENTS
 def test_steady_state_costs_three_jira_calls_and_one_sentry_call(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -188,6 +190,7 @@ def test_markup_in_a_title_cannot_reach_jira(
     assert ticket["summary"] == hostile  # the summary is plain text in Jira: kept as written
 
 
+@BOTH_DEPLOYMENTS
 def test_an_existing_ticket_with_the_label_is_linked_not_duplicated(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -212,6 +215,7 @@ def test_an_existing_ticket_with_the_label_is_linked_not_duplicated(
     assert fake_jira.calls.count("POST", JIRA_CREATE) == created_before
 
 
+@BOTH_DEPLOYMENTS
 def test_the_same_delivery_five_times_makes_one_ticket(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
@@ -307,6 +311,7 @@ def test_one_account_look_up_per_email_however_many_tickets_need_it_at_once(
     assert 1 <= fake_jira.calls.count("GET", r"/user/assignable/search$") <= 2
 
 
+@BOTH_DEPLOYMENTS
 def test_ambiguous_create_still_makes_one_ticket(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:

@@ -12,6 +12,7 @@ import logging
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,9 @@ from syncer.errors import Busy, ConfigError, SyncerError
 from syncer.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from syncer.core.triage import Report as TriageReport
     from syncer.policy import Policy
     from syncer.runtime import Runtime
 
@@ -65,13 +69,21 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     worker.configure(settings)
     app = create_app(
         settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis),
-        enqueue_many=worker.publish_batch,
+        enqueue_many=worker.publish_batch, start_reconcile=worker.start_reconcile,
+        triage_figures=console_figures,
     )
     how = "choose another with --port, $PORT or SYNCER_PORT"
     port = require_free(args.host, args.port or settings.port, how=how)
     # log_config=None: uvicorn's lines go through syncer's handler (syncer.logs), not its own.
     uvicorn.run(app, host=args.host, port=port, log_level="warning", access_log=False, log_config=None)
     return 0
+
+
+def console_figures(engine: Engine, since: timedelta, team: str | None) -> TriageReport:
+    """`syncer report`'s figures, for the console (which does not import the sync layer)."""
+    from syncer.sync.triage import figures
+
+    return figures(engine, since=since, team=team)
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -155,6 +167,8 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     if policy is not None:
         print(f"\nRouting ({settings.config}):")
         print(format_routing_table(policy))
+    if policy is not None and settings.public_url:
+        problems += _check_sentry_app(settings, policy)
     problems += _check_installation(settings)
     if args.online and policy is not None and not problems:
         problems += _check_online(settings, policy)
@@ -165,6 +179,41 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if problems else 0
 
 
+def _check_sentry_app(settings: Settings, policy: Policy) -> list[str]:
+    """The schema `syncer sentry-app schema` prints, checked as Sentry's validator would."""
+    from syncer.sentry import ui
+
+    assert settings.public_url
+    try:
+        built = ui.schema(policy, settings.public_url)
+    except ConfigError as exc:
+        return [str(exc)]
+    found = ui.problems(settings.public_url, built)
+    if not found:
+        print(f"\nSentry screens: schema valid, served at {settings.public_url}")
+    return found
+
+
+def cmd_sentry_app(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.policy import load_policy
+    from syncer.sentry import ui
+
+    if not settings.public_url:
+        raise ConfigError(
+            "SYNCER_PUBLIC_URL is not set: the schema's screens are served by `syncer web` at that URL"
+        )
+    policy = load_policy(settings.config)
+    built = ui.schema(policy, settings.public_url)
+    found = ui.problems(settings.public_url, built)
+    if found:
+        raise ConfigError("; ".join(found))
+    print(json.dumps(built, indent=2))
+    print(
+        f"paste this into the integration's Schema field; its Webhook URL must be on the same host: "
+        f"{settings.public_url.rstrip('/')}/webhooks/sentry",
+        file=sys.stderr,
+    )
+    return 0
 def _check_installation(settings: Settings) -> list[str]:
     """What the database knows of the Sentry installation: a deletion Sentry announced is a problem
     (external-issue links have stopped); a database not reachable or not migrated yet is not
@@ -214,20 +263,32 @@ def _check_online(settings: Settings, policy: Policy) -> list[str]:
 
 def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.cli.views import format_explanation
+    from syncer.core import choices
     from syncer.core.routing import IssueTags, decide
     from syncer.errors import PayloadError
     from syncer.policy import load_policy
     from syncer.sentry.parse import parse_issue
+    from syncer.sentry.webhooks import SentryEvent, parse_event
 
     policy = load_policy(settings.config)
     source = args.issue
     tags: dict[str, list[str]] | None = None
     sentry_client = None
+    alert: SentryEvent | None = None
     if Path(source).exists():
         try:
             raw = json.loads(Path(source).read_text())
         except ValueError as exc:
             raise ConfigError(f"{source}: not JSON: {exc}") from None
+        if isinstance(raw, dict) and isinstance(raw.get("data"), dict) and "event" in raw["data"]:
+            # An event_alert body: its issue is read from Sentry, as the worker does, and the rule's
+            # syncer settings (data.issue_alert.settings) are laid over the routes' decision.
+            try:
+                alert = parse_event("event_alert", raw)
+            except PayloadError as exc:
+                raise ConfigError(f"{source}: {exc}") from None
+            source = alert.issue_id or ""
+    if alert is None and Path(source).exists():
         # A whole webhook body, or just the issue object.
         if isinstance(raw, dict) and isinstance(raw.get("data"), dict) and "issue" in raw["data"]:
             raw = raw["data"]["issue"]
@@ -262,7 +323,18 @@ def cmd_route_explain(args: argparse.Namespace, settings: Settings) -> int:
         top, more = client.issue_tag_listing(issue.id)
         return IssueTags(top, more, lambda key: client.issue_tag_values(issue.id, key))
 
-    print(format_explanation(decide(issue, policy, fetch_tags), issue))
+    decision = decide(issue, policy, fetch_tags)
+    chosen_text = ""
+    if alert is not None and alert.alert_settings:
+        where = f"alert rule {alert.rule!r}" if alert.rule else "alert rule"
+        try:
+            chosen = choices.parse_choices(alert.alert_settings, policy, where=where)
+        except choices.ChoiceError as exc:
+            print(f"error: {where}: {exc}", file=sys.stderr)
+            return 1
+        decision = choices.apply(decision, policy, issue, chosen)
+        chosen_text = chosen.describe()
+    print(format_explanation(decision, issue, chosen_text))
     return 0
 
 
@@ -346,6 +418,33 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write("\n")
     print(json.dumps(report.as_dict(), indent=2) if args.json else views.reconcile_report(report))
     return 0 if report.ok else 1
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer.cli.views import triage_report
+    from syncer.policy import load_policy
+    from syncer.store import migrate
+    from syncer.store.engine import make_engine
+    from syncer.sync.triage import figures
+
+    if args.team is not None:
+        teams = load_policy(settings.config).teams
+        if args.team not in teams:
+            known = ", ".join(sorted(teams)) or "none"
+            raise ConfigError(f"--team: no team {args.team!r} in {settings.config} (its teams: {known})")
+    engine = make_engine(settings.database_url)
+    migrate.require_current(engine)
+    print(triage_report(figures(engine, since=args.since, team=args.team), args.format), end="")
+    return 0
+
+
+def _since(value: str) -> timedelta:
+    from syncer.core.triage import parse_since
+
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
@@ -440,6 +539,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_check_config)
 
+    p = sub.add_parser("sentry-app", help="the Sentry integration's UI components")
+    app_sub = p.add_subparsers(dest="app_command", required=True)
+    app_sub.add_parser("schema", help="print the UI-component schema (JSON) for the integration's settings")
+    p.set_defaults(func=cmd_sentry_app)
+
     p = sub.add_parser("route", help="routing tools")
     route_sub = p.add_subparsers(dest="route_command", required=True)
     q = route_sub.add_parser("explain", help="which route an issue takes, and why")
@@ -473,6 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the drift and the repairs; change nothing")
     p.add_argument("--json", action="store_true", help="the report as JSON, for machines")
     p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("report", help="triage figures per team and route, for a weekly digest")
+    p.add_argument("--team", default=None, help="one team of the policy (default: every team)")
+    p.add_argument("--since", type=_since, default=timedelta(days=7), metavar="DURATION",
+                   help="the window the team figures cover: 24h, 7d, 4w... (default 7d)")
+    p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("db", help="database schema")
     db_sub = p.add_subparsers(dest="db_command", required=True)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from syncer.cli.online import Report as OnlineReport
     from syncer.core.issue import SentryIssue
     from syncer.core.routing import Decision
+    from syncer.core.triage import Report as TriageReport
     from syncer.policy import Conditions, Policy, Route
     from syncer.sync.reconcile.report import Report
 
@@ -105,6 +106,18 @@ def online_report(report: OnlineReport, *, jira_url: str) -> str:
     return "\n".join(lines)
 
 
+# --- report ---------------------------------------------------------------------------------------
+
+
+def triage_report(report: TriageReport, format: str) -> str:
+    """`syncer report`: Markdown (readable at a terminal, pasteable into a digest) or JSON."""
+    from syncer.core.triage import as_dict, markdown
+
+    if format == "json":
+        return json.dumps(as_dict(report), indent=2) + "\n"
+    return markdown(report)
+
+
 # --- tables ---------------------------------------------------------------------------------------
 
 
@@ -122,8 +135,9 @@ def _fit(cell: str, limit: int) -> str:
 # --- routing: `syncer check-config` and `syncer route explain` ------------------------------------
 
 
-def format_explanation(decision: Decision, issue: SentryIssue) -> str:
-    """What `syncer route explain` prints: the issue, each route tried and why it failed, the result."""
+def format_explanation(decision: Decision, issue: SentryIssue, chosen: str = "") -> str:
+    """What `syncer route explain` prints: the issue, each route tried and why it failed, the result.
+    `chosen`: what an alert rule's settings laid over the routes (syncer.core.choices)."""
     from syncer.core.routing import quoted, route_label
 
     heading = f"Sentry issue {issue.id}" + (f" ({quoted(issue.short_id)})" if issue.short_id else "")
@@ -135,9 +149,13 @@ def format_explanation(decision: Decision, issue: SentryIssue) -> str:
         lines.append(f"  {label}: matches" if check.matched else f"  {label}: no match, {check.reason}")
     if decision.route_index is None:
         lines.append("  no route matched, so [defaults] apply")
+    if chosen:
+        lines.append(f"  then the {chosen}")
     lines.append("")
     if decision.target is None:
-        if decision.route_index is None:
+        if chosen and "notify only" in chosen:
+            lines.append(f"Result: no ticket ({chosen})")
+        elif decision.route_index is None:
             lines.append('Result: ignored ([defaults] has action = "ignore")')
         else:
             lines.append(f"Result: ignored ({route_label(decision.route_index, decision.route_name)})")
@@ -182,8 +200,9 @@ def _issue_facts(issue: SentryIssue) -> str:
     return ", ".join(facts)
 
 
-def format_routing_table(policy: Policy) -> str:
-    """What `syncer check-config` prints: each route's conditions and outcome, then the defaults."""
+def routing_rows(policy: Policy) -> list[tuple[str, str, str]]:
+    """The routing table's rows, (route, conditions, outcome), `[defaults]` last: what `syncer
+    check-config` prints and the console's routes page shows."""
     rows = [
         (
             f"[{index}] {route.display_name(index)}",
@@ -193,6 +212,12 @@ def format_routing_table(policy: Policy) -> str:
         for index, route in enumerate(policy.routes)
     ]
     rows.append(("[defaults]", "no route matched", _describe_outcome(policy, None)))
+    return rows
+
+
+def format_routing_table(policy: Policy) -> str:
+    """What `syncer check-config` prints: each route's conditions and outcome, then the defaults."""
+    rows = routing_rows(policy)
     head_width = max(len(head) for head, _, _ in rows)
     # Align the arrows unless one long condition would push every line far to the right.
     when_width = min(max(len(when) for _, when, _ in rows), 60)
@@ -249,7 +274,10 @@ def _describe_outcome(policy: Policy, route: Route | None) -> str:
                      policy.defaults.priority) if p is not None),
         None,
     )
-    priority = {None: "by level", "": "left to Jira"}.get(configured, configured)
+    by_priority = any(p is not None for p in (policy.priorities.high, policy.priorities.medium,
+                                              policy.priorities.low))
+    by_issue = "by Sentry priority, else level" if by_priority else "by level"
+    priority = {None: by_issue, "": "left to Jira"}.get(configured, configured)
     details = [
         target.jira_project,
         target.issue_type,

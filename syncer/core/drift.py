@@ -90,6 +90,8 @@ class StoredLink(KnownState, Protocol):
     def jira_key(self) -> str | None: ...
     @property
     def sentry_issue_id(self) -> str: ...
+    @property
+    def team(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,8 @@ def plan(
             return Plan((), "record", learnt)
         return None
 
+    # The ticket's project (and the link's team) may have status settings of their own.
+    status_policy = policy.status.for_ticket(ticket.project_key, known.team)
     inbound = None
     if jira_changed:
         # No event time: reconciliation reads current state, which cannot be stale.
@@ -195,7 +199,7 @@ def plan(
             ticket=ticket,
             known=known,
             issue=issue,
-            policy=policy.status,
+            policy=status_policy,
             status_changed=True,
             previous_status=known.jira_status,
         )
@@ -203,7 +207,7 @@ def plan(
     outbound = None
     if sentry_changed and sentry_action:
         outbound = decide_outbound(
-            sentry_action, issue=issue, ticket=ticket, known=known, policy=policy.status, now=now
+            sentry_action, issue=issue, ticket=ticket, known=known, policy=status_policy, now=now
         )
 
     kinds: list[Kind] = ["ticket_moved"] if moved_to else []

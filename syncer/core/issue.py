@@ -48,6 +48,7 @@ class SentryIssue:
     assigned_to: SentryActor | None = None
     permalink: str = ""
     web_url: str = ""  # only `created` webhooks are sure to carry one
+    priority: str = ""  # high | medium | low; "" from Sentry before issue priority (2024)
     status_details: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
     # The versions of the releases its first and latest events named: in the issue's details only
@@ -72,3 +73,4 @@ class JiraTicket:
     project_key: str = ""
     updated: datetime | None = None
     issue_type_id: str = ""  # with project and status: which workflow (and transitions) applies
+    priority: str = ""  # the priority's name

@@ -135,7 +135,7 @@ def decide(issue: SentryIssue, policy: Policy, tags: Callable[[], Tags]) -> Deci
         if route.ignores:
             return Decision("ignore", index, name, None, None, tuple(checks), f"{label} matched: ignore")
         assert route.team is not None  # Route's validator guarantees a team when not ignoring
-        target = ticket_target(policy, route.team, route, issue.level)
+        target = ticket_target(policy, route.team, route, issue.level, issue.priority)
         if route.notifies:
             channel = policy.teams[route.team].slack_channel
             reason = (f"{label} matched: team {route.team}, notify {channel} "
@@ -148,13 +148,30 @@ def decide(issue: SentryIssue, policy: Policy, tags: Callable[[], Tags]) -> Deci
     if policy.defaults.action == "ignore":
         reason = 'no route matched; [defaults] has action = "ignore"'
         return Decision("ignore", None, "defaults", None, None, tuple(checks), reason)
-    target = ticket_target(policy, None, None, issue.level)
+    target = ticket_target(policy, None, None, issue.level, issue.priority)
     reason = f"no route matched; [defaults] \u2192 {target.jira_project}"
     return Decision("create", None, "defaults", None, target, tuple(checks), reason)
 
 
-def ticket_target(policy: Policy, team_name: str | None, route: Route | None, level: str) -> TicketTarget:
-    """Merge route, team and defaults into one target. An empty `level` leaves priority by level out."""
+def likely_team(policy: Policy, project_slug: str) -> str | None:
+    """The team the routes send a project's issues to when only the project is known (Sentry's
+    select requests name the project, not the issue): the first route that holds on the project
+    alone. Routes with other conditions may or may not hold, so they are passed over."""
+    for route in policy.routes:
+        if set(route.when.given) - {"project"}:
+            continue
+        if route.when.project is not None and _globs(project_slug, route.when.project) is not None:
+            continue
+        return None if route.ignores else route.team
+    return None
+
+
+def ticket_target(
+    policy: Policy, team_name: str | None, route: Route | None, level: str, sentry_priority: str = ""
+) -> TicketTarget:
+    """Merge route, team and defaults into one target. The priority: the route's, the team's, the
+    defaults', then `[priorities]` by Sentry's priority, then by level. An empty `level` and
+    `sentry_priority` leave `[priorities]` out."""
     defaults = policy.defaults
     team = policy.teams[team_name] if team_name is not None else None
     project = (team.jira_project if team else None) or defaults.jira_project
@@ -169,7 +186,7 @@ def ticket_target(policy: Policy, team_name: str | None, route: Route | None, le
         route.priority if route else None,
         team.priority if team else None,
         defaults.priority,
-        policy.priorities.for_level(level),
+        policy.priorities.for_issue(level, sentry_priority),
     )
     return TicketTarget(
         jira_project=project,

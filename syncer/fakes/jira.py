@@ -1,7 +1,12 @@
 """A fake Jira that the real `jira` library (3.10) and our client talk to over real HTTP.
 
-Jira Cloud by default; `deployment="Server"` switches to Server/Data Center behaviour (bearer PAT, users by
-`name`, `/rest/api/2/search` with `startAt`/`total`). It keeps issues, comments and remote links in memory,
+Jira Cloud by default; `deployment="Server"` (or "DataCenter") is a Data Center site of `version` (9.12 by
+default): `serverInfo` says `deploymentType: Server`; only `Authorization: Bearer <PAT>` is accepted (basic
+auth answers 401, as on a site whose admin disabled it); `/rest/api/2/search` pages by `startAt`/`total`
+and `/search/jql` does not exist (404); users are named by `name` and `key`, never `accountId`; user
+search takes `username=` and reaches the first 1,000 matches (100 from 10.0); webhook bodies name users
+the same way, carry no `X-Atlassian-Webhook-Identifier`, and are signed only from 10.0 (9.x puts a
+`?token=` in the webhook URL instead). It keeps issues, comments and remote links in memory,
 answers the REST v2 endpoints the library and syncer use with Jira's shapes and error bodies, and sends
 the webhooks Jira would send (signed when a secret is set) for every change, whether made through the API
 (as the bot account) or by "a person in the Jira UI" (the `person_*` methods).
@@ -13,7 +18,8 @@ Cloud is a prefix match; setting a field a transition has no screen for is a 400
 a description over 32,767 characters is a 400.
 
 What a company-managed site adds, each behind a switch (see `FakeJira`): per-project workflows
-(`set_workflow`, jira_workflow.py) and transition screens with required fields (`add_transition_field`),
+(`set_workflow`, `remove_transition`, jira_workflow.py; `GET /project/{key}/statuses` lists each
+project's statuses) and transition screens with required fields (`add_transition_field`),
 custom fields and required fields on create with create-meta (`add_custom_field`, `add_create_field`,
 jira_fields.py), users who are inactive or not assignable in a project (`deactivate_user`,
 `make_unassignable`), tickets the bot may no longer see (`hide_from_bot`: issue security), hidden e-mail
@@ -283,6 +289,35 @@ _SORT_KEYS: dict[str, Callable[[Issue], Any]] = {
     "project": lambda i: i.project.key,
     "summary": lambda i: i.summary,
 }
+# Jira's text search (`text ~ "..."`, `summary ~ "..."`) is Lucene's: the value's words must all be
+# found, as words or word prefixes, and Lucene's reserved characters are refused unless escaped
+# ("Search syntax for text fields", Atlassian's JQL documentation).
+_LUCENE_RESERVED = re.compile(r"[+\-&|!(){}\[\]^~*?\\:/]")
+_WORDS = re.compile(r"\w+")
+
+
+def _text_match(field_name: str, op: str, values: list[str]) -> Matcher:
+    if op not in ("~", "!~"):
+        raise JqlError(f"The operator '{op}' is not supported by the '{field_name}' field.")
+    query = values[0] if values else ""
+    reserved = _LUCENE_RESERVED.search(query)
+    if reserved:
+        raise JqlError(f"Error in the JQL Query: The character '{reserved.group(0)}' "
+                       "is a reserved JQL character. You must enclose it in a string or use the escape "
+                       "'\\u0022' instead.")
+    words = [w.lower() for w in _WORDS.findall(query)]
+    name = field_name.lower()
+
+    def found(issue: Issue) -> bool:
+        parts = [issue.summary] if name == "summary" else [issue.description or ""] if name == "description" \
+            else [issue.summary, issue.description or ""]
+        text = [w.lower() for w in _WORDS.findall(" ".join(parts))]
+        hit = all(any(t.startswith(w) for t in text) for w in words)
+        return hit if op == "~" else not hit
+
+    return Matcher(found)
+
+
 # --------------------------------------------------------------------------------------------------
 # The Jira model: state, REST rendering, and the changes (each one emits its webhook).
 
@@ -366,7 +401,7 @@ class JiraState:
                 project.components[component.lower()] = Component(str(next(self._component_ids)), component)
         return project
 
-    def set_workflow(self, project_key: str, style: str, **names: str) -> None:
+    def set_workflow(self, project_key: str, style: str, **names: Any) -> None:
         project = self.projects[project_key]
         if project.team_managed:
             raise ValueError(f"{project_key} is team-managed: its workflow is its own")
@@ -411,6 +446,13 @@ class JiraState:
         if issue_type is not None and issue_type not in ISSUE_TYPES:
             raise ValueError(f"no issue type {issue_type!r}; the fake knows {list(ISSUE_TYPES)}")
         project.screen_fields.setdefault(issue_type, {})[field_id] = required
+
+    def remove_transition(self, project_key: str, transition: str) -> None:
+        workflow = self.projects[project_key].workflow
+        found = workflow.find(transition)
+        if found is None:
+            raise ValueError(f"no transition {transition!r} in {project_key}'s workflow")
+        workflow.transitions.remove(found)
 
     def add_transition_field(self, project_key: str, transition: str, field_id: str, *,
                              required: bool) -> None:
@@ -744,8 +786,12 @@ class JiraState:
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": "Atlassian Webhook HTTP Client",
-            "X-Atlassian-Webhook-Identifier": str(uuid.uuid4()),
         }
+        if self.cloud:
+            # Cloud's delivery identifier, stable across its retries (developer.atlassian.com/cloud/jira/
+            # platform/webhooks, "Retry policy"); Data Center's "Managing webhooks" names no such header,
+            # only X-Hub-Signature, so a receiver of DC webhooks must dedup without it.
+            headers["X-Atlassian-Webhook-Identifier"] = str(uuid.uuid4())
         if self.webhook_secret:
             headers["X-Hub-Signature"] = f"sha256={hmac_sha256_hex(self.webhook_secret, body)}"
         retries = itertools.count(1)
@@ -1325,6 +1371,8 @@ class JiraState:
                 return equality(field_name, op, people,
                                 lambda i: i.assignee.account_id if i.assignee else None,
                                 empty=lambda i: i.assignee is None)
+            if name in ("text", "summary", "description"):
+                return _text_match(field_name, op, values)
             if name in ("updated", "created", "updateddate", "createddate"):
                 attr = "updated" if name.startswith("updated") else "created"
                 if op not in ("=", ">", ">=", "<", "<="):
@@ -1458,6 +1506,7 @@ class JiraApp:
             Route(f"{api}/project", self._wrap(self.projects), methods=["GET"]),
             Route(f"{api}/project/{{key}}", self._wrap(self.project), methods=["GET"]),
             Route(f"{api}/project/{{key}}/components", self._wrap(self.project_components), methods=["GET"]),
+            Route(f"{api}/project/{{key}}/statuses", self._wrap(self.project_statuses), methods=["GET"]),
             Route(f"{api}/issuetype", self._wrap(self.issue_types), methods=["GET"]),
             Route(f"{api}/priority", self._wrap(self.priorities), methods=["GET"]),
             Route(f"{api}/resolution", self._wrap(self.resolutions), methods=["GET"]),
@@ -1567,6 +1616,15 @@ class JiraApp:
 
     def project_components(self, request: Request, body: Any) -> Any:
         return [self.state.component_json(c) for c in self._project(request).components.values()]
+
+    def project_statuses(self, request: Request, body: Any) -> Any:
+        """Get all statuses for project: "the valid statuses for a project ... grouped by issue type"
+        (IssueTypeWithStatus in Atlassian's REST v2 description); every type shares the fake's one
+        workflow per project."""
+        project = self._project(request)
+        return [{**self.state.issuetype_json(name), "statuses": [self.state.status_json(status)
+                                                               for status in project.workflow.statuses]}
+                for name in ISSUE_TYPES]
 
     def issue_types(self, request: Request, body: Any) -> Any:
         return [self.state.issuetype_json(name) for name in ISSUE_TYPES]
@@ -2012,12 +2070,14 @@ class FakeJira:
     # -- company-managed configuration (reset() undoes it) -------------------------------------------
 
     def set_workflow(self, project: str, style: str, *, todo: str = "To Do", doing: str = "In Progress",
-                     done: str = "Done") -> None:
+                     done: str = "Done", rejected: str | None = None) -> None:
         """"strict": `todo` -> `doing` -> `done` only, and "Reopen" from `done` back to `todo`; the
-        statuses may be named otherwise (e.g. todo="Open", done="Closed"). "simple": any to any.
+        statuses may be named otherwise (e.g. todo="Open", done="Closed"); `rejected` adds a second
+        done status ("Won't Do") reached from `doing` by "Reject". "simple": any to any.
         GET transitions lists only what the status offers now; POSTing another is a 400."""
         with self._state.lock:
-            names = {} if style == "simple" else {"todo": todo, "doing": doing, "done": done}
+            names: dict[str, Any] = {} if style == "simple" else {
+                "todo": todo, "doing": doing, "done": done, "rejected": rejected}
             self._state.set_workflow(project, style, **names)
 
     def workflow_transitions(self, project: str) -> list[dict[str, Any]]:
@@ -2053,6 +2113,12 @@ class FakeJira:
         taking the transition without a required one is a 400 naming it."""
         with self._state.lock:
             self._state.add_transition_field(project, transition, field_id, required=required)
+
+    def remove_transition(self, project: str, transition: str) -> None:
+        """Take a transition (by id, name or target status) out of the project's workflow, as an admin
+        may: a status it led to may then be reached from nowhere."""
+        with self._state.lock:
+            self._state.remove_transition(project, transition)
 
     def add_version(self, project: str, name: str, *, released: bool = False) -> str:
         """A version (for fixVersions); its id."""
@@ -2177,14 +2243,21 @@ def start_fake_jira(
     """Start a fake Jira on 127.0.0.1 (`port=0`: any free port). `deployment`: "Cloud", or "Server"
     (also "DataCenter"), which authenticates `Authorization: Bearer <pat>` (default "jira-pat") and
     reports `version` (Data Center's; "10.x" caps user searches at 100). `hide_emails` and
-    `issue_write_limits`: see FakeJira. A webhook URL may carry `?token=...` (Data Center setups that do
-    not sign); with `webhook_secret` every delivery is signed (`X-Hub-Signature`)."""
+    `issue_write_limits`: see FakeJira. A webhook URL may carry `?token=...` (Data Center 9 cannot sign);
+    with `webhook_secret` (Cloud, or Data Center 10 and later) every delivery is signed
+    (`X-Hub-Signature`)."""
     if deployment not in ("Cloud", "Server", "DataCenter"):
         raise ValueError(f"deployment must be Cloud, Server or DataCenter, not {deployment!r}")
     cloud = deployment == "Cloud"
     numbers = tuple(int(part) for part in version.split("."))
     if len(numbers) != 3:
         raise ValueError(f"version must be major.minor.patch, not {version!r}")
+    if not cloud and webhook_secret and numbers < (10, 0, 0):
+        # A webhook secret, and with it `X-Hub-Signature: sha256=...`, is in Data Center's "Managing
+        # webhooks" from 10.0 on (confluence.atlassian.com/adminjiraserver/managing-webhooks-938846912.html,
+        # "Securing your webhook"); a 9.x site's webhook form has no secret to set.
+        raise ValueError(f"Jira Data Center {version} cannot sign webhooks: put ?token=... in webhook_url "
+                         "(a secret needs 10.0 or later)")
     webhooks = WebhookSender("fake-jira")
     webhooks.url = webhook_url
     state = JiraState(cloud=cloud, bot_email=email, require_resolution=require_resolution,

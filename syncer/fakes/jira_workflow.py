@@ -5,7 +5,8 @@ Every project has a workflow of its own (a copy, so configuring one project leav
 - "simple" (the default): any status to any other by global transitions, as the fake always did.
 - "strict", what many company-managed sites run: To Do -> In Progress -> Done, no way from To Do straight
   to Done, and back to To Do only by "Reopen" from Done. Its statuses may carry other names (a project
-  whose start is "Open" and whose end is "Closed", same categories).
+  whose start is "Open" and whose end is "Closed", same categories), and it may have a second done
+  status ("Won't Do", by "Reject" from In Progress).
 - "team-managed": statuses of the project's own (scoped to it, so their ids differ from every other
   project's even where the names are the same), and a global transition into each.
 
@@ -139,7 +140,9 @@ def simple_workflow(registry: StatusRegistry) -> Workflow:
 
 
 def strict_workflow(registry: StatusRegistry, *, todo: str = "To Do", doing: str = "In Progress",
-                    done: str = "Done") -> Workflow:
+                    done: str = "Done", rejected: str | None = None) -> Workflow:
+    """`rejected`: a second done status ("Won't Do"), reached from `doing` as `done` is, and left by
+    the same Reopen."""
     start, middle, end = (registry.shared_status(todo, "new"), registry.shared_status(doing, "indeterminate"),
                           registry.shared_status(done, "done"))
     # Renamed statuses come with the names and ids of Jira's classic default workflow's transitions.
@@ -148,11 +151,16 @@ def strict_workflow(registry: StatusRegistry, *, todo: str = "To Do", doing: str
     else:
         names = (("4", "Start Progress"), ("2", "Close Issue"), ("3", "Reopen Issue"))
     (start_id, start_name), (close_id, close_name), (reopen_id, reopen_name) = names
-    return Workflow("strict", [start, middle, end], [
+    statuses = [start, middle, end]
+    transitions = [
         Transition(start_id, start_name, middle, frozenset({start.id})),
         Transition(close_id, close_name, end, frozenset({middle.id}), "Done"),
-        Transition(reopen_id, reopen_name, start, frozenset({end.id})),
-    ])
+    ]
+    if rejected is not None:
+        statuses.append(registry.shared_status(rejected, "done"))
+        transitions.append(Transition("51", "Reject", statuses[-1], frozenset({middle.id}), "Won't Do"))
+    transitions.append(Transition(reopen_id, reopen_name, start, frozenset(s.id for s in statuses[2:])))
+    return Workflow("strict", statuses, transitions)
 
 
 def team_managed_workflow(registry: StatusRegistry, project_id: str,

@@ -41,7 +41,8 @@ defaults back), defaulting to the newest SaaS with every feature unless noted:
   the organisation's host, API on the region's).
 Always on, as in every version: `project=` scoping (403 for a project not there), merge redirects
 (`merge()`), the top-ten tags list, snoozes that count down (`record_events()`), installations
-(`install()`, `uninstall()`), comment edits and deletes.
+(`install()`, `uninstall()`), comment edits and deletes, and Sentry's own screens calling the
+integration's UI components (`screens`: syncer.fakes.sentry_screens).
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ from syncer.fakes.sentry_model import (
     iso,
     to_ms,
 )
+from syncer.fakes.sentry_screens import SentryScreens
 from syncer.fakes.sentry_search import (
     DEFAULT_PERIOD,
     compile_query,
@@ -208,6 +210,8 @@ class FakeSentry:
         self._lock = threading.RLock()
         self._rate_lock = threading.Lock()
         self._outbox: deque[tuple[str, dict[str, Any]]] = deque(maxlen=10_000)
+        # Sentry's own screens calling the integration (its UI components): syncer.fakes.sentry_screens.
+        self.screens = SentryScreens(self)
         self._set_defaults()
         self._clear_state()
         routes = self._routes()
@@ -280,6 +284,7 @@ class FakeSentry:
         self._set_defaults()
         self.calls.reset()
         self.faults.clear()
+        self.screens.reset()
         self.latency = 0.0
         self.webhooks.enabled = True
         self.webhooks.discard_pending()
@@ -609,7 +614,14 @@ class FakeSentry:
             }
             if self.legacy_event_alerts if legacy is None else legacy:
                 del event["issue_id"]
-            self._emit("event_alert", "triggered", {"event": event, "triggered_rule": rule}, SENTRY_ACTOR)
+            data: dict[str, Any] = {"event": event, "triggered_rule": rule}
+            settings = self.screens.alert_rules.get(rule)
+            if settings is not None:
+                # A rule whose action is the integration with settings (alert-rule-action): Sentry's
+                # notify_sentry_app adds them as issue_alert (sentry_apps/tasks/sentry_apps.py).
+                data["issue_alert"] = {"id": abs(hash(rule)) % 10_000, "title": rule, "sentry_app_id": 1,
+                                       "settings": [dict(item) for item in settings]}
+            self._emit("event_alert", "triggered", data, SENTRY_ACTOR)
             return event
 
     def install(

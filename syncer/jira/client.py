@@ -22,6 +22,7 @@ Cloud and Data Center differ in search, in how users are named and in user searc
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email.utils
 import json
 import re
@@ -55,6 +56,8 @@ from syncer.jira import createmeta
 from syncer.jira.createmeta import CreateMeta, NoSuchIssueType
 from syncer.jira.deployment import PAGE_SIZE, TICKET_FIELDS, Deployment, from_server_info
 from syncer.jira.parse import parse_ticket
+from syncer.jira.screens import ScreenField, ScreenRefused, fill, parse_screen
+from syncer.jira.workflow import MAX_STEPS, Edge, Goal, NoTarget, Status, Targets, choose_targets, next_step
 from syncer.ratelimit import Throttle
 
 API = "/rest/api/2/"
@@ -63,6 +66,7 @@ MYSELF = "myself"
 ISSUES = "issue"
 ISSUE = "issue/{key}"
 TRANSITIONS = "issue/{key}/transitions"
+PROJECT_STATUSES = "project/{key}/statuses"
 COMMENTS = "issue/{key}/comment"
 ASSIGNEE = "issue/{key}/assignee"
 REMOTE_LINKS = "issue/{key}/remotelink"
@@ -74,7 +78,7 @@ HEADERS = {"Cache-Control": "no-cache", "Content-Type": "application/json", "X-A
 
 IDS_PER_QUERY = 100  # Jira's page cap for search: one query, one page
 MAX_PAGES = 1000  # a runaway paging guard: 100,000 tickets
-TRANSITIONS_TTL_SECONDS = 600.0  # how long a workflow's transitions from one status are trusted
+WORKFLOW_CACHE_SECONDS = 600.0  # how long what was seen of a workflow is trusted, by default
 # How long a create screen (create-meta) is trusted: a field an admin adds or makes required shows
 # within this, and sooner after Jira refuses a create for its fields (the entry is dropped then).
 CREATE_META_TTL_SECONDS = 900.0
@@ -92,17 +96,36 @@ class Transition:
     to_id: str
     to_name: str
     to_category: str  # new | indeterminate | done
-    # Fields the transition's screen lets us set; None when Jira did not say (then we try anyway).
-    screen_fields: frozenset[str] | None = None
+    # The fields the transition's screen shows; None when Jira did not say (then only a resolution).
+    screen: tuple[ScreenField, ...] | None = None
+
+    def edge(self, source: str) -> Edge:
+        return Edge(source, self.id, Status(self.to_id, self.to_name, self.to_category))
 
 
 @dataclass(frozen=True)
 class Moved:
-    """A transition made, and when, on Jira's clock: the watermark its own webhook is judged by.
-    `at` is None when Jira's answer had no usable `Date`."""
+    """A walk made: its last transition (whose target the ticket is in now), and when Jira made it,
+    on its clock: the watermark its own webhook is judged by (None when Jira's answer had no usable
+    `Date`). `steps`: every transition taken, in order, the last included."""
 
     transition: Transition
     at: datetime | None
+    steps: tuple[Transition, ...] = ()
+
+    @property
+    def via(self) -> tuple[str, ...]:
+        """The statuses passed through on the way."""
+        return tuple(step.to_name for step in self.steps[:-1])
+
+
+class NoWay(PermanentError):
+    """The ticket's workflow does not lead to the status the policy names: a person must set another."""
+
+    def __init__(self, message: str, project: str, walked: Moved | None = None) -> None:
+        super().__init__(message, status=400)
+        self.project = project
+        self.walked = walked  # the steps taken before the way ran out, if any
 
 
 # Why no account was taken for a person (AccountMatch.problem): the audit trail says it in words, the
@@ -142,6 +165,11 @@ class FieldsRefused(PermanentError):
     def __init__(self, message: str, fields: Mapping[str, str]) -> None:
         super().__init__(message, status=400)
         self.fields = dict(fields)
+
+
+TICKET_KEY = re.compile(r"[A-Z][A-Z0-9_]*-[1-9][0-9]{0,17}")
+# Lucene's reserved characters in Jira's text search ("Search syntax for text fields").
+_LUCENE_RESERVED = re.compile(r'[+\-&|!(){}\[\]^~*?\\:/"]')
 
 
 def jql_quote(value: str) -> str:
@@ -217,8 +245,10 @@ class JiraClient:
         pat: str | None = None,
         timeout: float | tuple[float, float] = (5.0, 20.0),
         throttle: Throttle | None = None,
+        workflow_cache_seconds: float = WORKFLOW_CACHE_SECONDS,
     ) -> None:
-        """`throttle` (see `syncer.ratelimit`) is asked before every request to Jira, when given."""
+        """`throttle` (see `syncer.ratelimit`) is asked before every request to Jira, when given;
+        `workflow_cache_seconds`: how long transitions and statuses read are used without asking again."""
         if not pat and not (email and token):
             raise ConfigError("Jira credentials: set an e-mail and API token (Cloud) or a PAT (Server/DC)")
         self._url = url.rstrip("/")
@@ -240,7 +270,10 @@ class JiraClient:
         # every ticket there, so a transition costs only its POST. Process-local, short-lived, and
         # dropped when Jira refuses a transition chosen from it.
         self._transitions_seen: dict[tuple[str, str, str], tuple[float, list[Transition]]] = {}
+        # A project's statuses per issue type id: which names its workflows have.
+        self._statuses_seen: dict[str, tuple[float, dict[str, list[Status]]]] = {}
         self._transitions_lock = threading.Lock()
+        self._workflow_ttl = workflow_cache_seconds
         # Create screens per (project key, issue type name folded): read once per TTL, not per ticket.
         self._create_meta_seen: dict[tuple[str, str], tuple[float, CreateMeta]] = {}
         self._create_meta_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -325,8 +358,23 @@ class JiraClient:
             fields = {name: self._scrub(words) for name, words in _field_errors(response).items()}
             if fields:
                 return FieldsRefused(f"Jira {method} answered 400: {detail}", fields)
+        if status == 401:
+            detail = f"{detail} ({self._credentials_hint()})"
         headers = dict(response.headers) if response is not None else {}
         return classify_http("Jira", method, status, headers, detail)
+
+    def _credentials_hint(self) -> str:
+        """What to set when Jira refuses our credentials: Cloud takes an e-mail and API token as Basic
+        auth and has no personal access tokens; Data Center takes a PAT as `Authorization: Bearer`
+        ("Using Personal Access Tokens", confluence.atlassian.com/enterprise/using-personal-access-
+        tokens-1026032365.html), and many sites turn basic auth off. The first call (serverInfo) is the
+        one refused, so which deployment it is is not known yet: the hint names both."""
+        if self._pat:
+            return ("a personal access token works on Jira Data Center only: check that SYNCER_JIRA_PAT "
+                    "is the bot's and has not expired; on Jira Cloud set SYNCER_JIRA_EMAIL and "
+                    "SYNCER_JIRA_TOKEN")
+        return ("check SYNCER_JIRA_EMAIL and SYNCER_JIRA_TOKEN (an API token of that account); on Jira Data "
+                "Center set SYNCER_JIRA_PAT instead")
 
     def _no_usable_answer(self, method: str, what: str, messages: list[str]) -> TransientError:
         """An empty or malformed success: as uncertain as a lost connection."""
@@ -501,6 +549,30 @@ class JiraClient:
         """Tickets carrying `label`. On Cloud a ticket created seconds ago may not be found yet."""
         return self._search(f"labels = {jql_quote(label)}")
 
+    def search_text(self, query: str, *, limit: int = 20) -> list[tuple[str, str]]:
+        """(key, summary) of up to `limit` tickets whose key is `query`, or whose text has its words,
+        newest first: what a person types to find a ticket. Lucene's reserved characters become
+        spaces (Jira refuses them unescaped in `text ~`), and the rest is quoted for JQL."""
+        query = query.strip()[:200]
+        if TICKET_KEY.fullmatch(query.upper()):
+            ticket = self.get_ticket(query.upper())
+            return [(ticket.key, "")] if ticket is not None else []
+        words = _LUCENE_RESERVED.sub(" ", query).strip()
+        if not words:
+            return []
+        style = self._style
+        body = style.first_page(f"text ~ {jql_quote(words)} ORDER BY updated DESC")
+        body.update(fields=["summary"], maxResults=limit)
+        answer = self._request("POST", style.search_path, body=body)
+        issues = answer.get("issues") if isinstance(answer, Mapping) else None
+        found: list[tuple[str, str]] = []
+        for raw in issues if isinstance(issues, list) else []:
+            if isinstance(raw, Mapping) and _str(raw.get("key")):
+                fields = raw.get("fields")
+                summary = fields.get("summary") if isinstance(fields, Mapping) else None
+                found.append((_str(raw.get("key")), summary if isinstance(summary, str) else ""))
+        return found[:limit]
+
     def tickets_by_ids(self, ids: Sequence[str], *, missing: set[str] | None = None) -> list[JiraTicket]:
         """Current state of many tickets by id (ids survive moves between projects; keys do not).
         Ids of deleted tickets are left out of the answer. `missing`, when given, receives the ids Jira
@@ -520,7 +592,7 @@ class JiraClient:
         remaining = ids
         while remaining:
             try:
-                return self._search(f"id in ({', '.join(remaining)})")
+                return self._search(f"id in ({', '.join(remaining)})", missing)
             except _UnknownIssues as error:
                 left = [i for i in remaining if i not in error.refs]
                 if len(left) == len(remaining):
@@ -530,7 +602,11 @@ class JiraClient:
                 remaining = left
         return []
 
-    def _search(self, jql: str) -> list[JiraTicket]:
+    def _search(self, jql: str, missing: set[str] | None = None) -> list[JiraTicket]:
+        """The tickets `jql` finds. `missing`, when given, receives the issues Jira's warnings name as
+        nonexistent: Data Center's search (validateQuery false) answers 200 and says so in
+        `warningMessages` ("Any warnings related to the JQL query", SearchResults in Atlassian's REST v2
+        description) where Cloud's answers the 400 `_tickets_in` reads."""
         style = self._style
         body = style.first_page(jql)
         tickets: list[JiraTicket] = []
@@ -540,6 +616,10 @@ class JiraClient:
                 raise TransientError(
                     f"Jira POST {style.search_path} answered something that is not a search result"
                 )
+            warnings = answer.get("warningMessages")
+            if missing is not None and isinstance(warnings, list):
+                found = (_UNKNOWN_ISSUE.search(w) for w in warnings if isinstance(w, str))
+                missing.update(m.group(1) for m in found if m)
             issues = answer.get("issues")
             page = [raw for raw in issues if isinstance(raw, Mapping)] if isinstance(issues, list) else []
             tickets += [self._ticket(raw) for raw in page]
@@ -555,11 +635,10 @@ class JiraClient:
             return None
         to = raw["to"]
         category = to.get("statusCategory") if isinstance(to.get("statusCategory"), Mapping) else {}
-        fields = raw.get("fields")
         return Transition(
             id=_str(raw.get("id")), name=_str(raw.get("name")), to_id=_str(to.get("id")),
             to_name=_str(to.get("name")), to_category=_str(category.get("key")),
-            screen_fields=frozenset(fields) if isinstance(fields, Mapping) else None,
+            screen=parse_screen(raw.get("fields")),
         )
 
     def _parse_transitions(self, raw: Any) -> list[Transition]:
@@ -567,70 +646,201 @@ class JiraClient:
         return [t for t in found if t is not None]
 
     def transitions(self, key: str) -> list[Transition]:
+        """The transitions Jira offers from the ticket's status now, each with its screen's fields."""
         answer = self._request("GET", TRANSITIONS.format(key=self._ref(key)),
                                params={"expand": "transitions.fields"}, what="transitions")
         return self._parse_transitions(answer.get("transitions") if isinstance(answer, Mapping) else None)
 
+    def project_statuses(self, project: str, issue_type: str) -> list[Status] | None:
+        """The statuses the project's workflow has for an issue type, by its id or name (`GET
+        /project/{key}/statuses`, Browse permission; "the valid statuses for a project ... grouped by
+        issue type"), cached like transitions; None when Jira does not say."""
+        now = time.monotonic()
+        with self._transitions_lock:
+            seen = self._statuses_seen.get(project)
+        if seen is None or seen[0] <= now:
+            try:
+                answer = self._request("GET", PROJECT_STATUSES.format(key=quote(project, safe="")),
+                                       what="project statuses")
+            except PermanentError as error:
+                if error.status in (403, 404):
+                    return None  # the names decide, as they did before statuses were read
+                raise
+            by_type: dict[str, list[Status]] = {}
+            for entry in answer if isinstance(answer, list) else []:
+                if isinstance(entry, Mapping):
+                    statuses = _statuses(entry.get("statuses"))
+                    by_type[_str(entry.get("id"))] = statuses
+                    by_type.setdefault(f"name:{_str(entry.get('name')).casefold()}", statuses)
+            seen = (now + self._workflow_ttl, by_type)
+            with self._transitions_lock:
+                self._statuses_seen[project] = seen
+        return seen[1].get(issue_type) or seen[1].get(f"name:{issue_type.casefold()}")
+
     def transition_to(self, key: str, status_name: str, *, resolution: str | None = None,
                       comment: str | None = None, current: JiraTicket | None = None) -> bool:
-        """Move the ticket to the status named `status_name` (case-insensitive), by the transition that
-        LEADS there. False when it is already there. See `move_to`."""
+        """Move the ticket to the status named `status_name` (case-insensitive). False when it is
+        already there. See `move_to`."""
         moved = self.move_to(key, status_name, resolution=resolution, comment=comment, current=current)
         return moved is not None
 
-    def move_to(self, key: str, status_name: str, *, resolution: str | None = None,
-                comment: str | None = None, current: JiraTicket | None = None) -> Moved | None:
-        """Move the ticket to the status named `status_name` (case-insensitive), by the transition that
-        LEADS there; the transition taken (its target is the ticket's status now) and when, on Jira's
-        clock, or None when it is there already. `resolution` is set only when the target is a done
-        status whose transition screen has a resolution field (setting a field that is not on the
-        screen is an error in Jira; without a screen, the workflow sets the resolution itself).
+    def move_to(self, key: str, goal: str | Goal, *, resolution: str | None = None,
+                field_values: Mapping[str, Any] | None = None, comment: str | None = None,
+                current: JiraTicket | None = None) -> Moved | None:
+        """Walk the ticket to `goal`'s status (by name, case-insensitive; or, when the workflow has no
+        such status, one of its fallback category), one transition at a time along the shortest way
+        known (`syncer.jira.workflow`); the steps taken, the last of which leads there, and when Jira
+        made the last, on its clock. None when it is there already.
+
+        Each step's screen is filled from `field_values` (by field name or id, later entries winning)
+        and, into a done status, `resolution` (`syncer.jira.screens`); `comment` goes with the last.
+        Every step starts from where the ticket is: a walk cut short (a crash, a failed call) goes on
+        from there when asked again, and repeats nothing.
 
         `current`: the ticket as the caller just read it. With it, transitions known for its project,
-        issue type and status are used without asking Jira (the POST is the only call); if Jira refuses
-        a transition chosen that way (400: the ticket moved, or the workflow changed), the list is
-        forgotten and the move is tried once more from a fresh read."""
+        issue type and status are used without asking Jira; a walk of more than one step starts from a
+        fresh read, and a transition Jira refuses from known ones (400: the ticket moved, the workflow
+        changed) has them forgotten and the step read afresh. A goal the workflow cannot reach is a
+        `NoWay`, a screen the policy cannot fill a `ScreenRefused`: both permanent, both say what to set;
+        a NoWay found from what was cached is first tried once more with everything read afresh."""
+        goal = goal if isinstance(goal, Goal) else Goal(goal)
+        try:
+            return self._walk(key, goal, resolution, field_values or {}, comment, current)
+        except NoWay as missing:
+            self._forget_project(missing.project)  # the workflow may have changed since we looked
+            walked = missing.walked
+        again = self._walk(key, goal, resolution, field_values or {}, comment, None)
+        if walked is None:
+            return again
+        if again is None:  # the steps already taken led to where the fresh statuses say to go
+            return walked
+        return Moved(again.transition, again.at, walked.steps + again.steps)
+
+    def _walk(self, key: str, goal: Goal, resolution: str | None, values: Mapping[str, Any],
+              comment: str | None, current: JiraTicket | None) -> Moved | None:
         ref = self._ref(key)
-        wanted = status_name.casefold()
         known = self._known_transitions(current) if current is not None else None
         if current is not None and known is not None:
-            if current.status.casefold() == wanted:
-                return None
-            chosen = next((t for t in known if t.to_name.casefold() == wanted), None)
-            if chosen is not None:
-                try:
-                    return Moved(chosen, self._post_transition(ref, chosen, resolution, comment))
-                except PermanentError as error:
-                    if error.status != 400:
-                        raise
-                self._forget_transitions(current)
+            ticket, available, fresh = current, known, False
+        else:
+            ticket, available = self._read_for_move(ref)
+            fresh = True
+        if ticket.status.casefold() == goal.status.casefold():
+            return None
+        statuses = self.project_statuses(ticket.project_key, ticket.issue_type_id)
+        try:
+            targets = choose_targets(goal, statuses)
+        except NoTarget as missing:
+            raise NoWay(self._no_target(key, ticket, goal, missing.statuses), ticket.project_key) from None
+        if targets.accepts(_status_of(ticket)):
+            return None
+        steps: list[Transition] = []
+        last_at: datetime | None = None
+        origin = ticket.status
+        learnt: dict[str, list[Transition]] = {}  # this walk's reads, however short the cache
+        graph: dict[str, list[Edge]] = {}
+        while len(steps) < MAX_STEPS:
+            learnt[ticket.status_id] = available
+            graph = self._map(ticket, learnt)
+            step = next_step(ticket.status_id, graph, targets)
+            if step is None or (not step[1] and not fresh and not steps):
+                if fresh:
+                    raise self._no_way(key, origin, ticket, goal, targets, steps, graph, last_at)
+                # A known way of several steps, or none: the cache may be behind the workflow.
+                ticket, available = self._read_for_move(ref)
+                fresh = True
+                continue
+            edge, last = step
+            # The first step of a way leaves from the ticket's status: one of `available`.
+            chosen = next(t for t in available if t.id == edge.transition_id and t.to_id == edge.to.id)
+            try:
+                fields = fill(chosen.screen, values, resolution=resolution,
+                              into_done=chosen.to_category == "done", user_ref=self._style.user_ref,
+                              where=f"{key}: the transition {chosen.name!r} ({ticket.status!r} -> "
+                                    f"{chosen.to_name!r})",
+                              hint=_fields_hint(ticket.project_key))
+                at = self._post_transition(ref, chosen, fields, comment if last else None)
+            except PermanentError as error:
+                if error.status == 400 and not fresh:
+                    # Chosen (or its screen read) from what we knew: the ticket may have moved, or
+                    # the workflow or its screens changed. Only Jira's word of now is final.
+                    self._forget_transitions(ticket)
+                    ticket, available = self._read_for_move(ref)
+                    fresh = True
+                    continue
+                if isinstance(error, ScreenRefused):
+                    raise
+                raise self._refused(key, origin, ticket, chosen, steps, error) from None
+            steps.append(chosen)
+            last_at = at
+            if last:
+                return Moved(chosen, at, tuple(steps))
+            ticket = dataclasses.replace(ticket, status=chosen.to_name, status_id=chosen.to_id,
+                                         status_category=chosen.to_category)
+            cached = self._known_transitions(ticket)
+            fresh = cached is None
+            available = self.transitions(ref) if cached is None else cached
+            if fresh:
+                self._remember_transitions(ticket, available)
+        raise self._no_way(key, origin, ticket, goal, targets, steps, graph, last_at)
+
+    def _read_for_move(self, ref: str) -> tuple[JiraTicket, list[Transition]]:
         # One read gives both the current status and the transitions available from it.
         raw = self._request("GET", ISSUE.format(key=ref), what="issue",
                             params={"fields": "status,project,issuetype", "expand": "transitions.fields"})
         ticket = self._ticket(raw)
-        if ticket.status.casefold() == wanted:
-            return None
         available = self._parse_transitions(raw.get("transitions"))
         self._remember_transitions(ticket, available)
-        chosen = next((t for t in available if t.to_name.casefold() == wanted), None)
-        if chosen is None:
-            targets = ", ".join(sorted({t.to_name for t in available})) or "none"
-            raise PermanentError(f"Jira has no transition from {ticket.status!r} to {status_name!r} on {key} "
-                                 f"(reachable: {targets})")
-        return Moved(chosen, self._post_transition(ref, chosen, resolution, comment))
+        return ticket, available
 
-    def _post_transition(self, ref: str, chosen: Transition, resolution: str | None,
+    def _map(self, ticket: JiraTicket, learnt: Mapping[str, list[Transition]]) -> dict[str, list[Edge]]:
+        """What is known of the ticket's workflow: the transitions out of every status seen, cached or
+        read on this walk (`learnt`, which wins)."""
+        graph: dict[str, list[Edge]] = {}
+        prefix = (ticket.project_key, ticket.issue_type_id)
+        now = time.monotonic()
+        with self._transitions_lock:
+            for (project, type_id, status_id), (expires, seen) in self._transitions_seen.items():
+                if (project, type_id) == prefix and expires > now:
+                    graph[status_id] = [t.edge(status_id) for t in seen]
+        graph.update({status_id: [t.edge(status_id) for t in seen] for status_id, seen in learnt.items()})
+        return graph
+
+    def _no_target(self, key: str, ticket: JiraTicket, goal: Goal, statuses: Sequence[Status]) -> str:
+        names = ", ".join(repr(s.name) for s in statuses) or "none"
+        fallback = f" nor any {goal.fallback_category} status to stand in" if goal.fallback_category else ""
+        return (f"{key} cannot be moved to {goal.status!r}: {ticket.project_key}'s workflow has no such "
+                f"status{fallback} (its statuses: {names}); set status.projects."
+                f"{ticket.project_key}.{goal.setting or 'close_to'} to one of them")
+
+    @staticmethod
+    def _no_way(key: str, origin: str, ticket: JiraTicket, goal: Goal, targets: Targets,
+                steps: Sequence[Transition], graph: Mapping[str, list[Edge]],
+                last_at: datetime | None) -> NoWay:
+        walked = " -> ".join(repr(name) for name in [origin, *(t.to_name for t in steps)])
+        reachable = ", ".join(sorted({repr(e.to.name) for edges in graph.values() for e in edges})) or "none"
+        text = (f"{key}: no way to {targets.how} in {ticket.project_key}'s workflow (walked: {walked}; "
+                f"statuses its transitions reach, as far as seen: {reachable}); set status.projects."
+                f"{ticket.project_key}.{goal.setting or 'close_to'} to a status the workflow reaches, or "
+                "add the transition in Jira")
+        return NoWay(text, ticket.project_key, Moved(steps[-1], last_at, tuple(steps)) if steps else None)
+
+    def _refused(self, key: str, origin: str, ticket: JiraTicket, chosen: Transition,
+                 steps: Sequence[Transition], error: PermanentError) -> PermanentError:
+        done = f" (walked from {origin!r} so far)" if steps else ""
+        text = (f"{key}: Jira refused the transition {chosen.name!r} ({ticket.status!r} -> "
+                f"{chosen.to_name!r}){done}: {error}")
+        if isinstance(error, FieldsRefused):
+            return FieldsRefused(text, error.fields)
+        return PermanentError(text, status=error.status)
+
+    def _post_transition(self, ref: str, chosen: Transition, fields: Mapping[str, Any],
                          comment: str | None) -> datetime | None:
         """POST the transition; when Jira made it, by its own clock (the answer's `Date`), if it said."""
-        fields = None
-        if resolution and chosen.to_category == "done" and (
-            chosen.screen_fields is None or "resolution" in chosen.screen_fields
-        ):
-            fields = {"resolution": {"name": resolution}}
         body: dict[str, Any] = {
             # A number, as the library sent it: Jira's own answers give transition ids as strings.
             "transition": {"id": int(chosen.id) if chosen.id.isdigit() else chosen.id},
-            "fields": fields or {},
+            "fields": dict(fields),
         }
         if comment:
             body["update"] = {"comment": [{"add": {"body": comment}}]}
@@ -662,7 +872,13 @@ class JiraClient:
         if key is None or not transitions:
             return
         with self._transitions_lock:
-            self._transitions_seen[key] = (time.monotonic() + TRANSITIONS_TTL_SECONDS, list(transitions))
+            self._transitions_seen[key] = (time.monotonic() + self._workflow_ttl, list(transitions))
+
+    def _forget_project(self, project: str) -> None:
+        with self._transitions_lock:
+            self._statuses_seen.pop(project, None)
+            for key in [k for k in self._transitions_seen if k[0] == project]:
+                del self._transitions_seen[key]
 
     def _forget_transitions(self, ticket: JiraTicket) -> None:
         key = self._workflow_key(ticket)
@@ -688,6 +904,9 @@ class JiraClient:
     def assign(self, key: str, account_id: str | None) -> None:
         """Assign to an account (accountId on Cloud, name on Server/DC); None unassigns."""
         self._request("PUT", ASSIGNEE.format(key=self._ref(key)), body=self._style.user_ref(account_id))
+
+    def set_priority(self, key: str, name: str) -> None:
+        self._request("PUT", ISSUE.format(key=self._ref(key)), body={"fields": {"priority": {"name": name}}})
 
     def add_labels(self, key: str, labels: Sequence[str]) -> None:
         if not labels:
@@ -806,6 +1025,24 @@ class JiraClient:
             if len(batch) < PAGE_SIZE:
                 break
         return found
+
+
+def _statuses(raw: Any) -> list[Status]:
+    found = []
+    for status in raw if isinstance(raw, list) else []:
+        if isinstance(status, Mapping):
+            category = status.get("statusCategory")
+            category = category if isinstance(category, Mapping) else {}
+            found.append(Status(_str(status.get("id")), _str(status.get("name")), _str(category.get("key"))))
+    return found
+
+
+def _status_of(ticket: JiraTicket) -> Status:
+    return Status(ticket.status_id, ticket.status, ticket.status_category)
+
+
+def _fields_hint(project: str) -> str:
+    return f"[status.transition_fields] or [status.projects.{project}.transition_fields]"
 
 
 def _answered_at(date: str | None) -> datetime | None:

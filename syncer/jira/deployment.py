@@ -3,8 +3,9 @@
 The client reads `deploymentType` from `/rest/api/2/serverInfo` once and uses that deployment's
 style for every call (Data Center reports itself as "Server"). Sources: Atlassian's REST v2
 descriptions (Cloud: `GET|POST /rest/api/2/search/jql`, `nextPageToken`, no `total`; users by
-`accountId`, `user/search?query=`. Data Center: `POST /rest/api/2/search`, `startAt`/`total`; users
-by `name`, `user/search?username=`). Credentials pick the authentication, not the deployment: an
+`accountId`, `user/search?query=`. Data Center: `POST /rest/api/2/search`, `startAt`/`total`, and with
+`validateQuery` false the issues a query names that do not exist come back as `warningMessages`, not
+a 400; users by `name`, `user/search?username=`). Credentials pick the authentication, not the deployment: an
 e-mail and API token are Basic auth (Cloud), a personal access token is a Bearer token (Data Center).
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-TICKET_FIELDS = ["status", "resolution", "assignee", "labels", "project", "updated", "issuetype"]
+TICKET_FIELDS = ["status", "resolution", "assignee", "labels", "project", "updated", "issuetype", "priority"]
 PAGE_SIZE = 100
 
 

@@ -43,4 +43,5 @@ def parse_ticket(raw: Any) -> JiraTicket:
         project_key=as_text(as_mapping(fields.get("project")).get("key"), 100),
         updated=as_time(fields.get("updated")),
         issue_type_id=as_text(as_mapping(fields.get("issuetype")).get("id"), 40),
+        priority=as_text(as_mapping(fields.get("priority")).get("name"), 200),
     )

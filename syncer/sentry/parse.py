@@ -13,6 +13,7 @@ from typing import Any
 from syncer.core.issue import SentryActor, SentryIssue
 from syncer.errors import PayloadError
 from syncer.payload import as_int, as_mapping, as_text, as_time
+from syncer.policy import SENTRY_PRIORITIES
 
 
 def parse_actor(raw: Any) -> SentryActor | None:
@@ -25,6 +26,11 @@ def parse_actor(raw: Any) -> SentryActor | None:
         name=as_text(raw.get("name"), 200),
         email=as_text(raw.get("email"), 320),
     )
+
+
+def _priority(raw: Any) -> str:
+    text = as_text(raw, 20).lower()
+    return text if text in SENTRY_PRIORITIES else ""
 
 
 def parse_issue(raw: Any) -> SentryIssue:
@@ -57,6 +63,9 @@ def parse_issue(raw: Any) -> SentryIssue:
         assigned_to=parse_actor(raw.get("assignedTo")),
         permalink=as_text(raw.get("permalink"), 2000),
         web_url=as_text(raw.get("web_url"), 2000),
+        # GroupSerializer's `priority` (PriorityLevel.to_str: "low" | "medium" | "high"), absent in
+        # versions before it; anything else is not one and is left out.
+        priority=_priority(raw.get("priority")),
         status_details=dict(details) if isinstance(details, Mapping) else {},
         metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
         first_release=as_text(as_mapping(raw.get("firstRelease")).get("version"), 200),

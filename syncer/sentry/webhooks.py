@@ -15,15 +15,17 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from syncer.core.choices import settings_values
 from syncer.core.issue import SentryActor, SentryIssue
 from syncer.errors import PayloadError, WrongFormat
 from syncer.payload import Envelope, decode_object
 from syncer.sentry.parse import parse_actor, parse_issue
+from syncer.sentry.ui import RESOURCE, FormRequest, parse_form
 
 ISSUE_ACTIONS = frozenset({"created", "resolved", "assigned", "ignored", "archived", "unresolved"})
 COMMENT_ACTIONS = frozenset({"created", "updated", "deleted"})
@@ -36,6 +38,8 @@ class Job(StrEnum):
     UNRESOLVED = "unresolved"  # linked: reopen, or open a successor; not yet: ensure a ticket
     ASSIGNED = "assigned"  # linked: follow the assignee; not yet: ensure a ticket
     STATUS = "status"  # resolved or archived: close or mark the ticket
+    FORM_CREATE = "form_create"  # the issue-link create form in Sentry's issue page
+    FORM_LINK = "form_link"  # the issue-link link form: an existing ticket named by a person
     INSTALLATION = "installation"  # installed or uninstalled: external-issue links go on or stop
 
 
@@ -48,6 +52,10 @@ HANDLED_EVENTS: Mapping[tuple[str, str], Job] = {
     ("issue", "ignored"): Job.STATUS,  # older installations' word for archived
     ("issue", "archived"): Job.STATUS,
     ("event_alert", "triggered"): Job.ENSURE_TICKET,  # an alert rule with syncer as its action
+    # Not webhooks: the submissions of Sentry's issue-link forms, stored in the inbox by the web's
+    # screen endpoints (syncer.web.sentry_ui) so that the worker files them like any event.
+    (RESOURCE, "create"): Job.FORM_CREATE,
+    (RESOURCE, "link"): Job.FORM_LINK,
     ("installation", "created"): Job.INSTALLATION,
     ("installation", "deleted"): Job.INSTALLATION,
 }
@@ -169,6 +177,9 @@ class SentryEvent:
     resolution_type: str = ""  # `resolved`: now | in_release | in_next_release | in_commit | with_commit
     assignee: SentryActor | None = None  # `assigned`: data.assignee, else the issue's assignedTo
     rule: str = ""  # `event_alert`: the label of the triggered rule
+    # `event_alert`: the rule's saved syncer settings (`data.issue_alert.settings`), name -> value.
+    alert_settings: Mapping[str, str] = field(default_factory=dict)
+    form: FormRequest | None = None  # an issue-link form's submission
 
     @property
     def job(self) -> Job | None:
@@ -217,7 +228,14 @@ def parse_event(resource: str, payload: Any) -> SentryEvent:
         if action == "triggered" and issue_id is None:
             raise PayloadError("event_alert names no issue (no data.event.issue_id, issue_url or web_url)")
         rule = data.get("triggered_rule")
-        return replace(base, issue_id=issue_id, rule=rule[:500] if isinstance(rule, str) else "")
+        alert = data.get("issue_alert")
+        settings = settings_values(alert.get("settings")) if isinstance(alert, Mapping) else {}
+        return replace(base, issue_id=issue_id, rule=rule[:500] if isinstance(rule, str) else "",
+                       alert_settings=settings)
+    if resource == RESOURCE:
+        form = parse_form(action, data)  # the web stores {"action", "data": <the form body>}
+        return replace(base, issue_id=form.issue_id, form=form, actor=form.actor,
+                       installation_uuid=form.installation_uuid)
     if resource == "installation":
         # data.installation is the whole installation (SentryAppInstallationSerializer); its uuid is
         # the one the top-level `installation` names too.

@@ -5,13 +5,14 @@ UPDATE, so two workers handed the same delivery (a redelivery, a sweep) cannot b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, or_, update
+from sqlalchemy import and_, bindparam, delete, func, or_, update
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, select
@@ -466,3 +467,44 @@ def latest_payloads(engine: Engine, *, source: str, limit: int) -> list[str]:
                 .limit(limit)
             ).all()
         )
+
+
+def issues_titled(engine: Engine, text: str, *, limit: int = 50, scanned: int = 2000) -> dict[str, str]:
+    """Sentry issues whose title contains `text` (any case), {issue id: title}, from the newest of
+    the Sentry deliveries still in the inbox: the title is in no table of its own. At most `scanned`
+    payloads that mention the text are read."""
+    needle = text.strip().lower()
+    if not needle:
+        return {}
+    pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    with reading(engine) as connection:
+        payloads = connection.execute(
+            select(Delivery.payload)
+            .where(Delivery.source == "sentry", func.lower(Delivery.payload).like(pattern, escape="\\"))
+            .order_by(col(Delivery.id).desc())
+            .limit(scanned)
+        ).scalars()
+        found: dict[str, str] = {}
+        for payload in payloads:
+            issue = _issue_of(payload)
+            if issue and needle in issue[1].lower():
+                found.setdefault(issue[0], issue[1])
+                if len(found) >= limit:
+                    break
+    return found
+
+
+def _issue_of(payload: str) -> tuple[str, str] | None:
+    """(id, title) of the Sentry issue a webhook body is about, or None."""
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return None
+    data = body.get("data") if isinstance(body, dict) else None
+    issue = data.get("issue") if isinstance(data, dict) else None
+    if not isinstance(issue, dict):
+        return None
+    issue_id, title = issue.get("id"), issue.get("title")
+    if issue_id is None or not isinstance(title, str):
+        return None
+    return str(issue_id), title

@@ -191,7 +191,8 @@ def _sync_status(pair: _Pair, event: JiraEvent, own_echo: bool, previous_status:
         pair.issue_gone(cause)
         return False
     link = pair.link  # a merge may have moved it to the issue merged into
-    decision = status.decide_inbound(ticket=ticket, known=link, issue=issue, policy=rt.policy.status,
+    policy = rt.policy.status.for_ticket(ticket.project_key, link.team)
+    decision = status.decide_inbound(ticket=ticket, known=link, issue=issue, policy=policy,
                                      status_changed=True, event_at=event.timestamp,
                                      previous_status=previous_status)
     outcome = apply_inbound(rt, link, ticket, issue, decision, cause=cause, event_at=event.timestamp)

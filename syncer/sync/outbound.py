@@ -15,19 +15,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from syncer.core import status
+from syncer.core import priority, status
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import issue_url
 from syncer.core.routing import decide
 from syncer.errors import PayloadError, PermanentError, TransientError
 from syncer.jira.client import Moved
+from syncer.jira.workflow import Goal
 from syncer.locks import link_lock
+from syncer.policy import StatusPolicy
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
 from syncer.store import links
 from syncer.store.links import AuditLine, LinkRecord
 from syncer.store.schema import LinkState, utcnow
-from syncer.sync import assignees, tickets
+from syncer.sync import assignees, merges, tickets
 from syncer.sync.inbound import flag_reach, sentry_fields, unreachable_note
 from syncer.sync.outcome import Outcome
 
@@ -111,13 +113,18 @@ def on_sentry_status(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
             why = f"Sentry has no issue {issue_id} any more (deleted)"
             links.mark_broken(rt.engine, fresh, cause=cause, why=why, issue_gone=True)
             return Outcome(f"{why}: link marked broken")
+        if issue.id != issue_id:
+            # Merged since its webhook was sent: the state read is the other issue's. The merge
+            # decides what becomes of the link, as when reconciliation meets it.
+            return merges.follow(rt, fresh, issue, cause=cause, installation_uuid=event.installation_uuid)[0]
         ticket = _ticket_or_flag(rt, fresh, cause)
         if ticket is None:
             # Not a deletion (that comes as `jira:issue_deleted`, and breaks the link): a second
             # ticket for a regression would be a duplicate once the first is visible again.
             return Outcome.ignore(unreachable_note(fresh))
         decision = status.decide_outbound(event.action, issue=issue, ticket=ticket, known=fresh,
-                                          policy=rt.policy.status, now=utcnow())
+                                          policy=rt.policy.status.for_ticket(ticket.project_key, fresh.team),
+                                          now=utcnow())
         outcome = _apply(rt, fresh, issue, ticket, decision, installation_uuid=event.installation_uuid,
                          cause=cause)
     # Outside the lock: what follows works on the issue's new link, not on this one.
@@ -138,14 +145,15 @@ def _apply(
         fields["jira_key"] = ticket.key  # moved to another project since we last looked
     changes: list[AuditLine] = []
     note = decision.reason
-    policy = rt.policy.status
+    policy = rt.policy.status.for_ticket(ticket.project_key, link.team)
     if decision.action in ("close", "reopen", "transition"):
         assert decision.transition_to is not None
         comment = _comment_for(rt, link, issue, decision, moved_to=decision.transition_to)
-        moved = rt.jira.move_to(ticket.key, decision.transition_to, resolution=decision.resolution,
-                                comment=comment, current=ticket)
+        moved = rt.jira.move_to(ticket.key, _goal(decision, policy), resolution=decision.resolution,
+                                field_values=policy.transition_fields, comment=comment, current=ticket)
         if moved is not None:
-            changes.append(("jira", decision.action, decision.reason))
+            note = _walked(note, moved)
+            changes.append(("jira", decision.action, note))
         elif comment:  # someone moved it there meanwhile: the regression still deserves its note
             rt.jira.add_comment(ticket.key, comment)
         if comment:
@@ -169,6 +177,10 @@ def _apply(
         changes.append(("jira", "labelled", decision.reason))
     elif decision.action == "new_ticket":
         return _open_successor(rt, link, issue, ticket, decision, installation_uuid, cause, fields)
+    followed = _follow_priority(rt, link, issue, ticket, fields)
+    if followed:
+        changes += followed
+        note += "; " + "; ".join(detail for _, _, detail in followed)
     if decision.unlabel is not None:
         rt.jira.remove_labels(ticket.key, [decision.unlabel])
         unlabelled = f"no longer archived in Sentry: label {decision.unlabel!r} removed"
@@ -176,6 +188,38 @@ def _apply(
     if fields or changes:
         links.save(rt.engine, link.id, cause=cause, changes=changes, **fields)
     return Outcome(note) if changes else Outcome.ignore(note)
+
+
+def _goal(decision: status.OutboundDecision, policy: StatusPolicy) -> Goal:
+    """Where the ticket should end: the status the decision names, standing in for it (the workflow
+    lacking that name) a status of its fallback category that is not a won't-fix one."""
+    assert decision.transition_to is not None
+    setting = {"close": "close_to", "reopen": "reopen_to", "transition": "archive_to"}[decision.action]
+    return Goal(decision.transition_to, setting=setting, fallback_category=decision.fallback_category,
+                avoid=frozenset(policy.wont_fix))
+
+
+def _walked(reason: str, moved: Moved) -> str:
+    """The reason, with where the ticket ended and the statuses it passed through, if any."""
+    where = f"{reason}; it is {moved.transition.to_name!r} now"
+    return f"{where}, by way of {', '.join(repr(s) for s in moved.via)}" if moved.via else where
+
+
+def _follow_priority(
+    rt: Runtime, link: LinkRecord, issue: SentryIssue, ticket: JiraTicket, fields: dict[str, Any]
+) -> list[AuditLine]:
+    """`[priorities] follow_sentry`: Sentry's priority of the issue changed since the ticket last
+    followed it (an escalation raises it; a person may set it): the ticket takes the new one's
+    Jira priority. A link that never knew a priority (made before syncer stored it, or by a
+    Sentry without priorities) only starts knowing it."""
+    decision = priority.decide_follow(rt.policy.priorities, issue.priority, link.sentry_priority,
+                                      ticket.priority)
+    if decision.record:
+        fields["sentry_priority"] = issue.priority
+    if decision.jira_priority is None:
+        return []
+    rt.jira.set_priority(ticket.key, decision.jira_priority)
+    return [("jira", "prioritised", decision.reason)]
 
 
 def _comment_for(

@@ -102,7 +102,7 @@ def after_sentry_event(
 ) -> None:
     """A Sentry webhook about an issue was handled: its message follows. Our own echoes are left
     out: what syncer changed itself asks for its update when the whole change is done."""
-    if rt.slack is None or own_echo:
+    if rt.slack is None or own_echo or action == "created":  # a new issue's post comes from routing
         return
     if action == "unresolved" and substatus == "regressed":
         request(rt, sentry_issue_id, REGRESSED, key=f"{REGRESSED}:{sentry_issue_id}:{delivery_id}")
@@ -349,7 +349,6 @@ def _ticket(rt: Runtime, record: messages.MessageRecord, act: SlackAct, cause: s
     outcome = tickets.create_or_link(
         rt, issue, decision, installation_uuid=installations.latest(rt.engine) or "", cause=cause
     )
-    request(rt, issue.id, REFRESH)
     return Outcome(f"{act.what} by {act.user}: {outcome.note}", ignored=outcome.ignored)
 
 

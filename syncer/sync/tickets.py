@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from syncer import logs
+from syncer.core import choices
 from syncer.core.issue import JiraTicket, SentryIssue
 from syncer.core.render import (
     label_tags,
@@ -32,6 +33,7 @@ from syncer.core.routing import Decision, IssueTags, decide, route_label
 from syncer.core.tickets import choose_ticket
 from syncer.errors import AmbiguousError, Busy, HeldElsewhere, PayloadError, PermanentError, TransientError
 from syncer.jira.client import FieldsRefused
+from syncer.metrics import Metric
 from syncer.policy import toml_key
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
@@ -68,6 +70,8 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     if issue.status not in ("", "unresolved"):
         return Outcome.ignore(f"issue is {issue.status}; tickets are opened for unresolved issues only")
     decision = decide(issue, rt.policy, lambda: tags_for(rt, issue.id))
+    if event.alert_settings:
+        decision = _alert_choices(rt, event, issue, decision)
     if decision.action == "ignore" or decision.target is None:
         triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=None, action="ignore")
         return Outcome.ignore(f"route {decision.route_name}: ignore ({decision.reason})")
@@ -80,6 +84,17 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         return Outcome(f"route {decision.route_name}: notify {decision.slack_channel}, "
                        "no ticket until asked for")
     return create_or_link(rt, issue, decision, installation_uuid=event.installation_uuid, cause=cause)
+
+
+def _alert_choices(rt: Runtime, event: SentryEvent, issue: SentryIssue, decision: Decision) -> Decision:
+    """The alert rule's saved settings over the routes' decision. Settings the policy no longer
+    accepts (a team since removed) are refused: a dead letter naming the setting, not a guess."""
+    where = f"alert rule {event.rule!r}" if event.rule else "alert rule"
+    try:
+        chosen = choices.parse_choices(event.alert_settings, rt.policy, where=where)
+    except choices.ChoiceError as exc:
+        raise PermanentError(f"{where}: {exc}; change the rule's syncer settings in Sentry") from None
+    return choices.apply(decision, rt.policy, issue, chosen)
 
 
 def tags_for(
@@ -119,8 +134,10 @@ def tags_for(
 
 
 def create_or_link(
-    rt: Runtime, issue: SentryIssue, decision: Decision, *, installation_uuid: str, cause: str
+    rt: Runtime, issue: SentryIssue, decision: Decision, *, installation_uuid: str, cause: str,
+    description: str | None = None,
 ) -> Outcome:
+    """`description`: a person's own words (Sentry's create form), put above the rendered one."""
     assert decision.target is not None
     triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=decision.team, action="create")
     try:
@@ -164,6 +181,8 @@ def create_or_link(
                 issue, decision.target, sentry_url=rt.settings.sentry_url, org=rt.settings.sentry_org or "",
                 tags=tags,
             )
+            if description:  # Jira caps a text field at 32,767 characters (wire-formats.md)
+                fields["description"] = f"{description}\n\n----\n{fields.get('description', '')}"[:32767]
             prepared = ticket_fields.prepare(rt, decision.target, fields)
             project = decision.target.jira_project
             assignee = assignees.resolve(rt, decision.target.assignee_email, project)
@@ -223,6 +242,7 @@ def create_or_link(
         links.release_claim(rt.engine, claim, created_nothing=created_nothing)
         raise
     finish_backlinks(rt, link, installation_uuid, cause)
+    slack.request(rt, issue.id, slack.REFRESH)  # its message, if it has one, shows the ticket
     return Outcome(note)
 
 
@@ -249,6 +269,7 @@ def _activate(
         "claimed_at": None,
         "sentry_status": issue.status or "unresolved",
         "sentry_substatus": issue.substatus,
+        "sentry_priority": issue.priority,
         "sentry_changed_at": issue.last_seen or now,
         "jira_status": ticket.status,
         "jira_status_category": ticket.status_category or ("new" if not adopted else ""),
@@ -277,6 +298,8 @@ def _activate(
     # One transaction for the link and its audit row (every ticket passes here).
     links.activate(rt.engine, claim.link_id, values,
                    links.audit_row(link, side="jira", action=action, detail=detail, cause=cause))
+    rt.counters.incr(Metric.TICKETS_MADE, team=decision.team or "none",
+                     how="adopted" if adopted else "created")
     return link
 
 

@@ -34,6 +34,7 @@ from syncer.sentry import webhooks as sentry_webhooks
 from syncer.settings import Settings
 from syncer.slack import webhooks as slack_webhooks
 from syncer.store import deliveries, health, installations
+from syncer.web import console, sentry_ui
 from syncer.web.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
 
 log = logs.get_logger(__name__)
@@ -113,9 +114,13 @@ def create_app(
     broker_check: BrokerCheck,
     counters: metrics.WorkerCounters | None = None,
     enqueue_many: PublishMany | None = None,
+    start_reconcile: Callable[[], None] | None = None,
+    triage_figures: console.Figures | None = None,
 ) -> FastAPI:
     """`enqueue` publishes one delivery id; `enqueue_many`, when given, publishes a batch of them
-    (worker.publish_batch) and is what the publisher thread uses."""
+    (worker.publish_batch) and is what the publisher thread uses. `start_reconcile` queues a
+    reconcile run (the console's button); `triage_figures` works out `syncer report`'s figures
+    (the console's routes and triage pages)."""
     app = FastAPI(title="syncer", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan)
     sentry_secret = (
         settings.sentry_client_secret.get_secret_value() if settings.sentry_client_secret else None
@@ -265,6 +270,8 @@ def create_app(
 
     app.add_route("/webhooks/sentry", sentry_webhook, methods=["POST"], include_in_schema=False)
     app.add_route("/webhooks/slack", slack_webhook, methods=["POST"], include_in_schema=False)
+    for path, endpoint, methods in sentry_ui.routes(settings, engine, writer.store):
+        app.add_route(path, endpoint, methods=methods, include_in_schema=False)
     app.add_route("/webhooks/jira", jira_webhook, methods=["POST"], include_in_schema=False)
 
     @app.get("/healthz")
@@ -309,5 +316,8 @@ def create_app(
         body = await run_in_threadpool(metrics.render, engine, counters)
         return PlainTextResponse(body, media_type=metrics.CONTENT_TYPE)
 
+    console.mount(app, settings, engine,
+                  console.Actions(enqueue, start_reconcile=start_reconcile, broker_check=broker_check,
+                                  figures=triage_figures),
+                  counters.client if counters is not None else None)
     return app
-

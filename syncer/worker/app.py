@@ -240,6 +240,11 @@ def reconcile() -> str:
     return "ok" if report.ok else "failed"
 
 
+def start_reconcile() -> None:
+    """Queue one reconcile run (the console's button); raises when the broker cannot take it."""
+    reconcile.apply_async(retry=False)
+
+
 def enqueue(delivery_id: int) -> None:
     """Publish one delivery; raises when the broker cannot take it (the caller decides)."""
     process_delivery.apply_async((delivery_id,), retry=False)

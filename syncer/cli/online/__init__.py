@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from syncer.cli.online import create_screens, people
+from syncer.cli.online import create_screens, people, workflows
 from syncer.cli.online.context import Check, Online, Problem, Target
 from syncer.errors import SyncerError
 
@@ -21,6 +21,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("create screens: priorities", create_screens.check_priorities),
     ("assignees: assignable in their projects", people.check_assignees),
     ("people: Jira accounts exist", people.check_people),
+    ("workflows: statuses for close_to, reopen_to and archive_to", workflows.check_statuses),
 ]
 
 

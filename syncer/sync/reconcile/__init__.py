@@ -24,7 +24,11 @@ What it found and did is a `Report` (`report.py`); `syncer.cli.views` prints it 
 
 API calls: 2 per page of links (one to each side), plus one for each ticket the page's search did
 not return (a direct read, before a ticket is called deleted: Cloud's search lags behind new
-tickets), plus what each repair costs through the shared apply functions.
+tickets), plus what each repair costs through the shared apply functions. An organisation without
+multi-project reads (Sentry's Team and Developer plans) answers the first read spanning projects
+400; the run's client learns that once and reads Sentry one project at a time from then on: one
+read per project with links in the page, one backfill search per project, and one list of the
+organisation's projects a run (`syncer.sentry.client`).
 """
 
 from syncer.sync.reconcile.repair import repair

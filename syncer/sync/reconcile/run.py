@@ -109,3 +109,10 @@ def _record_metrics(rt: Runtime, report: Report) -> None:
     counters.set_gauge(Metric.RECONCILE_LAST_DRIFT, report.drifted)
     if report.ok:
         counters.set_gauge(Metric.RECONCILE_LAST_SUCCESS, time.time())
+    counters.set_last_reconcile({
+        "run": report.run, "ok": report.ok, "ended_at": time.time(), "summary": report.summary(),
+        "links_checked": report.links_checked, "drifted": report.drifted,
+        "drift_by_kind": dict(sorted(report.drift.items())), "repaired": report.repaired,
+        "recorded": report.recorded, "skipped": report.skipped, "failed": report.failed,
+        "backfilled": report.backfilled, "errors": report.errors[:5],
+    })
