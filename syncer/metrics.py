@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol
 
 import redis
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
@@ -25,7 +27,7 @@ from syncer.store import health
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CONTENT_TYPE", "Metric", "WorkerCounters", "render"]
+__all__ = ["CONTENT_TYPE", "CountedCalls", "Metric", "WorkerCounters", "render"]
 
 
 class Metric(StrEnum):
@@ -41,12 +43,15 @@ class Metric(StrEnum):
     LINKS_UNREACHABLE = "syncer_links_unreachable"
     DEAD_LETTERS = "syncer_dead_letters"
     DATABASE_UP = "syncer_database_up"
+    INBOX_OLDEST_SECONDS = "syncer_inbox_oldest_seconds"
     # Added to by workers and reconcile runs, in Redis (`WorkerCounters`, `SharedCounters`).
     DEAD_LETTERS_TOTAL = "syncer_dead_letters_total"
     DELIVERY_RETRIES = "syncer_delivery_retries_total"
     ASSIGNEE_UNRESOLVED = "syncer_assignee_unresolved_total"
     TICKETS_UNASSIGNED = "syncer_tickets_unassigned_total"
     TICKET_FIELDS_LEFT_OUT = "syncer_ticket_fields_left_out_total"
+    TICKETS_MADE = "syncer_tickets_made_total"
+    API_CALLS = "syncer_api_calls_total"
     RECONCILE_RUNS = "syncer_reconcile_runs_total"
     RECONCILE_LINKS_CHECKED = "syncer_reconcile_links_checked_total"
     RECONCILE_DRIFT = "syncer_reconcile_drift_total"
@@ -70,12 +75,15 @@ HELP: dict[Metric, str] = {
     Metric.LINKS: "Links between Sentry issues and Jira tickets, by state",
     Metric.LINKS_UNREACHABLE: "Active links whose ticket Jira answers 404 for without having sent a deletion",
     Metric.DEAD_LETTERS: "Dead letters, by state",
-    Metric.DATABASE_UP: "0 when the database did not answer this scrape",
+    Metric.DATABASE_UP: "1 when the database answered this scrape, 0 when it did not",
+    Metric.INBOX_OLDEST_SECONDS: "Age of the oldest delivery not yet finished (0 when none waits)",
     Metric.DEAD_LETTERS_TOTAL: "Deliveries that became dead letters, by source and reason",
     Metric.DELIVERY_RETRIES: "Deliveries postponed for another try, by source",
     Metric.ASSIGNEE_UNRESOLVED: "Look-ups that found no account Jira would accept as assignee, by problem",
     Metric.TICKETS_UNASSIGNED: "Tickets filed or kept without the assignee asked for, by problem",
     Metric.TICKET_FIELDS_LEFT_OUT: "Policy fields or components left off new tickets, by problem",
+    Metric.TICKETS_MADE: "Tickets created or adopted for Sentry issues, by team and how",
+    Metric.API_CALLS: "Calls to Jira and Sentry that got an answer, by side and status (ok, 429, 4xx, 5xx)",
     Metric.RECONCILE_RUNS: "Reconcile runs, by result",
     Metric.RECONCILE_LINKS_CHECKED: "Links checked by reconcile runs",
     Metric.RECONCILE_DRIFT: "Drift found by reconcile runs, by kind",
@@ -108,8 +116,9 @@ LAST_RECONCILE_KEY = "syncer:reconcile:last"
 
 
 def _field(name: Metric, labels: dict[str, str]) -> str:
-    """A sample's key in the Redis hash: `name|label=value|...`, labels sorted."""
-    return name.value + "".join(f"|{k}={v}" for k, v in sorted(labels.items()))
+    """A sample's key in the Redis hash: `name|label=value|...`, labels sorted (a `|` in a value, as
+    a team's name might have, becomes `_`)."""
+    return name.value + "".join(f"|{k}={v.replace('|', '_')}" for k, v in sorted(labels.items()))
 
 
 class WorkerCounters:
@@ -193,6 +202,43 @@ class WorkerCounters:
         return values
 
 
+class ThrottleLike(Protocol):
+    """`syncer.ratelimit.Throttle`, as far as counting calls needs it."""
+
+    def before(self, method: str, url: str) -> None: ...
+    def after(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None: ...
+
+
+class CountedCalls:
+    """An API client's throttle hooks with every answered call counted (by side and status class),
+    around the rate limiter when there is one: `syncer_api_calls_total`."""
+
+    def __init__(self, side: str, counters: WorkerCounters, inner: ThrottleLike | None = None) -> None:
+        self.side = side
+        self.counters = counters
+        self.inner = inner
+
+    def before(self, method: str, url: str) -> None:
+        if self.inner is not None:
+            self.inner.before(method, url)
+
+    def after(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
+        self.counters.incr(Metric.API_CALLS, side=self.side, status=status_class(status))
+        if self.inner is not None:
+            self.inner.after(method, url, status, headers)
+
+
+def status_class(status: int) -> str:
+    """429 on its own (a rate limit), else the class: ok (1xx-3xx), 4xx, 5xx."""
+    if status == 429:
+        return "429"
+    if status >= 500:
+        return "5xx"
+    if status >= 400:
+        return "4xx"
+    return "ok"
+
+
 class DatabaseStates(Collector):
     """Rows by state, counted at scrape time; `syncer_database_up 0` alone when the database fails."""
 
@@ -206,6 +252,10 @@ class DatabaseStates(Collector):
             log.warning("metrics: database unavailable: %s", type(exc).__name__)
             yield GaugeMetricFamily(Metric.DATABASE_UP, HELP[Metric.DATABASE_UP], value=0)
             return
+        yield GaugeMetricFamily(Metric.DATABASE_UP, HELP[Metric.DATABASE_UP], value=1)
+        oldest = 0.0 if counts.oldest_unfinished is None else max(
+            0.0, (datetime.now(UTC) - counts.oldest_unfinished).total_seconds())
+        yield GaugeMetricFamily(Metric.INBOX_OLDEST_SECONDS, HELP[Metric.INBOX_OLDEST_SECONDS], value=oldest)
         for name, by_state in (
             (Metric.DELIVERIES, counts.deliveries),
             (Metric.LINKS, counts.links),

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from syncer import apicalls, ratelimit
 from syncer.jira.client import JiraClient
-from syncer.metrics import WorkerCounters
+from syncer.metrics import CountedCalls, WorkerCounters
 from syncer.policy import Policy, load_policy
 from syncer.sentry.client import SentryClient
 from syncer.settings import Settings
@@ -68,9 +68,9 @@ class Runtime:
 
     def _throttle(
         self, service: str, base_url: str, max_rps: float, issue_write_interval: float = 0.0
-    ) -> ratelimit.Throttle | None:
+    ) -> CountedCalls:
         """The API's shared rate limit (in Redis; none when none is configured), with its answers
-        recorded for the console (`syncer.apicalls`)."""
+        recorded for the console (`syncer.apicalls`) and every answered call counted (`/metrics`)."""
         limiter = ratelimit.limiter(
             self.redis,
             service=service,
@@ -79,7 +79,7 @@ class Runtime:
             issue_write_interval=issue_write_interval,
             max_wait=self.settings.rate_limit_max_wait_seconds,
         )
-        return apicalls.recording(self.redis, service, limiter)
+        return CountedCalls(service, self.counters, apicalls.recording(self.redis, service, limiter))
 
     @property
     def jira_browse_url(self) -> str:

@@ -4,8 +4,14 @@ showing what a real delivery left behind."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +19,6 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
-from syncer import metrics
 from syncer.fakes.base import FakeServer, Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
@@ -21,32 +26,15 @@ from syncer.runtime import Runtime
 from syncer.store.schema import DeadLetterState, LinkState
 from syncer.web.console.access import SESSION_COOKIE, Access, Role
 from tests.conftest import JIRA_TOKEN, SENTRY_SECRET, SENTRY_TOKEN
-from tests.harness import letters, link_of, wait_for
+from tests.console_app import HEADER, OPERATOR_TOKEN, VIEWER_TOKEN, start_console
+from tests.harness import RedisServer, free_port, letters, link_of, wait_for
 
-OPERATOR_TOKEN = "operator-token-0123456789abcdef"
-VIEWER_TOKEN = "viewer-token-0123456789abcdef"
-HEADER = "X-Forwarded-Email"
 JIRA_CREATE = r"^/rest/api/2/issue/?$"
 
 
 @pytest.fixture(scope="module")
 def console(environment: None, runtime: Runtime, engine: Engine) -> Iterator[str]:
-    """A web app with the console on (both tokens and a proxy header), on a real socket."""
-    from syncer.cli.main import console_figures
-    from syncer.settings import current_settings
-    from syncer.web.app import create_app
-    from syncer.worker import app as worker
-
-    settings = current_settings().model_copy(update={
-        "console_token": SecretStr(OPERATOR_TOKEN), "console_viewer_token": SecretStr(VIEWER_TOKEN),
-        "console_trusted_header": HEADER, "console_operators": "*@ops.example.com",
-        "console_viewers": "dee@example.com",
-    })
-    worker.configure(settings)
-    app = create_app(settings, engine, worker.enqueue, worker.broker_check,
-                     metrics.WorkerCounters(runtime.redis), start_reconcile=worker.start_reconcile,
-                     triage_figures=console_figures)
-    server = FakeServer(app).start()
+    server = start_console(runtime, engine)
     yield server.url
     server.stop()
 
@@ -331,3 +319,36 @@ def test_the_chart_scales_its_bars_and_escapes_its_labels() -> None:
     heights = [float(h) for h in re.findall(r'<rect class="\w+" [^>]*height="([\d.]+)"', svg)]
     assert heights[0] == 2 * heights[2] > 0 and heights[1] == 0
     assert "&lt;team&gt; &amp; co" in svg and "<team>" not in svg
+
+
+@pytest.mark.slow
+def test_the_sandbox_prints_the_console_and_a_login_that_works(tmp_path: Path) -> None:
+    broker = RedisServer().start()  # its own: the session's worker would take the sandbox's tasks
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")}
+    env["SYNCER_BROKER_URL"] = broker.url
+    port = free_port()
+    sandbox = subprocess.Popen([sys.executable, "-m", "syncer", "sandbox", "--port", str(port)], env=env,
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(sandbox.stdout.readline, "")),  # type: ignore[union-attr]
+                              daemon=True)
+    reader.start()
+    try:
+        said = wait_for(lambda: next((m for line in list(lines) if (m := re.search(
+            r"console on (http://127\.0\.0\.1:\d+/console), sign in with the token (\w+)", line))), None),
+            120, interval=0.2, what="the sandbox's console line")
+        url, token = said.group(1), said.group(2)
+        assert url == f"http://127.0.0.1:{port}/console"
+        assert httpx.get(url, timeout=10).status_code == 303  # anonymous: to the login page
+        signed = {"Authorization": f"Bearer {token}"}
+        assert "Overview" in httpx.get(url, headers=signed, timeout=10).text
+        wait_for(lambda: re.search(r"PAY-\d+", httpx.get(f"{url}/links", headers=signed, timeout=10).text),
+                 120, interval=0.5, what="the story's ticket on the console's links page")
+    finally:
+        sandbox.send_signal(signal.SIGINT)
+        try:
+            sandbox.wait(30)
+        except subprocess.TimeoutExpired:
+            sandbox.kill()
+            sandbox.wait()
+        broker.stop()

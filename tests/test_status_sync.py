@@ -167,7 +167,8 @@ def bot_moves(fake_jira: FakeJira, key: str, since: int = 0) -> list[str]:
     moves = []
     for _headers, body, _status in fake_jira.webhooks.sent[since:]:
         event = json.loads(body)
-        by_bot = (event.get("user") or {}).get("accountId") == fake_jira.bot_account_id
+        user = event.get("user") or {}
+        by_bot = (user.get("accountId") or user.get("name")) == fake_jira.bot_account_id  # Cloud | DC
         if event.get("issue", {}).get("key") == key and by_bot:
             items = (event.get("changelog") or {}).get("items", [])
             moves += [item["toString"] for item in items if item["field"] == "status"]

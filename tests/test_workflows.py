@@ -115,6 +115,29 @@ def test_a_status_the_workflow_lacks_is_a_dead_letter_that_says_what_to_set(
     assert [d.attempts for d in dead] == [1, 1]  # permanent: no retries
 
 
+def test_a_status_no_way_reaches_is_a_dead_letter_naming_the_way_walked(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    fake_jira.set_workflow("PAY", "strict")
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine)
+    fake_sentry.person_resolve(issue_id)
+    wait_jira(fake_jira, key, "Done")
+    settle(engine, fake_sentry, fake_jira)
+    fake_jira.remove_transition("PAY", "Reopen")  # Done is now a dead end
+    fake_jira.calls.reset()
+
+    fake_sentry.regress(issue_id)
+    [letter] = wait_for(lambda: letters(engine), 30, what="a dead letter")
+    settle(engine, fake_sentry, fake_jira)
+
+    assert letter.error.endswith(
+        f"{key}: no way to 'To Do' in PAY's workflow (walked: 'Done'; statuses its transitions reach, as far "
+        "as seen: none); set status.projects.PAY.reopen_to to a status the workflow reaches, or add the "
+        "transition in Jira"), letter.error
+    assert fake_jira.calls.count("POST", r"/transitions$") == 0
+    assert jira_status(fake_jira, key) == "Done"
+
+
 def test_a_required_screen_field_is_filled_from_the_projects_policy(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:

@@ -18,7 +18,8 @@ Cloud is a prefix match; setting a field a transition has no screen for is a 400
 a description over 32,767 characters is a 400.
 
 What a company-managed site adds, each behind a switch (see `FakeJira`): per-project workflows
-(`set_workflow`, jira_workflow.py) and transition screens with required fields (`add_transition_field`),
+(`set_workflow`, `remove_transition`, jira_workflow.py; `GET /project/{key}/statuses` lists each
+project's statuses) and transition screens with required fields (`add_transition_field`),
 custom fields and required fields on create with create-meta (`add_custom_field`, `add_create_field`,
 jira_fields.py), users who are inactive or not assignable in a project (`deactivate_user`,
 `make_unassignable`), tickets the bot may no longer see (`hide_from_bot`: issue security), hidden e-mail
@@ -445,6 +446,13 @@ class JiraState:
         if issue_type is not None and issue_type not in ISSUE_TYPES:
             raise ValueError(f"no issue type {issue_type!r}; the fake knows {list(ISSUE_TYPES)}")
         project.screen_fields.setdefault(issue_type, {})[field_id] = required
+
+    def remove_transition(self, project_key: str, transition: str) -> None:
+        workflow = self.projects[project_key].workflow
+        found = workflow.find(transition)
+        if found is None:
+            raise ValueError(f"no transition {transition!r} in {project_key}'s workflow")
+        workflow.transitions.remove(found)
 
     def add_transition_field(self, project_key: str, transition: str, field_id: str, *,
                              required: bool) -> None:
@@ -2105,6 +2113,12 @@ class FakeJira:
         taking the transition without a required one is a 400 naming it."""
         with self._state.lock:
             self._state.add_transition_field(project, transition, field_id, required=required)
+
+    def remove_transition(self, project: str, transition: str) -> None:
+        """Take a transition (by id, name or target status) out of the project's workflow, as an admin
+        may: a status it led to may then be reached from nowhere."""
+        with self._state.lock:
+            self._state.remove_transition(project, transition)
 
     def add_version(self, project: str, name: str, *, released: bool = False) -> str:
         """A version (for fixVersions); its id."""

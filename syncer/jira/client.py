@@ -737,12 +737,15 @@ class JiraClient:
         steps: list[Transition] = []
         last_at: datetime | None = None
         origin = ticket.status
+        learnt: dict[str, list[Transition]] = {}  # this walk's reads, however short the cache
+        graph: dict[str, list[Edge]] = {}
         while len(steps) < MAX_STEPS:
-            step = next_step(ticket.status_id, self._map(ticket, available), targets)
+            learnt[ticket.status_id] = available
+            graph = self._map(ticket, learnt)
+            step = next_step(ticket.status_id, graph, targets)
             if step is None or (not step[1] and not fresh and not steps):
                 if fresh:
-                    raise NoWay(self._no_way(key, origin, ticket, goal, targets, steps), ticket.project_key,
-                                Moved(steps[-1], last_at, tuple(steps)) if steps else None)
+                    raise self._no_way(key, origin, ticket, goal, targets, steps, graph, last_at)
                 # A known way of several steps, or none: the cache may be behind the workflow.
                 ticket, available = self._read_for_move(ref)
                 fresh = True
@@ -779,8 +782,7 @@ class JiraClient:
             available = self.transitions(ref) if cached is None else cached
             if fresh:
                 self._remember_transitions(ticket, available)
-        raise NoWay(self._no_way(key, origin, ticket, goal, targets, steps), ticket.project_key,
-                    Moved(steps[-1], last_at, tuple(steps)) if steps else None)
+        raise self._no_way(key, origin, ticket, goal, targets, steps, graph, last_at)
 
     def _read_for_move(self, ref: str) -> tuple[JiraTicket, list[Transition]]:
         # One read gives both the current status and the transitions available from it.
@@ -791,8 +793,9 @@ class JiraClient:
         self._remember_transitions(ticket, available)
         return ticket, available
 
-    def _map(self, ticket: JiraTicket, available: list[Transition]) -> dict[str, list[Edge]]:
-        """What is known of the ticket's workflow: the transitions out of every status seen."""
+    def _map(self, ticket: JiraTicket, learnt: Mapping[str, list[Transition]]) -> dict[str, list[Edge]]:
+        """What is known of the ticket's workflow: the transitions out of every status seen, cached or
+        read on this walk (`learnt`, which wins)."""
         graph: dict[str, list[Edge]] = {}
         prefix = (ticket.project_key, ticket.issue_type_id)
         now = time.monotonic()
@@ -800,7 +803,7 @@ class JiraClient:
             for (project, type_id, status_id), (expires, seen) in self._transitions_seen.items():
                 if (project, type_id) == prefix and expires > now:
                     graph[status_id] = [t.edge(status_id) for t in seen]
-        graph[ticket.status_id] = [t.edge(ticket.status_id) for t in available]
+        graph.update({status_id: [t.edge(status_id) for t in seen] for status_id, seen in learnt.items()})
         return graph
 
     def _no_target(self, key: str, ticket: JiraTicket, goal: Goal, statuses: Sequence[Status]) -> str:
@@ -810,15 +813,17 @@ class JiraClient:
                 f"status{fallback} (its statuses: {names}); set status.projects."
                 f"{ticket.project_key}.{goal.setting or 'close_to'} to one of them")
 
-    def _no_way(self, key: str, origin: str, ticket: JiraTicket, goal: Goal, targets: Targets,
-                steps: Sequence[Transition]) -> str:
+    @staticmethod
+    def _no_way(key: str, origin: str, ticket: JiraTicket, goal: Goal, targets: Targets,
+                steps: Sequence[Transition], graph: Mapping[str, list[Edge]],
+                last_at: datetime | None) -> NoWay:
         walked = " -> ".join(repr(name) for name in [origin, *(t.to_name for t in steps)])
-        reachable = ", ".join(sorted({repr(e.to.name) for edges in self._map(ticket, []).values()
-                                      for e in edges})) or "none"
-        return (f"{key}: no way to {targets.how} in {ticket.project_key}'s workflow (walked: {walked}; "
+        reachable = ", ".join(sorted({repr(e.to.name) for edges in graph.values() for e in edges})) or "none"
+        text = (f"{key}: no way to {targets.how} in {ticket.project_key}'s workflow (walked: {walked}; "
                 f"statuses its transitions reach, as far as seen: {reachable}); set status.projects."
                 f"{ticket.project_key}.{goal.setting or 'close_to'} to a status the workflow reaches, or "
                 "add the transition in Jira")
+        return NoWay(text, ticket.project_key, Moved(steps[-1], last_at, tuple(steps)) if steps else None)
 
     def _refused(self, key: str, origin: str, ticket: JiraTicket, chosen: Transition,
                  steps: Sequence[Transition], error: PermanentError) -> PermanentError:

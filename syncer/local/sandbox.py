@@ -117,6 +117,8 @@ def run_sandbox(*, port: int, issues: int, keep_running: bool) -> int:
     client_secret, jira_secret = secrets.token_hex(16), secrets.token_hex(16)
     sentry = start_fake_sentry(org="acme", client_secret=client_secret)
     jira_email, jira_token = "syncer-bot@example.com", secrets.token_hex(16)
+    # The console's login for this sandbox only: printed, since a demo's operator is whoever ran it.
+    console_token = secrets.token_hex(16)
     jira = start_fake_jira(webhook_secret=jira_secret, email=jira_email, token=jira_token)
     jira.add_user("acc-driver", "Dee Driver", "driver@example.com")
     jira.add_user("acc-alice", "Alice", "alice@example.com")
@@ -138,6 +140,7 @@ def run_sandbox(*, port: int, issues: int, keep_running: bool) -> int:
         "SYNCER_JIRA_TOKEN": jira_token,
         "SYNCER_JIRA_WEBHOOK_SECRET": jira_secret,
         "SYNCER_LOG_LEVEL": "WARNING",
+        "SYNCER_CONSOLE_TOKEN": console_token,
     }
     settings = Settings(
         database_url=env["SYNCER_DATABASE_URL"], broker_url=env["SYNCER_BROKER_URL"], config=POLICY
@@ -163,6 +166,7 @@ def run_sandbox(*, port: int, issues: int, keep_running: bool) -> int:
                 return 1
             time.sleep(0.2)
         _say(f"syncer sandbox: web on {web}, broker {broker.split('@')[-1]}, logs in {workdir}/services.log")
+        _say(f"syncer sandbox: console on {web}/console, sign in with the token {console_token}")
         story = STORY[: max(0, issues)]
         for what, fields in story:
             issue = sentry.file_issue(**fields)

@@ -80,7 +80,8 @@ def _has_rarer_values(entry: Mapping[str, Any], top: Sequence[Mapping[str, Any]]
 
 
 def _iso(moment: datetime) -> str:
-    """An absolute time as Sentry's `start`/`end` take it (api/utils.py get_date_range_from_params)."""
+    """An absolute time as Sentry's `start`/`end` take it (api/utils.py get_date_range_from_params;
+    search/utils.py parse_datetime_string drops the "Z" and reads UTC, in whole seconds or finer)."""
     aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return f"{aware.astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z"
 

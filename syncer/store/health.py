@@ -35,6 +35,7 @@ class StateCounts:
     links: dict[str, int]
     dead_letters: dict[str, int]
     unreachable_links: int = 0  # active links whose ticket answers 404 (`links.unreachable_since`)
+    oldest_unfinished: datetime | None = None  # when the oldest delivery not yet finished arrived
 
 
 def state_counts(engine: Engine) -> StateCounts:
@@ -44,6 +45,7 @@ def state_counts(engine: Engine) -> StateCounts:
             links=_by_state(connection, col(Link.state)),
             dead_letters=_by_state(connection, col(DeadLetter.state)),
             unreachable_links=int(connection.execute(_UNREACHABLE).scalar_one()),
+            oldest_unfinished=connection.execute(_OLDEST_UNFINISHED).scalar_one(),
         )
 
 
@@ -68,6 +70,7 @@ _WAITING = select(func.count()).select_from(Delivery).where(
 _PROCESSING = select(func.count()).select_from(Delivery).where(
     col(Delivery.state) == DeliveryState.PROCESSING
 )
+# The state index narrows this to the unfinished rows, which are few unless syncer is falling behind.
 _OLDEST_UNFINISHED = select(func.min(Delivery.received_at)).where(
     col(Delivery.state).in_(DeliveryState.UNFINISHED)
 )

@@ -33,6 +33,7 @@ from syncer.core.routing import Decision, IssueTags, decide, route_label
 from syncer.core.tickets import choose_ticket
 from syncer.errors import AmbiguousError, Busy, HeldElsewhere, PayloadError, PermanentError, TransientError
 from syncer.jira.client import FieldsRefused
+from syncer.metrics import Metric
 from syncer.policy import toml_key
 from syncer.runtime import Runtime
 from syncer.sentry.webhooks import SentryEvent
@@ -288,6 +289,8 @@ def _activate(
     # One transaction for the link and its audit row (every ticket passes here).
     links.activate(rt.engine, claim.link_id, values,
                    links.audit_row(link, side="jira", action=action, detail=detail, cause=cause))
+    rt.counters.incr(Metric.TICKETS_MADE, team=decision.team or "none",
+                     how="adopted" if adopted else "created")
     return link
 
 
