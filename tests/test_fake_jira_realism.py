@@ -145,6 +145,29 @@ def test_a_person_takes_the_steps_a_strict_workflow_offers(cloud_jira: FakeJira,
                                                                 ("In Progress", "Done")]
 
 
+def test_a_projects_statuses_are_listed_per_issue_type(cloud_jira: FakeJira) -> None:
+    cloud_jira.set_workflow("WEB", "strict", todo="Open", done="Closed", rejected="Won't Do")
+    with http(cloud_jira) as client:
+        answer = client.get("project/WEB/statuses")
+    assert answer.status_code == 200, answer.text
+    by_type = {t["name"]: [(s["name"], s["statusCategory"]["key"]) for s in t["statuses"]]
+               for t in answer.json()}
+    assert by_type["Task"] == [("Open", "new"), ("In Progress", "indeterminate"), ("Closed", "done"),
+                               ("Won't Do", "done")]
+    assert {t["id"] for t in answer.json()} >= {"10002", "10004"}  # Task, Bug
+
+
+def test_a_second_done_status_and_a_removed_transition(cloud_jira: FakeJira) -> None:
+    cloud_jira.set_workflow("OPS", "strict", rejected="Won't Do")
+    key = created_key(cloud_jira)
+    assert take(cloud_jira, key, "21").status_code == 204
+    assert {t["to"]["name"] for t in transitions(cloud_jira, key)} == {"Done", "Won't Do"}
+    assert take(cloud_jira, key, "51").status_code == 204
+    assert [t["name"] for t in transitions(cloud_jira, key)] == ["Reopen"]  # from either done status
+    cloud_jira.remove_transition("OPS", "Reopen")
+    assert transitions(cloud_jira, key) == []  # a dead end, until reset()
+
+
 def test_reset_puts_the_simple_workflow_back(cloud_jira: FakeJira) -> None:
     cloud_jira.set_workflow("OPS", "strict")
     cloud_jira.reset()
