@@ -350,7 +350,8 @@ class Route(_Table):
 # By field name (as Jira shows it, any case) or id (customfield_10050, fixVersions, resolution).
 TransitionFields = dict[Name, FieldValue]  # shaped from the screen's schema: syncer.jira.screens
 # What a project or team may set differently: what follows a workflow's status names and screens.
-OVERRIDABLE = ("wont_fix", "close_to", "reopen_to", "close_resolution", "on_archive", "archive_to")
+OVERRIDABLE = ("wont_fix", "close_to", "reopen_to", "close_resolution", "on_archive", "archive_to",
+               "on_archive_forever", "archive_forever_to")
 
 
 class StatusOverride(_Table):
@@ -363,6 +364,8 @@ class StatusOverride(_Table):
     close_resolution: Name | None = None
     on_archive: Literal["nothing", "label", "transition"] | None = None
     archive_to: Name | None = None
+    on_archive_forever: Literal["nothing", "label", "transition"] | None = None
+    archive_forever_to: Name | None = None
     transition_fields: TransitionFields = Field(default_factory=dict)
 
     def given(self) -> dict[str, Any]:
@@ -383,6 +386,10 @@ class StatusPolicy(_Table):
     on_archive: Literal["nothing", "label", "transition"] = "nothing"
     archive_label: Label = "sentry-archived"
     archive_to: Name | None = None  # required when on_archive = "transition"
+    # Sentry's `archived_forever` ("stop telling me") apart from its snoozes (archived until it
+    # escalates, or until a count or time is reached); None: as on_archive.
+    on_archive_forever: Literal["nothing", "label", "transition"] | None = None
+    archive_forever_to: Name | None = None  # required when on_archive_forever = "transition"
     unarchive_from_jira: StrictBool = False
     assignee_to_sentry: StrictBool = False
     assignee_to_jira: StrictBool = False
@@ -392,6 +399,23 @@ class StatusPolicy(_Table):
     # project's workflow is what the status names and screens belong to).
     teams: dict[str, StatusOverride] = Field(default_factory=dict)
     projects: dict[ProjectKey, StatusOverride] = Field(default_factory=dict)
+
+    def archive_action(self, substatus: str) -> tuple[str, str | None]:
+        """What an archive of this Sentry substatus does to the ticket: (mode, status to move to)."""
+        if substatus == "archived_forever" and self.on_archive_forever is not None:
+            return self.on_archive_forever, self.archive_forever_to
+        return self.on_archive, self.archive_to
+
+    @property
+    def archive_statuses(self) -> tuple[str, ...]:
+        """The Jira statuses an archive moves tickets to: a ticket there is parked by syncer."""
+        return tuple(to for mode, to in ((self.on_archive, self.archive_to),
+                                         (self.on_archive_forever, self.archive_forever_to))
+                     if mode == "transition" and to)
+
+    @property
+    def labels_archives(self) -> bool:
+        return "label" in (self.on_archive, self.on_archive_forever)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -404,6 +428,9 @@ class StatusPolicy(_Table):
     def _check(self, where: str) -> None:
         if self.on_archive == "transition" and self.archive_to is None:
             raise _invalid_key(f"{where}archive_to", 'required when on_archive = "transition"')
+        if self.on_archive_forever == "transition" and self.archive_forever_to is None:
+            raise _invalid_key(f"{where}archive_forever_to",
+                               'required when on_archive_forever = "transition"')
         if self.close_to.casefold() in {name.casefold() for name in self.wont_fix}:
             # Resolving in Sentry would move the ticket to a status that archives the issue again.
             raise _invalid_key(f"{where}close_to", f"{json.dumps(self.close_to)} is also listed in wont_fix")

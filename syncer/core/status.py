@@ -302,7 +302,7 @@ def decide_outbound(
         return early
     decision = _decide_outbound(action, issue, ticket, known, policy, now)
     if (
-        policy.on_archive == "label"
+        policy.labels_archives
         and issue.status in ("resolved", "unresolved")
         and policy.archive_label in ticket.labels
         and decision.record
@@ -319,14 +319,25 @@ def _decide_outbound(action: str, issue: SentryIssue, ticket: JiraTicket, known:
     if action == "resolved":
         if issue.status != "resolved":
             return _moved_on(action, issue)
+        how = resolution_words(issue)
         if ticket.status_category == DONE:
-            return OutboundDecision("nothing", f"{where}, closed already")
-        return OutboundDecision("close", f"resolved in Sentry: move {ticket.key} to {policy.close_to!r}",
+            return OutboundDecision("nothing", f"resolved in Sentry{how}; {where}, closed already")
+        return OutboundDecision("close", f"resolved in Sentry{how}: move {ticket.key} to {policy.close_to!r}",
                                 transition_to=policy.close_to, resolution=policy.close_resolution,
                                 fallback_category=DONE)
     if action == "unresolved":
         if issue.status != "unresolved":
             return _moved_on(action, issue)
+        parked = next((to for to in policy.archive_statuses if same_status(ticket.status, to)), None)
+        if parked is not None:
+            # syncer moved it there for the archive (status.archive_to / archive_forever_to), even a
+            # won't-fix status: the archive is over (escalating, a condition met, a person's
+            # unarchive), so the ticket comes back with it.
+            regression = issue.substatus in REGRESSION_SUBSTATUSES
+            return OutboundDecision(
+                "reopen", f"{issue.substatus or 'unresolved'} in Sentry, no longer archived: move "
+                f"{ticket.key} from {parked!r} to {policy.reopen_to!r}", transition_to=policy.reopen_to,
+                note=reopen_note(known, policy, now) if regression else None)
         if issue.substatus in REGRESSION_SUBSTATUSES:
             return _regression(issue, ticket, known, policy, now, where)
         # A person's unresolve: reopen a closed ticket, but without a regression comment, and a
@@ -341,20 +352,62 @@ def _decide_outbound(action: str, issue: SentryIssue, ticket: JiraTicket, known:
     if action in ARCHIVE_ACTIONS:
         if issue.status != "ignored":
             return _moved_on(action, issue)
-        if policy.on_archive == "label":
+        mode, archive_to = policy.archive_action(issue.substatus)
+        what = f"archived in Sentry ({archive_words(issue)})"
+        if mode == "label":
             if policy.archive_label in ticket.labels:
-                return OutboundDecision("nothing", f"archived in Sentry; {ticket.key} has the label "
+                return OutboundDecision("nothing", f"{what}; {ticket.key} has the label "
                                         f"{policy.archive_label!r} already")
-            return OutboundDecision("label", f"archived in Sentry: label {ticket.key} "
+            return OutboundDecision("label", f"{what}: label {ticket.key} "
                                     f"{policy.archive_label!r}", label=policy.archive_label)
-        if policy.on_archive == "transition":
-            assert policy.archive_to is not None  # StatusPolicy's validator requires it
-            if same_status(ticket.status, policy.archive_to):
-                return OutboundDecision("nothing", f"archived in Sentry; {where} already")
-            return OutboundDecision("transition", f"archived in Sentry: move {ticket.key} to "
-                                    f"{policy.archive_to!r}", transition_to=policy.archive_to)
-        return OutboundDecision("nothing", 'archived in Sentry; status.on_archive = "nothing"')
+        if mode == "transition":
+            assert archive_to is not None  # StatusPolicy's validator requires it
+            if same_status(ticket.status, archive_to):
+                return OutboundDecision("nothing", f"{what}; {where} already")
+            return OutboundDecision("transition", f"{what}: move {ticket.key} to "
+                                    f"{archive_to!r}", transition_to=archive_to)
+        key = ("on_archive_forever" if issue.substatus == "archived_forever"
+               and policy.on_archive_forever is not None else "on_archive")
+        return OutboundDecision("nothing", f'{what}; status.{key} = "nothing"')
     raise AssertionError(f"unreachable: triage_outbound passes only {STATUS_ACTIONS}, not {action!r}")
+
+
+def resolution_words(issue: SentryIssue) -> str:
+    """How Sentry says the issue was resolved, from statusDetails (group_index/update.py
+    handle_resolve_in_release): " in the next release", " in release 1.2", " in commit abc123",
+    or "" for a plain resolve."""
+    details = issue.status_details
+    if details.get("inNextRelease"):
+        return " in the next release"
+    release = details.get("inRelease")
+    if isinstance(release, str) and release.strip():
+        return f" in release {' '.join(strip_control(release).split())[:100]}"
+    commit = details.get("inCommit")
+    sha = commit.get("id") or commit.get("commit") if isinstance(commit, Mapping) else commit
+    if isinstance(sha, str) and sha.strip():
+        return f" in commit {' '.join(strip_control(sha).split())[:40]}"
+    return ""
+
+
+def archive_words(issue: SentryIssue) -> str:
+    """Which archive, and until what, from the substatus and statusDetails as Sentry serializes
+    them (GroupSerializerBase._get_status): counts with their windows, or a time."""
+    if issue.substatus == "archived_until_escalating":
+        return "until escalating"
+    if issue.substatus != "archived_until_condition_met":
+        return "forever" if issue.substatus == "archived_forever" else (issue.substatus or "ignored")
+    details = issue.status_details
+    conditions = []
+    for count_key, window_key, noun in (("ignoreCount", "ignoreWindow", "events"),
+                                        ("ignoreUserCount", "ignoreUserWindow", "users")):
+        count, window = details.get(count_key), details.get(window_key)
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            within = f" in {window} minutes" if isinstance(window, int) and window > 0 else ""
+            conditions.append(f"{count} more {noun}{within}")
+    until = details.get("ignoreUntil")
+    if isinstance(until, str) and until.strip():
+        conditions.append(f"{' '.join(strip_control(until).split())[:40]}")
+    return "until " + " or ".join(conditions) if conditions else "until a condition is met"
 
 
 def _moved_on(action: str, issue: SentryIssue) -> OutboundDecision:
