@@ -19,6 +19,7 @@ from syncer import metrics
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.runtime import Runtime
+from syncer.store import links
 from syncer.store.engine import session_scope
 from syncer.store.schema import DeliveryState, Link, LinkState, utcnow
 from syncer.worker import app as worker
@@ -188,12 +189,18 @@ def test_a_ticket_follows_its_issue_into_the_one_it_was_merged_into(
     moved = link_of(engine, target)
     assert moved is not None and (moved.state, moved.jira_key) == (LinkState.ACTIVE, key)
     assert moved.remote_link_done and moved.sentry_link_done
-    assert [entry.action for entry in audit_of(engine, target)] == ["issue_merged", "linked"]
-    assert f"{old} was merged into {target}" in audit_of(engine, target)[0].detail
+    [merged] = audit_of(engine, old)  # under the issue it left; the back-links under the new one
+    assert (merged.action, merged.link_id) == ("issue_merged", moved.id)
+    assert f"{old} was merged into {target}" in merged.detail
+    assert [entry.action for entry in audit_of(engine, target)] == ["linked"]
     assert any(target in link["object"]["url"] for link in fake_jira.remote_links(key))
     # No installation known here (no webhook has named one): the issue gets a note with the key.
     assert [key in note["data"]["text"] for note in fake_sentry.notes(target)] == [True]
     assert fake_jira.issue(key) is not None and fake_jira.comments(key) == []
+    # `syncer links show` by either id finds the link, with its whole trail.
+    for either in (old, target):
+        shown, trail = links.history(engine, either)
+        assert [link.id for link in shown] == [moved.id] and "issue_merged" in [a.action for a in trail]
 
 
 def test_a_second_ticket_of_a_merged_issue_is_commented_and_its_link_ends(
@@ -236,7 +243,7 @@ def test_a_jira_close_on_a_merged_away_issue_follows_the_merge_as_reconciliation
     wait_for(lambda: fake_jira.comments(ending_key), 60, what="the ended ticket's comment")
     moved = link_of(engine, gains)
     assert moved is not None and (moved.state, moved.jira_key) == (LinkState.ACTIVE, moving_key)
-    assert [a.action for a in audit_of(engine, gains)][:1] == ["issue_merged"]
+    assert [a.action for a in audit_of(engine, moving)] == ["issue_merged"]
     # The issue merged into has its own, open ticket: closing the other one does not resolve it.
     wait_for(lambda: any(link.state == LinkState.MERGED for link in links_of(engine, ending)), 60,
              what="the ended link")

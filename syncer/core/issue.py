@@ -51,6 +51,9 @@ class SentryIssue:
     priority: str = ""  # high | medium | low; "" from Sentry before issue priority (2024)
     status_details: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # The URLs of the issue's external issues (GroupSerializer's `annotations`: plugin and
+    # integration-platform links), or None when the answer had no `annotations` at all.
+    annotations: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,13 @@ def live(engine: Engine, sentry_issue_id: str) -> LinkRecord | None:
     return None if row is None else _link(row)
 
 
+def linked_as_external_issue(engine: Engine, link_id: int) -> bool:
+    """Whether syncer showed this link's ticket on the Sentry issue as an external issue (not as
+    a note, which is what it does when no installation is known): its audit says so."""
+    with reading(engine) as connection:
+        return connection.execute(_AS_EXTERNAL_ISSUE, {"b_link": link_id}).first() is not None
+
+
 def load(engine: Engine, link_id: int) -> LinkRecord | None:
     with reading(engine) as connection:
         row = connection.execute(_BY_ID, {"b_id": link_id}).mappings().first()
@@ -182,13 +189,22 @@ def listed(engine: Engine, *, state: str | None = None, limit: int = 100) -> lis
 
 
 def history(engine: Engine, sentry_issue_id: str) -> tuple[list[LinkRecord], list[AuditRecord]]:
-    """Every link the issue ever had and its audit trail, oldest first."""
+    """Every link the issue ever had and its audit trail, oldest first. A link that moved with a
+    merge (`move_to_issue`) is found by either issue, with its whole trail."""
+    named = select(_audit.c.link_id).where(
+        _audit.c.sentry_issue_id == sentry_issue_id, _audit.c.link_id.is_not(None)
+    )
     with engine.begin() as connection:
         found = connection.execute(
-            select(_links).where(_links.c.sentry_issue_id == sentry_issue_id).order_by(_links.c.id)
+            select(_links)
+            .where(or_(_links.c.sentry_issue_id == sentry_issue_id, _links.c.id.in_(named)))
+            .order_by(_links.c.id)
         ).mappings().all()
+        link_ids = [row["id"] for row in found]
         entries = connection.execute(
-            select(_audit).where(_audit.c.sentry_issue_id == sentry_issue_id).order_by(_audit.c.id)
+            select(_audit)
+            .where(or_(_audit.c.sentry_issue_id == sentry_issue_id, _audit.c.link_id.in_(link_ids)))
+            .order_by(_audit.c.id)
         ).mappings().all()
     return [_link(row) for row in found], [AuditRecord(**row) for row in entries]
 
@@ -341,14 +357,21 @@ def move_to_issue(
 ) -> LinkRecord | None:
     """The link's ticket now follows `issue_id` (its issue was merged into that one), its back-links
     to be made again for it; None when `issue_id` has a live link of its own (the unique claim)."""
+    now = utcnow()
+    values = {**fields, "sentry_issue_id": issue_id, "live_sentry_issue_id": issue_id,
+              "remote_link_done": False, "sentry_link_done": False, "updated_at": now, "synced_at": now,
+              "changed_by": cause[:200]}
     try:
-        return save(
-            engine, link.id, cause=cause, changes=[("sentry", "issue_merged", why)],
-            sentry_issue_id=issue_id, live_sentry_issue_id=issue_id, remote_link_done=False,
-            sentry_link_done=False, **fields,
-        )
+        with engine.begin() as connection:
+            statement = _save(tuple(sorted(values)))
+            row = connection.execute(statement, {"b_id": link.id, **values}).mappings().first()
+            if row is None:
+                raise TransientError(f"link {link.id} vanished while it was being synced")
+            # Audited under the issue it leaves: the trail of either issue finds the link (`history`).
+            _append(connection, link, [("sentry", "issue_merged", why)], cause)
     except IntegrityError:
         return None
+    return _link(row)
 
 
 def mark_merged(engine: Engine, link: LinkRecord, *, cause: str, why: str) -> None:
@@ -530,6 +553,10 @@ _TIE = (
     .values(previous_link_id=bindparam("previous_link_id"), updated_at=bindparam("updated_at"))
 )
 _AUDIT = insert(_audit)
+_AS_EXTERNAL_ISSUE = select(_audit.c.id).where(
+    _audit.c.link_id == bindparam("b_link"), _audit.c.side == "sentry", _audit.c.action == "linked",
+    _audit.c.detail == "external issue",
+).limit(1)
 # `resolved_since` in SQL, for every save that stores the Jira side's status category: the SET's
 # right-hand side reads the row's old value, so a done ticket keeps its first resolution time.
 _RESOLVED_AT = case(
