@@ -31,7 +31,13 @@ class Settings(BaseSettings):
     # Where locks and rate-limit buckets live; defaults to the broker when it is Redis.
     redis_url: str | None = None
 
+    # The API's base: https://sentry.io, a region's host for SaaS organisations outside the US
+    # (https://de.sentry.io), or a self-hosted install, with the path it is served under if any
+    # (https://ops.example.com/sentry); "/api/0/" is added to it, the path kept.
     sentry_url: str = "https://sentry.io"
+    # Where people open issues, when that is not the API's host: the organisation's own address on
+    # SaaS (https://acme.sentry.io; region hosts serve the API only). Links in tickets use it.
+    sentry_web_url: str | None = None
     sentry_org: str | None = None
     sentry_token: SecretStr | None = None
     sentry_client_secret: SecretStr | None = None
@@ -134,7 +140,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be longer than connect + read timeout + rate-limit wait ({longest:g}s)")
         return value
 
-    @field_validator("sentry_url", "jira_url", "public_url")
+    @field_validator("sentry_url", "sentry_web_url", "jira_url", "public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -185,6 +191,11 @@ class Settings(BaseSettings):
 
     def http_timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.http_read_timeout, connect=self.http_connect_timeout)
+
+    @property
+    def sentry_links_url(self) -> str:
+        """The base of links to Sentry's issue pages (`SYNCER_SENTRY_WEB_URL`, else the API's)."""
+        return self.sentry_web_url or self.sentry_url
 
     @property
     def lock_redis_url(self) -> str | None:

@@ -280,3 +280,43 @@ def letters(engine: Engine) -> list[DeadLetter]:
     """Every dead letter, oldest first."""
     with Session(engine) as session:
         return list(session.exec(select(DeadLetter).order_by(col(DeadLetter.id))).all())
+
+
+@contextlib.contextmanager
+def private_stack(
+    engine: Engine, env: Mapping[str, str], sentry: Any, jira: Any, log_dir: Path, name: str
+) -> Iterator[tuple[SyncerProcess, redis.Redis]]:
+    """A broker, web app and worker of a test module's own, for a policy or Sentry the session's
+    worker does not have: `env` is that worker's environment (the session's, with the module's
+    changes); `sentry` and `jira` (fakes) send their webhooks here while it runs. Needs
+    redis-server (CI installs it)."""
+    from syncer import metrics
+    from syncer.fakes.base import FakeServer
+    from syncer.settings import Settings, current_settings
+    from syncer.web.app import create_app
+    from syncer.worker import app as worker_app
+
+    broker = RedisServer().start()
+    overrides = {**env, "SYNCER_BROKER_URL": broker.url}
+    # The web app reads only the secrets and limits, which are the session's.
+    settings = Settings(**{**current_settings().model_dump(), "broker_url": broker.url})
+    client = redis.Redis.from_url(broker.url)
+    counters = metrics.WorkerCounters(client)
+    app = create_app(settings, engine, worker_app.publisher(settings), client.ping, counters)
+    web = FakeServer(app).start()
+    hooks = (sentry.webhooks.url, jira.webhooks.url)
+    sentry.webhooks.url, jira.webhooks.url = f"{web.url}/webhooks/sentry", f"{web.url}/webhooks/jira"
+    proc: SyncerProcess | None = None
+    try:
+        proc = start_worker(name, overrides, log_dir, concurrency=4)
+        yield proc, client
+    finally:
+        # Only while the fakes still send here: a stack built since may have pointed them elsewhere.
+        if sentry.webhooks.url == f"{web.url}/webhooks/sentry":
+            sentry.webhooks.url = hooks[0]
+        if jira.webhooks.url == f"{web.url}/webhooks/jira":
+            jira.webhooks.url = hooks[1]
+        if proc is not None:
+            proc.stop()
+        web.stop()
+        broker.stop()

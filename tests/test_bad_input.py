@@ -463,7 +463,7 @@ def test_hostile_deliveries_end_recorded_and_the_worker_lives_on(
     deep = fake_sentry.issue(fake_sentry.file_issue(project="billing-api", title="deep")["id"])
     deep.update(title="surrogate \ud800 and NUL \u0000", permalink="https://evil.example/x")
     sentry_cases: list[tuple[str, dict[str, Any], str]] = [
-        ("installation", sentry_body("created", {"installation": {}}), DeliveryState.IGNORED),
+        ("installation", sentry_body("created", {"installation": {}}), DeliveryState.DONE),
         ("issue", sentry_body("exploded", {"issue": big}), DeliveryState.IGNORED),
         ("issue", sentry_body("\ud800", {}), DeliveryState.IGNORED),
         ("issue", sentry_body("created", {}), DeliveryState.DEAD),
@@ -543,7 +543,7 @@ def test_a_stored_payload_edited_into_garbage_is_a_dead_letter_not_a_loop(
     stack: dict[str, Any], engine: Engine
 ) -> None:
     """A row that is not JSON any more (edited by hand, a broken restore) is buried with its error."""
-    answer = post_sentry(stack["web"].url, {"action": "created", "data": {}}, resource="installation")
+    answer = post_sentry(stack["web"].url, {"action": "exploded", "data": {}}, resource="issue")
     delivery_id = answer.json()["delivery"]
     wait_for(lambda: _state(engine, delivery_id) == DeliveryState.IGNORED, 30, what="the first pass")
     with Session(engine) as session:

@@ -19,6 +19,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
+from syncer import metrics
 from syncer.fakes.base import FakeServer, Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
@@ -352,3 +353,51 @@ def test_the_sandbox_prints_the_console_and_a_login_that_works(tmp_path: Path) -
             sandbox.kill()
             sandbox.wait()
         broker.stop()
+
+
+def test_an_operator_links_an_issue_by_hand_through_a_worker(
+    stack: dict[str, Any], console: str, fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    fake_sentry.webhooks.enabled = False  # an issue syncer never heard of
+    try:
+        issue = fake_sentry.file_issue(project="billing-api", title="Linked in the console")
+    finally:
+        fake_sentry.webhooks.enabled = True
+    made = fake_jira.person_create("OPS", "A ticket a person filed")
+    key = made if isinstance(made, str) else made["key"]
+    operator = signed_in(console, OPERATOR_TOKEN)
+    page = operator.get("/console/links")
+    assert 'action="/console/links/new"' in page.text
+    csrf = csrf_of(page.text)
+    bad = operator.post("/console/links/new", data={"csrf": csrf, "sentry_id": "abc", "jira_key": key})
+    assert bad.headers["location"] == "/console/links?note=link-bad"
+    done = operator.post("/console/links/new", data={"csrf": csrf, "sentry_id": issue["id"],
+                                                     "jira_key": key.lower()})
+    assert done.status_code == 303 and "note=link-queued" in done.headers["location"]
+    link = wait_for(lambda: (found := link_of(engine, issue["id"])) and found.state == LinkState.ACTIVE
+                    and found.remote_link_done and found, 30, what="the link a worker made")
+    assert link.jira_key == key and link.route == "by hand"
+    assert len(fake_jira.remote_links(key)) == 1
+    timeline = operator.get(f"/console/links/{link.id}").text
+    assert "linked by hand" in timeline and "token (operator), in the console" in timeline
+    viewer = signed_in(console, VIEWER_TOKEN)
+    listing = viewer.get("/console/links")
+    assert 'action="/console/links/new"' not in listing.text
+    refused = viewer.post("/console/links/new", data={"csrf": csrf_of(listing.text), "sentry_id": "1",
+                                                      "jira_key": key})
+    assert refused.status_code == 403
+
+
+def test_the_reconcile_button_queues_a_run_that_a_worker_makes(
+    stack: dict[str, Any], console: str, runtime: Runtime
+) -> None:
+    assert runtime.redis is not None
+    assert runtime.redis.get(metrics.LAST_RECONCILE_KEY) is None  # `clean` emptied syncer's keys
+    operator = signed_in(console, OPERATOR_TOKEN)
+    page = operator.get("/console")
+    assert "No run recorded yet" in page.text
+    done = operator.post("/console/reconcile", data={"csrf": csrf_of(page.text)})
+    assert done.headers["location"] == "/console?note=reconcile"
+    wait_for(lambda: "No run recorded yet" not in operator.get("/console").text, 60, interval=0.5,
+             what="the worker's reconcile run on the overview")
+    assert "links checked" in operator.get("/console").text

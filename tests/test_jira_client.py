@@ -463,6 +463,21 @@ def test_a_strict_workflow_is_walked_step_by_step_and_the_map_remembered(
     assert (fake.calls.count("GET"), fake.calls.count("POST")) == (1, 2)
 
 
+def test_a_close_in_a_simple_workflow_is_one_post_once_its_transitions_are_known(
+    fake: FakeJira, client: JiraClient
+) -> None:
+    _, first = client.create_issue(FIELDS)
+    assert client.move_to(first, "Done") is not None  # learns To Do's transitions
+    _, second = client.create_issue(FIELDS)
+    ticket = client.get_ticket(second)
+    fake.calls.reset()
+
+    assert client.move_to(second, Goal("Done", fallback_category="done"), current=ticket) is not None
+
+    # The transition straight to Done says the workflow has it: no statuses read, nothing else.
+    assert (fake.calls.count("GET"), fake.calls.count("POST")) == (0, 1)
+
+
 def test_a_walk_cut_short_goes_on_from_where_the_ticket_is(fake: FakeJira, client: JiraClient,
                                                            receiver: WebhookInbox) -> None:
     fake.set_workflow("OPS", "strict")

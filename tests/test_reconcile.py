@@ -64,6 +64,7 @@ def rt(
     against one without (Team and Developer plans: a read spanning its two or more projects is a 400)."""
     fake_sentry.webhooks.enabled = False
     fake_jira.webhooks.enabled = False
+    fake_sentry.default_search_window = True  # as real Sentry: a search naming no range covers 90 days
     if request.param == "one-project-per-read":
         fake_sentry.global_views = False
         fake_sentry.add_project("an-idle-project")  # two projects at least, so that the gate bites

@@ -125,6 +125,24 @@ def test_link_external_issue_replaces_the_link_on_versions_before_the_upsert(
                                    project="PAY", identifier="PAY-3")
 
 
+def test_a_sentry_served_under_a_path_prefix_keeps_it_in_every_call() -> None:
+    # Self-hosted behind a proxy at https://host/sentry/: "/api/0/" goes after the prefix, and the
+    # pagination cursor is followed on the same prefixed path.
+    fake = start_fake_sentry(token=TOKEN, installation_uuid=INSTALLATION, path_prefix="/sentry/")
+    try:
+        filed = [fake.file_issue(title=f"RuntimeError: behind a proxy {n}") for n in range(3)]
+        with SentryClient(fake.url, "acme", TOKEN) as sentry:
+            assert fake.url.endswith("/sentry")
+            assert sentry.get_issue(filed[0]["id"]).id == filed[0]["id"]
+            assert len(list(sentry.iter_issues("", since=SINCE, page_size=2))) == 3  # two pages
+            sentry.link_external_issue(INSTALLATION, filed[0]["id"], web_url="https://jira.example.com/browse/OPS-1",
+                                       project="OPS", identifier="OPS-1")
+        paths = {call.path for call in fake.calls.calls()}
+        assert paths and all(path.startswith("/sentry/api/0/") for path in paths), paths
+    finally:
+        fake.stop()
+
+
 def test_base_url_may_already_name_the_api(fake: FakeSentry) -> None:
     filed = fake.file_issue()
     with SentryClient(f"{fake.url}/api/0/", "acme", TOKEN) as sentry:

@@ -5,19 +5,15 @@ against the fakes."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
 from sqlalchemy.engine import Engine
 
-from syncer import metrics
-from syncer.fakes.base import FakeServer
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
-from syncer.settings import Settings
 from tests.conftest import FIXTURES, clean_redis
-from tests.harness import RedisServer, SyncerProcess, audit_of, letters, start_worker, wait_for
+from tests.harness import SyncerProcess, audit_of, letters, private_stack, wait_for
 from tests.test_tickets import wait_ticket
 
 
@@ -27,35 +23,10 @@ def archives_worker(
     fake_jira: FakeJira, tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[SyncerProcess, redis.Redis]]:
     """A broker, web app and worker of this module's own, with tests/fixtures/policies/archives.toml."""
-    from syncer.settings import current_settings
-    from syncer.web.app import create_app
-    from syncer.worker import app as worker
-
-    workdir: Path = tmp_path_factory.mktemp("statuses")
-    broker = RedisServer().start()
-    env = {**process_env, "SYNCER_BROKER_URL": broker.url,
-           "SYNCER_CONFIG": str(FIXTURES / "policies" / "archives.toml")}
-    settings = Settings(**{**current_settings().model_dump(), "broker_url": broker.url})
-    client = redis.Redis.from_url(broker.url)
-    counters = metrics.WorkerCounters(client)
-    app = create_app(settings, engine, worker.publisher(settings), client.ping, counters)
-    web = FakeServer(app).start()
-    hooks = (fake_sentry.webhooks.url, fake_jira.webhooks.url)
-    fake_sentry.webhooks.url = f"{web.url}/webhooks/sentry"
-    fake_jira.webhooks.url = f"{web.url}/webhooks/jira"
-    proc = start_worker("statuses-worker", env, workdir, concurrency=4)
-    try:
-        yield proc, client
-    finally:
-        # Only while the fakes still send here: a stack built since (the Data Center run of another
-        # module) has pointed them at its own web app.
-        if fake_sentry.webhooks.url == f"{web.url}/webhooks/sentry":
-            fake_sentry.webhooks.url = hooks[0]
-        if fake_jira.webhooks.url == f"{web.url}/webhooks/jira":
-            fake_jira.webhooks.url = hooks[1]
-        proc.stop()
-        web.stop()
-        broker.stop()
+    env = {**process_env, "SYNCER_CONFIG": str(FIXTURES / "policies" / "archives.toml")}
+    with private_stack(engine, env, fake_sentry, fake_jira, tmp_path_factory.mktemp("statuses"),
+                       "statuses-worker") as stack:
+        yield stack
 
 
 @pytest.fixture

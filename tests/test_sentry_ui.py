@@ -23,7 +23,7 @@ from syncer.policy import load_policy
 from syncer.sentry import ui
 from syncer.store.schema import Delivery, DeliveryState, LinkState
 from tests.conftest import FIXTURES
-from tests.harness import audit_of, link_of, wait_for
+from tests.harness import audit_of, link_of, links_of, wait_for
 
 POLICY = FIXTURES / "policies" / "service.toml"
 
@@ -284,3 +284,27 @@ def test_route_explain_shows_an_alert_rules_settings(
     assert done.returncode == 0, done.stderr
     assert "then the alert rule 'Page web': team web; priority Low" in done.stdout
     assert "project     WEB" in done.stdout and "priority    Low" in done.stdout
+
+
+# --- unlinked in Sentry ---------------------------------------------------------------------------
+
+
+def test_link_removed_on_sentrys_issue_page_is_undone_by_reconcile(
+    screens: FakeSentry, fake_jira: FakeJira, engine: Engine, runtime: Any
+) -> None:
+    from syncer.sync import reconcile
+
+    issue = quietly_filed(screens, project="misc-app", title="KeyError")
+    answer = screens.screens.submit("create", issue["id"], {"title": "KeyError", "team": "web"})
+    assert answer.status_code == 200, answer.text
+    wait_for(lambda: (link := link_of(engine, issue["id"])) is not None and link.sentry_link_done, 15,
+             what="the Sentry side of the link")
+    clean_run = reconcile.run(runtime)
+    assert clean_run.drift["unlinked_in_sentry"] == 0
+    screens.person_unlink_external_issue(issue["id"])
+    report = reconcile.run(runtime)
+    assert report.drift["unlinked_in_sentry"] == 1
+    assert [link.state for link in links_of(engine, issue["id"])] == [LinkState.UNLINKED]
+    lines = [a for a in audit_of(engine, issue["id"]) if a.action == "unlinked_in_sentry"]
+    assert len(lines) == 1 and "unlinked on Sentry's issue page" in lines[0].detail
+    assert reconcile.run(runtime).drift["unlinked_in_sentry"] == 0  # done once, not again

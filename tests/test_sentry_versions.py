@@ -16,7 +16,7 @@ from syncer.fakes.sentry import FakeSentry
 from syncer.store import installations
 from syncer.store.schema import DeliveryState
 from tests.conftest import post_sentry
-from tests.harness import deliveries, letters, link_of, wait_for
+from tests.harness import deliveries, letters, link_of, private_stack, wait_for
 from tests.test_cli import run
 from tests.test_intake import post_jira
 from tests.test_tickets import wait_delivery_done, wait_ticket
@@ -201,3 +201,48 @@ def test_sentry_priority_sets_the_ticket_priority_and_an_escalation_raises_it(
     wait_for(lambda: (link := link_of(engine, issue["id"])) is not None and link.sentry_priority == "medium",
              30, what="the link to record the priority followed")
     assert letters(engine) == []
+
+
+# --- a region's API host, the organisation's web host, a path prefix ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def regional(
+    environment: None, engine: Engine, process_env: dict[str, str], fake_jira: FakeJira,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[FakeSentry]:
+    """A Sentry whose API is on a host of its own under a path (as a region's, or a self-hosted
+    install behind a proxy at /sentry/) while people open issues on the organisation's host, and a
+    worker configured for it: SYNCER_SENTRY_URL the API's base, SYNCER_SENTRY_WEB_URL the web's."""
+    from syncer.fakes.sentry import start_fake_sentry
+    from tests.conftest import INSTALLATION_UUID, ORG, SENTRY_APP_ID, SENTRY_SECRET, SENTRY_TOKEN
+
+    fake = start_fake_sentry(org=ORG, token=SENTRY_TOKEN, client_secret=SENTRY_SECRET, app_id=SENTRY_APP_ID,
+                             installation_uuid=INSTALLATION_UUID, path_prefix="/sentry/",
+                             organization_url=ORGANIZATION_URL)
+    env = {**process_env, "SYNCER_SENTRY_URL": fake.url, "SYNCER_SENTRY_WEB_URL": ORGANIZATION_URL}
+    try:
+        with private_stack(engine, env, fake, fake_jira, tmp_path_factory.mktemp("regional"),
+                           "regional-worker"):
+            yield fake
+    finally:
+        fake.stop()
+
+
+ORGANIZATION_URL = "https://acme.sentry.io"
+
+
+def test_a_regional_or_prefixed_sentry_files_tickets_that_link_to_the_organisations_pages(
+    clean: None, regional: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue = regional.file_issue(project="billing-api", title="RuntimeError: filed in the EU")
+
+    ticket = wait_ticket(fake_jira, engine, issue["id"], timeout=60)
+
+    # Every call went to the API's base, under its path.
+    assert all(call.path.startswith("/sentry/api/0/") for call in regional.calls.calls())
+    assert len(regional.external_issues(issue["id"])) == 1
+    # The links a person follows from Jira go to the organisation's host, not the API's.
+    (remote,) = fake_jira.remote_links(ticket["key"])
+    assert remote["object"]["url"].startswith(f"{ORGANIZATION_URL}/")
+    assert ORGANIZATION_URL in ticket["description"] and regional.url not in ticket["description"]

@@ -70,7 +70,7 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(
         settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis),
         enqueue_many=worker.publish_batch, start_reconcile=worker.start_reconcile,
-        triage_figures=console_figures,
+        triage_figures=console_figures, queue_link=worker.queue_link,
     )
     how = "choose another with --port, $PORT or SYNCER_PORT"
     port = require_free(args.host, args.port or settings.port, how=how)

@@ -72,6 +72,7 @@ Kind = Literal[
     "issue_merged",
     "stale_state",
     "backlinks_missing",
+    "unlinked_in_sentry",
 ]
 
 # break: mark the link broken; flag: mark it unreachable (kept active); inbound: apply the Jira

@@ -55,6 +55,9 @@ class SentryIssue:
     # (`GET .../issues/{id}/`), not in webhooks or lists; "" when unknown.
     first_release: str = ""
     last_release: str = ""
+    # The URLs of the issue's external issues (GroupSerializer's `annotations`: plugin and
+    # integration-platform links), or None when the answer had no `annotations` at all.
+    annotations: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

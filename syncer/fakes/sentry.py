@@ -567,6 +567,13 @@ class FakeSentry:
         with self._lock:
             self._person_changes_note(issue_id, note_id, None, by)
 
+    def person_unlink_external_issue(self, issue_id: str | int) -> None:
+        """A person removes the integration's link on the issue's page. No webhook: Sentry only
+        deletes the PlatformExternalIssue (GroupExternalIssueDetailsEndpoint.delete); the issue's
+        `annotations` and external-issue list stop showing it."""
+        with self._lock:
+            self._get(issue_id).external.pop(self.app_slug, None)
+
     def person_delete_issue(self, issue_id: str | int) -> None:
         """A person deletes the issue. No webhook: the issue resource's actions are created,
         resolved, assigned, archived and unresolved (docs: integration-platform/webhooks/issues);

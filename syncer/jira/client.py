@@ -727,7 +727,11 @@ class JiraClient:
             fresh = True
         if ticket.status.casefold() == goal.status.casefold():
             return None
-        statuses = self.project_statuses(ticket.project_key, ticket.issue_type_id)
+        # A transition straight to the name says the workflow has it: no need to ask which statuses
+        # it has (a close in a simple workflow stays one POST).
+        wanted = goal.status.casefold()
+        direct = any(t.to_name.casefold() == wanted for t in available)
+        statuses = None if direct else self.project_statuses(ticket.project_key, ticket.issue_type_id)
         try:
             targets = choose_targets(goal, statuses)
         except NoTarget as missing:

@@ -323,6 +323,13 @@ class SentryClient:
                 raise  # a 500 of another cause: retried as any 5xx
             self._request("POST", path, json=body)  # the successor's, now that the old one is gone
 
+    def external_issue_urls(self, issue_id: str | int) -> list[str]:
+        """The webUrl of every external issue on the issue, of every integration
+        (GroupExternalIssuesEndpoint)."""
+        raw = self._json("GET", self.ISSUE_EXTERNAL_ISSUES.format(issue_id=_issue_id(issue_id)))
+        items = raw if isinstance(raw, list) else []
+        return [str(item.get("webUrl", "")) for item in items if isinstance(item, Mapping)]
+
     def _existing_link(self, installation_uuid: str, issue_id: str | int, web_url: str) -> str:
         """After a 500 on the external-issue post, the issue's link of ours: "this ticket" (an earlier,
         ambiguous post went through), "deleted" (it named another ticket of ours, and is gone now),

@@ -70,4 +70,14 @@ def parse_issue(raw: Any) -> SentryIssue:
         metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
         first_release=as_text(as_mapping(raw.get("firstRelease")).get("version"), 200),
         last_release=as_text(as_mapping(raw.get("lastRelease")).get("version"), 200),
+        annotations=_annotations(raw.get("annotations")),
     )
+
+
+def _annotations(raw: Any) -> tuple[str, ...] | None:
+    # PlatformExternalIssue.get_annotations_for_group_list: `{"url", "displayName"}` per link, in
+    # every issue the API serializes (the list too); older plugins' annotations are plain strings.
+    if not isinstance(raw, list):
+        return None
+    urls = [item.get("url") if isinstance(item, Mapping) else item for item in raw[:100]]
+    return tuple(url[:2000] for url in urls if isinstance(url, str))

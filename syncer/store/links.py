@@ -136,6 +136,13 @@ def live(engine: Engine, sentry_issue_id: str) -> LinkRecord | None:
     return None if row is None else _link(row)
 
 
+def linked_as_external_issue(engine: Engine, link_id: int) -> bool:
+    """Whether syncer showed this link's ticket on the Sentry issue as an external issue (not as
+    a note, which is what it does when no installation is known): its audit says so."""
+    with reading(engine) as connection:
+        return connection.execute(_AS_EXTERNAL_ISSUE, {"b_link": link_id}).first() is not None
+
+
 def load(engine: Engine, link_id: int) -> LinkRecord | None:
     with reading(engine) as connection:
         row = connection.execute(_BY_ID, {"b_id": link_id}).mappings().first()
@@ -546,6 +553,10 @@ _TIE = (
     .values(previous_link_id=bindparam("previous_link_id"), updated_at=bindparam("updated_at"))
 )
 _AUDIT = insert(_audit)
+_AS_EXTERNAL_ISSUE = select(_audit.c.id).where(
+    _audit.c.link_id == bindparam("b_link"), _audit.c.side == "sentry", _audit.c.action == "linked",
+    _audit.c.detail == "external issue",
+).limit(1)
 # `resolved_since` in SQL, for every save that stores the Jira side's status category: the SET's
 # right-hand side reads the row's old value, so a done ticket keeps its first resolution time.
 _RESOLVED_AT = case(
@@ -558,6 +569,10 @@ _RESOLVED_AT = case(
 # --- the console's look-ups -----------------------------------------------------------------------
 
 _JIRA_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*-\d+")
+
+
+def looks_like_jira_key(text: str) -> bool:
+    return _JIRA_KEY.fullmatch(text) is not None
 
 
 def search(engine: Engine, query: str, *, limit: int = 50) -> list[LinkRecord]:

@@ -55,7 +55,7 @@ def follow(
 
 
 def merge_comment(rt: Runtime, old: str, target: SentryIssue, surviving: str | None) -> str:
-    url = sentry_issue_url(rt.settings.sentry_url, rt.settings.sentry_org or "", target.id)
+    url = sentry_issue_url(rt.settings.sentry_links_url, rt.settings.sentry_org or "", target.id)
     name = f"{target.short_id} ({target.id})" if target.short_id else target.id
     lines = [f"Sentry issue {old} was merged into [{name}|{url}]."]
     if surviving:

@@ -232,7 +232,7 @@ def _comment_for(
     return status.reopen_comment(
         issue, folded=note.folded, cooldown_minutes=rt.policy.status.reopen_comment_cooldown_minutes,
         moved_to=moved_to, stays_in=stays_in,
-        url=issue_url(issue, rt.settings.sentry_url, rt.settings.sentry_org or ""),
+        url=issue_url(issue, rt.settings.sentry_links_url, rt.settings.sentry_org or ""),
     )
 
 

@@ -178,7 +178,8 @@ def create_or_link(
             # label takes a value from them.
             tags = tags_for(rt, issue.id) if label_tags(decision.target) else None
             fields = render_ticket(
-                issue, decision.target, sentry_url=rt.settings.sentry_url, org=rt.settings.sentry_org or "",
+                issue, decision.target, sentry_url=rt.settings.sentry_links_url,
+                org=rt.settings.sentry_org or "",
                 tags=tags,
             )
             if description:  # Jira caps a text field at 32,767 characters (wire-formats.md)
@@ -328,7 +329,7 @@ def finish_backlinks(rt: Runtime, link: LinkRecord, installation_uuid: str, caus
         rt.jira.upsert_remote_link(
             key,
             global_id=remote_link_global_id(org, link.sentry_issue_id),
-            url=sentry_issue_url(rt.settings.sentry_url, org, link.sentry_issue_id),
+            url=sentry_issue_url(rt.settings.sentry_links_url, org, link.sentry_issue_id),
             title=f"Sentry issue {link.sentry_issue_id}",
         )
     if link.sentry_link_done:

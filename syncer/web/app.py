@@ -116,11 +116,13 @@ def create_app(
     enqueue_many: PublishMany | None = None,
     start_reconcile: Callable[[], None] | None = None,
     triage_figures: console.Figures | None = None,
+    queue_link: Callable[[str, str, str], None] | None = None,
 ) -> FastAPI:
     """`enqueue` publishes one delivery id; `enqueue_many`, when given, publishes a batch of them
     (worker.publish_batch) and is what the publisher thread uses. `start_reconcile` queues a
     reconcile run (the console's button); `triage_figures` works out `syncer report`'s figures
-    (the console's routes and triage pages)."""
+    (the console's routes and triage pages); `queue_link` queues a link by hand (sentry id, Jira
+    key, cause) for a worker."""
     app = FastAPI(title="syncer", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan)
     sentry_secret = (
         settings.sentry_client_secret.get_secret_value() if settings.sentry_client_secret else None
@@ -318,6 +320,6 @@ def create_app(
 
     console.mount(app, settings, engine,
                   console.Actions(enqueue, start_reconcile=start_reconcile, broker_check=broker_check,
-                                  figures=triage_figures),
+                                  figures=triage_figures, link_by_hand=queue_link),
                   counters.client if counters is not None else None)
     return app

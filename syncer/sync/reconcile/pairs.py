@@ -82,12 +82,52 @@ def _check(
         # It answers again (access granted back): the flag goes, and the link is what a plan is
         # made from, so that its repair does not take the change for a webhook's.
         link = links.mark_reachable(rt.engine, link, cause=report.cause)
+    if issue is not None and _unlinked_in_sentry(rt, link, issue):
+        _undo_link(rt, report, link, issue, ticket)
+        return
     plan = drift.plan(link, issue, ticket, rt.policy, now)
     if plan is not None:
         _repair_drift(rt, report, link, (issue, ticket), plan, installation_uuid)
     # After the repair: it checks the link is as its page saw it, and this may mark it.
     if issue is not None and ticket is not None and not (link.remote_link_done and link.sentry_link_done):
         _finish_backlinks(rt, report, link, issue, ticket, installation_uuid)
+
+
+def _unlinked_in_sentry(rt: Runtime, link: LinkRecord, issue: SentryIssue) -> bool:
+    """Whether a person removed the issue's link to our ticket in Sentry (its issue page's "unlink"):
+    Sentry tells integrations nothing of it (GroupExternalIssueDetailsEndpoint.delete sends no
+    webhook), but the issue's `annotations` stop showing it. Only for a link whose Sentry side we made
+    as an external issue (its audit says so; without an installation the back-link is a note),
+    confirmed with the issue's external-issue list before anything is undone."""
+    if not link.sentry_link_done or issue.annotations is None:
+        return False
+    ours = f"{rt.jira_browse_url}/"
+    if any(url.startswith(ours) for url in issue.annotations):
+        return False
+    if not links.linked_as_external_issue(rt.engine, link.id):
+        return False
+    try:
+        urls = rt.sentry.external_issue_urls(issue.id)
+    except SyncerError as exc:
+        log.warning("reconcile: sentry issue %s: external issues unreadable: %s", issue.id, exc)
+        return False
+    return not any(url.startswith(ours) for url in urls)
+
+
+def _undo_link(
+    rt: Runtime, report: Report, link: LinkRecord, issue: SentryIssue, ticket: JiraTicket | None
+) -> None:
+    plan = drift.Plan(("unlinked_in_sentry",), "record",
+                      f"the issue's link to {link.jira_key} was removed in Sentry")
+    report.drift["unlinked_in_sentry"] += 1
+    if report.dry_run:
+        report.add(_row(link, issue, ticket, plan, RepairResult.WOULD))
+        return
+    undone = links.unlink(rt.engine, link.sentry_issue_id, cause=report.cause,
+                          audit=[("sentry", "unlinked_in_sentry",
+                                  f"{link.jira_key} was unlinked on Sentry's issue page; link undone")])
+    detail = "link undone" if undone is not None else "already undone"
+    report.add(_row(link, issue, ticket, plan, RepairResult.REPAIRED, f"{plan.reason}: {detail}"))
 
 
 def _repair_drift(
