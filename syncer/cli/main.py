@@ -103,6 +103,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.worker import app as worker
 
     worker.configure(settings)
+    rt.enqueue = worker.enqueue  # work a task stores in the inbox (Slack's) is handed out at once
     worker.use_runtime(rt)
     argv = ["worker", "--loglevel", settings.log_level, "-Q", "syncer", "--pool", args.pool]
     argv += ["--concurrency", str(concurrency)]
