@@ -164,6 +164,12 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     print("Environment:")
     for name, value in settings.describe().items():
         print(f"  SYNCER_{name.upper():<34} {value}")
+    try:
+        from syncer.web.console.access import Access
+
+        print(f"\n{Access.from_settings(settings).describe()}")
+    except ConfigError as exc:
+        problems.append(str(exc))
     if policy is not None:
         print(f"\nRouting ({settings.config}):")
         print(format_routing_table(policy))
