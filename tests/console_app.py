@@ -30,5 +30,5 @@ def start_console(runtime: Runtime, engine: Engine) -> FakeServer:
     worker.configure(settings)
     app = create_app(settings, engine, worker.enqueue, worker.broker_check,
                      metrics.WorkerCounters(runtime.redis), start_reconcile=worker.start_reconcile,
-                     triage_figures=console_figures)
+                     triage_figures=console_figures, queue_link=worker.queue_link)
     return FakeServer(app).start()

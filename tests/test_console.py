@@ -19,6 +19,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
+from syncer import metrics
 from syncer.fakes.base import FakeServer, Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
@@ -177,6 +178,19 @@ def test_no_page_shows_a_secret(stack: dict[str, Any], console: str, fake_sentry
             assert secret not in text, (path, secret)
 
 
+def test_check_config_names_a_console_nobody_may_use(process_env: dict[str, str]) -> None:
+    env = {**process_env, "SYNCER_CONSOLE_TRUSTED_HEADER": HEADER, "SYNCER_CONSOLE_TOKEN": OPERATOR_TOKEN}
+    done = subprocess.run([sys.executable, "-m", "syncer", "check-config"], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 1 and "SYNCER_CONSOLE_OPERATORS or SYNCER_CONSOLE_VIEWERS" in done.stderr
+    assert OPERATOR_TOKEN not in done.stdout + done.stderr
+    env.pop("SYNCER_CONSOLE_TRUSTED_HEADER")
+    fine = subprocess.run([sys.executable, "-m", "syncer", "check-config"], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert fine.returncode == 0, fine.stderr
+    assert "console: on, token sign-in (operator)" in fine.stdout
+
+
 def test_tokens_sessions_and_the_allow_lists() -> None:
     from syncer.errors import ConfigError
     from syncer.settings import Settings
@@ -235,7 +249,8 @@ def test_the_overview_shows_the_inbox_apis_dead_letters_and_last_reconcile(
     assert re.search(r"<th scope=\"row\">broker</th><td><span class=\"badge ok\">up", page)
     assert re.search(r'<a class="big" href="/console/dead-letters">1</a> open', page)
     assert "POST /rest/api/2/issue answered 400" in page  # Jira's last error, seen by the worker
-    assert "GET /api/0/" in page  # Sentry's last call
+    assert re.search(r"(GET|POST|PUT) /api/0/", page)  # Sentry's last call
+    assert re.search(r"\d+ of \d+ left", page)  # the headroom Sentry's answers report
     assert "links checked" in page and "No run recorded yet" not in page
     assert "Run a reconcile now" in page
 
@@ -352,3 +367,51 @@ def test_the_sandbox_prints_the_console_and_a_login_that_works(tmp_path: Path) -
             sandbox.kill()
             sandbox.wait()
         broker.stop()
+
+
+def test_an_operator_links_an_issue_by_hand_through_a_worker(
+    stack: dict[str, Any], console: str, fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    fake_sentry.webhooks.enabled = False  # an issue syncer never heard of
+    try:
+        issue = fake_sentry.file_issue(project="billing-api", title="Linked in the console")
+    finally:
+        fake_sentry.webhooks.enabled = True
+    made = fake_jira.person_create("OPS", "A ticket a person filed")
+    key = made if isinstance(made, str) else made["key"]
+    operator = signed_in(console, OPERATOR_TOKEN)
+    page = operator.get("/console/links")
+    assert 'action="/console/links/new"' in page.text
+    csrf = csrf_of(page.text)
+    bad = operator.post("/console/links/new", data={"csrf": csrf, "sentry_id": "abc", "jira_key": key})
+    assert bad.headers["location"] == "/console/links?note=link-bad"
+    done = operator.post("/console/links/new", data={"csrf": csrf, "sentry_id": issue["id"],
+                                                     "jira_key": key.lower()})
+    assert done.status_code == 303 and "note=link-queued" in done.headers["location"]
+    link = wait_for(lambda: (found := link_of(engine, issue["id"])) and found.state == LinkState.ACTIVE
+                    and found.remote_link_done and found, 30, what="the link a worker made")
+    assert link.jira_key == key and link.route == "by hand"
+    assert len(fake_jira.remote_links(key)) == 1
+    timeline = operator.get(f"/console/links/{link.id}").text
+    assert "linked by hand" in timeline and "token (operator), in the console" in timeline
+    viewer = signed_in(console, VIEWER_TOKEN)
+    listing = viewer.get("/console/links")
+    assert 'action="/console/links/new"' not in listing.text
+    refused = viewer.post("/console/links/new", data={"csrf": csrf_of(listing.text), "sentry_id": "1",
+                                                      "jira_key": key})
+    assert refused.status_code == 403
+
+
+def test_the_reconcile_button_queues_a_run_that_a_worker_makes(
+    stack: dict[str, Any], console: str, runtime: Runtime
+) -> None:
+    assert runtime.redis is not None
+    assert runtime.redis.get(metrics.LAST_RECONCILE_KEY) is None  # `clean` emptied syncer's keys
+    operator = signed_in(console, OPERATOR_TOKEN)
+    page = operator.get("/console")
+    assert "No run recorded yet" in page.text
+    done = operator.post("/console/reconcile", data={"csrf": csrf_of(page.text)})
+    assert done.headers["location"] == "/console?note=reconcile"
+    wait_for(lambda: "No run recorded yet" not in operator.get("/console").text, 60, interval=0.5,
+             what="the worker's reconcile run on the overview")
+    assert "links checked" in operator.get("/console").text

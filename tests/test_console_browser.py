@@ -46,8 +46,10 @@ def playwright() -> Iterator[Playwright]:
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does)")
-    # --no-sandbox: the tests run as root, where Chromium's own sandbox refuses to start.
-    launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    # --no-sandbox: the tests run as root, where Chromium's own sandbox refuses to start;
+    # --disable-dev-shm-usage: a container's small /dev/shm must not crash the renderer.
+    launched = playwright.chromium.launch(executable_path=CHROMIUM,
+                                          args=["--no-sandbox", "--disable-dev-shm-usage"])
     yield launched
     launched.close()
 

@@ -70,7 +70,7 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(
         settings, rt.engine, worker.enqueue, worker.broker_check, metrics.WorkerCounters(rt.redis),
         enqueue_many=worker.publish_batch, start_reconcile=worker.start_reconcile,
-        triage_figures=console_figures,
+        triage_figures=console_figures, queue_link=worker.queue_link,
     )
     how = "choose another with --port, $PORT or SYNCER_PORT"
     port = require_free(args.host, args.port or settings.port, how=how)
@@ -103,6 +103,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.worker import app as worker
 
     worker.configure(settings)
+    rt.enqueue = worker.enqueue  # work a task stores in the inbox (Slack's) is handed out at once
     worker.use_runtime(rt)
     argv = ["worker", "--loglevel", settings.log_level, "-Q", "syncer", "--pool", args.pool]
     argv += ["--concurrency", str(concurrency)]
@@ -163,6 +164,12 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     print("Environment:")
     for name, value in settings.describe().items():
         print(f"  SYNCER_{name.upper():<34} {value}")
+    try:
+        from syncer.web.console.access import Access
+
+        print(f"\n{Access.from_settings(settings).describe()}")
+    except ConfigError as exc:
+        problems.append(str(exc))
     if policy is not None:
         print(f"\nRouting ({settings.config}):")
         print(format_routing_table(policy))

@@ -571,6 +571,10 @@ _RESOLVED_AT = case(
 _JIRA_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*-\d+")
 
 
+def looks_like_jira_key(text: str) -> bool:
+    return _JIRA_KEY.fullmatch(text) is not None
+
+
 def search(engine: Engine, query: str, *, limit: int = 50) -> list[LinkRecord]:
     """Links by Sentry issue id, Jira key, or (any other text) the title Sentry gave the issue in
     a webhook still in the inbox (kept for the retention period), newest first."""

@@ -12,7 +12,8 @@ from syncer.store.schema import LinkState, utcnow
 from syncer.sync.tickets import finish_backlinks
 
 
-def link_by_hand(rt: Runtime, sentry_issue_id: str, jira_key: str) -> LinkRecord:
+def link_by_hand(rt: Runtime, sentry_issue_id: str, jira_key: str, *, cause: str = "cli") -> LinkRecord:
+    """Link the issue to an existing ticket; `cause` names who asked (`cli`, `console:<person>`)."""
     if not sentry_issue_id.isdigit():
         raise PermanentError(f"{sentry_issue_id!r} is not a Sentry issue id")
     existing = links.live(rt.engine, sentry_issue_id)
@@ -43,14 +44,14 @@ def link_by_hand(rt: Runtime, sentry_issue_id: str, jira_key: str) -> LinkRecord
             "jira_status_category": ticket.status_category,
             "jira_changed_at": ticket.updated or now,
             "synced_at": now,
-            "changed_by": "cli",
+            "changed_by": cause[:200],
         },
         audit=[("syncer", "linked_by_hand", "")],
-        cause="cli",
+        cause=cause,
     )
     if link is None:
         raise PermanentError(f"sentry issue {sentry_issue_id} was linked meanwhile")
-    finish_backlinks(rt, link, "", "cli")
+    finish_backlinks(rt, link, "", cause)
     return link
 
 

@@ -19,7 +19,7 @@ from celery.utils.nodenames import anon_nodename
 from sqlalchemy.engine import Engine
 
 from syncer import logs
-from syncer.errors import Busy, ConfigError, TransientError, classify_failure
+from syncer.errors import Busy, ConfigError, PermanentError, SyncerError, TransientError, classify_failure
 from syncer.retry import delivery_policy
 from syncer.runtime import Runtime
 from syncer.settings import Settings
@@ -238,6 +238,28 @@ def reconcile() -> str:
         log.info("reconcile: %s", exc)
         return "busy"
     return "ok" if report.ok else "failed"
+
+
+@app.task(name="syncer.link_by_hand")  # type: ignore[untyped-decorator]
+def link_by_hand(sentry_issue_id: str, jira_key: str, cause: str) -> str:
+    """`syncer links link`, asked for in the console (whose web tier runs no sync code). A refusal
+    (already linked, no such ticket) is logged and not retried: the person sees the link, or not."""
+    from syncer.sync import links
+
+    try:
+        link = links.link_by_hand(_runtime(), sentry_issue_id, jira_key, cause=cause)
+    except PermanentError as exc:
+        log.warning("link by hand (%s) refused: %s", cause, exc)
+        return f"refused: {exc}"
+    except SyncerError as exc:  # an outage: the person tries again, as with `syncer links link`
+        log.warning("link by hand (%s) failed: %s", cause, exc)
+        return f"failed: {exc}"
+    return f"linked {link.sentry_issue_id} to {link.jira_key}"
+
+
+def queue_link(sentry_issue_id: str, jira_key: str, cause: str) -> None:
+    """Queue a link by hand (the console's form); raises when the broker cannot take it."""
+    link_by_hand.apply_async((sentry_issue_id, jira_key, cause), retry=False)
 
 
 def start_reconcile() -> None:

@@ -82,7 +82,7 @@ def _check(
         # It answers again (access granted back): the flag goes, and the link is what a plan is
         # made from, so that its repair does not take the change for a webhook's.
         link = links.mark_reachable(rt.engine, link, cause=report.cause)
-    if issue is not None and _unlinked_in_sentry(rt, link, issue, installation_uuid):
+    if issue is not None and _unlinked_in_sentry(rt, link, issue):
         _undo_link(rt, report, link, issue, ticket)
         return
     plan = drift.plan(link, issue, ticket, rt.policy, now)
@@ -93,13 +93,13 @@ def _check(
         _finish_backlinks(rt, report, link, issue, ticket, installation_uuid)
 
 
-def _unlinked_in_sentry(rt: Runtime, link: LinkRecord, issue: SentryIssue, installation_uuid: str) -> bool:
+def _unlinked_in_sentry(rt: Runtime, link: LinkRecord, issue: SentryIssue) -> bool:
     """Whether a person removed the issue's link to our ticket in Sentry (its issue page's "unlink"):
     Sentry tells integrations nothing of it (GroupExternalIssueDetailsEndpoint.delete sends no
     webhook), but the issue's `annotations` stop showing it. Only for a link whose Sentry side we made
     as an external issue (its audit says so; without an installation the back-link is a note),
     confirmed with the issue's external-issue list before anything is undone."""
-    if not link.sentry_link_done or issue.annotations is None or not installation_uuid:
+    if not link.sentry_link_done or issue.annotations is None:
         return False
     ours = f"{rt.jira_browse_url}/"
     if any(url.startswith(ours) for url in issue.annotations):

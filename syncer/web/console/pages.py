@@ -51,6 +51,10 @@ NOTES = {
     "dropped": "Dead letter dropped.",
     "gone": "That dead letter is not open any more (someone else acted on it).",
     "unlinked": "Unlinked: the issue may get a new ticket from its next event.",
+    "link-queued": "Link queued: it shows here within seconds, unless the worker refuses it (its log "
+                   "says why: the issue already linked, no such ticket).",
+    "link-bad": "Give a Sentry issue id (digits) and a Jira key such as OPS-12.",
+    "link-failed": "The broker did not take the link; try again, or use `syncer links link`.",
     "not-linked": "That issue has no live link any more.",
     "reconcile": "A reconcile run was queued; its result shows here when it ends.",
     "reconcile-failed": "The broker did not take the reconcile run; try again, or run `syncer reconcile`.",
@@ -85,6 +89,7 @@ class Actions:
     start_reconcile: Callable[[], None] | None = None
     broker_check: Callable[[], None] | None = None
     figures: Figures | None = None
+    link_by_hand: Callable[[str, str, str], None] | None = None  # (sentry id, Jira key, cause)
 
 
 @dataclass
@@ -352,6 +357,22 @@ def mount(app: FastAPI, settings: Settings, engine: Engine, actions: Actions,
         )
         return _back(f"/console/links/{link.id}", "unlinked" if done else "not-linked")
 
+    async def link(request: Request, visitor: Visitor, form: dict[str, str]) -> Response:
+        sentry_id, key = form.get("sentry_id", "").strip(), form.get("jira_key", "").strip().upper()
+        if not (sentry_id.isdigit() and len(sentry_id) <= 20 and links.looks_like_jira_key(key)):
+            return _back("/console/links", "link-bad")
+        if actions.link_by_hand is None:
+            return _back("/console/links", "link-failed")
+        try:
+            # Linking reads both sites (sync code): a worker does it, as `syncer links link` would.
+            await run_in_threadpool(actions.link_by_hand, sentry_id, key, f"console:{visitor.name}"[:200])
+        except Exception as exc:
+            log.warning("console: could not queue a link: %s", type(exc).__name__)
+            return _back("/console/links", "link-failed")
+        log.info("console: %s asked to link sentry issue %s to %s", visitor.name, sentry_id, key)
+        return RedirectResponse(f"/console/links?q={sentry_id}&note=link-queued", status_code=303,
+                                headers=HEADERS)
+
     async def reconcile(request: Request, visitor: Visitor, _form: dict[str, str]) -> Response:
         if actions.start_reconcile is None:
             return _back("/console", "reconcile-failed")
@@ -377,6 +398,7 @@ def mount(app: FastAPI, settings: Settings, engine: Engine, actions: Actions,
     add("/console/routes", viewing(routes_page), methods=["GET"], include_in_schema=False)
     add("/console/teams", viewing(teams_page), methods=["GET"], include_in_schema=False)
     add("/console/links", viewing(links_page), methods=["GET"], include_in_schema=False)
+    add("/console/links/new", acting(link), methods=["POST"], include_in_schema=False)
     add("/console/links/{link_id}", viewing(link_page), methods=["GET"], include_in_schema=False)
     add("/console/links/{link_id}/unlink", acting(unlink), methods=["POST"], include_in_schema=False)
     add("/console/dead-letters", viewing(letters_page), methods=["GET"], include_in_schema=False)
