@@ -153,7 +153,7 @@ def _facts(rt: Runtime, record: messages.MessageRecord, issue: SentryIssue) -> r
     return render.MessageFacts(
         issue=issue,
         sentry_url=issue.permalink
-        or sentry_issue_url(rt.settings.sentry_url, rt.settings.sentry_org or "", issue.id),
+        or sentry_issue_url(rt.settings.sentry_links_url, rt.settings.sentry_org or "", issue.id),
         route=record.route,
         team=record.team,
         action=record.action,
@@ -219,7 +219,7 @@ def _release_summary(rt: Runtime, client: SlackClient, release: str, channel: st
     lines = [
         render.ReleaseLine(
             title=_title(rt, r.sentry_issue_id),
-            url=sentry_issue_url(rt.settings.sentry_url, org, r.sentry_issue_id),
+            url=sentry_issue_url(rt.settings.sentry_links_url, org, r.sentry_issue_id),
             regressed=r.release != release,
         )
         for r in posted[:RELEASE_LINES]
