@@ -434,3 +434,57 @@ def test_slack_down_tickets_still_made_and_the_message_catches_up(
         what="the message once Slack is back",
     )
     assert caught_up["ts"]
+
+
+def test_a_click_is_stored_once_by_its_trigger_id(
+    clean: None, web: FakeServer, fake_slack: FakeSlack, engine: Engine
+) -> None:
+    from urllib.parse import urlencode
+
+    payload = {
+        "type": "block_actions",
+        "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+        "user": {"id": "U1"},
+        "channel": {"id": "C1"},
+        "container": {"message_ts": "1.000001"},
+        "actions": [{"action_id": "resolve", "value": "1", "action_ts": "1.5"}],
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    answers = [
+        httpx.post(
+            f"{web.url}/webhooks/slack",
+            content=body,
+            timeout=10,
+            headers={**headers, **fake_slack.sign(body)},
+        )
+        for _ in range(2)
+    ]
+    assert [a.status_code for a in answers] == [200, 200]
+    stored = deliveries(engine, "slack")
+    assert [(d.delivery_key, d.resource, d.action) for d in stored] == [
+        ("action:13345224609.738474920.8088930838d88f008e0", "interaction", "block_actions")
+    ]
+    garbled = httpx.post(
+        f"{web.url}/webhooks/slack",
+        content=b"payload=%7Bnot-json",
+        timeout=10,
+        headers={**headers, **fake_slack.sign(b"payload=%7Bnot-json")},
+    )
+    assert garbled.status_code == 400
+    assert len(deliveries(engine, "slack")) == 1
+
+
+def test_slacks_429_holds_the_post_until_its_retry_after(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_slack: FakeSlack, engine: Engine
+) -> None:
+    fake_slack.faults.append(
+        Fault("POST", r"^/api/chat\.postMessage$", status=429, times=1, headers={"Retry-After": "2"})
+    )
+    fake_sentry.file_issue(project="checkout-lab-api", title="RecursionError: ratelimited")
+    _posted(fake_slack, "RecursionError: ratelimited")
+    posts = fake_slack.calls.calls("POST", "/api/chat.postMessage")
+    assert len(posts) == 2
+    assert posts[1].at - posts[0].at >= 2.0  # not before Slack's Retry-After
+    (work,) = [d for d in deliveries(engine, "slack-out") if d.resource == "refresh" and d.attempts > 1]
+    assert work.state == DeliveryState.DONE
