@@ -139,6 +139,12 @@ def test_an_operator_sees_a_delivered_ticket_appear_and_opens_its_timeline(
     page.wait_for_url(re.compile(r"/console/teams$"))
     assert page.locator("#team-payments svg.chart rect.made").count() >= 1
     shot(page, "teams")
+    # The one button that needs JavaScript: the digest onto the clipboard, as `syncer report` prints it.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=console)
+    page.click("text=Copy as markdown")
+    page.wait_for_selector("text=Copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("# Triage report") and "| payments | " in copied
 
 
 def test_an_operator_retries_a_dead_letter_and_sees_it_disappear(
