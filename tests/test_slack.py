@@ -488,3 +488,33 @@ def test_slacks_429_holds_the_post_until_its_retry_after(
     assert posts[1].at - posts[0].at >= 2.0  # not before Slack's Retry-After
     (work,) = [d for d in deliveries(engine, "slack-out") if d.resource == "refresh" and d.attempts > 1]
     assert work.state == DeliveryState.DONE
+
+
+def test_notify_routes_without_slack_are_a_configuration_error(process_env: dict[str, str]) -> None:
+    import subprocess
+    import sys
+
+    no_slack = {k: v for k, v in process_env.items() if not k.startswith("SYNCER_SLACK_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "syncer", "check-config"],
+        env=no_slack,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert 'routes[11] "checkout-lab": action = "notify" posts to Slack, which is not set up' in done.stderr
+    assert "Slack: teams name channels, but Slack is not set up" in done.stdout
+    half = {**no_slack, "SYNCER_SLACK_BOT_TOKEN": "xoxb-1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "syncer", "worker"],
+        env=half,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "SYNCER_SLACK_BOT_TOKEN is set but SYNCER_SLACK_SIGNING_SECRET is not" in done.stderr
+    assert "xoxb-1" not in done.stdout + done.stderr
