@@ -25,6 +25,7 @@ from syncer.store.engine import make_engine, session_scope
 from syncer.store.schema import (
     AccountCache,
     AuditEntry,
+    CommentPair,
     DeadLetter,
     Delivery,
     DeliveryState,
@@ -312,7 +313,8 @@ def worker_process(
 
 def clean_tables(engine: Engine) -> None:
     with session_scope(engine) as session:
-        for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache, Installation, RoutedIssue):
+        for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache, Installation, RoutedIssue,
+                      CommentPair):
             session.execute(delete(model))
 
 
