@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import socket
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ BUSY_RETRY_SECONDS = 2.0
 # PostgreSQL advisory locks take two int4 keys: the first says which kind of lock, the second which one.
 _LINK_CLASS = 0x53594E43  # "SYNC"
 _RUN_CLASS = 0x52434E43  # "RCNC"
+_MESSAGE_CLASS = 0x534C434B  # "SLCK"
 
 Renew = Callable[[], None]
 
@@ -71,6 +73,23 @@ def link_lock(
             refusal=lambda _holder: f"link {link_id} is busy in another worker",
         ),
         wait=wait,
+    )
+
+
+def message_lock(stores: LockStores, sentry_issue_id: str) -> AbstractContextManager[Renew]:
+    """Hold the lock of an issue's Slack message: one post of it, and its updates in order."""
+    # The same number in every process (str hashes are salted per process).
+    number = int(sentry_issue_id) if sentry_issue_id.isdigit() else zlib.crc32(sentry_issue_id.encode())
+    return _hold(
+        stores,
+        _Lock(
+            name=f"lock for the Slack message of sentry issue {sentry_issue_id}",
+            redis_key=f"syncer:slack-message:{sentry_issue_id}",
+            advisory=(_MESSAGE_CLASS, number % 2**31),
+            expiry_seconds=LINK_LOCK_EXPIRY_SECONDS,
+            refusal=lambda _holder: f"the Slack message of sentry issue {sentry_issue_id} is busy",
+        ),
+        wait=LINK_LOCK_WAIT_SECONDS,
     )
 
 

@@ -141,6 +141,22 @@ def _assignee(value: str) -> str:
     return value
 
 
+def _slack_channel(value: str) -> str:
+    # chat.postMessage takes a name or an ID; the ID survives a rename (Slack: "Channel names
+    # may change. Use IDs."), so both are accepted: "#payments-alerts" or "C0123456789".
+    if re.fullmatch(r"#[a-z0-9][a-z0-9._-]{0,79}", value) or re.fullmatch(r"[CG][A-Z0-9]{6,}", value):
+        return value
+    raise _invalid(f"{json.dumps(value)} is not a Slack channel: a name with its # "
+                   '("#payments-alerts", lower case) or a channel ID ("C0123456789")')
+
+
+def _emoji(value: str) -> str:
+    name = value.strip().strip(":")
+    if not re.fullmatch(r"[a-z0-9_+'-]+", name):
+        raise _invalid(f"{json.dumps(value)} is not an emoji name as Slack writes it (\"ticket\", \"jira\")")
+    return name
+
+
 Name = Annotated[str, Field(strict=True), AfterValidator(_name)]
 Label = Annotated[str, Field(strict=True), AfterValidator(_label)]
 # A label of new tickets: may take values from the Sentry issue (`env-{tags.environment}`).
@@ -151,6 +167,9 @@ Assignee = Annotated[str, Field(strict=True), AfterValidator(_assignee)]
 PriorityName = Annotated[str, Field(strict=True)]
 Level = Annotated[Literal["fatal", "error", "warning", "info", "debug"], BeforeValidator(_lower)]
 Count = Annotated[StrictInt, Field(ge=0)]
+SlackChannel = Annotated[str, Field(strict=True), AfterValidator(_slack_channel)]
+Emoji = Annotated[str, Field(strict=True), AfterValidator(_emoji)]
+Emojis = Annotated[tuple[Emoji, ...], BeforeValidator(_one_or_many)]
 
 # Fields syncer fills itself, or through a key of its own: `fields` may not set them.
 OWN_FIELDS = {
@@ -284,6 +303,7 @@ class Team(_Table):
     priority: PriorityName | None = None
     issue_type: Name | None = None
     fields: Fields = Field(default_factory=dict)  # over the defaults' fields, field by field
+    slack_channel: SlackChannel | None = None  # the team's triage channel: its issues are posted there
 
 
 class Conditions(_Table):
@@ -319,7 +339,9 @@ class Route(_Table):
     name: Name | None = None
     when: Conditions
     team: Name | None = None
-    action: Literal["create", "ignore"] | None = None  # "create" is implied by `team`
+    # "create" is implied by `team`; "notify": post to the team's Slack channel, no ticket until a
+    # person asks for one there (the "examine first" flow).
+    action: Literal["create", "notify", "ignore"] | None = None
     labels: tuple[TicketLabel, ...] = ()  # added to the team's labels
     priority: PriorityName | None = None  # beats the team's and the defaults'
     fields: Fields = Field(default_factory=dict)  # over the team's and the defaults', field by field
@@ -342,6 +364,10 @@ class Route(_Table):
     @property
     def ignores(self) -> bool:
         return self.action == "ignore"
+
+    @property
+    def notifies(self) -> bool:
+        return self.action == "notify"
 
     def display_name(self, index: int) -> str:
         return self.name or f"routes[{index}]"
@@ -524,6 +550,36 @@ class MergePolicy(_Table):
     on_merge: Literal["move", "close"] = "move"
 
 
+class SlackPolicy(_Table):
+    """`[slack]`: what people's reactions on an issue's message in its team's channel mean."""
+
+    acknowledge_reactions: Emojis = ("eyes",)
+    ticket_reactions: Emojis = ("ticket", "jira")
+    resolve_reactions: Emojis = ("white_check_mark", "heavy_check_mark")
+    # 👀 also assigns the Sentry issue to the person who reacted, found through [people] by the
+    # e-mail of their Slack profile.
+    assign_on_acknowledge: StrictBool = False
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        seen: dict[str, str] = {}
+        for key in ("acknowledge_reactions", "ticket_reactions", "resolve_reactions"):
+            for name in getattr(self, key):
+                if name in seen and seen[name] != key:
+                    raise _invalid_key(key, f":{name}: is also in {seen[name]}: one meaning per reaction")
+                seen[name] = key
+        return self
+
+    def meaning(self, reaction: str) -> str | None:
+        """acknowledge | ticket | resolve, or None for a reaction that means nothing to syncer. Skin
+        tones (`thumbsup::skin-tone-2`) mean what the plain emoji means."""
+        name = reaction.split("::", 1)[0]
+        for meaning in ("acknowledge", "ticket", "resolve"):
+            if name in getattr(self, f"{meaning}_reactions"):
+                return meaning
+        return None
+
+
 def _jira_account(value: str) -> str:
     if not value or any(char.isspace() for char in value):
         raise _invalid(f"{json.dumps(value)} is not a Jira account: give the accountId (Cloud) or "
@@ -559,7 +615,7 @@ class CommentPolicy(_Table):
 
 class Policy(_Table):
     """The whole file: `[defaults]`, `[teams.*]`, `[[routes]]`, `[priorities]`, `[status]`, `[reconcile]`,
-    `[merges]`, `[comments]`, `[people]`."""
+    `[merges]`, `[slack]`, `[comments]`, `[people]`."""
 
     defaults: Defaults = Field(default_factory=Defaults)
     teams: dict[str, Team] = Field(default_factory=dict)
@@ -568,6 +624,7 @@ class Policy(_Table):
     status: StatusPolicy = Field(default_factory=StatusPolicy)
     reconcile: ReconcilePolicy = Field(default_factory=ReconcilePolicy)
     merges: MergePolicy = Field(default_factory=MergePolicy)
+    slack: SlackPolicy = Field(default_factory=SlackPolicy)
     comments: CommentPolicy = Field(default_factory=CommentPolicy)
     # E-mail -> the person's Jira account and Sentry id, tried before any e-mail search.
     people: dict[str, PersonEntry] = Field(default_factory=dict)
@@ -616,6 +673,12 @@ class Policy(_Table):
                         f"{route.name!r} is already the name of routes[{names[route.name]}]",
                     )
                 names[route.name] = index
+            if route.notifies and route.team in self.teams and self.teams[route.team].slack_channel is None:
+                raise _invalid_key(
+                    f"routes[{index}].action",
+                    f'"notify" posts to the team\'s Slack channel, and teams.{toml_key(route.team)} '
+                    "has no slack_channel",
+                )
         for team_name in self.status.teams:
             if team_name not in self.teams:
                 hint = _did_you_mean(team_name, self.teams)
@@ -628,6 +691,11 @@ class Policy(_Table):
                     "missing, and [defaults] has no jira_project to fall back on",
                 )
         return self
+
+    @property
+    def uses_slack(self) -> bool:
+        """Whether some team has a Slack channel (so syncer posts there)."""
+        return any(team.slack_channel for team in self.teams.values())
 
     @property
     def uses_tags(self) -> bool:

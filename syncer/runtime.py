@@ -6,6 +6,7 @@ per worker process): no module fetches it from a global."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -18,12 +19,16 @@ from syncer.metrics import CountedCalls, WorkerCounters
 from syncer.policy import Policy, load_policy
 from syncer.sentry.client import SentryClient
 from syncer.settings import Settings
+from syncer.slack.client import SlackClient
 from syncer.store.engine import make_engine
 
 
 @dataclass
 class Runtime:
     settings: Settings
+    # Publishes an inbox delivery's id to the workers (the worker's entry point sets it); None: the
+    # sweeper hands new deliveries out (`syncer.sync.slack` stores its own work in the inbox).
+    enqueue: Callable[[int], None] | None = None
 
     @cached_property
     def engine(self) -> Engine:
@@ -60,6 +65,15 @@ class Runtime:
         )
 
     @cached_property
+    def slack(self) -> SlackClient | None:
+        """The Slack Web API client, or None when Slack is not set up."""
+        s = self.settings
+        if not s.slack_enabled or s.slack_bot_token is None:
+            return None
+        return SlackClient(s.slack_url, s.slack_bot_token.get_secret_value(), timeout=s.http_read_timeout,
+                           throttle=self._throttle("slack", s.slack_url, s.slack_max_rps))
+
+    @cached_property
     def redis(self) -> redis.Redis | None:
         url = self.settings.lock_redis_url
         if not url:
@@ -92,7 +106,7 @@ class Runtime:
     def with_own_clients(self) -> Runtime:
         """The same settings, engine, policy and Redis, with API clients of its own, so that their
         request counts are one caller's alone (reconciliation runs beside delivery tasks in a worker)."""
-        own = Runtime(self.settings)
+        own = Runtime(self.settings, self.enqueue)
         # cached_property keeps its value in the instance's __dict__: share what is not a client.
         for name in ("engine", "policy", "redis", "counters"):
             own.__dict__[name] = getattr(self, name)

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     # Unsigned Jira webhooks are accepted only when an operator says so explicitly.
     jira_webhook_unsigned: bool = False
 
+    # Slack (optional): the bot token posts and reads, the signing secret checks Slack's requests.
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_url: str = "https://slack.com/api/"
+    # Slack allows about one message a second per channel ("Posting messages", api.slack.com rate
+    # limits); the Web API's tiers allow 20-100 calls a minute per method.
+    slack_max_rps: float = Field(default=1.0, ge=0)
+
     # Jira Cloud search may miss an issue created this recently; after an ambiguous create we wait
     # this long for the label search to show it before creating again.
     jira_search_lag_seconds: float = Field(default=30.0, ge=0)
@@ -140,6 +148,18 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("slack_url")
+    @classmethod
+    def _slack_api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value if value.endswith("/") else value + "/"  # slack_sdk joins method names onto it
+
+    @property
+    def slack_enabled(self) -> bool:
+        """Slack is set up: syncer posts to team channels and takes Slack's requests."""
+        return self.slack_bot_token is not None and self.slack_signing_secret is not None
 
     @field_validator("database_url")
     @classmethod

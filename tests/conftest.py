@@ -32,6 +32,8 @@ from syncer.store.schema import (
     Installation,
     Link,
     RoutedIssue,
+    SlackMessage,
+    SlackRelease,
 )
 from tests.harness import (
     DATA_CENTER,
@@ -50,6 +52,7 @@ from tests.harness import (
 if TYPE_CHECKING:
     from syncer.fakes.jira import FakeJira
     from syncer.fakes.sentry import FakeSentry
+    from syncer.fakes.slack import FakeSlack
     from syncer.runtime import Runtime
 
 # Property-based tests: quick by default; SYNCER_HYPOTHESIS_PROFILE=thorough digs deeper (by hand, or
@@ -77,6 +80,8 @@ JIRA_PAT = "test-jira-pat"
 DC_VERSION = "9.12.15"  # the Data Center most self-hosted sites run (its long-term-support line)
 SENTRY_APP_ID = "5c1e5a00-0000-4000-8000-00000000a11e"
 INSTALLATION_UUID = "1f7e2b00-0000-4000-8000-0000000005ca"
+SLACK_TOKEN = "xoxb-test-slack-bot-token"
+SLACK_SECRET = "test-slack-signing-secret"
 ORG = "acme"
 
 
@@ -166,6 +171,16 @@ def fake_jira(request: pytest.FixtureRequest) -> Iterator[FakeJira]:
     fake.stop()
 
 
+@pytest.fixture(scope="session")
+def fake_slack() -> Iterator[FakeSlack]:
+    """The session's Slack workspace: its events go to the web app (set by `web`)."""
+    from syncer.fakes.slack import start_fake_slack
+
+    fake = start_fake_slack(bot_token=SLACK_TOKEN, signing_secret=SLACK_SECRET)
+    yield fake
+    fake.stop()
+
+
 # Fake Jira sites of a test module's own, for the tests of the fake itself: a Cloud site whose webhooks
 # reach `jira_webhooks`, and a Data Center 9 site; each test starts them from `reset()`.
 
@@ -216,7 +231,8 @@ def policy_path() -> Path:
 
 @pytest.fixture(scope="session")
 def syncer_env(
-    database_url: str, redis_url: str, fake_sentry: FakeSentry, fake_jira: FakeJira, policy_path: Path
+    database_url: str, redis_url: str, fake_sentry: FakeSentry, fake_jira: FakeJira, fake_slack: FakeSlack,
+    policy_path: Path,
 ) -> dict[str, str]:
     """The environment every syncer process of the session runs with."""
     return {
@@ -241,6 +257,10 @@ def syncer_env(
         "SYNCER_JIRA_WORKFLOW_CACHE_SECONDS": "0",
         "SYNCER_SWEEP_AFTER_SECONDS": "5",
         "SYNCER_LOG_LEVEL": "INFO",
+        "SYNCER_SLACK_BOT_TOKEN": SLACK_TOKEN,
+        "SYNCER_SLACK_SIGNING_SECRET": SLACK_SECRET,
+        "SYNCER_SLACK_URL": fake_slack.url,
+        "SYNCER_SLACK_MAX_RPS": "50",
     }
 
 
@@ -278,7 +298,8 @@ def runtime(environment: None) -> Iterator[Runtime]:
 
 @pytest.fixture(scope="session")
 def web(
-    environment: None, runtime: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira
+    environment: None, runtime: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira,
+    fake_slack: FakeSlack,
 ) -> Iterator[FakeServer]:
     """The real web app on a real socket, enqueueing to the session's Redis."""
     from syncer import metrics
@@ -297,6 +318,7 @@ def web(
     if fake_jira.deployment != "Cloud":
         # Data Center 9 cannot sign its webhooks: the secret rides in the URL (README, Data Center).
         fake_jira.webhooks.url += f"?token={JIRA_WEBHOOK_SECRET}"
+    fake_slack.events.url = f"{server.url}/webhooks/slack"
     yield server
     server.stop()
 
@@ -314,7 +336,7 @@ def worker_process(
 def clean_tables(engine: Engine) -> None:
     with session_scope(engine) as session:
         for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache, Installation, RoutedIssue,
-                      CommentPair):
+                      SlackMessage, SlackRelease, CommentPair):
             session.execute(delete(model))
 
 
@@ -325,13 +347,18 @@ def clean_redis(client: redis.Redis) -> None:
 
 
 @pytest.fixture
-def clean(engine: Engine, redis_client: redis.Redis, fake_sentry: FakeSentry, fake_jira: FakeJira) -> None:
+def clean(
+    engine: Engine, redis_client: redis.Redis, fake_sentry: FakeSentry, fake_jira: FakeJira,
+    fake_slack: FakeSlack,
+) -> None:
     """Start from nothing: the previous test's webhooks and in-flight work must not leak into this one."""
     fake_sentry.reset()
     fake_jira.reset()
+    fake_slack.reset()
     wait_for(lambda: not in_flight(engine), timeout=15, what="the previous test's deliveries to settle")
     fake_sentry.reset()
     fake_jira.reset()
+    fake_slack.reset()
     clean_tables(engine)
     clean_redis(redis_client)
 

@@ -255,6 +255,10 @@ def test_sandbox_tells_the_story(tmp_path: Path) -> None:
     ), done.stdout
     assert any("no ticket: route client-errors" in x for x in lines), done.stdout
     assert any("no ticket: route noise" in x for x in lines), done.stdout
+    # The Slack side: the notify route's issue waits in its team's channel, posted there.
+    assert any("no ticket yet: sentry issue" in x for x in lines), done.stdout
+    assert any(re.search(r"slack #payments-alerts \d+\.\d+ posted: ValueError: price below zero", x)
+               for x in lines), done.stdout
 
 
 def _hold(port: int) -> socket.socket | None:

@@ -178,6 +178,19 @@ def test_no_page_shows_a_secret(stack: dict[str, Any], console: str, fake_sentry
             assert secret not in text, (path, secret)
 
 
+def test_check_config_names_a_console_nobody_may_use(process_env: dict[str, str]) -> None:
+    env = {**process_env, "SYNCER_CONSOLE_TRUSTED_HEADER": HEADER, "SYNCER_CONSOLE_TOKEN": OPERATOR_TOKEN}
+    done = subprocess.run([sys.executable, "-m", "syncer", "check-config"], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 1 and "SYNCER_CONSOLE_OPERATORS or SYNCER_CONSOLE_VIEWERS" in done.stderr
+    assert OPERATOR_TOKEN not in done.stdout + done.stderr
+    env.pop("SYNCER_CONSOLE_TRUSTED_HEADER")
+    fine = subprocess.run([sys.executable, "-m", "syncer", "check-config"], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert fine.returncode == 0, fine.stderr
+    assert "console: on, token sign-in (operator)" in fine.stdout
+
+
 def test_tokens_sessions_and_the_allow_lists() -> None:
     from syncer.errors import ConfigError
     from syncer.settings import Settings
@@ -236,7 +249,8 @@ def test_the_overview_shows_the_inbox_apis_dead_letters_and_last_reconcile(
     assert re.search(r"<th scope=\"row\">broker</th><td><span class=\"badge ok\">up", page)
     assert re.search(r'<a class="big" href="/console/dead-letters">1</a> open', page)
     assert "POST /rest/api/2/issue answered 400" in page  # Jira's last error, seen by the worker
-    assert "GET /api/0/" in page  # Sentry's last call
+    assert re.search(r"(GET|POST|PUT) /api/0/", page)  # Sentry's last call
+    assert re.search(r"\d+ of \d+ left", page)  # the headroom Sentry's answers report
     assert "links checked" in page and "No run recorded yet" not in page
     assert "Run a reconcile now" in page
 

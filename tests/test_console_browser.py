@@ -46,8 +46,10 @@ def playwright() -> Iterator[Playwright]:
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does)")
-    # --no-sandbox: the tests run as root, where Chromium's own sandbox refuses to start.
-    launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+    # --no-sandbox: the tests run as root, where Chromium's own sandbox refuses to start;
+    # --disable-dev-shm-usage: a container's small /dev/shm must not crash the renderer.
+    launched = playwright.chromium.launch(executable_path=CHROMIUM,
+                                          args=["--no-sandbox", "--disable-dev-shm-usage"])
     yield launched
     launched.close()
 
@@ -121,7 +123,14 @@ def test_an_operator_sees_a_delivered_ticket_appear_and_opens_its_timeline(
     wait_for(made, 30, what="the other tickets")
     page.click("nav >> text=Overview")
     page.wait_for_url(re.compile(r"/console$"))
-    assert page.locator("text=Run a reconcile now").count() == 1
+    page.click("text=Run a reconcile now")
+    page.wait_for_url(re.compile(r"note=reconcile$"))
+
+    def reconciled() -> bool:
+        page.reload()
+        return page.locator("text=links checked").count() == 1
+
+    wait_for(reconciled, 60, interval=0.5, what="the worker's reconcile run on the overview")
     shot(page, "overview")
     page.click("nav >> text=Routes")
     assert page.locator("th", has_text="[defaults]").count() == 1
@@ -130,6 +139,12 @@ def test_an_operator_sees_a_delivered_ticket_appear_and_opens_its_timeline(
     page.wait_for_url(re.compile(r"/console/teams$"))
     assert page.locator("#team-payments svg.chart rect.made").count() >= 1
     shot(page, "teams")
+    # The one button that needs JavaScript: the digest onto the clipboard, as `syncer report` prints it.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=console)
+    page.click("text=Copy as markdown")
+    page.wait_for_selector("text=Copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("# Triage report") and "| payments | " in copied
 
 
 def test_an_operator_retries_a_dead_letter_and_sees_it_disappear(
@@ -178,7 +193,7 @@ def test_a_viewer_is_refused(
         [f"/console/dead-letters/{letter.id}/retry", csrf],
     )
     page.wait_for_url(re.compile(rf"/console/dead-letters/{letter.id}/retry$"))
-    assert "This needs an operator" in page.locator("main").inner_text()
+    assert "Only an operator may do this" in page.locator("main").inner_text()
     shot(page, "refused")
     assert [d.state for d in letters(engine) if d.id == letter.id] == [DeadLetterState.OPEN]
 

@@ -72,3 +72,22 @@ def test_an_unsigned_data_center_webhook_needs_the_url_token_and_a_replay_is_a_d
     assert (first.status_code, again.status_code) == (202, 202)
     assert again.json() == {"delivery": first.json()["delivery"], "duplicate": True}
     assert len(deliveries(engine, "jira")) == before + 1
+
+
+def test_a_data_center_10_webhook_signed_with_the_secret_is_taken_without_a_token(
+    stack: dict[str, Any], engine: Engine, web: FakeServer
+) -> None:
+    from syncer.fakes.jira import start_fake_jira
+
+    # Data Center 10 signs like Cloud (X-Hub-Signature); the URL then carries no token.
+    signed = start_fake_jira(deployment=DATA_CENTER, pat="another-pat", version="10.3.1",
+                             webhook_url=f"{web.url}/webhooks/jira", webhook_secret=JIRA_WEBHOOK_SECRET)
+    try:
+        signed.person_create("OPS", "from Data Center 10")
+        assert signed.webhooks.drain(10)
+        [(headers, _body, status)] = signed.webhooks.sent
+    finally:
+        signed.stop()
+    assert status == 202 and headers["X-Hub-Signature"].startswith("sha256=")
+    [row] = [d for d in deliveries(engine, "jira") if d.resource == "jira:issue_created"]
+    assert row.delivery_key.startswith("sha256:")

@@ -194,6 +194,33 @@ def test_event_alert_triggered() -> None:
     assert event.rule == "Page on-call for new billing errors"
 
 
+@pytest.mark.parametrize(
+    ("urls", "expected"),
+    [
+        ({"issue_url": "https://ops.example.com/sentry/api/0/issues/4100000007/"}, "4100000007"),
+        ({"web_url": "https://sentry.example.com/organizations/acme/issues/4100000008/events/abc/"},
+         "4100000008"),
+        ({"web_url": "https://acme.sentry.io/issues/4100000009/?referrer=alert"}, "4100000009"),
+        ({"issue_url": "https://x/api/0/issues/abc/", "web_url": "https://x/issues/"}, None),
+    ],
+    ids=["issue_url-under-a-prefix", "web_url", "web_url-customer-domain", "neither"],
+)
+def test_event_alert_of_before_2022_names_the_issue_in_its_urls(
+    urls: dict[str, str], expected: str | None
+) -> None:
+    payload = fixture("event_alert_triggered")
+    del payload["data"]["event"]["issue_id"]  # as before getsentry/sentry#31222
+    payload["data"]["event"].update(urls)
+    for key in ("issue_url", "web_url"):
+        if key not in urls:
+            payload["data"]["event"].pop(key, None)
+    if expected is None:
+        with pytest.raises(PayloadError, match="names no issue"):
+            parse_event("event_alert", payload)
+    else:
+        assert parse_event("event_alert", payload).issue_id == expected
+
+
 def test_comment_created() -> None:
     event = parse_event("comment", fixture("comment_created"))
     assert (event.resource, event.action, event.issue_id) == ("comment", "created", "4100000006")

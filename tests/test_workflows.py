@@ -4,8 +4,8 @@ fields. A person acts in the fake Sentry, a real worker walks the fake Jira's ti
 webhook for every step comes back and must end as ours.
 
 The worker's policy (tests/fixtures/policies/service.toml) sends `workflow-*` issues to the team
-"flow", in OPS, whose archive moves tickets to "Won't Do" ([status.teams.flow]); PAY's transition
-screens get "Root cause" = "Sentry" ([status.projects.PAY]).
+"flow", in OPS, whose archive moves tickets to "Won't Do" and for whom "Rejected" is a won't-fix status
+too ([status.teams.flow]); PAY's transition screens get "Root cause" = "Sentry" ([status.projects.PAY]).
 """
 
 from __future__ import annotations
@@ -92,6 +92,22 @@ def test_an_archive_walks_to_the_teams_archive_status(
     assert fake_sentry.issue(issue_id)["status"] == "ignored"  # our own Won't Do archives nothing again
     assert [a.action for a in audit_of(engine, issue_id) if a.side == "jira"].count("transition") == 1
     assert letters(engine) == []
+
+
+def test_a_person_rejecting_the_ticket_archives_by_the_teams_wont_fix(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    fake_jira.set_workflow("OPS", "strict", rejected="Rejected")  # a done status, won't-fix for flow only
+    issue_id, key = linked_issue(fake_sentry, fake_jira, engine, project=FLOW)
+
+    fake_jira.person_transition(key, "In Progress")
+    fake_jira.person_transition(key, "Rejected")
+    wait_for(lambda: fake_sentry.issue(issue_id)["status"] == "ignored", 30, what="the issue archived")
+    settle(engine, fake_sentry, fake_jira)
+
+    assert fake_sentry.issue(issue_id)["substatus"] == "archived_forever"  # archived, not resolved
+    assert [a.action for a in audit_of(engine, issue_id) if a.side == "sentry" and a.action != "linked"] == [
+        "archive"]
 
 
 def test_a_status_the_workflow_lacks_is_a_dead_letter_that_says_what_to_set(

@@ -54,6 +54,9 @@ def _service_start(settings: Settings) -> Runtime:
     settings.require_services()
     rt = Runtime(settings)
     rt.policy  # noqa: B018 - load and validate the TOML now, not on the first event
+    problems = slack_problems(settings, rt.policy)
+    if problems:
+        raise ConfigError("; ".join(problems))
     migrate.require_current(rt.engine)
     return rt
 
@@ -103,6 +106,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from syncer.worker import app as worker
 
     worker.configure(settings)
+    rt.enqueue = worker.enqueue  # work a task stores in the inbox (Slack's) is handed out at once
     worker.use_runtime(rt)
     argv = ["worker", "--loglevel", settings.log_level, "-Q", "syncer", "--pool", args.pool]
     argv += ["--concurrency", str(concurrency)]
@@ -163,12 +167,23 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     print("Environment:")
     for name, value in settings.describe().items():
         print(f"  SYNCER_{name.upper():<34} {value}")
+    try:
+        from syncer.web.console.access import Access
+
+        print(f"\n{Access.from_settings(settings).describe()}")
+    except ConfigError as exc:
+        problems.append(str(exc))
     if policy is not None:
         print(f"\nRouting ({settings.config}):")
         print(format_routing_table(policy))
     if policy is not None and settings.public_url:
         problems += _check_sentry_app(settings, policy)
     problems += _check_installation(settings)
+    if policy is not None:
+        problems += slack_problems(settings, policy)
+        if not settings.slack_enabled and policy.uses_slack:
+            print("\nSlack: teams name channels, but Slack is not set up: nothing is posted "
+                  "(SYNCER_SLACK_BOT_TOKEN, SYNCER_SLACK_SIGNING_SECRET)")
     if args.online and policy is not None and not problems:
         problems += _check_online(settings, policy)
     elif args.online:
@@ -176,6 +191,29 @@ def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def slack_problems(settings: Settings, policy: Policy) -> list[str]:
+    """Slack set up halfway, or `notify` routes with no Slack to notify in (their issues would go
+    nowhere: no ticket, no message)."""
+    from syncer.core.routing import route_label
+
+    problems = []
+    if (settings.slack_bot_token is None) != (settings.slack_signing_secret is None):
+        given, missing = (("SYNCER_SLACK_BOT_TOKEN", "SYNCER_SLACK_SIGNING_SECRET")
+                          if settings.slack_bot_token is not None
+                          else ("SYNCER_SLACK_SIGNING_SECRET", "SYNCER_SLACK_BOT_TOKEN"))
+        problems.append(f"{given} is set but {missing} is not: Slack needs both")
+    elif not settings.slack_enabled:
+        notifying = [route_label(i, route.display_name(i)) for i, route in enumerate(policy.routes)
+                     if route.notifies]
+        if notifying:
+            problems.append(
+                f'{", ".join(notifying)}: action = "notify" posts to Slack, which is not set up '
+                "(SYNCER_SLACK_BOT_TOKEN, SYNCER_SLACK_SIGNING_SECRET): its issues would get neither a "
+                "message nor a ticket"
+            )
+    return problems
 
 
 def _check_sentry_app(settings: Settings, policy: Policy) -> list[str]:

@@ -161,7 +161,14 @@ def format_explanation(decision: Decision, issue: SentryIssue, chosen: str = "")
             lines.append(f"Result: ignored ({route_label(decision.route_index, decision.route_name)})")
         return "\n".join(lines)
     target = decision.target
-    lines.append(f"Result: create a ticket for {f'team {target.team}' if target.team else '[defaults]'}")
+    owner = f"team {target.team}" if target.team else "[defaults]"
+    if decision.action == "notify":
+        lines.append(f"Result: notify {owner} in Slack, no ticket until someone asks for one there")
+        lines.append(f"  channel     {_channel(decision)}")
+    else:
+        lines.append(f"Result: create a ticket for {owner}")
+    if decision.action == "create" and _channel(decision) != "(none)":
+        lines.append(f"  channel     {_channel(decision)} (posted there too)")
     lines += [
         f"  project     {target.jira_project}",
         f"  issue type  {target.issue_type}",
@@ -171,6 +178,10 @@ def format_explanation(decision: Decision, issue: SentryIssue, chosen: str = "")
         f"  priority    {target.priority or '(left to Jira)'}",
     ]
     return "\n".join(lines)
+
+
+def _channel(decision: Decision) -> str:
+    return decision.slack_channel or "(none)"
 
 
 def _issue_facts(issue: SentryIssue) -> str:
@@ -243,6 +254,13 @@ def _describe_outcome(policy: Policy, route: Route | None) -> str:
 
     if route is not None and route.ignores:
         return "ignore"
+    notify = ""
+    if route is not None and route.team is not None:
+        channel = policy.teams[route.team].slack_channel
+        if route.notifies:
+            notify = f"notify {channel}, ticket when asked for: "
+        elif channel:
+            notify = f"post to {channel}: "
     if route is None and policy.defaults.action == "ignore":
         return "ignore"
     if route is None and policy.defaults.jira_project is None:
@@ -268,4 +286,4 @@ def _describe_outcome(policy: Policy, route: Route | None) -> str:
         f"labels [{', '.join(target.labels)}]",
         f"priority {priority}",
     ]
-    return (f"team {team_name}: " if team_name else "") + ", ".join(details)
+    return (f"team {team_name}: " if team_name else "") + notify + ", ".join(details)

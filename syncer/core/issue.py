@@ -51,6 +51,10 @@ class SentryIssue:
     priority: str = ""  # high | medium | low; "" from Sentry before issue priority (2024)
     status_details: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # The versions of the releases its first and latest events named: in the issue's details only
+    # (`GET .../issues/{id}/`), not in webhooks or lists; "" when unknown.
+    first_release: str = ""
+    last_release: str = ""
     # The URLs of the issue's external issues (GroupSerializer's `annotations`: plugin and
     # integration-platform links), or None when the answer had no `annotations` at all.
     annotations: tuple[str, ...] | None = None

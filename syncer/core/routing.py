@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from syncer.core.issue import SentryIssue
@@ -96,13 +96,27 @@ class RouteCheck:
 
 @dataclass(frozen=True)
 class Decision:
-    action: Literal["create", "ignore"]
+    # notify: post to the team's Slack channel and make no ticket until a person asks there; the
+    # target is where that ticket would go.
+    action: Literal["create", "notify", "ignore"]
     route_index: int | None  # None: no route matched, [defaults] decided
     route_name: str  # "defaults" when no route matched
     team: str | None
     target: TicketTarget | None  # None when ignored
     checks: tuple[RouteCheck, ...]
     reason: str
+    slack_channel: str | None = None  # the team's triage channel, where the issue is posted
+
+    @property
+    def files_ticket(self) -> bool:
+        """Whether the route sends the issue to Jira now (notify waits for a person)."""
+        return self.action == "create" and self.target is not None
+
+    def asked_for_ticket(self) -> Decision:
+        """The same route, once a person asked for the ticket (a notify route's "Create ticket")."""
+        if self.action != "notify":
+            return self
+        return replace(self, action="create", reason=f"{self.reason}; ticket asked for in Slack")
 
 
 def decide(issue: SentryIssue, policy: Policy, tags: Callable[[], Tags]) -> Decision:
@@ -122,8 +136,14 @@ def decide(issue: SentryIssue, policy: Policy, tags: Callable[[], Tags]) -> Deci
             return Decision("ignore", index, name, None, None, tuple(checks), f"{label} matched: ignore")
         assert route.team is not None  # Route's validator guarantees a team when not ignoring
         target = ticket_target(policy, route.team, route, issue.level, issue.priority)
+        if route.notifies:
+            channel = policy.teams[route.team].slack_channel
+            reason = (f"{label} matched: team {route.team}, notify {channel} "
+                      f"(ticket in {target.jira_project} when asked for)")
+            return Decision("notify", index, name, route.team, target, tuple(checks), reason, channel)
         reason = f"{label} matched: team {route.team} \u2192 {target.jira_project}"
-        return Decision("create", index, name, route.team, target, tuple(checks), reason)
+        return Decision("create", index, name, route.team, target, tuple(checks), reason,
+                        policy.teams[route.team].slack_channel)
 
     if policy.defaults.action == "ignore":
         reason = 'no route matched; [defaults] has action = "ignore"'

@@ -359,10 +359,12 @@ class FakeSentry:
         assigned_to: str | None = None,
         first_seen: datetime | float | str | None = None,
         priority: str | None = None,
+        release: str | None = None,
     ) -> dict[str, Any]:
         """A new issue: `issue.created` (actor Sentry, with url/web_url/project_url); when ownership
         rules assign it (`assigned_to`), an `issue.assigned` from Sentry follows, as on the real one.
-        `priority` (low/medium/high) overrides the one Sentry derives from the level."""
+        `priority` (low/medium/high) overrides the one Sentry derives from the level. `release`: the
+        version its first event names (the issue's `firstRelease`, in the issue's details only)."""
         if priority is not None and priority not in PRIORITIES:
             raise ValueError(f"unknown priority {priority!r}")
         with self._lock:
@@ -370,6 +372,7 @@ class FakeSentry:
                                     platform=platform, count=count, user_count=user_count, tags=tags,
                                     first_seen=first_seen)
             issue.priority = priority or issue.priority
+            issue.first_release = issue.last_release = release
             self._index(issue)
             self._issue_hook(issue, "created", SENTRY_ACTOR, with_urls=True)
             if assigned_to:
@@ -425,10 +428,14 @@ class FakeSentry:
             self._date_keys.sort()
             self._new_keys.sort()
 
-    def regress(self, issue_id: str | int, substatus: str = "regressed") -> dict[str, Any]:
-        """A new event on a resolved issue: unresolved again, `issue.unresolved` from Sentry."""
+    def regress(self, issue_id: str | int, substatus: str = "regressed",
+                release: str | None = None) -> dict[str, Any]:
+        """A new event on a resolved issue: unresolved again, `issue.unresolved` from Sentry.
+        `release`: the version the new event names (the issue's `lastRelease` from then on)."""
         with self._lock:
             issue = self._get(issue_id)
+            if release is not None:
+                issue.last_release = release
             self._new_event(issue)
             self._reopen(issue, substatus)
             return self._render(issue)
@@ -1173,8 +1180,16 @@ class FakeSentry:
         return JSONResponse(body, headers={"Link": self._last_page_link(request)})
 
     async def _get_issue(self, request: Request) -> Response:
+        # The details endpoint (api/endpoints/group_details.py) adds the first and last release,
+        # which neither lists nor webhooks carry; `collapse=release` leaves them out.
+        collapsed = "release" in request.query_params.getlist("collapse")
         with self._lock:
-            return JSONResponse(self._render(self._issue_from_path(request)))
+            issue = self._issue_from_path(request)
+            rendered = self._render(issue)
+            if not collapsed:
+                rendered["firstRelease"] = _release_json(issue.first_release, issue.first_seen)
+                rendered["lastRelease"] = _release_json(issue.last_release, issue.last_seen)
+            return JSONResponse(rendered)
 
     def _parse_update(self, data: Any) -> _Update:
         if not isinstance(data, Mapping):
@@ -1515,6 +1530,15 @@ class FakeSentry:
             issue = self._issue_from_path(request)
             body = sorted((dict(link) for link in issue.external.values()), key=lambda link: int(link["id"]))
         return JSONResponse(body, headers={"Link": self._last_page_link(request)})
+
+
+def _release_json(version: str | None, at_ms: int) -> dict[str, Any] | None:
+    """A release as group details shows one (GroupReleaseWithStatsSerializer's leading fields)."""
+    if version is None:
+        return None
+    return {"version": version, "shortVersion": version, "ref": None, "url": None,
+            "dateCreated": iso(at_ms), "dateReleased": None, "firstEvent": iso(at_ms),
+            "lastEvent": iso(at_ms)}
 
 
 def start_fake_sentry(

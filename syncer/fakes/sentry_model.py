@@ -138,6 +138,8 @@ class Issue:
     tags: TagTable = field(default_factory=dict)
     notes: list[dict[str, Any]] = field(default_factory=list)
     external: dict[str, dict[str, Any]] = field(default_factory=dict)  # service type -> link
+    first_release: str | None = None  # the release of its first event (version), if events name one
+    last_release: str | None = None  # the release of its latest event
 
 
 class Reply(Exception):

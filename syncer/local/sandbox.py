@@ -1,8 +1,9 @@
-"""`syncer sandbox`: the whole service against bundled fake Sentry and Jira, with a short story.
+"""`syncer sandbox`: the whole service against bundled fake Sentry, Jira and Slack, with a short story.
 
 It starts the fakes in this process, web + worker + beat as children (as `syncer dev` does), files
 a few demo Sentry issues, and prints a line for each ticket as it appears: its key, and the team and
-route that sent it there. Ctrl-C stops everything.
+route that sent it there; and a line for each change in the fake Slack's channels (the teams' triage
+messages posted and updated, reactions). Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlmodel import Session, col, select
 
 from syncer.fakes.jira import start_fake_jira
 from syncer.fakes.sentry import start_fake_sentry
+from syncer.fakes.slack import start_fake_slack
 from syncer.local.dev import EMBEDDED_BROKER, start_services, wait
 from syncer.settings import Settings
 from syncer.store import deliveries, links
 from syncer.store.engine import make_engine
-from syncer.store.schema import LinkState
+from syncer.store.schema import LinkState, SlackMessage
 
 POLICY = Path(__file__).parents[1] / "fakes" / "sandbox.toml"
 
@@ -67,6 +70,11 @@ STORY: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     (
+        "an experiment's error (notify: the channel examines it first)",
+        {"project": "experiments-pricing", "title": "ValueError: price below zero",
+         "culprit": "pricing.rules in apply"},
+    ),
+    (
         "an unowned error",
         {"project": "search-api", "title": "KeyError: 'query'", "culprit": "search.views in handle"},
     ),
@@ -87,8 +95,16 @@ def _watch(
     engine = make_engine(database_url)
     seen_links: set[int] = set()
     seen_ignored: set[int] = set()
+    notified: set[str] = set()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and len(seen_links) + len(seen_ignored) < expected:
+    while time.monotonic() < deadline and len(seen_links) + len(seen_ignored) + len(notified) < expected:
+        with Session(engine) as session:
+            posted = session.exec(select(SlackMessage.sentry_issue_id).where(
+                SlackMessage.action == "notify", col(SlackMessage.ts).is_not(None))).all()
+        for issue_id in posted:
+            if issue_id not in notified:
+                notified.add(issue_id)
+                _say(f"  no ticket yet: sentry issue {issue_id} waits in Slack for a person to ask for one")
         active = reversed(links.listed(engine, state=LinkState.ACTIVE, limit=_WATCHED))  # oldest first
         ignored = deliveries.ignored(engine, action="created")
         for link in active:
@@ -123,6 +139,9 @@ def run_sandbox(*, port: int, issues: int, keep_running: bool) -> int:
     jira.add_user("acc-driver", "Dee Driver", "driver@example.com")
     jira.add_user("acc-alice", "Alice", "alice@example.com")
     jira.add_user("acc-alice-smith", "Alice Smith", "alice.smith@example.com")
+    slack = start_fake_slack(bot_token=f"xoxb-{secrets.token_hex(12)}", signing_secret=secrets.token_hex(16))
+    # What a person watching the channels would see change, as it changes.
+    slack.watch(lambda change: _say(f"  slack {change}"))
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")},
         "SYNCER_CONFIG": str(POLICY),
@@ -141,17 +160,22 @@ def run_sandbox(*, port: int, issues: int, keep_running: bool) -> int:
         "SYNCER_JIRA_WEBHOOK_SECRET": jira_secret,
         "SYNCER_LOG_LEVEL": "WARNING",
         "SYNCER_CONSOLE_TOKEN": console_token,
+        "SYNCER_SLACK_BOT_TOKEN": slack.bot_token,
+        "SYNCER_SLACK_SIGNING_SECRET": slack.signing_secret,
+        "SYNCER_SLACK_URL": slack.url,
     }
     settings = Settings(
         database_url=env["SYNCER_DATABASE_URL"], broker_url=env["SYNCER_BROKER_URL"], config=POLICY
     )
     os.chdir(workdir)  # the embedded broker and beat schedule files live with the sandbox
-    _say(f"syncer sandbox: fake Sentry {sentry.url}, fake Jira {jira.url}, data in {workdir}")
+    _say(f"syncer sandbox: fake Sentry {sentry.url}, fake Jira {jira.url}, fake Slack {slack.url}, "
+         f"data in {workdir}")
     log = open(workdir / "services.log", "ab")  # noqa: SIM115 - open as long as the children run
     group, broker = start_services(settings, env, port=port, concurrency=4, log=log)
     web = f"http://127.0.0.1:{port}"
     sentry.webhooks.url = f"{web}/webhooks/sentry"
     jira.webhooks.url = f"{web}/webhooks/jira"
+    slack.events.url = f"{web}/webhooks/slack"
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -187,6 +211,7 @@ def run_sandbox(*, port: int, issues: int, keep_running: bool) -> int:
         group.stop()
         sentry.stop()
         jira.stop()
+        slack.stop()
         return 0
     _say("syncer sandbox: running; resolve or regress issues in the fakes, or press Ctrl-C to stop")
     sentry.webhooks.url = f"{web}/webhooks/sentry"
@@ -194,6 +219,7 @@ def run_sandbox(*, port: int, issues: int, keep_running: bool) -> int:
     code = wait(group)
     sentry.stop()
     jira.stop()
+    slack.stop()
     return code
 
 

@@ -68,6 +68,8 @@ def parse_issue(raw: Any) -> SentryIssue:
         priority=_priority(raw.get("priority")),
         status_details=dict(details) if isinstance(details, Mapping) else {},
         metadata=dict(metadata) if isinstance(metadata, Mapping) else {},
+        first_release=as_text(as_mapping(raw.get("firstRelease")).get("version"), 200),
+        last_release=as_text(as_mapping(raw.get("lastRelease")).get("version"), 200),
         annotations=_annotations(raw.get("annotations")),
     )
 

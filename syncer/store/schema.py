@@ -250,3 +250,40 @@ class Installation(SQLModel, table=True):
     seen_at: datetime = When(default_factory=utcnow)  # refreshed now and then while webhooks name it
     # When Sentry said `installation.deleted`; cleared by `installation.created` for the same uuid.
     deleted_at: datetime | None = When(default=None)
+
+
+class SlackMessage(SQLModel, table=True):
+    """An issue's message in its team's Slack channel: where it is (channel ID and ts, once
+    posted), what chose the team, what it last showed, and who acknowledged the issue there."""
+
+    __tablename__ = "slack_messages"
+    __table_args__ = (UniqueConstraint("channel_id", "ts", name="uq_slack_messages_channel_ts"),)
+
+    sentry_issue_id: str = Field(primary_key=True, max_length=40)
+    team: str = Field(max_length=200)
+    route: str = Field(default="", max_length=200)
+    action: str = Field(default="create", max_length=20)  # the route's: create | notify
+    channel: str = Field(max_length=200)  # as the policy names it
+    channel_id: str | None = Field(default=None, max_length=40)
+    ts: str | None = Field(default=None, max_length=40)  # None until posted
+    release: str = Field(default="", max_length=200, index=True)  # Sentry's first-seen release
+    # A hash of the text and blocks last sent: an update that would show the same is not sent.
+    shown: str = Field(default="", max_length=64)
+    regressions_told: int = 0  # thread replies about regressions posted so far
+    regressed_in: str = Field(default="", max_length=200, index=True)  # the release of its last regression
+    acknowledged_by: str = Field(default="", max_length=200)  # a Slack user ID
+    acknowledged_at: datetime | None = When(default=None)
+    created_at: datetime = When(default_factory=utcnow)
+    updated_at: datetime = When(default_factory=utcnow)
+
+
+class SlackRelease(SQLModel, table=True):
+    """A release's summary thread in one channel (release watch): posted once, then updated."""
+
+    __tablename__ = "slack_releases"
+
+    channel_id: str = Field(primary_key=True, max_length=40)
+    release: str = Field(primary_key=True, max_length=200)
+    ts: str | None = Field(default=None, max_length=40)
+    shown: str = Field(default="", max_length=64)
+    updated_at: datetime = When(default_factory=utcnow)

@@ -10,6 +10,7 @@ nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from syncer import logs
@@ -21,7 +22,7 @@ from syncer.sentry import webhooks as sentry_webhooks
 from syncer.sentry.webhooks import SentryEvent
 from syncer.store import installations
 from syncer.store.deliveries import Taken
-from syncer.sync import comments, forms, inbound, installation, outbound, tickets
+from syncer.sync import comments, forms, inbound, installation, outbound, slack, tickets
 from syncer.sync.outcome import Outcome
 
 SentryHandler = Callable[[Runtime, SentryEvent, str], Outcome]
@@ -57,13 +58,27 @@ def handle(rt: Runtime, delivery: Taken) -> Outcome:
             installations.seen(rt.engine, event.installation_uuid)  # writes only when new to this process
         if event.job is None:
             return Outcome.ignore(sentry_webhooks.unhandled(event.resource, event.action) or "")
-        return SENTRY_HANDLERS[event.job](rt, event, cause)
+        outcome = SENTRY_HANDLERS[event.job](rt, event, cause)
+        issue_id = event.issue.id if event.issue else event.issue_id
+        if issue_id and event.resource == "issue":
+            slack.after_sentry_event(rt, issue_id, action=event.action,
+                                     substatus=event.issue.substatus if event.issue else "",
+                                     own_echo=event.is_own_echo(rt.settings.sentry_app_id),
+                                     delivery_id=delivery.id)
+        return outcome
     if delivery.source == "jira":
         jira_event = jira_webhooks.parse_event(delivery.payload)
         logs.bind(jira_key=jira_event.ticket.key if jira_event.ticket else None)
         if jira_event.job is None:
             return Outcome.ignore(jira_webhooks.unhandled(jira_event.webhook_event) or "")
-        return JIRA_HANDLERS[jira_event.job](rt, jira_event, cause)
+        outcome = JIRA_HANDLERS[jira_event.job](rt, jira_event, cause)
+        if not outcome.ignored and jira_event.ticket is not None:
+            slack.after_ticket_change(rt, jira_event.ticket.id)
+        return outcome
+    if delivery.source == "slack":
+        return slack.on_act(rt, delivery.resource, delivery.payload, cause)
+    if delivery.source == slack.SOURCE:
+        return slack.run(rt, delivery.resource, delivery.payload, cause)
     return Outcome.ignore(f"unknown source {delivery.source!r}")
 
 
@@ -83,6 +98,9 @@ def subject(delivery: Taken) -> str:
             ticket = jira_webhooks.parse_event(delivery.payload).ticket
             if ticket is not None and ticket.key:
                 return f"{ticket.key}: {event_name}"
-    except PayloadError:
+        elif delivery.source == slack.SOURCE:
+            issue = json.loads(delivery.payload).get("issue", "?")
+            return f"slack {delivery.resource} of sentry issue {issue}"
+    except (PayloadError, ValueError, AttributeError):
         pass
     return f"{delivery.source} {event_name}".strip()

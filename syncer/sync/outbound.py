@@ -279,7 +279,7 @@ def _open_successor(
     """Supersede the old link and open (or adopt) a ticket for the issue through the usual path.
     Routing is asked first: an issue the policy now ignores keeps its old, closed ticket."""
     route = decide(issue, rt.policy, lambda: tickets.tags_for(rt, issue.id))
-    if route.action == "ignore" or route.target is None:
+    if not route.files_ticket:
         if fields:
             links.save(rt.engine, link.id, cause=cause, **fields)
         return Outcome.ignore(f"{decision.reason}, but route {route.route_name} now ignores the issue "

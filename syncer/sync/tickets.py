@@ -40,7 +40,7 @@ from syncer.sentry.webhooks import SentryEvent
 from syncer.store import installations, links, triage
 from syncer.store.links import ClaimRecord, LinkRecord
 from syncer.store.schema import LinkState, utcnow
-from syncer.sync import assignees
+from syncer.sync import assignees, slack
 from syncer.sync import fields as ticket_fields
 from syncer.sync.outcome import Outcome
 
@@ -75,6 +75,14 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     if decision.action == "ignore" or decision.target is None:
         triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=None, action="ignore")
         return Outcome.ignore(f"route {decision.route_name}: ignore ({decision.reason})")
+    # The team's channel hears of it first: its message is Slack work of its own (a Slack outage
+    # must not hold the ticket up), and it shows the ticket once there is one.
+    slack.on_routed(rt, issue, decision)
+    if decision.action == "notify":
+        triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=decision.team,
+                              action="notify")
+        return Outcome(f"route {decision.route_name}: notify {decision.slack_channel}, "
+                       "no ticket until asked for")
     return create_or_link(rt, issue, decision, installation_uuid=event.installation_uuid, cause=cause)
 
 
@@ -235,6 +243,7 @@ def create_or_link(
         links.release_claim(rt.engine, claim, created_nothing=created_nothing)
         raise
     finish_backlinks(rt, link, installation_uuid, cause)
+    slack.request(rt, issue.id, slack.REFRESH)  # its message, if it has one, shows the ticket
     return Outcome(note)
 
 

@@ -32,6 +32,7 @@ from syncer.jira import webhooks as jira_webhooks
 from syncer.payload import MAX_BODY_BYTES, Envelope
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.settings import Settings
+from syncer.slack import webhooks as slack_webhooks
 from syncer.store import deliveries, health, installations
 from syncer.web import console, sentry_ui
 from syncer.web.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
@@ -46,6 +47,9 @@ _SENTRY_HEADERS = frozenset(
     {b"content-length", b"sentry-hook-signature", b"sentry-hook-timestamp", b"sentry-hook-resource"}
 )
 _JIRA_HEADERS = frozenset({b"content-length", b"x-hub-signature", b"x-atlassian-webhook-identifier"})
+_SLACK_HEADERS = frozenset(
+    {b"content-length", b"content-type", b"x-slack-signature", b"x-slack-request-timestamp"}
+)
 
 
 def _headers(scope: Any, names: frozenset[bytes]) -> dict[bytes, bytes]:
@@ -124,6 +128,7 @@ def create_app(
         settings.sentry_client_secret.get_secret_value() if settings.sentry_client_secret else None
     )
     jira_secret = settings.jira_webhook_secret.get_secret_value() if settings.jira_webhook_secret else None
+    slack_secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
 
     publisher = Publisher(enqueue_many or one_by_one(enqueue))
     writer = DeliveryWriter(engine, on_stored=publisher.submit)
@@ -136,11 +141,13 @@ def create_app(
             child = counted[(source, result)] = metrics.WEBHOOKS.labels(source, result)
         child.inc()
 
-    store_seconds = {source: metrics.INTAKE_SECONDS.labels(source) for source in ("sentry", "jira")}
+    store_seconds = {source: metrics.INTAKE_SECONDS.labels(source) for source in ("sentry", "jira", "slack")}
 
     # A line per stored delivery at DEBUG only: at INFO it would cost intake CPU on every webhook.
     trace = logging.getLogger(__name__).isEnabledFor(logging.DEBUG)
-    retried_within = {"sentry": sentry_webhooks.RETRIED_WITHIN, "jira": jira_webhooks.RETRIED_WITHIN}
+    # Slack's event ids are unique for ever (its retries repeat them), so the key alone decides.
+    retried_within = {"sentry": sentry_webhooks.RETRIED_WITHIN, "jira": jira_webhooks.RETRIED_WITHIN,
+                      "slack": None}
 
     async def accept(source: str, key: str, envelope: Envelope, body: bytes) -> Response:
         started = time.perf_counter()
@@ -233,7 +240,38 @@ def create_app(
         key = jira_webhooks.delivery_key(_text(wanted.get(b"x-atlassian-webhook-identifier")), body)
         return await accept("jira", key, envelope, body)
 
+    async def slack_webhook(request: Request) -> Response:
+        wanted = _headers(request.scope, _SLACK_HEADERS)
+        if slack_secret is None:
+            count("slack", "not_configured")
+            return _problem(404, "Slack is not set up here (SYNCER_SLACK_SIGNING_SECRET is unset)")
+        try:
+            body = await _read_body(request, wanted.get(b"content-length"), MAX_BODY_BYTES)
+        except BodyTooLarge:
+            count("slack", "too_large")
+            return _problem(413, f"body over {MAX_BODY_BYTES} bytes")
+        if not slack_webhooks.verify(slack_secret, body, _text(wanted.get(b"x-slack-request-timestamp")),
+                                     _text(wanted.get(b"x-slack-signature"))):
+            count("slack", "bad_signature")
+            return _problem(401, "missing or invalid X-Slack-Signature, or X-Slack-Request-Timestamp "
+                                 "more than 5 minutes off")
+        try:
+            received = slack_webhooks.receive(_text(wanted.get(b"content-type")) or "", body)
+        except PayloadError as exc:
+            count("slack", "bad_json")
+            return _problem(400, str(exc))
+        if received.challenge is not None:
+            # The Events API's URL verification: nothing to store, the challenge echoed.
+            return Response(slack_webhooks.challenge_answer(received.challenge), status_code=200,
+                            media_type="application/json")
+        assert received.envelope is not None
+        answer = await accept("slack", received.key, received.envelope, body)
+        # Slack wants a 200 (any other status is a failure it retries); the body is not read.
+        answer.status_code = 200 if answer.status_code == 202 else answer.status_code
+        return answer
+
     app.add_route("/webhooks/sentry", sentry_webhook, methods=["POST"], include_in_schema=False)
+    app.add_route("/webhooks/slack", slack_webhook, methods=["POST"], include_in_schema=False)
     for path, endpoint, methods in sentry_ui.routes(settings, engine, writer.store):
         app.add_route(path, endpoint, methods=methods, include_in_schema=False)
     app.add_route("/webhooks/jira", jira_webhook, methods=["POST"], include_in_schema=False)

@@ -122,9 +122,10 @@ def _backfill_one(rt: Runtime, report: Report, issue: SentryIssue, installation_
             )
         )
         return
-    if route.action == "ignore" or route.target is None:
+    if not route.files_ticket:  # ignored, or left to a person in Slack (notify)
         report.backfill_ignored += 1
         return
+    assert route.target is not None  # files_ticket says so
     project = route.target.jira_project
     if report.dry_run:
         result, detail = BackfillResult.WOULD, f"create or link its ticket in {project}"

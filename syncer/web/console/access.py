@@ -86,6 +86,20 @@ class Access:
             )
         return access
 
+    def describe(self) -> str:
+        """One line for `syncer check-config`: whether the console is on, and who gets in how."""
+        if not self.enabled:
+            return "console: off (set SYNCER_CONSOLE_TOKEN or SYNCER_CONSOLE_TRUSTED_HEADER)"
+        ways = []
+        if self.has_login:
+            tokens = (("operator", self.operator_token), ("viewer", self.viewer_token))
+            roles = [name for name, token in tokens if token]
+            ways.append(f"token sign-in ({', '.join(roles)})")
+        if self.trusted_header:
+            ways.append(f"the proxy's {self.trusted_header} for {len(self.operators)} operator and "
+                        f"{len(self.viewers)} viewer pattern(s)")
+        return "console: on, " + "; ".join(ways)
+
     @property
     def enabled(self) -> bool:
         return bool(self.operator_token or self.viewer_token or self.trusted_header)
