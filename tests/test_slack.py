@@ -518,3 +518,28 @@ def test_notify_routes_without_slack_are_a_configuration_error(process_env: dict
     assert done.returncode != 0
     assert "SYNCER_SLACK_BOT_TOKEN is set but SYNCER_SLACK_SIGNING_SECRET is not" in done.stderr
     assert "xoxb-1" not in done.stdout + done.stderr
+
+
+def test_assign_to_me_acknowledges_and_says_why_nobody_was_assigned(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_slack: FakeSlack, engine: Engine
+) -> None:
+    issue = fake_sentry.file_issue(project="checkout-lab-api", title="LookupError: assign me")
+    message = _posted(fake_slack, "LookupError: assign me")
+    fake_slack.person_click("bob", CHANNEL, message["ts"], "assign_to_me")
+    line = wait_for(
+        lambda: next((a for a in audit_of(engine, issue["id"]) if a.action == "acknowledged"), None),
+        45,
+        what="the acknowledgement",
+    )
+    # The session's policy has no [people]: the e-mail of Bob's Slack profile finds nobody in Sentry.
+    assert "not assigned: bob@example.com is not in [people]" in line.detail
+    assert fake_slack.user_id("bob") in line.detail
+    assert fake_sentry.issue(issue["id"])["assignedTo"] is None
+    wait_for(
+        lambda: (
+            (m := _message(fake_slack, "LookupError: assign me"))
+            and f"<@{fake_slack.user_id('bob')}>" in json.dumps(m["blocks"])
+        ),
+        45,
+        what="the message to name who acknowledged",
+    )

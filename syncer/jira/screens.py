@@ -3,10 +3,14 @@
 `GET /issue/{key}/transitions?expand=transitions.fields` lists, for each transition, "the fields
 associated with the issue transition screen. Use this information to populate `fields` and `update`
 in a transition request" (Transition.fields: a map of field id -> FieldMetadata, with `required`,
-`schema`, `name`, `key`, `hasDefaultValue`, `allowedValues`; Atlassian's Jira REST v2 OpenAPI
-description, Get transitions). Only what the screen shows may be set: a field not on it is a 400, a
-required one left out is a 400 too. So the screen decides what the POST carries, and a required field
-the policy has no value for is said before anything is sent, with the values Jira would take.
+`schema`, `name`, `key`, `hasDefaultValue`, `allowedValues`; the `expand` "accepts
+transitions.fields, which returns information about the fields in the transition screen for each
+transition. Fields hidden from the screen are not returned": Atlassian's Jira REST v2 OpenAPI
+description, Get transitions,
+https://developer.atlassian.com/cloud/jira/platform/rest/v2/api-group-issues/#api-rest-api-2-issue-issueidorkey-transitions-get).
+Only what the screen shows may be set: a field not on it is a 400, a required one left out is a 400
+too. So the screen decides what the POST carries, and a required field the policy has no value for
+is said before anything is sent, with the values Jira would take.
 
 A FieldMetadata is the create screen's FieldCreateMetadata less `fieldId` (its `key` says it), so the
 create screen's reading and shapes serve here too (`syncer.jira.createmeta`, `syncer.core.fields`).

@@ -2,17 +2,20 @@
 
 Jira tells a caller only the transitions available from an issue's status now (Get transitions:
 "Returns either all transitions or a transition that can be performed by the user on an issue, based
-on the issue's status"; Atlassian's Jira REST v2 OpenAPI description), and reading a workflow itself
-needs an administrator. So the map is what syncer has seen: the transitions out of each status it has
-read, per project, issue type and status (the client's cache). Each step takes the first transition of
-the shortest known way to a target status; when the map holds no way yet, of the shortest way to a
-status whose transitions are not known, nearest in category to the target (To Do -> In Progress ->
-Done goes through In Progress). Pure: the client reads and moves, this decides.
+on the issue's status"; Atlassian's Jira REST v2 OpenAPI description,
+https://developer.atlassian.com/cloud/jira/platform/rest/v2/api-group-issues/#api-rest-api-2-issue-issueidorkey-transitions-get),
+and reading a workflow itself needs an administrator. So the map is what syncer has seen: the
+transitions out of each status it has read, per project, issue type and status (the client's cache).
+Each step takes the first transition of the shortest known way to a target status; when the map holds
+no way yet, of the shortest way to a status whose transitions are not known, nearest in category to
+the target (To Do -> In Progress -> Done goes through In Progress). Pure: the client reads and moves,
+this decides.
 
 Which statuses count as the target comes from the project's statuses (`GET /project/{key}/statuses`:
-"the valid statuses for a project ... grouped by issue type", which the Browse permission reads): the
-configured name when the workflow has it, else any status of the fallback category (a close: done,
-a reopen: new) that is not one to avoid (a won't-fix status would archive instead of resolve).
+"the valid statuses for a project ... grouped by issue type", which the Browse permission reads;
+https://developer.atlassian.com/cloud/jira/platform/rest/v2/api-group-projects/#api-rest-api-2-project-projectidorkey-statuses-get):
+the configured name when the workflow has it, else any status of the fallback category (a close:
+done, a reopen: new) that is not one to avoid (a won't-fix status would archive instead of resolve).
 """
 
 from __future__ import annotations

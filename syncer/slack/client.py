@@ -100,11 +100,6 @@ class SlackClient:
         profile = (answer.get("user") or {}).get("profile") or {}
         return str(profile.get("email") or "")
 
-    def user_name(self, user_id: str) -> str:
-        answer = self._call("users.info", user=user_id)
-        user = answer.get("user") or {}
-        return str(user.get("real_name") or user.get("name") or user_id)
-
     # ------------------------------------------------------------------ plumbing
 
     def _call(self, method: str, **args: Any) -> dict[str, Any]:
