@@ -104,3 +104,27 @@ def test_service_desk_comments_customers_see_are_never_copied(
         outcomes = [d.outcome for d in session.exec(select(Delivery).where(
             Delivery.resource == "comment_created", Delivery.state == DeliveryState.IGNORED)).all()]
     assert any("customer sees" in o for o in outcomes)
+
+
+def test_a_retried_note_finds_the_copy_it_made_before_instead_of_a_second(
+    pair: tuple[str, str], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    """A delivery whose Jira comment was made but whose answer was lost left its claim without
+    the copy's id; the next attempt finds the copy by its tag."""
+    from syncer.core import comments as copies
+    from syncer.store import comments
+
+    sentry_id, key = pair
+    ticket = fake_jira.issue(key)
+    assert ticket is not None
+    note_id = "1"  # the fake's first note on a fresh organisation
+    assert comments.claim(engine, origin="sentry", sentry_issue_id=sentry_id, jira_issue_id=ticket["id"],
+                          sentry_note_id=note_id) is not None
+    made_before = fake_jira.person_comment(key, f"Seen again {copies.sentry_tag(note_id)}")
+    note = fake_sentry.person_comment(sentry_id, "Seen again", by="alice@example.com")
+    assert note["id"] == note_id
+    wait_for(lambda: settled(engine) and (p := comments.of_sentry_note(engine, sentry_id, note_id))
+             and p.jira_comment_id, 30, what="the claim completed")
+    assert [c["id"] for c in fake_jira.comments(key)] == [made_before]
+    completed = comments.of_sentry_note(engine, sentry_id, note_id)
+    assert completed is not None and completed.jira_comment_id == made_before
