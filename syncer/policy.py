@@ -601,9 +601,21 @@ class PersonEntry(_Table):
     sentry: Annotated[str, Field(strict=True), AfterValidator(_sentry_user_id)] | None = None
 
 
+class CommentPolicy(_Table):
+    """`[comments]`: comments copied between a linked issue and its ticket (off unless asked for)."""
+
+    to_jira: StrictBool = False  # every Sentry comment (note) of a person becomes a Jira comment
+    # Jira comments to Sentry: "none", "marked" (only those containing `marker`), or "all".
+    to_sentry: Literal["none", "marked", "all"] = "none"
+    marker: Annotated[str, Field(strict=True, min_length=1, max_length=50)] = "#sentry"
+    # Jira Service Management comments visible to customers (jsdPublic on a service project): never
+    # copied unless this says so; internal ones follow `to_sentry`.
+    customer_visible_to_sentry: StrictBool = False
+
+
 class Policy(_Table):
     """The whole file: `[defaults]`, `[teams.*]`, `[[routes]]`, `[priorities]`, `[status]`, `[reconcile]`,
-    `[merges]`, `[slack]`, `[people]`."""
+    `[merges]`, `[slack]`, `[comments]`, `[people]`."""
 
     defaults: Defaults = Field(default_factory=Defaults)
     teams: dict[str, Team] = Field(default_factory=dict)
@@ -613,6 +625,7 @@ class Policy(_Table):
     reconcile: ReconcilePolicy = Field(default_factory=ReconcilePolicy)
     merges: MergePolicy = Field(default_factory=MergePolicy)
     slack: SlackPolicy = Field(default_factory=SlackPolicy)
+    comments: CommentPolicy = Field(default_factory=CommentPolicy)
     # E-mail -> the person's Jira account and Sentry id, tried before any e-mail search.
     people: dict[str, PersonEntry] = Field(default_factory=dict)
 

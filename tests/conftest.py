@@ -25,6 +25,7 @@ from syncer.store.engine import make_engine, session_scope
 from syncer.store.schema import (
     AccountCache,
     AuditEntry,
+    CommentPair,
     DeadLetter,
     Delivery,
     DeliveryState,
@@ -335,7 +336,7 @@ def worker_process(
 def clean_tables(engine: Engine) -> None:
     with session_scope(engine) as session:
         for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache, Installation, RoutedIssue,
-                      SlackMessage, SlackRelease):
+                      SlackMessage, SlackRelease, CommentPair):
             session.execute(delete(model))
 
 

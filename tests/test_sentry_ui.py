@@ -187,6 +187,20 @@ def test_create_form_with_a_team_the_policy_lacks_says_so(screens: FakeSentry, e
     assert link_of(engine, issue["id"]) is None
 
 
+def test_form_bodies_sentry_would_not_send_are_refused_with_a_message(
+    screens: FakeSentry, web: Any, engine: Engine
+) -> None:
+    from tests.conftest import sign_sentry
+
+    for body in (b"not json", b'{"fields": {}, "issueId": "abc"}', b"[]"):
+        answer = httpx.post(f"{web.url}{ui.CREATE}", content=body,
+                            headers={"Sentry-App-Signature": sign_sentry(body)}, timeout=10)
+        assert answer.status_code == 400, body
+        assert answer.json()["message"]
+    with Session(engine) as session:  # nothing stored, so nothing for a worker to file
+        assert session.exec(select(Delivery).where(Delivery.resource == ui.RESOURCE)).all() == []
+
+
 # --- issue-link: link -----------------------------------------------------------------------------
 
 
@@ -210,6 +224,20 @@ def test_ticket_search_and_link_form_link_both_ways_and_name_who(
     assert lines and "Carol Example" in lines[0].detail
     wait_for(lambda: fake_jira.remote_links(key), 15, what="the remote link on the ticket")
     assert len(tickets_for(fake_jira, issue["id"])) == 0  # nothing created
+
+
+def test_linking_a_ticket_another_issue_has_says_which(
+    screens: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    first = quietly_filed(screens, project="misc-app", title="KeyError")
+    taken = screens.screens.submit("create", first["id"], {"title": "KeyError", "team": "web"})
+    assert taken.status_code == 200
+    key = taken.json()["identifier"]
+    second = quietly_filed(screens, project="misc-app", title="TypeError")
+    answer = screens.screens.submit("link", second["id"], {"ticket": key})
+    assert answer.status_code == 400
+    assert answer.json()["message"] == f"{key} is already linked to Sentry issue {first['id']}"
+    assert link_of(engine, second["id"]) is None
 
 
 def test_ticket_search_says_so_when_jira_is_too_slow(screens: FakeSentry, fake_jira: FakeJira) -> None:

@@ -286,6 +286,10 @@ def test_only_members_of_the_channel_may_act(
     assert _tickets(fake_jira, issue["id"]) == []
     refused = next(a for a in audit_of(engine, issue["id"]) if a.action == "refused")
     assert fake_slack.user_id("dave") in refused.detail
+    from syncer.sync.links import format_detail  # what `syncer links show` prints
+
+    shown = format_detail(engine, issue["id"])
+    assert "no links" in shown and "slack   refused" in shown
 
     fake_slack.person_react("alice", CHANNEL, message["ts"], "eyes")
     wait_for(

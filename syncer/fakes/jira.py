@@ -191,12 +191,14 @@ class Project:
     unassignable: set[str] = field(default_factory=set)  # account ids that may not be assigned issues here
     next_number: int = 1
     default_workflow: Workflow | None = None  # what reset() goes back to
+    type_key: str = "software"  # projectTypeKey: software | service_desk | business
 
     def restore(self) -> None:
         if self.default_workflow is not None:
             self.workflow = copy.deepcopy(self.default_workflow)
         self.screen_fields.clear()
         self.unassignable.clear()
+        self.type_key = "software"
 
 
 @dataclass
@@ -205,6 +207,10 @@ class Comment:
     body: str
     author: User
     created: datetime
+    # jsdPublic: Cloud marks every comment public outside service projects; on a service project an
+    # agent's "internal note" is false (Jira Service Management's comment visibility).
+    public: bool = True
+    updated: datetime | None = None
 
 
 @dataclass
@@ -289,9 +295,9 @@ _SORT_KEYS: dict[str, Callable[[Issue], Any]] = {
     "project": lambda i: i.project.key,
     "summary": lambda i: i.summary,
 }
-# Jira's text search (`text ~ "..."`, `summary ~ "..."`) is Lucene's: the value's words must all be
-# found, as words or word prefixes, and Lucene's reserved characters are refused unless escaped
-# ("Search syntax for text fields", Atlassian's JQL documentation).
+# Jira's text search (`text ~ "..."`: summary, description, comments; here the first two) is
+# Lucene's: the value's words must all be found, as words or word prefixes, and Lucene's reserved
+# characters are refused unless escaped ("Search syntax for text fields", Atlassian's JQL docs).
 _LUCENE_RESERVED = re.compile(r"[+\-&|!(){}\[\]^~*?\\:/]")
 _WORDS = re.compile(r"\w+")
 
@@ -306,12 +312,9 @@ def _text_match(field_name: str, op: str, values: list[str]) -> Matcher:
                        "is a reserved JQL character. You must enclose it in a string or use the escape "
                        "'\\u0022' instead.")
     words = [w.lower() for w in _WORDS.findall(query)]
-    name = field_name.lower()
 
     def found(issue: Issue) -> bool:
-        parts = [issue.summary] if name == "summary" else [issue.description or ""] if name == "description" \
-            else [issue.summary, issue.description or ""]
-        text = [w.lower() for w in _WORDS.findall(" ".join(parts))]
+        text = [w.lower() for w in _WORDS.findall(f"{issue.summary} {issue.description or ''}")]
         hit = all(any(t.startswith(w) for t in text) for w in words)
         return hit if op == "~" else not hit
 
@@ -615,7 +618,7 @@ class JiraState:
     def project_json(self, project: Project, *, full: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
             "self": f"{self.base_url}/rest/api/2/project/{project.id}", "id": project.id, "key": project.key,
-            "name": project.name, "projectTypeKey": "software", "simplified": project.team_managed,
+            "name": project.name, "projectTypeKey": project.type_key, "simplified": project.team_managed,
             "style": "next-gen" if project.team_managed else "classic", "avatarUrls": {},
         }
         if full:
@@ -748,7 +751,7 @@ class JiraState:
             "self": f"{self.base_url}/rest/api/2/issue/{issue.id}/comment/{comment.id}", "id": comment.id,
             "author": self.user_json(comment.author), "body": comment.body,
             "updateAuthor": self.user_json(comment.author), "created": _jira_time(comment.created),
-            "updated": _jira_time(comment.created), "jsdPublic": True,
+            "updated": _jira_time(comment.updated or comment.created), "jsdPublic": comment.public,
         }
 
     def link_json(self, issue: Issue, link: RemoteLink) -> dict[str, Any]:
@@ -817,12 +820,12 @@ class JiraState:
             payload["comment"] = self.comment_json(issue, comment)
         self._emit(payload)
 
-    def _comment_event(self, issue: Issue, comment: Comment) -> None:
+    def _comment_event(self, issue: Issue, comment: Comment, event: str = "comment_created") -> None:
         if not self._wants_webhooks():
             return
         # Cloud's comment events carry a trimmed issue and no top-level user: the author is the actor.
         trimmed = self.issue_json(issue, {"summary", "issuetype", "project", "assignee", "status"})
-        self._emit({"timestamp": int(self.now().timestamp() * 1000), "webhookEvent": "comment_created",
+        self._emit({"timestamp": int(self.now().timestamp() * 1000), "webhookEvent": event,
                     "comment": self.comment_json(issue, comment), "issue": trimmed})
 
     # -- changes ------------------------------------------------------------------------------------
@@ -1213,17 +1216,42 @@ class JiraState:
                                 "status"))
         self._issue_event("jira:issue_updated", "issue_generic", issue, actor, items)
 
-    def comment(self, issue: Issue, text: Any, actor: User) -> Comment:
+    def comment(self, issue: Issue, text: Any, actor: User, *, public: bool = True) -> Comment:
         if not isinstance(text, str) or not text.strip():
             raise _field_errors({"comment": "Comment body can not be empty!"})
         if text_length(text) > TEXTAREA_LIMIT:
             raise _field_errors({"comment": TOO_LONG.format(TEXTAREA_LIMIT)})
-        comment = Comment(str(next(self._comment_ids)), text, actor, self.now())
+        comment = Comment(str(next(self._comment_ids)), text, actor, self.now(), public)
         issue.comments.append(comment)
         issue.updated = comment.created
         self._comment_event(issue, comment)
         self._issue_event("jira:issue_updated", "issue_commented", issue, actor, None, comment)
         return comment
+
+    def find_comment(self, issue: Issue, comment_id: str) -> Comment:
+        found = next((c for c in issue.comments if c.id == comment_id), None)
+        if found is None:
+            raise _not_found(f"Can not find a comment for the id: {comment_id}.")
+        return found
+
+    def edit_comment(self, issue: Issue, comment_id: str, text: Any, actor: User) -> Comment:
+        """`comment_updated`, and `jira:issue_updated` of type issue_comment_edited."""
+        comment = self.find_comment(issue, comment_id)
+        if not isinstance(text, str) or not text.strip():
+            raise _field_errors({"comment": "Comment body can not be empty!"})
+        comment.body, comment.updated = text, self.now()
+        issue.updated = comment.updated
+        self._comment_event(issue, comment, "comment_updated")
+        self._issue_event("jira:issue_updated", "issue_comment_edited", issue, actor, None, comment)
+        return comment
+
+    def delete_comment(self, issue: Issue, comment_id: str, actor: User) -> None:
+        """`comment_deleted` (with the comment as it was), and issue_comment_deleted."""
+        comment = self.find_comment(issue, comment_id)
+        issue.comments.remove(comment)
+        issue.updated = self.now()
+        self._comment_event(issue, comment, "comment_deleted")
+        self._issue_event("jira:issue_updated", "issue_comment_deleted", issue, actor, None, comment)
 
     def delete(self, issue: Issue, actor: User) -> None:
         self._unindex_labels(issue)
@@ -1371,7 +1399,7 @@ class JiraState:
                 return equality(field_name, op, people,
                                 lambda i: i.assignee.account_id if i.assignee else None,
                                 empty=lambda i: i.assignee is None)
-            if name in ("text", "summary", "description"):
+            if name == "text":
                 return _text_match(field_name, op, values)
             if name in ("updated", "created", "updateddate", "createddate"):
                 attr = "updated" if name.startswith("updated") else "created"
@@ -1521,6 +1549,8 @@ class JiraApp:
             Route(f"{api}/issue/{{key}}/assignee", self._wrap(self.assignee), methods=["PUT"]),
             Route(f"{api}/issue/{{key}}/transitions", self._wrap(self.transitions), methods=["GET", "POST"]),
             Route(f"{api}/issue/{{key}}/comment", self._wrap(self.comments), methods=["GET", "POST"]),
+            Route(f"{api}/issue/{{key}}/comment/{{comment_id}}", self._wrap(self.one_comment),
+                  methods=["GET", "PUT", "DELETE"]),
             Route(f"{api}/issue/{{key}}/remotelink", self._wrap(self.remote_links),
                   methods=["GET", "POST", "DELETE"]),
             Route(f"{api}/issue/{{key}}/remotelink/{{link_id}}", self._wrap(self.remote_link),
@@ -1753,6 +1783,19 @@ class JiraApp:
         page = issue.comments[start:start + size]
         return {"startAt": start, "maxResults": size, "total": len(issue.comments),
                 "comments": [self.state.comment_json(issue, c) for c in page]}
+
+    def one_comment(self, request: Request, body: Any) -> Any:
+        issue = self.state.bot_issue(request.path_params["key"])
+        comment_id = request.path_params["comment_id"]
+        if request.method == "GET":
+            return self.state.comment_json(issue, self.state.find_comment(issue, comment_id))
+        self.state.count_write(issue)
+        if request.method == "DELETE":
+            self.state.delete_comment(issue, comment_id, self.state.bot)
+            return Response(status_code=204)
+        text = body.get("body") if isinstance(body, Mapping) else None
+        edited = self.state.edit_comment(issue, comment_id, text, self.state.bot)
+        return self.state.comment_json(issue, edited)
 
     def remote_links(self, request: Request, body: Any) -> Any:
         issue = self.state.bot_issue(request.path_params["key"])
@@ -2210,9 +2253,26 @@ class FakeJira:
             user = self._state.users[account_id] if account_id else None
             self._state.assign(self._state.get_issue(key), user, self._actor(by))
 
-    def person_comment(self, key: str, body: str, *, by: str | None = None) -> None:
+    def person_comment(self, key: str, body: str, *, by: str | None = None, internal: bool = False) -> str:
+        """A person comments; `internal`: an agent's internal note on a service project (jsdPublic
+        false). Returns the comment's id."""
         with self._state.lock:
-            self._state.comment(self._state.get_issue(key), body, self._actor(by))
+            issue = self._state.get_issue(key)
+            return self._state.comment(issue, body, self._actor(by), public=not internal).id
+
+    def person_edit_comment(self, key: str, comment_id: str, body: str, *, by: str | None = None) -> None:
+        with self._state.lock:
+            self._state.edit_comment(self._state.get_issue(key), comment_id, body, self._actor(by))
+
+    def person_delete_comment(self, key: str, comment_id: str, *, by: str | None = None) -> None:
+        with self._state.lock:
+            self._state.delete_comment(self._state.get_issue(key), comment_id, self._actor(by))
+
+    def set_project_type(self, key: str, type_key: str) -> None:
+        """projectTypeKey of a project: "service_desk" makes it a Jira Service Management project,
+        whose public comments its customers see. reset() puts "software" back."""
+        with self._state.lock:
+            self._state.projects[key].type_key = type_key
 
     def person_edit(self, key: str, fields: Mapping[str, Any], *, by: str | None = None) -> None:
         """Any edit, in the REST body's shape (`{"labels": [...]}`, `{"summary": ...}`)."""

@@ -892,6 +892,36 @@ class JiraClient:
 
     # -- small writes --------------------------------------------------------------------------------
 
+    def post_comment(self, key: str, body: str) -> str:
+        """A comment; its id."""
+        answer = self._request("POST", COMMENTS.format(key=self._ref(key)), body={"body": body},
+                               what="comment")
+        comment_id = _str(answer.get("id")) if isinstance(answer, Mapping) else ""
+        if not comment_id:
+            raise TransientError("Jira answered a comment without its id")
+        return comment_id
+
+    def comment_ids_containing(self, key: str, text: str) -> list[str]:
+        """Ids of the ticket's comments (the first 100) whose body contains `text`."""
+        answer = self._request("GET", COMMENTS.format(key=self._ref(key)), params={"maxResults": 100},
+                               what="comments")
+        found = answer.get("comments") if isinstance(answer, Mapping) else None
+        comments = [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
+        return [_str(c.get("id")) for c in comments if text in str(c.get("body", ""))]
+
+    def edit_comment(self, key: str, comment_id: str, body: str) -> None:
+        self._request("PUT", f"{COMMENTS.format(key=self._ref(key))}/{self._ref(comment_id)}",
+                      body={"body": body}, what="comment")
+
+    def delete_comment(self, key: str, comment_id: str) -> None:
+        """Gone already (404) counts as done."""
+        try:
+            self._request("DELETE", f"{COMMENTS.format(key=self._ref(key))}/{self._ref(comment_id)}",
+                          what="comment")
+        except PermanentError as error:
+            if error.status != 404:
+                raise
+
     def add_comment(self, key: str, body: str) -> None:
         self._request("POST", COMMENTS.format(key=self._ref(key)), body={"body": body}, what="comment")
 

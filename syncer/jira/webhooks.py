@@ -37,12 +37,16 @@ class Job(StrEnum):
 
     TICKET_UPDATED = "ticket_updated"  # a transition, an edit or a comment: follow it in Sentry
     TICKET_DELETED = "ticket_deleted"  # the link is broken
+    COMMENT = "comment"  # written, edited or deleted: copied to Sentry when [comments] says so
 
 
 # webhookEvent -> the job. Each handler re-reads what it needs; the payload is a hint.
 HANDLED_EVENTS: Mapping[str, Job] = {
     "jira:issue_updated": Job.TICKET_UPDATED,
     "jira:issue_deleted": Job.TICKET_DELETED,
+    "comment_created": Job.COMMENT,
+    "comment_updated": Job.COMMENT,
+    "comment_deleted": Job.COMMENT,
 }
 # Events the webhook the README sets up sends that syncer does nothing with, and why. Anything in
 # neither table is ignored too, as an event syncer has no handler for.
@@ -133,6 +137,11 @@ class JiraEvent:
     ticket: JiraTicket | None = None
     changelog: tuple[ChangeItem, ...] = ()
     comment: str = ""
+    comment_id: str = ""
+    comment_author: str = ""  # the author's display name
+    # Jira Service Management: a comment the customer sees (jsdPublic on a service project's ticket).
+    # Every Cloud comment carries jsdPublic, true outside service projects too, so both are needed.
+    comment_customer_visible: bool = False
 
     @property
     def job(self) -> Job | None:
@@ -208,4 +217,13 @@ def parse_event(payload: Any) -> JiraEvent:
         ticket=ticket,
         changelog=changelog,
         comment=_text(comment.get("body"), 100_000),
+        comment_id=_text(comment.get("id"), 40),
+        comment_author=_text(as_mapping(comment.get("author")).get("displayName"), 200),
+        comment_customer_visible=(comment.get("jsdPublic") is True
+                                  and _project_type(raw_issue) == "service_desk"),
     )
+
+
+def _project_type(raw_issue: Any) -> str:
+    project = as_mapping(as_mapping(as_mapping(raw_issue).get("fields")).get("project"))
+    return _text(project.get("projectTypeKey"), 50)

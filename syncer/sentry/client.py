@@ -33,6 +33,7 @@ from syncer.errors import (
     classify_failure,
     classify_http,
 )
+from syncer.payload import as_mapping
 from syncer.ratelimit import Throttle
 from syncer.sentry.parse import parse_issue
 
@@ -284,6 +285,43 @@ class SentryClient:
             for item in self._list_pages(path, [("sort", "count"), ("per_page", str(BATCH_SIZE))])
             if isinstance(item, Mapping) and isinstance(item.get("value"), str)
         ]
+
+    def post_note(self, issue_id: str | int, text: str) -> str:
+        """A note; its id. A repeat of a note posted within the hour (Sentry refuses those) finds
+        the earlier one's id among the issue's notes."""
+        path = self.ISSUE_NOTES.format(org=self.org, issue_id=_issue_id(issue_id))
+        try:
+            answer = self._json("POST", path, json={"text": text})
+        except PermanentError as exc:
+            if exc.status == 400 and DUPLICATE_NOTE in str(exc):
+                found = self.note_ids_containing(issue_id, text)
+                if found:
+                    return found[0]
+            raise
+        note_id = str(answer.get("id", "")) if isinstance(answer, Mapping) else ""
+        if not note_id:
+            raise TransientError("Sentry answered a note without its id")
+        return note_id
+
+    def note_ids_containing(self, issue_id: str | int, text: str) -> list[str]:
+        """Ids of the issue's notes (its first page) whose text contains `text`."""
+        raw = self._json("GET", self.ISSUE_NOTES.format(org=self.org, issue_id=_issue_id(issue_id)))
+        items = raw if isinstance(raw, list) else []
+        return [str(item.get("id")) for item in items if isinstance(item, Mapping)
+                and text in str(as_mapping(item.get("data")).get("text", ""))]
+
+    def edit_note(self, issue_id: str | int, note_id: str, text: str) -> None:
+        path = self.ISSUE_NOTES.format(org=self.org, issue_id=_issue_id(issue_id))
+        self._request("PUT", f"{path}{_segment(note_id, 'note')}/", json={"text": text})
+
+    def delete_note(self, issue_id: str | int, note_id: str) -> None:
+        """Gone already (404) counts as done."""
+        path = self.ISSUE_NOTES.format(org=self.org, issue_id=_issue_id(issue_id))
+        try:
+            self._request("DELETE", f"{path}{_segment(note_id, 'note')}/")
+        except PermanentError as exc:
+            if exc.status != 404:
+                raise
 
     def add_note(self, issue_id: str | int, text: str) -> None:
         """Post a note (a comment) on the issue. Repeating a note already posted within the hour is

@@ -40,6 +40,7 @@ class Job(StrEnum):
     STATUS = "status"  # resolved or archived: close or mark the ticket
     FORM_CREATE = "form_create"  # the issue-link create form in Sentry's issue page
     FORM_LINK = "form_link"  # the issue-link link form: an existing ticket named by a person
+    COMMENT = "comment"  # a note written, edited or deleted: copied to Jira when [comments] says so
     INSTALLATION = "installation"  # installed or uninstalled: external-issue links go on or stop
 
 
@@ -54,6 +55,9 @@ HANDLED_EVENTS: Mapping[tuple[str, str], Job] = {
     ("event_alert", "triggered"): Job.ENSURE_TICKET,  # an alert rule with syncer as its action
     # Not webhooks: the submissions of Sentry's issue-link forms, stored in the inbox by the web's
     # screen endpoints (syncer.web.sentry_ui) so that the worker files them like any event.
+    ("comment", "created"): Job.COMMENT,
+    ("comment", "updated"): Job.COMMENT,
+    ("comment", "deleted"): Job.COMMENT,
     (RESOURCE, "create"): Job.FORM_CREATE,
     (RESOURCE, "link"): Job.FORM_LINK,
     ("installation", "created"): Job.INSTALLATION,
@@ -62,9 +66,6 @@ HANDLED_EVENTS: Mapping[tuple[str, str], Job] = {
 # Events Sentry sends an integration that syncer does nothing with, and why. Anything in neither
 # table is ignored too, as an event syncer has no handler for.
 IGNORED_EVENTS: Mapping[tuple[str, str], str] = {
-    ("comment", "created"): "Sentry comments are not synced",
-    ("comment", "updated"): "Sentry comments are not synced",
-    ("comment", "deleted"): "Sentry comments are not synced",
     ("error", "created"): "errors reach syncer as the issues they are grouped into",
     ("metric_alert", "critical"): "metric alerts name no issue",
     ("metric_alert", "warning"): "metric alerts name no issue",
@@ -180,6 +181,8 @@ class SentryEvent:
     # `event_alert`: the rule's saved syncer settings (`data.issue_alert.settings`), name -> value.
     alert_settings: Mapping[str, str] = field(default_factory=dict)
     form: FormRequest | None = None  # an issue-link form's submission
+    comment_id: str = ""  # `comment`: data.comment_id, the note's id
+    comment: str = ""  # `comment`: data.comment, the note's text (as it was, for `deleted`)
 
     @property
     def job(self) -> Job | None:
@@ -246,9 +249,12 @@ def parse_event(resource: str, payload: Any) -> SentryEvent:
         return base
     if resource == "comment":
         issue_id = _numeric_id(data.get("issue_id"))
-        if action in COMMENT_ACTIONS and issue_id is None:
-            raise PayloadError("comment without data.issue_id")
-        return replace(base, issue_id=issue_id)
+        comment_id = _numeric_id(data.get("comment_id"))
+        if action in COMMENT_ACTIONS and (issue_id is None or comment_id is None):
+            raise PayloadError("comment without data.issue_id or data.comment_id")
+        text = data.get("comment")
+        return replace(base, issue_id=issue_id, comment_id=comment_id or "",
+                       comment=text[:100_000] if isinstance(text, str) else "")
     if resource == "error":
         error = data.get("error")
         issue_id = _numeric_id(error.get("issue_id")) if isinstance(error, Mapping) else None

@@ -206,6 +206,26 @@ class RoutedIssue(SQLModel, table=True):
     decided_at: datetime = When(default_factory=utcnow, index=True)
 
 
+class CommentPair(SQLModel, table=True):
+    """A comment and its copy on the other side (policy `[comments]`), so that an edit or a deletion
+    follows the same copy, and a copy is never copied back."""
+
+    __tablename__ = "comment_pairs"
+    __table_args__ = (
+        UniqueConstraint("sentry_issue_id", "sentry_note_id", name="uq_comment_pairs_sentry"),
+        UniqueConstraint("jira_issue_id", "jira_comment_id", name="uq_comment_pairs_jira"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    sentry_issue_id: str = Field(max_length=40)
+    jira_issue_id: str = Field(max_length=40)
+    # The copy's id is NULL from the claim until the copy is made: NULLs never collide.
+    sentry_note_id: str | None = Field(default=None, max_length=40)
+    jira_comment_id: str | None = Field(default=None, max_length=40)
+    origin: str = Field(max_length=10)  # sentry | jira: where the person wrote it
+    created_at: datetime = When(default_factory=utcnow)
+
+
 class AccountCache(SQLModel, table=True):
     """A person (e-mail) → the Jira account that may be assigned issues in one project, resolved once
     and remembered (misses too, for a while, with why)."""

@@ -22,7 +22,7 @@ from syncer.sentry import webhooks as sentry_webhooks
 from syncer.sentry.webhooks import SentryEvent
 from syncer.store import installations
 from syncer.store.deliveries import Taken
-from syncer.sync import forms, inbound, installation, outbound, slack, tickets
+from syncer.sync import comments, forms, inbound, installation, outbound, slack, tickets
 from syncer.sync.outcome import Outcome
 
 SentryHandler = Callable[[Runtime, SentryEvent, str], Outcome]
@@ -34,6 +34,7 @@ SENTRY_HANDLERS: dict[sentry_webhooks.Job, SentryHandler] = {
     sentry_webhooks.Job.UNRESOLVED: outbound.on_sentry_unresolved,
     sentry_webhooks.Job.ASSIGNED: outbound.on_sentry_assigned,
     sentry_webhooks.Job.STATUS: outbound.on_sentry_status,
+    sentry_webhooks.Job.COMMENT: comments.on_sentry_comment,
     sentry_webhooks.Job.FORM_CREATE: forms.on_form_create,
     sentry_webhooks.Job.FORM_LINK: forms.on_form_link,
     sentry_webhooks.Job.INSTALLATION: installation.on_sentry_installation,
@@ -42,6 +43,7 @@ SENTRY_HANDLERS: dict[sentry_webhooks.Job, SentryHandler] = {
 JIRA_HANDLERS: dict[jira_webhooks.Job, JiraHandler] = {
     jira_webhooks.Job.TICKET_UPDATED: inbound.on_jira_issue_updated,
     jira_webhooks.Job.TICKET_DELETED: inbound.on_jira_issue_deleted,
+    jira_webhooks.Job.COMMENT: comments.on_jira_comment,
 }
 
 

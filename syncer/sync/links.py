@@ -73,9 +73,10 @@ def format_row(link: LinkRecord) -> str:
 
 def format_detail(engine: Engine, sentry_issue_id: str) -> str:
     found, entries = links.history(engine, sentry_issue_id)
-    if not found:
+    if not found and not entries:
         return f"sentry issue {sentry_issue_id}: no links"
-    lines = []
+    # An issue a notify route left to its channel has no link, but what people did in Slack is audited.
+    lines = [] if found else [f"sentry issue {sentry_issue_id}: no links"]
     for link in found:
         lines.append(format_row(link))
         lines.append(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from functools import cache
@@ -48,6 +49,7 @@ Store = Callable[[deliveries.Incoming], Awaitable[deliveries.Stored]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 POLL_SECONDS = 0.1
+_ERROR_KIND = re.compile(r"^[A-Za-z]+(?:Error|Refused): ")
 
 
 def _message(status: int, text: str) -> JSONResponse:
@@ -179,7 +181,10 @@ def routes(settings: Settings, engine: Engine, store: Store) -> list[tuple[str, 
             return JSONResponse({"webUrl": f"{settings.jira_url}/browse/{key}",
                                  "project": key.split("-")[0], "identifier": key})
         if record.state == DeliveryState.DEAD:
-            return _message(400, (record.last_error or "syncer could not file it")[:500])
+            # The dead letter's text names the error's kind first ("PermanentError: ..."): the
+            # person in Sentry reads the reason only.
+            reason = _ERROR_KIND.sub("", record.last_error or "") or "syncer could not file it"
+            return _message(400, reason[:500])
         return _message(409, record.outcome[:500] or "no ticket was filed for this issue")
 
     async def create(request: Request) -> Response:
