@@ -55,6 +55,11 @@ def test_route_explain_says_notify_and_names_the_channel() -> None:
     text = format_explanation(decide(issue, policy, lambda: {}), issue)
     assert "Result: notify team checkout in Slack, no ticket until someone asks for one there" in text
     assert f"channel     {CHANNEL}" in text
+    from syncer.cli.views import format_routing_table  # what check-config prints
+
+    table = format_routing_table(policy)
+    assert f"team checkout: notify {CHANNEL}, ticket when asked for: PAY" in table
+    assert f"team checkout: post to {CHANNEL}: PAY" in table
 
 
 POLICY_HEAD = '[defaults]\njira_project = "OPS"\n'
