@@ -589,3 +589,31 @@ def test_a_ticket_closed_in_jira_updates_the_message(
         45,
         what="the message to show the closed ticket",
     )
+
+
+def test_reconcile_posts_a_notify_issue_whose_webhook_was_lost(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_slack: FakeSlack, engine: Engine
+) -> None:
+    from syncer.runtime import Runtime
+    from syncer.settings import current_settings
+    from syncer.sync import reconcile
+    from syncer.worker import app as worker
+
+    fake_sentry.webhooks.enabled = False
+    try:
+        issue = fake_sentry.file_issue(project="checkout-lab-api", title="EOFError: webhook lost")
+    finally:
+        fake_sentry.webhooks.enabled = True
+    rt = Runtime(current_settings(), enqueue=worker.enqueue)
+    try:
+        first = reconcile.run(rt)
+        assert first.backfill_ignored == 1 and first.backfill == []  # no ticket: the route only notifies
+        message = _posted(fake_slack, "EOFError: webhook lost")
+        _settled(engine)
+        reconcile.run(rt)
+        _settled(engine)
+    finally:
+        rt.engine.dispose()
+    assert [m["ts"] for m in fake_slack.messages(CHANNEL) if "EOFError" in m["text"]] == [message["ts"]]
+    assert fake_slack.edits(CHANNEL, message["ts"]) == []
+    assert link_of(engine, issue["id"]) is None

@@ -435,6 +435,8 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 
     rt = _service_start(settings)
     worker.configure(settings)  # the sweep hands overdue deliveries to the broker
+    if not args.dry_run:
+        rt.enqueue = worker.enqueue  # Slack messages the backfill finds missing are handed out at once
 
     def progress(report: reconcile.Report) -> None:
         sys.stderr.write(f"\r{views.reconcile_progress(report)}")

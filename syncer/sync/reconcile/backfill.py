@@ -20,7 +20,8 @@ from syncer.errors import Busy, LockLost, SyncerError
 from syncer.locks import Renew
 from syncer.runtime import Runtime
 from syncer.store import links
-from syncer.sync import tickets
+from syncer.store import slack as slack_messages
+from syncer.sync import slack, tickets
 from syncer.sync.reconcile.report import BackfillResult, BackfillRow, Report
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,10 @@ def _backfill_one(rt: Runtime, report: Report, issue: SentryIssue, installation_
         return
     if not route.files_ticket:  # ignored, or left to a person in Slack (notify)
         report.backfill_ignored += 1
+        missing = route.action == "notify" and slack_messages.load(rt.engine, issue.id) is None
+        if missing and not report.dry_run:
+            # Its webhook was lost: the team's channel hears of it now, as it would have then.
+            slack.on_routed(rt, issue, route)
         return
     assert route.target is not None  # files_ticket says so
     project = route.target.jira_project
