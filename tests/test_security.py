@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import json
 import secrets
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ from sqlmodel import Session, select
 from syncer.fakes.base import Fault, WebhookInbox, compact_json, hmac_sha256_hex
 from syncer.fakes.jira import FakeJira, start_fake_jira
 from syncer.fakes.sentry import FakeSentry, start_fake_sentry
+from syncer.fakes.slack import start_fake_slack
 from syncer.jira.client import JiraClient
 from syncer.sentry import webhooks as sentry_webhooks
 from syncer.sentry.client import SentryClient
@@ -166,6 +168,8 @@ def test_no_secret_is_ever_printed_or_stored(
         "jira token": "jira-tok-" + secrets.token_hex(8),
         "jira webhook secret": "jira-whs-" + secrets.token_hex(8),
         "redis password": "redis-pw-" + secrets.token_hex(8),
+        "slack bot token": "xoxb-" + secrets.token_hex(8),
+        "slack signing secret": "slack-ss-" + secrets.token_hex(8),
     }
     database_url, pg_password = database_with_password
     if pg_password:
@@ -183,6 +187,7 @@ def test_no_secret_is_ever_printed_or_stored(
         token=known["jira token"], webhook_secret=known["jira webhook secret"], email=email
     )
     jira.add_user("acc-driver", "Dee Driver", "driver@example.com")
+    slack = start_fake_slack(bot_token=known["slack bot token"], signing_secret=known["slack signing secret"])
     migrate.upgrade(make_engine(database_url))
     port = free_port()
     env = environ_with(
@@ -203,6 +208,9 @@ def test_no_secret_is_ever_printed_or_stored(
             "SYNCER_RETRY_BACKOFF_CAP_SECONDS": "2",
             "SYNCER_SWEEP_EVERY_SECONDS": "2",
             "SYNCER_JIRA_SEARCH_LAG_SECONDS": "1",
+            "SYNCER_SLACK_BOT_TOKEN": known["slack bot token"],
+            "SYNCER_SLACK_SIGNING_SECRET": known["slack signing secret"],
+            "SYNCER_SLACK_URL": slack.url,
         }
     )
     web = SyncerProcess("web", ["web", "--host", "127.0.0.1", "--port", str(port)], env, tmp_path)
@@ -215,12 +223,19 @@ def test_no_secret_is_ever_printed_or_stored(
     ).start(ready_line=BEAT_READY, timeout=60)
     sentry.webhooks.url = f"{base}/webhooks/sentry"
     jira.webhooks.url = f"{base}/webhooks/jira"
+    slack.events.url = f"{base}/webhooks/slack"
     outputs: dict[str, str] = {}
     try:
         engine = make_engine(database_url)
         # 1. The happy path, so that every call a sync makes is made once.
         ok = sentry.file_issue(project="billing-api", title="all is well")
         wait_for(lambda: _linked(engine, ok["id"]), 60, what="an ordinary ticket")
+        # ... and an issue its team's Slack channel hears of, and a reaction on its message.
+        sentry.file_issue(project="checkout-lab-api", title="posted to Slack")
+        posted = wait_for(lambda: slack.messages("#payments-alerts"), 60, what="a Slack message")
+        slack.person_react("alice", "#payments-alerts", posted[0]["ts"], "eyes")
+        wait_for(lambda: "<@" in json.dumps(slack.messages("#payments-alerts")[0]["blocks"]), 60,
+                 what="the acknowledgement on the message")
 
         # 2. Both APIs refuse our credentials; 3. both echo our token back in their error bodies;
         # 4. Jira stays down until the retries run out. One at a time, each ending in a dead letter.
@@ -282,6 +297,9 @@ def test_no_secret_is_ever_printed_or_stored(
         ):
             assert httpx.post(f"{base}/webhooks/sentry", content=body, headers=headers).status_code == 401
         assert httpx.post(f"{base}/webhooks/jira?token=guess", content=b"{}").status_code == 401
+        forged = slack.sign(b"{}")
+        forged["X-Slack-Signature"] = "v0=" + "0" * 64
+        assert httpx.post(f"{base}/webhooks/slack", content=b"{}", headers=forged).status_code == 401
         assert (
             httpx.post(
                 f"{base}/webhooks/jira", content=b"{}", headers={"X-Hub-Signature": "sha256=" + "0" * 64}
@@ -325,6 +343,7 @@ def test_no_secret_is_ever_printed_or_stored(
         outputs["beat log"] = beat.output()
         sentry.stop()
         jira.stop()
+        slack.stop()
         broker.stop()
     assert (
         "Invalid token" in outputs["database"] or "401" in outputs["database"]

@@ -55,6 +55,11 @@ def test_route_explain_says_notify_and_names_the_channel() -> None:
     text = format_explanation(decide(issue, policy, lambda: {}), issue)
     assert "Result: notify team checkout in Slack, no ticket until someone asks for one there" in text
     assert f"channel     {CHANNEL}" in text
+    from syncer.cli.views import format_routing_table  # what check-config prints
+
+    table = format_routing_table(policy)
+    assert f"team checkout: notify {CHANNEL}, ticket when asked for: PAY" in table
+    assert f"team checkout: post to {CHANNEL}: PAY" in table
 
 
 POLICY_HEAD = '[defaults]\njira_project = "OPS"\n'
@@ -546,4 +551,41 @@ def test_assign_to_me_acknowledges_and_says_why_nobody_was_assigned(
         ),
         45,
         what="the message to name who acknowledged",
+    )
+
+
+def test_a_ticket_closed_in_jira_updates_the_message(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, fake_slack: FakeSlack, engine: Engine
+) -> None:
+    issue = fake_sentry.file_issue(project="checkout-api", title="MemoryError: closed in Jira")
+    link = wait_for(
+        lambda: (
+            (found := link_of(engine, issue["id"])) is not None
+            and found.state == LinkState.ACTIVE
+            and found.sentry_link_done
+            and found
+        ),
+        45,
+        what="the ticket",
+    )
+    wait_for(
+        lambda: (
+            (m := _message(fake_slack, "MemoryError: closed in Jira"))
+            and link.jira_key in json.dumps(m["blocks"])
+        ),
+        45,
+        what="the message to show the ticket",
+    )
+    _settled(engine)
+    fake_jira.person_transition(link.jira_key or "", "Done")
+    wait_for(
+        lambda: fake_sentry.issue(issue["id"])["status"] == "resolved", 45, what="Sentry resolved by Jira"
+    )
+    wait_for(
+        lambda: (
+            "Resolved, ticket closed"
+            in (_message(fake_slack, "MemoryError: closed in Jira") or {}).get("text", "")
+        ),
+        45,
+        what="the message to show the closed ticket",
     )

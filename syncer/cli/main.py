@@ -199,9 +199,10 @@ def slack_problems(settings: Settings, policy: Policy) -> list[str]:
     from syncer.core.routing import route_label
 
     problems = []
-    if (settings.slack_bot_token is None) != (settings.slack_signing_secret is None):
-        given, missing = (("SYNCER_SLACK_BOT_TOKEN", "SYNCER_SLACK_SIGNING_SECRET")
-                          if settings.slack_bot_token is not None
+    has_token = settings.slack_bot_token is not None
+    has_signing_key = settings.slack_signing_secret is not None
+    if has_token ^ has_signing_key:
+        given, missing = (("SYNCER_SLACK_BOT_TOKEN", "SYNCER_SLACK_SIGNING_SECRET") if has_token
                           else ("SYNCER_SLACK_SIGNING_SECRET", "SYNCER_SLACK_BOT_TOKEN"))
         problems.append(f"{given} is set but {missing} is not: Slack needs both")
     elif not settings.slack_enabled:

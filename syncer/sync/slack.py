@@ -139,7 +139,9 @@ def run(rt: Runtime, kind: str, payload: str, cause: str) -> Outcome:
         record = messages.load(rt.engine, issue_id)
         if record is None:
             return Outcome.ignore(f"sentry issue {issue_id} has no Slack message")
-        issue = rt.sentry.get_issue(issue_id)
+        issue = rt.sentry.find_issue(issue_id)
+        if issue is None:  # deleted in Sentry since: the message keeps what it last showed
+            return Outcome.ignore(f"Sentry has no issue {issue_id} any more (deleted)")
         if kind == REGRESSED:
             return _regressed(rt, client, record, issue)
         return _refresh(rt, client, record, issue)
