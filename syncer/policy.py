@@ -550,6 +550,14 @@ class MergePolicy(_Table):
     on_merge: Literal["move", "close"] = "move"
 
 
+class EnrichmentPolicy(_Table):
+    """`[enrichment]`: one comment on a linked ticket when its issue has grown, never per event."""
+
+    events_factor: Annotated[StrictInt, Field(ge=0)] = 0  # e.g. 10: when events reach ten times; 0: off
+    users_at: tuple[Annotated[StrictInt, Field(ge=1)], ...] = ()  # user counts worth a comment
+    min_hours_between: Annotated[StrictInt, Field(ge=0)] = 24  # per ticket
+
+
 class SlackPolicy(_Table):
     """`[slack]`: what people's reactions on an issue's message in its team's channel mean."""
 
@@ -615,7 +623,7 @@ class CommentPolicy(_Table):
 
 class Policy(_Table):
     """The whole file: `[defaults]`, `[teams.*]`, `[[routes]]`, `[priorities]`, `[status]`, `[reconcile]`,
-    `[merges]`, `[slack]`, `[comments]`, `[people]`."""
+    `[merges]`, `[slack]`, `[comments]`, `[enrichment]`, `[people]`."""
 
     defaults: Defaults = Field(default_factory=Defaults)
     teams: dict[str, Team] = Field(default_factory=dict)
@@ -626,6 +634,7 @@ class Policy(_Table):
     merges: MergePolicy = Field(default_factory=MergePolicy)
     slack: SlackPolicy = Field(default_factory=SlackPolicy)
     comments: CommentPolicy = Field(default_factory=CommentPolicy)
+    enrichment: EnrichmentPolicy = Field(default_factory=EnrichmentPolicy)
     # E-mail -> the person's Jira account and Sentry id, tried before any e-mail search.
     people: dict[str, PersonEntry] = Field(default_factory=dict)
 

@@ -336,3 +336,50 @@ def test_link_removed_on_sentrys_issue_page_is_undone_by_reconcile(
     lines = [a for a in audit_of(engine, issue["id"]) if a.action == "unlinked_in_sentry"]
     assert len(lines) == 1 and "unlinked on Sentry's issue page" in lines[0].detail
     assert reconcile.run(runtime).drift["unlinked_in_sentry"] == 0  # done once, not again
+
+
+# --- enrichment -----------------------------------------------------------------------------------
+
+
+def test_a_grown_issue_gets_one_comment_on_its_ticket_throttled(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    from syncer.runtime import Runtime
+    from syncer.settings import Settings, current_settings
+    from syncer.sync import reconcile
+
+    settings = Settings(**{**current_settings().model_dump(),
+                           "config": FIXTURES / "policies" / "enrichment.toml"})
+    rt = Runtime(settings)
+    issue = fake_sentry.file_issue(project="misc-app", title="KeyError", level="error")
+    wait_for(lambda: (link := link_of(engine, issue["id"])) is not None and link.sentry_link_done, 30,
+             what="the ticket")
+    link = link_of(engine, issue["id"])
+    assert link is not None and link.jira_key and link.noted_count == int(issue["count"])
+    key = link.jira_key
+    reconcile.run(rt)
+    assert fake_jira.comments(key) == []  # not grown: nothing said
+    fake_sentry.record_events(issue["id"], 9 * int(issue["count"]))
+    reconcile.run(rt)
+    [comment] = wait_for(lambda: fake_jira.comments(key), 10, what="the growth comment")
+    assert f"events {int(issue['count'])} -> {10 * int(issue['count'])} (x10)" in comment["body"]
+    assert any(a.action == "enriched" for a in audit_of(engine, issue["id"]))
+    fake_sentry.record_events(issue["id"], 1, new_users=150)  # past users_at, within the day
+    reconcile.run(rt)
+    assert len(fake_jira.comments(key)) == 1
+    rt.engine.dispose()
+
+
+def test_growth_marks_and_throttle() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from syncer.core.growth import growth
+    from syncer.policy import EnrichmentPolicy
+
+    policy = EnrichmentPolicy(events_factor=10, users_at=(100, 1000), min_hours_between=24)
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    said = {"noted_count": 50, "noted_users": 20, "noted_at": now - timedelta(hours=25), "now": now}
+    assert growth(policy, count=499, users=99, **said) is None
+    assert growth(policy, count=500, users=20, **said) == "events 50 -> 500 (x10)"
+    assert growth(policy, count=60, users=1500, **said) == "users reached 1,000 (now 1,500)"
+    assert growth(policy, count=5000, users=1500, **{**said, "noted_at": now - timedelta(hours=2)}) is None

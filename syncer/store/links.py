@@ -71,6 +71,9 @@ class LinkRecord:
     sentry_first_seen: datetime | None = None
     ticketed_at: datetime | None = None
     resolved_at: datetime | None = None
+    noted_count: int | None = None
+    noted_users: int | None = None
+    noted_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -325,6 +328,19 @@ def mark_backlinks(
                                    "sentry_link_done": sentry_link_done})
         if audit is not None:
             connection.execute(_AUDIT, dict(audit))
+
+
+def note_growth(engine: Engine, link: LinkRecord, *, count: int, users: int, commented: bool,
+                detail: str = "", cause: str = "") -> None:
+    """What the ticket now knows of the issue's events and users ([enrichment]); when it was told
+    in a comment, that comment's audit line. Neither side's sync watermarks move."""
+    values: dict[str, Any] = {"noted_count": count, "noted_users": users}
+    if commented:
+        values["noted_at"] = utcnow()
+    with engine.begin() as connection:
+        connection.execute(update(_links).where(_links.c.id == link.id).values(values))
+        if commented:
+            _append(connection, link, [("jira", "enriched", detail)], cause)
 
 
 def save(

@@ -112,6 +112,11 @@ class Link(SQLModel, table=True):
     sentry_first_seen: datetime | None = When(default=None)
     ticketed_at: datetime | None = When(default=None, index=True)
     resolved_at: datetime | None = When(default=None, index=True)
+    # The events and users when its ticket last heard of them ([enrichment]); NULL until
+    # reconciliation first sees the pair, which then only records them.
+    noted_count: int | None = Field(default=None)
+    noted_users: int | None = Field(default=None)
+    noted_at: datetime | None = When(default=None)
 
 
 class DeliveryState:

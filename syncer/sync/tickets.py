@@ -280,6 +280,9 @@ def _activate(
         "updated_at": now,
         "sentry_first_seen": issue.first_seen,
         "ticketed_at": now,
+        # What the new ticket says of the issue's size: [enrichment] compares later counts with it.
+        "noted_count": issue.count,
+        "noted_users": issue.user_count,
     }
     values["resolved_at"] = links.resolved_since(values["jira_status_category"], None, now)
     detail = (

@@ -10,8 +10,9 @@ from datetime import datetime
 from sqlalchemy.exc import SQLAlchemyError
 
 from syncer import logs
-from syncer.core import drift
+from syncer.core import drift, growth
 from syncer.core.issue import JiraTicket, SentryIssue
+from syncer.core.render import sentry_issue_url
 from syncer.errors import SyncerError
 from syncer.locks import Renew
 from syncer.runtime import Runtime
@@ -91,6 +92,30 @@ def _check(
     # After the repair: it checks the link is as its page saw it, and this may mark it.
     if issue is not None and ticket is not None and not (link.remote_link_done and link.sentry_link_done):
         _finish_backlinks(rt, report, link, issue, ticket, installation_uuid)
+    if issue is not None and ticket is not None and not report.dry_run \
+            and growth.enabled(rt.policy.enrichment):
+        _enrich(rt, report, link, issue, now)
+
+
+def _enrich(rt: Runtime, report: Report, link: LinkRecord, issue: SentryIssue, now: datetime) -> None:
+    """One comment on the ticket when its issue has grown past `[enrichment]`'s marks since the
+    ticket was last told (throttled per ticket); the first sight of a pair only records its counts."""
+    if link.noted_count is None or link.noted_users is None:
+        links.note_growth(rt.engine, link, count=issue.count, users=issue.user_count, commented=False)
+        return
+    reason = growth.growth(rt.policy.enrichment, count=issue.count, users=issue.user_count,
+                           noted_count=link.noted_count, noted_users=link.noted_users,
+                           noted_at=link.noted_at, now=now)
+    if reason is None or not link.jira_key:
+        return
+    url = sentry_issue_url(rt.settings.sentry_url, rt.settings.sentry_org or "", link.sentry_issue_id)
+    try:
+        rt.jira.add_comment(link.jira_key, f"The Sentry issue has grown: {reason}. [Open it in Sentry|{url}]")
+    except SyncerError as exc:
+        log.warning("reconcile: %s: growth comment not posted: %s", link.jira_key, exc)
+        return
+    links.note_growth(rt.engine, link, count=issue.count, users=issue.user_count, commented=True,
+                      detail=reason, cause=report.cause)
 
 
 def _unlinked_in_sentry(rt: Runtime, link: LinkRecord, issue: SentryIssue) -> bool:
