@@ -617,3 +617,34 @@ def test_reconcile_posts_a_notify_issue_whose_webhook_was_lost(
     assert [m["ts"] for m in fake_slack.messages(CHANNEL) if "EOFError" in m["text"]] == [message["ts"]]
     assert fake_slack.edits(CHANNEL, message["ts"]) == []
     assert link_of(engine, issue["id"]) is None
+
+
+def test_an_alert_rule_choosing_a_team_posts_to_that_teams_channel(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, fake_slack: FakeSlack, engine: Engine
+) -> None:
+    from syncer.sentry import ui
+
+    fake_sentry.screens.schema = ui.schema(load_policy(POLICY), "https://syncer.example.com")
+    saved = fake_sentry.screens.save_alert_rule("Page checkout", {"mode": "create", "team": "checkout"})
+    assert saved.status_code == 200, saved.text
+    fake_sentry.webhooks.enabled = False  # only the alert reaches syncer
+    try:
+        issue = fake_sentry.file_issue(project="misc-app", title="ArithmeticError: by alert")
+    finally:
+        fake_sentry.webhooks.enabled = True
+    fake_sentry.trigger_alert(issue["id"], rule="Page checkout")  # the routes would send it to [defaults]
+    link = wait_for(
+        lambda: (
+            (found := link_of(engine, issue["id"])) is not None and found.state == LinkState.ACTIVE and found
+        ),
+        45,
+        what="the alert's ticket",
+    )
+    wait_for(
+        lambda: (
+            (m := _message(fake_slack, "ArithmeticError: by alert"))
+            and link.jira_key in json.dumps(m["blocks"])
+        ),
+        45,
+        what="the message in the chosen team's channel",
+    )

@@ -53,7 +53,11 @@ RELEASE_LINES = 40  # issues a release summary reads titles for (it shows 20 of 
 def on_routed(rt: Runtime, issue: SentryIssue, decision: Decision) -> None:
     """An issue a route sent to a team (to Jira, or to its channel only): its message, if the team
     has a channel and Slack is set up."""
-    if rt.slack is None or not decision.slack_channel or decision.team is None:
+    if rt.slack is None or decision.team is None or decision.team not in rt.policy.teams:
+        return
+    # The team's own channel: an alert rule's settings may have chosen another team than the route.
+    channel = rt.policy.teams[decision.team].slack_channel
+    if not channel:
         return
     messages.ensure(
         rt.engine,
@@ -61,7 +65,7 @@ def on_routed(rt: Runtime, issue: SentryIssue, decision: Decision) -> None:
         team=decision.team,
         route=decision.route_name,
         action=decision.action,
-        channel=decision.slack_channel,
+        channel=channel,
     )
     request(rt, issue.id, REFRESH)
 
