@@ -123,7 +123,7 @@ def test_a_required_field_left_unset_is_a_dead_letter_in_jiras_words(
     issue = fake_sentry.file_issue(project="strict-api", title="ValueError: bad form")
     letter = wait_for(lambda: next(iter(letters(engine)), None), 30, what="a dead letter")
     error = letter.error
-    assert error.startswith("FieldsRefused: Jira refused the ticket in FRQ/Bug for its fields")
+    assert error.startswith("FieldsRefused: Jira refused (400) the ticket in FRQ/Bug for its fields")
     # Jira's words per field, the field's name and allowed values, and where to set it.
     root_cause = f'"Root cause" ({ID["root_cause"]}): Root cause is required.'
     assert f'{root_cause} (allowed: "Unknown", "Code", "Config")' in error

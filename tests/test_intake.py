@@ -186,10 +186,14 @@ def test_jira_signature_token_and_dedupe(clean: None, web: FakeServer, engine: E
 def test_webhook_routes_answer_like_the_rest_of_the_app(clean: None, web: FakeServer, engine: Engine) -> None:
     """The webhook routes are plain Starlette routes (docs/benchmarks.md): their answers, and the app's
     answers around them (wrong method, trailing slash), are what FastAPI routes gave."""
+    # The session's fakes may still be sending the echoes of an earlier test's changes to this web
+    # app: count only what this test sent.
     answer = post_sentry(web.url, load_fixture("sentry/issue_created.json"))
     assert answer.status_code == 202
     assert answer.headers["content-type"] == "application/json"
-    assert answer.content == b'{"delivery":%d,"duplicate":false}' % deliveries(engine, "sentry")[0].id
+    mine = answer.json()["delivery"]
+    assert answer.content == b'{"delivery":%d,"duplicate":false}' % mine
+    assert mine in {d.id for d in deliveries(engine, "sentry")}
     for path in ("/webhooks/sentry", "/webhooks/jira"):
         wrong = httpx.get(f"{web.url}{path}")
         assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
@@ -197,7 +201,7 @@ def test_webhook_routes_answer_like_the_rest_of_the_app(clean: None, web: FakeSe
     slash = httpx.post(f"{web.url}/webhooks/sentry/", content=b"{}")
     assert slash.status_code == 307 and slash.headers["location"].endswith("/webhooks/sentry")
     assert httpx.get(f"{web.url}/openapi.json").status_code == 404
-    assert len(deliveries(engine)) == 1
+    assert not [d for d in deliveries(engine) if d.payload.strip() == "{}"]  # the 307 stored nothing
 
 
 def test_health_ready_and_metrics(clean: None, web: FakeServer) -> None:

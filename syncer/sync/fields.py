@@ -77,7 +77,7 @@ def refused(rt: Runtime, exc: FieldsRefused, target: TicketTarget, prepared: Pre
         allowed = describe_allowed(found) if found is not None else ""
         parts.append(f"{label}: {words}" + (f" (allowed: {allowed})" if allowed else ""))
     message = (
-        f"Jira refused the ticket in {target.jira_project}/{target.issue_type} for its fields: "
+        f"Jira refused (400) the ticket in {target.jira_project}/{target.issue_type} for its fields: "
         + "; ".join(parts)
         + f". Set them under fields in {where}"
     )
