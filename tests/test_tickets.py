@@ -63,13 +63,23 @@ def wait_delivery_done(engine: Engine, timeout: float = 30, source: str = "sentr
     return wait_for(finished, timeout, what="every delivery to be processed")  # type: ignore[no-any-return]
 
 
+@pytest.fixture(params=["simple", "strict"])
+def workflow(request: pytest.FixtureRequest, fake_jira: FakeJira) -> str:
+    """PAY (where billing issues go) in the workflow under test: a ticket is created the same way in a
+    company-managed workflow as in the simple one. The fake's reset() puts the simple one back."""
+    if request.param == "strict":
+        fake_jira.set_workflow("PAY", "strict", rejected="Won't Do")
+    return str(request.param)
+
+
 @BOTH_DEPLOYMENTS
 def test_created_webhook_becomes_one_routed_ticket_linked_both_ways(
-    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+    stack: dict[str, Any], workflow: str, fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
     issue = fake_sentry.file_issue(project="billing-api", title="ZeroDivisionError: division by zero")
     ticket = wait_ticket(fake_jira, engine, issue["id"])
     assert ticket["project"] == "PAY"
+    assert ticket["status"] == "To Do"  # the workflow's initial status, in either workflow
     assert ticket["components"] == ["Billing"]
     assert ticket["assignee"] == "acc-driver"
     assert set(ticket["labels"]) >= {"sentry", f"sentry-{issue['id']}"}
@@ -91,7 +101,7 @@ def test_created_webhook_becomes_one_routed_ticket_linked_both_ways(
 
 @BOTH_DEPLOYMENTS
 def test_steady_state_costs_three_jira_calls_and_one_sentry_call(
-    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+    stack: dict[str, Any], workflow: str, fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
     warm = fake_sentry.file_issue(project="billing-api", title="first: resolves the assignee")
     wait_ticket(fake_jira, engine, warm["id"])
