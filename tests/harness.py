@@ -284,12 +284,13 @@ def letters(engine: Engine) -> list[DeadLetter]:
 
 @contextlib.contextmanager
 def private_stack(
-    engine: Engine, env: Mapping[str, str], sentry: Any, jira: Any, log_dir: Path, name: str
+    engine: Engine, env: Mapping[str, str], sentry: Any, jira: Any, log_dir: Path, name: str,
+    slack: Any = None,
 ) -> Iterator[tuple[SyncerProcess, redis.Redis]]:
     """A broker, web app and worker of a test module's own, for a policy or Sentry the session's
     worker does not have: `env` is that worker's environment (the session's, with the module's
-    changes); `sentry` and `jira` (fakes) send their webhooks here while it runs. Needs
-    redis-server (CI installs it)."""
+    changes); `sentry` and `jira` (fakes) send their webhooks here while it runs, and `slack` (a
+    fake, when given) its events. Needs redis-server (CI installs it)."""
     from syncer import metrics
     from syncer.fakes.base import FakeServer
     from syncer.settings import Settings, current_settings
@@ -306,6 +307,9 @@ def private_stack(
     web = FakeServer(app).start()
     hooks = (sentry.webhooks.url, jira.webhooks.url)
     sentry.webhooks.url, jira.webhooks.url = f"{web.url}/webhooks/sentry", f"{web.url}/webhooks/jira"
+    slack_events = slack.events.url if slack is not None else None
+    if slack is not None:
+        slack.events.url = f"{web.url}/webhooks/slack"
     proc: SyncerProcess | None = None
     try:
         proc = start_worker(name, overrides, log_dir, concurrency=4)
@@ -316,6 +320,8 @@ def private_stack(
             sentry.webhooks.url = hooks[0]
         if jira.webhooks.url == f"{web.url}/webhooks/jira":
             jira.webhooks.url = hooks[1]
+        if slack is not None and slack.events.url == f"{web.url}/webhooks/slack":
+            slack.events.url = slack_events
         if proc is not None:
             proc.stop()
         web.stop()

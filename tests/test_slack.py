@@ -648,3 +648,53 @@ def test_an_alert_rule_choosing_a_team_posts_to_that_teams_channel(
         45,
         what="the message in the chosen team's channel",
     )
+
+
+def test_a_notify_only_alert_rule_posts_to_the_teams_channel_and_files_nothing(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, fake_slack: FakeSlack, engine: Engine
+) -> None:
+    from syncer.sentry import ui
+
+    fake_sentry.screens.schema = ui.schema(load_policy(POLICY), "https://syncer.example.com")
+    saved = fake_sentry.screens.save_alert_rule("Tell checkout", {"mode": "notify", "team": "checkout"})
+    assert saved.status_code == 200, saved.text
+    fake_sentry.webhooks.enabled = False  # only the alert reaches syncer
+    try:
+        issue = fake_sentry.file_issue(project="misc-app", title="BufferError: notify only")
+    finally:
+        fake_sentry.webhooks.enabled = True
+    fake_sentry.trigger_alert(issue["id"], rule="Tell checkout")  # the routes would file it in [defaults]
+    message = _posted(fake_slack, "BufferError: notify only")
+    assert "create_ticket" in _buttons(message)  # the ticket waits for a person, as on a notify route
+    _settled(engine)
+    [alert] = [d for d in deliveries(engine) if d.resource == "event_alert"]
+    assert alert.state == DeliveryState.DONE and "notify #payments-alerts" in (alert.outcome or "")
+    assert _tickets(fake_jira, issue["id"]) == [] and link_of(engine, issue["id"]) is None
+
+
+def test_a_notify_only_alert_rule_for_a_team_without_a_channel_says_so(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, fake_slack: FakeSlack, engine: Engine
+) -> None:
+    from syncer.sentry import ui
+
+    fake_sentry.screens.schema = ui.schema(load_policy(POLICY), "https://syncer.example.com")
+    saved = fake_sentry.screens.save_alert_rule("Tell web", {"mode": "notify", "team": "web"})
+    assert saved.status_code == 200, saved.text
+    fake_sentry.webhooks.enabled = False
+    try:
+        issue = fake_sentry.file_issue(project="misc-app", title="BufferError: no channel")
+    finally:
+        fake_sentry.webhooks.enabled = True
+    fake_sentry.trigger_alert(issue["id"], rule="Tell web")
+    alert = wait_for(
+        lambda: next(
+            (d for d in deliveries(engine) if d.resource == "event_alert" and d.state == DeliveryState.DONE),
+            None,
+        ),
+        45,
+        what="the alert to be handled",
+    )
+    assert "team web has no slack_channel: nothing posted" in (alert.outcome or "")
+    _settled(engine)
+    assert _message(fake_slack, "BufferError: no channel") is None
+    assert _tickets(fake_jira, issue["id"]) == []

@@ -110,12 +110,11 @@ def parse_choices(values: Mapping[str, str], policy: Policy, *, where: str = "al
 def apply(decision: Decision, policy: Policy, issue: SentryIssue, choices: Choices) -> Decision:
     """The decision with the choices laid over it. A team chosen anew takes that team's target (the
     matched route's labels and fields were for the route's team, so they are left out); priority,
-    labels and assignee then replace or add to the target; "notify only" files nothing."""
+    labels and assignee then replace or add to the target. "Notify only" is the routes' `notify`
+    action: the team's channel hears of the issue, and the ticket waits for a person to ask for it."""
     if choices.empty:
         return decision
     said = choices.describe()
-    if choices.notify_only:
-        return replace(decision, action="ignore", target=None, reason=f"{decision.reason}; {said}")
     team = decision.team
     target = decision.target
     if choices.team and (choices.team != decision.team or target is None):
@@ -124,11 +123,20 @@ def apply(decision: Decision, policy: Policy, issue: SentryIssue, choices: Choic
         keep_route = route is not None and route.team == team
         target = ticket_target(policy, team, route if keep_route else None, issue.level, issue.priority)
     if target is None:  # the routes ignore the issue and no team was chosen: still nothing to file
-        return replace(decision, reason=f"{decision.reason}; {said} (no team chosen, so nothing filed)")
+        nothing = "posted" if choices.notify_only else "filed"
+        return replace(decision, action="ignore", target=None,
+                       reason=f"{decision.reason}; {said} (no team chosen, so nothing {nothing})")
     target = replace(
         target,
         priority=choices.priority or target.priority,
         labels=tuple(dict.fromkeys([*target.labels, *choices.labels])),
         assignee_email=choices.assignee or target.assignee_email,
     )
+    if choices.notify_only:
+        # [defaults] has no channel: an issue no route nor choice gave a team has nowhere to go.
+        if team is None:
+            return replace(decision, action="ignore", target=None,
+                           reason=f"{decision.reason}; {said} (no team, so nothing posted)")
+        return replace(decision, action="notify", team=team, target=target,
+                       slack_channel=policy.teams[team].slack_channel, reason=f"{decision.reason}; {said}")
     return replace(decision, action="create", team=team, target=target, reason=f"{decision.reason}; {said}")

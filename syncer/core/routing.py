@@ -112,11 +112,12 @@ class Decision:
         """Whether the route sends the issue to Jira now (notify waits for a person)."""
         return self.action == "create" and self.target is not None
 
-    def asked_for_ticket(self) -> Decision:
-        """The same route, once a person asked for the ticket (a notify route's "Create ticket")."""
+    def asked_for_ticket(self, where: str = "Slack") -> Decision:
+        """The same route, once a person asked for the ticket (a notify route's "Create ticket", or
+        Sentry's create form)."""
         if self.action != "notify":
             return self
-        return replace(self, action="create", reason=f"{self.reason}; ticket asked for in Slack")
+        return replace(self, action="create", reason=f"{self.reason}; ticket asked for in {where}")
 
 
 def decide(issue: SentryIssue, policy: Policy, tags: Callable[[], Tags]) -> Decision:

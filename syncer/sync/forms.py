@@ -44,6 +44,8 @@ def on_form_create(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
                              rt.policy, issue, chosen)
     if decision.target is None:  # the routes ignore it, yet a person asked for a ticket
         decision = _defaults(rt, decision, issue, chosen)
+    # A notify route (or "notify only") waits for a person to ask: this form is that person.
+    decision = decision.asked_for_ticket(where=f"Sentry by {who}")
     description = form.fields.get("description", "").strip()
     return tickets.create_or_link(rt, issue, decision, installation_uuid=form.installation_uuid,
                                   cause=f"{cause} by {who}"[:200], description=description or None)

@@ -81,6 +81,9 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     if decision.action == "notify":
         triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=decision.team,
                               action="notify")
+        if not decision.slack_channel:
+            return Outcome(f"route {decision.route_name}: notify, but team {decision.team} has no "
+                           "slack_channel: nothing posted, no ticket until asked for")
         return Outcome(f"route {decision.route_name}: notify {decision.slack_channel}, "
                        "no ticket until asked for")
     return create_or_link(rt, issue, decision, installation_uuid=event.installation_uuid, cause=cause)
