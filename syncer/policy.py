@@ -556,6 +556,9 @@ class EnrichmentPolicy(_Table):
     events_factor: Annotated[StrictInt, Field(ge=0)] = 0  # e.g. 10: when events reach ten times; 0: off
     users_at: tuple[Annotated[StrictInt, Field(ge=1)], ...] = ()  # user counts worth a comment
     min_hours_between: Annotated[StrictInt, Field(ge=0)] = 24  # per ticket
+    # A comment naming a release the issue is first seen in since its ticket was told (from the
+    # alert or issue webhook that names it: no extra Sentry call), once per release.
+    new_release: StrictBool = False
 
 
 class SlackPolicy(_Table):

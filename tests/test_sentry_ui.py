@@ -23,7 +23,7 @@ from syncer.policy import load_policy
 from syncer.sentry import ui
 from syncer.store.schema import Delivery, DeliveryState, LinkState
 from tests.conftest import FIXTURES
-from tests.harness import audit_of, link_of, links_of, wait_for
+from tests.harness import audit_of, deliveries, link_of, links_of, wait_for
 
 POLICY = FIXTURES / "policies" / "service.toml"
 
@@ -368,6 +368,26 @@ def test_a_grown_issue_gets_one_comment_on_its_ticket_throttled(
     reconcile.run(rt)
     assert len(fake_jira.comments(key)) == 1
     rt.engine.dispose()
+
+
+def test_a_new_release_says_nothing_when_new_release_is_off(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
+) -> None:
+    issue = fake_sentry.file_issue(project="misc-app", title="KeyError", level="error", release="1.0")
+    wait_for(lambda: (link := link_of(engine, issue["id"])) is not None and link.sentry_link_done, 30,
+             what="the ticket")
+    link = link_of(engine, issue["id"])
+    assert link is not None and link.jira_key
+    for release in ("1.0", "2.0"):
+        fake_sentry.trigger_alert(issue["id"], release=release)
+    def alerts() -> list[Delivery]:
+        return [d for d in deliveries(engine, "sentry")
+                if d.resource == "event_alert" and f'"issue_id":"{issue["id"]}"' in d.payload]
+
+    wait_for(lambda: len(alerts()) == 2 and all(d.state not in DeliveryState.UNFINISHED for d in alerts()),
+             60, what="the alerts")
+    assert fake_jira.comments(link.jira_key) == []
+    assert link_of(engine, issue["id"]).noted_release is None  # type: ignore[union-attr]
 
 
 def test_growth_marks_and_throttle() -> None:

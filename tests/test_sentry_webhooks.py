@@ -192,6 +192,18 @@ def test_event_alert_triggered() -> None:
     assert event.issue is None
     assert event.issue_id == "4100000005"
     assert event.rule == "Page on-call for new billing errors"
+    assert event.release == "billing-api@2.14.0"  # from its tags: the body has no `release` key
+
+
+def test_event_alert_release_from_the_event_or_its_sentry_release_tag() -> None:
+    payload = fixture("event_alert_triggered")
+    event = payload["data"]["event"]
+    event["tags"] = [["sentry:release", "billing-api@3.0.0"]]
+    assert parse_event("event_alert", payload).release == "billing-api@3.0.0"
+    event["release"] = "billing-api@3.0.1"
+    assert parse_event("event_alert", payload).release == "billing-api@3.0.1"
+    event["release"], event["tags"] = None, [["release"], "junk", ["level", "error"]]
+    assert parse_event("event_alert", payload).release == ""  # names none: nothing to tell
 
 
 @pytest.mark.parametrize(

@@ -24,5 +24,15 @@ def growth(policy: EnrichmentPolicy, *, count: int, users: int, noted_count: int
     return "; ".join(reasons) or None
 
 
+def release_news(policy: EnrichmentPolicy, *, release: str, noted_release: str, noted_at: datetime | None,
+                 now: datetime) -> bool:
+    """Whether the ticket should be told its issue is seen in `release`: `new_release` is on, the
+    release is not the one it was last told of, and it was not told anything `min_hours_between` ago."""
+    if not policy.new_release or not release or release == noted_release:
+        return False
+    return noted_at is None or now - noted_at >= timedelta(hours=policy.min_hours_between)
+
+
 def enabled(policy: EnrichmentPolicy) -> bool:
+    """Whether reconciliation compares counts (`new_release` is the webhooks' work, not its)."""
     return policy.events_factor > 1 or bool(policy.users_at)

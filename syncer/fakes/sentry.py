@@ -586,19 +586,26 @@ class FakeSentry:
 
     def trigger_alert(
         self, issue_id: str | int, rule: str = "Send a notification for high priority issues", *,
-        legacy: bool | None = None,
+        legacy: bool | None = None, release: str | None = None,
     ) -> dict[str, Any]:
         """An event of the issue fires an issue-alert rule whose action is our integration:
         `event_alert.triggered` with `data.event` (issue_id, issue_url, web_url, ...) and the rule.
+        `release`: the version the event names (its `release` and `sentry:release` tag, as the
+        stored event has them; the issue's `lastRelease` from then on).
         `legacy` (default: the `legacy_event_alerts` switch) sends the body of Sentry before January
         2022, which has no `issue_id`: getsentry/sentry#31222 added it to `_webhook_event_data`, so
         older self-hosted versions name the issue only in `issue_url` (.../api/0/issues/<id>/) and
         `web_url`."""
         with self._lock:
             issue = self._get(issue_id)
+            if release is not None:
+                issue.last_release = release
             self._new_event(issue)
             event_id = uuid.uuid4().hex
             slug = issue.project.slug
+            tags = [[key, values[0].value] for key, values in issue.tags.items() if values]
+            if issue.last_release:
+                tags.append(["sentry:release", issue.last_release])
             event = {
                 "event_id": event_id,
                 "issue_id": str(issue.id),
@@ -616,9 +623,11 @@ class FakeSentry:
                 "message": "",
                 "datetime": iso(issue.last_seen),
                 "timestamp": issue.last_seen / 1000,
-                "tags": [[key, values[0].value] for key, values in issue.tags.items() if values],
+                "tags": tags,
                 "location": issue.culprit,
             }
+            if issue.last_release:
+                event["release"] = issue.last_release
             if self.legacy_event_alerts if legacy is None else legacy:
                 del event["issue_id"]
             data: dict[str, Any] = {"event": event, "triggered_rule": rule}

@@ -183,6 +183,9 @@ class SentryEvent:
     form: FormRequest | None = None  # an issue-link form's submission
     comment_id: str = ""  # `comment`: data.comment_id, the note's id
     comment: str = ""  # `comment`: data.comment, the note's text (as it was, for `deleted`)
+    # The release the event names ([enrichment] `new_release`): an alert's event's, or an issue
+    # webhook's `lastRelease` when it carries one; "" when it names none.
+    release: str = ""
 
     @property
     def job(self) -> Job | None:
@@ -234,7 +237,8 @@ def parse_event(resource: str, payload: Any) -> SentryEvent:
         alert = data.get("issue_alert")
         settings = settings_values(alert.get("settings")) if isinstance(alert, Mapping) else {}
         return replace(base, issue_id=issue_id, rule=rule[:500] if isinstance(rule, str) else "",
-                       alert_settings=settings)
+                       alert_settings=settings,
+                       release=_event_release(event) if isinstance(event, Mapping) else "")
     if resource == RESOURCE:
         form = parse_form(action, data)  # the web stores {"action", "data": <the form body>}
         return replace(base, issue_id=form.issue_id, form=form, actor=form.actor,
@@ -268,6 +272,21 @@ def parse_event(resource: str, payload: Any) -> SentryEvent:
 # /organizations/<slug>/). Anchored on /api/0/ and /issues/ so a self-hosted path prefix is no matter.
 _ISSUE_URL_ID = re.compile(r"/api/0/issues/([0-9]{1,20})/")
 _WEB_URL_ID = re.compile(r"/issues/([0-9]{1,20})(?:/|$|\?)")
+
+
+def _event_release(event: Mapping[str, Any]) -> str:
+    """The release version an alert's event names. `_webhook_event_data` sends the stored event
+    (`event.data`): its `release` is the version, and its tags keep it as `sentry:release` (the
+    API's `release` tag), so a body without the top-level key is read from its tags."""
+    release = event.get("release")
+    if isinstance(release, str) and release.strip():
+        return release.strip()[:200]
+    tags = event.get("tags")
+    for tag in tags[:200] if isinstance(tags, list) else ():
+        if isinstance(tag, (list, tuple)) and len(tag) == 2 and tag[0] in ("sentry:release", "release") \
+                and isinstance(tag[1], str) and tag[1].strip():
+            return tag[1].strip()[:200]
+    return ""
 
 
 def _alert_issue_id(event: Mapping[str, Any]) -> str | None:
@@ -304,6 +323,7 @@ def _issue_event(base: SentryEvent, action: str, data: Mapping[str, Any]) -> Sen
         issue_id=issue.id if issue else None,
         resolution_type=resolution[:50] if isinstance(resolution, str) else "",
         assignee=assignee,
+        release=issue.last_release if issue else "",
     )
 
 

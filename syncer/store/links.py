@@ -74,6 +74,7 @@ class LinkRecord:
     noted_count: int | None = None
     noted_users: int | None = None
     noted_at: datetime | None = None
+    noted_release: str | None = None
 
 
 @dataclass(frozen=True)
@@ -341,6 +342,31 @@ def note_growth(engine: Engine, link: LinkRecord, *, count: int, users: int, com
         connection.execute(update(_links).where(_links.c.id == link.id).values(values))
         if commented:
             _append(connection, link, [("jira", "enriched", detail)], cause)
+
+
+def note_release(engine: Engine, link: LinkRecord, release: str, *, telling: bool) -> bool:
+    """Record `release` as the one the ticket knows its issue was seen in ([enrichment]
+    `new_release`), only if the link still holds the release it was read with: of two deliveries
+    naming one release, one wins and tells. `telling` also starts the ticket's throttle. False: lost."""
+    values: dict[str, Any] = {"noted_release": release[:200]}
+    if telling:
+        values["noted_at"] = utcnow()
+    held = _links.c.noted_release
+    unchanged = held.is_(None) if link.noted_release is None else held == link.noted_release
+    with engine.begin() as connection:
+        result = connection.execute(update(_links).where(_links.c.id == link.id, unchanged).values(values))
+    return bool(result.rowcount)
+
+
+def release_told(engine: Engine, link: LinkRecord, release: str, *, told: bool, cause: str = "") -> None:
+    """After `note_release(telling=True)`: the comment's audit line, or, when it could not be posted,
+    the link back as it was so that the next delivery naming the release tries again."""
+    with engine.begin() as connection:
+        if told:
+            _append(connection, link, [("jira", "enriched", f"seen in release {release}")], cause)
+        else:
+            connection.execute(update(_links).where(_links.c.id == link.id)
+                               .values(noted_release=link.noted_release, noted_at=link.noted_at))
 
 
 def save(

@@ -117,6 +117,9 @@ class Link(SQLModel, table=True):
     noted_count: int | None = Field(default=None)
     noted_users: int | None = Field(default=None)
     noted_at: datetime | None = When(default=None)
+    # The last release the ticket was told the issue was seen in (`new_release`); NULL until a
+    # webhook first names one, which then only records it.
+    noted_release: str | None = Field(default=None, max_length=200)
 
 
 class DeliveryState:

@@ -40,7 +40,7 @@ from syncer.sentry.webhooks import SentryEvent
 from syncer.store import installations, links, triage
 from syncer.store.links import ClaimRecord, LinkRecord
 from syncer.store.schema import LinkState, utcnow
-from syncer.sync import assignees, slack
+from syncer.sync import assignees, enrichment, slack
 from syncer.sync import fields as ticket_fields
 from syncer.sync.outcome import Outcome
 
@@ -64,6 +64,9 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         if link.unreachable_since is not None:  # its back-links would answer 404 too: wait for it
             return Outcome.ignore(f"ticket unreachable: {link.jira_key} answers 404; nothing done")
         finish_backlinks(rt, link, event.installation_uuid, cause)
+        told = enrichment.on_release_seen(rt, link, event.release, cause)
+        if told is not None:
+            return Outcome(f"already linked; {told}")
         return Outcome.ignore(f"already linked to {link.jira_key}")
     # The webhook's issue is current as of the event; event alerts carry none, so read it.
     issue = event.issue or rt.sentry.get_issue(issue_id)
@@ -286,6 +289,7 @@ def _activate(
         # What the new ticket says of the issue's size: [enrichment] compares later counts with it.
         "noted_count": issue.count,
         "noted_users": issue.user_count,
+        "noted_release": issue.last_release or None,  # known when the issue was read from Sentry
     }
     values["resolved_at"] = links.resolved_since(values["jira_status_category"], None, now)
     detail = (
