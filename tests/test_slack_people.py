@@ -18,6 +18,7 @@ from syncer.fakes.slack import FakeSlack
 from tests.conftest import FIXTURES, clean_redis
 from tests.harness import SyncerProcess, audit_of, private_stack, wait_for
 from tests.test_slack import CHANNEL, _posted
+from tests.test_tickets import wait_ticket
 
 PEOPLE = """
 
@@ -37,7 +38,9 @@ def people_worker(
 ) -> Iterator[tuple[SyncerProcess, redis.Redis]]:
     where = tmp_path_factory.mktemp("slack-people")
     policy = Path(where) / "policy.toml"
-    policy.write_text((FIXTURES / "policies" / "service.toml").read_text() + PEOPLE)
+    service = (FIXTURES / "policies" / "service.toml").read_text()
+    assert "\n[status]\n" in service
+    policy.write_text(service.replace("\n[status]\n", "\n[status]\nassignee_to_jira = true\n") + PEOPLE)
     env = {**process_env, "SYNCER_CONFIG": str(policy)}
     with private_stack(engine, env, fake_sentry, fake_jira, where, "slack-people-worker",
                        slack=fake_slack) as stack:
@@ -46,13 +49,15 @@ def people_worker(
 
 @pytest.fixture
 def people(clean: None, people_worker: tuple[SyncerProcess, redis.Redis], fake_sentry: FakeSentry,
-           fake_slack: FakeSlack) -> Iterator[None]:
+           fake_jira: FakeJira, fake_slack: FakeSlack) -> Iterator[None]:
     clean_redis(people_worker[1])
     # The same people in Sentry, so that Sentry accepts them as assignees.
     fake_sentry.add_user("Bob", "bob@example.com")
     fake_sentry.add_user("Alice", "alice@example.com")
+    fake_jira.add_user("bob-jira", "Bob", "bob@example.com")
     yield
     fake_sentry.reset()
+    fake_jira.reset()
     fake_slack.reset()
 
 
@@ -90,3 +95,19 @@ def test_assign_to_me_assigns_the_clicker_and_a_second_click_moves_it(
         45, what="the second click's audit line",
     )
     assert "assigned in Sentry to bob@example.com" in again.detail
+
+
+def test_eyes_on_a_ticketed_issue_assigns_the_ticket_too(
+    people: None, fake_sentry: FakeSentry, fake_jira: FakeJira, fake_slack: FakeSlack, engine: Engine
+) -> None:
+    # status.assignee_to_jira is on: Sentry's echo of syncer's own assignment is left alone, so the
+    # ticket follows from the reaction itself.
+    issue = fake_sentry.file_issue(project="checkout-api", title="LookupError: ticket follows")
+    key = wait_ticket(fake_jira, engine, issue["id"], timeout=60)["key"]
+    message = _posted(fake_slack, "LookupError: ticket follows")
+    fake_slack.person_react("bob", CHANNEL, message["ts"], "eyes")
+    wait_for(lambda: fake_jira.issue(key)["assignee"] == "bob-jira", 45,  # type: ignore[index]
+             what="the ticket to be assigned to Bob's Jira account")
+    assert _assignee_email(fake_sentry, issue["id"]) == "bob@example.com"
+    line = next(a for a in audit_of(engine, issue["id"]) if a.action == "acknowledged")
+    assert f"assigned from Slack: assign {key} to bob@example.com" in line.detail

@@ -59,6 +59,12 @@ def on_sentry_assigned(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     )
     if not decision.assign:
         return Outcome.ignore(decision.reason)
+    return assign_ticket(rt, link, decision.email, decision.reason, cause=cause)
+
+
+def assign_ticket(rt: Runtime, link: LinkRecord, email: str, reason: str, *, cause: str) -> Outcome:
+    """Assign the link's ticket to the person with this e-mail (their Jira account through [people]
+    or Jira's own search), once Sentry's issue is theirs."""
     with link_lock(rt, link.id):
         fresh = _active(rt, link)
         if fresh is None:
@@ -67,28 +73,28 @@ def on_sentry_assigned(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
         if ticket is None:
             return Outcome.ignore(unreachable_note(fresh))
         project = ticket.project_key or (ticket.key.split("-")[0] if ticket.key else "")
-        account = assignees.resolve(rt, decision.email, project)
+        account = assignees.resolve(rt, email, project)
         if account.account_id is None:
-            why = f"assigned to {decision.email} in Sentry, who has no Jira account Jira would accept: " \
+            why = f"assigned to {email} in Sentry, who has no Jira account Jira would accept: " \
                   f"{account.reason}; {ticket.key} keeps its assignee"
             assignees.left_unassigned(rt, account.problem)
             links.save(rt.engine, fresh.id, cause=cause, changes=[("jira", "assign_skipped", why)])
             return Outcome.ignore(why)
         if ticket.assignee_account_id == account.account_id:
-            return Outcome.ignore(f"{ticket.key} is assigned to {decision.email} already")
+            return Outcome.ignore(f"{ticket.key} is assigned to {email} already")
         try:
             rt.jira.assign(ticket.key, account.account_id)
         except PermanentError as exc:
             words = assignees.refused(exc)
             if words is None:
                 raise
-            assignees.forget(rt, decision.email, project)
+            assignees.forget(rt, email, project)
             assignees.left_unassigned(rt, assignees.REFUSED)
-            why = f"assignee {decision.email} refused by Jira: {words}; {ticket.key} keeps its assignee"
+            why = f"assignee {email} refused by Jira: {words}; {ticket.key} keeps its assignee"
             links.save(rt.engine, fresh.id, cause=cause, changes=[("jira", "assign_refused", why)])
             return Outcome.ignore(why)
-        links.save(rt.engine, fresh.id, cause=cause, changes=[("jira", "assigned", decision.reason)])
-    return Outcome(decision.reason)
+        links.save(rt.engine, fresh.id, cause=cause, changes=[("jira", "assigned", reason)])
+    return Outcome(reason)
 
 
 def on_sentry_status(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:

@@ -311,7 +311,7 @@ def _acknowledge(
     first = messages.acknowledge(rt.engine, record.sentry_issue_id, act.user)
     note = f"acknowledged by {act.user} ({act.what})" if first else f"{act.what} by {act.user}"
     if assign:
-        note += "; " + _assign(rt, client, record.sentry_issue_id, act.user)
+        note += "; " + _assign(rt, client, record.sentry_issue_id, act.user, cause)
     messages.audit(
         rt.engine,
         record.sentry_issue_id,
@@ -323,7 +323,7 @@ def _acknowledge(
     return Outcome(note)
 
 
-def _assign(rt: Runtime, client: SlackClient, issue_id: str, user: str) -> str:
+def _assign(rt: Runtime, client: SlackClient, issue_id: str, user: str, cause: str) -> str:
     """Assign the Sentry issue to the Slack user, found in [people] by their profile's e-mail."""
     email = client.user_email(user)
     if not email:
@@ -332,7 +332,17 @@ def _assign(rt: Runtime, client: SlackClient, issue_id: str, user: str) -> str:
     if person is None:
         return f"not assigned: {email} is not in [people]"
     rt.sentry.update_issue(issue_id, assigned_to=person.sentry_ref)
-    return f"assigned in Sentry to {email}"
+    note = f"assigned in Sentry to {email}"
+    link = links.live(rt.engine, issue_id)
+    if rt.policy.status.assignee_to_jira and link is not None and link.state == LinkState.ACTIVE:
+        # Sentry's `issue.assigned` echo of our own change is left alone: the ticket follows here.
+        from syncer.sync import outbound
+
+        followed = outbound.assign_ticket(
+            rt, link, person.email, f"assigned from Slack: assign {link.jira_key} to {email}", cause=cause
+        )
+        note += f"; {followed.note}"
+    return note
 
 
 def _ticket(rt: Runtime, record: messages.MessageRecord, act: SlackAct, cause: str) -> Outcome:
