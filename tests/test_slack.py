@@ -23,7 +23,7 @@ from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.fakes.slack import FakeSlack
 from syncer.policy import load_policy, parse_policy
-from syncer.store.schema import DeliveryState, LinkState
+from syncer.store.schema import DeliveryState, Link, LinkState
 from tests.harness import audit_of, deliveries, link_of, wait_for
 
 CHANNEL = "#payments-alerts"
@@ -223,6 +223,27 @@ def _settled(engine: Engine) -> None:
     )
 
 
+def _shown_with_its_ticket(engine: Engine, fake_slack: FakeSlack, issue_id: str, title: str) -> Link:
+    """The issue's active, back-linked ticket once the channel's message shows it and the inbox is idle."""
+    link: Link = wait_for(
+        lambda: (
+            (found := link_of(engine, issue_id)) is not None
+            and found.state == LinkState.ACTIVE
+            and found.sentry_link_done
+            and found
+        ),
+        45,
+        what=f"the ticket of {issue_id}",
+    )
+    wait_for(
+        lambda: (m := _message(fake_slack, title)) and link.jira_key in json.dumps(m["blocks"]),
+        45,
+        what="the message to show the ticket",
+    )
+    _settled(engine)
+    return link
+
+
 def _tickets(fake_jira: FakeJira, issue_id: str) -> list[dict[str, Any]]:
     return [i for i in fake_jira.issues() if f"sentry-{issue_id}" in i["labels"]]
 
@@ -316,25 +337,7 @@ def test_resolve_from_slack_resolves_sentry_closes_the_ticket_and_updates_the_me
     engine: Engine,
 ) -> None:
     issue = fake_sentry.file_issue(project="checkout-api", title="TimeoutError: payment gateway")
-    link = wait_for(
-        lambda: (
-            (found := link_of(engine, issue["id"])) is not None
-            and found.state == LinkState.ACTIVE
-            and found.sentry_link_done
-            and found
-        ),
-        45,
-        what="the ticket of a create route",
-    )
-    wait_for(
-        lambda: (
-            (m := _message(fake_slack, "TimeoutError: payment gateway"))
-            and link.jira_key in json.dumps(m["blocks"])
-        ),
-        45,
-        what="the message to show the ticket",
-    )
-    _settled(engine)
+    link = _shown_with_its_ticket(engine, fake_slack, issue["id"], "TimeoutError: payment gateway")
     message = _message(fake_slack, "TimeoutError: payment gateway")
     assert message is not None
     edits_before = len(fake_slack.edits(CHANNEL, message["ts"]))
@@ -558,25 +561,7 @@ def test_a_ticket_closed_in_jira_updates_the_message(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, fake_slack: FakeSlack, engine: Engine
 ) -> None:
     issue = fake_sentry.file_issue(project="checkout-api", title="MemoryError: closed in Jira")
-    link = wait_for(
-        lambda: (
-            (found := link_of(engine, issue["id"])) is not None
-            and found.state == LinkState.ACTIVE
-            and found.sentry_link_done
-            and found
-        ),
-        45,
-        what="the ticket",
-    )
-    wait_for(
-        lambda: (
-            (m := _message(fake_slack, "MemoryError: closed in Jira"))
-            and link.jira_key in json.dumps(m["blocks"])
-        ),
-        45,
-        what="the message to show the ticket",
-    )
-    _settled(engine)
+    link = _shown_with_its_ticket(engine, fake_slack, issue["id"], "MemoryError: closed in Jira")
     fake_jira.person_transition(link.jira_key or "", "Done")
     wait_for(
         lambda: fake_sentry.issue(issue["id"])["status"] == "resolved", 45, what="Sentry resolved by Jira"

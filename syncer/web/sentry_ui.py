@@ -141,12 +141,19 @@ def routes(settings: Settings, engine: Engine, store: Store) -> list[tuple[str, 
         return JSONResponse([{"label": f"{key}: {summary}" if summary else key, "value": key}
                              for key, summary in found])
 
-    async def form(request: Request, action: str) -> Response:
+    async def verified(request: Request) -> bytes | Response:
+        """The body of a request that Sentry signed, or the answer that refuses it."""
         body = await read(request)
         if body is None:
             return _message(413, f"body over {MAX_BODY_BYTES} bytes")
         if not signed(request, body):
             return _message(401, "missing or invalid Sentry-App-Signature")
+        return body
+
+    async def form(request: Request, action: str) -> Response:
+        body = await verified(request)
+        if isinstance(body, Response):
+            return body
         try:
             parsed = ui.parse_form(action, body)
             if action == "create":
@@ -194,11 +201,9 @@ def routes(settings: Settings, engine: Engine, store: Store) -> list[tuple[str, 
         return await form(request, "link")
 
     async def alert_rule(request: Request) -> Response:
-        body = await read(request)
-        if body is None:
-            return _message(413, f"body over {MAX_BODY_BYTES} bytes")
-        if not signed(request, body):
-            return _message(401, "missing or invalid Sentry-App-Signature")
+        body = await verified(request)
+        if isinstance(body, Response):
+            return body
         try:
             payload = decode_object(body)
             chosen = choices.parse_choices(choices.settings_values(payload.get("fields")), policy())
