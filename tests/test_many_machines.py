@@ -198,7 +198,12 @@ def test_two_webs_and_two_workers_race_the_same_deliveries_one_ticket_each_nothi
     wait_for(all_linked, 180, interval=0.25, what=f"all {ISSUES} issues linked both ways")
     # Jira's webhooks about the tickets are deliveries too: all of them sent before "all processed".
     assert fake_jira.webhooks.drain(timeout=60)
-    wait_for(all_finished, 120, interval=0.25, what="every delivery processed")
+    try:
+        wait_for(all_finished, 120, interval=0.25, what="every delivery processed")
+    except AssertionError as exc:
+        unfinished = [(r.id, r.source, r.state, r.attempts, r.due_at, r.last_error)
+                      for r in deliveries(engine) if r.state in DeliveryState.UNFINISHED]
+        raise AssertionError(f"{exc}; unfinished: {unfinished}") from None
 
     sentry_rows = deliveries(engine, "sentry")
     assert {r.id for r in sentry_rows} == stored_ids  # every delivery stored once, none besides

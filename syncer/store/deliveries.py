@@ -377,7 +377,8 @@ def finish(engine: Engine, delivery_id: int, *, ignored: bool, outcome: str) -> 
 
 def postpone(engine: Engine, delivery_id: int, *, until: datetime, error: str, counted: bool = True) -> None:
     """A transient failure: back to the queue, due again at `until` (the sweeper respects that).
-    Not `counted` (a wait for our own rate limit's turn): the attempt `take` counted is given back."""
+    Not `counted` (a wait for our own rate limit's turn, or for another worker's hold on the
+    issue): the attempt `take` counted is given back."""
     values: dict[str, Any] = {"state": DeliveryState.QUEUED, "due_at": until, "started_at": None,
                               "last_error": storable(error, 2000)}
     if not counted:

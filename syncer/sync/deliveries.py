@@ -13,7 +13,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from syncer import logs
-from syncer.errors import PermanentError, SyncerError, Throttled, TransientError, classify_failure
+from syncer.errors import Busy, PermanentError, SyncerError, Throttled, TransientError, classify_failure
 from syncer.metrics import Metric
 from syncer.retry import GiveUp, delivery_policy
 from syncer.runtime import Runtime
@@ -61,7 +61,7 @@ def _process(rt: Runtime, delivery_id: int) -> Step:
     except Exception as exc:
         # Ours as raised; the database or Redis out of reach as `errors.FAILURES` maps them.
         failure = exc if isinstance(exc, SyncerError) else classify_failure(exc)
-        if isinstance(failure, Throttled):
+        if isinstance(failure, Throttled | Busy):
             return _queued(rt, delivery, _describe(exc), failure.retry_after or 0.0)
         if isinstance(failure, TransientError):
             return _later(rt, delivery, _describe(exc), failure.retry_after)
@@ -97,8 +97,11 @@ def _later(rt: Runtime, delivery: deliveries.Taken, error: str, retry_after: flo
 
 
 def _queued(rt: Runtime, delivery: deliveries.Taken, error: str, turn_in: float) -> Step:
-    """Our own rate limit's next turn is too far off to wait for in this thread: due again then, the
-    attempt given back (a throttled backlog is a queue, not a failure), unless past the window."""
+    """Our own rate limit's next turn is too far off to wait for in this thread, or another worker
+    holds the issue (its lock or its claim) right now: due again then, the attempt given back (a
+    throttled backlog, like a turn behind another worker, is a queue, not a failure, and must not
+    back off as failures do: deliveries racing for one issue would wait minutes after it is done),
+    unless past the window."""
     policy = delivery_policy(rt.settings)
     elapsed = _elapsed(delivery)
     attempts = delivery.attempts - 1  # this one does not count
