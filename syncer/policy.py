@@ -497,6 +497,11 @@ class ReconcilePolicy(_Table):
     # of them (0 hours: reconciliation leaves dead letters to people).
     dead_letter_retry_after_hours: Count = 6
     dead_letter_retry_cap: Count = 20
+    # Each run reads what changed on either side since the last one, plus the next slice of every
+    # link (in id order): the slices cover every link once in this many hours, given
+    # `interval_minutes`. The pass catches what no change read can see (a ticket deleted or moved
+    # out of the policy's projects, an issue resolved without its webhook).
+    full_pass_hours: Annotated[StrictInt, Field(ge=1, le=24 * 90)] = 24
 
     @field_validator("lookback_hours")
     @classmethod

@@ -31,6 +31,7 @@ from syncer.store.schema import (
     DeliveryState,
     Installation,
     Link,
+    ReconcileCursor,
     RoutedIssue,
     SlackMessage,
     SlackRelease,
@@ -336,7 +337,7 @@ def worker_process(
 def clean_tables(engine: Engine) -> None:
     with session_scope(engine) as session:
         for model in (DeadLetter, AuditEntry, Delivery, Link, AccountCache, Installation, RoutedIssue,
-                      SlackMessage, SlackRelease, CommentPair):
+                      SlackMessage, SlackRelease, CommentPair, ReconcileCursor):
             session.execute(delete(model))
 
 

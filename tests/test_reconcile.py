@@ -80,10 +80,14 @@ def seed_pairs(
     sentry_status: str = "unresolved",
     jira_status: str = "To Do",
     project: str = "PAY",
+    last_seen: datetime | None = None,
 ) -> list[Pair]:
     """`n` linked pairs, in sync: both fakes seeded without webhooks, the links stored as syncer
-    would have left them after its last sync."""
-    ids = fake_sentry.seed_issues(n, project="billing-api", status=sentry_status, first_seen=LONG_AGO)
+    would have left them after its last sync. `last_seen`: the issues' last event (default: now)."""
+    seen = {} if last_seen is None else {"last_seen": last_seen}
+    ids = fake_sentry.seed_issues(
+        n, project="billing-api", status=sentry_status, first_seen=LONG_AGO, **seen
+    )
     made = fake_jira.seed_tickets(
         project, n, status=jira_status, labels=lambda k: ["sentry", f"sentry-{ids[k]}"]
     )
@@ -859,7 +863,7 @@ def test_calls_are_two_per_hundred_links_and_the_clients_count_them(
     fake_sentry.calls.reset()
     fake_jira.calls.reset()
 
-    report = reconcile.run(rt)
+    report = reconcile.run(rt, full=True)  # every link, as runs read before they were incremental
 
     pages = math.ceil(n / 100)
     assert report.links_checked == n and report.drifted == 0

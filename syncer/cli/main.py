@@ -448,6 +448,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
             dry_run=args.dry_run,
             enqueue=None if args.dry_run else worker.enqueue,
             progress=progress if sys.stderr.isatty() else None,
+            full=args.full,
         )
     except Busy as exc:
         if args.json:
@@ -616,6 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconcile", help="repair drift between linked pairs, backfill missed tickets, sweep")
     p.add_argument("--dry-run", action="store_true", help="print the drift and the repairs; change nothing")
     p.add_argument("--json", action="store_true", help="the report as JSON, for machines")
+    p.add_argument("--full", action="store_true",
+                   help="read every link, not only what changed and the full pass's next slice")
     p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("report", help="triage figures per team and route, for a weekly digest")

@@ -51,6 +51,7 @@ def reconcile_report(report: Report) -> str:
         if report.rows_omitted:
             lines.append(f"... and {report.rows_omitted:,} more drifted links, not listed")
         lines.append("")
+    lines.append(report.scope.describe())
     window = f"first seen in the last {report.backfill_window_hours} h"
     if report.backfill_window_hours:
         lines.append(

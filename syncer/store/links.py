@@ -249,6 +249,34 @@ def issues_with_links(engine: Engine, issue_ids: Sequence[str]) -> set[str]:
         return set(connection.execute(_WITH_LINKS, {"b_ids": list(issue_ids)}).scalars())
 
 
+def active_for_tickets(engine: Engine, jira_issue_ids: Sequence[str]) -> list[LinkRecord]:
+    """The active links of these tickets (by Jira id), in id order: what a change on Jira's side
+    touches (an incremental reconcile)."""
+    return _active_where(engine, _ACTIVE_FOR_TICKETS, jira_issue_ids)
+
+
+def active_for_issues(engine: Engine, sentry_issue_ids: Sequence[str]) -> list[LinkRecord]:
+    """The active links of these Sentry issues, in id order."""
+    return _active_where(engine, _ACTIVE_FOR_ISSUES, sentry_issue_ids)
+
+
+def _active_where(engine: Engine, statement: Any, ids: Sequence[str]) -> list[LinkRecord]:
+    if not ids:
+        return []
+    with reading(engine) as connection:
+        return [_link(row) for row in connection.execute(statement, {"b_ids": list(ids)}).mappings()]
+
+
+def active_changed_page(engine: Engine, *, since: datetime, after: int, size: int) -> list[LinkRecord]:
+    """Active links whose row changed at or after `since` (a webhook applied, a repair made), a
+    keyset page by id as `active_page`."""
+    with reading(engine) as connection:
+        rows = connection.execute(
+            _ACTIVE_CHANGED, {"b_since": since, "b_after": after, "b_size": size}
+        ).mappings()
+        return [_link(row) for row in rows]
+
+
 # --- claims ---------------------------------------------------------------------------------------
 
 
@@ -534,6 +562,28 @@ _IDLE_CLAIMS = (
     .where(
         _links.c.state == LinkState.PENDING,
         or_(_links.c.claimed_at.is_(None), _links.c.claimed_at < bindparam("b_before")),
+        _links.c.id > bindparam("b_after"),
+    )
+    .order_by(_links.c.id)
+    .limit(bindparam("b_size"))
+)
+_ACTIVE_FOR_TICKETS = (
+    select(_links)
+    .where(_links.c.state == LinkState.ACTIVE, _links.c.jira_issue_id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(_links.c.id)
+)
+_ACTIVE_FOR_ISSUES = (
+    select(_links)
+    .where(
+        _links.c.state == LinkState.ACTIVE, _links.c.sentry_issue_id.in_(bindparam("b_ids", expanding=True))
+    )
+    .order_by(_links.c.id)
+)
+_ACTIVE_CHANGED = (
+    select(_links)
+    .where(
+        _links.c.state == LinkState.ACTIVE,
+        _links.c.updated_at >= bindparam("b_since"),
         _links.c.id > bindparam("b_after"),
     )
     .order_by(_links.c.id)

@@ -105,7 +105,8 @@ class Link(SQLModel, table=True):
     # no second ticket is made for the issue, until the ticket answers again or a person unlinks it.
     unreachable_since: datetime | None = When(default=None)
     created_at: datetime = When(default_factory=utcnow)
-    updated_at: datetime = When(default_factory=utcnow)
+    # Indexed: an incremental reconcile reads the links a webhook (or anything else) changed lately.
+    updated_at: datetime = When(default_factory=utcnow, index=True)
     # The triage figures' moments (`syncer report`): Sentry's first-seen time of the issue, when its
     # ticket was made or adopted (not when it was claimed: a Jira outage may lie between), and since
     # when the ticket is in Jira's done category (cleared when it leaves it).
@@ -294,4 +295,20 @@ class SlackRelease(SQLModel, table=True):
     release: str = Field(primary_key=True, max_length=200)
     ts: str | None = Field(default=None, max_length=40)
     shown: str = Field(default="", max_length=64)
+    updated_at: datetime = When(default_factory=utcnow)
+
+
+class ReconcileCursor(SQLModel, table=True):
+    """Where the rolling full pass of reconciliation stands, and when the last incremental run
+    started: one row (id 1), written by each run that is not a dry run."""
+
+    __tablename__ = "reconcile_cursor"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The last link id the full pass checked; 0: the next slice starts at the table's beginning.
+    after_link_id: int = 0
+    # When the current cycle of the full pass began (its first slice), for the report.
+    cycle_started_at: datetime | None = When(default=None)
+    # When the last run whose change reads all succeeded started: the next run's window begins there.
+    changes_read_at: datetime | None = When(default=None)
     updated_at: datetime = When(default_factory=utcnow)

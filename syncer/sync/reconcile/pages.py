@@ -47,40 +47,54 @@ def link_pages(engine: Engine, size: int) -> Iterator[list[LinkRecord]]:
         after = batch[-1].id
 
 
-def read_sides(rt: Runtime, batch: Sequence[LinkRecord], pool: ThreadPoolExecutor) -> Sides:
-    """Both sides of a page of links: Jira's search runs in `pool` while Sentry's runs here."""
-    ticket_ids = [link.jira_issue_id for link in batch if link.jira_issue_id and link.jira_issue_id.isdigit()]
+def read_sides(
+    rt: Runtime, batch: Sequence[LinkRecord], pool: ThreadPoolExecutor, known: Sides | None = None
+) -> Sides:
+    """Both sides of a page of links: Jira's search runs in `pool` while Sentry's runs here. What
+    `known` already holds (read by the run's change reads) is not read again: a side the whole page
+    is known on costs no call."""
+    known = known or Sides({}, {})
+    ticket_ids = [
+        link.jira_issue_id for link in batch
+        if link.jira_issue_id and link.jira_issue_id.isdigit() and link.jira_issue_id not in known.tickets
+    ]
     gone: set[str] = set()  # ids Jira's search named as nonexistent: deleted, no direct read needed
-    pending = pool.submit(_retrying, "Jira search", lambda: rt.jira.tickets_by_ids(ticket_ids, missing=gone))
+    pending = (
+        pool.submit(retrying, "Jira search", lambda: rt.jira.tickets_by_ids(ticket_ids, missing=gone))
+        if ticket_ids else None
+    )
+    wanted = [link for link in batch if link.sentry_issue_id not in known.issues]
     try:
         # Each link knows its issue's project: an organisation without multi-project reads is asked
         # one project at a time (one request per project in the page).
-        projects = {link.sentry_issue_id: link.sentry_project for link in batch}
-        issues = _retrying(
-            "Sentry issues", lambda: rt.sentry.issues_by_ids(list(projects), projects=projects)
+        projects = {link.sentry_issue_id: link.sentry_project for link in wanted}
+        issues = (
+            retrying("Sentry issues", lambda: rt.sentry.issues_by_ids(list(projects), projects=projects))
+            if projects else []
         )
     finally:
-        wait([pending])  # never leave a read running into the next page
+        if pending is not None:
+            wait([pending])  # never leave a read running into the next page
     by_id = {issue.id: issue for issue in issues}
-    for link in batch:
+    for link in wanted:
         if link.sentry_issue_id not in by_id:
             # Left out of the list: deleted (a direct read answers 404), or merged into another
             # issue (a direct read answers that one, which the old id keeps following).
-            issue = _retrying("Sentry issue", partial(rt.sentry.find_issue, link.sentry_issue_id))
+            issue = retrying("Sentry issue", partial(rt.sentry.find_issue, link.sentry_issue_id))
             if issue is not None:
                 by_id[link.sentry_issue_id] = issue
-    found = {ticket.id: ticket for ticket in pending.result()}
+    found = {ticket.id: ticket for ticket in pending.result()} if pending is not None else {}
     for ticket_id in ticket_ids:
         if ticket_id not in found and ticket_id not in gone:
             # Not named by Jira as nonexistent, yet not returned: too new for Cloud's search index, or
             # deleted: only a direct read can tell.
-            ticket = _retrying("Jira issue", partial(rt.jira.get_ticket, ticket_id))
+            ticket = retrying("Jira issue", partial(rt.jira.get_ticket, ticket_id))
             if ticket is not None:
                 found[ticket.id] = ticket
-    return Sides(issues=by_id, tickets=found)
+    return Sides(issues={**known.issues, **by_id}, tickets={**known.tickets, **found})
 
 
-def _retrying(what: str, read: Callable[[], T]) -> T:
+def retrying(what: str, read: Callable[[], T]) -> T:
     """A read, tried again on transient failures as `READS` says."""
 
     def retrying(exc: TransientError, pause: float) -> None:

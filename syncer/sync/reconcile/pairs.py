@@ -19,9 +19,10 @@ from syncer.runtime import Runtime
 from syncer.store import links
 from syncer.store.links import LinkRecord
 from syncer.sync import tickets
-from syncer.sync.reconcile.pages import link_pages, read_sides
+from syncer.sync.reconcile.pages import read_sides
 from syncer.sync.reconcile.repair import repair
 from syncer.sync.reconcile.report import Progress, RepairResult, Report, Row
+from syncer.sync.reconcile.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,17 @@ def check_links(
     renew: Renew,
     progress: Progress | None,
     installation_uuid: str,
+    full: bool = False,
 ) -> None:
+    """The links `scope.Scope` chooses (what changed, and the full pass's next slice; every link
+    when `full`), page by page; where the pass stands is saved after the last page."""
     report.links_total = links.count_active(rt.engine)
+    scope = Scope(rt, report, now, full)
     # Jira's page is read in this thread while Sentry's is read in the caller's: both sides at once.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile-jira") as pool:
-        for batch in link_pages(rt.engine, rt.policy.reconcile.batch_size):
+        for batch, known in scope.pages():
             try:
-                sides = read_sides(rt, batch, pool)
+                sides = read_sides(rt, batch, pool, known)
             except SyncerError as exc:
                 report.unchecked += len(batch)
                 report.errors.append(f"links {batch[0].id}-{batch[-1].id}: could not read both sides: {exc}")
@@ -60,6 +65,7 @@ def check_links(
             renew()
             if progress is not None:
                 progress(report)
+    scope.save()
 
 
 Sides = tuple[SentryIssue | None, JiraTicket | None]

@@ -73,6 +73,55 @@ class Sweep:
 
 
 @dataclass
+class ReadScope:
+    """Which links the run read: the changes since `changes_since` and a slice of the full pass, or
+    (mode "full") every link."""
+
+    mode: str = "incremental"
+    changes_since: datetime | None = None  # the window's start, the safety margin included
+    changed_in_jira: int = 0  # tickets Jira's search found updated in the window
+    changed_in_sentry: int = 0  # issues Sentry's search found seen in the window
+    changed_here: int = 0  # links changed in the database in the window, not already among those
+    changed_links: int = 0  # active links of all these: the ones read for the changes
+    slice_size: int = 0  # links a slice holds for the pass to cover every link in full_pass_hours
+    slice_first: int | None = None  # link ids of this run's slice
+    slice_last: int | None = None
+    slice_links: int = 0
+    slice_wrapped: bool = False  # the slice reached the last link: the next run starts a new cycle
+    cycle_started_at: datetime | None = None
+
+    def describe(self) -> str:
+        """One line for a person."""
+        if self.mode == "full":
+            return "read: every link (a full run)"
+        since = f"{self.changes_since:%Y-%m-%d %H:%M:%S} UTC" if self.changes_since else "?"
+        window = (
+            f"changes since {since}: {self.changed_in_jira:,} tickets in Jira, {self.changed_in_sentry:,} "
+            f"issues in Sentry, {self.changed_here:,} more links changed here; "
+            f"{self.changed_links:,} links read"
+        )
+        if self.slice_first is None:
+            part = "full pass: no links"
+        else:
+            part = (
+                f"full pass: links {self.slice_first}-{self.slice_last} ({self.slice_links:,} of a slice "
+                f"of {self.slice_size:,})"
+            )
+            if self.slice_wrapped:
+                part += "; the next run starts the pass again"
+
+        if self.cycle_started_at is not None:
+            part += f", cycle begun {self.cycle_started_at:%Y-%m-%d %H:%M} UTC"
+        return f"read: {window}; {part}"
+
+    def as_dict(self) -> dict[str, Any]:
+        found = vars(self).copy()
+        for key in ("changes_since", "cycle_started_at"):
+            found[key] = found[key].isoformat() if found[key] is not None else None
+        return found
+
+
+@dataclass
 class Report:
     run: str
     dry_run: bool
@@ -95,6 +144,7 @@ class Report:
     backfill_ignored: int = 0  # unlinked, but their route ignores them
     backfill: list[BackfillRow] = field(default_factory=list)
     sweep: Sweep = field(default_factory=Sweep)
+    scope: ReadScope = field(default_factory=ReadScope)
     errors: list[str] = field(default_factory=list)
     api_calls: dict[str, int] = field(default_factory=dict)
     duration_seconds: float = 0.0
@@ -186,6 +236,7 @@ class Report:
                 "failed": self.failed,
                 "unreachable": self.unreachable,
             },
+            "read": self.scope.as_dict(),
             "drift_by_kind": dict(sorted(self.drift.items())),
             "drift": [vars(row) for row in self.rows],
             "drift_rows_omitted": self.rows_omitted,

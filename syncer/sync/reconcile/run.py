@@ -30,11 +30,13 @@ def run(
     enqueue: Enqueue | None = None,
     progress: Progress | None = None,
     keep_rows: int | None = None,
+    full: bool = False,
 ) -> Report:
     """One reconciliation. Raises `Busy` when another run holds the lock. `enqueue` hands a delivery
     to the broker (the sweep); without it, nothing is re-enqueued. `progress` is called after every
     page of links. `keep_rows` caps the drift rows kept in the report (the counts stay whole), for
-    callers that need no table: after an outage every link may have drifted."""
+    callers that need no table: after an outage every link may have drifted. `full` reads every
+    link (as every run did before runs were incremental): after an outage, or to compare."""
     started = time.monotonic()
     now = utcnow()
     report = Report(
@@ -51,7 +53,8 @@ def run(
                 installation = installation_uuid(own)
                 try:
                     check_links(
-                        own, report, now=now, renew=renew, progress=progress, installation_uuid=installation
+                        own, report, now=now, renew=renew, progress=progress, installation_uuid=installation,
+                        full=full,
                     )
                     backfill(own, report, now=now, renew=renew, installation_uuid=installation)
                     sweep(own, report, now=now, enqueue=enqueue)
