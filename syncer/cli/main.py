@@ -90,6 +90,7 @@ def console_figures(engine: Engine, since: timedelta, team: str | None) -> Triag
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer import lanes
     from syncer.worker import supervise
 
     processes = args.processes or supervise.parse_processes(settings.worker_processes)
@@ -108,7 +109,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     worker.configure(settings)
     rt.enqueue = worker.enqueue  # work a task stores in the inbox (Slack's) is handed out at once
     worker.use_runtime(rt)
-    argv = ["worker", "--loglevel", settings.log_level, "-Q", "syncer", "--pool", args.pool]
+    # Both lanes' queues, the status lane's first: the order the broker serves them in (worker/app.py).
+    argv = ["worker", "--loglevel", settings.log_level, "-Q", ",".join(lanes.CONSUMED), "--pool", args.pool]
     argv += ["--concurrency", str(concurrency)]
     # Mingle (a second of asking other workers for revoked ids at start) and gossip (every worker
     # listening to every other's events) serve features syncer does not use: tasks are never
@@ -417,7 +419,7 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     for letter_id in args.ids:
         try:
             if args.dl_command == "retry":
-                delivery_id = deadletters.retry(rt.engine, letter_id, worker.enqueue)
+                delivery_id = deadletters.retry(rt.engine, letter_id, worker.in_its_lane(rt.engine))
                 print(f"dead letter {letter_id}: delivery {delivery_id} queued again")
             else:
                 deadletters.drop(rt.engine, letter_id)
@@ -446,7 +448,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         report = reconcile.run(
             rt,
             dry_run=args.dry_run,
-            enqueue=None if args.dry_run else worker.enqueue,
+            enqueue=None if args.dry_run else worker.in_its_lane(rt.engine),
             progress=progress if sys.stderr.isatty() else None,
         )
     except Busy as exc:

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, select
@@ -431,6 +432,30 @@ def overdue(engine: Engine, *, grace: timedelta, now: datetime | None = None, li
             .limit(limit)
         ).all()
     return [row for row in rows if row is not None]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What decides a stored delivery's lane (`syncer.lanes.of_stored`): its envelope, and its body
+    only for a Jira update (the one event whose lane its body decides)."""
+
+    source: str
+    resource: str
+    action: str
+    payload: str
+
+
+def kinds(engine: Engine, ids: Sequence[int]) -> dict[int, Kind]:
+    if not ids:
+        return {}
+    table: Any = Delivery.__table__  # type: ignore[attr-defined]
+    body = case((and_(table.c.source == "jira", table.c.resource == "jira:issue_updated"), table.c.payload),
+                else_="")
+    statement = (sa_select(table.c.id, table.c.source, table.c.resource, table.c.action, body)
+                 .where(table.c.id.in_(list(ids))))
+    with engine.connect() as connection:
+        rows = connection.execute(statement).all()
+    return {int(row[0]): Kind(row[1], row[2], row[3], row[4] or "") for row in rows}
 
 
 def touch(engine: Engine, ids: Sequence[int], *, now: datetime | None = None) -> None:
