@@ -46,13 +46,13 @@ def _setup_logging(settings: Settings | None) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _service_start(settings: Settings) -> Runtime:
+def _service_start(settings: Settings, *, db_pool_size: int = 16, db_pre_ping: bool = True) -> Runtime:
     """What web, worker and beat check before serving: env, policy, schema; the command's Runtime."""
     from syncer.runtime import Runtime
     from syncer.store import migrate
 
     settings.require_services()
-    rt = Runtime(settings)
+    rt = Runtime(settings, db_pool_size=db_pool_size, db_pre_ping=db_pre_ping)
     rt.policy  # noqa: B018 - load and validate the TOML now, not on the first event
     problems = slack_problems(settings, rt.policy)
     if problems:
@@ -97,7 +97,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     # Threads per process: 48 alone; 32 each beside others, which share the machine and SQLite's
     # lock (docs/benchmarks.md, "End to end").
     concurrency = args.concurrency or (48 if processes == 1 else 32)
-    rt = _service_start(settings)  # once, here: a misconfiguration stops the supervisor, not each child
+    # Once, here: a misconfiguration stops the supervisor, not each child. A connection per thread.
+    rt = _service_start(settings, db_pool_size=concurrency, db_pre_ping=False)
     if processes > 1:
         rt.engine.dispose()  # the children open their own
         supervise.become_supervisor(
