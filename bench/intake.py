@@ -114,6 +114,11 @@ class Settings:
     database: str = "sqlite"
     web_args: tuple[str, ...] = ()  # extra `syncer web` options (tuning experiments)
     bare_workers: int = 1
+    # A burst after the steady load: this many new webhooks, each connection sending its next the
+    # moment the last is answered (no warm-up, no pacing). Sentry delivers from many workers at once;
+    # all of them in flight at the same instant would make p99 the time to serve the whole burst.
+    burst: int = 2000
+    burst_connections: int = 64
 
 
 def _cpu_per_request(cpu: float, result: LoadResult) -> float:
@@ -135,6 +140,29 @@ def _summary(result: LoadResult) -> dict[str, Any]:
     }
 
 
+BURST_FIRST = 5_000_000  # the burst's request numbers start here, past any steady round's
+
+
+def measure_burst(port: int, make: Callable[[int], bytes], settings: Settings) -> dict[str, Any]:
+    """`settings.burst` distinct webhooks, rendered and signed beforehand, sent over
+    `settings.burst_connections` connections as fast as they are answered."""
+    if settings.burst <= 0:
+        return {}
+    requests = [make(BURST_FIRST + n) for n in range(settings.burst)]
+    result = run_load("127.0.0.1", port, requests, concurrency=settings.burst_connections)
+    ordered = sorted(result.latencies) or [0.0]
+    return {
+        "burst_requests": settings.burst,
+        "burst_connections": settings.burst_connections,
+        "burst_p50_ms": result.percentile(50) * 1000,
+        "burst_p99_ms": result.percentile(99) * 1000,
+        "burst_max_ms": ordered[-1] * 1000,
+        "burst_s": result.elapsed,
+        "burst_202": result.all_statuses[202],
+        "burst_errors": sum(result.errors.values()),
+    }
+
+
 def measure_bare(template: bytes, settings: Settings, workdir: Path, salt: int) -> dict[str, Any]:
     port = stack.free_port()
     argv = [sys.executable, "-m", "bench.intake", "--serve-bare", str(port),
@@ -150,9 +178,10 @@ def measure_bare(template: bytes, settings: Settings, workdir: Path, salt: int) 
                           duration=settings.duration, warmup=settings.warmup)
         cpu = stack.tree_cpu_seconds(server.pid) - cpu0
         machine_busy = stack.busy_cores(jiffies0, stack.machine_jiffies())
+        burst = measure_burst(port, request_maker(template, port, salt=salt), settings)
     finally:
         server.stop()
-    out = _summary(result)
+    out = _summary(result) | burst
     out["machine_busy_cores"] = machine_busy
     out["server_cpu"] = cpu / (result.elapsed + settings.warmup)
     out["cpu_us_per_request"] = _cpu_per_request(cpu, result)
@@ -175,14 +204,14 @@ def measure_syncer(template: bytes, settings: Settings, workdir: Path, salt: int
                           duration=settings.duration, warmup=settings.warmup)
         cpu = stack.tree_cpu_seconds(web.pid) - cpu0
         machine_busy = stack.busy_cores(jiffies0, stack.machine_jiffies())
-        # Enqueueing runs after the answer; give the last publishes a moment before counting.
+        # Enqueueing runs after the answer; give the last publishes a moment before counting (and
+        # before the burst, which should meet a web process that has caught up).
         queue = broker.client()
         accepted = result.all_statuses[202]
-        deadline = time.monotonic() + 10
-        queued = queued_deliveries(queue)
-        while len(queued) < accepted and time.monotonic() < deadline:
-            time.sleep(0.2)
-            queued = queued_deliveries(queue)
+        queued = _wait_queued(queue, accepted)
+        burst = measure_burst(port, make, settings)
+        accepted += burst.get("burst_202", 0)
+        queued = _wait_queued(queue, accepted)
         messages = int(queue.llen("syncer"))
     finally:
         web.stop()
@@ -191,16 +220,25 @@ def measure_syncer(template: bytes, settings: Settings, workdir: Path, salt: int
     finally:
         database.drop()
         broker.stop()
-    out = _summary(result)
+    out = _summary(result) | burst
     out["server_cpu"] = cpu / (result.elapsed + settings.warmup)
     out["cpu_us_per_request"] = _cpu_per_request(cpu, result)
-    out["accepted_total"] = result.all_statuses[202]
+    out["accepted_total"] = accepted
     out["machine_busy_cores"] = machine_busy
     out["stored"] = stored
     out["enqueued"] = len(set(queued))  # distinct deliveries in the broker queue
     out["enqueued_twice"] = len(queued) - len(set(queued))
     out["messages"] = messages
     return out
+
+
+def _wait_queued(client: Any, accepted: int, timeout: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    queued = queued_deliveries(client)
+    while len(queued) < accepted and time.monotonic() < deadline:
+        time.sleep(0.2)
+        queued = queued_deliveries(client)
+    return queued
 
 
 def queued_deliveries(client: Any, queue: str = "syncer") -> list[int]:
@@ -227,12 +265,14 @@ def run(settings: Settings, rounds: int, log: Callable[[str], None] = print) -> 
         for n in range(rounds):
             bare.append(measure_bare(template, settings, workdir, salt=2 * n))
             log(f"  intake round {n + 1}/{rounds}: bare {bare[-1]['rps']:.0f} req/s, "
-                f"p99 {bare[-1]['p99_ms']:.1f} ms, {bare[-1]['cpu_us_per_request']:.0f} us CPU/request")
+                f"p99 {bare[-1]['p99_ms']:.1f} ms, burst p99 {bare[-1].get('burst_p99_ms', 0):.1f} ms, "
+                f"{bare[-1]['cpu_us_per_request']:.0f} us CPU/request")
             round_dir = workdir / f"syncer-{n}"
             round_dir.mkdir()
             syncer.append(measure_syncer(template, settings, round_dir, salt=2 * n + 1))
             s = syncer[-1]
-            log(f"  intake round {n + 1}/{rounds}: syncer {s['rps']:.0f} req/s, p99 {s['p99_ms']:.1f} ms, "
+            log(f"  intake round {n + 1}/{rounds} ({settings.database}): syncer {s['rps']:.0f} req/s, "
+                f"p99 {s['p99_ms']:.1f} ms, burst p99 {s.get('burst_p99_ms', 0):.1f} ms, "
                 f"{s['cpu_us_per_request']:.0f} us CPU/request, {s['stored']}/{s['accepted_total']} stored, "
                 f"{s['enqueued']} enqueued ({s['messages']} messages)")
     ratios = [s["rps"] / b["rps"] if b["rps"] else 0.0 for s, b in zip(syncer, bare, strict=True)]
@@ -265,7 +305,7 @@ def _medians(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     return {k: statistics.median(float(r[k]) for r in rows) for k in keys}
 
 
-SMOKE = Settings(duration=0.5, warmup=0.2, concurrency=4)
+SMOKE = Settings(duration=0.5, warmup=0.2, concurrency=4, burst=100, burst_connections=8)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -278,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--web-arg", action="append", default=[], help="extra `syncer web` option")
     parser.add_argument("--bare-workers", type=int, default=1)
+    parser.add_argument("--burst", type=int, default=Settings.burst, help="webhooks in the burst (0: none)")
+    parser.add_argument("--burst-connections", type=int, default=Settings.burst_connections)
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -289,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         settings = Settings(duration=args.duration, warmup=args.warmup, concurrency=args.concurrency,
                             database=args.database, web_args=tuple(args.web_arg),
-                            bare_workers=args.bare_workers)
+                            bare_workers=args.bare_workers, burst=args.burst,
+                            burst_connections=args.burst_connections)
         rounds = args.rounds
     out = run(settings, rounds, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.json:
@@ -300,6 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{b['cpu_us_per_request']:4.0f} us CPU/request")
         print(f"syncer {s['rps']:8.0f} req/s  p50 {s['p50_ms']:6.1f} ms  p99 {s['p99_ms']:6.1f} ms  "
               f"{s['cpu_us_per_request']:4.0f} us CPU/request")
+        if settings.burst:
+            print(f"burst of {settings.burst:,} over {settings.burst_connections} connections: p99 bare "
+                  f"{b.get('burst_p99_ms', 0):.1f} ms, syncer {s.get('burst_p99_ms', 0):.1f} ms")
         print(f"ratio {out['ratio']:.2f} (rounds: {', '.join(f'{r:.2f}' for r in out['ratios'])}), "
               f"by CPU per request {out['cpu_ratio']:.2f}  "
               f"stored all: {out['all_stored']}  enqueued all: {out['all_enqueued']}")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from syncer.errors import PayloadError
+from syncer.lanes import Lane
 
 # The contract: a webhook body over 1 MiB is answered 413. The web tier refuses it at the door, the
 # parsers refuse it from anyone else.
@@ -28,6 +29,7 @@ class Envelope:
     resource: str
     action: str
     ignored: str = ""  # why syncer will do nothing with it; "" when a handler will run
+    lane: Lane = Lane.DEFAULT  # the queue it is published to (syncer.lanes)
 
 
 def decode_object(raw: bytes | bytearray | str) -> Mapping[str, Any]:

@@ -15,6 +15,23 @@ Jira's per-issue limit, the ticket's) next turn to when the server said to come 
 workers wait too instead of earning 429s of their own; a ticket Jira holds back is not waited for
 at all (Throttled at once), so one busy ticket never delays the deliveries queued behind it.
 
+Status work goes first (`syncer.lanes`). One bucket keeps the host's rate for everything, but the
+default lane's deliveries (creates, edits, comments) may book only
+`SYNCER_RATE_LIMIT_DEFAULT_LANE_AHEAD_SECONDS` ahead of now, while the status lane (and work outside
+any delivery, such as a reconcile run) books up to `SYNCER_RATE_LIMIT_MAX_WAIT_SECONDS` as before. So
+however long a storm's backlog, the bucket is never booked further than that short horizon by
+creates, and a status change's call (a transition, Sentry's status update) finds its turn within
+about that long: it is booked right behind the creates already sleeping for theirs, ahead of every
+create not yet booked. Nothing is ever sent faster than the host's rate, and when no status work
+comes the default lane still has the whole rate: it gives nothing up but the depth it may book.
+
+A default-lane call that finds the horizon full is not simply sent back to try again (a thousand
+creates retrying every second would cost more than the calls): it is given a place in the lane's
+line (a second timestamp, one interval per place, never behind the bucket) and told to come back
+when its place is within the horizon (`InLine`, its wait exact, not spread by jitter). Status calls
+booked meanwhile push the bucket past some places; those calls find the horizon full again and take
+a new place at the end: the creates give way, the rate stays whole.
+
 If Redis cannot be reached, the limiter steps aside for a while (fails open): a missing rate limit
 costs at worst a 429, which the retry path handles; a stalled worker costs more.
 
@@ -34,7 +51,8 @@ from urllib.parse import urlsplit
 
 import redis
 
-from syncer.errors import WRITES, Throttled, retry_after_seconds
+from syncer import lanes
+from syncer.errors import WRITES, InLine, Throttled, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +80,27 @@ if wait > tonumber(ARGV[2]) then return {0, wait} end
 local next_tat = tat + tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.floor(next_tat - now) + 1000)
 return {1, wait}
+"""
+
+# The default lane's turn: KEYS[1]: the bucket; KEYS[2]: the lane's line. ARGV[1]: the emission
+# interval in ms. ARGV[2]: how far ahead of now the lane may book, in ms. Returns {1, wait_ms} with the
+# turn reserved, or {0, come_back_ms} with a place in line taken (the bucket untouched).
+_TAKE_IN_LINE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval, ahead = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+if tat - now <= ahead then
+  local next_tat = tat + interval
+  redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.floor(next_tat - now) + 1000)
+  return {1, tat - now}
+end
+local place = tonumber(redis.call('GET', KEYS[2])) or tat
+if place < tat then place = tat end
+local next_place = place + interval
+redis.call('SET', KEYS[2], string.format('%.0f', next_place), 'PX', math.floor(next_place - now) + 1000)
+return {0, math.max(place - now - ahead, 0)}
 """
 
 # KEYS[1]: the bucket; KEYS[2], optional: its hold. ARGV[1]: ms from now before which no turn is given
@@ -112,6 +151,7 @@ class RateLimiter:
         max_rps: float,
         issue_write_interval: float = 0.0,
         max_wait: float = 10.0,
+        default_lane_ahead: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.service = service
@@ -119,7 +159,9 @@ class RateLimiter:
         self._interval_ms = round(1000.0 / max_rps) if max_rps > 0 else 0
         self._issue_interval_ms = round(issue_write_interval * 1000.0)
         self._max_wait_ms = round(max_wait * 1000.0)
+        self._default_ahead_ms = round(min(default_lane_ahead, max_wait) * 1000.0)
         self._take = client.register_script(_TAKE)
+        self._take_in_line = client.register_script(_TAKE_IN_LINE)
         self._hold = client.register_script(_HOLD)
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -137,7 +179,10 @@ class RateLimiter:
                 bucket = f"{self.bucket}:issue:{ref}"
                 self._wait_turn(bucket, self._issue_interval_ms, f"writes to {ref}", held=f"{bucket}:held")
         if self._interval_ms:
-            self._wait_turn(self.bucket, self._interval_ms, "requests")
+            if lanes.current() is lanes.Lane.DEFAULT:
+                self._wait_in_line()
+            else:  # the status lane, and work outside any delivery (a reconcile run, a command)
+                self._wait_turn(self.bucket, self._interval_ms, "requests")
 
     def after(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
         if status != 429:
@@ -180,6 +225,23 @@ class RateLimiter:
         if wait > 0:
             self._sleep(wait)
 
+    def _wait_in_line(self) -> None:
+        """The default lane's turn at the host: within the lane's horizon, or a place in its line."""
+        if not self._available():
+            return
+        try:
+            granted, wait_ms = self._take_in_line(keys=[self.bucket, f"{self.bucket}:line"],
+                                                  args=[self._interval_ms, self._default_ahead_ms])
+        except redis.RedisError as exc:
+            self._step_aside(exc)
+            return
+        wait = int(wait_ms) / 1000.0
+        if not int(granted):
+            raise InLine(f"{self.service}: client-side rate limit: the default lane's place in line "
+                         f"comes in {wait:.1f}s (status changes go first)", retry_after=wait)
+        if wait > 0:
+            self._sleep(wait)
+
     def _available(self) -> bool:
         return time.monotonic() >= self._redis_down_until
 
@@ -204,6 +266,7 @@ def limiter(
     max_rps: float,
     issue_write_interval: float = 0.0,
     max_wait: float = 10.0,
+    default_lane_ahead: float = 1.0,
 ) -> RateLimiter | None:
     """The limiter for one API, or None when there is nothing to limit (no Redis, no limits set)."""
     if client is None or (max_rps <= 0 and issue_write_interval <= 0):
@@ -215,6 +278,7 @@ def limiter(
         max_rps=max_rps,
         issue_write_interval=issue_write_interval,
         max_wait=max_wait,
+        default_lane_ahead=default_lane_ahead,
     )
 
 

@@ -29,10 +29,15 @@ class Runtime:
     # Publishes an inbox delivery's id to the workers (the worker's entry point sets it); None: the
     # sweeper hands new deliveries out (`syncer.sync.slack` stores its own work in the inbox).
     enqueue: Callable[[int], None] | None = None
+    # Connections kept open: the worker's entry point matches it to its threads, each of which holds
+    # one connection at a time (a pool smaller than that opened and closed connections under load).
+    db_pool_size: int = 16
+    db_pre_ping: bool = True  # see make_engine: the worker, which retries, does without
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.settings.database_url, pool_size=16)
+        return make_engine(self.settings.database_url, pool_size=self.db_pool_size,
+                           pre_ping=self.db_pre_ping)
 
     @cached_property
     def policy(self) -> Policy:
@@ -92,6 +97,7 @@ class Runtime:
             max_rps=max_rps,
             issue_write_interval=issue_write_interval,
             max_wait=self.settings.rate_limit_max_wait_seconds,
+            default_lane_ahead=self.settings.rate_limit_default_lane_ahead_seconds,
         )
         return CountedCalls(service, self.counters, apicalls.recording(self.redis, service, limiter))
 

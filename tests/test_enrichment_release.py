@@ -53,8 +53,9 @@ def test_a_new_release_is_told_once_on_the_ticket(
         [comment] = wait_for(lambda: fake_jira.comments(key), 60, what="the release comment")
         assert "seen in release 2.0" in comment["body"] and "last told: 1.0" in comment["body"]
         # The audit line is written after Jira took the comment: seen a moment later, not at once.
-        enriched = wait_for(lambda: [a.detail for a in audit_of(engine, issue["id"]) if a.action == "enriched"],
-                            30, what="the enrichment's audit line")
+        enriched = wait_for(
+            lambda: [a.detail for a in audit_of(engine, issue["id"]) if a.action == "enriched"],
+            30, what="the enrichment's audit line")
         assert enriched == ["seen in release 2.0"]
         fake_sentry.trigger_alert(issue["id"], release="2.0")  # same release: nothing more
         wait_for(lambda: alerts_done(engine, issue["id"], 3), 60, what="the third alert")

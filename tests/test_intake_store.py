@@ -123,6 +123,20 @@ def test_a_look_alike_after_the_senders_retries_end_is_a_new_delivery(db: Engine
     assert stored[repeat.delivery_id].state == DeliveryState.RECEIVED
 
 
+def test_a_look_alike_and_its_retry_in_one_batch(db: Engine) -> None:
+    # On PostgreSQL a batch's INSERTs are sent together (pipeline mode) and the conflicts resolved
+    # after: the outcome must be what row by row gives.
+    span = timedelta(minutes=20)
+    alike = dataclasses.replace(incoming("same-bytes"), retried_within=span)
+    [first] = deliveries.store_many(db, [alike])
+    backdate(db, first.delivery_id, span + timedelta(seconds=5))
+    repeat, again, other = deliveries.store_many(db, [alike, alike, incoming("other")])
+    assert repeat.duplicate is False and repeat.delivery_id != first.delivery_id
+    assert (again.delivery_id, again.duplicate) == (repeat.delivery_id, True)
+    assert other.duplicate is False
+    assert rows(db)[first.delivery_id].delivery_key == f"same-bytes@{first.delivery_id}"
+
+
 def test_without_a_retry_span_the_key_decides_for_ever(db: Engine) -> None:
     [first] = deliveries.store_many(db, [incoming("jira-identifier")])
     backdate(db, first.delivery_id, timedelta(days=3))

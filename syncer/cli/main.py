@@ -46,13 +46,13 @@ def _setup_logging(settings: Settings | None) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _service_start(settings: Settings) -> Runtime:
+def _service_start(settings: Settings, *, db_pool_size: int = 16, db_pre_ping: bool = True) -> Runtime:
     """What web, worker and beat check before serving: env, policy, schema; the command's Runtime."""
     from syncer.runtime import Runtime
     from syncer.store import migrate
 
     settings.require_services()
-    rt = Runtime(settings)
+    rt = Runtime(settings, db_pool_size=db_pool_size, db_pre_ping=db_pre_ping)
     rt.policy  # noqa: B018 - load and validate the TOML now, not on the first event
     problems = slack_problems(settings, rt.policy)
     if problems:
@@ -90,13 +90,15 @@ def console_figures(engine: Engine, since: timedelta, team: str | None) -> Triag
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from syncer import lanes
     from syncer.worker import supervise
 
     processes = args.processes or supervise.parse_processes(settings.worker_processes)
     # Threads per process: 48 alone; 32 each beside others, which share the machine and SQLite's
     # lock (docs/benchmarks.md, "End to end").
     concurrency = args.concurrency or (48 if processes == 1 else 32)
-    rt = _service_start(settings)  # once, here: a misconfiguration stops the supervisor, not each child
+    # Once, here: a misconfiguration stops the supervisor, not each child. A connection per thread.
+    rt = _service_start(settings, db_pool_size=concurrency, db_pre_ping=False)
     if processes > 1:
         rt.engine.dispose()  # the children open their own
         supervise.become_supervisor(
@@ -108,7 +110,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     worker.configure(settings)
     rt.enqueue = worker.enqueue  # work a task stores in the inbox (Slack's) is handed out at once
     worker.use_runtime(rt)
-    argv = ["worker", "--loglevel", settings.log_level, "-Q", "syncer", "--pool", args.pool]
+    # Both lanes' queues, the status lane's first: the order the broker serves them in (worker/app.py).
+    argv = ["worker", "--loglevel", settings.log_level, "-Q", ",".join(lanes.CONSUMED), "--pool", args.pool]
     argv += ["--concurrency", str(concurrency)]
     # Mingle (a second of asking other workers for revoked ids at start) and gossip (every worker
     # listening to every other's events) serve features syncer does not use: tasks are never
@@ -417,7 +420,7 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     for letter_id in args.ids:
         try:
             if args.dl_command == "retry":
-                delivery_id = deadletters.retry(rt.engine, letter_id, worker.enqueue)
+                delivery_id = deadletters.retry(rt.engine, letter_id, worker.in_its_lane(rt.engine))
                 print(f"dead letter {letter_id}: delivery {delivery_id} queued again")
             else:
                 deadletters.drop(rt.engine, letter_id)
@@ -446,7 +449,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         report = reconcile.run(
             rt,
             dry_run=args.dry_run,
-            enqueue=None if args.dry_run else worker.enqueue,
+            enqueue=None if args.dry_run else worker.in_its_lane(rt.engine),
             progress=progress if sys.stderr.isatty() else None,
             full=args.full,
         )

@@ -24,6 +24,7 @@ from typing import Any
 from syncer.core.issue import JiraTicket
 from syncer.errors import PayloadError, WrongFormat
 from syncer.jira.parse import parse_ticket
+from syncer.lanes import jira_lane
 from syncer.payload import Envelope, as_mapping, as_time, decode_object, well_formed
 
 SIGNATURE_PREFIX = "sha256="
@@ -83,7 +84,8 @@ def receive(body: bytes) -> Envelope:
             "one as the README says and take the URL out of the workflow's post function",
         )
     event = event if isinstance(event, str) else ""
-    return Envelope(event, kind if isinstance(kind, str) else "", (unhandled(event) or "") if event else "")
+    return Envelope(event, kind if isinstance(kind, str) else "", (unhandled(event) or "") if event else "",
+                    lane=jira_lane(event, payload))
 
 
 def verify_signature(secret: str, body: bytes, header: str | None) -> bool:

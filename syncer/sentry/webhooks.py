@@ -23,6 +23,7 @@ from typing import Any
 from syncer.core.choices import settings_values
 from syncer.core.issue import SentryActor, SentryIssue
 from syncer.errors import PayloadError, WrongFormat
+from syncer.lanes import sentry_lane
 from syncer.payload import Envelope, decode_object
 from syncer.sentry.parse import parse_actor, parse_issue
 from syncer.sentry.ui import RESOURCE, FormRequest, parse_form
@@ -104,7 +105,8 @@ def receive(resource: str, body: bytes) -> Envelope:
             "syncer takes the integration platform's webhooks (an internal integration, see the "
             "README's Sentry set-up); turn the plugin off for this URL",
         )
-    return Envelope(resource, action if isinstance(action, str) else "")
+    action = action if isinstance(action, str) else ""
+    return Envelope(resource, action, lane=sentry_lane(resource, action))
 
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")

@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, select
 
-from syncer.store.engine import reading, session_scope
+from syncer.store.engine import one_statement, reading, session_scope
 from syncer.store.schema import DeadLetter, Delivery, DeliveryState, utcnow
 
 
@@ -111,19 +112,24 @@ def store_many(engine: Engine, deliveries: Sequence[Incoming]) -> list[Stored]:
         # Row by row on the driver's own cursor, inside SQLAlchemy's transaction (its BEGIN, its
         # commit, the SQLite write queue): SQLAlchemy's per-statement work (parameter processing,
         # result objects) cost more than the INSERT itself, 41 against 18 us a row
-        # (docs/benchmarks.md). A multi-row INSERT was no cheaper at intake's batch sizes.
+        # (docs/benchmarks.md). A multi-row INSERT was no cheaper at intake's batch sizes. On
+        # PostgreSQL the batch's INSERTs go in one round trip (`_insert_all`).
         cursor = connection.connection.cursor()
         statement = raw.insert
         try:
-            for d in deliveries:
+            rows = [raw.insert_params((
+                d.source, d.key, storable(d.resource, 100), storable(d.action, 100),
+                d.payload.decode("utf-8"), now, ignored if d.ignored else received,
+                storable(d.ignored, 500), now if d.ignored else None, 0,
+            )) for d in deliveries]
+            inserted_ids = _insert_all(cursor, statement, rows) if raw.pipelined and len(rows) > 1 else None
+            for n, (d, row) in enumerate(zip(deliveries, rows, strict=True)):
                 statement = raw.insert
-                row = raw.insert_params((
-                    d.source, d.key, storable(d.resource, 100), storable(d.action, 100),
-                    d.payload.decode("utf-8"), now, ignored if d.ignored else received,
-                    storable(d.ignored, 500), now if d.ignored else None, 0,
-                ))
-                cursor.execute(statement, row)
-                found = cursor.fetchone()
+                if inserted_ids is not None:
+                    found = inserted_ids[n]
+                else:
+                    cursor.execute(statement, row)
+                    found = cursor.fetchone()
                 if found is not None:
                     stored.append(Stored(int(found[0]), duplicate=False))
                     continue
@@ -152,6 +158,22 @@ def store_many(engine: Engine, deliveries: Sequence[Incoming]) -> list[Stored]:
     return stored
 
 
+def _insert_all(cursor: Any, statement: str, rows: list[Any]) -> list[Any]:
+    """Every row's INSERT ... RETURNING sent at once (psycopg's `executemany(returning=True)` runs
+    them in pipeline mode): one round trip for the batch instead of one per row, which on PostgreSQL
+    was most of the writer's time. Each row's result: its new id, or None where the key exists (the
+    caller looks those up one by one, as before)."""
+    cursor.executemany(statement, rows, returning=True)
+    found: list[Any] = []
+    while True:
+        found.append(cursor.fetchone())
+        if not cursor.nextset():
+            break
+    if len(found) != len(rows):  # pragma: no cover - one result set per row is psycopg's contract
+        raise RuntimeError(f"{len(rows)} rows inserted but {len(found)} results read")
+    return found
+
+
 # The values store_many passes per row, in this order; `_raw_upserts` maps them onto the columns.
 _ROW_VALUES = ("source", "delivery_key", "resource", "action", "payload", "now", "state", "outcome",
                "finished_at", "attempts")
@@ -170,6 +192,7 @@ class _RawUpserts:
     when: Callable[[datetime], Any]  # the conversions SQLAlchemy applies to these two columns
     state: Callable[[str], Any]
     dbapi_error: type[Exception]
+    pipelined: bool  # the driver sends many statements in one round trip (psycopg 3's pipeline mode)
 
 
 _RAW_UPSERTS: dict[tuple[str, str, str], _RawUpserts | None] = {}
@@ -219,7 +242,7 @@ def _compile_raw_upserts(dialect: Dialect) -> _RawUpserts | None:
     return _RawUpserts(
         insert=insert.string, find=find.string, insert_params=insert_params, find_params=find_params,
         when=processors["received_at"] or identity, state=processors["state"] or identity,
-        dbapi_error=dialect.loaded_dbapi.Error,
+        dbapi_error=dialect.loaded_dbapi.Error, pipelined=dialect.driver == "psycopg",
     )
 
 
@@ -258,7 +281,7 @@ _RETIRE_KEY = (
 def claim(engine: Engine, delivery_id: int, *, lease: timedelta, now: datetime | None = None) -> bool:
     """Take a delivery for processing. False when it is finished or another worker holds it."""
     now = now or utcnow()
-    with engine.begin() as connection:
+    with one_statement(engine) as connection:
         result = connection.execute(_CLAIM, {"b_id": delivery_id, "b_now": now, "b_stale": now - lease})
         return bool(result.rowcount)
 
@@ -312,7 +335,7 @@ def take(engine: Engine, delivery_id: int, *, lease: timedelta, now: datetime | 
     finished or another worker holds it. Every delivery passes here, so it is one round trip and
     one transaction, not two (docs/benchmarks.md)."""
     now = now or utcnow()
-    with engine.begin() as connection:
+    with one_statement(engine) as connection:
         row = connection.execute(_TAKE, {"b_id": delivery_id, "b_now": now, "b_stale": now - lease}).first()
     if row is None:
         return None
@@ -368,7 +391,7 @@ _IGNORED = select(Delivery).where(
 
 
 def finish(engine: Engine, delivery_id: int, *, ignored: bool, outcome: str) -> None:
-    with engine.begin() as connection:
+    with one_statement(engine) as connection:
         connection.execute(_FINISH, {
             "b_id": delivery_id, "b_state": DeliveryState.IGNORED if ignored else DeliveryState.DONE,
             "b_outcome": storable(outcome, 500), "b_now": utcnow(),
@@ -431,6 +454,30 @@ def overdue(engine: Engine, *, grace: timedelta, now: datetime | None = None, li
             .limit(limit)
         ).all()
     return [row for row in rows if row is not None]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What decides a stored delivery's lane (`syncer.lanes.of_stored`): its envelope, and its body
+    only for a Jira update (the one event whose lane its body decides)."""
+
+    source: str
+    resource: str
+    action: str
+    payload: str
+
+
+def kinds(engine: Engine, ids: Sequence[int]) -> dict[int, Kind]:
+    if not ids:
+        return {}
+    table: Any = Delivery.__table__  # type: ignore[attr-defined]
+    body = case((and_(table.c.source == "jira", table.c.resource == "jira:issue_updated"), table.c.payload),
+                else_="")
+    statement = (sa_select(table.c.id, table.c.source, table.c.resource, table.c.action, body)
+                 .where(table.c.id.in_(list(ids))))
+    with engine.connect() as connection:
+        rows = connection.execute(statement).all()
+    return {int(row[0]): Kind(row[1], row[2], row[3], row[4] or "") for row in rows}
 
 
 def touch(engine: Engine, ids: Sequence[int], *, now: datetime | None = None) -> None:

@@ -22,7 +22,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         # One lock per engine (so per process) in front of SQLite's file lock: see _QueuedConnection.
@@ -38,7 +38,15 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         # transaction takes its lock at the start instead of failing half-way.
         event.listen(engine, "begin", _begin_sqlite)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # `pre_ping` is a `SELECT 1` round trip on every checkout: a fifth of the worker's database waits
+    # on PostgreSQL (docs/benchmarks.md, "PostgreSQL"), so the worker turns it off. There a connection
+    # the server dropped fails its first statement instead, SQLAlchemy recycles the pool, and the
+    # delivery is retried as after any transient database error. The web tier keeps it: a webhook
+    # answered 503 is not retried by every sender, and its writer pings once per batch, not per row.
+    # The overflow is small on purpose: overflow connections are closed on return, and a pool smaller
+    # than the threads using it opened and closed a connection per transaction under load.
+    return create_engine(url, pool_size=pool_size, max_overflow=max(2, pool_size // 8),
+                         pool_pre_ping=pre_ping, pool_recycle=3600)
 
 
 READ_ONLY = "syncer_read_only"  # an execution option: see `reading`
@@ -59,6 +67,26 @@ def reading(engine: Engine) -> Iterator[Connection]:
     read that needs several statements to agree belongs in a transaction."""
     with engine.connect() as connection:
         connection.execution_options(**{READ_ONLY: True})
+        if connection.dialect.name == "postgresql":
+            # Autocommit: the SELECT is its own transaction, one round trip, where psycopg's implicit
+            # BEGIN and the pool's ROLLBACK on return made it three.
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+
+
+@contextmanager
+def one_statement(engine: Engine) -> Iterator[Connection]:
+    """A connection for a write that is ONE statement (a conditional UPDATE, an INSERT ... ON
+    CONFLICT): atomic and committed on its own. On PostgreSQL it runs in autocommit, one round trip
+    where BEGIN, the statement and COMMIT were three (the commit is as durable: synchronous_commit is
+    the server's); on SQLite it is `engine.begin()`, which queues for the write lock as every writer
+    must. Two statements that must agree belong in `engine.begin()`."""
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as connection:
+            yield connection
+        return
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
         yield connection
 
 

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from syncer.errors import HeldElsewhere, TransientError
 from syncer.store import deliveries
-from syncer.store.engine import reading
+from syncer.store.engine import one_statement, reading
 from syncer.store.schema import AuditEntry, Link, LinkState, utcnow
 
 # --- records --------------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def take_claim(
     token = secrets.token_hex(16)
     now = utcnow()
     try:
-        with engine.begin() as connection:
+        with one_statement(engine) as connection:
             inserted = connection.execute(_INSERT, {
                 "sentry_issue_id": sentry_issue_id, "live_sentry_issue_id": sentry_issue_id,
                 "sentry_project": project[:200], "state": LinkState.PENDING, "claim_token": token,
@@ -302,7 +302,7 @@ def take_claim(
         raise HeldElsewhere(f"link for sentry issue {sentry_issue_id} changed while claiming")
     if existing.state == LinkState.ACTIVE:
         return existing
-    with engine.begin() as connection:
+    with one_statement(engine) as connection:
         result = connection.execute(_TAKE_OVER, {
             "b_id": existing.id, "b_expired": now - ttl, "claim_token": token, "claimed_at": now,
             "route": route[:200], "team": team,
@@ -315,7 +315,7 @@ def take_claim(
 def refresh_claim(engine: Engine, claim: ClaimRecord, *, create_attempt: bool = False) -> bool:
     """Renew the claim just before a side effect; False if it was lost (expired and taken over)."""
     statement = _REFRESH_FOR_CREATE if create_attempt else _REFRESH
-    with engine.begin() as connection:
+    with one_statement(engine) as connection:
         result = connection.execute(
             statement, {"b_id": claim.link_id, "b_token": claim.token, "b_now": utcnow()}
         )
@@ -326,14 +326,14 @@ def release_claim(engine: Engine, claim: ClaimRecord, *, created_nothing: bool) 
     """Give the claim up after a failure. `created_nothing`: the create call was refused outright
     (a 4xx or 429), so the next attempt need not search first."""
     statement = _RELEASE_UNTRIED if created_nothing else _RELEASE
-    with engine.begin() as connection:
+    with one_statement(engine) as connection:
         connection.execute(statement, {"b_id": claim.link_id, "b_token": claim.token})
 
 
 def abandon_claim(engine: Engine, claim: ClaimRecord) -> None:
     """Nothing was created and nothing will be (a permanent failure): remove the pending row so a
     later event, after the config is fixed, can start afresh."""
-    with engine.begin() as connection:
+    with one_statement(engine) as connection:
         connection.execute(_ABANDON, {"b_id": claim.link_id, "b_token": claim.token})
 
 

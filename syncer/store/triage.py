@@ -16,7 +16,7 @@ from sqlalchemy import and_, bindparam, case, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
-from syncer.store.engine import reading
+from syncer.store.engine import one_statement, reading
 from syncer.store.schema import AuditEntry, Link, LinkState, RoutedIssue, utcnow
 
 # What the audit trail calls the two kinds of coming back (see sync/outbound.py, sync/inbound.py):
@@ -64,7 +64,7 @@ def record_routing(
     issue decide the same again, and must not move it into a newer window)."""
     values = {"sentry_issue_id": sentry_issue_id[:40], "route": route[:200], "team": team,
               "action": action, "decided_at": at or utcnow()}
-    with engine.begin() as connection:
+    with one_statement(engine) as connection:
         connection.execute(_insert_once(connection.dialect.name), values)
 
 

@@ -35,11 +35,10 @@ from syncer.settings import Settings
 from syncer.slack import webhooks as slack_webhooks
 from syncer.store import deliveries, health, installations
 from syncer.web import console, sentry_ui
-from syncer.web.intake import DeliveryWriter, Publisher, PublishMany, one_by_one
+from syncer.web.intake import DeliveryWriter, Enqueue, Publisher, PublishMany, one_by_one
 
 log = logs.get_logger(__name__)
 
-Enqueue = Callable[[int], None]
 BrokerCheck = Callable[[], None]
 
 
@@ -155,7 +154,7 @@ def create_app(
             stored = await writer.store(deliveries.Incoming(
                 source, key, envelope.resource, envelope.action, body, envelope.ignored,
                 retried_within[source],
-            ))
+            ), envelope.lane)
         except SQLAlchemyError as exc:
             count(source, "db_unavailable")
             log.error("cannot store %s delivery: %s", source, type(exc).__name__, source=source,

@@ -2,6 +2,10 @@
 
 Tasks take ids and re-read state. `acks_late` + `reject_on_worker_lost` are safe only because every
 task is idempotent: a delivery is claimed in the database before anything is done with it.
+
+Deliveries travel in two lanes (`syncer.lanes`), each a queue: `syncer.status` for status changes,
+`syncer` for creates and the rest. A worker consumes both, the status queue first; a delivery keeps
+its lane when it is retried (the queue it came in on), swept or handed back (its stored row).
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from celery import Celery, Task, signals
 from celery.utils.nodenames import anon_nodename
 from sqlalchemy.engine import Engine
 
-from syncer import logs
+from syncer import lanes, logs
 from syncer.errors import Busy, ConfigError, PermanentError, SyncerError, TransientError, classify_failure
+from syncer.lanes import Lane
 from syncer.retry import delivery_policy
 from syncer.runtime import Runtime
 from syncer.settings import Settings
@@ -119,7 +124,16 @@ def _reconcile_minutes(settings: Settings) -> int:
 
 def _transport_options(broker_url: str) -> dict[str, Any]:
     if broker_url.startswith(("redis://", "rediss://")):
-        return {"socket_connect_timeout": 2, "socket_timeout": 5, "visibility_timeout": 3600}
+        # A worker asks for its queues in one BRPOP, which answers from the first key in its list
+        # that holds a message. kombu's default `round_robin` order moves the queue just served to
+        # the end, so a status change would wait up to every other fetch behind the storm's creates;
+        # `priority` keeps the order the worker consumes them in (`lanes.CONSUMED`: status first),
+        # so whenever a thread is free the status lane is served first (kombu's Redis transport
+        # options, "queue_order_strategy": docs.celeryq.dev/projects/kombu/en/stable/reference/
+        # kombu.transport.redis.html; Celery's "Using Redis" guide). Creates wait only while status
+        # changes are queued, which are few even in a release that resolves many issues at once.
+        return {"socket_connect_timeout": 2, "socket_timeout": 5, "visibility_timeout": 3600,
+                "queue_order_strategy": "priority"}
     return {}  # the embedded (SQLAlchemy) broker of `syncer dev` takes no socket options
 
 
@@ -129,7 +143,8 @@ def process_delivery(self: Task, delivery_id: int) -> str:
 
     rt = _runtime()
     try:
-        step = process(rt, delivery_id)
+        with lanes.handling(_lane(self)):
+            step = process(rt, delivery_id)
     except Exception as exc:
         if not _database_down(exc):
             raise
@@ -158,14 +173,16 @@ def process_deliveries(delivery_ids: list[int]) -> list[str]:
     from syncer.sync.deliveries import StepState, process
 
     rt = _runtime()
+    lane = _lane(process_deliveries)  # a message's deliveries share its lane (`publish_batch`)
     states: list[str] = []
     for n, delivery_id in enumerate(delivery_ids):
         if _shutting_down.is_set():
-            _hand_back(delivery_ids[n:])
+            _hand_back(delivery_ids[n:], lane)
             states += [StepState.RETRY] * (len(delivery_ids) - n)
             break
         try:
-            step = process(rt, delivery_id)
+            with lanes.handling(lane):
+                step = process(rt, delivery_id)
         except Exception as exc:
             if not _database_down(exc):
                 raise
@@ -173,23 +190,29 @@ def process_deliveries(delivery_ids: list[int]) -> list[str]:
             wait = delivery_policy(rt.settings).wait(1)
             log.warning("delivery %s: database unavailable (%s); retrying in %.1fs",
                         delivery_id, type(exc).__name__, wait)
-            _later(delivery_id, wait)
+            _later(delivery_id, wait, lane)
             states.append(StepState.RETRY)
             continue
         if step.retry_in is not None:
-            _later(delivery_id, step.retry_in)
+            _later(delivery_id, step.retry_in, lane)
         states.append(step.state)
     return states
 
 
-def _hand_back(delivery_ids: Sequence[int]) -> None:
+def _lane(task: Task) -> Lane:
+    """The lane of the message `task` is running: the queue it was published to."""
+    info = getattr(task.request, "delivery_info", None) or {}
+    return lanes.lane_of_queue(info.get("routing_key"))
+
+
+def _hand_back(delivery_ids: Sequence[int], lane: Lane) -> None:
     """Deliveries this worker will not start, because it is stopping: each as a message of its
     own for the other workers (the broker still takes them during a warm shutdown; if it does not,
     the sweeper hands them out)."""
     log.info("worker stopping: handing back %s deliveries not started", len(delivery_ids),
              deliveries=list(delivery_ids))
     for delivery_id in delivery_ids:
-        _later(delivery_id, 0)
+        _later(delivery_id, 0, lane)
 
 
 def _database_down(exc: Exception) -> bool:
@@ -198,11 +221,12 @@ def _database_down(exc: Exception) -> bool:
     return isinstance(classify_failure(exc), TransientError)
 
 
-def _later(delivery_id: int, countdown: float) -> None:
-    """Its own message, due in `countdown` s. If the broker cannot take it, the row waits in the
-    inbox and the sweeper hands it out (it is queued or processing, and overdue soon)."""
+def _later(delivery_id: int, countdown: float, lane: Lane) -> None:
+    """Its own message in its lane, due in `countdown` s. If the broker cannot take it, the row waits
+    in the inbox and the sweeper hands it out (it is queued or processing, and overdue soon)."""
     try:
-        process_delivery.apply_async((delivery_id,), countdown=countdown, retry=False)
+        process_delivery.apply_async((delivery_id,), countdown=countdown, retry=False,
+                                     queue=lanes.queue_for(lane))
     except Exception as exc:
         log.warning("delivery %s: could not schedule its retry (%s); the sweeper will",
                     delivery_id, type(exc).__name__)
@@ -232,8 +256,9 @@ def reconcile() -> str:
     in the deployment: a run that finds another holding the lock does nothing."""
     from syncer.sync import reconcile as reconciliation
 
+    rt = _runtime()
     try:
-        report = reconciliation.run(_runtime(), enqueue=enqueue, keep_rows=100)
+        report = reconciliation.run(rt, enqueue=in_its_lane(rt.engine), keep_rows=100)
     except Busy as exc:
         log.info("reconcile: %s", exc)
         return "busy"
@@ -267,9 +292,22 @@ def start_reconcile() -> None:
     reconcile.apply_async(retry=False)
 
 
-def enqueue(delivery_id: int) -> None:
-    """Publish one delivery; raises when the broker cannot take it (the caller decides)."""
-    process_delivery.apply_async((delivery_id,), retry=False)
+def enqueue(delivery_id: int, lane: Lane = Lane.DEFAULT, /) -> None:
+    """Publish one delivery to its lane's queue; raises when the broker cannot take it (the caller
+    decides)."""
+    process_delivery.apply_async((delivery_id,), retry=False, queue=lanes.queue_for(lane))
+
+
+def in_its_lane(engine: Engine) -> Callable[[int], None]:
+    """An enqueue for stored deliveries whose lane nobody has at hand (the sweep, a dead letter
+    retried): each goes to the lane its stored row says (`lanes.of_stored`)."""
+
+    def publish(delivery_id: int) -> None:
+        kind = deliveries.kinds(engine, [delivery_id]).get(delivery_id)
+        enqueue(delivery_id, lanes.of_stored(kind.source, kind.resource, kind.action, kind.payload)
+                if kind else Lane.DEFAULT)
+
+    return publish
 
 
 # Deliveries per message when the web tier has several to publish at once (`process_deliveries`):
@@ -278,7 +316,7 @@ def enqueue(delivery_id: int) -> None:
 MESSAGE_BATCH = 8
 
 
-def publish_batch(ids: Sequence[int], target: Celery | None = None) -> None:
+def publish_batch(ids: Sequence[int], lane: Lane = Lane.DEFAULT, /, target: Celery | None = None) -> None:
     """Publish many `process_delivery` messages over one producer, in one Redis pipeline where kombu
     offers it (5.7+). Raises like `enqueue`; then some of `ids` may have been published, and the
     sweeper hands out the rest.
@@ -292,7 +330,7 @@ def publish_batch(ids: Sequence[int], target: Celery | None = None) -> None:
     for a batch)."""
     own = target or app
     origin = anon_nodename()
-    queue = own.conf.task_default_queue
+    queue = lanes.queue_for(lane)
     with own.producer_or_acquire() as producer:
         batch = producer.batch(max_size=1000) if hasattr(producer, "batch") else contextlib.nullcontext()
         with batch:
@@ -314,21 +352,25 @@ def publish_batch(ids: Sequence[int], target: Celery | None = None) -> None:
                                  correlation_id=task_id, serializer="json", delivery_mode=2, retry=False)
 
 
-def publisher(settings: Settings) -> Callable[[int], None]:
+def publisher(settings: Settings) -> Callable[[int, Lane], None]:
     """An enqueue function on a Celery app of its own (another broker than the global app's)."""
     own = configure(settings, Celery("syncer-publisher"))
 
-    def publish(delivery_id: int) -> None:
-        own.send_task("syncer.process_delivery", (delivery_id,), retry=False)
+    def publish(delivery_id: int, lane: Lane = Lane.DEFAULT, /) -> None:
+        own.send_task("syncer.process_delivery", (delivery_id,), retry=False, queue=lanes.queue_for(lane))
 
     return publish
 
 
-def enqueue_many(engine: Engine, ids: list[int]) -> int:
+def enqueue_many(engine: Engine, ids: list[int], publish: Callable[[int, Lane], None] = enqueue) -> int:
+    """The sweeper's: each delivery to its own lane, as its stored row says, status changes first."""
+    found = deliveries.kinds(engine, ids)
+    lane_of = {i: lanes.of_stored(k.source, k.resource, k.action, k.payload) for i, k in found.items()}
+    ids = sorted(ids, key=lambda i: lane_of.get(i) is not Lane.STATUS)  # stable: due order kept
     sent: list[int] = []
     for delivery_id in ids:
         try:
-            enqueue(delivery_id)
+            publish(delivery_id, lane_of.get(delivery_id, Lane.DEFAULT))
         except Exception as exc:
             log.warning("could not enqueue delivery %s: %s", delivery_id, type(exc).__name__)
             break
