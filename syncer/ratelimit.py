@@ -25,6 +25,12 @@ about that long: it is booked right behind the creates already sleeping for thei
 create not yet booked. Nothing is ever sent faster than the host's rate, and when no status work
 comes the default lane still has the whole rate: it gives nothing up but the depth it may book.
 
+Off by default (the horizon is the max wait, and every lane books alike): each refused call takes
+a new place at the end of the line, so in a long storm a create whose later call (its remote link
+after its create) is refused goes to the back again, and a backlog of a thousand outgrew the line's
+drain in a bench run. Until places are held per delivery, the status lane's precedence is the
+queue order alone (`syncer.lanes`), and this horizon is for experiments.
+
 A default-lane call that finds the horizon full is not simply sent back to try again (a thousand
 creates retrying every second would cost more than the calls): it is given a place in the lane's
 line (a second timestamp, one interval per place, never behind the bucket) and told to come back
@@ -151,7 +157,7 @@ class RateLimiter:
         max_rps: float,
         issue_write_interval: float = 0.0,
         max_wait: float = 10.0,
-        default_lane_ahead: float = 1.0,
+        default_lane_ahead: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.service = service
@@ -179,7 +185,7 @@ class RateLimiter:
                 bucket = f"{self.bucket}:issue:{ref}"
                 self._wait_turn(bucket, self._issue_interval_ms, f"writes to {ref}", held=f"{bucket}:held")
         if self._interval_ms:
-            if lanes.current() is lanes.Lane.DEFAULT:
+            if lanes.current() is lanes.Lane.DEFAULT and self._default_ahead_ms < self._max_wait_ms:
                 self._wait_in_line()
             else:  # the status lane, and work outside any delivery (a reconcile run, a command)
                 self._wait_turn(self.bucket, self._interval_ms, "requests")
@@ -266,7 +272,7 @@ def limiter(
     max_rps: float,
     issue_write_interval: float = 0.0,
     max_wait: float = 10.0,
-    default_lane_ahead: float = 1.0,
+    default_lane_ahead: float = 10.0,
 ) -> RateLimiter | None:
     """The limiter for one API, or None when there is nothing to limit (no Redis, no limits set)."""
     if client is None or (max_rps <= 0 and issue_write_interval <= 0):

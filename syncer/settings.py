@@ -104,8 +104,9 @@ class Settings(BaseSettings):
     # A call that would wait longer than this for its turn is not made; the delivery is retried later.
     rate_limit_max_wait_seconds: float = Field(default=10.0, ge=0)
     # The default lane (creates and the rest) books turns at most this far ahead, so that a status
-    # change's call waits about this long at most behind them (syncer.ratelimit, syncer.lanes).
-    rate_limit_default_lane_ahead_seconds: float = Field(default=1.0, ge=0)
+    # change's call waits about this long at most behind them (syncer.ratelimit, syncer.lanes). At
+    # the max wait (the default) the line is off: see syncer.ratelimit for why.
+    rate_limit_default_lane_ahead_seconds: float = Field(default=10.0, ge=0)
     # How often beat sweeps the inbox for deliveries that are overdue.
     sweep_every_seconds: float = Field(default=15.0, gt=0)
     # A ticket-creation claim not renewed for this long is presumed dead (its worker was killed).

@@ -604,20 +604,30 @@ def test_reconcile_posts_a_notify_issue_whose_webhook_was_lost(
     assert link_of(engine, issue["id"]) is None
 
 
-def test_an_alert_rule_choosing_a_team_posts_to_that_teams_channel(
-    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, fake_slack: FakeSlack, engine: Engine
-) -> None:
+def _alerted_by_rule(
+    fake_sentry: FakeSentry, rule: str, *, mode: str, team: str, title: str
+) -> dict[str, Any]:
+    """An alert rule saved with syncer's action (`mode`, `team`), and a new issue that reaches syncer
+    only through that rule's alert (its own issue webhook is not sent)."""
     from syncer.sentry import ui
 
     fake_sentry.screens.schema = ui.schema(load_policy(POLICY), "https://syncer.example.com")
-    saved = fake_sentry.screens.save_alert_rule("Page checkout", {"mode": "create", "team": "checkout"})
+    saved = fake_sentry.screens.save_alert_rule(rule, {"mode": mode, "team": team})
     assert saved.status_code == 200, saved.text
-    fake_sentry.webhooks.enabled = False  # only the alert reaches syncer
+    fake_sentry.webhooks.enabled = False
     try:
-        issue = fake_sentry.file_issue(project="misc-app", title="ArithmeticError: by alert")
+        issue = fake_sentry.file_issue(project="misc-app", title=title)
     finally:
         fake_sentry.webhooks.enabled = True
-    fake_sentry.trigger_alert(issue["id"], rule="Page checkout")  # the routes would send it to [defaults]
+    fake_sentry.trigger_alert(issue["id"], rule=rule)
+    return issue
+
+
+def test_an_alert_rule_choosing_a_team_posts_to_that_teams_channel(
+    stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, fake_slack: FakeSlack, engine: Engine
+) -> None:
+    issue = _alerted_by_rule(fake_sentry, "Page checkout", mode="create", team="checkout",
+                             title="ArithmeticError: by alert")  # the routes would send it to [defaults]
     link = wait_for(
         lambda: (
             (found := link_of(engine, issue["id"])) is not None and found.state == LinkState.ACTIVE and found
@@ -638,17 +648,8 @@ def test_an_alert_rule_choosing_a_team_posts_to_that_teams_channel(
 def test_a_notify_only_alert_rule_posts_to_the_teams_channel_and_files_nothing(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, fake_slack: FakeSlack, engine: Engine
 ) -> None:
-    from syncer.sentry import ui
-
-    fake_sentry.screens.schema = ui.schema(load_policy(POLICY), "https://syncer.example.com")
-    saved = fake_sentry.screens.save_alert_rule("Tell checkout", {"mode": "notify", "team": "checkout"})
-    assert saved.status_code == 200, saved.text
-    fake_sentry.webhooks.enabled = False  # only the alert reaches syncer
-    try:
-        issue = fake_sentry.file_issue(project="misc-app", title="BufferError: notify only")
-    finally:
-        fake_sentry.webhooks.enabled = True
-    fake_sentry.trigger_alert(issue["id"], rule="Tell checkout")  # the routes would file it in [defaults]
+    issue = _alerted_by_rule(fake_sentry, "Tell checkout", mode="notify", team="checkout",
+                             title="BufferError: notify only")  # the routes would file it in [defaults]
     message = _posted(fake_slack, "BufferError: notify only")
     assert "create_ticket" in _buttons(message)  # the ticket waits for a person, as on a notify route
     _settled(engine)
@@ -660,17 +661,8 @@ def test_a_notify_only_alert_rule_posts_to_the_teams_channel_and_files_nothing(
 def test_a_notify_only_alert_rule_for_a_team_without_a_channel_says_so(
     stack: dict[str, Any], fake_sentry: FakeSentry, fake_jira: FakeJira, fake_slack: FakeSlack, engine: Engine
 ) -> None:
-    from syncer.sentry import ui
-
-    fake_sentry.screens.schema = ui.schema(load_policy(POLICY), "https://syncer.example.com")
-    saved = fake_sentry.screens.save_alert_rule("Tell web", {"mode": "notify", "team": "web"})
-    assert saved.status_code == 200, saved.text
-    fake_sentry.webhooks.enabled = False
-    try:
-        issue = fake_sentry.file_issue(project="misc-app", title="BufferError: no channel")
-    finally:
-        fake_sentry.webhooks.enabled = True
-    fake_sentry.trigger_alert(issue["id"], rule="Tell web")
+    issue = _alerted_by_rule(fake_sentry, "Tell web", mode="notify", team="web",
+                             title="BufferError: no channel")
     alert = wait_for(
         lambda: next(
             (d for d in deliveries(engine) if d.resource == "event_alert" and d.state == DeliveryState.DONE),
