@@ -1,4 +1,5 @@
-"""Every benchmark, one command, one table: intake, end to end, reconcile, memory.
+"""Every benchmark, one command, one table: intake, end to end, lanes (status changes mid-storm),
+reconcile, memory.
 
     .venv/bin/python -m bench.run                  # the figures in docs/benchmarks.md, SQLite and PostgreSQL
     .venv/bin/python -m bench.run --databases sqlite   # one column
@@ -26,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import e2e, intake, memory, stack
+from bench import e2e, intake, lanes, memory, stack
 
-SECTIONS = ("intake", "e2e", "e2e2", "reconcile", "memory")
+SECTIONS = ("intake", "e2e", "e2e2", "lanes", "reconcile", "memory")
 RECONCILE_SCRIPT = Path(__file__).resolve().parent / "reconcile.py"
 
 
@@ -192,6 +193,14 @@ def rows(results: dict[str, Any], database: str = "sqlite") -> list[Row]:
                              f"{med.get('repaired', 0):,.0f} repaired, "
                              f"peak RSS {med.get('peak RSS MiB', 0):.0f} MiB",
                              "calls <= 2*ceil(N/100) + repairs", _mark(size["within_target"])))
+    if "lanes" in results:
+        r = results["lanes"]
+        rows.append(("lanes", f"{r['status_changes']} resolves sent during a storm of {r['issues']:,} new "
+                     f"issues at SYNCER_JIRA_MAX_RPS={r['jira_max_rps']:g}: webhook to ticket Done, "
+                     "p50 / p99 / max",
+                     f"{r['status_p50_s']:.2f} / {r['status_p99_s']:.2f} / {r['status_max_s']:.2f} s "
+                     f"(storm {r['storm_s']:.0f} s, {r['storm_tickets_per_s']:.1f} tickets/s)",
+                     f"p99 <= {lanes.TARGET_SECONDS:g} s", _mark(r["within_target"])))
     if "memory" in results:
         r = results["memory"]
         rows.append(("memory", f"worker peak RSS after {r['step']:,} / {r['events']:,} events, all "
@@ -280,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "e2e": lambda db: e2e.run(e2e_settings(db), 1 if args.smoke else args.e2e_rounds, log=log),
         "e2e2": lambda db: e2e.run(dataclasses.replace(e2e_settings(db), worker_args=("--processes", "1")),
                                    1 if args.smoke else args.e2e_rounds, log=log),
+        "lanes": lambda db: lanes.run(dataclasses.replace(lanes.SMOKE if args.smoke else lanes.Settings(),
+                                                          database=db), log=log),
         "memory": lambda db: memory.run(
             20 if args.smoke else args.memory_events, 10 if args.smoke else 1000, database=db, log=log),
     }
@@ -337,6 +348,8 @@ def _correct(results: dict[str, Any]) -> bool:
     for name in ("e2e", "e2e2"):
         if name in results:
             ok &= results[name]["complete"] and results[name]["duplicates_total"] == 0
+    if "lanes" in results:
+        ok &= results["lanes"]["complete"]
     if "memory" in results:
         ok &= results["memory"]["all_linked"]
     return bool(ok)

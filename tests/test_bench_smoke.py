@@ -51,11 +51,15 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
     assert memory["all_linked"]
     assert len(memory["samples"]) == 2 and memory["peak_after_last_mib"] > 0
 
+    lanes = results["lanes"]
+    assert lanes["complete"], lanes["samples"]
+    assert len(lanes["samples"]) == 3
+
     reconcile = results["reconcile"]
     assert reconcile["available"], reconcile.get("why")
 
     table = done.stdout
-    for section in ("| intake |", "| end to end |", "| reconcile |", "| memory |"):
+    for section in ("| intake |", "| end to end |", "| lanes |", "| reconcile |", "| memory |"):
         assert section in table, table
 
 
