@@ -406,6 +406,7 @@ def table(results: list[Result]) -> str:
         "mode", "N", "changed", "findable", "drifted", "repaired", "unreachable", "failed", "wall s", "run s",
         "changed read", "slice links", "Sentry calls", "Jira calls", "calls", "of which reads",
         "of which repairs", "target", "target calls", "within target", "peak RSS MiB", "seed s",
+        "bench RSS MiB",
     )
     return markdown(header, [
         (
@@ -414,6 +415,7 @@ def table(results: list[Result]) -> str:
             f"{r.changed_read:,}", f"{r.slice_links:,}", f"{r.sentry_calls:,}", f"{r.jira_calls:,}",
             f"{r.calls:,}", f"{r.page_reads:,}", f"{r.repair_calls:,}", r.budget_formula, f"{r.budget:,}",
             "yes" if r.within else "no", f"{r.peak_rss_mib:.0f}", f"{r.seed_seconds:.1f}",
+            f"{r.bench_rss_mib:.0f}",
         )
         for r in results
     ])
