@@ -8,6 +8,7 @@ where the window's start decides (the fakes run in this process, so they see the
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -200,6 +201,26 @@ def test_a_failed_change_read_leaves_the_window_where_it_was(
     assert retried.ok and retried.repaired == 1 and retried.scope.changed_in_jira == 1
     assert fake_sentry.issue(gap.sentry_id)["status"] == "resolved"
     assert cursors.load(engine).changes_read_at == retried.started_at
+
+
+def test_a_project_jira_lacks_is_left_out_of_the_change_search_with_a_warning(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The service policy files into FRM and SQD too, which this Jira does not have.
+    lacking = {"FRM", "SQD"}
+    assert lacking <= set(jira_projects(rt.policy)) and not lacking & set(fake_jira._state.projects)
+    pairs = seed_quiet(engine, fake_sentry, fake_jira, 20)
+    fake_jira.person_transition(pairs[10].key, "Done")
+
+    with caplog.at_level(logging.WARNING, logger="syncer.jira.client"):
+        report = reconcile.run(rt)
+
+    assert report.ok and report.repaired == 1 and report.scope.changed_in_jira == 1
+    warned = " ".join(r.getMessage() for r in caplog.records if r.name == "syncer.jira.client")
+    assert "Jira knows no project FRM" in warned and "no project SQD" in warned and "policy" in warned
+    assert "no project PAY" not in warned and "no project OPS" not in warned
+    assert not any("trying again" in r.getMessage() for r in caplog.records)  # a 400 is not retried
 
 
 def test_a_full_run_reads_every_link_and_leaves_the_pass_where_it_is(
