@@ -52,7 +52,8 @@ def test_refusals_come_back_per_ticket_with_the_others_created(fake: FakeJira, c
     requests = [ticket(0), ticket(1, assignee={"accountId": "acc-gone"}), ticket(2),
                 ticket(3, components=[{"name": "Nope"}]), ticket(4)]
     results = client.create_issues(requests)
-    assert [type(r).__name__ for r in results] == ["tuple", "FieldsRefused", "tuple", "FieldsRefused", "tuple"]
+    kinds = [type(r).__name__ for r in results]
+    assert kinds == ["tuple", "FieldsRefused", "tuple", "FieldsRefused", "tuple"]
     refused_assignee, refused_component = results[1], results[3]
     assert isinstance(refused_assignee, FieldsRefused) and "assignee" in refused_assignee.fields
     assert isinstance(refused_component, FieldsRefused) and "components" in refused_component.fields

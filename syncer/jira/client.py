@@ -502,7 +502,8 @@ class JiraClient:
             number = raw.get("failedElementNumber") if isinstance(raw, Mapping) else None
             if isinstance(number, int) and 0 <= number < count:
                 failed[number] = self._bulk_item_error(raw)
-        created = [raw for raw in answer.get("issues") or [] if isinstance(raw, Mapping) and _str(raw.get("key"))]
+        created = [raw for raw in answer.get("issues") or []
+                   if isinstance(raw, Mapping) and _str(raw.get("key"))]
         results: list[tuple[str, str] | SyncerError] = []
         made = iter(created)
         if len(created) != count - len(failed):
