@@ -73,14 +73,15 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
 
 
 def on_new_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
-    """`on_sentry_issue` for the events that announce a new issue: while Jira's budget is booked
-    ahead (a release storm), an issue to create a ticket for is gathered for a bulk create
+    """`on_sentry_issue` for the events that announce a new issue: during a release storm
+    (`gathering.backlogged`), an issue to create a ticket for is gathered for a bulk create
     (`syncer.sync.filing`) instead, before any claim or call: one call files many."""
     planned = plan_ticket(rt, event, cause, may_gather=True)
     if isinstance(planned, Outcome):
         return planned
-    return create_or_link(rt, planned.issue, planned.decision, installation_uuid=planned.installation_uuid,
-                          cause=cause)
+    with gathering.creating(rt):
+        return create_or_link(rt, planned.issue, planned.decision,
+                              installation_uuid=planned.installation_uuid, cause=cause)
 
 
 def plan_ticket(
@@ -114,8 +115,8 @@ def plan_ticket(
         return Outcome.ignore(f"route {decision.route_name}: ignore ({decision.reason})")
     # An event alert names its issue only: the filer would read it again (a second Sentry call).
     if may_gather and event.issue is not None and decision.action == "create" and gathering.backlogged(rt):
-        return Outcome.gather(f"gathered for a bulk create ({decision.route_name}): Jira's budget is "
-                              "booked ahead")
+        return Outcome.gather(f"gathered for a bulk create ({decision.route_name}): many new issues "
+                              "at once")
     # The team's channel hears of it first: its message is Slack work of its own (a Slack outage
     # must not hold the ticket up), and it shows the ticket once there is one.
     slack.on_routed(rt, issue, decision)
@@ -194,8 +195,7 @@ def create_or_link(
         found = rt.jira.find_by_label(sentry_label(issue.id))
         choice = choose(rt, attempt, issue, found)
         if choice.ticket is not None:
-            link = _activate(rt, claim, issue, decision, choice.ticket, cause, adopted=True)
-            note = f"linked existing ticket {choice.ticket.key} ({decision.route_name})"
+            link, note = adopted(rt, claim, issue, decision, choice.ticket, cause)
         else:
             draft = draft_ticket(rt, issue, decision, description=description)
             attempt.mark_create()
@@ -343,6 +343,13 @@ def after_refusal(rt: Runtime, attempt: Attempt, draft: Draft, exc: PermanentErr
     except (TransientError, PermanentError):
         attempt.created_nothing = True  # refused before acting: 4xx or 429
         raise
+
+
+def adopted(rt: Runtime, claim: ClaimRecord, issue: SentryIssue, decision: Decision, ticket: JiraTicket,
+            cause: str) -> tuple[LinkRecord, str]:
+    """The found ticket's link, active, and the delivery's note of it."""
+    link = _activate(rt, claim, issue, decision, ticket, cause, adopted=True)
+    return link, f"linked existing ticket {ticket.key} ({decision.route_name})"
 
 
 def ticket_created(rt: Runtime, claim: ClaimRecord, issue: SentryIssue, draft: Draft,
