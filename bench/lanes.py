@@ -142,12 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--issues", type=int, default=Settings.issues)
     parser.add_argument("--status-changes", type=int, default=Settings.status_changes)
     parser.add_argument("--jira-rps", type=float, default=Settings.jira_max_rps)
-    parser.add_argument("--default-lane-ahead", type=float, default=None,
-                        help="SYNCER_RATE_LIMIT_DEFAULT_LANE_AHEAD_SECONDS for the worker (default: its own)")
+    parser.add_argument("--status-share", type=float, default=None,
+                        help="SYNCER_RATE_LIMIT_STATUS_SHARE for the worker (default: its own)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    extra = ({} if args.default_lane_ahead is None
-             else {"SYNCER_RATE_LIMIT_DEFAULT_LANE_AHEAD_SECONDS": f"{args.default_lane_ahead:g}"})
+    extra = ({} if args.status_share is None
+             else {"SYNCER_RATE_LIMIT_STATUS_SHARE": f"{args.status_share:g}"})
     settings = SMOKE if args.smoke else Settings(issues=args.issues, status_changes=args.status_changes,
                                                  jira_max_rps=args.jira_rps, extra_env=extra)
     out = run(settings, log=lambda line: print(line, file=sys.stderr, flush=True))

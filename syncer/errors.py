@@ -12,8 +12,7 @@
     │   │                    an issue's claim, held by the worker creating its ticket
     │   │                    (`syncer.store.links`): look again once it is linked or has expired
     │   └── Throttled        our own rate limit's next turn is too far off (`syncer.ratelimit`):
-    │       │                nothing was sent; queue again for that turn, no attempt counted
-    │       └── InLine       the default lane's horizon is full: come back exactly at its place
+    │                        nothing was sent; queue again for that turn, no attempt counted
     ├── LockLost             a lock expired under its holder, who stalled: stop, another may hold it
     └── PermanentError       retrying cannot help (400, 401, 403, 404, validation): dead letter
         └── PayloadError     a webhook body or API answer that is not the shape we need
@@ -80,12 +79,6 @@ class Throttled(TransientError):
     """syncer's own client-side rate limit refused the call (`syncer.ratelimit`): nothing was sent,
     and `retry_after` is when the next turn comes. Waiting for a turn is queueing, not failing: a
     delivery refused this way is due again then, without an attempt counted against it."""
-
-
-class InLine(Throttled):
-    """Throttled in the default lane (`syncer.ratelimit`): the call was given a place in the lane's
-    line, and `retry_after` is exactly when that place comes; spreading it (as other throttled waits
-    are spread) would leave the places empty."""
 
 
 class LockLost(SyncerError):

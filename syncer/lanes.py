@@ -11,8 +11,8 @@ their turns at Jira's rate limit. So every delivery belongs to one lane:
 
 Each lane is a broker queue of its own (`queue_for`); `syncer worker` consumes both, the status
 queue first (`syncer.worker.app`). The lane also rides along while a delivery is handled
-(`handling`): the shared rate limiter lets creates book only a little ahead, so a status call finds
-a turn within about a second (`syncer.ratelimit`).
+(`handling`): the shared rate limiter keeps a share of each API's rate for the status lane, so a
+status call finds a turn within about one interval of that share (`syncer.ratelimit`).
 
 The web tier decides the lane from the body it has decoded once anyway (`classify`); the sweeper
 and a person's retry decide it again from the stored row (`of_stored`), by the same rule.
@@ -96,8 +96,7 @@ def of_stored(source: str, resource: str, action: str, payload: str) -> Lane:
 
 
 # The lane of the delivery this thread (or task) is handling now: what the rate limiter asks. None
-# outside a delivery (a reconcile run, a command): such work is not part of a storm's backlog, and
-# books its turns as every call did before lanes.
+# outside a delivery (a reconcile run, a command): the limiter counts such work with the default lane.
 _current: contextvars.ContextVar[Lane | None] = contextvars.ContextVar("syncer_lane", default=None)
 
 

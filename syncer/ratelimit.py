@@ -15,28 +15,17 @@ Jira's per-issue limit, the ticket's) next turn to when the server said to come 
 workers wait too instead of earning 429s of their own; a ticket Jira holds back is not waited for
 at all (Throttled at once), so one busy ticket never delays the deliveries queued behind it.
 
-Status work goes first (`syncer.lanes`). One bucket keeps the host's rate for everything, but the
-default lane's deliveries (creates, edits, comments) may book only
-`SYNCER_RATE_LIMIT_DEFAULT_LANE_AHEAD_SECONDS` ahead of now, while the status lane (and work outside
-any delivery, such as a reconcile run) books up to `SYNCER_RATE_LIMIT_MAX_WAIT_SECONDS` as before. So
-however long a storm's backlog, the bucket is never booked further than that short horizon by
-creates, and a status change's call (a transition, Sentry's status update) finds its turn within
-about that long: it is booked right behind the creates already sleeping for theirs, ahead of every
-create not yet booked. Nothing is ever sent faster than the host's rate, and when no status work
-comes the default lane still has the whole rate: it gives nothing up but the depth it may book.
-
-Off by default (the horizon is the max wait, and every lane books alike): each refused call takes
-a new place at the end of the line, so in a long storm a create whose later call (its remote link
-after its create) is refused goes to the back again, and a backlog of a thousand outgrew the line's
-drain in a bench run. Until places are held per delivery, the status lane's precedence is the
-queue order alone (`syncer.lanes`), and this horizon is for experiments.
-
-A default-lane call that finds the horizon full is not simply sent back to try again (a thousand
-creates retrying every second would cost more than the calls): it is given a place in the lane's
-line (a second timestamp, one interval per place, never behind the bucket) and told to come back
-when its place is within the horizon (`InLine`, its wait exact, not spread by jitter). Status calls
-booked meanwhile push the bucket past some places; those calls find the horizon full again and take
-a new place at the end: the creates give way, the rate stays whole.
+Status work keeps a share of the host's rate (`syncer.lanes`, `SYNCER_RATE_LIMIT_STATUS_SHARE`).
+A host has two buckets whose rates sum to the host's: the status lane's (share s) and the default
+lane's (1 - s). A storm of creates books its own bucket up to the max wait ahead, but never books
+the status bucket ahead: it takes a status turn only when that turn is free right now. So a status
+change's call (a transition, Sentry's status update) waits at most about one status interval
+(1 / (s * rate)) behind the creates, however long their backlog; and since the creates take every
+status turn nobody wants, a storm with no status change waiting still has the whole rate. A status
+call takes a default turn instead when that one is sooner (no storm, or a burst of status changes).
+Each bucket spaces its own turns, so together they never exceed the host's rate. Work outside any
+delivery (a reconcile run, a command) draws as the default lane does: a reconcile run is bulk work
+too, and in the status share it would crowd the status changes it should never delay.
 
 If Redis cannot be reached, the limiter steps aside for a while (fails open): a missing rate limit
 costs at worst a 429, which the retry path handles; a stalled worker costs more.
@@ -48,6 +37,7 @@ limit configured they get none and make no extra call at all.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import time
@@ -58,7 +48,7 @@ from urllib.parse import urlsplit
 import redis
 
 from syncer import lanes
-from syncer.errors import WRITES, InLine, Throttled, retry_after_seconds
+from syncer.errors import WRITES, Throttled, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -88,37 +78,45 @@ redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.floor(nex
 return {1, wait}
 """
 
-# The default lane's turn: KEYS[1]: the bucket; KEYS[2]: the lane's line. ARGV[1]: the emission
-# interval in ms. ARGV[2]: how far ahead of now the lane may book, in ms. Returns {1, wait_ms} with the
-# turn reserved, or {0, come_back_ms} with a place in line taken (the bucket untouched).
-_TAKE_IN_LINE = """
+# A lane's turn at a host of two buckets. KEYS[1]: the default lane's bucket; KEYS[2]: the status
+# lane's. ARGV[1], ARGV[2]: their emission intervals in ms. ARGV[3]: the longest acceptable wait in ms.
+# ARGV[4]: '1' for the status lane. Returns {1, wait_ms} with the turn reserved, {0, wait_ms} when that
+# wait is too long (nothing taken).
+_TAKE_SHARED = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval, ahead = tonumber(ARGV[1]), tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-if tat - now <= ahead then
-  local next_tat = tat + interval
-  redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.floor(next_tat - now) + 1000)
-  return {1, tat - now}
+local default_tat = math.max(tonumber(redis.call('GET', KEYS[1])) or now, now)
+local status_tat = math.max(tonumber(redis.call('GET', KEYS[2])) or now, now)
+local key, tat, interval = KEYS[1], default_tat, tonumber(ARGV[1])
+if ARGV[4] == '1' then
+  if status_tat <= default_tat then key, tat, interval = KEYS[2], status_tat, tonumber(ARGV[2]) end
+elseif default_tat > now and status_tat <= now then
+  -- a status turn nobody has booked: the default lane may have it, but only now, never ahead
+  key, tat, interval = KEYS[2], status_tat, tonumber(ARGV[2])
 end
-local place = tonumber(redis.call('GET', KEYS[2])) or tat
-if place < tat then place = tat end
-local next_place = place + interval
-redis.call('SET', KEYS[2], string.format('%.0f', next_place), 'PX', math.floor(next_place - now) + 1000)
-return {0, math.max(place - now - ahead, 0)}
+local wait = tat - now
+if wait > tonumber(ARGV[3]) then return {0, wait} end
+local next_tat = tat + interval
+redis.call('SET', key, string.format('%.0f', next_tat), 'PX', math.floor(next_tat - now) + 1000)
+return {1, wait}
 """
 
-# KEYS[1]: the bucket; KEYS[2], optional: its hold. ARGV[1]: ms from now before which no turn is given
-# (the server's Retry-After).
+# KEYS: the buckets to hold, then, when ARGV[2] is '1', the hold marker of the last one. ARGV[1]: ms
+# from now before which no turn is given (the server's Retry-After).
 _HOLD = """
-if KEYS[2] then redis.call('SET', KEYS[2], '1', 'PX', ARGV[1]) end
+local buckets = #KEYS
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[buckets], '1', 'PX', ARGV[1])
+  buckets = buckets - 1
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local hold = now + tonumber(ARGV[1])
-local tat = tonumber(redis.call('GET', KEYS[1])) or 0
-if hold > tat then
-  redis.call('SET', KEYS[1], string.format('%.0f', hold), 'PX', math.floor(hold - now) + 1000)
+for i = 1, buckets do
+  local tat = tonumber(redis.call('GET', KEYS[i])) or 0
+  if hold > tat then
+    redis.call('SET', KEYS[i], string.format('%.0f', hold), 'PX', math.floor(hold - now) + 1000)
+  end
 end
 return 0
 """
@@ -145,8 +143,19 @@ def bucket_name(service: str, base_url: str) -> str:
     return f"syncer:rate:{service}:{urlsplit(base_url).netloc}"
 
 
+def intervals_ms(max_rps: float, status_share: float) -> tuple[int, int]:
+    """The emission intervals of a host's (default, status) buckets, in whole ms; status 0 when the
+    host has one bucket for everything. Rounded up, so that the two never sum past the host's rate."""
+    if max_rps <= 0:
+        return 0, 0
+    if status_share <= 0:
+        return math.ceil(1000.0 / max_rps), 0
+    return math.ceil(1000.0 / (max_rps * (1.0 - status_share))), math.ceil(1000.0 / (max_rps * status_share))
+
+
 class RateLimiter:
-    """One API host's shared budget, and (Jira) per-ticket write spacing."""
+    """One API host's shared budget (with the status lane's share of it), and (Jira) per-ticket write
+    spacing."""
 
     def __init__(
         self,
@@ -157,17 +166,19 @@ class RateLimiter:
         max_rps: float,
         issue_write_interval: float = 0.0,
         max_wait: float = 10.0,
-        default_lane_ahead: float = 10.0,
+        status_share: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if not 0.0 <= status_share < 1.0:
+            raise ValueError(f"status_share must be in [0, 1), not {status_share}")
         self.service = service
         self.bucket = bucket_name(service, base_url)
-        self._interval_ms = round(1000.0 / max_rps) if max_rps > 0 else 0
+        self.status_bucket = f"{self.bucket}:status"
+        self._interval_ms, self._status_interval_ms = intervals_ms(max_rps, status_share)
         self._issue_interval_ms = round(issue_write_interval * 1000.0)
         self._max_wait_ms = round(max_wait * 1000.0)
-        self._default_ahead_ms = round(min(default_lane_ahead, max_wait) * 1000.0)
         self._take = client.register_script(_TAKE)
-        self._take_in_line = client.register_script(_TAKE_IN_LINE)
+        self._take_shared = client.register_script(_TAKE_SHARED)
         self._hold = client.register_script(_HOLD)
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -184,11 +195,10 @@ class RateLimiter:
                 # same worker message (and every other ticket) go on now.
                 bucket = f"{self.bucket}:issue:{ref}"
                 self._wait_turn(bucket, self._issue_interval_ms, f"writes to {ref}", held=f"{bucket}:held")
-        if self._interval_ms:
-            if lanes.current() is lanes.Lane.DEFAULT and self._default_ahead_ms < self._max_wait_ms:
-                self._wait_in_line()
-            else:  # the status lane, and work outside any delivery (a reconcile run, a command)
-                self._wait_turn(self.bucket, self._interval_ms, "requests")
+        if self._status_interval_ms:
+            self._wait_shared_turn()
+        elif self._interval_ms:
+            self._wait_turn(self.bucket, self._interval_ms, "requests")
 
     def after(self, method: str, url: str, status: int, headers: Mapping[str, str]) -> None:
         if status != 429:
@@ -200,12 +210,15 @@ class RateLimiter:
         ref = issue_ref(url)
         # Jira's per-issue write limit holds that ticket only, not the host: other tickets go on.
         per_issue = PER_ISSUE_REASON in reason and ref is not None
-        bucket = f"{self.bucket}:issue:{ref}" if per_issue else self.bucket
-        keys = [bucket, f"{bucket}:held"] if per_issue else [bucket]
+        if per_issue:
+            bucket = f"{self.bucket}:issue:{ref}"
+            keys, marked = [bucket, f"{bucket}:held"], "1"
+        else:  # the server's limit is the host's whole rate: both lanes wait
+            keys, marked = [self.bucket, self.status_bucket], "0"
         hold_ms = round(min(wait, MAX_PENALTY_SECONDS) * 1000.0)
         if self._available():
             try:
-                self._hold(keys=keys, args=[hold_ms])
+                self._hold(keys=keys, args=[hold_ms, marked])
             except redis.RedisError as exc:
                 self._step_aside(exc)
 
@@ -223,28 +236,30 @@ class RateLimiter:
         if len(answer) > 2:
             raise Throttled(f"{self.service}: {what} held back by the server's 429 for {wait:.1f}s more",
                             retry_after=wait)
-        if not int(granted):
+        self._granted_or_throttled(int(granted), wait, what)
+
+    def _wait_shared_turn(self) -> None:
+        """The host's turn for this lane: the status lane's own bucket or the default's, whichever
+        comes sooner; the default lane's, or a status turn free this very moment."""
+        if not self._available():
+            return
+        status = lanes.current() is lanes.Lane.STATUS
+        try:
+            granted, wait_ms = self._take_shared(
+                keys=[self.bucket, self.status_bucket],
+                args=[self._interval_ms, self._status_interval_ms, self._max_wait_ms, "1" if status else "0"],
+            )
+        except redis.RedisError as exc:
+            self._step_aside(exc)
+            return
+        self._granted_or_throttled(int(granted), int(wait_ms) / 1000.0, "requests")
+
+    def _granted_or_throttled(self, granted: int, wait: float, what: str) -> None:
+        if not granted:
             raise Throttled(
                 f"{self.service}: client-side rate limit for {what}: next turn in {wait:.1f}s",
                 retry_after=wait,
             )
-        if wait > 0:
-            self._sleep(wait)
-
-    def _wait_in_line(self) -> None:
-        """The default lane's turn at the host: within the lane's horizon, or a place in its line."""
-        if not self._available():
-            return
-        try:
-            granted, wait_ms = self._take_in_line(keys=[self.bucket, f"{self.bucket}:line"],
-                                                  args=[self._interval_ms, self._default_ahead_ms])
-        except redis.RedisError as exc:
-            self._step_aside(exc)
-            return
-        wait = int(wait_ms) / 1000.0
-        if not int(granted):
-            raise InLine(f"{self.service}: client-side rate limit: the default lane's place in line "
-                         f"comes in {wait:.1f}s (status changes go first)", retry_after=wait)
         if wait > 0:
             self._sleep(wait)
 
@@ -272,7 +287,7 @@ def limiter(
     max_rps: float,
     issue_write_interval: float = 0.0,
     max_wait: float = 10.0,
-    default_lane_ahead: float = 10.0,
+    status_share: float = 0.0,
 ) -> RateLimiter | None:
     """The limiter for one API, or None when there is nothing to limit (no Redis, no limits set)."""
     if client is None or (max_rps <= 0 and issue_write_interval <= 0):
@@ -284,14 +299,14 @@ def limiter(
         max_rps=max_rps,
         issue_write_interval=issue_write_interval,
         max_wait=max_wait,
-        default_lane_ahead=default_lane_ahead,
+        status_share=status_share,
     )
 
 
 def booked_ahead(client: redis.Redis, *, service: str, base_url: str) -> float:
-    """How far ahead, in seconds, the API's shared budget is booked: 0 when a call would go at once;
-    near `SYNCER_RATE_LIMIT_MAX_WAIT_SECONDS`, calls are being turned away (`Throttled`). Raises
-    `redis.RedisError` when Redis cannot say."""
+    """How far ahead, in seconds, the API's shared budget (its default lane's bucket, where a storm
+    books) is booked: 0 when a call would go at once; near `SYNCER_RATE_LIMIT_MAX_WAIT_SECONDS`, calls
+    are being turned away (`Throttled`). Raises `redis.RedisError` when Redis cannot say."""
     bucket = bucket_name(service, base_url)
     tat, (seconds, micros) = client.get(bucket), client.time()
     if tat is None:

@@ -87,14 +87,12 @@ class RetryPolicy:
             return wait
         return max(min(wait, self.window - elapsed), retry_after or 0.0, 0.0)
 
-    def queued(self, turn_in: float, elapsed: float, rng: random.Random | None = None, *,
-               spread: bool = True) -> float:
+    def queued(self, turn_in: float, elapsed: float, rng: random.Random | None = None) -> float:
         """When to try again after our own rate limit said its next turn is `turn_in` s away: then,
         plus up to half as long again, so that a throttled backlog does not come back all at once
-        for the same turn (unless `spread` is off: the limiter gave this call a place of its own).
-        Not a failure: the attempt number does not move."""
+        for the same turn. Not a failure: the attempt number does not move."""
         rng = rng or random.Random()
-        wait = turn_in + (rng.uniform(0, max(turn_in, 1.0) / 2) if spread else 0.0)
+        wait = turn_in + rng.uniform(0, max(turn_in, 1.0) / 2)
         if self.window is not None:
             wait = max(min(wait, self.window - elapsed), turn_in, 0.0)
         return wait

@@ -100,7 +100,7 @@ class Runtime:
             max_rps=max_rps,
             issue_write_interval=issue_write_interval,
             max_wait=self.settings.rate_limit_max_wait_seconds,
-            default_lane_ahead=self.settings.rate_limit_default_lane_ahead_seconds,
+            status_share=self.settings.rate_limit_status_share,
         )
         return CountedCalls(service, self.counters, apicalls.recording(self.redis, service, limiter))
 

@@ -103,10 +103,10 @@ class Settings(BaseSettings):
     jira_issue_write_interval_seconds: float = Field(default=0.5, ge=0)
     # A call that would wait longer than this for its turn is not made; the delivery is retried later.
     rate_limit_max_wait_seconds: float = Field(default=10.0, ge=0)
-    # The default lane (creates and the rest) books turns at most this far ahead, so that a status
-    # change's call waits about this long at most behind them (syncer.ratelimit, syncer.lanes). At
-    # the max wait (the default) the line is off: see syncer.ratelimit for why.
-    rate_limit_default_lane_ahead_seconds: float = Field(default=10.0, ge=0)
+    # The share of each API's rate kept for status changes (syncer.ratelimit, syncer.lanes): a status
+    # call waits at most about 1 / (share * rate) behind a storm, and the storm still has the whole
+    # rate while no status change wants it. 0: one bucket for everything.
+    rate_limit_status_share: float = Field(default=0.2, ge=0, lt=1)
     # How often beat sweeps the inbox for deliveries that are overdue.
     sweep_every_seconds: float = Field(default=15.0, gt=0)
     # A ticket-creation claim not renewed for this long is presumed dead (its worker was killed).

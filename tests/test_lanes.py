@@ -1,5 +1,5 @@
-"""Lanes (`syncer.lanes`): status changes travel in a queue of their own and go first at the rate
-limiter, so a storm of new issues does not hold them up.
+"""Lanes (`syncer.lanes`): status changes travel in a queue of their own and keep a share of the
+rate limit (`tests/test_ratelimit_share.py`), so a storm of new issues does not hold them up.
 
 Real processes on the fault stack of `tests/test_faults.py` (its own broker, web app and beat), so the
 broker's queues can be read as they are, before a worker takes anything from them.
@@ -8,7 +8,6 @@ broker's queues can be read as they are, before a worker takes anything from the
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 from typing import Any
 
@@ -18,7 +17,6 @@ from celery import Celery
 from sqlalchemy.engine import Engine
 
 from syncer import lanes
-from syncer.errors import InLine
 from syncer.fakes.base import Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
@@ -32,7 +30,6 @@ from tests.test_faults import (
     FaultStack,
     delivery_rows,
     letters,
-    limiter,
     tickets_for,
     wait_all_finished,
     wait_linked,
@@ -69,35 +66,6 @@ def test_a_jira_update_takes_the_status_lane_only_when_its_changelog_moves_the_s
     assert lanes.classify("jira", "comment_created", "", done) is Lane.DEFAULT
     assert lanes.of_stored("jira", "jira:issue_updated", "", "not json") is Lane.DEFAULT
     assert lanes.classify("slack", "event", "reaction_added", {}) is Lane.DEFAULT
-
-
-# ------------------------------------------------------------------ the rate limiter's precedence
-
-def test_the_default_lane_books_only_its_horizon_and_a_status_call_goes_right_behind(
-    fstack: FaultStack,
-) -> None:
-    waits: list[float] = []
-    shared = limiter(fstack, max_rps=10, max_wait=10, default_lane_ahead=1.0, sleep=waits.append)
-    url = "http://127.0.0.1/rest/api/2/issue"
-    places: list[float] = []
-    with lanes.handling(Lane.DEFAULT):
-        for _ in range(40):  # a storm's creates, far more than the horizon holds
-            try:
-                shared.before("POST", url)
-            except InLine as refused:
-                places.append(refused.retry_after or 0.0)
-    booked = 40 - len(places)
-    assert 10 <= booked <= 12 and max(waits) <= 1.0  # a second's worth at 10 a second, no more
-    # Each refused create has a place of its own in line, one turn after another: none come back
-    # for the same turn.
-    assert all(later - earlier > 0.05 for earlier, later in itertools.pairwise(places))
-    with lanes.handling(Lane.STATUS):
-        shared.before("POST", f"{url}/OPS-1/transitions")
-    # Right behind the creates already booked, not behind the 28 waiting in line (2.8 s more).
-    assert waits[-1] <= 1.2
-    # Outside any delivery (a reconcile run, a command) calls book as they always did.
-    shared.before("GET", f"{url}/OPS-1")
-    assert waits[-1] <= 1.3
 
 
 # ------------------------------------------------------------------ which queue
@@ -225,8 +193,8 @@ def test_a_resolve_sent_during_a_backlog_of_creates_is_done_before_the_backlog_d
     fstack: FaultStack, fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
 ) -> None:
     first = fake_sentry.file_issue(project="billing-api", title="lanes: resolved mid-storm")
-    fstack.start_worker("lanes-storm", jira_max_rps=4, rate_limit_max_wait_seconds=2,
-                        rate_limit_default_lane_ahead_seconds=0.5)
+    # The status lane's share (the default, 0.2) of 4 calls a second: one status turn every 1.25 s.
+    fstack.start_worker("lanes-storm", jira_max_rps=4, rate_limit_max_wait_seconds=2)
     key = wait_linked(engine, first["id"], timeout=60).jira_key
     storm = [fake_sentry.file_issue(project="billing-api", title=f"lanes: storm {n}") for n in range(40)]
     # The storm is under way: some of its tickets are made, most are not.

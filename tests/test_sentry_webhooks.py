@@ -142,6 +142,21 @@ def test_issue_resolved() -> None:
     assert not event.is_own_echo("5d1f8a7e-2c4b-4e0f-9a3d-7b6c1e2f3a40")
 
 
+@pytest.mark.parametrize(("short_id", "kept"), [
+    ("BILLING-API-3F", "BILLING-API-3F"),
+    ("MY_APP-1", "MY_APP-1"),
+    ("https://evil.example/", ""),
+    ("[click|https://evil.example]", ""),
+    ("NOHYPHEN", ""),
+])
+def test_a_short_id_not_of_sentrys_shape_is_dropped(short_id: str, kept: str) -> None:
+    # It is a ticket's link text: a URL there would show one place and lead to another.
+    payload = fixture("issue_resolved")
+    payload["data"]["issue"]["shortId"] = short_id
+    issue = parse_event("issue", payload).issue
+    assert issue is not None and issue.short_id == kept
+
+
 def test_issue_unresolved_regressed() -> None:
     event = parse_event("issue", fixture("issue_unresolved_regressed"))
     assert event.action == "unresolved"

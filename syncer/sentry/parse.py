@@ -7,6 +7,7 @@ mistyped field becomes a default, never a crash; only a missing or non-numeric `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,12 @@ from syncer.core.issue import SentryActor, SentryIssue
 from syncer.errors import PayloadError
 from syncer.payload import as_int, as_mapping, as_text, as_time
 from syncer.policy import SENTRY_PRIORITIES
+
+# A short ID is the project's slug upper-cased, a hyphen and a counter in base 32 (`BILLING-API-3F`:
+# getsentry/sentry `Group.qualified_short_id`; slugs are letters, digits, `_` and `-`). Anything else
+# in that field is not Sentry's, and it would be shown as a ticket's link text: dropped, the issue's
+# numeric id is shown instead.
+_SHORT_ID = re.compile(r"[A-Z0-9_-]+-[A-Z0-9]+")
 
 
 def parse_actor(raw: Any) -> SentryActor | None:
@@ -26,6 +33,11 @@ def parse_actor(raw: Any) -> SentryActor | None:
         name=as_text(raw.get("name"), 200),
         email=as_text(raw.get("email"), 320),
     )
+
+
+def _short_id(raw: Any) -> str:
+    text = as_text(raw, 100)
+    return text if _SHORT_ID.fullmatch(text) else ""
 
 
 def _priority(raw: Any) -> str:
@@ -44,7 +56,7 @@ def parse_issue(raw: Any) -> SentryIssue:
     metadata = raw.get("metadata")
     return SentryIssue(
         id=issue_id,
-        short_id=as_text(raw.get("shortId"), 100),
+        short_id=_short_id(raw.get("shortId")),
         title=as_text(raw.get("title"), 10_000),
         culprit=as_text(raw.get("culprit"), 10_000),
         level=as_text(raw.get("level"), 50),

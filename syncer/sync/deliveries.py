@@ -13,15 +13,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from syncer import logs
-from syncer.errors import (
-    Busy,
-    InLine,
-    PermanentError,
-    SyncerError,
-    Throttled,
-    TransientError,
-    classify_failure,
-)
+from syncer.errors import Busy, PermanentError, SyncerError, Throttled, TransientError, classify_failure
 from syncer.metrics import Metric
 from syncer.retry import GiveUp, delivery_policy
 from syncer.runtime import Runtime
@@ -78,8 +70,7 @@ def failed(rt: Runtime, delivery: deliveries.Taken, exc: Exception) -> Step:
     # Ours as raised; the database or Redis out of reach as `errors.FAILURES` maps them.
     failure = exc if isinstance(exc, SyncerError) else classify_failure(exc)
     if isinstance(failure, Throttled | Busy):
-        return _queued(rt, delivery, _describe(exc), failure.retry_after or 0.0,
-                       spread=not isinstance(failure, InLine))
+        return _queued(rt, delivery, _describe(exc), failure.retry_after or 0.0)
     if isinstance(failure, TransientError):
         return _later(rt, delivery, _describe(exc), failure.retry_after)
     if not isinstance(failure, PermanentError):
@@ -121,8 +112,7 @@ def _later(rt: Runtime, delivery: deliveries.Taken, error: str, retry_after: flo
     return Step(StepState.RETRY, retry_in=wait, note=error)
 
 
-def _queued(rt: Runtime, delivery: deliveries.Taken, error: str, turn_in: float, *,
-            spread: bool = True) -> Step:
+def _queued(rt: Runtime, delivery: deliveries.Taken, error: str, turn_in: float) -> Step:
     """Our own rate limit's next turn is too far off to wait for in this thread, or another worker
     holds the issue (its lock or its claim) right now: due again then, the attempt given back (a
     throttled backlog, like a turn behind another worker, is a queue, not a failure, and must not
@@ -133,7 +123,7 @@ def _queued(rt: Runtime, delivery: deliveries.Taken, error: str, turn_in: float,
     attempts = delivery.attempts - 1  # this one does not count
     if policy.window is not None and elapsed >= policy.window:
         return _give_up(rt, delivery, error, GiveUp.WINDOW, elapsed, attempts=attempts)
-    wait = policy.queued(turn_in, elapsed, spread=spread)
+    wait = policy.queued(turn_in, elapsed)
     deliveries.postpone(rt.engine, delivery.id, until=utcnow() + timedelta(seconds=wait), error=error,
                         counted=False)
     log.info("delivery %s: %s; queued for %.1fs", delivery.id, error, wait)
