@@ -3,7 +3,9 @@
 - `link_lock`: events for one link are applied one at a time (the webhook handlers, and
   reconcile's repairs, which go through the same code);
 - `run_lock`: one reconciliation at a time in the whole deployment (two beats started by mistake,
-  or a person running `syncer reconcile` during the scheduled run, cannot both repair).
+  or a person running `syncer reconcile` during the scheduled run, cannot both repair);
+- `filer_lock`: one bulk filer per Jira host (`syncer.sync.filing`), so gathered issues are filed
+  in batches as large as the backlog, not split between filers racing for the same budget.
 
 Redis when there is one: the lock's value names its holder, and it expires when the holder dies
 (`renew` pushes the expiry back for a holder that works long). Without Redis, a PostgreSQL
@@ -45,6 +47,8 @@ BUSY_RETRY_SECONDS = 2.0
 _LINK_CLASS = 0x53594E43  # "SYNC"
 _RUN_CLASS = 0x52434E43  # "RCNC"
 _MESSAGE_CLASS = 0x534C434B  # "SLCK"
+_FILER_CLASS = 0x46494C45  # "FILE"
+FILER_LOCK_EXPIRY_SECONDS = 120  # renewed after every batch
 
 Renew = Callable[[], None]
 
@@ -103,6 +107,25 @@ def run_lock(stores: LockStores) -> AbstractContextManager[Renew]:
             advisory=(_RUN_CLASS, 0),
             expiry_seconds=RUN_LOCK_EXPIRY_SECONDS,
             refusal=lambda holder: f"another reconciliation is running ({holder}); this one did nothing",
+        ),
+        wait=0,
+    )
+
+
+def filer_lock_key(host: str) -> str:
+    return f"syncer:filer:{host}"
+
+
+def filer_lock(stores: LockStores, host: str) -> AbstractContextManager[Renew]:
+    """Hold the bulk filer's lock for Jira `host`, or raise `Busy` at once."""
+    return _hold(
+        stores,
+        _Lock(
+            name=f"bulk filer lock of {host}",
+            redis_key=filer_lock_key(host),
+            advisory=(_FILER_CLASS, zlib.crc32(host.encode()) % 2**31),
+            expiry_seconds=FILER_LOCK_EXPIRY_SECONDS,
+            refusal=lambda holder: f"another filer is running ({holder})",
         ),
         wait=0,
     )
