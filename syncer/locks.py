@@ -3,7 +3,9 @@
 - `link_lock`: events for one link are applied one at a time (the webhook handlers, and
   reconcile's repairs, which go through the same code);
 - `run_lock`: one reconciliation at a time in the whole deployment (two beats started by mistake,
-  or a person running `syncer reconcile` during the scheduled run, cannot both repair).
+  or a person running `syncer reconcile` during the scheduled run, cannot both repair);
+- `filer_lock`: one bulk filer per Jira host (`syncer.sync.filing`), so gathered issues are filed
+  in batches as large as the backlog, not split between filers racing for the same budget.
 
 Redis when there is one: the lock's value names its holder, and it expires when the holder dies
 (`renew` pushes the expiry back for a holder that works long). Without Redis, a PostgreSQL
@@ -35,7 +37,7 @@ from syncer.store.advisory import advisory_lock
 
 log = logging.getLogger(__name__)
 
-LINK_LOCK_EXPIRY_SECONDS = 60  # a holder that dies frees the link after this
+LINK_LOCK_EXPIRY_SECONDS = 60.0  # the default of `link_lock_seconds`
 LINK_LOCK_WAIT_SECONDS = 10
 RUN_LOCK_KEY = "syncer:reconcile:lock"
 # Renewed after every page of links: a run that dies frees the lock within this.
@@ -45,6 +47,8 @@ BUSY_RETRY_SECONDS = 2.0
 _LINK_CLASS = 0x53594E43  # "SYNC"
 _RUN_CLASS = 0x52434E43  # "RCNC"
 _MESSAGE_CLASS = 0x534C434B  # "SLCK"
+_FILER_CLASS = 0x46494C45  # "FILE"
+FILER_LOCK_EXPIRY_SECONDS = 120  # renewed after every batch
 
 Renew = Callable[[], None]
 
@@ -60,16 +64,19 @@ class LockStores(Protocol):
 
 
 def link_lock(
-    stores: LockStores, link_id: int, *, wait: float = LINK_LOCK_WAIT_SECONDS
+    stores: LockStores, link_id: int, *, wait: float = LINK_LOCK_WAIT_SECONDS,
+    expiry: float = LINK_LOCK_EXPIRY_SECONDS,
 ) -> AbstractContextManager[Renew]:
-    """Hold link `link_id`'s lock, waiting up to `wait` seconds for another holder to let go."""
+    """Hold link `link_id`'s lock, waiting up to `wait` seconds for another holder to let go;
+    `expiry`: how long after its last renewal a holder that died still holds it
+    (`SYNCER_LINK_LOCK_SECONDS`)."""
     return _hold(
         stores,
         _Lock(
             name=f"lock for link {link_id}",
             redis_key=f"syncer:link:{link_id}",
             advisory=(_LINK_CLASS, link_id),
-            expiry_seconds=LINK_LOCK_EXPIRY_SECONDS,
+            expiry_seconds=expiry,
             refusal=lambda _holder: f"link {link_id} is busy in another worker",
         ),
         wait=wait,
@@ -108,12 +115,31 @@ def run_lock(stores: LockStores) -> AbstractContextManager[Renew]:
     )
 
 
+def filer_lock_key(host: str) -> str:
+    return f"syncer:filer:{host}"
+
+
+def filer_lock(stores: LockStores, host: str) -> AbstractContextManager[Renew]:
+    """Hold the bulk filer's lock for Jira `host`, or raise `Busy` at once."""
+    return _hold(
+        stores,
+        _Lock(
+            name=f"bulk filer lock of {host}",
+            redis_key=filer_lock_key(host),
+            advisory=(_FILER_CLASS, zlib.crc32(host.encode()) % 2**31),
+            expiry_seconds=FILER_LOCK_EXPIRY_SECONDS,
+            refusal=lambda holder: f"another filer is running ({holder})",
+        ),
+        wait=0,
+    )
+
+
 @dataclass(frozen=True)
 class _Lock:
     name: str  # in errors and logs
     redis_key: str
     advisory: tuple[int, int]
-    expiry_seconds: int
+    expiry_seconds: float
     refusal: Callable[[str], str]  # the Busy message, given who holds the lock
 
 

@@ -29,6 +29,9 @@ class Runtime:
     # Publishes an inbox delivery's id to the workers (the worker's entry point sets it); None: the
     # sweeper hands new deliveries out (`syncer.sync.slack` stores its own work in the inbox).
     enqueue: Callable[[int], None] | None = None
+    # Starts a bulk filer (`syncer.sync.filing`; the worker's entry point sets it); None: new issues
+    # are never gathered for one, each ticket is made alone.
+    file_gathered: Callable[[], None] | None = None
     # Connections kept open: the worker's entry point matches it to its threads, each of which holds
     # one connection at a time (a pool smaller than that opened and closed connections under load).
     db_pool_size: int = 16

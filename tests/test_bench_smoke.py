@@ -111,3 +111,20 @@ def test_soak_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
     assert result["duplicates"] == 0 and result["dead_letters"] == 0
     assert result["attempts_max"] > 1  # the outage made every delivery retry
     assert result["reconcile"]["exit_code"] == 0 and result["reconcile"]["backfilled"] == 0
+
+
+@pytest.mark.slow
+def test_reconcile_benchmark_runs_both_modes_in_smoke_mode() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCER_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.reconcile", "--smoke", "--quiet", "--mode", "incremental,full"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    # The script exits 1 when a findable change was missed or a repair not made.
+    assert done.returncode == 0, f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    first_table = done.stdout.split("\n\n")[0]  # the calls-per-run table follows
+    rows = {row["mode"]: row for row in _markdown_rows(first_table)}
+    assert set(rows) == {"incremental", "full"}, done.stdout
+    # The incremental run reads its slice, not every link.
+    assert _number(rows["incremental"]["slice links"]) == 5 and _number(rows["full"]["slice links"]) == 0
+    assert "Calls per run" in done.stdout

@@ -109,6 +109,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     worker.configure(settings)
     rt.enqueue = worker.enqueue  # work a task stores in the inbox (Slack's) is handed out at once
+    rt.file_gathered = worker.start_filer  # new issues of a storm are filed in bulk (sync/filing.py)
     worker.use_runtime(rt)
     # Both lanes' queues, the status lane's first: the order the broker serves them in (worker/app.py).
     argv = ["worker", "--loglevel", settings.log_level, "-Q", ",".join(lanes.CONSUMED), "--pool", args.pool]

@@ -25,6 +25,7 @@ import base64
 import dataclasses
 import email.utils
 import json
+import logging
 import re
 import threading
 import time
@@ -64,6 +65,8 @@ API = "/rest/api/2/"
 SERVER_INFO = "serverInfo"
 MYSELF = "myself"
 ISSUES = "issue"
+ISSUES_BULK = "issue/bulk"
+BULK_CREATE_MAX = 50  # createIssues: "Creates upto 50 issues"
 ISSUE = "issue/{key}"
 TRANSITIONS = "issue/{key}/transitions"
 PROJECT_STATUSES = "project/{key}/statuses"
@@ -77,12 +80,17 @@ USER = "user"
 HEADERS = {"Cache-Control": "no-cache", "Content-Type": "application/json", "X-Atlassian-Token": "no-check"}
 
 IDS_PER_QUERY = 100  # Jira's page cap for search: one query, one page
+# Labels per `labels in (...)` search: a bulk create's worth, and a JQL far below any length limit.
+LABELS_PER_QUERY = BULK_CREATE_MAX
 MAX_PAGES = 1000  # a runaway paging guard: 100,000 tickets
 WORKFLOW_CACHE_SECONDS = 600.0  # how long what was seen of a workflow is trusted, by default
 # How long a create screen (create-meta) is trusted: a field an admin adds or makes required shows
 # within this, and sooner after Jira refuses a create for its fields (the entry is dropped then).
 CREATE_META_TTL_SECONDS = 900.0
 CREATE_META_MAX_PAGES = 50  # a runaway paging guard: 2,500 fields or issue types
+
+log = logging.getLogger(__name__)
+
 _REF = re.compile(r"^(?:\d+|[A-Za-z][A-Za-z0-9_]*-\d+)$")
 _UNKNOWN_PROJECT = re.compile(r"The value '([^']+)' does not exist for the field 'project'", re.IGNORECASE)
 _UNKNOWN_ISSUE = re.compile(
@@ -446,17 +454,100 @@ class JiraClient:
 
     def create_issue(self, fields: Mapping[str, Any]) -> tuple[str, str]:
         """Create a ticket; (id, key). AmbiguousError means it may exist: look before creating again."""
+        answer = self._request("POST", ISSUES, body={"fields": self._create_fields(fields)},
+                               what="create issue")
+        if not isinstance(answer, Mapping) or "key" not in answer:
+            # A success without the new ticket's key: as uncertain as a lost answer.
+            raise self._no_usable_answer("POST", "create issue", _messages_in(answer))
+        return _str(answer.get("id")), _str(answer.get("key"))
+
+    def create_issues(self, many: Sequence[Mapping[str, Any]]) -> list[tuple[str, str] | SyncerError]:
+        """Create up to BULK_CREATE_MAX tickets in one call (Jira's createIssues, `POST /issue/bulk`
+        with `issueUpdates`); per ticket, in the order given, (id, key) or the error a single create
+        of it would have raised (FieldsRefused, PermanentError, ...). The whole call failing raises
+        as `create_issue` does: AmbiguousError (a timeout, a 5xx) means any of them may exist.
+
+        Atlassian's REST v2 "Bulk create issue" (developer.atlassian.com/cloud/jira/platform/rest/v2/
+        api-group-issues/#api-rest-api-2-issue-bulk-post) answers CreatedIssues: `issues` (id, key,
+        self) and `errors`, each a BulkOperationErrorResult (`status`, `elementErrors`: an
+        ErrorCollection of errorMessages and field `errors`, `failedElementNumber`: the request's
+        index); 201 when any was created, 400 when none was, with the same body. The created issues
+        carry nothing that names their request (JRACLOUD-81005 asks for it): they come in request
+        order, the failed elements left out, so that order is how they are matched."""
+        if not many:
+            return []
+        if len(many) > BULK_CREATE_MAX:
+            raise ValueError(f"a bulk create takes at most {BULK_CREATE_MAX} tickets, not {len(many)}")
+        updates = [{"fields": self._create_fields(fields)} for fields in many]
+        session = self._session()
+        try:
+            with self._translated("POST", "bulk create issues"):
+                try:
+                    response = session.request("POST", f"{self._url}{API}{ISSUES_BULK}",
+                                               data=json.dumps({"issueUpdates": updates}))
+                    answer = response.json() if response.content else None
+                except JIRAError as error:
+                    # None created: the per-item errors are in the 400's body, as in a 201's.
+                    refused = error.response if isinstance(error.response, requests.Response) else None
+                    if error.status_code != 400 or refused is None:
+                        raise
+                    answer = refused.json()
+                    if not isinstance(answer, Mapping) or not answer.get("errors"):
+                        raise  # refused as a whole (no issueUpdates, over the limit): nothing created
+        except (ValueError, TypeError):
+            raise self._no_usable_answer("POST", "bulk create issues", []) from None
+        return self._bulk_results(answer, len(many))
+
+    def _bulk_results(self, answer: Any, count: int) -> list[tuple[str, str] | SyncerError]:
+        if not isinstance(answer, Mapping):
+            raise self._no_usable_answer("POST", "bulk create issues", [])
+        failed: dict[int, SyncerError] = {}
+        for raw in answer.get("errors") or []:
+            number = raw.get("failedElementNumber") if isinstance(raw, Mapping) else None
+            if isinstance(number, int) and 0 <= number < count:
+                failed[number] = self._bulk_item_error(raw)
+        created = [raw for raw in answer.get("issues") or []
+                   if isinstance(raw, Mapping) and _str(raw.get("key"))]
+        results: list[tuple[str, str] | SyncerError] = []
+        made = iter(created)
+        if len(created) != count - len(failed):
+            # Not one answer per request: which ticket is whose cannot be told from this answer.
+            unsure = AmbiguousError(f"Jira POST {ISSUES_BULK} answered {len(created)} created and "
+                                    f"{len(failed)} refused for {count} requested")
+            return [failed.get(n, unsure) for n in range(count)]
+        for number in range(count):
+            if number in failed:
+                results.append(failed[number])
+            else:
+                raw = next(made)
+                results.append((_str(raw.get("id")), _str(raw.get("key"))))
+        return results
+
+    def _bulk_item_error(self, raw: Mapping[str, Any]) -> SyncerError:
+        """One element's refusal, as a create of it alone would have raised it."""
+        element = raw.get("elementErrors") if isinstance(raw.get("elementErrors"), Mapping) else {}
+        assert isinstance(element, Mapping)
+        status = raw.get("status") if isinstance(raw.get("status"), int) else element.get("status")
+        status = status if isinstance(status, int) and status >= 400 else 400
+        messages = _messages_in(element)
+        what = "create issue (in a bulk create)"
+        detail = self._scrub(f"{what}: {'; '.join(messages)}" if messages else what)
+        errors = element.get("errors")
+        fields = ({str(k): self._scrub(v) for k, v in errors.items() if isinstance(v, str)}
+                  if isinstance(errors, Mapping) else {})
+        if status == 400 and fields:
+            return FieldsRefused(f"Jira POST answered 400: {detail}", fields)
+        return classify_http("Jira", "POST", status, {}, detail)
+
+    @staticmethod
+    def _create_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
         fields = dict(fields)
         # Dicts, not names: given a bare name the library spends extra GETs looking up the id.
         if isinstance(fields.get("project"), str):
             fields["project"] = {"key": fields["project"]}
         if isinstance(fields.get("issuetype"), str):
             fields["issuetype"] = {"name": fields["issuetype"]}
-        answer = self._request("POST", ISSUES, body={"fields": fields}, what="create issue")
-        if not isinstance(answer, Mapping) or "key" not in answer:
-            # A success without the new ticket's key: as uncertain as a lost answer.
-            raise self._no_usable_answer("POST", "create issue", _messages_in(answer))
-        return _str(answer.get("id")), _str(answer.get("key"))
+        return fields
 
     # -- create screens ------------------------------------------------------------------------------
 
@@ -550,6 +641,19 @@ class JiraClient:
         """Tickets carrying `label`. On Cloud a ticket created seconds ago may not be found yet."""
         return self._search(f"labels = {jql_quote(label)}")
 
+    def find_by_labels(self, labels: Sequence[str]) -> dict[str, list[JiraTicket]]:
+        """Tickets carrying each of `labels`, in one search per LABELS_PER_QUERY (`labels in (...)`),
+        so that many new issues cost one search, not one each."""
+        wanted = list(dict.fromkeys(labels))
+        found: dict[str, list[JiraTicket]] = {label: [] for label in wanted}
+        for start in range(0, len(wanted), LABELS_PER_QUERY):
+            chunk = wanted[start:start + LABELS_PER_QUERY]
+            for ticket in self._search(f"labels in ({', '.join(map(jql_quote, chunk))})"):
+                for label in ticket.labels:
+                    if label in found:
+                        found[label].append(ticket)
+        return found
+
     def updated_within(self, projects: Sequence[str], minutes: int) -> list[JiraTicket]:
         """Tickets in `projects` updated in the last `minutes` by Jira's own clock. A relative date
         ("-15m", "relative to the current time", Atlassian's "JQL Date Time Formats"), not a literal:
@@ -567,6 +671,9 @@ class JiraClient:
                 left = [p for p in remaining if p not in unknown]
                 if len(left) == len(remaining):
                     raise
+                # Not a fault to retry: the policy names a project no ticket can be filed in.
+                log.warning("Jira knows no project %s (or hides it from us): the change search leaves it "
+                            "out; check the policy's jira_project values", ", ".join(sorted(unknown)))
                 remaining = left
         return []
 

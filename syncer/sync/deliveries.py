@@ -19,7 +19,8 @@ from syncer.retry import GiveUp, delivery_policy
 from syncer.runtime import Runtime
 from syncer.store import deliveries
 from syncer.store.schema import utcnow
-from syncer.sync import dispatch
+from syncer.sync import dispatch, gathering
+from syncer.sync.outcome import Outcome
 
 log = logs.get_logger(__name__)
 
@@ -32,6 +33,7 @@ class StepState(StrEnum):
     IGNORED = "ignored"
     RETRY = "retry"  # postponed: due again after a backoff
     DEAD = "dead"  # a dead letter now
+    GATHERED = "gathered"  # left for a bulk create (`syncer.sync.gathering`): the filer finishes it
 
 
 @dataclass(frozen=True)
@@ -59,26 +61,40 @@ def _process(rt: Runtime, delivery_id: int) -> Step:
     try:
         outcome = dispatch.handle(rt, delivery)
     except Exception as exc:
-        # Ours as raised; the database or Redis out of reach as `errors.FAILURES` maps them.
-        failure = exc if isinstance(exc, SyncerError) else classify_failure(exc)
-        if isinstance(failure, Throttled | Busy):
-            return _queued(rt, delivery, _describe(exc), failure.retry_after or 0.0)
-        if isinstance(failure, TransientError):
-            return _later(rt, delivery, _describe(exc), failure.retry_after)
-        if not isinstance(failure, PermanentError):
-            # None of ours: a bug, or a shape nobody foresaw. Left to escape, it would leave the row
-            # "processing" for the sweeper to hand out again and again; instead it is retried like
-            # a transient failure and, if it keeps failing, becomes a dead letter a person can see.
-            log.exception("delivery %s: unexpected %s", delivery_id, type(exc).__name__)
-            return _later(rt, delivery, f"unexpected {_describe(exc)}", None)
-        error = _describe(exc)
-        deliveries.bury(rt.engine, delivery_id, error=error, subject=dispatch.subject(delivery))
-        rt.counters.incr(Metric.DEAD_LETTERS_TOTAL, source=delivery.source, reason="permanent")
-        log.error("delivery %s dead: %s", delivery_id, error, state=StepState.DEAD)
-        return Step(StepState.DEAD, note=error)
-    deliveries.finish(rt.engine, delivery_id, ignored=outcome.ignored, outcome=outcome.note)
+        return failed(rt, delivery, exc)
+    return finished(rt, delivery, outcome)
+
+
+def failed(rt: Runtime, delivery: deliveries.Taken, exc: Exception) -> Step:
+    """What handling `delivery` raised, recorded: due again (queued or backed off) or a dead letter."""
+    # Ours as raised; the database or Redis out of reach as `errors.FAILURES` maps them.
+    failure = exc if isinstance(exc, SyncerError) else classify_failure(exc)
+    if isinstance(failure, Throttled | Busy):
+        return _queued(rt, delivery, _describe(exc), failure.retry_after or 0.0)
+    if isinstance(failure, TransientError):
+        return _later(rt, delivery, _describe(exc), failure.retry_after)
+    if not isinstance(failure, PermanentError):
+        # None of ours: a bug, or a shape nobody foresaw. Left to escape, it would leave the row
+        # "processing" for the sweeper to hand out again and again; instead it is retried like
+        # a transient failure and, if it keeps failing, becomes a dead letter a person can see.
+        log.exception("delivery %s: unexpected %s", delivery.id, type(exc).__name__)
+        return _later(rt, delivery, f"unexpected {_describe(exc)}", None)
+    error = _describe(exc)
+    deliveries.bury(rt.engine, delivery.id, error=error, subject=dispatch.subject(delivery))
+    rt.counters.incr(Metric.DEAD_LETTERS_TOTAL, source=delivery.source, reason="permanent")
+    log.error("delivery %s dead: %s", delivery.id, error, state=StepState.DEAD)
+    return Step(StepState.DEAD, note=error)
+
+
+def finished(rt: Runtime, delivery: deliveries.Taken, outcome: Outcome) -> Step:
+    """What came of `delivery`, recorded; or, gathered, left for the bulk filer."""
+    if outcome.gathered:
+        gathering.gather(rt, delivery.id, outcome.note)
+        log.info("delivery %s gathered: %s", delivery.id, outcome.note, state=StepState.GATHERED)
+        return Step(StepState.GATHERED, note=outcome.note)
+    deliveries.finish(rt.engine, delivery.id, ignored=outcome.ignored, outcome=outcome.note)
     state = StepState.IGNORED if outcome.ignored else StepState.DONE
-    log.info("delivery %s %s: %s", delivery_id, state, outcome.note, state=state)
+    log.info("delivery %s %s: %s", delivery.id, state, outcome.note, state=state)
     return Step(state, note=outcome.note)
 
 

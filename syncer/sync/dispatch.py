@@ -29,7 +29,8 @@ SentryHandler = Callable[[Runtime, SentryEvent, str], Outcome]
 JiraHandler = Callable[[Runtime, JiraEvent, str], Outcome]
 
 SENTRY_HANDLERS: dict[sentry_webhooks.Job, SentryHandler] = {
-    sentry_webhooks.Job.ENSURE_TICKET: tickets.on_sentry_issue,
+    # New issues: gathered for a bulk create under a backlog (`syncer.sync.gathering`).
+    sentry_webhooks.Job.ENSURE_TICKET: tickets.on_new_issue,
     # Linked: reopen / follow the assignee (outbound); not linked yet: make sure there is a ticket.
     sentry_webhooks.Job.UNRESOLVED: outbound.on_sentry_unresolved,
     sentry_webhooks.Job.ASSIGNED: outbound.on_sentry_assigned,

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +32,7 @@ from syncer.core.render import (
     sentry_label,
 )
 from syncer.core.routing import Decision, IssueTags, decide, route_label
-from syncer.core.tickets import choose_ticket
+from syncer.core.tickets import TicketChoice, choose_ticket
 from syncer.errors import AmbiguousError, Busy, HeldElsewhere, PayloadError, PermanentError, TransientError
 from syncer.jira.client import FieldsRefused
 from syncer.metrics import Metric
@@ -40,7 +42,7 @@ from syncer.sentry.webhooks import SentryEvent
 from syncer.store import installations, links, triage
 from syncer.store.links import ClaimRecord, LinkRecord
 from syncer.store.schema import LinkState, utcnow
-from syncer.sync import assignees, enrichment, slack
+from syncer.sync import assignees, enrichment, gathering, slack
 from syncer.sync import fields as ticket_fields
 from syncer.sync.outcome import Outcome
 
@@ -51,9 +53,42 @@ TAGS_TTL_SECONDS = 600
 HELD_RETRY_SECONDS = 5.0
 
 
+@dataclass(frozen=True)
+class TicketPlan:
+    """An issue routed to a ticket: what `create_or_link` (or a bulk filing) needs to make it."""
+
+    issue: SentryIssue
+    decision: Decision
+    installation_uuid: str
+
+
 def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     """`issue.created`, `issue.unresolved`, `issue.assigned`, `event_alert.triggered`: make sure an
     issue that matches a route has its ticket."""
+    planned = plan_ticket(rt, event, cause)
+    if isinstance(planned, Outcome):
+        return planned
+    return create_or_link(rt, planned.issue, planned.decision, installation_uuid=planned.installation_uuid,
+                          cause=cause)
+
+
+def on_new_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
+    """`on_sentry_issue` for the events that announce a new issue: during a release storm
+    (`gathering.backlogged`), an issue to create a ticket for is gathered for a bulk create
+    (`syncer.sync.filing`) instead, before any claim or call: one call files many."""
+    planned = plan_ticket(rt, event, cause, may_gather=True)
+    if isinstance(planned, Outcome):
+        return planned
+    with gathering.creating(rt):
+        return create_or_link(rt, planned.issue, planned.decision,
+                              installation_uuid=planned.installation_uuid, cause=cause)
+
+
+def plan_ticket(
+    rt: Runtime, event: SentryEvent, cause: str, *, may_gather: bool = False
+) -> Outcome | TicketPlan:
+    """Everything `on_sentry_issue` does before claiming: the plan, or what came of the event when
+    no ticket is to be made (or, `may_gather`, `Outcome.gather` under a backlog)."""
     if event.is_own_echo(rt.settings.sentry_app_id):
         return Outcome.ignore("our own change, echoed back by Sentry")
     issue_id = event.issue.id if event.issue else event.issue_id
@@ -78,6 +113,10 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     if decision.action == "ignore" or decision.target is None:
         triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=None, action="ignore")
         return Outcome.ignore(f"route {decision.route_name}: ignore ({decision.reason})")
+    # An event alert names its issue only: the filer would read it again (a second Sentry call).
+    if may_gather and event.issue is not None and decision.action == "create" and gathering.backlogged(rt):
+        return Outcome.gather(f"gathered for a bulk create ({decision.route_name}): many new issues "
+                              "at once")
     # The team's channel hears of it first: its message is Slack work of its own (a Slack outage
     # must not hold the ticket up), and it shows the ticket once there is one.
     slack.on_routed(rt, issue, decision)
@@ -89,7 +128,7 @@ def on_sentry_issue(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
                            "slack_channel: nothing posted, no ticket until asked for")
         return Outcome(f"route {decision.route_name}: notify {decision.slack_channel}, "
                        "no ticket until asked for")
-    return create_or_link(rt, issue, decision, installation_uuid=event.installation_uuid, cause=cause)
+    return TicketPlan(issue, decision, event.installation_uuid)
 
 
 def _alert_choices(rt: Runtime, event: SentryEvent, issue: SentryIssue, decision: Decision) -> Decision:
@@ -144,113 +183,192 @@ def create_or_link(
     description: str | None = None,
 ) -> Outcome:
     """`description`: a person's own words (Sentry's create form), put above the rendered one."""
-    assert decision.target is not None
-    triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=decision.team, action="create")
-    try:
-        claimed = links.take_claim(
-            rt.engine, issue.id, project=issue.project_slug, route=decision.route_name, team=decision.team,
-            ttl=timedelta(seconds=rt.settings.claim_ttl_seconds),
-        )
-    except HeldElsewhere as exc:
-        raise Busy(str(exc), retry_after=HELD_RETRY_SECONDS) from None
+    claimed = claim_issue(rt, issue, decision)
     if isinstance(claimed, LinkRecord):
         finish_backlinks(rt, claimed, installation_uuid, cause)
         return Outcome.ignore(f"already linked to {claimed.jira_key}")
     claim = claimed
     # An earlier attempt's create may have worked unseen: until a search shows a ticket or Jira's
     # search lag has passed, a failure here (even before we create anything) must not forget it.
-    created_nothing = claim.create_attempted_at is None
-    try:
+    attempt = Attempt(rt, claim, issue.id)
+    with attempt:
         found = rt.jira.find_by_label(sentry_label(issue.id))
-        choice = choose_ticket(
-            found,
-            retired=links.retired_ticket_ids(rt.engine, issue.id) if found else (),
-            create_attempted_at=claim.create_attempted_at,
-            now=utcnow(),
-            search_lag=timedelta(seconds=rt.settings.jira_search_lag_seconds),
-        )
-        if choice.action == "wait":
-            created_nothing = False
-            raise TransientError(
-                f"an earlier create for sentry issue {issue.id} may have succeeded; "
-                "waiting for Jira search to show it",
-                retry_after=choice.wait.total_seconds(),
-            )
+        choice = choose(rt, attempt, issue, found)
         if choice.ticket is not None:
-            link = _activate(rt, claim, issue, decision, choice.ticket, cause, adopted=True)
-            note = f"linked existing ticket {choice.ticket.key} ({decision.route_name})"
+            link, note = adopted(rt, claim, issue, decision, choice.ticket, cause)
         else:
-            # Tags cost a Sentry call: read (or taken from the cache routing filled) only when a
-            # label takes a value from them.
-            tags = tags_for(rt, issue.id) if label_tags(decision.target) else None
-            fields = render_ticket(
-                issue, decision.target, sentry_url=rt.settings.sentry_links_url,
-                org=rt.settings.sentry_org or "",
-                tags=tags,
-            )
-            if description:  # Jira caps a text field at 32,767 characters (wire-formats.md)
-                fields["description"] = f"{description}\n\n----\n{fields.get('description', '')}"[:32767]
-            prepared = ticket_fields.prepare(rt, decision.target, fields)
-            project = decision.target.jira_project
-            assignee = assignees.resolve(rt, decision.target.assignee_email, project)
-            if assignee.account_id:
-                fields["assignee"] = rt.jira.user_ref(assignee.account_id)
-            if not links.refresh_claim(rt.engine, claim, create_attempt=True):
-                raise TransientError(
-                    f"lost the claim on sentry issue {issue.id}", retry_after=HELD_RETRY_SECONDS
-                )
-            created_nothing = False
-            assignee_note = f"left unassigned: {assignee.reason}" if assignee.reason else ""
-            problem = assignee.problem
+            draft = draft_ticket(rt, issue, decision, description=description)
+            attempt.mark_create()
             try:
-                try:
-                    jira_id, jira_key = rt.jira.create_issue(fields)
-                except PermanentError as exc:
-                    # The cached account was deactivated, or lost the project's Assignable User
-                    # permission: a ticket without an assignee beats none, in the same attempt.
-                    words = assignees.refused(exc) if "assignee" in fields else None
-                    if words is None:
-                        raise
-                    email = decision.target.assignee_email or ""
-                    assignees.forget(rt, email, project)
-                    del fields["assignee"]
-                    jira_id, jira_key = rt.jira.create_issue(fields)
-                    assignee_note = f"assignee {email} refused by Jira: {words}; left unassigned"
-                    problem = assignees.REFUSED
+                created = rt.jira.create_issue(draft.fields)
             except AmbiguousError:
                 raise
-            except FieldsRefused as exc:
-                # Retrying cannot help until someone changes the policy or the screen: a dead letter
-                # that says which fields, in Jira's words, and where to set them. The screen may
-                # have changed since it was read: the next ticket reads it afresh.
-                created_nothing = True
-                where = _fields_tables(decision)
-                raise ticket_fields.refused(rt, exc, decision.target, prepared, where) from None
-            except (TransientError, PermanentError):
-                created_nothing = True  # refused before acting: 4xx or 429
+            except PermanentError as exc:
+                created = after_refusal(rt, attempt, draft, exc)
+            except TransientError:
+                attempt.created_nothing = True  # refused before acting: 429
                 raise
-            if assignee_note and decision.target.assignee_email:
-                assignees.left_unassigned(rt, problem)
-            ticket = JiraTicket(id=jira_id, key=jira_key, project_key=project)
-            link = _activate(
-                rt, claim, issue, decision, ticket, cause, adopted=False, assignee_note=assignee_note,
-                field_notes=prepared.notes,
-            )
-            note = f"created {jira_key} for team {decision.team or '-'} via {decision.route_name}"
-            if assignee_note and decision.target.assignee_email:
-                note += f"; {assignee_note.removeprefix('left ')}"
-    except PermanentError:
-        if created_nothing:
-            links.abandon_claim(rt.engine, claim)
-        else:
-            links.release_claim(rt.engine, claim, created_nothing=False)
-        raise
-    except BaseException:
-        links.release_claim(rt.engine, claim, created_nothing=created_nothing)
-        raise
+            link, note = ticket_created(rt, claim, issue, draft, created, cause)
     finish_backlinks(rt, link, installation_uuid, cause)
     slack.request(rt, issue.id, slack.REFRESH)  # its message, if it has one, shows the ticket
     return Outcome(note)
+
+
+def claim_issue(rt: Runtime, issue: SentryIssue, decision: Decision) -> ClaimRecord | LinkRecord:
+    """The issue's claim (or its active link, when it has one); Busy while another worker holds it."""
+    assert decision.target is not None
+    triage.record_routing(rt.engine, issue.id, route=decision.route_name, team=decision.team, action="create")
+    try:
+        return links.take_claim(
+            rt.engine, issue.id, project=issue.project_slug, route=decision.route_name, team=decision.team,
+            ttl=timedelta(seconds=rt.settings.claim_ttl_seconds),
+        )
+    except HeldElsewhere as exc:
+        raise Busy(str(exc), retry_after=HELD_RETRY_SECONDS) from None
+
+
+class Attempt:
+    """One try at making a claim a ticket: on the way out with an error, the claim is given up as
+    what was done allows. `created_nothing`: no create was sent, or it was refused outright (a 4xx
+    or 429), so the next attempt need not search first; a permanent failure then removes the
+    pending row, so a later event, after the config is fixed, starts afresh."""
+
+    def __init__(self, rt: Runtime, claim: ClaimRecord, issue_id: str) -> None:
+        self.rt = rt
+        self.claim = claim
+        self.issue_id = issue_id
+        self.created_nothing = claim.create_attempted_at is None
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is not None:
+            self.give_up(exc)
+
+    def give_up(self, exc: BaseException) -> None:
+        if isinstance(exc, PermanentError) and self.created_nothing:
+            links.abandon_claim(self.rt.engine, self.claim)
+        else:
+            links.release_claim(self.rt.engine, self.claim,
+                                created_nothing=self.created_nothing and not isinstance(exc, PermanentError))
+
+    def mark_create(self) -> None:
+        """Just before the create is sent: from here a failure leaves the attempt marked."""
+        if not links.refresh_claim(self.rt.engine, self.claim, create_attempt=True):
+            raise TransientError(
+                f"lost the claim on sentry issue {self.issue_id}", retry_after=HELD_RETRY_SECONDS
+            )
+        self.created_nothing = False
+
+
+def choose(rt: Runtime, attempt: Attempt, issue: SentryIssue, found: Sequence[JiraTicket]) -> TicketChoice:
+    """Adopt or create, from the label search's answer; a wait raises (TransientError)."""
+    choice = choose_ticket(
+        found,
+        retired=links.retired_ticket_ids(rt.engine, issue.id) if found else (),
+        create_attempted_at=attempt.claim.create_attempted_at,
+        now=utcnow(),
+        search_lag=timedelta(seconds=rt.settings.jira_search_lag_seconds),
+    )
+    if choice.action == "wait":
+        attempt.created_nothing = False
+        raise TransientError(
+            f"an earlier create for sentry issue {issue.id} may have succeeded; "
+            "waiting for Jira search to show it",
+            retry_after=choice.wait.total_seconds(),
+        )
+    return choice
+
+
+@dataclass
+class Draft:
+    """A ticket ready to be sent: its fields, and what was found out making them."""
+
+    decision: Decision
+    fields: dict[str, Any]
+    prepared: ticket_fields.Prepared
+    assignee_note: str
+    problem: str
+
+
+def draft_ticket(rt: Runtime, issue: SentryIssue, decision: Decision, *,
+                 description: str | None = None) -> Draft:
+    assert decision.target is not None
+    # Tags cost a Sentry call: read (or taken from the cache routing filled) only when a
+    # label takes a value from them.
+    tags = tags_for(rt, issue.id) if label_tags(decision.target) else None
+    fields = render_ticket(
+        issue, decision.target, sentry_url=rt.settings.sentry_links_url,
+        org=rt.settings.sentry_org or "",
+        tags=tags,
+    )
+    if description:  # Jira caps a text field at 32,767 characters (wire-formats.md)
+        fields["description"] = f"{description}\n\n----\n{fields.get('description', '')}"[:32767]
+    prepared = ticket_fields.prepare(rt, decision.target, fields)
+    assignee = assignees.resolve(rt, decision.target.assignee_email, decision.target.jira_project)
+    if assignee.account_id:
+        fields["assignee"] = rt.jira.user_ref(assignee.account_id)
+    assignee_note = f"left unassigned: {assignee.reason}" if assignee.reason else ""
+    return Draft(decision, fields, prepared, assignee_note, assignee.problem)
+
+
+def after_refusal(rt: Runtime, attempt: Attempt, draft: Draft, exc: PermanentError) -> tuple[str, str]:
+    """Jira refused the create (alone, or its item of a bulk create): the ticket made unassigned
+    when the assignee was what it refused, else the refusal raised as what it means."""
+    decision = draft.decision
+    assert decision.target is not None
+    try:
+        # The cached account was deactivated, or lost the project's Assignable User
+        # permission: a ticket without an assignee beats none, in the same attempt.
+        words = assignees.refused(exc) if "assignee" in draft.fields else None
+        if words is None:
+            raise exc
+        email = decision.target.assignee_email or ""
+        assignees.forget(rt, email, decision.target.jira_project)
+        del draft.fields["assignee"]
+        created = rt.jira.create_issue(draft.fields)
+        draft.assignee_note = f"assignee {email} refused by Jira: {words}; left unassigned"
+        draft.problem = assignees.REFUSED
+        return created
+    except AmbiguousError:
+        raise
+    except FieldsRefused as refused:
+        # Retrying cannot help until someone changes the policy or the screen: a dead letter
+        # that says which fields, in Jira's words, and where to set them. The screen may
+        # have changed since it was read: the next ticket reads it afresh.
+        attempt.created_nothing = True
+        where = _fields_tables(decision)
+        raise ticket_fields.refused(rt, refused, decision.target, draft.prepared, where) from None
+    except (TransientError, PermanentError):
+        attempt.created_nothing = True  # refused before acting: 4xx or 429
+        raise
+
+
+def adopted(rt: Runtime, claim: ClaimRecord, issue: SentryIssue, decision: Decision, ticket: JiraTicket,
+            cause: str) -> tuple[LinkRecord, str]:
+    """The found ticket's link, active, and the delivery's note of it."""
+    link = _activate(rt, claim, issue, decision, ticket, cause, adopted=True)
+    return link, f"linked existing ticket {ticket.key} ({decision.route_name})"
+
+
+def ticket_created(rt: Runtime, claim: ClaimRecord, issue: SentryIssue, draft: Draft,
+                   created: tuple[str, str], cause: str) -> tuple[LinkRecord, str]:
+    """The new ticket's link, active, and the delivery's note of it."""
+    decision = draft.decision
+    assert decision.target is not None
+    jira_id, jira_key = created
+    if draft.assignee_note and decision.target.assignee_email:
+        assignees.left_unassigned(rt, draft.problem)
+    ticket = JiraTicket(id=jira_id, key=jira_key, project_key=decision.target.jira_project)
+    link = _activate(
+        rt, claim, issue, decision, ticket, cause, adopted=False, assignee_note=draft.assignee_note,
+        field_notes=draft.prepared.notes,
+    )
+    note = f"created {jira_key} for team {decision.team or '-'} via {decision.route_name}"
+    if draft.assignee_note and decision.target.assignee_email:
+        note += f"; {draft.assignee_note.removeprefix('left ')}"
+    return link, note
 
 
 def _activate(

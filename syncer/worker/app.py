@@ -22,7 +22,7 @@ from celery import Celery, Task, signals
 from celery.utils.nodenames import anon_nodename
 from sqlalchemy.engine import Engine
 
-from syncer import lanes, logs
+from syncer import lanes, locks, logs
 from syncer.errors import Busy, ConfigError, PermanentError, SyncerError, TransientError, classify_failure
 from syncer.lanes import Lane
 from syncer.retry import delivery_policy
@@ -215,6 +215,18 @@ def _lane(task: Task) -> Lane:
     return lanes.lane_of_queue(info.get("routing_key"))
 
 
+def _file_what_waits(rt: Runtime) -> None:
+    from syncer.sync import gathering
+
+    if rt.redis is None or rt.file_gathered is None:
+        return
+    try:
+        if gathering.waiting(rt) and not rt.redis.exists(locks.filer_lock_key(gathering.jira_host(rt))):
+            rt.file_gathered()
+    except Exception as exc:  # Redis out of reach: the sweep below still hands deliveries out
+        log.warning("sweep: could not look for gathered deliveries (%s)", type(exc).__name__)
+
+
 def _hand_back(delivery_ids: Sequence[int], lane: Lane) -> None:
     """Deliveries this worker will not start, because it is stopping: each as a message of its
     own for the other workers (the broker still takes them during a warm shutdown; if it does not,
@@ -268,10 +280,33 @@ def _later(delivery_id: int, countdown: float, lane: Lane) -> None:
                     delivery_id, type(exc).__name__)
 
 
+@app.task(name="syncer.file_gathered")  # type: ignore[untyped-decorator]
+def file_gathered() -> int:
+    """File the new issues gathered during a storm in bulk (`syncer.sync.filing`): one filer per
+    Jira host; this one does nothing when another is running. A stopping worker starts no batch."""
+    from syncer.sync import filing
+
+    rt = _runtime()
+    with lanes.handling(Lane.DEFAULT):
+        return filing.run(rt, stopping=_shutting_down.is_set,
+                          later=lambda delivery_id, wait: _later(delivery_id, wait, Lane.DEFAULT))
+
+
+def start_filer() -> None:
+    """Queue a filer run. If the broker cannot take it, the gathered deliveries wait for the next
+    sweep (which starts one) or, failing that, for the sweeper to hand them out again."""
+    try:
+        file_gathered.apply_async(retry=False)
+    except Exception as exc:
+        log.warning("could not start the bulk filer (%s); the sweep will", type(exc).__name__)
+
+
 @app.task(name="syncer.sweep_inbox")  # type: ignore[untyped-decorator]
 def sweep_inbox() -> int:
-    """Hand out again what was stored but not finished in time (broker down, worker killed)."""
+    """Hand out again what was stored but not finished in time (broker down, worker killed), and
+    start a bulk filer for what is gathered when none is running (its worker stopped)."""
     rt = _runtime()
+    _file_what_waits(rt)
     ids = deliveries.overdue(rt.engine, grace=timedelta(seconds=rt.settings.sweep_after_seconds))
     sent = enqueue_many(rt.engine, ids)
     if ids:
