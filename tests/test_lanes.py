@@ -201,55 +201,9 @@ def test_a_resolve_sent_during_a_backlog_of_creates_is_done_before_the_backlog_d
     wait_for(lambda: fake_jira.calls.count("POST", JIRA_CREATE) >= 3, 60, what="the storm's first creates")
     fake_sentry.person_resolve(first["id"])
     wait_for(lambda: (fake_jira.issue(key) or {}).get("status") == "Done", 60, what="the ticket Done")
-    made_by_then = fake_jira.calls.count("POST", JIRA_CREATE)
-    assert made_by_then < 1 + len(storm) - 10  # ten creates or more still to come when it moved
-    for issue in storm:
-        wait_linked(engine, issue["id"], timeout=240)
-    wait_all_finished(engine, timeout=60)
-    assert letters(engine) == []
-    for issue in storm:
-        assert len(tickets_for(fake_jira, issue["id"])) == 1
-    # By the fake's log of calls: the transition came before most of the storm's creates.
-    calls = fake_jira.calls.calls("POST")
-    transition = next(n for n, c in enumerate(calls) if "/transitions" in c.path)
-    after = sum(1 for c in calls[transition:] if c.path.rstrip("/") == "/rest/api/2/issue")
-    assert after >= 10
-    fstack.stop_worker()
-
-
-@pytest.mark.slow
-def test_a_batch_of_creates_gives_way_to_a_waiting_status_change(
-    fstack: FaultStack, fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine
-) -> None:
-    """Every thread holding a message of eight creates, each waiting for its turns: the resolve is
-    taken when a thread ends the create it is on, not when a whole batch ends."""
-    fstack.start_worker("lanes-batches", jira_max_rps=4, rate_limit_max_wait_seconds=2)
-    first = fake_sentry.file_issue(project="billing-api", title="lanes: resolved behind batches")
-    key = wait_linked(engine, first["id"], timeout=60).jira_key
-    wait_all_finished(engine)
-    fstack.stop_worker()
-    client = fstack.redis()
-    storm = [fake_sentry.file_issue(project="billing-api", title=f"lanes: batched {n}") for n in range(32)]
-    ids = wait_for(lambda: (lambda found: found if len(found) == len(storm) else None)(
-        [r.id for r in rows(engine, "sentry", "created")
-         if json.loads(r.payload)["data"]["issue"]["id"] != first["id"]]), 30, what="the storm stored")
-    wait_for(lambda: set(ids) <= set(delivery_ids(client, DEFAULT_QUEUE)), 30, what="the storm published")
-    client.delete(DEFAULT_QUEUE)
-    # As the web tier publishes a burst: eight to a message, one message for each of the 4 threads.
-    worker.publish_batch(ids, Lane.DEFAULT, target=worker.configure(fstack.settings, Celery("lanes-test")))
-    assert len(queued_messages(client, DEFAULT_QUEUE)) == 4
-    made_before = fake_jira.calls.count("POST", JIRA_CREATE)
-    process = fstack.start_worker("lanes-batches", jira_max_rps=4, rate_limit_max_wait_seconds=2)
-    # Every thread is past the first create of its batch.
-    wait_for(lambda: fake_jira.calls.count("POST", JIRA_CREATE) - made_before >= 5, 120,
-             what="the batches under way")
-    fake_sentry.person_resolve(first["id"])
-    wait_for(lambda: (fake_jira.issue(key) or {}).get("status") == "Done", 120, what="the ticket Done")
-    made_by_then = fake_jira.calls.count("POST", JIRA_CREATE) - made_before
-    # Behind whole batches, it would have come after one ended: 29 creates or more, all four
-    # threads going at once.
-    assert made_by_then <= len(storm) - 10, made_by_then
-    assert "a status change is waiting: handing back" in process.output()
+    # Tickets, not create calls: a storm's tickets may be filed alone or in bulk (syncer.sync.filing).
+    made_by_then = sum(1 for issue in storm if tickets_for(fake_jira, issue["id"]))
+    assert made_by_then <= len(storm) - 10  # ten tickets or more still to come when it moved
     for issue in storm:
         wait_linked(engine, issue["id"], timeout=240)
     wait_all_finished(engine, timeout=60)
