@@ -37,7 +37,7 @@ from syncer.store.advisory import advisory_lock
 
 log = logging.getLogger(__name__)
 
-LINK_LOCK_EXPIRY_SECONDS = 60  # a holder that dies frees the link after this
+LINK_LOCK_EXPIRY_SECONDS = 60.0  # the default of `link_lock_seconds`
 LINK_LOCK_WAIT_SECONDS = 10
 RUN_LOCK_KEY = "syncer:reconcile:lock"
 # Renewed after every page of links: a run that dies frees the lock within this.
@@ -64,16 +64,19 @@ class LockStores(Protocol):
 
 
 def link_lock(
-    stores: LockStores, link_id: int, *, wait: float = LINK_LOCK_WAIT_SECONDS
+    stores: LockStores, link_id: int, *, wait: float = LINK_LOCK_WAIT_SECONDS,
+    expiry: float = LINK_LOCK_EXPIRY_SECONDS,
 ) -> AbstractContextManager[Renew]:
-    """Hold link `link_id`'s lock, waiting up to `wait` seconds for another holder to let go."""
+    """Hold link `link_id`'s lock, waiting up to `wait` seconds for another holder to let go;
+    `expiry`: how long after its last renewal a holder that died still holds it
+    (`SYNCER_LINK_LOCK_SECONDS`)."""
     return _hold(
         stores,
         _Lock(
             name=f"lock for link {link_id}",
             redis_key=f"syncer:link:{link_id}",
             advisory=(_LINK_CLASS, link_id),
-            expiry_seconds=LINK_LOCK_EXPIRY_SECONDS,
+            expiry_seconds=expiry,
             refusal=lambda _holder: f"link {link_id} is busy in another worker",
         ),
         wait=wait,
@@ -136,7 +139,7 @@ class _Lock:
     name: str  # in errors and logs
     redis_key: str
     advisory: tuple[int, int]
-    expiry_seconds: int
+    expiry_seconds: float
     refusal: Callable[[str], str]  # the Busy message, given who holds the lock
 
 

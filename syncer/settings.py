@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     sweep_every_seconds: float = Field(default=15.0, gt=0)
     # A ticket-creation claim not renewed for this long is presumed dead (its worker was killed).
     claim_ttl_seconds: float = Field(default=90.0, gt=0)
+    # A link's lock (status changes, repairs) not renewed for this long is presumed dead: the next
+    # worker waits this long after a killed one. Renewed between calls, so it must outlast one call.
+    link_lock_seconds: float = Field(default=60.0, gt=0)
     # `syncer worker` processes, each a Celery worker of threads; "auto": one per CPU (one process
     # is held to one core by its GIL). `syncer worker --processes` overrides it.
     worker_processes: str = "auto"
@@ -133,7 +136,7 @@ class Settings(BaseSettings):
             raise ValueError('must be "auto" or a whole number of at least 1')
         return value
 
-    @field_validator("claim_ttl_seconds")
+    @field_validator("claim_ttl_seconds", "link_lock_seconds")
     @classmethod
     def _claim_outlives_one_call(cls, value: float, info: ValidationInfo) -> float:
         # The claim is renewed just before the create call. Were it to expire while that call waits

@@ -268,7 +268,8 @@ def test_worker_killed_during_a_jira_transition_transitions_once(
     answer held back): the next worker goes on from In Progress, and no step is taken twice."""
     if workflow == "strict":
         fake_jira.set_workflow("PAY", "strict")
-    fstack.start_worker("doomed-worker", http_read_timeout=8, claim_ttl_seconds=12, task_max_retries=30)
+    fstack.start_worker("doomed-worker", http_read_timeout=8, claim_ttl_seconds=12, link_lock_seconds=12,
+                        task_max_retries=30)
     issue = fake_sentry.file_issue(project="billing-api", title="resolved while the worker dies")
     link = wait_linked(engine, issue["id"])
     key = link.jira_key
@@ -282,8 +283,9 @@ def test_worker_killed_during_a_jira_transition_transitions_once(
     assert fstack.worker is not None
     fstack.worker.kill()
 
-    fstack.start_worker("reborn-worker", http_read_timeout=8, claim_ttl_seconds=12, task_max_retries=30)
-    # The dead worker's lock on the link must lapse first (syncer.locks.LINK_LOCK_EXPIRY_SECONDS).
+    fstack.start_worker("reborn-worker", http_read_timeout=8, claim_ttl_seconds=12, link_lock_seconds=12,
+                        task_max_retries=30)
+    # The dead worker's lock on the link must lapse first (`link_lock_seconds`).
     rows = wait_all_finished(engine, timeout=150)
     assert all(r.state in (DeliveryState.DONE, DeliveryState.IGNORED) for r in rows), [
         (r.id, r.state, r.last_error) for r in rows

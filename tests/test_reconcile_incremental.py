@@ -8,6 +8,7 @@ where the window's start decides (the fakes run in this process, so they see the
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from freezegun import freeze_time
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from syncer.fakes.base import Fault
 from syncer.fakes.jira import FakeJira
 from syncer.fakes.sentry import FakeSentry
 from syncer.policy import Policy, ReconcilePolicy, Team
@@ -164,6 +166,61 @@ def test_a_change_older_than_the_window_is_caught_by_the_full_pass_within_its_cy
         seen.append((report.repaired, fake_sentry.issue(missed.sentry_id)["status"]))
 
     assert seen == [(0, "unresolved"), (0, "unresolved"), (1, "resolved")]
+
+
+def test_a_failed_change_read_leaves_the_window_where_it_was(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira, tmp_path: Path
+) -> None:
+    pairs = seed_quiet(engine, fake_sentry, fake_jira, 20)
+    gap = pairs[10]  # outside either run's slice: only a change read can find it
+    # Closed in Jira eight minutes ago, its webhook lost: inside the window the last run left (ten
+    # minutes ago, less the margin), outside one that began at the failed run's start.
+    fake_jira.clock_skew -= 480
+    try:
+        fake_jira.person_transition(gap.key, "Done")
+    finally:
+        fake_jira.clock_skew += 480
+    policy = tmp_path / "policy.toml"
+    policy.write_text(ONLY_EXISTING_PROJECTS)
+    runtime = Runtime(rt.settings.model_copy(update={"config": policy}))
+    before = cursors.load(engine).changes_read_at
+    assert before is not None
+    # Jira refuses the change search once (the run's first search), as it does a query it cannot run.
+    fake_jira.faults.append(Fault("POST", r"/search", status=400, times=1))
+
+    failed = reconcile.run(runtime)
+
+    assert not failed.ok and any("could not read Jira's tickets" in e for e in failed.errors)
+    assert failed.repaired == 0 and fake_sentry.issue(gap.sentry_id)["status"] == "unresolved"
+    assert cursors.load(engine).changes_read_at == before  # the slice moved on; the window did not
+
+    with freeze_time(utcnow() + timedelta(minutes=10), tick=True):
+        retried = reconcile.run(runtime)
+
+    assert retried.scope.changes_since == before - SAFETY_MARGIN
+    assert retried.ok and retried.repaired == 1 and retried.scope.changed_in_jira == 1
+    assert fake_sentry.issue(gap.sentry_id)["status"] == "resolved"
+    assert cursors.load(engine).changes_read_at == retried.started_at
+
+
+def test_a_project_jira_lacks_is_left_out_of_the_change_search_with_a_warning(
+    rt: Runtime, engine: Engine, fake_sentry: FakeSentry, fake_jira: FakeJira,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The service policy files into FRM and SQD too, which this Jira does not have.
+    lacking = {"FRM", "SQD"}
+    assert lacking <= set(jira_projects(rt.policy)) and not lacking & set(fake_jira._state.projects)
+    pairs = seed_quiet(engine, fake_sentry, fake_jira, 20)
+    fake_jira.person_transition(pairs[10].key, "Done")
+
+    with caplog.at_level(logging.WARNING, logger="syncer.jira.client"):
+        report = reconcile.run(rt)
+
+    assert report.ok and report.repaired == 1 and report.scope.changed_in_jira == 1
+    warned = " ".join(r.getMessage() for r in caplog.records if r.name == "syncer.jira.client")
+    assert "Jira knows no project FRM" in warned and "no project SQD" in warned and "policy" in warned
+    assert "no project PAY" not in warned and "no project OPS" not in warned
+    assert not any("trying again" in r.getMessage() for r in caplog.records)  # a 400 is not retried
 
 
 def test_a_full_run_reads_every_link_and_leaves_the_pass_where_it_is(

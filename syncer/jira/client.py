@@ -25,6 +25,7 @@ import base64
 import dataclasses
 import email.utils
 import json
+import logging
 import re
 import threading
 import time
@@ -87,6 +88,9 @@ WORKFLOW_CACHE_SECONDS = 600.0  # how long what was seen of a workflow is truste
 # within this, and sooner after Jira refuses a create for its fields (the entry is dropped then).
 CREATE_META_TTL_SECONDS = 900.0
 CREATE_META_MAX_PAGES = 50  # a runaway paging guard: 2,500 fields or issue types
+
+log = logging.getLogger(__name__)
+
 _REF = re.compile(r"^(?:\d+|[A-Za-z][A-Za-z0-9_]*-\d+)$")
 _UNKNOWN_PROJECT = re.compile(r"The value '([^']+)' does not exist for the field 'project'", re.IGNORECASE)
 _UNKNOWN_ISSUE = re.compile(
@@ -667,6 +671,9 @@ class JiraClient:
                 left = [p for p in remaining if p not in unknown]
                 if len(left) == len(remaining):
                     raise
+                # Not a fault to retry: the policy names a project no ticket can be filed in.
+                log.warning("Jira knows no project %s (or hides it from us): the change search leaves it "
+                            "out; check the policy's jira_project values", ", ".join(sorted(unknown)))
                 remaining = left
         return []
 

@@ -252,29 +252,40 @@ def issues_with_links(engine: Engine, issue_ids: Sequence[str]) -> set[str]:
 def active_for_tickets(engine: Engine, jira_issue_ids: Sequence[str]) -> list[LinkRecord]:
     """The active links of these tickets (by Jira id), in id order: what a change on Jira's side
     touches (an incremental reconcile)."""
-    return _active_where(engine, _ACTIVE_FOR_TICKETS, jira_issue_ids)
+    return _active_where(engine, _FOR_TICKETS, jira_issue_ids)
 
 
 def active_for_issues(engine: Engine, sentry_issue_ids: Sequence[str]) -> list[LinkRecord]:
     """The active links of these Sentry issues, in id order."""
-    return _active_where(engine, _ACTIVE_FOR_ISSUES, sentry_issue_ids)
+    return _active_where(engine, _FOR_ISSUES, sentry_issue_ids)
 
 
 def _active_where(engine: Engine, statement: Any, ids: Sequence[str]) -> list[LinkRecord]:
+    # The state is checked here, not in SQL: nearly every link is active, and a planner without
+    # statistics (SQLite never gathers them unless told; PostgreSQL until autovacuum's first ANALYZE
+    # after a bulk load) takes `state = 'active'` for a selective index and reads every link.
     if not ids:
         return []
     with reading(engine) as connection:
-        return [_link(row) for row in connection.execute(statement, {"b_ids": list(ids)}).mappings()]
+        rows = connection.execute(statement, {"b_ids": list(ids)}).mappings()
+        return [_link(row) for row in rows if row["state"] == LinkState.ACTIVE]
 
 
-def active_changed_page(engine: Engine, *, since: datetime, after: int, size: int) -> list[LinkRecord]:
-    """Active links whose row changed at or after `since` (a webhook applied, a repair made), a
-    keyset page by id as `active_page`."""
+def changed_since(engine: Engine, since: datetime) -> list[int]:
+    """Ids of the links whose row changed at or after `since` (a webhook applied, a repair made),
+    in id order: read from the `updated_at` index alone, so the cost follows the changes, not the
+    table (with an `ORDER BY id LIMIT` a planner walks the primary key instead, through every link)."""
     with reading(engine) as connection:
-        rows = connection.execute(
-            _ACTIVE_CHANGED, {"b_since": since, "b_after": after, "b_size": size}
-        ).mappings()
-        return [_link(row) for row in rows]
+        return sorted(connection.execute(_CHANGED_SINCE, {"b_since": since}).scalars())
+
+
+def active_by_ids(engine: Engine, link_ids: Sequence[int]) -> list[LinkRecord]:
+    """The active ones of these links, in id order."""
+    if not link_ids:
+        return []
+    with reading(engine) as connection:
+        rows = connection.execute(_BY_IDS, {"b_ids": list(link_ids)}).mappings()
+        return [_link(row) for row in rows if row["state"] == LinkState.ACTIVE]
 
 
 # --- claims ---------------------------------------------------------------------------------------
@@ -567,28 +578,12 @@ _IDLE_CLAIMS = (
     .order_by(_links.c.id)
     .limit(bindparam("b_size"))
 )
-_ACTIVE_FOR_TICKETS = (
-    select(_links)
-    .where(_links.c.state == LinkState.ACTIVE, _links.c.jira_issue_id.in_(bindparam("b_ids", expanding=True)))
-    .order_by(_links.c.id)
-)
-_ACTIVE_FOR_ISSUES = (
-    select(_links)
-    .where(
-        _links.c.state == LinkState.ACTIVE, _links.c.sentry_issue_id.in_(bindparam("b_ids", expanding=True))
-    )
-    .order_by(_links.c.id)
-)
-_ACTIVE_CHANGED = (
-    select(_links)
-    .where(
-        _links.c.state == LinkState.ACTIVE,
-        _links.c.updated_at >= bindparam("b_since"),
-        _links.c.id > bindparam("b_after"),
-    )
-    .order_by(_links.c.id)
-    .limit(bindparam("b_size"))
-)
+_FOR_TICKETS = select(_links).where(_links.c.jira_issue_id.in_(bindparam("b_ids", expanding=True)))
+_FOR_TICKETS = _FOR_TICKETS.order_by(_links.c.id)
+_FOR_ISSUES = select(_links).where(_links.c.sentry_issue_id.in_(bindparam("b_ids", expanding=True)))
+_FOR_ISSUES = _FOR_ISSUES.order_by(_links.c.id)
+_CHANGED_SINCE = select(_links.c.id).where(_links.c.updated_at >= bindparam("b_since"))
+_BY_IDS = select(_links).where(_links.c.id.in_(bindparam("b_ids", expanding=True))).order_by(_links.c.id)
 _WITH_LINKS = select(_links.c.sentry_issue_id).where(
     _links.c.sentry_issue_id.in_(bindparam("b_ids", expanding=True)), _links.c.state != LinkState.PENDING
 )

@@ -124,7 +124,7 @@ def on_jira_issue_updated(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
     if status_item is None and assignee_item is None and not moved:
         return Outcome.ignore("not a status, assignee or project change")
     own_echo = bool(event.user_id) and event.user_id == rt.jira.bot_account_id()
-    with link_lock(rt, link.id):
+    with link_lock(rt, link.id, expiry=rt.settings.link_lock_seconds):
         fresh = links.load(rt.engine, link.id)
         if fresh is None or fresh.state != LinkState.ACTIVE:
             return Outcome.ignore(f"the link of {ticket.key} is {fresh.state if fresh else 'gone'} now")
@@ -146,7 +146,7 @@ def on_jira_issue_deleted(rt: Runtime, event: JiraEvent, cause: str) -> Outcome:
     link = links.active_for_ticket(rt.engine, ticket.id)
     if link is None:
         return Outcome.ignore(f"ticket {ticket.key or ticket.id} is not linked to a Sentry issue")
-    with link_lock(rt, link.id):
+    with link_lock(rt, link.id, expiry=rt.settings.link_lock_seconds):
         fresh = links.load(rt.engine, link.id)
         if fresh is None or fresh.state != LinkState.ACTIVE:
             return Outcome.ignore(f"the link of {ticket.key} is {fresh.state if fresh else 'gone'} already")

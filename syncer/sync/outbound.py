@@ -65,7 +65,7 @@ def on_sentry_assigned(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
 def assign_ticket(rt: Runtime, link: LinkRecord, email: str, reason: str, *, cause: str) -> Outcome:
     """Assign the link's ticket to the person with this e-mail (their Jira account through [people]
     or Jira's own search), once Sentry's issue is theirs."""
-    with link_lock(rt, link.id):
+    with link_lock(rt, link.id, expiry=rt.settings.link_lock_seconds):
         fresh = _active(rt, link)
         if fresh is None:
             return Outcome.ignore("the link is no longer active")
@@ -110,7 +110,7 @@ def on_sentry_status(rt: Runtime, event: SentryEvent, cause: str) -> Outcome:
     early = status.triage_outbound(event.action, known=link, own_echo=own_echo, event_at=None)
     if early is not None:
         return Outcome.ignore(early.reason)
-    with link_lock(rt, link.id):
+    with link_lock(rt, link.id, expiry=rt.settings.link_lock_seconds):
         fresh = _active(rt, link)
         if fresh is None:
             return Outcome.ignore("the link is no longer active")

@@ -387,7 +387,7 @@ def _resolve(rt: Runtime, record: messages.MessageRecord, act: SlackAct, cause: 
         raise TransientError(f"a ticket for sentry issue {issue_id} is being created", retry_after=5.0)
     if link is not None and link.state == LinkState.ACTIVE and link.jira_issue_id:
         # Sentry echoes our change as our own, which outbound leaves alone: the ticket is closed here.
-        with link_lock(rt, link.id):
+        with link_lock(rt, link.id, expiry=rt.settings.link_lock_seconds):
             fresh = links.load(rt.engine, link.id)
             if fresh is not None and fresh.state == LinkState.ACTIVE and fresh.jira_issue_id:
                 ticket = rt.jira.get_ticket(fresh.jira_issue_id)

@@ -45,7 +45,8 @@ def repair(
     skipped (the next run looks again)."""
     with ExitStack() as held:
         try:
-            held.enter_context(link_lock(rt, seen.id, wait=REPAIR_LOCK_WAIT_SECONDS))
+            held.enter_context(link_lock(rt, seen.id, wait=REPAIR_LOCK_WAIT_SECONDS,
+                                         expiry=rt.settings.link_lock_seconds))
         except Busy as exc:
             # Ordinary traffic: a webhook's handler is applying a change to this link right now.
             # Not a failure (whoever pages on reconcile's exit status must not be woken by it).

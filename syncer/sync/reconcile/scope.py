@@ -115,10 +115,8 @@ class Scope:
             wanted.update((link.id, link) for link in links.active_for_tickets(self.rt.engine, chunk))
         for chunk in _chunks(sorted(issues), LOOKUP_CHUNK):
             wanted.update((link.id, link) for link in links.active_for_issues(self.rt.engine, chunk))
-        after = 0
-        while page := links.active_changed_page(self.rt.engine, since=since, after=after, size=size):
-            after = page[-1].id
-            for link in page:
+        for ids in _chunks(links.changed_since(self.rt.engine, since), LOOKUP_CHUNK):
+            for link in links.active_by_ids(self.rt.engine, ids):
                 if link.id not in wanted:
                     scope.changed_here += 1
                     wanted[link.id] = link
