@@ -1,5 +1,5 @@
 """Every benchmark, one command, one table: intake, end to end, lanes (status changes mid-storm),
-reconcile, memory.
+storm (a release's new issues under the rate limits), reconcile, memory.
 
     .venv/bin/python -m bench.run                  # the figures in docs/benchmarks.md, SQLite and PostgreSQL
     .venv/bin/python -m bench.run --databases sqlite   # one column
@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import e2e, intake, lanes, memory, stack
+from bench import e2e, intake, lanes, memory, stack, storm
 
-SECTIONS = ("intake", "e2e", "e2e2", "lanes", "reconcile", "memory")
+SECTIONS = ("intake", "e2e", "e2e2", "lanes", "storm", "reconcile", "memory")
 RECONCILE_SCRIPT = Path(__file__).resolve().parent / "reconcile.py"
 
 
@@ -201,6 +201,14 @@ def rows(results: dict[str, Any], database: str = "sqlite") -> list[Row]:
                      f"{r['status_p50_s']:.2f} / {r['status_p99_s']:.2f} / {r['status_max_s']:.2f} s "
                      f"(storm {r['storm_s']:.0f} s, {r['storm_tickets_per_s']:.1f} tickets/s)",
                      f"p99 <= {lanes.TARGET_SECONDS:g} s", _mark(r["within_target"])))
+    if "storm" in results:
+        r = results["storm"]
+        rows.append(("storm", f"{r['issues']:,} new issues at SYNCER_JIRA_MAX_RPS={r['jira_max_rps']:g}: "
+                     "last ticket / all linked, beside the floor (each side's calls / its rate)",
+                     f"{r['last_ticket_s']:.1f} / {r['all_linked_s']:.1f} s, floor {r['floor_s']:.1f} s; "
+                     f"Jira {r['jira_calls_per_ticket']:.2f}, Sentry {r['sentry_calls_per_ticket']:.2f} "
+                     "calls/ticket",
+                     f"within {storm.WITHIN:.0%} of the floor", _mark(r["within_target"])))
     if "memory" in results:
         r = results["memory"]
         rows.append(("memory", f"worker peak RSS after {r['step']:,} / {r['events']:,} events, all "
@@ -291,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    1 if args.smoke else args.e2e_rounds, log=log),
         "lanes": lambda db: lanes.run(dataclasses.replace(lanes.SMOKE if args.smoke else lanes.Settings(),
                                                           database=db), log=log),
+        "storm": lambda db: storm.run(dataclasses.replace(storm.SMOKE if args.smoke else storm.Settings(),
+                                                          database=db), log=log),
         "memory": lambda db: memory.run(
             20 if args.smoke else args.memory_events, 10 if args.smoke else 1000, database=db, log=log),
     }
@@ -350,6 +360,8 @@ def _correct(results: dict[str, Any]) -> bool:
             ok &= results[name]["complete"] and results[name]["duplicates_total"] == 0
     if "lanes" in results:
         ok &= results["lanes"]["complete"]
+    if "storm" in results:
+        ok &= results["storm"]["complete"]
     if "memory" in results:
         ok &= results["memory"]["all_linked"]
     return bool(ok)

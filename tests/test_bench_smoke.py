@@ -55,6 +55,11 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path: Path) -> None:
     assert lanes["complete"], lanes["samples"]
     assert len(lanes["samples"]) == 3
 
+    storm = results["storm"]
+    assert storm["complete"], storm
+    assert storm["jira_bulk_creates"] >= 1
+    assert storm["sentry_calls_per_ticket"] == 1.0
+
     reconcile = results["reconcile"]
     assert reconcile["available"], reconcile.get("why")
 
