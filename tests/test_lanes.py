@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -210,4 +211,57 @@ def test_a_resolve_sent_during_a_backlog_of_creates_is_done_before_the_backlog_d
     assert letters(engine) == []
     for issue in storm:
         assert len(tickets_for(fake_jira, issue["id"])) == 1
+    fstack.stop_worker()
+
+
+JIRA_COMMENT = r"^/rest/api/2/issue/[^/]+/comment$"
+
+
+@pytest.mark.slow
+def test_a_batch_of_comments_gives_way_to_a_waiting_status_change(
+    fstack: FaultStack, fake_sentry: FakeSentry, fake_jira: FakeJira, engine: Engine, policy_path: Path,
+    tmp_path: Path,
+) -> None:
+    """Every thread holding a message of eight deliveries (Sentry notes copied to Jira here: a storm
+    of new issues is gathered for a bulk create instead), each waiting for its turns: the resolve is
+    taken when a thread ends the delivery it is on, not when a whole message ends."""
+    policy = tmp_path / "syncer.toml"
+    policy.write_text(policy_path.read_text() + "\n[comments]\nto_jira = true\n")
+    limits = {"jira_max_rps": 4, "rate_limit_max_wait_seconds": 2, "config": policy}
+    fstack.start_worker("lanes-batches", **limits)
+    first, *noted = (fake_sentry.file_issue(project="billing-api", title=f"lanes: batches {n}")
+                     for n in range(9))
+    key = wait_linked(engine, first["id"], timeout=60).jira_key
+    for issue in noted:
+        wait_linked(engine, issue["id"], timeout=60)
+    wait_all_finished(engine)
+    fstack.stop_worker()
+    client = fstack.redis()
+    for n in range(4):
+        for issue in noted:
+            fake_sentry.person_comment(issue["id"], f"lanes: note {n}")
+    ids = wait_for(lambda: (lambda found: found if len(found) == 4 * len(noted) else None)(
+        [r.id for r in rows(engine, "sentry", "created") if r.resource == "comment"]), 30,
+        what="the notes stored")
+    wait_for(lambda: set(ids) <= set(delivery_ids(client, DEFAULT_QUEUE)), 30, what="the notes published")
+    client.delete(DEFAULT_QUEUE)
+    # As the web tier publishes a burst: eight to a message, one message for each of the 4 threads.
+    worker.publish_batch(ids, Lane.DEFAULT, target=worker.configure(fstack.settings, Celery("lanes-test")))
+    assert len(queued_messages(client, DEFAULT_QUEUE)) == 4
+    posted_before = fake_jira.calls.count("POST", JIRA_COMMENT)
+    process = fstack.start_worker("lanes-batches", **limits)
+    # Every thread is past the first delivery of its message.
+    wait_for(lambda: fake_jira.calls.count("POST", JIRA_COMMENT) - posted_before >= 5, 120,
+             what="the messages under way")
+    fake_sentry.person_resolve(first["id"])
+    wait_for(lambda: (fake_jira.issue(key) or {}).get("status") == "Done", 120, what="the ticket Done")
+    posted_by_then = fake_jira.calls.count("POST", JIRA_COMMENT) - posted_before
+    # A thread gave its message's rest back for it; behind whole messages, it would have come after
+    # one ended, with most of the notes copied.
+    assert "a status change is waiting: handing back" in process.output()
+    assert posted_by_then <= len(ids) - 8, posted_by_then
+    wait_all_finished(engine, timeout=120)
+    assert letters(engine) == []
+    for issue in noted:
+        assert len(fake_jira.comments(tickets_for(fake_jira, issue["id"])[0]["key"])) == 4
     fstack.stop_worker()
