@@ -10,7 +10,8 @@ their turns at Jira's rate limit. So every delivery belongs to one lane:
 - `Lane.DEFAULT`: creates and everything else.
 
 Each lane is a broker queue of its own (`queue_for`); `syncer worker` consumes both, the status
-queue first (`syncer.worker.app`). The lane also rides along while a delivery is handled
+queue first, and a message of several creates gives way between them to a waiting status change
+(`syncer.worker.app`). The lane also rides along while a delivery is handled
 (`handling`): the shared rate limiter keeps a share of each API's rate for the status lane, so a
 status call finds a turn within about one interval of that share (`syncer.ratelimit`).
 

@@ -52,12 +52,16 @@ class Turns:
                            status_share=SHARE, sleep=self._sleep)
 
     def _sleep(self, wait: float) -> None:
-        self._wait.value = (time.time() + wait, wait)
+        self._wait.value = wait
         time.sleep(wait)  # the turn itself, as a worker thread waits for it
 
     def take(self, limiter: RateLimiter, lane: Lane) -> float:
         """One call's turn in `lane`; its wait, or -1 when refused (the refusal is waited out)."""
-        self._wait.value = None
+        self._wait.value = 0.0
+        # The turn's moment as Redis set it is a little after this (the script's own clock): taken
+        # before, a turn is never counted later than it came, so a window never holds more than the
+        # limiter granted in it (and a wider one by less than an interval).
+        asked = time.time()
         try:
             limiter.before("POST", f"{self.base_url}{URL}")
         except Throttled as refused:
@@ -65,7 +69,8 @@ class Turns:
                 self.throttled += 1
             time.sleep(refused.retry_after or 0.0)  # queued again for then, as a delivery is
             return -1.0
-        at, wait = self._wait.value or (time.time(), 0.0)
+        wait = self._wait.value
+        at = asked + wait
         with self.lock:
             self.granted.append((at, wait, lane))
             self.lock.notify_all()
@@ -147,18 +152,19 @@ def test_the_default_lane_never_books_the_status_bucket_ahead(redis_client: redi
     waits: list[float] = []
     shared = RateLimiter(redis_client, service="jira", base_url=host, max_rps=RATE, max_wait=10.0,
                          status_share=SHARE, sleep=waits.append)
+    started = time.monotonic()
     for _ in range(40):  # a storm's creates, booked far ahead (nothing sleeps here)
         shared.before("POST", f"{host}{URL}")
     # The first two go at once (the default turn, then the free status turn: no sleep at all); the
-    # rest book the default bucket only, one default interval apart.
-    assert len(waits) == 38 and waits[0] == pytest.approx(DEFAULT_S, abs=0.003), waits[:3]
-    assert waits[-1] == pytest.approx(38 * DEFAULT_S, abs=0.01)
+    # rest book the default bucket only, one default interval apart (less the time these calls took).
+    assert len(waits) == 38 and all(wait <= (n + 1) * DEFAULT_S + 0.002 for n, wait in enumerate(waits))
+    assert waits[-1] >= 38 * DEFAULT_S - (time.monotonic() - started) - 0.002, waits[-1]
     with lanes.handling(Lane.STATUS):
         shared.before("POST", f"{host}{URL}/OPS-1/transitions")
     assert waits[-1] <= STATUS_S + 0.002  # behind the one status turn the storm took, not behind 38
     # Outside any delivery (a reconcile run, a command) calls draw as the default lane does.
     shared.before("GET", f"{host}{URL}/OPS-1")
-    assert waits[-1] == pytest.approx(39 * DEFAULT_S, abs=0.01)
+    assert STATUS_S < waits[-1] <= 39 * DEFAULT_S + 0.002
 
 
 def test_a_burst_of_status_changes_takes_default_turns_too_when_they_are_sooner(

@@ -169,7 +169,13 @@ def process_deliveries(delivery_ids: list[int]) -> list[str]:
     an issue's `created` and `resolved` that arrive together are handled in that order.
 
     A delivery that must wait (backoff, the database out of reach) goes back to the queue as a
-    message of its own, so the rest do not wait with it; a redelivered batch skips what is done."""
+    message of its own, so the rest do not wait with it; a redelivered batch skips what is done.
+
+    A default-lane batch gives way to the status lane: in a storm every thread holds a batch whose
+    creates each wait seconds for their turns at the rate limit, so a status change would wait for a
+    whole batch to end before any thread took it. When one is waiting in the broker, the deliveries
+    not yet started go back to the default queue in one message, and the thread takes the status
+    change (queues are served status first)."""
     from syncer.sync.deliveries import StepState, process
 
     rt = _runtime()
@@ -178,6 +184,10 @@ def process_deliveries(delivery_ids: list[int]) -> list[str]:
     for n, delivery_id in enumerate(delivery_ids):
         if _shutting_down.is_set():
             _hand_back(delivery_ids[n:], lane)
+            states += [StepState.RETRY] * (len(delivery_ids) - n)
+            break
+        if n and lane is Lane.DEFAULT and _status_waiting():
+            _give_way(delivery_ids[n:])
             states += [StepState.RETRY] * (len(delivery_ids) - n)
             break
         try:
@@ -225,6 +235,32 @@ def _hand_back(delivery_ids: Sequence[int], lane: Lane) -> None:
              deliveries=list(delivery_ids))
     for delivery_id in delivery_ids:
         _later(delivery_id, 0, lane)
+
+
+def _status_waiting() -> bool:
+    """Whether a status change waits in the broker for a thread. A broker that cannot say (down, a
+    queue never declared) says no: the batch goes on as it would have."""
+    try:
+        with app.pool.acquire(block=True, timeout=2) as connection:
+            # A passive declare is kombu's count of a queue's messages, on every transport; it
+            # refuses a queue with no key at all (Redis drops an empty list): none waiting.
+            return bool(connection.default_channel.queue_declare(
+                queue=lanes.queue_for(Lane.STATUS), passive=True).message_count)
+    except Exception:  # a look that fails must never stop the batch
+        return False
+
+
+def _give_way(delivery_ids: Sequence[int]) -> None:
+    """The rest of a default-lane batch, back in the default queue as one message, so that this thread
+    takes the status change waiting. If the broker does not take it, the rows stay queued and the
+    sweeper hands them out, as after any failed publish."""
+    log.info("a status change is waiting: handing back %s deliveries not started", len(delivery_ids),
+             deliveries=list(delivery_ids))
+    try:
+        publish_batch(delivery_ids, Lane.DEFAULT)
+    except Exception as exc:  # the sweeper covers an unpublished row
+        log.warning("could not hand back %s deliveries (%s); the sweeper will", len(delivery_ids),
+                    type(exc).__name__)
 
 
 def _database_down(exc: Exception) -> bool:
