@@ -133,6 +133,27 @@ def test_overdue_finds_unfinished_rows_only(tmp_path: Path) -> None:
         assert session.get(Delivery, ids[1]).state == DeliveryState.QUEUED  # type: ignore[union-attr]
 
 
+def test_a_renewed_lease_keeps_a_long_jobs_rows_from_the_sweeper_and_other_takers(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
+    migrate.upgrade(engine)
+    ids = [
+        deliveries.store(engine, source="sentry", key=f"k{i}", resource="r", action="a", payload=b"{}")
+        .delivery_id
+        for i in range(3)
+    ]
+    lease, start = timedelta(seconds=30), utcnow()
+    for delivery_id in ids[:2]:
+        assert deliveries.take(engine, delivery_id, lease=lease, now=start) is not None
+    deliveries.finish(engine, ids[1], ignored=False, outcome="done")
+    renewed = start + timedelta(seconds=25)
+    deliveries.renew_leases(engine, ids, now=renewed)  # a finished or untaken row is left as it is
+    past_first_lease = start + timedelta(seconds=40)
+    assert deliveries.overdue(engine, grace=lease, now=past_first_lease) == [ids[2]]
+    assert deliveries.take(engine, ids[0], lease=lease, now=past_first_lease) is None
+    past_renewal = renewed + timedelta(seconds=31)
+    assert sorted(deliveries.overdue(engine, grace=lease, now=past_renewal)) == [ids[0], ids[2]]
+
+
 def test_finished_deliveries_are_pruned_after_retention(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
     migrate.upgrade(engine)

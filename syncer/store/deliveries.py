@@ -480,6 +480,20 @@ def kinds(engine: Engine, ids: Sequence[int]) -> dict[int, Kind]:
     return {int(row[0]): Kind(row[1], row[2], row[3], row[4] or "") for row in rows}
 
 
+def renew_leases(engine: Engine, ids: Sequence[int], *, now: datetime | None = None) -> None:
+    """Deliveries still being worked on, as one long job (a bulk filer's batch): their leases run
+    from now, so the sweeper does not hand them to another worker while the job goes on."""
+    if not ids:
+        return
+    now = now or utcnow()
+    with one_statement(engine) as connection:
+        connection.execute(
+            update(Delivery)
+            .where(col(Delivery.id).in_(list(ids)), col(Delivery.state) == DeliveryState.PROCESSING)
+            .values(started_at=now)
+        )
+
+
 def touch(engine: Engine, ids: Sequence[int], *, now: datetime | None = None) -> None:
     """Re-enqueued by the sweeper: due again from now, so it is not swept twice in a row."""
     now = now or utcnow()

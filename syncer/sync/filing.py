@@ -106,14 +106,23 @@ def file_batch(rt: Runtime, ids: list[int], later: Later) -> int:
         _search_and_choose(rt, claimed, later)
     creating = [item for item in claimed if item.draft is not None and not item.settled]
     if creating:
+        _renew_leases(rt, items)
         _create(rt, creating, later)
     linked = [item for item in items if item.link is not None and not item.settled]
+    _renew_leases(rt, linked)
     with ThreadPoolExecutor(BACKLINK_THREADS, thread_name_prefix="backlinks") as pool:
         for item in linked:
             pool.submit(contextvars.copy_context().run, _guarded, rt, item, later, partial(_finish, rt, item))
     log.info("bulk filer: %s deliveries, %s tickets created in one bulk create, %s linked",
              len(items), len(creating), len(linked))
     return len(items)
+
+
+def _renew_leases(rt: Runtime, items: list[_Item]) -> None:
+    """A batch's phases wait their turns at Jira's rate: the rows still to be settled keep their
+    leases, or the sweeper would hand them out again mid-batch (their claims would keep that safe,
+    at the price of their back-link calls made twice)."""
+    inbox.renew_leases(rt.engine, [item.delivery.id for item in items if not item.settled])
 
 
 def _plan(rt: Runtime, item: _Item) -> None:
