@@ -116,14 +116,20 @@ def test_a_late_ignored_does_not_hide_the_done_of_the_attempt_that_did_the_work(
     assert row is not None and row.state == DeliveryState.DONE and row.outcome == "created PAY-2"
 
 
-def test_overdue_finds_unfinished_rows_only(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'o.db'}")
+def stored(tmp_path: Path, count: int) -> tuple[Engine, list[int]]:
+    """A migrated SQLite database holding `count` deliveries, just received."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'inbox.db'}")
     migrate.upgrade(engine)
     ids = [
         deliveries.store(engine, source="sentry", key=f"k{i}", resource="r", action="a", payload=b"{}")
         .delivery_id
-        for i in range(4)
+        for i in range(count)
     ]
+    return engine, ids
+
+
+def test_overdue_finds_unfinished_rows_only(tmp_path: Path) -> None:
+    engine, ids = stored(tmp_path, 4)
     deliveries.finish(engine, ids[0], ignored=True, outcome="")
     deliveries.postpone(engine, ids[1], until=utcnow() + timedelta(minutes=10), error="429")
     later = utcnow() + timedelta(seconds=40)
@@ -134,13 +140,7 @@ def test_overdue_finds_unfinished_rows_only(tmp_path: Path) -> None:
 
 
 def test_a_renewed_lease_keeps_a_long_jobs_rows_from_the_sweeper_and_other_takers(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'l.db'}")
-    migrate.upgrade(engine)
-    ids = [
-        deliveries.store(engine, source="sentry", key=f"k{i}", resource="r", action="a", payload=b"{}")
-        .delivery_id
-        for i in range(3)
-    ]
+    engine, ids = stored(tmp_path, 3)
     lease, start = timedelta(seconds=30), utcnow()
     for delivery_id in ids[:2]:
         assert deliveries.take(engine, delivery_id, lease=lease, now=start) is not None
