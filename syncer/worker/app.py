@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -237,9 +238,23 @@ def _hand_back(delivery_ids: Sequence[int], lane: Lane) -> None:
         _later(delivery_id, 0, lane)
 
 
+# How often one worker process looks in the broker for a waiting status change between a batch's
+# deliveries: a look is a broker round trip and a pooled connection, dearer than a ticket's own
+# bookkeeping when every delivery pays it; one thread's look a moment is enough to give way.
+STATUS_LOOK_EVERY_SECONDS = 0.25
+_status_looked_at = [0.0]
+_status_look = threading.Lock()
+
+
 def _status_waiting() -> bool:
-    """Whether a status change waits in the broker for a thread. A broker that cannot say (down, a
-    queue never declared) says no: the batch goes on as it would have."""
+    """Whether a status change waits in the broker for a thread (looked at by one thread of this
+    process at most every `STATUS_LOOK_EVERY_SECONDS`; the others say no in between). A broker that
+    cannot say (down, a queue never declared) says no: the batch goes on as it would have."""
+    now = time.monotonic()
+    with _status_look:
+        if now - _status_looked_at[0] < STATUS_LOOK_EVERY_SECONDS:
+            return False
+        _status_looked_at[0] = now
     try:
         with app.pool.acquire(block=True, timeout=2) as connection:
             # A passive declare is kombu's count of a queue's messages, on every transport; it
